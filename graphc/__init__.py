@@ -1,0 +1,40 @@
+"""graphc: a just-in-time compiler for numeric Python.
+
+Trace NumPy-style code into a typed graph, optimize it, differentiate it as a
+graph transform, and run it as fused Numba kernels::
+
+    import numpy as np, graphc as gc
+
+    @gc.trace
+    def f(x, w):
+        return np.sum(np.tanh(x @ w), axis=1)
+
+    f(x, w)          # same numbers as NumPy, compiled on the first call
+    print(f.graph)   # the IR, one node per line with your file:line
+"""
+from graphc.errors import CompileError, ExportError, GraphcError, ShapeError, TraceError, VerifyError
+from graphc import ops as _ops  # registers every op  # noqa: F401
+from graphc.autodiff import grad, gradient, value_and_grad
+from graphc.interpret import interpret
+from graphc.runtime import TracedFunction, trace
+
+# NumPy-compatible functions that work on traced values and on plain arrays
+from graphc.ops.creation import arange, full, full_like, ones, ones_like, zeros, zeros_like
+from graphc.ops.elementwise import (
+    absolute, add, cast, clip, cos, divide, equal, exp, greater, greater_equal, iota, less,
+    less_equal, log, logical_and, logical_not, logical_or, logical_xor, maximum, minimum,
+    multiply, negative, not_equal, power, relu, sigmoid, sign, sin, sqrt, square, subtract,
+    tanh, where,
+)
+from graphc.ops.indexing import gather, one_hot, take, take_along_axis
+from graphc.ops.linalg import dot, matmul, outer
+from graphc.ops.nn import log_softmax, logsumexp, softmax, stop_gradient
+from graphc.ops.reduction import argmax, argmin, max, mean, min, prod, sum
+from graphc.ops.shape import (
+    broadcast_to, concatenate, expand_dims, ravel, reshape, squeeze, stack, swapaxes, transpose,
+)
+
+abs = absolute
+astype = cast
+
+__version__ = "0.1.0"

@@ -1,0 +1,188 @@
+"""Reverse-mode differentiation as a graph transform.
+
+``gradient(y, *xs)`` walks the graph being traced backwards from ``y`` and, for
+every node on a path from some x to y, calls its op's vjp rule. The rules are
+written with ordinary graphc functions, so the backward pass is made of plain
+nodes in the same graph: it compiles and fuses with the forward pass, and it can
+be differentiated again (higher-order gradients).
+"""
+from __future__ import annotations
+
+import inspect
+
+import numpy as np
+
+from graphc import pytree
+from graphc.errors import TraceError
+from graphc.ops import registry
+from graphc.ops.creation import zeros_like
+from graphc.ops.shape import broadcast_to, sum_to
+from graphc.trace import Tracer, user_line
+
+
+def _is_float(t) -> bool:
+    return t.dtype.startswith("float")
+
+
+def gradient(y, *xs):
+    """Gradients of the scalar ``y`` with respect to each of ``xs`` (traced values).
+
+    Returns one array per x (just the array for a single x); an x that ``y`` does
+    not depend on gets zeros. Only works inside a traced function.
+    """
+    if not isinstance(y, Tracer):
+        raise TraceError(f"gc.gradient needs a traced value to differentiate, got {type(y).__name__} "
+                         f"(at {user_line()}); call it inside a function compiled with gc.trace")
+    if y.shape != ():
+        raise TraceError(f"gc.gradient needs a scalar to differentiate, but y has shape {y.shape} "
+                         f"(at {user_line()}); reduce it first, e.g. with np.sum(y)")
+    if not xs:
+        raise TraceError(f"gc.gradient(y) needs at least one value to differentiate with respect to")
+    for k, x in enumerate(xs):
+        if not isinstance(x, Tracer) or x.builder is not y.builder:
+            raise TraceError(f"gc.gradient: argument {k + 1} is not a traced value of this trace "
+                             f"(at {user_line()}); differentiate with respect to inputs of the traced "
+                             f"function or values computed from them")
+        if not _is_float(x.value.type):
+            raise TraceError(f"gc.gradient: cannot differentiate with respect to argument {k + 1} of "
+                             f"dtype {x.dtype} (at {user_line()}); only floating-point values have gradients")
+    if not _is_float(y.value.type):
+        raise TraceError(f"gc.gradient: y has dtype {y.dtype}, which is not differentiable (at {user_line()})")
+    grads = backward(y, [x.value for x in xs])
+    out = [g if g is not None else zeros_like(x) for g, x in zip(grads, xs)]
+    return out[0] if len(out) == 1 else tuple(out)
+
+
+def backward(y: Tracer, wrt, seed=None) -> list:
+    """Cotangents of values ``wrt`` (None where y does not depend on them)."""
+    builder = y.builder
+    graph = builder.graph
+    nodes = list(graph.nodes)  # the backward nodes are appended while we walk
+    # only nodes on a path from some wrt value to y need a rule
+    reaches = set(wrt)
+    for node in nodes:
+        if any(v in reaches for v in node.inputs) and registry.get(node.op).differentiable:
+            reaches.update(node.outputs)
+    if y.value not in reaches:
+        return [None] * len(wrt)
+    cts = {y.value: seed if seed is not None else np.ones((), y.dtype)}
+
+    def tracer(v):
+        return Tracer(v, builder)
+
+    wanted = set(wrt)
+    found = {}
+    stop = y.value.producer
+    start = nodes.index(stop) if stop is not None else -1
+    for node in reversed(nodes[:start + 1]):
+        out = node.outputs[0]
+        g = cts.pop(out, None)
+        if out in wanted and g is not None:
+            found[out] = g  # an intermediate value asked for: its own cotangent
+        if g is None or not any(v in reaches for v in node.inputs):
+            continue
+        op = registry.get(node.op)
+        ins = [tracer(v) for v in node.inputs]
+        needed = [v in reaches and _is_float(v.type) for v in node.inputs]
+        if op.vjp is None:
+            raise TraceError(f"graphc cannot differentiate op {node.op!r} (at {node.loc})")
+        if callable(op.vjp):  # variadic ops: one rule for all operands
+            in_cts = op.vjp(g, *ins, out=tracer(out), **node.attrs)
+        else:
+            in_cts = [rule(g, *ins, out=tracer(out), **node.attrs) if rule is not None and need else None
+                      for rule, need in zip(op.vjp, needed)]
+        for v, ct, need in zip(node.inputs, in_cts, needed):
+            if ct is None or not need:
+                continue
+            ct = _fit(ct, v.type.shape)
+            cts[v] = ct if v not in cts else cts[v] + ct
+    found.update((v, cts[v]) for v in wanted if v in cts)
+    return [found.get(v) for v in wrt]
+
+
+def _fit(ct, shape):
+    """Bring a cotangent to its operand's shape: sum out broadcast dims (or broadcast a scalar)."""
+    ct_shape = np.shape(ct) if not isinstance(ct, Tracer) else ct.shape
+    if ct_shape == tuple(shape):
+        return ct
+    if len(ct_shape) < len(shape) or any(a < b for a, b in zip(ct_shape[::-1], shape[::-1])):
+        return broadcast_to(ct, shape)
+    return sum_to(ct, shape)
+
+
+def _argnums(argnums):
+    return (argnums,) if isinstance(argnums, int) else tuple(argnums)
+
+
+def _differentiate(fn, argnums, has_aux, name):
+    """The traced body of grad/value_and_grad: returns (value, aux, grads)."""
+    nums = _argnums(argnums)
+    try:
+        params = list(inspect.signature(fn).parameters)
+    except (TypeError, ValueError):
+        params = []
+
+    def body(*args, **kwargs):
+        for i in nums:
+            if i >= len(args):
+                raise TypeError(f"{name}: argnums={argnums} asks for positional argument {i}, but only "
+                                f"{len(args)} were given")
+        out = fn(*args, **kwargs)
+        value, aux = (out[0], out[1]) if has_aux else (out, None)
+        grads = []
+        for i in nums:
+            label = repr(params[i]) if i < len(params) else f"at position {i}"
+            leaves, tree = pytree.flatten(args[i])
+            for leaf in leaves:
+                if not isinstance(leaf, Tracer):
+                    raise TraceError(f"{name}: argument {label} is not an array or number that graphc "
+                                     f"traces ({type(leaf).__name__}), so it cannot be differentiated")
+                if leaf.dtype.kind != "f":
+                    raise TraceError(f"{name}: argument {label} has dtype {leaf.dtype}; only "
+                                     f"floating-point arguments can be differentiated (pass e.g. "
+                                     f"x.astype(np.float64), or leave it out of argnums)")
+            if not isinstance(value, Tracer) or value.shape != ():
+                shape = getattr(value, "shape", type(value).__name__)
+                raise TraceError(f"{name}: the function must return a scalar to differentiate, "
+                                 f"but it returned shape {shape} (at {user_line()})")
+            gs = backward(value, [leaf.value for leaf in leaves])
+            grads.append(pytree.unflatten(tree, [g if g is not None else zeros_like(x)
+                                                 for g, x in zip(gs, leaves)]))
+        return value, aux, (grads[0] if isinstance(argnums, int) else tuple(grads))
+
+    return body
+
+
+def grad(fn, argnums=0, has_aux=False, **trace_options):
+    """A compiled function returning the gradient of scalar-valued ``fn`` w.r.t. ``argnums``.
+
+    ``argnums`` is an int (one gradient) or a tuple (a tuple of gradients); an
+    argument may be a nested tuple/list/dict of arrays (gradients have its shape).
+    With ``has_aux``, ``fn`` returns ``(value, aux)`` and grad returns ``(grads, aux)``.
+    Options of ``gc.trace`` (``passes``, ``device``, ``static_argnums``) are accepted.
+    """
+    from graphc.runtime import TracedFunction
+    name = f"grad_{getattr(fn, '__name__', 'fn')}".replace("<lambda>", "lambda")
+    body = _differentiate(fn, argnums, has_aux, "gc.grad")
+
+    def grad_fn(*args, **kwargs):
+        value, aux, grads = body(*args, **kwargs)
+        return (grads, aux) if has_aux else grads
+
+    return TracedFunction(grad_fn, name=name, **trace_options)
+
+
+def value_and_grad(fn, argnums=0, has_aux=False, **trace_options):
+    """A compiled function returning ``(value, gradient)`` of scalar-valued ``fn``.
+
+    With ``has_aux``: ``((value, aux), gradient)``, as ``jax.value_and_grad``.
+    """
+    from graphc.runtime import TracedFunction
+    name = f"value_and_grad_{getattr(fn, '__name__', 'fn')}".replace("<lambda>", "lambda")
+    body = _differentiate(fn, argnums, has_aux, "gc.value_and_grad")
+
+    def value_and_grad_fn(*args, **kwargs):
+        value, aux, grads = body(*args, **kwargs)
+        return ((value, aux), grads) if has_aux else (value, grads)
+
+    return TracedFunction(value_and_grad_fn, name=name, **trace_options)

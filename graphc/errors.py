@@ -1,0 +1,25 @@
+"""graphc's own exceptions. Each names the op, the shapes and the user's line."""
+
+
+class GraphcError(Exception):
+    """Base class of every error graphc raises on purpose."""
+
+
+class TraceError(GraphcError, TypeError):
+    """The function cannot be traced (data-dependent control flow, unsupported call...)."""
+
+
+class ShapeError(GraphcError, ValueError):
+    """Shapes or dtypes of an op's operands do not fit together."""
+
+
+class ExportError(GraphcError, ValueError):
+    """A model file cannot be written or read."""
+
+
+class CompileError(GraphcError, RuntimeError):
+    """The backend failed to compile the generated code for a node."""
+
+
+class VerifyError(GraphcError, AssertionError):
+    """A graph breaks an IR invariant (SSA, types, topological order)."""

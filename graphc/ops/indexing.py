@@ -1,0 +1,306 @@
+"""Indexing: static slices, integer-array gathers, their transposes (scatters), one_hot.
+
+``x[...]`` on a tracer is split into a ``slice`` (basic indexing) followed by a
+reshape (ints and None) or a ``gather`` (integer arrays). ``gather(x, *idx, axis)``
+reads ``x[:, ..., idx1, ..., idxk, ...]`` with the k index arrays broadcast
+together, as NumPy does for adjacent advanced indices; ``take`` and
+``take_along_axis`` are gathers too.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from graphc.backend.codegen import CTOR
+from graphc.errors import ShapeError, TraceError
+from graphc.ir import TensorType
+from graphc.ops.registry import implements, register
+from graphc.trace import Tracer, bind, mark_weak, type_of, user_line
+
+
+# -- slice -------------------------------------------------------------------------
+def _infer_slice(types, slices):
+    (t,) = types
+    if len(slices) != t.ndim:
+        raise ShapeError(f"{len(slices)} slices for {t}")
+    return TensorType(tuple(len(range(*s)) for s in slices), t.dtype)
+
+
+def _slice_ref(x, slices):
+    return x[tuple(slice(*s) for s in slices)]
+
+
+def _emit_slice(em, node):
+    (x,), out = node.inputs, node.outputs[0]
+    em.alloc(out)
+    with em.loops(out.type.shape) as idx:
+        src = [f"{start} + {step} * {i}" for i, (start, _, step) in zip(idx, node.attrs["slices"])]
+        em.store(out, idx, f"{em.name(x)}[{', '.join(src)}]")
+
+
+register("slice", "index", _infer_slice, _slice_ref, emit=_emit_slice,
+         vjp=(lambda g, x, out, slices: bind("scatter_slice", g, shape=tuple(x.shape), slices=slices),))
+
+
+def _infer_scatter_slice(types, shape, slices):
+    (g,) = types
+    expect = tuple(len(range(*s)) for s in slices)
+    if g.shape != expect:
+        raise ShapeError(f"update {g} does not fit slices {slices} of shape {shape}")
+    return TensorType(tuple(shape), g.dtype)
+
+
+def _scatter_slice_ref(g, shape, slices):
+    out = np.zeros(shape, g.dtype)
+    out[tuple(slice(*s) for s in slices)] = g
+    return out
+
+
+def _emit_scatter_slice(em, node):
+    (g,), out = node.inputs, node.outputs[0]
+    name = em.define(out)
+    em.line(f"{name} = np.zeros({out.type.shape!r}, {CTOR[out.type.dtype]})")
+    with em.loops(g.type.shape) as idx:
+        dst = [f"{start} + {step} * {i}" for i, (start, _, step) in zip(idx, node.attrs["slices"])]
+        em.store(out, dst, em.load(g, idx, g.type.shape))
+
+
+register("scatter_slice", "index", _infer_scatter_slice, _scatter_slice_ref, emit=_emit_scatter_slice,
+         vjp=(lambda g, x, out, shape, slices: bind("slice", g, slices=slices),))
+
+
+def slice_axis(x, axis, start, stop):
+    """``x[..., start:stop, ...]`` along one axis."""
+    t = type_of(x)
+    slices = tuple((start, stop, 1) if d == axis else (0, n, 1) for d, n in enumerate(t.shape))
+    return bind("slice", x, slices=slices)
+
+
+# -- gather and scatter_add ---------------------------------------------------------------
+def _gather_dims(x, idx_types, axis):
+    k = len(idx_types)
+    if axis + k > x.ndim:
+        raise ShapeError(f"{k} index arrays from axis {axis} is too many for {x}")
+    for t in idx_types:
+        if not t.dtype.startswith("int"):
+            raise ShapeError(f"index arrays must be integers, got {t}")
+    try:
+        batch = tuple(np.broadcast_shapes(*[t.shape for t in idx_types]))
+    except ValueError:
+        raise ShapeError("index arrays " + ", ".join(map(str, idx_types))
+                         + " cannot be broadcast together") from None
+    return x.shape[:axis], batch, x.shape[axis + k:]
+
+
+def _infer_gather(types, axis):
+    x, *idx = types
+    pre, batch, post = _gather_dims(x, idx, axis)
+    return TensorType(pre + batch + post, x.dtype)
+
+
+def _gather_ref(x, *idx, axis):
+    return x[(slice(None),) * axis + idx]
+
+
+def _emit_wrapped_indices(em, node, idx_values, batch_idx, batch_shape, sizes):
+    """Load each index, wrap negatives, raise IndexError when out of range (as NumPy)."""
+    names = []
+    for v, n in zip(idx_values, sizes):
+        j = em.tmp("j")
+        em.line(f"{j} = {em.load(v, batch_idx, batch_shape)}")
+        em.line(f"if {j} < 0:")
+        em.line(f"    {j} += {n}")
+        em.line(f"if {j} < 0 or {j} >= {n}:")
+        em.line(f"    raise IndexError('graphc {node.op}: index out of bounds for an axis of size {n}')")
+        names.append(j)
+    return names
+
+
+def _emit_gather(em, node):
+    (x, *idx), out, axis = node.inputs, node.outputs[0], node.attrs["axis"]
+    pre, batch, post = _gather_dims(x.type, [v.type for v in idx], axis)
+    em.alloc(out)
+    with em.loops(out.type.shape) as loop:
+        p, b, q = loop[:len(pre)], loop[len(pre):len(pre) + len(batch)], loop[len(pre) + len(batch):]
+        j = _emit_wrapped_indices(em, node, idx, b, batch, x.type.shape[axis:axis + len(idx)])
+        em.store(out, loop, f"{em.name(x)}[{', '.join(p + j + q)}]")
+
+
+def _gather_vjp(g, x, *idx, out, axis):
+    return [bind("scatter_add", g, *idx, shape=tuple(x.shape), axis=axis)] + [None] * len(idx)
+
+
+register("gather", "index", _infer_gather, _gather_ref, vjp=_gather_vjp, emit=_emit_gather)
+
+
+def _infer_scatter_add(types, shape, axis):
+    g, *idx = types
+    target = TensorType(tuple(shape), g.dtype)
+    expect = _infer_gather([target] + idx, axis)
+    if g.shape != expect.shape:
+        raise ShapeError(f"updates {g} do not match {expect} gathered from {target}")
+    return target
+
+
+def _scatter_add_ref(g, *idx, shape, axis):
+    out = np.zeros(shape, g.dtype)
+    np.add.at(out, (slice(None),) * axis + idx, g)
+    return out
+
+
+def _emit_scatter_add(em, node):
+    (g, *idx), out, axis = node.inputs, node.outputs[0], node.attrs["axis"]
+    pre, batch, post = _gather_dims(out.type, [v.type for v in idx], axis)
+    name = em.define(out)
+    em.line(f"{name} = np.zeros({out.type.shape!r}, {CTOR[out.type.dtype]})")
+    with em.loops(g.type.shape) as loop:
+        p, b, q = loop[:len(pre)], loop[len(pre):len(pre) + len(batch)], loop[len(pre) + len(batch):]
+        j = _emit_wrapped_indices(em, node, idx, b, batch, out.type.shape[axis:axis + len(idx)])
+        em.line(f"{name}[{', '.join(p + j + q)}] += {em.name(g)}[{', '.join(loop)}]")
+
+
+def _scatter_add_vjp(g, upd, *idx, out, shape, axis):
+    return [bind("gather", g, *idx, axis=axis)] + [None] * len(idx)
+
+
+register("scatter_add", "index", _infer_scatter_add, _scatter_add_ref, vjp=_scatter_add_vjp,
+         emit=_emit_scatter_add)
+
+
+def _index_array(k, size, where):
+    """An integer index array or tracer; constant ones are bounds-checked now."""
+    if isinstance(k, Tracer):
+        if k.dtype.kind == "b":
+            raise TraceError(f"boolean mask indexing has a data-dependent shape and cannot be traced "
+                             f"(at {user_line()}); use gc.where(mask, x, 0) instead")
+        if k.dtype.kind not in "iu":
+            raise IndexError(f"arrays used as indices must be of integer type, got {k.dtype} ({where})")
+        return k
+    arr = np.asarray(k)
+    if arr.dtype.kind == "b":
+        raise TraceError(f"boolean mask indexing of a traced array has a data-dependent shape "
+                         f"(at {user_line()}); use gc.where(mask, x, 0) instead")
+    if arr.dtype.kind not in "iu":
+        raise IndexError(f"arrays used as indices must be of integer type, got {arr.dtype} ({where})")
+    if arr.size and (arr.min() < -size or arr.max() >= size):
+        bad = arr[(arr < -size) | (arr >= size)].flat[0]
+        raise IndexError(f"index {bad} is out of bounds for axis with size {size} (at {user_line()})")
+    return arr.astype(np.int64)
+
+
+def gather(x, *indices, axis=0):
+    """``x[:, ..., i1, ..., ik]`` from ``axis`` on, the index arrays broadcast together."""
+    return mark_weak(bind("gather", x, *indices, axis=axis), x)
+
+
+def getitem(x, key):
+    """NumPy indexing of a traced array: ints, slices, None, ..., and integer arrays."""
+    t = type_of(x)
+    key = key if isinstance(key, tuple) else (key,)
+    items = []
+    for k in key:
+        if k is None or k is Ellipsis or isinstance(k, slice):
+            items.append(k)
+        elif isinstance(k, (bool, np.bool_)):
+            raise TraceError(f"indexing with a Python bool is not supported (at {user_line()})")
+        elif isinstance(k, (int, np.integer)):
+            items.append(int(k))
+        elif isinstance(k, (Tracer, np.ndarray, list)):
+            items.append(k if isinstance(k, Tracer) else np.asarray(k))
+        else:
+            raise IndexError(f"graphc cannot index with {type(k).__name__} {k!r} (at {user_line()})")
+    if sum(k is Ellipsis for k in items) > 1:
+        raise IndexError("an index can only have a single ellipsis ('...')")
+    consumed = sum(k is not None and k is not Ellipsis for k in items)
+    if consumed > t.ndim:
+        raise IndexError(f"too many indices for array: array is {t.ndim}-dimensional, but {consumed} "
+                         f"were indexed (at {user_line()})")
+    fill = [slice(None)] * (t.ndim - consumed)
+    if Ellipsis in [k for k in items if not isinstance(k, (np.ndarray, Tracer))]:
+        pos = next(i for i, k in enumerate(items) if k is Ellipsis)
+        items = items[:pos] + fill + items[pos + 1:]
+    else:
+        items = items + fill
+    has_array = any(isinstance(k, (np.ndarray, Tracer)) for k in items)
+
+    # 1. basic slicing of every consumed dimension
+    slices, dim = [], 0
+    for k in items:
+        if k is None:
+            continue
+        n = t.shape[dim]
+        if isinstance(k, slice):
+            slices.append(k.indices(n))
+        elif isinstance(k, int) and not has_array:
+            if not -n <= k < n:
+                raise IndexError(f"index {k} is out of bounds for axis {dim} with size {n} "
+                                 f"(at {user_line()})")
+            slices.append((k % n, k % n + 1, 1))
+        else:
+            slices.append((0, n, 1))
+        dim += 1
+    y = x
+    if any(s != (0, n, 1) for s, n in zip(slices, t.shape)):
+        y = mark_weak(bind("slice", x, slices=tuple(slices)), x)
+    sliced = type_of(y).shape
+
+    # 2a. no arrays: ints drop their dimension, None adds one
+    if not has_array:
+        from graphc.ops.shape import reshape
+        shape, dim = [], 0
+        for k in items:
+            if k is None:
+                shape.append(1)
+                continue
+            if not isinstance(k, int):
+                shape.append(sliced[dim])
+            dim += 1
+        return reshape(y, shape)
+
+    # 2b. integer arrays (and ints among them): one gather over adjacent dimensions
+    if any(k is None for k in items):
+        raise TraceError(f"mixing None (np.newaxis) with integer-array indexing is not supported "
+                         f"(at {user_line()}); index first, then reshape")
+    adv = [d for d, k in enumerate(items) if not isinstance(k, slice)]
+    if adv != list(range(adv[0], adv[-1] + 1)):
+        raise TraceError(f"integer-array indices separated by slices are not supported "
+                         f"(at {user_line()}); use gc.take along one axis at a time")
+    arrays = [_index_array(items[d], sliced[d], f"axis {d}") for d in adv]
+    return gather(y, *arrays, axis=adv[0])
+
+
+@implements(np.take)
+def take(a, indices, axis=None, out=None, mode=None):
+    """``np.take``: elements of ``a`` at integer ``indices`` along ``axis`` (flattened if None)."""
+    from graphc.ops.shape import ravel
+    if out is not None or mode not in (None, "raise"):
+        raise TraceError(f"np.take(out=..., mode=...) is not supported (at {user_line()})")
+    if axis is None:
+        a, axis = ravel(a), 0
+    t = type_of(a)
+    axis %= t.ndim
+    return gather(a, _index_array(indices, t.shape[axis], f"axis {axis}"), axis=axis)
+
+
+@implements(np.take_along_axis)
+def take_along_axis(arr, indices, axis):
+    """``np.take_along_axis``: ``arr`` read at ``indices`` along ``axis``, other axes kept."""
+    from graphc.ops.elementwise import iota
+    t = type_of(arr)
+    if type_of(indices).ndim != t.ndim:
+        raise ShapeError(f"take_along_axis: indices {type_of(indices)} must have as many dimensions "
+                         f"as {t}\n  at {user_line()}")
+    axis %= t.ndim
+    idx = [_index_array(indices, t.shape[axis], f"axis {axis}") if d == axis else
+           iota(tuple(n if e == d else 1 for e in range(t.ndim)), axis=d)
+           for d, n in enumerate(t.shape)]
+    return gather(arr, *idx, axis=0)
+
+
+def one_hot(x, num_classes, dtype="float32"):
+    """``[..., num_classes]`` array with 1 at each label of ``x`` (as ``jax.nn.one_hot``)."""
+    from graphc.ops.elementwise import cast, equal, iota
+    from graphc.ops.shape import expand_dims
+    ndim = type_of(x).ndim
+    classes = iota((1,) * ndim + (int(num_classes),), axis=ndim)
+    return cast(equal(expand_dims(x, -1), classes), dtype)
+

@@ -1,0 +1,260 @@
+"""Reductions over any set of axes: sum, mean, prod, max, min, argmax, argmin.
+
+Every reduction primitive has attrs ``axes`` (sorted, non-negative) and
+``keepdims``. The CPU lowering is one loop nest per output element with a scalar
+accumulator (float32 sums accumulate in float64, so they stay at NumPy's accuracy).
+"""
+from __future__ import annotations
+
+import builtins
+
+import numpy as np
+
+from graphc.backend.codegen import CTOR, literal
+from graphc.errors import ShapeError, TraceError
+from graphc.ir import TensorType
+from graphc.ops.registry import REDUCTION, implements, register
+from graphc.trace import bind, promote, type_of, user_line
+
+
+def normalize_axes(axis, ndim) -> tuple:
+    if axis is None:
+        return tuple(range(ndim))
+    axes = axis if isinstance(axis, (tuple, list)) else (axis,)
+    out = []
+    for a in axes:
+        a = int(a)
+        if not -ndim <= a < builtins.max(ndim, 1) or (ndim == 0 and a not in (0, -1)):
+            raise ShapeError(f"axis {a} is out of bounds for an array of dimension {ndim}")
+        out.append(a % builtins.max(ndim, 1) if ndim else 0)
+    if len(set(out)) != len(out):
+        raise ShapeError(f"duplicate value in axis {axis}")
+    return tuple(sorted(out)) if ndim else ()
+
+
+def reduced_shape(shape, axes, keepdims) -> tuple:
+    if keepdims:
+        return tuple(1 if d in axes else n for d, n in enumerate(shape))
+    return tuple(n for d, n in enumerate(shape) if d not in axes)
+
+
+def _accumulate_dtype(dtype):
+    return "int64" if dtype in ("bool", "int32", "int64") else dtype
+
+
+def _infer(out_dtype, needs_elements=False):
+    def infer(types, axes, keepdims):
+        (t,) = types
+        for a in axes:
+            if not 0 <= a < builtins.max(t.ndim, 1):
+                raise ShapeError(f"axis {a} is out of bounds for {t}")
+        if needs_elements and builtins.any(t.shape[a] == 0 for a in axes if t.ndim):
+            raise ShapeError(f"zero-size array {t} to a reduction over axes {axes} that has no identity")
+        return TensorType(reduced_shape(t.shape, axes, keepdims), out_dtype(t.dtype))
+    return infer
+
+
+# -- CPU lowering -------------------------------------------------------------------
+def emit_reduction(em, node, acc_dtype, init, combine, finalize="{acc}", extra=()):
+    """Loops over kept dims (outer) and reduced dims (inner) with a scalar accumulator.
+
+    ``combine(acc, v, k)`` returns the statements folding element ``v`` (with flat
+    reduced index ``k``) into ``acc``; ``finalize`` formats the stored result;
+    ``extra`` are more ``(name, initial value)`` locals reset per output element.
+    """
+    (x,), out = node.inputs, node.outputs[0]
+    axes, keepdims = node.attrs["axes"], node.attrs["keepdims"]
+    shape = x.type.shape
+    kept = [d for d in range(len(shape)) if d not in axes]
+    em.alloc(out)
+    with em.loops([shape[d] for d in kept]) as kidx:
+        acc, k = em.tmp("acc"), em.tmp("k")
+        em.line(f"{acc} = {literal(init, acc_dtype)}")
+        em.line(f"{k} = 0")
+        for name, value in extra:
+            em.line(f"{name} = {value}")
+        with em.loops([shape[d] for d in axes]) as ridx:
+            pos = dict(zip(kept, kidx)) | dict(zip(axes, ridx))
+            v = em.tmp("x")
+            em.line(f"{v} = {em.load(x, [pos[d] for d in range(len(shape))], shape)}")
+            for stmt in combine(acc, v, k):
+                em.line(stmt)
+            em.line(f"{k} += 1")
+        kpos = dict(zip(kept, kidx))
+        if keepdims:
+            out_idx = ["0" if d in axes else kpos[d] for d in range(len(shape))]
+        else:
+            out_idx = [kpos[d] for d in kept]
+        count = int(np.prod([shape[d] for d in axes], dtype=np.int64))
+        value = finalize.format(acc=acc, k=k, count=literal(count, acc_dtype))
+        em.store(out, out_idx, f"{CTOR[out.type.dtype]}({value})")
+
+
+def _limits(dtype, which):
+    if dtype == "bool":
+        return which == "max"
+    if dtype.startswith("int"):
+        info = np.iinfo(dtype)
+        return info.max if which == "max" else info.min
+    return np.inf if which == "max" else -np.inf
+
+
+def _emit_simple(init, combine, finalize="{acc}"):
+    def emit(em, node):
+        acc_dtype = _accumulate_dtype(node.inputs[0].type.dtype)
+        if acc_dtype == "float32":
+            acc_dtype = "float64"  # NumPy sums float32 pairwise; a float64 accumulator is as good
+        emit_reduction(em, node, acc_dtype, init, combine, finalize)
+    return emit
+
+
+def _emit_extreme(which, arg=False):
+    cmp = ">" if which == "max" else "<"
+
+    def emit(em, node):
+        dtype = node.inputs[0].type.dtype
+        start = _limits(dtype, "min" if which == "max" else "max")
+        best = em.tmp("best")
+
+        def combine(acc, v, k):
+            # NaN wins and stays (NumPy's max/argmax propagate the first NaN)
+            beats = f"{v} {cmp} {acc}" if dtype == "bool" or dtype.startswith("int") \
+                else f"{v} {cmp} {acc} or ({v} != {v} and {acc} == {acc})"
+            return [f"if {beats}:", f"    {acc} = {v}", f"    {best} = {k}"]
+
+        emit_reduction(em, node, dtype, start, combine, best if arg else "{acc}", extra=[(best, "0")])
+    return emit
+
+
+# -- vjp helpers --------------------------------------------------------------------
+def _expand_back(g, x, axes, keepdims):
+    """Broadcast a reduced cotangent back over the input's shape."""
+    from graphc.ops.shape import broadcast_to, reshape
+    return broadcast_to(reshape(g, reduced_shape(x.shape, axes, True)), x.shape)
+
+
+def _count(x, axes):
+    return int(np.prod([x.shape[a] for a in axes], dtype=np.int64))
+
+
+def _sum_vjp(g, x, out, axes, keepdims):
+    return _expand_back(g, x, axes, keepdims)
+
+
+def _mean_vjp(g, x, out, axes, keepdims):
+    return _expand_back(g, x, axes, keepdims) / builtins.max(_count(x, axes), 1)
+
+
+def _extreme_vjp(g, x, out, axes, keepdims):
+    # the gradient goes to the maxima, split evenly among ties (PyTorch's convention)
+    from graphc.ops.elementwise import cast, equal
+    hit = cast(equal(x, _expand_back(out, x, axes, keepdims)), x.dtype)
+    ties = bind("sum", hit, axes=axes, keepdims=True)
+    return hit * _expand_back(g, x, axes, keepdims) / ties
+
+
+def _prod_vjp(g, x, out, axes, keepdims):
+    # d prod / d x_i = product of the others, exact with zeros in the input
+    from graphc.ops.elementwise import equal, where
+    zero = equal(x, 0)
+    nonzero_prod = bind("prod", where(zero, 1, x), axes=axes, keepdims=True)
+    zeros = bind("sum", zero, axes=axes, keepdims=True)
+    others = where(zero, where(zeros == 1, nonzero_prod, 0), where(zeros == 0, nonzero_prod / x, 0))
+    return _expand_back(g, x, axes, keepdims) * others
+
+
+def _ref(fn):
+    def reference(x, axes, keepdims):
+        return fn(x, axis=axes, keepdims=keepdims)
+    return reference
+
+
+register("sum", REDUCTION, _infer(_accumulate_dtype), _ref(lambda x, **k: np.sum(x, dtype=_accumulate_dtype(x.dtype.name), **k)),
+         vjp=(_sum_vjp,), emit=_emit_simple(0, lambda acc, v, k: [f"{acc} += {v}"]))
+register("prod", REDUCTION, _infer(_accumulate_dtype), _ref(lambda x, **k: np.prod(x, dtype=_accumulate_dtype(x.dtype.name), **k)),
+         vjp=(_prod_vjp,), emit=_emit_simple(1, lambda acc, v, k: [f"{acc} *= {v}"]))
+register("mean", REDUCTION, _infer(lambda d: d if d.startswith("float") else "float64"),
+         _ref(lambda x, **k: np.mean(x, dtype=np.float64 if x.dtype.kind in "biu" else None, **k)),
+         vjp=(_mean_vjp,), emit=_emit_simple(0, lambda acc, v, k: [f"{acc} += {v}"], "{acc} / {count}"))
+register("max", REDUCTION, _infer(lambda d: d, needs_elements=True), _ref(np.max),
+         vjp=(_extreme_vjp,), emit=_emit_extreme("max"))
+register("min", REDUCTION, _infer(lambda d: d, needs_elements=True), _ref(np.min),
+         vjp=(_extreme_vjp,), emit=_emit_extreme("min"))
+
+
+def _infer_arg(types, axes, keepdims):
+    if len(axes) != 1:
+        raise ShapeError(f"argmax/argmin reduce exactly one axis, got {axes}")
+    return _infer(lambda d: "int64", needs_elements=True)(types, axes, keepdims)
+
+
+register("argmax", REDUCTION, _infer_arg, lambda x, axes, keepdims: np.argmax(x, axis=axes[0], keepdims=keepdims),
+         emit=_emit_extreme("max", arg=True), differentiable=False)
+register("argmin", REDUCTION, _infer_arg, lambda x, axes, keepdims: np.argmin(x, axis=axes[0], keepdims=keepdims),
+         emit=_emit_extreme("min", arg=True), differentiable=False)
+
+
+# -- public functions ------------------------------------------------------------------
+def _check_unsupported(name, **kwargs):
+    for k, v in kwargs.items():
+        if v is not None and v is not np._NoValue:
+            raise TraceError(f"np.{name}(..., {k}=...) is not supported by graphc (at {user_line()})")
+
+
+def _reduce(name, a, axis, keepdims, dtype=None):
+    (a,) = promote(a) if dtype is None else promote(a, dtype=np.dtype(dtype).name)
+    axes = normalize_axes(axis, type_of(a).ndim)
+    return bind(name, a, axes=axes, keepdims=bool(keepdims))
+
+
+def _reduction_function(name, numpy_fns):
+    def fn(a, axis=None, dtype=None, out=None, keepdims=False, initial=None, where=None):
+        _check_unsupported(name, out=out, initial=initial, where=where)
+        return _reduce(name, a, axis, keepdims, dtype)
+    fn.__name__ = fn.__qualname__ = name
+    fn.__doc__ = f"``np.{name}`` over ``axis`` (None, an int or a tuple), with ``keepdims``."
+    return implements(*numpy_fns)(fn)
+
+
+sum = _reduction_function("sum", [np.sum])
+prod = _reduction_function("prod", [np.prod])
+
+
+@implements(np.mean)
+def mean(a, axis=None, dtype=None, out=None, keepdims=False, *, where=None):
+    """``np.mean`` over ``axis``; integer inputs give float64."""
+    _check_unsupported("mean", out=out, where=where)
+    return _reduce("mean", a, axis, keepdims, dtype)
+
+
+def _extreme_function(name, numpy_fns):
+    def fn(a, axis=None, out=None, keepdims=False, initial=None, where=None):
+        _check_unsupported(name, out=out, initial=initial, where=where)
+        return _reduce(name, a, axis, keepdims)
+    fn.__name__ = fn.__qualname__ = name
+    fn.__doc__ = f"``np.{name}`` over ``axis``; NaN propagates as in NumPy."
+    return implements(*numpy_fns)(fn)
+
+
+max = _extreme_function("max", [np.max, np.amax])
+min = _extreme_function("min", [np.min, np.amin])
+
+
+def _arg_function(name, numpy_fn):
+    def fn(a, axis=None, out=None, *, keepdims=False):
+        _check_unsupported(name, out=out)
+        (a,) = promote(a)
+        if axis is None:
+            from graphc.ops.shape import reshape
+            a, axis = reshape(a, (-1,)), 0
+            if keepdims:
+                raise TraceError(f"{name}(axis=None, keepdims=True) is not supported (at {user_line()})")
+        axes = normalize_axes(axis, type_of(a).ndim)
+        return bind(name, a, axes=axes, keepdims=bool(keepdims))
+    fn.__name__ = fn.__qualname__ = name
+    fn.__doc__ = f"``np.{name}``: index of the first extreme along ``axis`` (flattened if None)."
+    return implements(numpy_fn)(fn)
+
+
+argmax = _arg_function("argmax", np.argmax)
+argmin = _arg_function("argmin", np.argmin)

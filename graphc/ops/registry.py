@@ -1,0 +1,74 @@
+"""The op registry: every primitive is one ``Op`` record, defined once in graphc/ops/.
+
+An op carries everything the rest of graphc needs to know about it:
+
+* ``infer``: the shape/dtype rule, ``infer(in_types, **attrs) -> TensorType | list``,
+  raising ``ShapeError`` (the tracer adds the user's line);
+* ``reference``: the NumPy implementation, the oracle ``interpret.py`` runs;
+* ``vjp``: the reverse-mode rule, written with traced functions so gradients are
+  graphs: ``vjp(g, *inputs, out=out, **attrs) -> one cotangent (or None) per input``;
+* the lowering: ``scalar`` for elementwise ops (a scalar expression that fusion
+  pastes into a loop body) or ``emit`` for the rest (writes statements).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from graphc.ir import TensorType
+
+ELEMENTWISE = "elementwise"
+REDUCTION = "reduction"
+
+
+@dataclass(frozen=True, eq=False)
+class Op:
+    name: str
+    kind: str
+    infer: Callable
+    reference: Callable
+    vjp: Callable | None = None
+    scalar: Callable | None = None
+    emit: Callable | None = None
+    # ops whose result is never differentiable (comparisons, argmax, casts to int...)
+    differentiable: bool = True
+
+
+OPS: dict[str, Op] = {}
+# NumPy function object -> graphc implementation (for Tracer.__array_function__)
+NUMPY_FUNCTIONS: dict = {}
+# ufunc name -> graphc implementation (for Tracer.__array_ufunc__)
+UFUNCS: dict = {}
+
+
+def register(name, kind, infer, reference, **rules) -> Op:
+    if name in OPS:
+        raise ValueError(f"op {name!r} is registered twice")
+    op = Op(name, kind, infer, reference, **rules)
+    OPS[name] = op
+    return op
+
+
+def get(name: str) -> Op:
+    try:
+        return OPS[name]
+    except KeyError:
+        raise KeyError(f"graphc has no op named {name!r}") from None
+
+
+def infer_types(name: str, in_types, attrs) -> list[TensorType]:
+    out = get(name).infer(list(in_types), **attrs)
+    return [out] if isinstance(out, TensorType) else list(out)
+
+
+def implements(*numpy_functions, ufunc: str | None = None):
+    """Decorator: route these NumPy functions (and/or a ufunc) on tracers to ``fn``."""
+
+    def deco(fn):
+        for f in numpy_functions:
+            NUMPY_FUNCTIONS[f] = fn
+        if ufunc:
+            UFUNCS[ufunc] = fn
+        return fn
+
+    return deco

@@ -1,0 +1,224 @@
+"""``TracedFunction``: traces on the first call per signature, then calls compiled code.
+
+A signature is the structure of the arguments (nested tuples/lists/dicts), the
+shape and dtype of every array or Python number in them, and the value of every
+static argument (strings, None, callables, Python bools and ``static_argnums``).
+"""
+from __future__ import annotations
+
+import functools
+import inspect
+
+import numpy as np
+
+from graphc import pytree
+from graphc.backend import cpu
+from graphc.ir import DTYPES
+from graphc.trace import Tracer, rebuild_outputs, trace_into_graph
+from passes import manager
+
+_SCALAR_TYPES = (int, float, np.integer, np.floating, np.bool_)
+
+
+class Static:
+    """Wraps an argument named in ``static_argnums``: part of the signature, not traced."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value):
+        self.value = value
+
+    def __eq__(self, other):
+        return isinstance(other, Static) and self.value == other.value
+
+    def __hash__(self):
+        return hash(self.value)
+
+
+def is_dynamic(leaf) -> bool:
+    """Arrays and numbers are traced inputs; Python bools and other objects are static."""
+    if isinstance(leaf, bool) or isinstance(leaf, Static):
+        return False
+    return isinstance(leaf, (np.ndarray, *_SCALAR_TYPES))
+
+
+def _leaf_key(leaf):
+    if isinstance(leaf, np.ndarray):
+        return (leaf.shape, leaf.dtype)
+    if isinstance(leaf, bool):
+        return ("static", leaf)
+    if isinstance(leaf, float):
+        return "float"
+    if isinstance(leaf, int):
+        return "int"
+    if isinstance(leaf, np.generic):
+        return ((), leaf.dtype)
+    return ("static", leaf)
+
+
+def _as_argument(leaf):
+    """The form Numba receives: C-contiguous arrays; 0-d arrays as NumPy scalars."""
+    if isinstance(leaf, np.ndarray):
+        if leaf.ndim == 0:
+            return leaf[()]
+        return leaf if leaf.flags.c_contiguous else np.ascontiguousarray(leaf)
+    return leaf
+
+
+class Compiled:
+    """One signature's compiled graph plus how to rebuild the outputs."""
+
+    def __init__(self, graph, compiled, out_spec, pass_stats, builder):
+        self.graph = graph
+        self.compiled = compiled
+        self.out_spec = out_spec
+        self.pass_stats = pass_stats
+        self.builder = builder
+        # 0-d outputs come back from Numba as Python scalars: give them their dtype
+        self.scalar_types = [np.dtype(v.type.dtype).type if not v.type.shape else None
+                             for v in graph.outputs]
+
+    def run(self, arguments):
+        outs = self.compiled(*arguments)
+        outs = [t(o) if t is not None else o for t, o in zip(self.scalar_types, outs)]
+        return rebuild_outputs(self.out_spec, outs)
+
+
+class TracedFunction:
+    """A function compiled by graphc. Call it like the original.
+
+    ``f.graph`` and ``f.source`` show the optimized IR and the generated Numba
+    source of the most recent signature; ``f.stats`` the passes' statistics.
+    """
+
+    def __init__(self, fn, static_argnums=(), passes="O2", device="cpu", name=None):
+        if not callable(fn):
+            raise TypeError(f"graphc.trace needs a function, got {type(fn).__name__}")
+        if device != "cpu":
+            raise ValueError(f"device {device!r} is not available: graphc's backends are 'cpu' "
+                             f"(a CUDA backend is planned but not built yet)")
+        self.fn = fn
+        self.static_argnums = (static_argnums,) if isinstance(static_argnums, int) else tuple(static_argnums)
+        self.passes = manager.check_pipeline(passes)
+        self.device = device
+        self.name = name or getattr(fn, "__name__", "graph")
+        if self.name == "<lambda>":
+            self.name = "lambda_"
+        try:
+            self._signature = inspect.signature(fn)
+        except (TypeError, ValueError):
+            self._signature = None
+        self._cache: dict = {}
+        self._last: Compiled | None = None
+        functools.update_wrapper(self, fn, updated=())
+
+    # -- calling ------------------------------------------------------------------
+    def __call__(self, *args, **kwargs):
+        if self.static_argnums:
+            args = tuple(Static(a) if i in self.static_argnums else a for i, a in enumerate(args))
+        leaves, treedef = pytree.flatten((args, kwargs))
+        for leaf in leaves:
+            if isinstance(leaf, Tracer):  # called inside another trace: inline
+                return self._call_python(*args, **kwargs)
+        try:
+            key = (treedef, tuple(_leaf_key(leaf) for leaf in leaves))
+            compiled = self._cache.get(key)
+        except TypeError:  # an unhashable static argument
+            compiled, key = None, None
+        if compiled is None:
+            compiled = self._compile(key, args, kwargs, leaves)
+        self._last = compiled
+        return compiled.run([_as_argument(leaf) for leaf in leaves if is_dynamic(leaf)])
+
+    def _call_python(self, *args, **kwargs):
+        args = tuple(a.value if isinstance(a, Static) else a for a in args)
+        return self.fn(*args, **kwargs)
+
+    def _compile(self, key, args, kwargs, leaves):
+        self._check_arguments(args, kwargs, leaves)
+        if key is None:
+            raise TypeError(f"{self.name}: static arguments must be hashable (they are part of the "
+                            f"compiled signature)")
+        builder, out_spec = trace_into_graph(self._call_python, args, kwargs, is_dynamic, self.name)
+        graph, stats = manager.run(builder.graph, self.passes)
+        compiled = Compiled(graph, cpu.compile_graph(graph), out_spec, stats, builder)
+        self._cache[key] = compiled
+        return compiled
+
+    def _check_arguments(self, args, kwargs, leaves):
+        """Clear TypeErrors naming the parameter, before anything is traced."""
+        if self._signature is not None:
+            bound = self._signature.bind(*args, **kwargs)  # wrong arity -> TypeError naming it
+            paths = []
+            for name, value in bound.arguments.items():
+                paths += pytree.leaf_paths(value, name)
+        else:
+            paths = [f"argument {i}" for i in range(len(leaves))]
+        for path, leaf in zip(paths, leaves):
+            if isinstance(leaf, np.ndarray) and leaf.dtype.name not in DTYPES:
+                raise TypeError(f"{self.name}: argument {path!r} has dtype {leaf.dtype}, which graphc "
+                                f"cannot compile; use one of {', '.join(DTYPES)} (e.g. x.astype(np.float32))")
+            if isinstance(leaf, np.generic) and not isinstance(leaf, _SCALAR_TYPES):
+                raise TypeError(f"{self.name}: argument {path!r} is a {type(leaf).__name__} scalar, "
+                                f"which graphc cannot compile")
+            if isinstance(leaf, complex):
+                raise TypeError(f"{self.name}: argument {path!r} is complex; graphc supports real numbers only")
+
+    # -- inspection ---------------------------------------------------------------------
+    def _latest(self) -> Compiled:
+        if self._last is None:
+            raise RuntimeError(f"{self.name} has not been traced yet: call it once, or trace it "
+                               f"eagerly with gc.trace({self.name}, *example_args)")
+        return self._last
+
+    @property
+    def graph(self):
+        """The optimized graph of the latest signature."""
+        return self._latest().graph
+
+    @property
+    def source(self) -> str:
+        """The generated Numba source of the latest signature."""
+        return self._latest().compiled.source
+
+    @property
+    def stats(self):
+        """Per-pass statistics (nodes before/after, seconds) of the latest signature."""
+        return self._latest().pass_stats
+
+    @property
+    def signatures(self) -> int:
+        """How many signatures have been compiled."""
+        return len(self._cache)
+
+    def lower(self, *args, **kwargs) -> "TracedFunction":
+        """Trace and compile for these example arguments now; returns self."""
+        if self.static_argnums:
+            args = tuple(Static(a) if i in self.static_argnums else a for i, a in enumerate(args))
+        leaves, treedef = pytree.flatten((args, kwargs))
+        key = (treedef, tuple(_leaf_key(leaf) for leaf in leaves))
+        if key not in self._cache:
+            self._compile(key, args, kwargs, leaves)
+        self._last = self._cache[key]
+        return self
+
+    def __repr__(self):
+        return f"<graphc.TracedFunction {self.name}: {len(self._cache)} signature(s)>"
+
+
+def trace(fn=None, *example_args, static_argnums=(), passes="O2", device="cpu", **example_kwargs):
+    """Compile ``fn`` with graphc.
+
+    * ``@gc.trace`` or ``gc.trace(fn)``: traces on the first call per input signature.
+    * ``gc.trace(fn, *example_args)``: traces and compiles now (like ``torch.jit.trace``).
+    * ``@gc.trace(static_argnums=(1,), passes="O1")``: with options.
+
+    Options: ``static_argnums`` (positions of arguments that are compile-time
+    constants), ``passes`` ("O0", "O1" or "O2") and ``device`` ("cpu").
+    """
+    if fn is None:
+        return functools.partial(trace, static_argnums=static_argnums, passes=passes, device=device)
+    traced = TracedFunction(fn, static_argnums=static_argnums, passes=passes, device=device)
+    if example_args or example_kwargs:
+        traced.lower(*example_args, **example_kwargs)
+    return traced

@@ -1,0 +1,296 @@
+"""Tracing: a ``Tracer`` stands in for an array and records every op into a Graph.
+
+``bind(op, *args, **attrs)`` is the one place where nodes are made. When none of
+its arguments is a Tracer it evaluates the op's NumPy reference instead, so the
+same functions (``gc.tanh``, ``gc.softmax``...) also work on plain arrays and
+constant subexpressions are folded while tracing.
+"""
+from __future__ import annotations
+
+import linecache
+import os
+import sys
+
+import numpy as np
+
+from graphc import pytree
+from graphc.errors import ShapeError, TraceError
+from graphc.ir import DTYPES, Const, Graph, TensorType, Value
+from graphc.ops import registry
+
+_LIBRARY_DIRS = tuple(
+    os.path.dirname(os.path.abspath(m.__file__)) + os.sep for m in (sys.modules["graphc"], np)
+)
+
+
+# -- where is the user? ------------------------------------------------------------
+def user_frame():
+    """The innermost stack frame that belongs to neither graphc nor NumPy."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        filename = frame.f_code.co_filename
+        if not filename.startswith(_LIBRARY_DIRS) and not filename.startswith("<frozen"):
+            return frame
+        frame = frame.f_back
+    return None
+
+
+def user_loc() -> str | None:
+    """The user's ``file.py:line`` as stored on nodes."""
+    frame = user_frame()
+    if frame is None:
+        return None
+    return f"{os.path.basename(frame.f_code.co_filename)}:{frame.f_lineno}"
+
+
+def user_line() -> str:
+    """The user's full ``path:line: source text`` for error messages."""
+    frame = user_frame()
+    if frame is None:
+        return "<unknown location>"
+    path, lineno = frame.f_code.co_filename, frame.f_lineno
+    text = linecache.getline(path, lineno).strip()
+    return f"{path}:{lineno}" + (f": {text}" if text else "")
+
+
+# -- the builder -------------------------------------------------------------------
+class Builder:
+    """The graph being traced. Finished builders reject their leaked tracers."""
+
+    def __init__(self, name="graph"):
+        self.graph = Graph(name=name)
+        self.finished = False
+        self.aux = {}  # per-trace state for libraries built on top (nn, optim)
+
+    def constant(self, array: np.ndarray) -> Value:
+        node = self.graph.add_node("constant", [], {"value": Const(array)},
+                                   [TensorType(array.shape, array.dtype.name)], user_loc())
+        return node.output
+
+
+_ACTIVE: list[Builder] = []
+
+
+def current_builder() -> Builder | None:
+    """The innermost trace in progress, or None when running eagerly."""
+    return _ACTIVE[-1] if _ACTIVE else None
+
+
+class Tracer:
+    """A traced array: has a static shape and dtype, but no value until the graph runs."""
+
+    __slots__ = ("value", "builder", "weak")
+    __array_priority__ = 1000
+
+    def __init__(self, value: Value, builder: Builder, weak: bool = False):
+        self.value = value
+        self.builder = builder
+        self.weak = weak  # born from a Python scalar: does not upcast arrays (as in JAX)
+
+    shape = property(lambda self: self.value.type.shape)
+    dtype = property(lambda self: np.dtype(self.value.type.dtype))
+    ndim = property(lambda self: len(self.value.type.shape))
+    size = property(lambda self: self.value.type.size)
+
+    def __repr__(self):
+        return f"Tracer<{self.value.type}>"
+
+    __hash__ = object.__hash__
+
+    # -- things that need a concrete value --------------------------------------
+    def _concrete(self, what, hint="use gc.where(cond, a, b) to choose between values inside a trace"):
+        raise TraceError(f"{what} needs a concrete value, but {self!r} is traced "
+                         f"(at {user_line()}). {hint}.")
+
+    def __bool__(self):
+        self._concrete("Python control flow on a traced value (`if`, `while`, `and`, `or`)")
+
+    def __float__(self):
+        self._concrete("float() of a traced value", "return the value from the traced function instead")
+
+    def __int__(self):
+        self._concrete("int() of a traced value", "return the value from the traced function instead")
+
+    def __index__(self):
+        self._concrete("using a traced value as a Python index or size", "pass it as a static argument")
+
+    def __complex__(self):
+        self._concrete("complex() of a traced value", "graphc does not support complex numbers")
+
+    def __array__(self, dtype=None, copy=None):
+        self._concrete("converting a traced value to a NumPy array (np.asarray, np.array)",
+                       "use graphc or NumPy functions on it; they are traced")
+
+    def __len__(self):
+        if not self.shape:
+            raise TypeError("len() of a 0-d traced array")
+        return self.shape[0]
+
+    def __iter__(self):
+        if not self.shape:
+            raise TypeError("iteration over a 0-d traced array")
+        return (self[i] for i in range(self.shape[0]))
+
+    # -- NumPy protocols -------------------------------------------------------------
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        fn = registry.UFUNCS.get(ufunc.__name__)
+        if method != "__call__" or fn is None or kwargs.get("out") is not None:
+            name = f"np.{ufunc.__name__}" + ("" if method == "__call__" else f".{method}")
+            raise TraceError(f"{name} is not supported on traced values (at {user_line()})")
+        kwargs.pop("out", None)
+        return fn(*inputs, **kwargs)
+
+    def __array_function__(self, func, types, args, kwargs):
+        fn = registry.NUMPY_FUNCTIONS.get(func)
+        if fn is None:
+            name = f"{func.__module__.replace('numpy', 'np')}.{func.__name__}"
+            raise TraceError(f"{name} is not supported on traced values by graphc (at {user_line()}); "
+                             f"see graphc.ops for the functions graphc can trace")
+        return fn(*args, **kwargs)
+
+
+def is_tracer(x) -> bool:
+    return isinstance(x, Tracer)
+
+
+# -- making nodes ------------------------------------------------------------------
+def _builder_of(args) -> Builder | None:
+    builder = None
+    for a in args:
+        if isinstance(a, Tracer):
+            if a.builder.finished:
+                raise TraceError(f"a traced value escaped from a finished trace and was used again "
+                                 f"(at {user_line()}); return it from the traced function instead")
+            if builder is not None and a.builder is not builder:
+                raise TraceError(f"values from two different traces were mixed (at {user_line()})")
+            builder = a.builder
+    return builder
+
+
+def type_of(x) -> TensorType:
+    if isinstance(x, Tracer):
+        return x.value.type
+    x = np.asarray(x)
+    return TensorType(tuple(x.shape), x.dtype.name)
+
+
+def _shape_error(name, exc):
+    return ShapeError(f"{name}: {exc}\n  at {user_line()}")
+
+
+def bind(name: str, *args, **attrs):
+    """Apply primitive ``name``: add a node when tracing, else run its NumPy reference."""
+    op = registry.get(name)
+    # an op with no operands (iota) is recorded whenever a trace is in progress
+    builder = _builder_of(args) if args else current_builder()
+    try:
+        out_types = registry.infer_types(name, [type_of(a) for a in args], attrs)
+    except ShapeError as exc:
+        raise _shape_error(name, exc) from None
+    if builder is None:
+        result = op.reference(*[np.asarray(a) for a in args], **attrs)
+        results = result if len(out_types) > 1 else (result,)
+        outs = tuple(np.asarray(r, dtype=t.dtype) for r, t in zip(results, out_types))
+        return outs if len(outs) > 1 else outs[0]
+    values = [a.value if isinstance(a, Tracer) else builder.constant(np.asarray(a)) for a in args]
+    node = builder.graph.add_node(name, values, attrs, out_types, user_loc())
+    outs = tuple(Tracer(v, builder) for v in node.outputs)
+    return outs if len(outs) > 1 else outs[0]
+
+
+# -- dtype promotion (NumPy 2 rules: Python scalars are weak) ---------------------
+_WEAK_STAND_IN = {"b": False, "i": 0, "u": 0, "f": 0.0}
+
+
+def _promotion_stand_in(x):
+    if isinstance(x, Tracer):
+        return _WEAK_STAND_IN[x.dtype.kind] if x.weak else x.dtype
+    if isinstance(x, (bool, int, float)):
+        return x
+    if isinstance(x, (np.ndarray, np.generic)):
+        return x.dtype
+    raise TypeError(f"graphc cannot use a value of type {type(x).__name__} in an array operation "
+                    f"(at {user_line()})")
+
+
+def is_weak(x) -> bool:
+    return (isinstance(x, Tracer) and x.weak) or (isinstance(x, (bool, int, float)) and not isinstance(x, np.generic))
+
+
+def result_dtype(*args) -> str:
+    dtype = np.result_type(*[_promotion_stand_in(a) for a in args]).name
+    if dtype not in DTYPES:
+        raise TypeError(f"graphc does not support dtype {dtype} (from {[type_of(a) for a in args]}); "
+                        f"supported: {', '.join(DTYPES)}")
+    return dtype
+
+
+def convert(x, dtype: str):
+    """``x`` as dtype: a cast node for tracers, a NumPy conversion for constants."""
+    if isinstance(x, Tracer):
+        if x.value.type.dtype == dtype:
+            return x
+        out = bind("cast", x, dtype=dtype)
+        out.weak = x.weak
+        return out
+    return np.asarray(x, dtype=dtype)
+
+
+def promote(*args, dtype: str | None = None):
+    """Bring args to one dtype (``dtype`` if given, else NumPy's result type)."""
+    dtype = dtype or result_dtype(*args)
+    return [convert(a, dtype) for a in args]
+
+
+def mark_weak(out, *args):
+    """A result is weakly typed when all its operands were (3.0 * 2 stays weak)."""
+    if isinstance(out, Tracer) and all(is_weak(a) for a in args):
+        out.weak = True
+    return out
+
+
+# -- tracing a Python function ----------------------------------------------------
+def trace_into_graph(fn, args, kwargs, is_dynamic, name="graph"):
+    """Trace ``fn(*args, **kwargs)``; leaves where ``is_dynamic(leaf)`` become graph inputs.
+
+    Returns ``(graph, out_spec)`` where out_spec rebuilds the output pytree from
+    the graph's output arrays (non-array outputs are kept as Python objects).
+    """
+    builder = Builder(name)
+    leaves, treedef = pytree.flatten((args, kwargs))
+    traced = []
+    for leaf in leaves:
+        if is_dynamic(leaf):
+            value = builder.graph.add_input(type_of(leaf))
+            traced.append(Tracer(value, builder, weak=is_weak(leaf)))
+        else:
+            traced.append(leaf)
+    targs, tkwargs = pytree.unflatten(treedef, traced)
+    _ACTIVE.append(builder)
+    try:
+        result = fn(*targs, **tkwargs)
+    finally:
+        _ACTIVE.pop()
+    try:
+        out_leaves, out_tree = pytree.flatten(result)
+        slots = []
+        for leaf in out_leaves:
+            if isinstance(leaf, Tracer):
+                if leaf.builder is not builder:
+                    raise TraceError(f"{name} returned a traced value from another trace")
+                builder.graph.outputs.append(leaf.value)
+                slots.append(None)
+            elif isinstance(leaf, (np.ndarray, np.generic, int, float)) and not isinstance(leaf, bool):
+                builder.graph.outputs.append(builder.constant(np.asarray(leaf)))
+                slots.append(None)
+            else:
+                slots.append(leaf)  # static output (None, strings...), returned as is
+    finally:
+        builder.finished = True
+    return builder, (out_tree, slots)
+
+
+def rebuild_outputs(out_spec, arrays):
+    out_tree, slots = out_spec
+    it = iter(arrays)
+    return pytree.unflatten(out_tree, [next(it) if s is None else s for s in slots])

@@ -1,0 +1,1 @@
+"""Graph-to-graph optimization passes, one module each; ``manager`` runs named pipelines."""

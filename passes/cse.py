@@ -1,0 +1,22 @@
+"""Common-subexpression elimination: one node per (op, operands, attrs)."""
+from __future__ import annotations
+
+from graphc.ir import Graph
+
+
+def run(graph: Graph) -> Graph:
+    graph = graph.clone()
+    seen = {}
+    replace = {}
+    nodes = []
+    for node in graph.nodes:
+        node.inputs = [replace.get(v, v) for v in node.inputs]
+        key = (node.op, tuple(node.inputs), node.attr_key())
+        twin = seen.get(key)
+        if twin is not None and len(twin.outputs) == len(node.outputs):
+            replace.update(zip(node.outputs, twin.outputs))
+            continue
+        seen[key] = node
+        nodes.append(node)
+    outputs = [replace.get(v, v) for v in graph.outputs]
+    return Graph(graph.inputs, nodes, outputs, graph.name)
