@@ -65,7 +65,9 @@ def backward(y: Tracer, wrt, seed=None) -> list:
             reaches.update(node.outputs)
     if y.value not in reaches:
         return [None] * len(wrt)
-    cts = {y.value: seed if seed is not None else np.ones((), y.dtype)}
+    if seed is None:  # a traced constant, so broadcasting it makes nodes, not big constant arrays
+        seed = Tracer(builder.constant(np.ones((), y.dtype)), builder)
+    cts = {y.value: seed}
 
     def tracer(v):
         return Tracer(v, builder)

@@ -23,3 +23,7 @@ class CompileError(GraphcError, RuntimeError):
 
 class VerifyError(GraphcError, AssertionError):
     """A graph breaks an IR invariant (SSA, types, topological order)."""
+
+
+class NonFiniteError(GraphcError, FloatingPointError):
+    """``check_finite=True`` found NaN or inf in updated state; nothing was written back."""

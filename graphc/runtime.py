@@ -13,6 +13,7 @@ import numpy as np
 
 from graphc import pytree
 from graphc.backend import cpu
+from graphc.errors import NonFiniteError
 from graphc.ir import DTYPES
 from graphc.trace import Tracer, rebuild_outputs, trace_into_graph
 from passes import manager
@@ -66,22 +67,71 @@ def _as_argument(leaf):
 
 
 class Compiled:
-    """One signature's compiled graph plus how to rebuild the outputs."""
+    """One signature's compiled graph plus how to rebuild the outputs and write back state."""
 
-    def __init__(self, graph, compiled, out_spec, pass_stats, builder):
+    def __init__(self, graph, compiled, out_spec, pass_stats, builder, check_finite=False):
         self.graph = graph
         self.compiled = compiled
         self.out_spec = out_spec
         self.pass_stats = pass_stats
-        self.builder = builder
+        self.check_finite = check_finite
+        self.state_in = list(builder.state_inputs)
+        self.state_types = [(st.data.shape, st.data.dtype) for st in self.state_in]
+        self.state_out = list(builder.state_writes)
+        self.n_user = len(graph.outputs) - len(self.state_out)
         # 0-d outputs come back from Numba as Python scalars: give them their dtype
         self.scalar_types = [np.dtype(v.type.dtype).type if not v.type.shape else None
                              for v in graph.outputs]
+        # a state update that is (a view of) an input must be copied before any write-back
+        views = _input_views(graph)
+        self.copy_first = [v in views for v in graph.outputs[self.n_user:]]
+        out_tree, slots = out_spec
+        self.single_output = out_tree == pytree.LEAF and slots == [None]
+        self.flat_tuple = (out_tree[0] == "tuple" and all(c == pytree.LEAF for c in out_tree[1])
+                           and all(sl is None for sl in slots)) if out_tree != pytree.LEAF else False
+        self._call = compiled
+
+    def state_current(self) -> bool:
+        """False when a State's array changed shape or dtype since tracing (retrace then)."""
+        return all(st.data.shape == shape and st.data.dtype == dtype
+                   for st, (shape, dtype) in zip(self.state_in, self.state_types))
 
     def run(self, arguments):
-        outs = self.compiled(*arguments)
-        outs = [t(o) if t is not None else o for t, o in zip(self.scalar_types, outs)]
+        if self.state_in:
+            arguments = list(arguments) + [_as_argument(st.data) for st in self.state_in]
+        outs = self._call(*arguments)
+        if self._call is self.compiled and self.compiled.ready and not self.compiled.const_args:
+            self._call = self.compiled.entry  # compiled now: skip the error-mapping wrapper
+        if self.state_out:
+            self._write_back(outs[self.n_user:])
+        if self.single_output:
+            t = self.scalar_types[0]
+            return outs[0] if t is None else t(outs[0])
+        outs = [o if t is None else t(o) for t, o in zip(self.scalar_types, outs[:self.n_user])]
+        if self.flat_tuple:
+            return tuple(outs)
         return rebuild_outputs(self.out_spec, outs)
+
+    def _write_back(self, values):
+        values = [np.array(v) if copy else v for v, copy in zip(values, self.copy_first)]
+        if self.check_finite:
+            for st, v in zip(self.state_out, values):
+                if np.asarray(v).dtype.kind == "f" and not np.isfinite(v).all():
+                    bad = int(np.size(v) - np.isfinite(v).sum())
+                    name = getattr(st, "name", None) or repr(type(st).__name__)
+                    raise NonFiniteError(f"check_finite: the update of state {name} {np.shape(v)} has "
+                                         f"{bad} non-finite value(s); no state was written back")
+        for st, v in zip(self.state_out, values):
+            st.data[...] = v
+
+
+def _input_views(graph) -> set:
+    """Graph values that are graph inputs or reshape views of them in the generated code."""
+    views = set(graph.inputs)
+    for node in graph.nodes:
+        if node.op == "reshape" and node.inputs[0] in views:
+            views.add(node.outputs[0])
+    return views
 
 
 class TracedFunction:
@@ -91,7 +141,7 @@ class TracedFunction:
     source of the most recent signature; ``f.stats`` the passes' statistics.
     """
 
-    def __init__(self, fn, static_argnums=(), passes="O2", device="cpu", name=None):
+    def __init__(self, fn, static_argnums=(), passes="O2", device="cpu", name=None, check_finite=False):
         if not callable(fn):
             raise TypeError(f"graphc.trace needs a function, got {type(fn).__name__}")
         if device != "cpu":
@@ -101,6 +151,7 @@ class TracedFunction:
         self.static_argnums = (static_argnums,) if isinstance(static_argnums, int) else tuple(static_argnums)
         self.passes = manager.check_pipeline(passes)
         self.device = device
+        self.check_finite = check_finite
         self.name = name or getattr(fn, "__name__", "graph")
         if self.name == "<lambda>":
             self.name = "lambda_"
@@ -109,11 +160,27 @@ class TracedFunction:
         except (TypeError, ValueError):
             self._signature = None
         self._cache: dict = {}
+        self._fast: dict = {}  # (shape, dtype) per positional array -> Compiled
         self._last: Compiled | None = None
         functools.update_wrapper(self, fn, updated=())
 
     # -- calling ------------------------------------------------------------------
     def __call__(self, *args, **kwargs):
+        if not kwargs and not self.static_argnums:
+            # fast path: positional C-contiguous NumPy arrays (the common case) -> one dict lookup
+            key = []
+            for a in args:
+                if type(a) is not np.ndarray or not a.flags.c_contiguous or not a.ndim:
+                    break
+                key.append((a.shape, a.dtype))
+            else:
+                compiled = self._fast.get(tuple(key))
+                if compiled is not None and (not compiled.state_in or compiled.state_current()):
+                    self._last = compiled
+                    return compiled.run(args)
+        return self._call_general(args, kwargs)
+
+    def _call_general(self, args, kwargs):
         if self.static_argnums:
             args = tuple(Static(a) if i in self.static_argnums else a for i, a in enumerate(args))
         leaves, treedef = pytree.flatten((args, kwargs))
@@ -125,8 +192,13 @@ class TracedFunction:
             compiled = self._cache.get(key)
         except TypeError:  # an unhashable static argument
             compiled, key = None, None
+        if compiled is not None and compiled.state_in and not compiled.state_current():
+            compiled = None  # a State changed shape or dtype: trace again
         if compiled is None:
             compiled = self._compile(key, args, kwargs, leaves)
+        if not kwargs and not self.static_argnums and all(
+                type(a) is np.ndarray and a.flags.c_contiguous and a.ndim for a in args):
+            self._fast[tuple((a.shape, a.dtype) for a in args)] = compiled
         self._last = compiled
         return compiled.run([_as_argument(leaf) for leaf in leaves if is_dynamic(leaf)])
 
@@ -141,7 +213,7 @@ class TracedFunction:
                             f"compiled signature)")
         builder, out_spec = trace_into_graph(self._call_python, args, kwargs, is_dynamic, self.name)
         graph, stats = manager.run(builder.graph, self.passes)
-        compiled = Compiled(graph, cpu.compile_graph(graph), out_spec, stats, builder)
+        compiled = Compiled(graph, cpu.compile_graph(graph), out_spec, stats, builder, self.check_finite)
         self._cache[key] = compiled
         return compiled
 
@@ -206,7 +278,8 @@ class TracedFunction:
         return f"<graphc.TracedFunction {self.name}: {len(self._cache)} signature(s)>"
 
 
-def trace(fn=None, *example_args, static_argnums=(), passes="O2", device="cpu", **example_kwargs):
+def trace(fn=None, *example_args, static_argnums=(), passes="O2", device="cpu", check_finite=False,
+          **example_kwargs):
     """Compile ``fn`` with graphc.
 
     * ``@gc.trace`` or ``gc.trace(fn)``: traces on the first call per input signature.
@@ -214,11 +287,13 @@ def trace(fn=None, *example_args, static_argnums=(), passes="O2", device="cpu", 
     * ``@gc.trace(static_argnums=(1,), passes="O1")``: with options.
 
     Options: ``static_argnums`` (positions of arguments that are compile-time
-    constants), ``passes`` ("O0", "O1" or "O2") and ``device`` ("cpu").
+    constants), ``passes`` ("O0", "O1" or "O2"), ``device`` ("cpu") and
+    ``check_finite`` (raise ``NonFiniteError`` instead of writing NaN/inf into State).
     """
+    options = dict(static_argnums=static_argnums, passes=passes, device=device, check_finite=check_finite)
     if fn is None:
-        return functools.partial(trace, static_argnums=static_argnums, passes=passes, device=device)
-    traced = TracedFunction(fn, static_argnums=static_argnums, passes=passes, device=device)
+        return functools.partial(trace, **options)
+    traced = TracedFunction(fn, **options)
     if example_args or example_kwargs:
         traced.lower(*example_args, **example_kwargs)
     return traced

@@ -23,13 +23,18 @@ _LIBRARY_DIRS = tuple(
 )
 
 
+# the functions of `graphc demo` are user code: their nodes carry cli.py's lines
+_DEMO_FILE = os.path.join(_LIBRARY_DIRS[0], "cli.py")
+
+
 # -- where is the user? ------------------------------------------------------------
 def user_frame():
     """The innermost stack frame that belongs to neither graphc nor NumPy."""
     frame = sys._getframe(1)
     while frame is not None:
         filename = frame.f_code.co_filename
-        if not filename.startswith(_LIBRARY_DIRS) and not filename.startswith("<frozen"):
+        if filename == _DEMO_FILE or (not filename.startswith(_LIBRARY_DIRS)
+                                      and not filename.startswith("<frozen")):
             return frame
         frame = frame.f_back
     return None
@@ -60,7 +65,35 @@ class Builder:
     def __init__(self, name="graph"):
         self.graph = Graph(name=name)
         self.finished = False
-        self.aux = {}  # per-trace state for libraries built on top (nn, optim)
+        self.aux = {}  # per-trace scratch space for libraries built on top (nn, optim)
+        self.state_inputs = {}  # State -> graph input Value, in capture order
+        self.state_values = {}  # State -> its current traced value
+        self.state_writes = {}  # State -> value to write back after the call
+
+    def read_state(self, state):
+        """The traced value of ``state``: captured as an extra graph input on first read."""
+        if state not in self.state_values:
+            if self.finished:
+                raise TraceError("a State was read from a finished trace")
+            value = self.graph.add_input(TensorType(state.data.shape, state.data.dtype.name))
+            self.state_inputs[state] = value
+            self.state_values[state] = Tracer(value, self)
+        return self.state_values[state]
+
+    def write_state(self, state, value):
+        """Record ``value`` as the new content of ``state`` (checked against its type)."""
+        from graphc.ops.shape import broadcast_to
+        want = TensorType(state.data.shape, state.data.dtype.name)
+        got = type_of(value)
+        if got.shape != want.shape:
+            try:
+                value = broadcast_to(value, want.shape)
+            except ShapeError:
+                raise ShapeError(f"cannot write a value of shape {got.shape} into state of shape "
+                                 f"{want.shape}\n  at {user_line()}") from None
+        value = convert(value, want.dtype)
+        self.state_values[state] = value
+        self.state_writes[state] = value
 
     def constant(self, array: np.ndarray) -> Value:
         node = self.graph.add_node("constant", [], {"value": Const(array)},
@@ -285,6 +318,11 @@ def trace_into_graph(fn, args, kwargs, is_dynamic, name="graph"):
                 slots.append(None)
             else:
                 slots.append(leaf)  # static output (None, strings...), returned as is
+        for state, value in builder.state_writes.items():  # updated state: extra outputs
+            if isinstance(value, Tracer):
+                builder.graph.outputs.append(value.value)
+            else:
+                builder.graph.outputs.append(builder.constant(np.asarray(value)))
     finally:
         builder.finished = True
     return builder, (out_tree, slots)

@@ -62,16 +62,16 @@ class CompiledGraph:
         self.entry = entry
         self.const_args = tuple(em.const_args)
         self._emitter = em
-        self._compiled = False
+        self.ready = False  # True once Numba has compiled (or loaded) the entry
 
     def __call__(self, *args):
-        if self._compiled:
+        if self.ready:
             return self.entry(*args, *self.const_args)
         try:
             out = self.entry(*args, *self.const_args)
         except numba.core.errors.NumbaError as exc:
             raise self._compile_error(exc) from None
-        self._compiled = True
+        self.ready = True
         return out
 
     @property

@@ -25,8 +25,14 @@ def _infer_slice(types, slices):
     return TensorType(tuple(len(range(*s)) for s in slices), t.dtype)
 
 
+def _py_slices(slices):
+    # (start, stop, step) come from slice.indices(): a negative step may stop at -1,
+    # which a Python slice would read as "the last element", so it becomes None
+    return tuple(slice(start, None if stop < 0 else stop, step) for start, stop, step in slices)
+
+
 def _slice_ref(x, slices):
-    return x[tuple(slice(*s) for s in slices)]
+    return x[_py_slices(slices)]
 
 
 def _emit_slice(em, node):
@@ -51,7 +57,7 @@ def _infer_scatter_slice(types, shape, slices):
 
 def _scatter_slice_ref(g, shape, slices):
     out = np.zeros(shape, g.dtype)
-    out[tuple(slice(*s) for s in slices)] = g
+    out[_py_slices(slices)] = g
     return out
 
 
@@ -73,6 +79,35 @@ def slice_axis(x, axis, start, stop):
     t = type_of(x)
     slices = tuple((start, stop, 1) if d == axis else (0, n, 1) for d, n in enumerate(t.shape))
     return bind("slice", x, slices=slices)
+
+
+# -- index: static integers on the leading axes (a scalar load or a view, no copy) ------------
+def _infer_index(types, indices):
+    (t,) = types
+    if len(indices) > t.ndim:
+        raise ShapeError(f"{len(indices)} indices for {t}")
+    for d, i in enumerate(indices):
+        if not 0 <= i < t.shape[d]:
+            raise ShapeError(f"index {i} is out of bounds for axis {d} of {t}")
+    return TensorType(t.shape[len(indices):], t.dtype)
+
+
+def _emit_index(em, node):
+    (x,), out = node.inputs, node.outputs[0]
+    idx = ", ".join(map(str, node.attrs["indices"]))
+    em.line(f"{em.define(out)} = {em.name(x)}[{idx}]")  # leading ints of a C array: a C view
+
+
+def _index_vjp(g, x, out, indices):
+    from graphc.ops.shape import reshape
+    k = len(indices)
+    slices = tuple((i, i + 1, 1) for i in indices) + tuple((0, n, 1) for n in x.shape[k:])
+    return bind("scatter_slice", reshape(g, (1,) * k + tuple(x.shape[k:])),
+                shape=tuple(x.shape), slices=slices)
+
+
+register("index", "index", _infer_index, lambda x, indices: x[tuple(indices)].copy(),
+         vjp=(_index_vjp,), emit=_emit_index)
 
 
 # -- gather and scatter_add ---------------------------------------------------------------
@@ -221,6 +256,18 @@ def getitem(x, key):
     else:
         items = items + fill
     has_array = any(isinstance(k, (np.ndarray, Tracer)) for k in items)
+
+    # 0. only integers on the leading axes (x[1], x[0, 2], x[3, :]): a scalar load or a view
+    lead = 0
+    while lead < len(items) and isinstance(items[lead], int):
+        lead += 1
+    if not has_array and lead and all(k == slice(None) for k in items[lead:]):
+        for d, k in enumerate(items[:lead]):
+            if not -t.shape[d] <= k < t.shape[d]:
+                raise IndexError(f"index {k} is out of bounds for axis {d} with size {t.shape[d]} "
+                                 f"(at {user_line()})")
+        indices = tuple(k % t.shape[d] for d, k in enumerate(items[:lead]))
+        return mark_weak(bind("index", x, indices=indices), x)
 
     # 1. basic slicing of every consumed dimension
     slices, dim = [], 0

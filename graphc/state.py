@@ -1,0 +1,50 @@
+"""State: arrays that a compiled function reads and updates in place across calls.
+
+Parameters, optimizer buffers, BatchNorm statistics, hyperparameters and RNG
+counters are ``State``. Inside a trace, ``read()`` gives a traced value for an
+implicit graph input (the runtime passes the current ``data`` on every call) and
+``write(v)`` records a new value that the runtime copies back *into* ``data``
+after the call, so other references to the array stay valid. A hyperparameter
+held in a 0-d State changes the numbers, not the graph: no retrace.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from graphc.ir import DTYPES
+
+
+class State:
+    """A mutable array that traced functions may read and write."""
+
+    def __init__(self, data, dtype=None):
+        array = np.asarray(data, dtype=dtype)
+        if array.dtype.name not in DTYPES:
+            array = array.astype(np.float64 if array.dtype.kind in "fc" else np.int64)
+        self.data = array if array is not data or array.flags.writeable else array.copy()
+
+    def read(self):
+        """The current value: the array itself, or its traced stand-in inside a trace."""
+        from graphc.trace import current_builder
+        builder = current_builder()
+        return self.data if builder is None else builder.read_state(self)
+
+    def write(self, value):
+        """Set a new value (same shape and dtype): now, or after the compiled call returns."""
+        from graphc.trace import current_builder
+        builder = current_builder()
+        if builder is None:
+            self.data[...] = value
+        else:
+            builder.write_state(self, value)
+
+    @property
+    def shape(self):
+        return self.data.shape
+
+    @property
+    def dtype(self):
+        return self.data.dtype
+
+    def __repr__(self):
+        return f"{type(self).__name__}({self.data!r})"
