@@ -15,7 +15,7 @@ from graphc import pytree
 from graphc.backend import cpu
 from graphc.errors import NonFiniteError
 from graphc.ir import DTYPES
-from graphc.trace import Tracer, rebuild_outputs, trace_into_graph
+from graphc.trace import DYNAMIC, Tracer, rebuild_outputs, trace_into_graph
 from passes import manager
 
 _SCALAR_TYPES = (int, float, np.integer, np.floating, np.bool_)
@@ -86,9 +86,9 @@ class Compiled:
         views = _input_views(graph)
         self.copy_first = [v in views for v in graph.outputs[self.n_user:]]
         out_tree, slots = out_spec
-        self.single_output = out_tree == pytree.LEAF and slots == [None]
+        self.single_output = out_tree == pytree.LEAF and slots == [DYNAMIC]
         self.flat_tuple = (out_tree[0] == "tuple" and all(c == pytree.LEAF for c in out_tree[1])
-                           and all(sl is None for sl in slots)) if out_tree != pytree.LEAF else False
+                           and all(sl is DYNAMIC for sl in slots)) if out_tree != pytree.LEAF else False
         self._call = compiled
 
     def state_current(self) -> bool:

@@ -133,7 +133,7 @@ class Tracer:
     # -- things that need a concrete value --------------------------------------
     def _concrete(self, what, hint="use gc.where(cond, a, b) to choose between values inside a trace"):
         raise TraceError(f"{what} needs a concrete value, but {self!r} is traced "
-                         f"(at {user_line()}). {hint}.")
+                         f"(at {user_line()}). {hint[0].upper()}{hint[1:]}.")
 
     def __bool__(self):
         self._concrete("Python control flow on a traced value (`if`, `while`, `and`, `or`)")
@@ -283,6 +283,9 @@ def mark_weak(out, *args):
 
 
 # -- tracing a Python function ----------------------------------------------------
+DYNAMIC = object()  # marks an output slot filled from the graph's outputs
+
+
 def trace_into_graph(fn, args, kwargs, is_dynamic, name="graph"):
     """Trace ``fn(*args, **kwargs)``; leaves where ``is_dynamic(leaf)`` become graph inputs.
 
@@ -312,10 +315,10 @@ def trace_into_graph(fn, args, kwargs, is_dynamic, name="graph"):
                 if leaf.builder is not builder:
                     raise TraceError(f"{name} returned a traced value from another trace")
                 builder.graph.outputs.append(leaf.value)
-                slots.append(None)
+                slots.append(DYNAMIC)
             elif isinstance(leaf, (np.ndarray, np.generic, int, float)) and not isinstance(leaf, bool):
                 builder.graph.outputs.append(builder.constant(np.asarray(leaf)))
-                slots.append(None)
+                slots.append(DYNAMIC)
             else:
                 slots.append(leaf)  # static output (None, strings...), returned as is
         for state, value in builder.state_writes.items():  # updated state: extra outputs
@@ -331,4 +334,4 @@ def trace_into_graph(fn, args, kwargs, is_dynamic, name="graph"):
 def rebuild_outputs(out_spec, arrays):
     out_tree, slots = out_spec
     it = iter(arrays)
-    return pytree.unflatten(out_tree, [next(it) if s is None else s for s in slots])
+    return pytree.unflatten(out_tree, [next(it) if s is DYNAMIC else s for s in slots])
