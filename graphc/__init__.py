@@ -38,3 +38,10 @@ abs = absolute
 astype = cast
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name):  # graphc.nn, graphc.optim, graphc.data, graphc.testing load on first use
+    if name in ("nn", "optim", "data", "testing"):
+        import importlib
+        return importlib.import_module(f"graphc.{name}")
+    raise AttributeError(f"module 'graphc' has no attribute {name!r}")

@@ -17,7 +17,7 @@ from graphc.errors import TraceError
 from graphc.ops import registry
 from graphc.ops.creation import zeros_like
 from graphc.ops.shape import broadcast_to, sum_to
-from graphc.trace import Tracer, user_line
+from graphc.trace import Tracer, current_builder, user_line
 
 
 def _is_float(t) -> bool:
@@ -84,6 +84,7 @@ def backward(y: Tracer, wrt, seed=None) -> list:
         if g is None or not any(v in reaches for v in node.inputs):
             continue
         op = registry.get(node.op)
+        first_new = len(graph.nodes)
         ins = [tracer(v) for v in node.inputs]
         needed = [v in reaches and _is_float(v.type) for v in node.inputs]
         if op.vjp is None:
@@ -98,6 +99,8 @@ def backward(y: Tracer, wrt, seed=None) -> list:
                 continue
             ct = _fit(ct, v.type.shape)
             cts[v] = ct if v not in cts else cts[v] + ct
+        for new in graph.nodes[first_new:]:  # backward nodes point at the line of their forward op
+            new.loc = node.loc
     found.update((v, cts[v]) for v in wanted if v in cts)
     return [found.get(v) for v in wrt]
 
@@ -131,7 +134,11 @@ def _differentiate(fn, argnums, has_aux, name):
                                 f"{len(args)} were given")
         out = fn(*args, **kwargs)
         value, aux = (out[0], out[1]) if has_aux else (out, None)
-        grads = []
+        builder = current_builder()
+        if (not isinstance(value, Tracer) and builder is not None and np.ndim(value) == 0
+                and np.asarray(value).dtype.kind == "f"):  # a constant function: zero gradients
+            value = Tracer(builder.constant(np.asarray(value)), builder)
+        trees, flat = [], []
         for i in nums:
             label = repr(params[i]) if i < len(params) else f"at position {i}"
             leaves, tree = pytree.flatten(args[i])
@@ -144,12 +151,18 @@ def _differentiate(fn, argnums, has_aux, name):
                                      f"floating-point arguments can be differentiated (pass e.g. "
                                      f"x.astype(np.float64), or leave it out of argnums)")
             if not isinstance(value, Tracer) or value.shape != ():
-                shape = getattr(value, "shape", type(value).__name__)
+                got = f"shape {value.shape}" if hasattr(value, "shape") else f"a {type(value).__name__}"
                 raise TraceError(f"{name}: the function must return a scalar to differentiate, "
-                                 f"but it returned shape {shape} (at {user_line()})")
-            gs = backward(value, [leaf.value for leaf in leaves])
-            grads.append(pytree.unflatten(tree, [g if g is not None else zeros_like(x)
-                                                 for g, x in zip(gs, leaves)]))
+                                 f"but it returned {got} (at {user_line()})")
+            trees.append((tree, len(leaves)))
+            flat += leaves
+        # one backward pass for all arguments (not one per argnum: the rules run once)
+        gs = backward(value, [leaf.value for leaf in flat])
+        gs = [g if g is not None else zeros_like(x) for g, x in zip(gs, flat)]
+        grads, k = [], 0
+        for tree, n in trees:
+            grads.append(pytree.unflatten(tree, gs[k:k + n]))
+            k += n
         return value, aux, (grads[0] if isinstance(argnums, int) else tuple(grads))
 
     return body

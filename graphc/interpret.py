@@ -4,6 +4,8 @@ It is the oracle every compiled path is tested against.
 """
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from graphc.errors import VerifyError
@@ -16,7 +18,8 @@ def interpret(graph: Graph, *args) -> list:
     if len(args) != len(graph.inputs):
         raise TypeError(f"graph {graph.name} takes {len(graph.inputs)} inputs, got {len(args)}")
     env = {v: np.asarray(a, dtype=v.type.dtype) for v, a in zip(graph.inputs, args)}
-    with np.errstate(all="ignore"):  # NaN and inf propagate silently, as in compiled code
+    with np.errstate(all="ignore"), warnings.catch_warnings():  # NaN and inf propagate silently,
+        warnings.simplefilter("ignore", RuntimeWarning)           # as in compiled code ("mean of empty slice")
         for node in graph.nodes:
             result = registry.get(node.op).reference(*[env[v] for v in node.inputs], **node.attrs)
             results = result if len(node.outputs) > 1 else (result,)

@@ -69,7 +69,8 @@ class Const:
         return hash(self._key)
 
     def __repr__(self):
-        return f"array({self.array.tolist()!r}, {DTYPES[self.array.dtype.name]})"
+        shape = f", {self.array.shape!r}" if self.array.size == 0 else ""  # [] alone loses (0, 3)
+        return f"array({self.array.tolist()!r}, {DTYPES[self.array.dtype.name]}{shape})"
 
 
 class Value:
@@ -296,8 +297,9 @@ def _literal(node):
     if isinstance(node, ast.Name) and node.id in SHORT_DTYPES:
         return node.id
     if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "array":
-        data, dtype = (_literal(a) for a in node.args)
-        return Const(np.array(data, dtype=SHORT_DTYPES[dtype]))
+        data, dtype, *shape = (_literal(a) for a in node.args)
+        array = np.array(data, dtype=SHORT_DTYPES[dtype])
+        return Const(array.reshape(shape[0]) if shape else array)
     raise ValueError(f"cannot read attribute {ast.unparse(node)!r}")
 
 
@@ -320,7 +322,9 @@ def parse(text: str) -> Graph:
         code, _, loc = line.partition("   # ")
         lhs, _, rhs = code.partition(" = ")
         outs = _TYPED.findall(lhs)
-        call = ast.parse(re.sub(r"%(\d+)", r"_v\1", rhs.strip()), mode="eval").body
+        # the op name is read apart: 'and', 'or', 'not' are Python keywords
+        m_call = re.fullmatch(r"\s*([A-Za-z_]\w*)\((.*)\)\s*", rhs)
+        call = m_call and ast.parse("_op(" + re.sub(r"%(\d+)", r"_v\1", m_call.group(2)) + ")", mode="eval").body
         if not isinstance(call, ast.Call) or not outs:
             raise ValueError(f"line {lineno}: cannot read {line!r}")
         try:
@@ -331,7 +335,7 @@ def parse(text: str) -> Graph:
         for kw in call.keywords:
             v = _literal(kw.value)
             attrs[kw.arg] = tuple(v) if isinstance(v, list) else v
-        node = graph.add_node(call.func.id, inputs, attrs, [_parse_type(d, s) for _, d, s in outs],
+        node = graph.add_node(m_call.group(1), inputs, attrs, [_parse_type(d, s) for _, d, s in outs],
                               loc.strip() or None)
         for (num, _, _), v in zip(outs, node.outputs):
             values[num] = v

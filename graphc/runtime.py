@@ -90,15 +90,21 @@ class Compiled:
         self.flat_tuple = (out_tree[0] == "tuple" and all(c == pytree.LEAF for c in out_tree[1])
                            and all(sl is DYNAMIC for sl in slots)) if out_tree != pytree.LEAF else False
         self._call = compiled
+        self.guards = list(builder.guards)
+        self.input_checks = list(builder.input_checks)
+        self.needs_validation = bool(self.state_in or self.guards)
 
-    def state_current(self) -> bool:
-        """False when a State's array changed shape or dtype since tracing (retrace then)."""
+    def valid(self) -> bool:
+        """False when a State changed shape or dtype, or a guarded Python value changed."""
         return all(st.data.shape == shape and st.data.dtype == dtype
-                   for st, (shape, dtype) in zip(self.state_in, self.state_types))
+                   for st, (shape, dtype) in zip(self.state_in, self.state_types)) and all(
+            check() == value for check, value, _ in self.guards)
 
     def run(self, arguments):
         if self.state_in:
             arguments = list(arguments) + [_as_argument(st.data) for st in self.state_in]
+        for i, check in self.input_checks:  # e.g. labels in range: before anything is updated
+            check(arguments[i])
         outs = self._call(*arguments)
         if self._call is self.compiled and self.compiled.ready and not self.compiled.const_args:
             self._call = self.compiled.entry  # compiled now: skip the error-mapping wrapper
@@ -141,7 +147,8 @@ class TracedFunction:
     source of the most recent signature; ``f.stats`` the passes' statistics.
     """
 
-    def __init__(self, fn, static_argnums=(), passes="O2", device="cpu", name=None, check_finite=False):
+    def __init__(self, fn, static_argnums=(), passes="O2", device="cpu", name=None, check_finite=False,
+                 math="fast"):
         if not callable(fn):
             raise TypeError(f"graphc.trace needs a function, got {type(fn).__name__}")
         if device != "cpu":
@@ -150,6 +157,9 @@ class TracedFunction:
         self.fn = fn
         self.static_argnums = (static_argnums,) if isinstance(static_argnums, int) else tuple(static_argnums)
         self.passes = manager.check_pipeline(passes)
+        if math not in cpu.MATH_MODES:
+            raise ValueError(f"unknown math mode {math!r}; choose one of {', '.join(cpu.MATH_MODES)}")
+        self.math = math  # "fast": vectorizable exp/log/tanh... ; "libm": NumPy's scalar calls
         self.device = device
         self.check_finite = check_finite
         self.name = name or getattr(fn, "__name__", "graph")
@@ -174,10 +184,10 @@ class TracedFunction:
                     break
                 key.append((a.shape, a.dtype))
             else:
-                compiled = self._fast.get(tuple(key))
-                if compiled is not None and (not compiled.state_in or compiled.state_current()):
-                    self._last = compiled
-                    return compiled.run(args)
+                for compiled in self._fast.get(tuple(key), ()):
+                    if not compiled.needs_validation or compiled.valid():
+                        self._last = compiled
+                        return compiled.run(args)
         return self._call_general(args, kwargs)
 
     def _call_general(self, args, kwargs):
@@ -189,16 +199,18 @@ class TracedFunction:
                 return self._call_python(*args, **kwargs)
         try:
             key = (treedef, tuple(_leaf_key(leaf) for leaf in leaves))
-            compiled = self._cache.get(key)
+            variants = self._cache.get(key, ())
         except TypeError:  # an unhashable static argument
-            compiled, key = None, None
-        if compiled is not None and compiled.state_in and not compiled.state_current():
-            compiled = None  # a State changed shape or dtype: trace again
+            variants, key = (), None
+        # several variants per signature when the graph depended on Python state (train/eval...)
+        compiled = next((c for c in variants if not c.needs_validation or c.valid()), None)
         if compiled is None:
             compiled = self._compile(key, args, kwargs, leaves)
         if not kwargs and not self.static_argnums and all(
                 type(a) is np.ndarray and a.flags.c_contiguous and a.ndim for a in args):
-            self._fast[tuple((a.shape, a.dtype) for a in args)] = compiled
+            fast = self._fast.setdefault(tuple((a.shape, a.dtype) for a in args), [])
+            if compiled not in fast:
+                fast.insert(0, compiled)
         self._last = compiled
         return compiled.run([_as_argument(leaf) for leaf in leaves if is_dynamic(leaf)])
 
@@ -213,28 +225,45 @@ class TracedFunction:
                             f"compiled signature)")
         builder, out_spec = trace_into_graph(self._call_python, args, kwargs, is_dynamic, self.name)
         graph, stats = manager.run(builder.graph, self.passes)
-        compiled = Compiled(graph, cpu.compile_graph(graph), out_spec, stats, builder, self.check_finite)
-        self._cache[key] = compiled
+        compiled = Compiled(graph, cpu.compile_graph(graph, self.math), out_spec, stats, builder, self.check_finite)
+        self._cache.setdefault(key, []).insert(0, compiled)
         return compiled
 
     def _check_arguments(self, args, kwargs, leaves):
         """Clear TypeErrors naming the parameter, before anything is traced."""
         if self._signature is not None:
-            bound = self._signature.bind(*args, **kwargs)  # wrong arity -> TypeError naming it
+            try:
+                self._signature.bind(*args, **kwargs)  # wrong arity -> TypeError naming it
+            except TypeError as exc:
+                raise TypeError(f"{self.name}{self._signature}: {exc}") from None
+            # paths in the order pytree.flatten((args, kwargs)) gives the leaves
+            params = [p for p in self._signature.parameters.values()
+                      if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+            star = next((p.name for p in self._signature.parameters.values() if p.kind == p.VAR_POSITIONAL),
+                        "args")
             paths = []
-            for name, value in bound.arguments.items():
+            for i, value in enumerate(args):
+                name = params[i].name if i < len(params) else f"{star}[{i - len(params)}]"
+                paths += pytree.leaf_paths(value, name)
+            for name, value in kwargs.items():
                 paths += pytree.leaf_paths(value, name)
         else:
             paths = [f"argument {i}" for i in range(len(leaves))]
         for path, leaf in zip(paths, leaves):
-            if isinstance(leaf, np.ndarray) and leaf.dtype.name not in DTYPES:
-                raise TypeError(f"{self.name}: argument {path!r} has dtype {leaf.dtype}, which graphc "
+            if isinstance(leaf, (np.ndarray, np.generic)) and leaf.dtype.name not in DTYPES:
+                kind = "an array" if isinstance(leaf, np.ndarray) else "a scalar"
+                raise TypeError(f"{self.name}: argument {path!r} is {kind} of dtype {leaf.dtype}, which graphc "
                                 f"cannot compile; use one of {', '.join(DTYPES)} (e.g. x.astype(np.float32))")
             if isinstance(leaf, np.generic) and not isinstance(leaf, _SCALAR_TYPES):
                 raise TypeError(f"{self.name}: argument {path!r} is a {type(leaf).__name__} scalar, "
                                 f"which graphc cannot compile")
             if isinstance(leaf, complex):
                 raise TypeError(f"{self.name}: argument {path!r} is complex; graphc supports real numbers only")
+            if isinstance(leaf, int) and not isinstance(leaf, bool) and not -2**63 <= leaf < 2**63:
+                raise TypeError(f"{self.name}: argument {path!r} = {leaf} does not fit in int64")
+            if isinstance(leaf, np.ma.MaskedArray):
+                raise TypeError(f"{self.name}: argument {path!r} is a masked array, which graphc cannot compile; "
+                                f"pass x.filled(value) or x.data")
 
     # -- inspection ---------------------------------------------------------------------
     def _latest(self) -> Compiled:
@@ -260,8 +289,8 @@ class TracedFunction:
 
     @property
     def signatures(self) -> int:
-        """How many signatures have been compiled."""
-        return len(self._cache)
+        """How many graphs have been compiled (signatures times guarded variants)."""
+        return sum(len(v) for v in self._cache.values())
 
     def lower(self, *args, **kwargs) -> "TracedFunction":
         """Trace and compile for these example arguments now; returns self."""
@@ -269,17 +298,16 @@ class TracedFunction:
             args = tuple(Static(a) if i in self.static_argnums else a for i, a in enumerate(args))
         leaves, treedef = pytree.flatten((args, kwargs))
         key = (treedef, tuple(_leaf_key(leaf) for leaf in leaves))
-        if key not in self._cache:
-            self._compile(key, args, kwargs, leaves)
-        self._last = self._cache[key]
+        compiled = next((c for c in self._cache.get(key, ()) if not c.needs_validation or c.valid()), None)
+        self._last = compiled or self._compile(key, args, kwargs, leaves)
         return self
 
     def __repr__(self):
-        return f"<graphc.TracedFunction {self.name}: {len(self._cache)} signature(s)>"
+        return f"<graphc.TracedFunction {self.name}: {self.signatures} compiled graph(s)>"
 
 
 def trace(fn=None, *example_args, static_argnums=(), passes="O2", device="cpu", check_finite=False,
-          **example_kwargs):
+          math="fast", **example_kwargs):
     """Compile ``fn`` with graphc.
 
     * ``@gc.trace`` or ``gc.trace(fn)``: traces on the first call per input signature.
@@ -288,9 +316,12 @@ def trace(fn=None, *example_args, static_argnums=(), passes="O2", device="cpu", 
 
     Options: ``static_argnums`` (positions of arguments that are compile-time
     constants), ``passes`` ("O0", "O1" or "O2"), ``device`` ("cpu") and
-    ``check_finite`` (raise ``NonFiniteError`` instead of writing NaN/inf into State).
+    ``check_finite`` (raise ``NonFiniteError`` instead of writing NaN/inf into State) and
+    ``math`` ("fast": vectorizable exp/log/tanh/sigmoid/sin/cos/pow in fused loops, a few
+    ulp from NumPy; "libm": the plain scalar calls).
     """
-    options = dict(static_argnums=static_argnums, passes=passes, device=device, check_finite=check_finite)
+    options = dict(static_argnums=static_argnums, passes=passes, device=device, check_finite=check_finite,
+                   math=math)
     if fn is None:
         return functools.partial(trace, **options)
     traced = TracedFunction(fn, **options)

@@ -48,6 +48,18 @@ def user_loc() -> str | None:
     return f"{os.path.basename(frame.f_code.co_filename)}:{frame.f_lineno}"
 
 
+def _user_line_of(tb) -> str:
+    """``path:line: text`` of the innermost user frame in a traceback."""
+    found = "<unknown location>"
+    while tb is not None:
+        path = tb.tb_frame.f_code.co_filename
+        if not path.startswith(_LIBRARY_DIRS) and not path.startswith("<frozen"):
+            text = linecache.getline(path, tb.tb_lineno).strip()
+            found = f"{path}:{tb.tb_lineno}" + (f": {text}" if text else "")
+        tb = tb.tb_next
+    return found
+
+
 def user_line() -> str:
     """The user's full ``path:line: source text`` for error messages."""
     frame = user_frame()
@@ -69,6 +81,23 @@ class Builder:
         self.state_inputs = {}  # State -> graph input Value, in capture order
         self.state_values = {}  # State -> its current traced value
         self.state_writes = {}  # State -> value to write back after the call
+        self.guards = []  # (check() -> value, value at trace time, description): retrace on change
+        self.input_checks = []  # (graph input index, check(array)): run before every call
+
+    def guard(self, check, value, description: str):
+        """The graph depends on Python state: retrace whenever ``check()`` != ``value``."""
+        self.guards.append((check, value, description))
+
+    def check_input(self, tracer, check) -> bool:
+        """Run ``check(array)`` on the argument behind ``tracer`` before every compiled call.
+
+        Returns False when ``tracer`` is not a graph input (nothing to check then).
+        """
+        for i, v in enumerate(self.graph.inputs):
+            if v is tracer.value:
+                self.input_checks.append((i, check))
+                return True
+        return False
 
     def read_state(self, state):
         """The traced value of ``state``: captured as an extra graph input on first read."""
@@ -139,10 +168,12 @@ class Tracer:
         self._concrete("Python control flow on a traced value (`if`, `while`, `and`, `or`)")
 
     def __float__(self):
-        self._concrete("float() of a traced value", "return the value from the traced function instead")
+        self._concrete("float() of a traced value", "return the value from the traced function instead, "
+                       "or use gc.where(cond, a, b) to choose between values inside a trace")
 
     def __int__(self):
-        self._concrete("int() of a traced value", "return the value from the traced function instead")
+        self._concrete("int() of a traced value", "return the value from the traced function instead, "
+                       "or use gc.where(cond, a, b) to choose between values inside a trace")
 
     def __index__(self):
         self._concrete("using a traced value as a Python index or size", "pass it as a static argument")
@@ -305,6 +336,12 @@ def trace_into_graph(fn, args, kwargs, is_dynamic, name="graph"):
     _ACTIVE.append(builder)
     try:
         result = fn(*targs, **tkwargs)
+    except ShapeError as exc:
+        if "\n  at " in str(exc):
+            raise
+        # raised by a shape rule outside bind (reshape, axis checks...): add the user's line
+        raise ShapeError(f"{exc}\n  at {_user_line_of(exc.__traceback__)}").with_traceback(
+            exc.__traceback__) from None
     finally:
         _ACTIVE.pop()
     try:

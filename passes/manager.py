@@ -1,6 +1,10 @@
 """Named pass pipelines.
 
-``O0`` runs nothing, ``O1`` the cleanups, ``O2`` (the default) everything.
+``O0`` runs nothing, ``O1`` the cleanups (constant folding, algebraic
+simplification, CSE, DCE), ``O2`` (the default) the cleanups then fusion.
+A pass that raises leaves the graph unchanged (the reason is logged at debug
+level on the ``graphc.passes`` logger and kept in ``PassStat.note``;
+``GRAPHC_PASS_ERRORS=raise`` re-raises instead, for debugging).
 ``GRAPHC_DUMP=dir`` writes the graph after each pass; ``verify=True`` (the
 tests' setting, or ``GRAPHC_VERIFY=1``) checks the IR after every pass.
 """
@@ -10,13 +14,20 @@ import os
 import time
 from dataclasses import dataclass
 
+import logging
+
 from graphc.ir import Graph
-from passes import cse, dce
+from passes import constfold, cse, dce, fusion, simplify
+
+log = logging.getLogger("graphc.passes")
+
+_CLEANUPS = (("constfold", constfold.run), ("simplify", simplify.run), ("constfold", constfold.run),
+             ("simplify", simplify.run), ("cse", cse.run), ("dce", dce.run))
 
 PIPELINES = {
     "O0": (),
-    "O1": (("cse", cse.run), ("dce", dce.run)),
-    "O2": (("cse", cse.run), ("dce", dce.run)),
+    "O1": _CLEANUPS,
+    "O2": _CLEANUPS + (("fusion", fusion.run),),
 }
 
 
@@ -26,6 +37,7 @@ class PassStat:
     nodes_before: int
     nodes_after: int
     seconds: float
+    note: str = ""  # why the pass left the graph unchanged, if it failed
 
 
 def check_pipeline(name: str) -> str:
@@ -42,14 +54,33 @@ def run(graph: Graph, pipeline: str = "O2", verify: bool | None = None):
     stats = []
     if dump:
         _dump(dump, graph, 0, "traced")
+    original = graph
     for k, (name, fn) in enumerate(passes, start=1):
         before, start = len(graph.nodes), time.perf_counter()
-        graph = fn(graph)
-        stats.append(PassStat(name, before, len(graph.nodes), time.perf_counter() - start))
-        if verify:
-            graph.verify()
+        note = ""
+        try:
+            new = fn(graph)
+            if verify:
+                new.verify()
+            graph = new
+        except Exception as exc:  # a pass that cannot handle a graph leaves it unchanged
+            if os.environ.get("GRAPHC_PASS_ERRORS") == "raise":
+                raise
+            note = f"{type(exc).__name__}: {exc}"
+            log.debug("pass %s left graph %s unchanged: %s", name, graph.name, note)
+        stats.append(PassStat(name, before, len(graph.nodes), time.perf_counter() - start, note))
         if dump:
             _dump(dump, graph, k, name)
+    if passes and not verify and graph is not original:
+        try:  # one cheap check of the result; a broken graph is never compiled
+            graph.verify()
+        except Exception as exc:
+            if os.environ.get("GRAPHC_PASS_ERRORS") == "raise":
+                raise
+            log.debug("pipeline %s broke graph %s (%s); compiling it unoptimized", pipeline, graph.name, exc)
+            stats.append(PassStat("verify", len(graph.nodes), len(original.nodes), 0.0,
+                                  f"{type(exc).__name__}: {exc}; fell back to the traced graph"))
+            graph = original
     return graph, stats
 
 

@@ -8,9 +8,11 @@ when unchanged (a new mtime would invalidate Numba's cache).
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -30,7 +32,22 @@ def content_hash(source: str, backend_version: str) -> str:
     for part in (backend_version, numba.__version__, np.__version__, source):
         h.update(part.encode())
         h.update(b"\0")
+    # Numba's cache only watches the generated file itself: the graphc modules it imports
+    # (vecmath's kernels are compiled into it) must be part of the key, or an upgrade of
+    # them would keep running stale machine code
+    for module in sorted(set(re.findall(r"^from (graphc[\w.]*) import", source, re.M))):
+        h.update(_module_digest(module).encode())
     return h.hexdigest()[:24]
+
+
+@functools.lru_cache(maxsize=None)
+def _module_digest(module: str) -> str:
+    spec = importlib.util.find_spec(module)
+    try:
+        with open(spec.origin, "rb") as f:
+            return hashlib.sha256(f.read()).hexdigest()
+    except (OSError, TypeError, AttributeError):
+        return module
 
 
 def write_module(key: str, source: str) -> str:

@@ -7,6 +7,7 @@ one signature), so loop bounds and broadcast indices are literals.
 from __future__ import annotations
 
 import math
+import os
 from contextlib import contextmanager
 
 import numpy as np
@@ -73,6 +74,10 @@ class Emitter:
         self.depth = 1
         self.node: Node | None = None
         self._tmp = 0
+        self.math = "fast"  # "fast": vectorizable graphc.backend.vecmath; "libm": np.exp & co.
+        self.kernels: list[str] = []  # source of the fused kernels the entry calls
+        self.imports: set[str] = set()  # vecmath functions the kernels use
+        self.kernel_info: list[dict] = []  # per kernel: name, node, parallel, fastmath, flat
 
     # -- names and lines -----------------------------------------------------------
     def name(self, v: Value) -> str:
@@ -160,3 +165,243 @@ def emit_elementwise(em: Emitter, nodes):
             local[v] = em.tmp("t")
             em.line(f"{local[v]} = {CTOR[v.type.dtype]}({expr})")
         em.store(out, idx, local[out])
+
+
+# -- fused groups ----------------------------------------------------------------------
+# A fused kernel runs its outer loop with prange when its domain has at least this many
+# elements (measured on the 2-core dev machine: below ~1e5 elements the thread launch,
+# ~10-20 us, costs more than the second core saves). GRAPHC_PARALLEL_MIN overrides it.
+PARALLEL_MIN = int(os.environ.get("GRAPHC_PARALLEL_MIN", 1 << 17))
+
+# ops with a vectorizable implementation in graphc.backend.vecmath (math="fast")
+FAST_MATH = {"exp", "log", "tanh", "sigmoid", "sin", "cos", "pow"}
+_SHORT = {"float32": "f32", "float64": "f64"}
+_FUSED_REDUCTIONS = {"sum", "mean", "prod", "max", "min"}
+
+
+def _acc_dtype(op, dtype):
+    if op in ("sum", "mean", "prod"):
+        if dtype in ("bool", "int32", "int64"):
+            return "int64"
+        return "float64"  # float32 accumulates in float64: NumPy-level error at any N
+    return dtype
+
+
+def _extreme_init(op, dtype):
+    if dtype == "bool":
+        return op == "min"
+    if dtype.startswith("int"):
+        info = np.iinfo(dtype)
+        return info.min if op == "max" else info.max
+    return -np.inf if op == "max" else np.inf
+
+
+def _scalar_expr(em, node, ctx, args):
+    dtype = node.outputs[0].type.dtype
+    if em.math == "fast" and node.op in FAST_MATH and dtype in _SHORT:
+        fn = f"{node.op}_{_SHORT[dtype]}"
+        em.imports.add(fn)
+        return f"{fn}({', '.join(args)})"
+    return registry.get(node.op).scalar(ctx, *args)
+
+
+def emit_fused(em: Emitter, node: Node):
+    """Emit a kernel function for fused ``node`` and the entry's call to it.
+
+    One loop nest over the group's domain; every intermediate is a local of the
+    loop body; reductions accumulate in scalar locals (kept dims outer, reduced
+    dims inner); values leaving the group are stored to arrays (or returned, for
+    rank-0 reductions). Operands of the domain's shape are passed flattened when
+    nothing needs a multi-dimensional index, so the loop is one contiguous run.
+    """
+    from graphc.ops.fused import subgraph
+
+    sub = subgraph(node)
+    members = sub.nodes
+    reds = [n for n in members if n.op in _FUSED_REDUCTIONS]
+    ews = [n for n in members if n.op not in _FUSED_REDUCTIONS]
+    domain = tuple(ews[0].outputs[0].type.shape if ews else reds[0].inputs[0].type.shape)
+    nd = len(domain)
+    size = int(np.prod(domain, dtype=np.int64))
+    axes = tuple(reds[0].attrs["axes"]) if reds else ()
+    full = axes == tuple(range(nd))
+    flat = (nd >= 1 and (not reds or full) and all(n.op != "iota" for n in members)
+            and all(v.type.shape == domain or v.type.size == 1 for v in sub.inputs))
+    kept = [d for d in range(nd) if d not in axes]
+    sum_like = all(r.op in ("sum", "mean", "prod") for r in reds)
+    parallel = size >= PARALLEL_MIN and (bool(kept) if not flat else (sum_like or not reds))
+    fastmath = bool(reds) and sum_like
+
+    # Small groups are written straight into the entry: every separate @njit function costs
+    # Numba ~0.3-0.5 s to compile, which dominated cold start. Only groups big enough to want
+    # threads (prange) or reassociated reductions (fastmath) become kernels of their own.
+    inline = not parallel and size < INLINE_MAX
+    k = Emitter(sub)
+    k.math = em.math
+    params = []
+    array_outs = [v for v in sub.outputs if v.type.shape]
+    scalar_outs = [v for v in sub.outputs if not v.type.shape]
+    outer = dict(zip(sub.outputs, node.outputs))
+    for i, v in enumerate(sub.inputs):
+        if inline:
+            k.names[v] = _flat_alias(em, em.name(node.inputs[i]), flat and nd > 1 and v.type.shape == domain, size)
+        else:
+            k.names[v] = f"p{i}"
+            params.append(f"p{i}")
+    for i, v in enumerate(array_outs):
+        if inline:
+            name = em.alloc_output(outer[v]) if hasattr(em, "alloc_output") else em.alloc(outer[v])
+            flatten = flat and nd > 1 and v.type.shape == domain and v.producer.op not in _FUSED_REDUCTIONS
+            k.names[v] = _flat_alias(em, name, flatten, size)
+        else:
+            k.names[v] = f"o{i}"
+            params.append(f"o{i}")
+    if inline:
+        fastmath = False  # the entry has no fastmath: inlined sums stay sequential (and exact as before)
+        for v in scalar_outs:
+            k.names[v] = em.define(outer[v])
+        k._tmp, k.depth = em._tmp, em.depth  # fresh local names, at the entry's indentation
+
+    accs = {}
+    for r in reds:
+        acc = k.tmp("acc")
+        accs[r] = acc
+
+    def init_accs():
+        for r in reds:
+            x_dtype = r.inputs[0].type.dtype
+            if r.op in ("max", "min"):
+                k.line(f"{accs[r]} = {literal(_extreme_init(r.op, x_dtype), x_dtype)}")
+            else:
+                k.line(f"{accs[r]} = {literal(1 if r.op == 'prod' else 0, _acc_dtype(r.op, x_dtype))}")
+
+    # operands with one element are read once, before the loops
+    hoisted = {}
+    for v in sub.inputs:
+        if not v.type.shape:
+            hoisted[v] = k.name(v)
+        elif v.type.size == 1:
+            hoisted[v] = k.tmp("s")
+            ndim = 1 if flat and nd > 1 and v.type.shape == domain else v.type.ndim  # passed flattened
+            k.line(f"{hoisted[v]} = {k.name(v)}[{', '.join('0' * ndim)}]")
+
+    def body(idx, loop_shape):
+        local = dict(hoisted)
+        for n in members:
+            for v in n.inputs:
+                if v not in local:
+                    local[v] = k.tmp("x")
+                    load = f"{k.name(v)}[{idx[0]}]" if flat else k.load(v, idx, loop_shape)
+                    k.line(f"{local[v]} = {load}")
+            if n in accs:
+                acc, v, x_dtype = accs[n], local[n.inputs[0]], n.inputs[0].type.dtype
+                if n.op in ("sum", "mean"):
+                    k.line(f"{acc} += {CTOR[_acc_dtype(n.op, x_dtype)]}({v})")
+                elif n.op == "prod":
+                    k.line(f"{acc} *= {CTOR[_acc_dtype(n.op, x_dtype)]}({v})")
+                else:
+                    cmp = ">" if n.op == "max" else "<"
+                    if x_dtype.startswith("float"):  # NaN wins and stays, as in NumPy
+                        k.line(f"{acc} = {v} if ({v} {cmp} {acc} or {v} != {v}) else {acc}")
+                    else:
+                        k.line(f"{acc} = {v} if {v} {cmp} {acc} else {acc}")
+                continue
+            ctx = ScalarContext(n, idx, loop_shape)
+            out = n.outputs[0]
+            local[out] = k.tmp("t")
+            k.line(f"{local[out]} = {CTOR[out.type.dtype]}({_scalar_expr(k, n, ctx, [local[v] for v in n.inputs])})")
+            if out in array_outs:
+                k.store(out, idx, local[out])
+
+    def finish(kidx):
+        count = int(np.prod([domain[d] for d in axes], dtype=np.int64))
+        for r in reds:
+            out = r.outputs[0]
+            value = accs[r]
+            if r.op == "mean":
+                value = f"{value} / {literal(count, 'float64')}"
+            value = f"{CTOR[out.type.dtype]}({value})"
+            if out in scalar_outs:
+                k.line(f"{k.names.setdefault(out, k.tmp('r'))} = {value}")
+            elif out in array_outs:
+                pos = dict(zip(kept, kidx))
+                if r.attrs["keepdims"]:
+                    oidx = ["0" if d in axes else pos[d] for d in range(nd)]
+                else:
+                    oidx = [pos[d] for d in kept]
+                k.store(out, oidx, value)
+
+    rng = "prange" if parallel else "range"
+    if flat:
+        init_accs()
+        i = k.tmp("i")
+        with k.block(f"for {i} in {rng}({size}):"):
+            body([i], (size,))
+        finish([])
+    else:
+        kidx = [k.tmp("i") for _ in kept]
+        for j, (d, i) in enumerate(zip(kept, kidx)):
+            k.line(f"for {i} in {rng if j == 0 else 'range'}({domain[d]}):")
+            k.depth += 1
+        init_accs()
+        ridx = [k.tmp("j") for _ in axes]
+        for d, i in zip(axes, ridx):
+            k.line(f"for {i} in range({domain[d]}):")
+            k.depth += 1
+        pos = dict(zip(kept, kidx)) | dict(zip(axes, ridx))
+        body([pos[d] for d in range(nd)], domain)
+        k.depth -= len(axes)
+        finish(kidx)
+        k.depth -= len(kept)
+    if inline:
+        em.lines += k.lines
+        em.line_nodes += [em.node] * len(k.lines)
+        em._tmp = k._tmp
+        em.imports |= k.imports
+        return
+    if scalar_outs:
+        names = ", ".join(k.name(v) for v in scalar_outs)
+        k.line(f"return ({names}{',' if len(scalar_outs) == 1 else ''})")
+
+    kname = f"kernel_{len(em.kernels)}"  # never a tmp() name (k3 is a reduction counter)
+    opts = [NJIT_KERNEL_OPTIONS]
+    if parallel:
+        opts.append("parallel=True")
+    if fastmath:
+        opts.append("fastmath={'reassoc', 'contract'}")
+    em.kernels.append("\n".join([f"@njit({', '.join(opts)})", f"def {kname}({', '.join(params)}):"] + k.lines))
+    em.imports |= k.imports
+    em.kernel_info.append({"name": kname, "node": node, "parallel": parallel, "fastmath": fastmath,
+                           "flat": flat, "domain": domain})
+
+    # the entry's side: allocate what leaves the group, call the kernel
+    args = []
+    for v in node.inputs:
+        name = em.name(v)
+        args.append(f"{name}.reshape({size})" if flat and nd > 1 and v.type.shape == domain else name)
+    for v in array_outs:
+        name = em.alloc_output(outer[v]) if hasattr(em, "alloc_output") else em.alloc(outer[v])
+        # a reduction's output is stored with its own index (keepdims over a size-1 domain has the
+        # domain's shape, but is still written as o[0, 0]): never flattened
+        flatten = flat and nd > 1 and v.type.shape == domain and v.producer.op not in _FUSED_REDUCTIONS
+        args.append(f"{name}.reshape({size})" if flatten else name)
+    call = f"{kname}({', '.join(args)})"
+    if scalar_outs:
+        names = [em.define(outer[v]) for v in scalar_outs]
+        em.line(f"{', '.join(names)}, = {call}")
+    else:
+        em.line(call)
+
+
+NJIT_KERNEL_OPTIONS = "cache=True, error_model='numpy', nogil=True"
+# groups below this many elements (and not parallel) are inlined into the entry
+INLINE_MAX = int(os.environ.get("GRAPHC_INLINE_MAX", 1 << 16))
+
+
+def _flat_alias(em: Emitter, name: str, flatten: bool, size: int) -> str:
+    """``name``, or a flat view of it (a new local of the entry) when the group runs flat."""
+    if not flatten:
+        return name
+    alias = em.tmp("f")
+    em.line(f"{alias} = {name}.reshape({size})")
+    return alias

@@ -113,7 +113,8 @@ implements(ufunc="true_divide")(divide)
 
 def _pow_dy(g, x, y, out):
     # d/dy x**y = x**y * log(x); 0 where x == 0 (PyTorch's convention) instead of 0 * -inf
-    return where(equal(x, 0), 0, g * out * log(x))
+    zero = equal(x, 0)  # log of a safe 1 there, so second derivatives do not see 0 * -inf
+    return where(zero, 0, g * out * log(where(zero, 1, x)))
 
 
 power = _binary("pow", np.power, lambda c, a, b: f"{a} ** {b}",
@@ -263,14 +264,16 @@ def _clip_ref(x, lo, hi):
 
 
 def _clip_scalar(c, x, lo, hi):
-    low = f"({lo} if {x} < {lo} else {x})"  # NaN stays NaN; lo > hi gives hi, as np.clip
-    return f"{hi} if {low} > {hi} else {low}"
+    # min(max(x, lo), hi) as np.clip: a NaN in x or in a bound gives NaN; lo > hi gives hi
+    low = f"({lo} if ({x} < {lo} or {lo} != {lo}) else {x})"
+    return f"{hi} if ({low} > {hi} or {hi} != {hi}) else {low}"
 
 
 _elementwise("clip", _clip_ref, _clip_scalar,
              (lambda g, x, lo, hi, out: where(logical_and(x >= lo, x <= hi), g, 0),
-              lambda g, x, lo, hi, out: where(x < lo, g, 0),
-              lambda g, x, lo, hi, out: where(logical_and(x > hi, x >= lo), g, 0)))
+              # out = min(max(x, lo), hi): lo wins where x < lo <= hi, hi where max(x, lo) > hi
+              lambda g, x, lo, hi, out: where(logical_and(x < lo, lo <= hi), g, 0),
+              lambda g, x, lo, hi, out: where(logical_or(x > hi, lo > hi), g, 0)))
 
 
 @implements(np.clip)

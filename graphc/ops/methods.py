@@ -22,6 +22,11 @@ def _unsupported(name):
     return method
 
 
+def _setitem(a, key, value):
+    raise TraceError(f"x[...] = value on a traced array is not supported: traced arrays are immutable "
+                     f"(at {user_line()}); build the result with gc.where(mask, value, x) or np.concatenate")
+
+
 def _reflected(fn):
     return lambda a, b: fn(b, a)
 
@@ -42,7 +47,7 @@ OPERATORS = {
     "__invert__": _bool_only("~", ew.logical_not),
     "__floordiv__": _unsupported("//"), "__rfloordiv__": _unsupported("//"),
     "__mod__": _unsupported("%"), "__rmod__": _unsupported("%"),
-    "__getitem__": indexing.getitem,
+    "__getitem__": indexing.getitem, "__setitem__": _setitem,
 }
 
 METHODS = {

@@ -41,7 +41,8 @@ def logsumexp(x, axis=None, keepdims=False):
 def softmax(x, axis=-1):
     """``exp(x) / sum(exp(x))`` along ``axis``, shifted by the max for stability."""
     (x,) = promote(x, dtype=_float(x))
-    e = exp(x - _safe_max(x, axis))
+    # the plain max (not _safe_max): a row holding +inf gives NaN throughout, as scipy.special.softmax
+    e = exp(x - stop_gradient(reduce_max(x, axis=axis, keepdims=True)))
     return e / reduce_sum(e, axis=axis, keepdims=True)
 
 

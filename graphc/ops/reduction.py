@@ -24,7 +24,7 @@ def normalize_axes(axis, ndim) -> tuple:
     out = []
     for a in axes:
         a = int(a)
-        if not -ndim <= a < builtins.max(ndim, 1) or (ndim == 0 and a not in (0, -1)):
+        if not -builtins.max(ndim, 1) <= a < builtins.max(ndim, 1):  # a 0-d array takes axis 0 or -1
             raise ShapeError(f"axis {a} is out of bounds for an array of dimension {ndim}")
         out.append(a % builtins.max(ndim, 1) if ndim else 0)
     if len(set(out)) != len(out):
@@ -154,12 +154,16 @@ def _extreme_vjp(g, x, out, axes, keepdims):
 
 
 def _prod_vjp(g, x, out, axes, keepdims):
-    # d prod / d x_i = product of the others, exact with zeros in the input
+    # d prod / d x_i = product of the others, exact with zeros in the input. Written as
+    # prod(others nonzero) * prod(others zero) with no division by a zero, so that
+    # second derivatives are finite and exact where a slice holds at most one zero
     from graphc.ops.elementwise import equal, where
     zero = equal(x, 0)
-    nonzero_prod = bind("prod", where(zero, 1, x), axes=axes, keepdims=True)
+    nonzero = where(zero, 1, x)
+    nonzero_prod = bind("prod", nonzero, axes=axes, keepdims=True)
+    zero_prod = bind("prod", where(zero, x, 1), axes=axes, keepdims=True)  # 1, or 0 with its slope
     zeros = bind("sum", zero, axes=axes, keepdims=True)
-    others = where(zero, where(zeros == 1, nonzero_prod, 0), where(zeros == 0, nonzero_prod / x, 0))
+    others = nonzero_prod / nonzero * where(zero, where(zeros == 1, 1, 0), zero_prod)
     return _expand_back(g, x, axes, keepdims) * others
 
 
@@ -243,13 +247,14 @@ min = _extreme_function("min", [np.min, np.amin])
 def _arg_function(name, numpy_fn):
     def fn(a, axis=None, out=None, *, keepdims=False):
         _check_unsupported(name, out=out)
+        from graphc.ops.shape import reshape
         (a,) = promote(a)
-        if axis is None:
-            from graphc.ops.shape import reshape
-            a, axis = reshape(a, (-1,)), 0
-            if keepdims:
-                raise TraceError(f"{name}(axis=None, keepdims=True) is not supported (at {user_line()})")
-        axes = normalize_axes(axis, type_of(a).ndim)
+        ndim = type_of(a).ndim
+        if axis is None or ndim == 0:  # over the flattened array (a 0-d array has one element)
+            normalize_axes(axis, ndim)  # still an error for a bad axis
+            index = bind(name, reshape(a, (-1,)), axes=(0,), keepdims=False)
+            return reshape(index, (1,) * ndim) if keepdims else index
+        axes = normalize_axes(axis, ndim)
         return bind(name, a, axes=axes, keepdims=bool(keepdims))
     fn.__name__ = fn.__qualname__ = name
     fn.__doc__ = f"``np.{name}``: index of the first extreme along ``axis`` (flattened if None)."

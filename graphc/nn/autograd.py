@@ -1,0 +1,46 @@
+"""``loss.backward()`` on traced values: the gradient transform applied to every Parameter read."""
+from __future__ import annotations
+
+from graphc.autodiff import backward as _graph_backward
+from graphc.errors import TraceError
+from graphc.nn.parameter import _GRADS, _READS
+from graphc.trace import Tracer, user_line
+
+
+def tracer_backward(self, gradient=None):
+    """Add backward nodes for ``self`` (a scalar) and set ``.grad`` of each Parameter it uses.
+
+    Gradients accumulate across ``backward`` calls within one trace (as in
+    PyTorch); a Parameter the loss does not depend on keeps ``grad = None``, so
+    optimizers leave it unchanged. ``gradient`` seeds a non-scalar ``self``.
+    """
+    builder = self.builder
+    if builder.finished:
+        raise TraceError(f"backward() on a value from a finished trace (at {user_line()}); call it "
+                         f"inside the traced function")
+    if gradient is None and self.shape != ():
+        raise TraceError(f"backward() needs a scalar loss, but this value has shape {self.shape} "
+                         f"(at {user_line()}); reduce it first (e.g. loss.mean()) or pass gradient=")
+    if self.dtype.kind != "f":
+        raise TraceError(f"backward() of a {self.dtype} value: only floating-point values have "
+                         f"gradients (at {user_line()})")
+    reads = builder.aux.get(_READS, {})
+    params = [p for p, v in reads.items() if p.requires_grad and v.dtype.kind == "f"]
+    if not params:
+        return
+    seed = None
+    if gradient is not None:
+        from graphc.ops.shape import broadcast_to
+        seed = gradient if isinstance(gradient, Tracer) else broadcast_to(gradient, self.shape)
+        if not isinstance(seed, Tracer):
+            seed = Tracer(builder.constant(seed.astype(self.dtype)), builder)
+    grads = _graph_backward(self, [reads[p].value for p in params], seed=seed)
+    table = builder.aux.setdefault(_GRADS, {})
+    for p, g in zip(params, grads):
+        if g is None:
+            continue
+        table[p] = g if table.get(p) is None else table[p] + g
+
+
+def install():
+    Tracer.backward = tracer_backward

@@ -1,0 +1,294 @@
+"""``Module``: PyTorch's module tree (parameters, buffers, children, state dicts, train/eval)."""
+from __future__ import annotations
+
+from collections import OrderedDict, namedtuple
+
+import numpy as np
+
+from graphc.errors import GraphcError
+from graphc.nn.parameter import Parameter
+from graphc.state import State
+from graphc.trace import current_builder
+
+
+
+class StateDictError(GraphcError, RuntimeError):
+    """``load_state_dict`` found missing, unexpected or wrong-shaped keys."""
+
+
+IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
+
+
+def _as_numpy(value):
+    if hasattr(value, "detach") and hasattr(value, "cpu"):  # a torch tensor
+        value = value.detach().cpu().numpy()
+    elif isinstance(value, State):
+        value = value.data
+    return np.asarray(value)
+
+
+class Module:
+    """Base class of every layer and model. Subclasses define ``forward``."""
+
+    def __init__(self):
+        object.__setattr__(self, "_parameters", OrderedDict())
+        object.__setattr__(self, "_buffers", OrderedDict())
+        object.__setattr__(self, "_modules", OrderedDict())
+        object.__setattr__(self, "training", True)
+        object.__setattr__(self, "_path", None)
+
+    # -- registration -------------------------------------------------------------
+    def __setattr__(self, name, value):
+        if "_parameters" not in self.__dict__:
+            raise AttributeError(f"{type(self).__name__}.__init__ must call super().__init__() "
+                                 f"before assigning attributes")
+        for table in (self._parameters, self._buffers, self._modules):
+            table.pop(name, None)
+        if isinstance(value, Parameter):
+            self._parameters[name] = value
+            if value.name is None:
+                value.name = name
+        elif isinstance(value, Module):
+            self._modules[name] = value
+            if value._path is None:
+                object.__setattr__(value, "_path", name)
+        object.__setattr__(self, name, value)
+
+    def __delattr__(self, name):
+        for table in (self._parameters, self._buffers, self._modules):
+            table.pop(name, None)
+        object.__delattr__(self, name)
+
+    def register_parameter(self, name: str, param: Parameter | None):
+        if param is None:
+            self._parameters.pop(name, None)
+            object.__setattr__(self, name, None)
+        else:
+            setattr(self, name, param)
+
+    def register_buffer(self, name: str, tensor, persistent: bool = True):
+        """A non-trainable State (BatchNorm statistics...) saved in the state dict."""
+        st = tensor if isinstance(tensor, State) else State(np.array(tensor))
+        st.persistent = persistent
+        if getattr(st, "name", None) is None:
+            st.name = name
+        setattr(self, name, st)
+        self._buffers[name] = st
+        return st
+
+    def add_module(self, name: str, module: "Module"):
+        setattr(self, name, module)
+
+    # -- calling --------------------------------------------------------------------
+    def forward(self, *args, **kwargs):
+        raise NotImplementedError(f"{type(self).__name__} must define forward()")
+
+    def __call__(self, *args, **kwargs):
+        builder = current_builder()
+        if builder is not None:
+            # the graph depends on train/eval mode: recorded so a runtime can guard on it
+            builder.guard(lambda: self.training, self.training, f"{self._label()} train/eval mode")
+        return self.forward(*args, **kwargs)
+
+    # -- traversal ------------------------------------------------------------------
+    def named_modules(self, memo=None, prefix: str = ""):
+        memo = set() if memo is None else memo
+        if id(self) in memo:
+            return
+        memo.add(id(self))
+        yield prefix, self
+        for name, child in self._modules.items():
+            if child is not None:
+                yield from child.named_modules(memo, f"{prefix}.{name}" if prefix else name)
+
+    def modules(self):
+        return (m for _, m in self.named_modules())
+
+    def named_children(self):
+        return ((n, m) for n, m in self._modules.items() if m is not None)
+
+    def children(self):
+        return (m for _, m in self.named_children())
+
+    def _named_members(self, table, prefix, recurse):
+        seen = set()
+        mods = self.named_modules(prefix=prefix) if recurse else [(prefix, self)]
+        for mprefix, module in mods:
+            for name, item in getattr(module, table).items():
+                if item is None or id(item) in seen:
+                    continue
+                seen.add(id(item))
+                yield (f"{mprefix}.{name}" if mprefix else name), item
+
+    def named_parameters(self, prefix: str = "", recurse: bool = True):
+        for name, p in self._named_members("_parameters", prefix, recurse):
+            p.name = name
+            yield name, p
+
+    def parameters(self, recurse: bool = True):
+        return (p for _, p in self.named_parameters(recurse=recurse))
+
+    def named_buffers(self, prefix: str = "", recurse: bool = True):
+        return self._named_members("_buffers", prefix, recurse)
+
+    def buffers(self, recurse: bool = True):
+        return (b for _, b in self.named_buffers(recurse=recurse))
+
+    # -- modes and conversion -------------------------------------------------------------
+    def train(self, mode: bool = True):
+        for m in self.modules():
+            object.__setattr__(m, "training", bool(mode))
+        return self
+
+    def eval(self):
+        return self.train(False)
+
+    def requires_grad_(self, requires_grad: bool = True):
+        for p in self.parameters():
+            p.requires_grad = requires_grad
+        return self
+
+    def zero_grad(self, set_to_none: bool = True):
+        for p in self.parameters():
+            p.grad = None
+
+    def apply(self, fn):
+        for m in self.children():
+            m.apply(fn)
+        fn(self)
+        return self
+
+    def to(self, dtype=None, *args, **kwargs):
+        """Convert floating-point parameters and buffers to ``dtype`` (graphc runs on the CPU only).
+
+        Compiled functions using this model retrace on their next call (the state's dtype changed).
+        """
+        if dtype is None or isinstance(dtype, str) and dtype in ("cpu",):
+            return self
+        dtype = np.dtype(dtype)
+        if dtype.kind != "f":
+            raise TypeError(f"Module.to() only converts to floating-point dtypes, got {dtype}")
+        for st in list(self.parameters()) + list(self.buffers()):
+            if st.data.dtype.kind == "f":
+                st.data = st.data.astype(dtype)
+                if isinstance(st, Parameter) and st._grad is not None:
+                    st._grad = st._grad.astype(dtype)
+        return self
+
+    def float(self):
+        return self.to(np.float32)
+
+    def double(self):
+        return self.to(np.float64)
+
+    # -- state dicts --------------------------------------------------------------------
+    def state_dict(self, destination=None, prefix: str = "", keep_vars: bool = False):
+        """Parameters and persistent buffers by PyTorch's key names (arrays, not copies)."""
+        out = OrderedDict() if destination is None else destination
+        for mprefix, module in self.named_modules(prefix=prefix.rstrip(".")):
+            for table in ("_parameters", "_buffers"):
+                for name, st in getattr(module, table).items():
+                    if st is None or not getattr(st, "persistent", True):
+                        continue
+                    out[f"{mprefix}.{name}" if mprefix else name] = st if keep_vars else st.data
+        return out
+
+    def load_state_dict(self, state_dict, strict: bool = True):
+        """Copy arrays into this model's state in place. Keys and shapes as PyTorch's.
+
+        Missing or unexpected keys (with ``strict``) and wrong shapes (always)
+        raise ``StateDictError`` listing all of them; nothing is changed then.
+        """
+        own = self.state_dict(keep_vars=True)
+        given = {k: _as_numpy(v) for k, v in state_dict.items()}
+        missing = [k for k in own if k not in given]
+        unexpected = [k for k in given if k not in own]
+        wrong = [f"{k}: expected shape {own[k].data.shape}, got {given[k].shape}"
+                 for k in own if k in given and tuple(given[k].shape) != own[k].data.shape]
+        problems = []
+        if strict and missing:
+            problems.append("missing key(s): " + ", ".join(repr(k) for k in missing))
+        if strict and unexpected:
+            problems.append("unexpected key(s): " + ", ".join(repr(k) for k in unexpected))
+        if wrong:
+            problems.append("size mismatch for " + "; ".join(wrong))
+        if problems:
+            raise StateDictError(f"Error(s) in loading state_dict for {type(self).__name__}:\n  "
+                                 + "\n  ".join(problems))
+        for k, st in own.items():
+            if k in given:
+                st.data[...] = given[k].astype(st.data.dtype, copy=False)
+        return IncompatibleKeys(missing, unexpected)
+
+    # -- printing ------------------------------------------------------------------
+    def extra_repr(self) -> str:
+        return ""
+
+    def __repr__(self):
+        lines = [f"({name}): " + repr(m).replace("\n", "\n  ") for name, m in self._modules.items()]
+        extra = self.extra_repr()
+        if not lines:
+            return f"{type(self).__name__}({extra})"
+        body = ([extra] if extra else []) + lines
+        return f"{type(self).__name__}(\n  " + "\n  ".join(body) + "\n)"
+
+    def _label(self) -> str:
+        """How errors name this layer: ``Linear layer '0' (in_features=4, ...)``."""
+        where = f" '{self._path}'" if self._path else ""
+        return f"{type(self).__name__} layer{where} ({self.extra_repr()})"
+
+
+class Sequential(Module):
+    """Modules applied in order: ``Sequential(Linear(4, 8), ReLU(), Linear(8, 1))``."""
+
+    def __init__(self, *modules):
+        super().__init__()
+        if len(modules) == 1 and isinstance(modules[0], (dict, OrderedDict)):
+            for name, m in modules[0].items():
+                self.add_module(str(name), m)
+        else:
+            for i, m in enumerate(modules):
+                self.add_module(str(i), m)
+
+    def forward(self, x):
+        for m in self._modules.values():
+            x = m(x)
+        return x
+
+    def __getitem__(self, i):
+        mods = list(self._modules.values())
+        if isinstance(i, slice):
+            return Sequential(*mods[i])
+        return mods[i]
+
+    def __len__(self):
+        return len(self._modules)
+
+    def __iter__(self):
+        return iter(self._modules.values())
+
+    def append(self, module):
+        self.add_module(str(len(self._modules)), module)
+        return self
+
+
+class ModuleList(Module):
+    """A list of modules registered as children (``0``, ``1``...)."""
+
+    def __init__(self, modules=()):
+        super().__init__()
+        for m in modules:
+            self.append(m)
+
+    def append(self, module):
+        self.add_module(str(len(self._modules)), module)
+        return self
+
+    def __getitem__(self, i):
+        return list(self._modules.values())[i]
+
+    def __len__(self):
+        return len(self._modules)
+
+    def __iter__(self):
+        return iter(self._modules.values())

@@ -1,0 +1,245 @@
+"""``Optimizer``: PyTorch's parameter groups and per-parameter state, built on ``State``.
+
+Every numeric hyperparameter of a group (``lr``, ``momentum``, ``betas``...) is
+held in a 0-d float64 ``State``: ``group['lr'] = 0.01`` (or a scheduler) changes
+the data a compiled step reads, never the graph, so nothing retraces. Boolean
+options (``nesterov``, ``amsgrad``...) shape the graph and are read when the
+step is traced. Per-parameter buffers (momentum, Adam moments, step counts) are
+``State`` too, created on the first ``step()`` and updated in place.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import numpy as np
+
+import graphc.ops.elementwise as ew
+from graphc.nn.parameter import Parameter
+from graphc.state import State
+from graphc.trace import current_builder
+
+
+
+class ParamGroup(dict):
+    """A dict like PyTorch's param group; numeric entries live in 0-d float64 States."""
+
+    def __init__(self, group):
+        super().__init__()
+        self.states = {}
+        for k, v in group.items():
+            self[k] = v
+
+    def __setitem__(self, key, value):
+        if key in self.states:
+            st = self.states[key]
+            if isinstance(st, tuple):
+                for s, v in zip(st, value):
+                    s.data[...] = float(v)
+            else:
+                st.data[...] = float(value)
+        elif _is_number(value):
+            self.states[key] = _hyper(value, key)
+        elif isinstance(value, tuple) and value and all(_is_number(v) for v in value):
+            self.states[key] = tuple(_hyper(v, f"{key}[{i}]") for i, v in enumerate(value))
+        super().__setitem__(key, value)
+
+    def __getitem__(self, key):
+        st = self.states.get(key)
+        if st is None:
+            return super().__getitem__(key)
+        if isinstance(st, tuple):
+            return tuple(float(s.data) for s in st)
+        return float(st.data)
+
+    def get(self, key, default=None):
+        return self[key] if key in self else default
+
+    def items(self):
+        return ((k, self[k]) for k in self.keys())
+
+    def values(self):
+        return (self[k] for k in self.keys())
+
+    def read(self, key):
+        """The hyperparameter as a value of the step: a traced input inside a trace, else a 0-d array."""
+        st = self.states[key]
+        return tuple(s.read() for s in st) if isinstance(st, tuple) else st.read()
+
+
+def _is_number(v):
+    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
+
+
+def _hyper(value, name):
+    st = State(np.array(float(value), np.float64))
+    st.name = f"hyperparameter {name}"
+    return st
+
+
+class Optimizer:
+    """Base class: holds ``param_groups`` and ``state``; subclasses define ``_update``."""
+
+    _buffers: tuple = ()  # names of per-parameter State buffers
+
+    def __init__(self, params, defaults):
+        self.defaults = dict(defaults)
+        self.state: dict = {}  # Parameter -> {name: State}
+        self.param_groups: list[ParamGroup] = []
+        params = list(params)
+        if not params:
+            raise ValueError("optimizer got an empty parameter list")
+        if not isinstance(params[0], dict):
+            params = [{"params": params}]
+        for group in params:
+            self.add_param_group(group)
+
+    def add_param_group(self, group):
+        group = dict(group)
+        ps = group["params"]
+        ps = [ps] if isinstance(ps, Parameter) else list(ps)
+        for p in ps:
+            if not isinstance(p, Parameter):
+                raise TypeError(f"optimizer can only optimize graphc.nn.Parameter objects, got "
+                                f"{type(p).__name__}")
+            if p.data.dtype.kind != "f":
+                raise TypeError(f"optimizer can only optimize floating-point parameters, got {p.data.dtype}")
+        seen = {id(p) for g in self.param_groups for p in g["params"]}
+        if any(id(p) in seen for p in ps):
+            raise ValueError("some parameters appear in more than one parameter group")
+        for k, v in self.defaults.items():
+            group.setdefault(k, v)
+        group["params"] = ps
+        self.param_groups.append(ParamGroup(group))
+
+    def zero_grad(self, set_to_none: bool = True):
+        """Forget gradients (inside a trace: those of this trace; outside: the arrays)."""
+        for group in self.param_groups:
+            for p in group["params"]:
+                if set_to_none or p.grad is None:
+                    p.grad = None
+                else:
+                    p.grad = p.grad * 0
+
+    def _guard(self, group, key, test=None):
+        """Read a structural option the traced graph depends on, noting it for runtime guards.
+
+        ``test`` maps the value to what the graph depends on (e.g. ``wd != 0``).
+        Recorded as a guard of the trace: ``check()`` recomputes the value at call
+        time and the runtime retraces when it changed.
+        """
+        test = test or (lambda v: v)
+        value = test(group[key])
+        builder = current_builder()
+        if builder is not None:
+            builder.guard(lambda: test(group[key]), value, f"{type(self).__name__} option {key!r}")
+        return value
+
+    def _buffer_names(self, group) -> tuple:
+        return self._buffers
+
+    def _counts_steps(self, group) -> bool:
+        return True
+
+    def _group_of(self, p):
+        for group in self.param_groups:
+            if any(q is p for q in group["params"]):
+                return group
+        raise KeyError("parameter is not in this optimizer")
+
+    def _state_for(self, p, group=None):
+        st = self.state.get(p)
+        if st is None:
+            group = group or self._group_of(p)
+            st = OrderedDict()
+            names = self._buffer_names(group)
+            if self._counts_steps(group):
+                st["step"] = State(np.zeros((), np.float64))
+            for name in names:
+                st[name] = State(np.full_like(p.data, self._initial(name, group)))
+            for name, s in st.items():
+                s.name = f"{type(self).__name__} {name} of {p.name or 'parameter'}"
+            self.state[p] = st
+        return st
+
+    def _initial(self, name, group):
+        return 0.0
+
+    def step(self, closure=None):
+        """Update every parameter that has a gradient (the others are left unchanged)."""
+        loss = closure() if closure is not None else None
+        for group in self.param_groups:
+            for p in group["params"]:
+                g = p.grad
+                if g is None:
+                    continue
+                dtype = p.data.dtype
+                self._update(p, ew.cast(g, dtype), group, self._state_for(p, group), dtype)
+        return loss
+
+    def _update(self, p, g, group, state, dtype):
+        raise NotImplementedError
+
+    # -- hyperparameter helpers -----------------------------------------------------------
+    @staticmethod
+    def _h(group, key, dtype):
+        """Hyperparameter ``key`` in the parameter's dtype."""
+        return ew.cast(group.read(key), dtype)
+
+    # -- state dicts ----------------------------------------------------------------------
+    def state_dict(self):
+        """``{'state': {index: {name: array}}, 'param_groups': [...]}`` as PyTorch's layout."""
+        index, groups = {}, []
+        for group in self.param_groups:
+            entry = {k: v for k, v in group.items() if k != "params"}
+            entry["params"] = []
+            for p in group["params"]:
+                index.setdefault(id(p), len(index))
+                entry["params"].append(index[id(p)])
+            groups.append(entry)
+        state = {}
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p in self.state:
+                    state[index[id(p)]] = {k: s.data.copy() for k, s in self.state[p].items()}
+        return {"state": state, "param_groups": groups}
+
+    def load_state_dict(self, state_dict):
+        groups = state_dict["param_groups"]
+        if len(groups) != len(self.param_groups):
+            raise ValueError(f"loaded state dict has {len(groups)} parameter groups, this optimizer "
+                             f"has {len(self.param_groups)}")
+        params = {}
+        for mine, theirs in zip(self.param_groups, groups):
+            if len(mine["params"]) != len(theirs["params"]):
+                raise ValueError("loaded state dict has a parameter group of a different size")
+            for p, i in zip(mine["params"], theirs["params"]):
+                params[i] = p
+            for k, v in theirs.items():
+                if k != "params":
+                    mine[k] = v
+        for i, entries in state_dict["state"].items():
+            p = params[int(i)]
+            st = self._state_for(p)
+            for k, v in entries.items():
+                v = np.asarray(v.detach().cpu().numpy() if hasattr(v, "detach") else v)
+                if k not in st:
+                    st[k] = State(np.array(v, dtype=p.data.dtype if v.ndim else np.float64))
+                elif st[k].data.shape != v.shape:
+                    raise ValueError(f"optimizer state {k!r} of parameter {i}: expected shape "
+                                     f"{st[k].data.shape}, got {v.shape}")
+                else:
+                    st[k].data[...] = v
+
+    def __repr__(self):
+        lines = [f"{type(self).__name__} ("]
+        for i, g in enumerate(self.param_groups):
+            lines.append(f"Parameter Group {i}")
+            lines += [f"    {k}: {v}" for k, v in sorted(g.items()) if k != "params"]
+        return "\n".join(lines + [")"])
+
+
+def lerp(a, b, w, small: bool = True):
+    """PyTorch's ``a.lerp_(b, w)`` rounding: ``a + w (b - a)`` for ``w < 0.5`` (``small``), else
+    ``b - (b - a)(1 - w)``. ``small`` is decided when tracing (and guarded)."""
+    d = b - a
+    return a + w * d if small else b - d * (1 - w)

@@ -1,0 +1,46 @@
+"""Constant folding: a node whose operands are all constants becomes a constant.
+
+The value comes from the op's NumPy reference (the interpreter's semantics), so
+folding can never disagree with the interpreter. Folding never makes the graph
+bigger: a result with more elements than its largest operand (a broadcast of a
+scalar to a big shape, say) is left to the loops, where it costs nothing; and
+a uniform result is kept as a scalar constant broadcast to its shape.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from graphc.ops import registry
+from passes.rewrite import Rewriter
+
+# results up to this many elements are always folded
+SMALL = 4096
+NEVER = {"constant", "iota"}
+
+
+def _fold(rw: Rewriter, node):
+    if node.op in NEVER or not node.inputs or len(node.outputs) != 1:
+        return None
+    if any(v.producer is None or v.producer.op != "constant" for v in node.inputs):
+        return None
+    out = node.outputs[0]
+    biggest = max(v.type.size for v in node.inputs)
+    if out.type.size > max(SMALL, biggest):
+        return None
+    args = [v.producer.attrs["value"].array for v in node.inputs]
+    with np.errstate(all="ignore"):
+        result = registry.get(node.op).reference(*args, **node.attrs)
+    result = np.asarray(result).astype(out.type.dtype, copy=False)
+    if result.shape != out.type.shape:
+        return None  # a reference that disagrees with the type rule: leave it alone
+    flat = result.reshape(-1)
+    if result.ndim and result.size > 1 and np.array_equal(
+            flat.view(np.uint8).reshape(result.size, -1),
+            np.broadcast_to(flat[:1].view(np.uint8), (result.size, result.itemsize))):
+        scalar = rw.constant(np.array(flat[0], dtype=out.type.dtype))
+        return rw.make("broadcast_to", [scalar], shape=out.type.shape)
+    return rw.constant(result)
+
+
+def run(graph):
+    return Rewriter(graph).run(_fold)

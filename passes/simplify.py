@@ -1,0 +1,303 @@
+"""Algebraic simplification: a table of local rewrite rules, each exact.
+
+Every rule must give the same result as the original for *every* input,
+including NaN, ±inf and -0.0 (the differential tests check it), which is why
+several textbook identities carry a guard:
+
+==========================  =============================  ===========================
+pattern                     becomes                        only when
+==========================  =============================  ===========================
+reshape/transpose/cast/     x                              it does not change x's type
+broadcast_to/stop_gradient
+x * 1, 1 * x, x / 1         x (broadcast to the result)
+x + (-0.0), x - 0           x                              floats (x + 0.0 maps -0 to +0)
+x + 0, 0 + x                x                              integers
+x * 0, 0 * x, x - x         0                              integers (inf * 0 and inf - inf are NaN)
+x * -1, -1 * x              -x
+--x                         x
+x ** 1                      x
+x ** 2                      x * x                          (NumPy's own fast path: identical)
+exp(log x)                  x                              x is known >= 0 (or NaN)
+exp(log x)                  where(x >= 0, x, nan)          otherwise
+log(exp x)                  x                              x is known to lie where exp is normal
+transpose(transpose x)      one transpose (or x)
+reshape(reshape x)          one reshape (or x)
+reshape(reduce keepdims)    reduce(x, keepdims=False)      the reshape only drops reduced dims
+broadcast(broadcast x)      one broadcast
+op(broadcast scalars...)    broadcast(op(scalars...))      elementwise op, scalar operands
+uniform constant array      broadcast(scalar constant)
+sum/mean/max/min(broadcast  n * s, s, s, s (broadcast)     float s of shape ()
+  of scalar s)
+==========================  =============================  ===========================
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from graphc.ops import registry
+from graphc.ops.registry import ELEMENTWISE
+from passes.rewrite import Rewriter, is_const, splat
+
+
+_REDUCTIONS = ("sum", "mean", "prod", "max", "min", "argmax", "argmin")
+
+
+def _is_float(v):
+    return v.type.dtype.startswith("float")
+
+
+def _is_int(v):
+    return v.type.dtype.startswith("int") or v.type.dtype == "bool"
+
+
+def _fit(rw, x, out):
+    """``x`` as a value of ``out``'s type (broadcast up if needed), or None."""
+    if x.type == out.type:
+        return x
+    if x.type.dtype != out.type.dtype:
+        return None
+    return rw.make("broadcast_to", [x], shape=out.type.shape)
+
+
+def _zeros(rw, out):
+    scalar = rw.constant(np.zeros((), out.type.dtype))
+    return scalar if not out.type.shape else rw.make("broadcast_to", [scalar], shape=out.type.shape)
+
+
+# -- value facts ----------------------------------------------------------------------
+_BOUNDED = {"tanh": (-1.0, 1.0), "sigmoid": (0.0, 1.0), "sin": (-1.0, 1.0), "cos": (-1.0, 1.0)}
+
+
+def _bounds(v, depth=0):
+    """An interval containing every non-NaN value of ``v``, or None if unknown."""
+    node = v.producer
+    if node is None or depth > 8:
+        return None
+    if node.op in _BOUNDED:
+        return _BOUNDED[node.op]
+    s = splat(v)
+    if s is not None and s.dtype.kind == "f" and np.isfinite(s):
+        return (float(s), float(s))
+    if node.op in ("broadcast_to", "reshape", "transpose", "stop_gradient"):
+        return _bounds(node.inputs[0], depth + 1)
+    if node.op == "neg":
+        b = _bounds(node.inputs[0], depth + 1)
+        return (-b[1], -b[0]) if b else None
+    if node.op == "clip":
+        lo, hi = _bounds(node.inputs[1], depth + 1), _bounds(node.inputs[2], depth + 1)
+        if lo and hi:
+            return (min(lo[0], hi[0]), hi[1])
+    return None
+
+
+def _nonneg(v, depth=0) -> bool:
+    node = v.producer
+    if node is None or depth > 8:
+        return False
+    if node.op in ("abs", "exp", "sqrt", "sigmoid", "relu"):
+        return True
+    if node.op == "mul" and node.inputs[0] is node.inputs[1]:
+        return True
+    if node.op in ("broadcast_to", "reshape", "transpose", "stop_gradient"):
+        return _nonneg(node.inputs[0], depth + 1)
+    b = _bounds(v, depth)
+    return b is not None and b[0] >= 0
+
+
+def _exp_normal_range(dtype):
+    info = np.finfo(dtype)
+    return math.log(float(info.tiny)) + 1e-3, math.log(float(info.max)) - 1e-3
+
+
+# -- rules: each takes (rw, node, *operands) and returns a Value or None --------------
+def identity(rw, node, x):
+    out = node.outputs[0]
+    return x if x.type == out.type else None
+
+
+def mul(rw, node, a, b):
+    out = node.outputs[0]
+    for x, c in ((a, b), (b, a)):
+        if is_const(c, 1):
+            return _fit(rw, x, out)
+        if is_const(c, -1) and x.type.dtype == out.type.dtype:
+            return _fit(rw, rw.make("neg", [x]), out)
+        if _is_int(out) and out.type.dtype != "bool" and is_const(c, 0):
+            return _zeros(rw, out)
+    return None
+
+
+def div(rw, node, a, b):
+    return _fit(rw, a, node.outputs[0]) if is_const(b, 1) else None
+
+
+def add(rw, node, a, b):
+    out = node.outputs[0]
+    for x, c in ((a, b), (b, a)):
+        if (_is_float(out) and is_const(c, -0.0)) or (_is_int(out) and is_const(c, 0)):
+            return _fit(rw, x, out)
+    return None
+
+
+def sub(rw, node, a, b):
+    out = node.outputs[0]
+    if (_is_float(out) and is_const(b, 0.0)) or (_is_int(out) and is_const(b, 0)):
+        return _fit(rw, a, out)
+    if a is b and _is_int(out):
+        return _zeros(rw, out)
+    return None
+
+
+def neg(rw, node, x):
+    if x.producer is not None and x.producer.op == "neg":
+        return x.producer.inputs[0]
+    return None
+
+
+def power(rw, node, x, y):
+    out = node.outputs[0]
+    if not _is_float(out):
+        return None
+    if is_const(y, 1):
+        return _fit(rw, x, out)
+    if is_const(y, 2):
+        return rw.make("mul", [x, x]) if x.type == out.type else None
+    return None
+
+
+def exp(rw, node, x):
+    if x.producer is None or x.producer.op != "log":
+        return None
+    (y,) = x.producer.inputs
+    if _nonneg(y):
+        return y
+    zero = rw.constant(np.zeros((), y.type.dtype))
+    nan = rw.constant(np.full((), np.nan, y.type.dtype))
+    return rw.make("where", [rw.make("ge", [y, zero]), y, nan])
+
+
+def log(rw, node, x):
+    if x.producer is None or x.producer.op != "exp":
+        return None
+    (y,) = x.producer.inputs
+    b = _bounds(y)
+    lo, hi = _exp_normal_range(y.type.dtype)
+    if b is not None and lo <= b[0] and b[1] <= hi:
+        return y
+    return None
+
+
+def transpose(rw, node, x):
+    if x.producer is None or x.producer.op != "transpose":
+        # only the identity permutation is a no-op (a square matrix keeps its type when transposed)
+        return x if tuple(node.attrs["perm"]) == tuple(range(len(node.attrs["perm"]))) else None
+    inner, outer = x.producer.attrs["perm"], node.attrs["perm"]
+    perm = tuple(inner[p] for p in outer)
+    src = x.producer.inputs[0]
+    if perm == tuple(range(len(perm))):
+        return src
+    return rw.make("transpose", [src], perm=perm)
+
+
+def reshape(rw, node, x):
+    out = node.outputs[0]
+    p = x.producer
+    if p is not None and p.op in _REDUCTIONS and p.attrs["keepdims"] and \
+            tuple(out.type.shape) == tuple(n for d, n in enumerate(x.type.shape) if d not in p.attrs["axes"]):
+        return rw.make(p.op, p.inputs, axes=p.attrs["axes"], keepdims=False)
+    if x.producer is not None and x.producer.op == "reshape":
+        src = x.producer.inputs[0]
+        return src if src.type == out.type else rw.make("reshape", [src], shape=out.type.shape)
+    return identity(rw, node, x)
+
+
+def broadcast_to(rw, node, x):
+    out = node.outputs[0]
+    if x.producer is not None and x.producer.op == "broadcast_to":
+        return rw.make("broadcast_to", [x.producer.inputs[0]], shape=out.type.shape)
+    return identity(rw, node, x)
+
+
+def constant(rw, node):
+    out = node.outputs[0]
+    if not out.type.shape or out.type.size < 1:
+        return None
+    s = splat(out)
+    if s is None:
+        return None
+    return rw.make("broadcast_to", [rw.constant(s.astype(out.type.dtype))], shape=out.type.shape)
+
+
+def _scalar_source(v):
+    if not v.type.shape:
+        return v
+    if v.producer is not None and v.producer.op == "broadcast_to" and not v.producer.inputs[0].type.shape:
+        return v.producer.inputs[0]
+    return None
+
+
+def scalar_elementwise(rw, node, *xs):
+    """op(broadcast(a), broadcast(b)) -> broadcast(op(a, b)) when every operand is a scalar."""
+    out = node.outputs[0]
+    if not out.type.shape or not xs or node.op == "broadcast_to" or len(node.outputs) != 1:
+        return None
+    scalars = [_scalar_source(v) for v in xs]
+    if any(s is None for s in scalars):
+        return None
+    attrs = dict(node.attrs)
+    value = rw.make(node.op, scalars, **attrs)
+    return rw.make("broadcast_to", [value], shape=out.type.shape)
+
+
+def reduce_broadcast(rw, node, x):
+    """sum/mean/max/min of a broadcast scalar."""
+    out = node.outputs[0]
+    s = _scalar_source(x)
+    if s is None or not x.type.shape or not _is_float(x) or s.type.dtype != out.type.dtype:
+        return None
+    if node.op == "sum":
+        count = int(np.prod([x.type.shape[a] for a in node.attrs["axes"]], dtype=np.int64))
+        s = rw.make("mul", [s, rw.constant(np.array(count, s.type.dtype))])
+    if not out.type.shape:
+        return s
+    return rw.make("broadcast_to", [s], shape=out.type.shape)
+
+
+# op -> rules tried in order (the first that returns a value wins)
+RULES = {
+    "mul": [mul],
+    "div": [div],
+    "add": [add],
+    "sub": [sub],
+    "neg": [neg],
+    "pow": [power],
+    "exp": [exp],
+    "log": [log],
+    "transpose": [transpose],
+    "reshape": [reshape],
+    "broadcast_to": [broadcast_to],
+    "cast": [identity],
+    "stop_gradient": [identity],
+    "constant": [constant],
+    "sum": [reduce_broadcast],
+    "mean": [reduce_broadcast],
+    "max": [reduce_broadcast],
+    "min": [reduce_broadcast],
+}
+
+
+def _rule(rw, node):
+    rules = list(RULES.get(node.op, ()))
+    if registry.get(node.op).kind == ELEMENTWISE:
+        rules.append(scalar_elementwise)
+    for rule in rules:
+        new = rule(rw, node, *node.inputs)
+        if new is not None:
+            return new
+    return None
+
+
+def run(graph):
+    return Rewriter(graph).run(_rule)

@@ -1,0 +1,110 @@
+"""The ``graphc`` command: ``graphc demo`` end to end in a subprocess, and the small commands."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from graphc import cli
+
+
+def _run(args, cache_dir, timeout=600):
+    env = dict(os.environ, GRAPHC_CACHE_DIR=str(cache_dir))
+    return subprocess.run([sys.executable, "-m", "graphc", *args], capture_output=True, text=True,
+                          env=env, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def demo_cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("graphc-demo-cache")
+
+
+@pytest.fixture(scope="module")
+def demo_run(demo_cache):
+    """One cold run of ``python -m graphc demo`` (new cache dir), shared by the tests below."""
+    return _run(["demo"], demo_cache)
+
+
+def test_demo_succeeds_and_prints_ir_checks_and_timings(demo_run):
+    out = demo_run.stdout
+    assert demo_run.returncode == 0, demo_run.stdout + demo_run.stderr
+    assert "demo OK" in out
+    assert out.count("check vs NumPy: max abs error") == 3
+    assert out.count(" OK\n") >= 3 and "MISMATCH" not in out
+    # the IR of each function, with the user's file:line on every node
+    assert "graph f(%0:f32[512,64], %1:f32[64,32], %2:f32[32]):" in out
+    assert "= matmul(" in out and "tanh" in out and "# cli.py:" in out  # tanh may sit in a fused node
+    assert "graph value_and_grad_rosenbrock(" in out
+    assert "graph value_and_grad_softmax_cross_entropy(" in out
+    # timings: first call and warm calls against NumPy
+    assert out.count("first call (trace + passes + compile or cache load)") == 3
+    assert out.count("warm call, median: graphc") == 3
+    assert "compiled now" in out
+
+
+def test_demo_second_process_loads_from_disk_cache(demo_run, demo_cache):
+    assert demo_run.returncode == 0
+    warm = _run(["demo", "--quiet", "--no-timing"], demo_cache)
+    assert warm.returncode == 0, warm.stdout + warm.stderr
+    assert warm.stdout.count("machine code loaded from the disk cache") == 3, warm.stdout
+    assert "IR after optimization" not in warm.stdout  # --quiet
+    assert "warm call" not in warm.stdout  # --no-timing
+
+
+@pytest.mark.skipif(shutil.which("graphc") is None, reason="the graphc console script is not installed")
+def test_console_script_version(tmp_path):
+    out = subprocess.run(["graphc", "--version"], capture_output=True, text=True, timeout=120,
+                         env=dict(os.environ, GRAPHC_CACHE_DIR=str(tmp_path)))
+    assert out.returncode == 0
+    assert out.stdout.startswith("graphc ") and "numba" in out.stdout
+
+
+def test_version_cache_dir_and_clear_cache(tmp_path, capsys):
+    import graphc
+
+    assert cli.main(["--version"]) == 0
+    assert capsys.readouterr().out.startswith(f"graphc {graphc.__version__} ")
+
+    cache = tmp_path / "cache"
+    old = os.environ.get("GRAPHC_CACHE_DIR")
+    os.environ["GRAPHC_CACHE_DIR"] = str(cache)
+    try:
+        assert cli.main(["cache-dir"]) == 0
+        assert capsys.readouterr().out.strip() == str(cache)
+        (cache / "gdeadbeef.py").write_text("x = 1\n")
+        assert cli.main(["clear-cache"]) == 0
+        assert not (cache / "gdeadbeef.py").exists()
+    finally:
+        os.environ["GRAPHC_CACHE_DIR"] = old if old is not None else ""
+        if old is None:
+            del os.environ["GRAPHC_CACHE_DIR"]
+
+
+def test_no_command_prints_help(capsys):
+    assert cli.main([]) == 2
+    assert "demo" in capsys.readouterr().out
+
+
+def test_max_error_reports_mismatches():
+    a = np.array([1.0, 2.0])
+    assert cli.max_error((a, 3.0), (a, 3.0)) == (0.0, 3.0)
+    err, scale = cli.max_error((a + 0.5, 3.0), (a, 3.0))
+    assert err == 0.5 and scale == 3.0
+    assert cli.max_error(a, np.ones(3))[0] == float("inf")  # shape mismatch
+    assert cli.max_error((a, a), a)[0] == float("inf")  # structure mismatch
+
+
+def test_demo_fails_with_nonzero_exit_on_a_mismatch(monkeypatch, tmp_path, capsys):
+    """A demo function that disagrees with NumPy makes the command fail."""
+    monkeypatch.setenv("GRAPHC_CACHE_DIR", str(tmp_path))
+    cases = cli.demo_cases()[1:2]  # Rosenbrock: cheap to compile
+    wrong = cli.DemoCase(cases[0].title, cases[0].make, cases[0].args,
+                         lambda x: (1.0, np.zeros(2)), cases[0].rtol)
+    monkeypatch.setattr(cli, "demo_cases", lambda: [wrong])
+    assert cli.main(["demo", "--quiet", "--no-timing"]) == 1
+    out = capsys.readouterr().out
+    assert "MISMATCH" in out and "demo FAILED" in out

@@ -1,0 +1,193 @@
+"""Fusion: grouping rules (convexity, reductions), the ``fused`` op, and fused codegen."""
+import numpy as np
+import networkx as nx
+import pytest
+
+import graphc as gc
+from graphc.backend import codegen
+from graphc.interpret import interpret
+from graphc.ir import parse
+from graphc.ops.fused import subgraph
+from passes import fusion, manager
+
+
+def chain(x, w, b):
+    return np.sum(np.tanh(x * w + b) * gc.sigmoid(x) - 0.5 * x ** 2)
+
+
+def chain_reference(x, w, b):
+    x, w, b = (np.asarray(a, np.float64) for a in (x, w, b))
+    t, s = np.tanh(x * w + b), 1 / (1 + np.exp(-x))
+    value = np.sum(t * s - 0.5 * x ** 2)
+    gx = t * s * (1 - s) - x + s * (1 - t * t) * w
+    return value, gx, np.sum(s * (1 - t * t) * x), np.sum(s * (1 - t * t))
+
+
+def fused_nodes(graph):
+    return [n for n in graph.nodes if n.op == "fused"]
+
+
+def kernel(f, k=0):
+    """The Numba dispatcher of the k-th fused kernel of f's latest signature."""
+    compiled = f._last.compiled
+    return compiled.entry.py_func.__globals__[compiled._emitter.kernel_info[k]["name"]]
+
+
+def assert_convex(graph):
+    """Every fused node's body, put back in place, would be a convex group (trivially: the
+    graph is a DAG with each fused node atomic) -- and the graph verifies."""
+    graph.verify()
+    assert nx.is_directed_acyclic_graph(graph.to_networkx())
+
+
+@pytest.fixture
+def fresh_cache(tmp_path, monkeypatch):
+    """Compile for real (LLVM IR can only be inspected on freshly compiled code), with every
+    fused group in a kernel of its own (small groups are otherwise inlined into the entry)."""
+    monkeypatch.setenv("GRAPHC_CACHE_DIR", str(tmp_path))
+    from graphc.backend import codegen, cpu
+    monkeypatch.setattr(cpu, "_IN_PROCESS", {})
+    monkeypatch.setattr(codegen, "INLINE_MAX", 0)
+
+
+def test_forward_and_backward_fuse_into_one_vectorized_loop(fresh_cache):
+    from graphc.backend.vecmath import is_vectorized
+    f = gc.value_and_grad(chain, argnums=(0, 1, 2))
+    x = np.linspace(-3, 3, 1001).astype(np.float32)
+    w, b = np.float32(0.7), np.float32(-0.2)
+    value, (gx, gw, gb) = f(x, w, b)
+    want = chain_reference(x, w, b)
+    assert np.isclose(value, want[0], rtol=1e-5)
+    assert np.allclose(gx, want[1], rtol=1e-5, atol=1e-6)
+    assert np.isclose(gw, want[2], rtol=1e-5) and np.isclose(gb, want[3], rtol=1e-5)
+    assert len(fused_nodes(f.graph)) == 1 and all(n.op in ("fused", "constant") for n in f.graph.nodes)
+    assert f.source.count("def k") == 1  # one loop nest for forward and backward
+    assert "tanh_f32" in f.source and "np.tanh" not in f.source
+    assert is_vectorized(kernel(f))
+
+
+def test_fused_graph_prints_parses_and_interprets():
+    f = gc.value_and_grad(chain, argnums=(0, 1, 2), passes="O1")
+    x = np.linspace(-3, 3, 17)
+    f.lower(x, 0.5, 0.25)
+    g1 = f.graph
+    g2 = fusion.run(g1).verify()
+    assert len(fused_nodes(g2)) == 1
+    assert parse(str(g2)) == g2
+    (node,) = fused_nodes(g2)
+    assert hash(tuple(sorted(node.attrs.items())))  # attrs are hashable
+    assert subgraph(node).verify()
+    for a, b in zip(interpret(g1, x, 0.5, 0.25), interpret(g2, x, 0.5, 0.25)):
+        assert np.allclose(a, b, rtol=1e-14)
+
+
+def test_a_malformed_fused_node_fails_verification():
+    g = fusion.run(parse("graph f(%0:f64[4]):\n  %1:f64[4] = exp(%0)\n  %2:f64[4] = neg(%1)\n"
+                         "  return %2")).verify()
+    text = str(g).replace("'exp'", "'sum'")
+    with pytest.raises(gc.VerifyError):
+        parse(text).verify()
+
+
+def test_groups_stay_convex():
+    # a -> matmul -> b and a -> b: {a, b} would leave the group and come back
+    text = ("graph f(%0:f64[4,4]):\n  %1:f64[4,4] = exp(%0)\n  %2:f64[4,4] = matmul(%1, %1)\n"
+            "  %3:f64[4,4] = add(%1, %2)\n  %4:f64[4,4] = neg(%1)\n  %5:f64[4,4] = mul(%3, %4)\n"
+            "  return %5")
+    g = parse(text)
+    groups = fusion.find_groups(g)
+    dag = g.to_networkx()
+    for members in groups:
+        inside = set(members)
+        outside = set(n for n in dag if n not in inside)
+        for m in members:  # no path from a member through an outsider back into the group
+            for o in outside & nx.descendants(dag, m):
+                assert not (nx.descendants(dag, o) & inside)
+    h = fusion.run(g).verify()
+    assert_convex(h)
+    x = np.random.default_rng(0).standard_normal((4, 4))
+    assert np.allclose(interpret(g, x)[0], interpret(h, x)[0])
+    assert len(fused_nodes(h)) == 2
+
+
+def test_a_reduction_is_never_read_inside_its_own_loop():
+    def softmax_loss(x):
+        e = np.exp(x - np.max(x, axis=1, keepdims=True))
+        return e / np.sum(e, axis=1, keepdims=True)
+
+    f = gc.trace(softmax_loss)
+    x = np.random.default_rng(1).standard_normal((5, 7)).astype(np.float32)
+    want = np.exp(x - x.max(1, keepdims=True))
+    want /= want.sum(1, keepdims=True)
+    assert np.allclose(f(x), want, rtol=1e-5)
+    for node in fused_nodes(f.graph):
+        body = subgraph(node)
+        reduced = {n.outputs[0] for n in body.nodes if n.op in fusion.REDUCTIONS}
+        assert not any(v in reduced for n in body.nodes for v in n.inputs)
+
+
+def test_float32_sums_accumulate_in_float64():
+    f = gc.trace(lambda x: (np.sum(x * 1.5), np.mean(x)))
+    x = np.full(3_000_000, 0.1, np.float32)
+    s, m = f(x)
+    exact = np.float64(np.float32(0.1)) * 3_000_000
+    assert abs(s - 1.5 * exact) / (1.5 * exact) < 1e-6  # a float32 running sum is ~1e-2 off
+    assert abs(m - np.float32(0.1)) < 1e-7
+
+
+def test_partial_reductions_and_broadcasting():
+    def f(x, v):
+        y = np.exp(x) * v  # v broadcasts along rows
+        return np.sum(y, axis=1), np.max(y, axis=0, keepdims=True), y
+
+    x = np.random.default_rng(2).standard_normal((6, 5))
+    v = np.linspace(-1, 1, 5)
+    x[2, 3] = np.nan
+    got = gc.trace(f)(x, v)
+    y = np.exp(x) * v
+    for a, b in zip(got, (np.sum(y, axis=1), np.max(y, axis=0, keepdims=True), y)):
+        assert np.allclose(a, b, equal_nan=True)
+
+
+def test_prange_above_the_threshold(monkeypatch):
+    monkeypatch.setattr(codegen, "PARALLEL_MIN", 64)
+    f = gc.trace(lambda x: (np.sum(np.sin(x)), np.cos(x) * 2))
+    x = np.linspace(0, 10, 1000)
+    s, c = f(x)
+    assert "prange" in f.source and "parallel=True" in f.source
+    assert np.isclose(s, np.sin(x).sum()) and np.allclose(c, 2 * np.cos(x))
+
+
+def test_math_modes():
+    def f(x):
+        return np.exp(x) + np.log(x) + np.tanh(x) + np.sin(x) * np.cos(x) + x ** 1.5 + gc.sigmoid(x)
+
+    x = np.linspace(0.01, 30, 999)
+    want = np.exp(x) + np.log(x) + np.tanh(x) + np.sin(x) * np.cos(x) + x ** 1.5 + 1 / (1 + np.exp(-x))
+    fast, libm = gc.trace(f), gc.trace(f, math="libm")
+    assert np.allclose(fast(x), want, rtol=1e-14) and np.allclose(libm(x), want, rtol=1e-14)
+    assert "vecmath" in fast.source and "vecmath" not in libm.source
+    with pytest.raises(ValueError, match="fast, libm"):
+        gc.trace(f, math="svml")
+
+
+def test_o2_matches_o0_on_a_mixed_graph():
+    def f(x, w):
+        h = np.tanh(x @ w)
+        z = h.T.reshape(-1) * 2.0 + 1.0
+        return np.sum(z ** 2), np.mean(h, axis=0)
+
+    rng = np.random.default_rng(3)
+    x, w = rng.standard_normal((8, 4)), rng.standard_normal((4, 3))
+    a, b = gc.trace(f, passes="O0")(x, w), gc.trace(f)(x, w)
+    for u, v in zip(a, b):
+        assert np.allclose(u, v, rtol=1e-12)
+
+
+def test_small_groups_are_inlined_into_the_entry():
+    """One Numba function per graph when no group is big enough to want threads."""
+    f = gc.value_and_grad(chain, argnums=(0, 1, 2))
+    x = np.linspace(-3, 3, 101).astype(np.float32)
+    value, _ = f(x, np.float32(0.7), np.float32(-0.2))
+    assert np.isclose(value, chain_reference(x, np.float32(0.7), np.float32(-0.2))[0], rtol=1e-5)
+    assert f.source.count("@njit") == 1

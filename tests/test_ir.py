@@ -1,0 +1,300 @@
+"""The IR: text printer/parser round trip, verify(), to_networkx(), to_dot().
+
+Nothing here compiles: graphs come from tracing (``raw_graph``) or from text.
+"""
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+
+import graphc as gc
+from graphc.errors import VerifyError
+from graphc.ir import Const, Graph, Node, TensorType, Value, parse
+from conftest import raw_graph
+
+R = np.random.default_rng(7)
+X = R.standard_normal((3, 4)).astype(np.float32)
+W = R.standard_normal((4, 5)).astype(np.float32)
+I = np.array([2, 0, 1])
+
+
+def _many_ops(x, w, i):
+    h = np.tanh(x @ w + 1.0) * (1 / (1 + np.exp(-x @ w)))
+    s = np.sum(h, axis=1, keepdims=True) - np.max(h, axis=(0, 1))
+    c = np.clip(x, -0.5, 0.5) + np.where(x > 0, x, 0.25) + np.array([np.nan, np.inf, -np.inf, 1e-30], np.float32)
+    idx = x[1:, ::-2][None, ..., 0] + x[i].sum() + np.take(x, [3, -1], axis=1).mean()
+    cat = np.concatenate([x, x.T.reshape(3, 4)], axis=0).astype(np.float64)
+    logic = np.logical_and(x > 0, np.logical_not(x < 1)) | (x == 0)
+    return (h, s, c, idx, cat, logic, gc.softmax(x), gc.log_softmax(x, axis=0), gc.logsumexp(w),
+            gc.one_hot(i, 4), np.argmax(x, axis=1), np.expand_dims(x, 0).squeeze(), np.stack([x, x], -1),
+            np.take_along_axis(x, np.argsort(X, axis=1)[:, :2], axis=1), gc.relu(x) ** 2.5,
+            gc.sigmoid(x).prod(axis=0), np.sign(x).min(), np.sqrt(np.abs(x)) / 0.0, np.maximum(x, np.float32(np.nan)),
+            np.broadcast_to(i, (2, 3)), i.astype(bool) ^ True, x.astype(np.int32))
+
+
+@pytest.fixture(scope="module")
+def graph():
+    return raw_graph(_many_ops, X, W, I)
+
+
+def test_round_trip_of_a_graph_with_many_ops(graph):
+    text = str(graph)
+    again = parse(text)
+    assert again == graph
+    assert str(again) == text
+    again.verify()
+    # each node kept its source location (this file)
+    assert all(n.loc and n.loc.startswith("test_ir.py:") for n in again.nodes)
+    # attributes came back with their Python types
+    ops = {n.op for n in again.nodes}
+    assert {"matmul", "tanh", "sum", "max", "clip", "where", "slice", "gather", "concatenate", "cast", "and",
+            "or", "not", "argmax", "reshape", "transpose", "iota", "broadcast_to", "constant", "xor"} <= ops
+
+
+def test_round_trip_keeps_interpretation(graph):
+    again = parse(str(graph))
+    for a, b in zip(gc.interpret(graph, X, W, I), gc.interpret(again, X, W, I)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_round_trip_of_the_optimized_graph(graph):
+    """After the default passes (fused nodes carry their subgraph as attributes)."""
+    from passes import manager
+
+    optimized, _ = manager.run(graph.clone(), "O2", verify=True)
+    again = parse(str(optimized))
+    assert again == optimized
+    again.verify()
+    for a, b in zip(gc.interpret(optimized, X, W, I), gc.interpret(again, X, W, I)):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("value", [
+    np.array([np.nan, np.inf, -np.inf, -0.0, 1e-45, 3.4028235e38], np.float32),
+    np.array([[np.nan, 1e308], [-np.inf, 5e-324]]),
+    np.array(np.nan),
+    np.array(-np.inf, np.float32),
+    np.array([True, False]),
+    np.array([[-2**31, 2**31 - 1]], np.int32),
+    np.array([-2**63, 2**63 - 1], np.int64),
+    np.zeros((0, 3), np.float32),
+    np.array(0.1),
+])
+def test_constants_round_trip_exactly(value):
+    g = Graph(name="consts")
+    node = g.add_node("constant", [], {"value": Const(value)}, [TensorType(value.shape, value.dtype.name)])
+    g.outputs = [node.output]
+    again = parse(str(g))
+    assert again == g
+    got = again.nodes[0].attrs["value"].array
+    assert got.dtype == value.dtype and got.shape == value.shape
+    np.testing.assert_array_equal(got, value)
+    assert np.array_equal(np.signbit(got), np.signbit(value))
+    (out,) = gc.interpret(again)
+    np.testing.assert_array_equal(out, value)
+
+
+def test_attributes_round_trip():
+    text = """
+graph attrs(%0:f32[4,5,6], %1:i64[2]):
+  %2:f32[4,6] = sum(%0, axes=(1,), keepdims=False)   # model.py:3
+  %3:f32[2,1,3] = slice(%0, slices=((0, 4, 2), (4, 5, 1), (5, -1, -2)))   # model.py:4
+  %4:f32[6,5,4] = transpose(%0, perm=(2, 1, 0))
+  %5:f32[4,2,6] = gather(%0, %1, axis=1)
+  %6:f32[4,30] = reshape(%0, shape=(4, 30))   # a file with spaces.py:10
+  %7:i64[2,3] = iota(axis=1, dtype='int64', shape=(2, 3))
+  %8:f64[4,5,6] = cast(%0, dtype='float64')
+  %9:f32[] = constant(value=array(nan, f32))
+  %10:f32[4,5,6] = clip(%0, %9, %9)
+  return %2, %3, %4, %5, %6, %7, %8, %10
+"""
+    g = parse(text)
+    g.verify()
+    assert str(parse(str(g))) == str(g)
+    nodes = {n.op: n for n in g.nodes}
+    assert nodes["slice"].attrs["slices"] == ((0, 4, 2), (4, 5, 1), (5, -1, -2))
+    assert nodes["sum"].attrs == {"axes": (1,), "keepdims": False}
+    assert nodes["iota"].attrs["dtype"] == "int64"
+    assert nodes["reshape"].loc == "a file with spaces.py:10"
+    assert nodes["transpose"].loc is None
+    x, i = R.standard_normal((4, 5, 6)).astype(np.float32), np.array([1, -1])
+    outs = gc.interpret(g, x, i)
+    np.testing.assert_array_equal(outs[1], x[0:4:2, 4:5, 5::-2])
+    assert np.isnan(outs[-1]).all()
+
+
+def test_graph_equality_is_structural():
+    f = lambda x: np.exp(x) + 1.0  # noqa: E731
+    a = raw_graph(f, X)
+    b = raw_graph(f, X)
+    assert a == b
+    assert a != raw_graph(lambda x: np.exp(x) + 2.0, X)
+    assert a != raw_graph(f, X.astype(np.float64))
+    c = a.clone()
+    assert c == a and c.nodes[0] is not a.nodes[0]
+
+
+def test_printer_format():
+    g = raw_graph(lambda x, w: np.sum(x @ w, axis=1), X, W)
+    lines = str(g).splitlines()
+    assert lines[0] == "graph raw(%0:f32[3,4], %1:f32[4,5]):"
+    assert re.fullmatch(r"  %2:f32\[3,5\] = matmul\(%0, %1\)   # test_ir\.py:\d+", lines[1])
+    assert lines[2].startswith("  %3:f32[3] = sum(%2, axes=(1,), keepdims=False)   # test_ir.py:")
+    assert lines[-1] == "  return %3"
+
+
+def test_parse_rejects_bad_text():
+    with pytest.raises(ValueError):
+        parse("not a graph")
+    with pytest.raises(ValueError, match="not defined"):
+        parse("graph g(%0:f32[2]):\n  %1:f32[2] = exp(%7)\n  return %1")
+    with pytest.raises(ValueError, match="return"):
+        parse("graph g(%0:f32[2]):\n  %1:f32[2] = exp(%0)")
+    with pytest.raises(ValueError, match="dtype"):
+        parse("graph g(%0:f16[2]):\n  return %0")
+
+
+# -- verify() ----------------------------------------------------------------------------
+def test_verify_accepts_traced_graphs(graph):
+    assert graph.verify() is graph
+
+
+def test_verify_catches_use_before_def():
+    g = parse("graph g(%0:f32[2]):\n  %1:f32[2] = exp(%0)\n  %2:f32[2] = tanh(%1)\n  return %2")
+    g.nodes.reverse()  # tanh now reads exp's output before it is made
+    with pytest.raises(VerifyError, match="before it is defined"):
+        g.verify()
+
+
+def test_verify_catches_operand_from_elsewhere():
+    g = parse("graph g(%0:f32[2]):\n  %1:f32[2] = exp(%0)\n  return %1")
+    g.nodes[0].inputs = [Value(TensorType((2,), "float32"))]  # never defined in this graph
+    with pytest.raises(VerifyError):
+        g.verify()
+
+
+def test_verify_catches_wrong_output_type():
+    g = parse("graph g(%0:f32[2,3]):\n  %1:f32[2,3] = exp(%0)\n  return %1")
+    g.nodes[0].outputs[0].type = TensorType((2, 3), "float64")
+    with pytest.raises(VerifyError, match="output types"):
+        g.verify()
+    g = parse("graph g(%0:f32[2,3]):\n  %1:f32[3,2] = exp(%0)\n  return %1")
+    with pytest.raises(VerifyError, match="output types"):
+        g.verify()
+
+
+def test_verify_catches_bad_operand_types():
+    g = parse("graph g(%0:f32[2,3], %1:f64[2,3]):\n  %2:f32[2,3] = add(%0, %1)\n  return %2")
+    with pytest.raises(VerifyError, match="add"):
+        g.verify()
+    g = parse("graph g(%0:f32[2,3], %1:f32[4,5]):\n  %2:f32[2,5] = matmul(%0, %1)\n  return %2")
+    with pytest.raises(VerifyError, match="matmul"):
+        g.verify()
+    g = parse("graph g(%0:i32[2]):\n  %1:i32[2] = exp(%0)\n  return %1")
+    with pytest.raises(VerifyError):
+        g.verify()
+
+
+def test_verify_catches_unknown_op_and_double_definition():
+    g = parse("graph g(%0:f32[2]):\n  %1:f32[2] = frobnicate(%0)\n  return %1")
+    with pytest.raises(VerifyError, match="frobnicate"):
+        g.verify()
+    g = parse("graph g(%0:f32[2]):\n  %1:f32[2] = exp(%0)\n  return %1")
+    g.nodes.append(g.nodes[0])  # the same node (and value) twice
+    with pytest.raises(VerifyError, match="defined twice"):
+        g.verify()
+
+
+def test_verify_catches_undefined_output_and_duplicate_input():
+    g = parse("graph g(%0:f32[2]):\n  %1:f32[2] = exp(%0)\n  return %1")
+    g.outputs = [Value(TensorType((2,), "float32"))]
+    with pytest.raises(VerifyError, match="never defined"):
+        g.verify()
+    g = parse("graph g(%0:f32[2]):\n  return %0")
+    g.inputs.append(g.inputs[0])
+    with pytest.raises(VerifyError, match="twice"):
+        g.verify()
+
+
+def test_verify_catches_broken_producer_link():
+    g = parse("graph g(%0:f32[2]):\n  %1:f32[2] = exp(%0)\n  %2:f32[2] = tanh(%1)\n  return %2")
+    g.nodes[1].outputs = g.nodes[0].outputs + []  # tanh claims exp's output value
+    with pytest.raises(VerifyError):
+        g.verify()
+
+
+def test_tensor_type():
+    t = TensorType((2, 0, 3), "float32")
+    assert (t.ndim, t.size, str(t)) == (3, 0, "f32[2,0,3]")
+    assert str(TensorType((), "bool")) == "bool[]"
+    with pytest.raises(TypeError, match="float16"):
+        TensorType((2,), "float16")
+    assert Const(np.array([1.0])) == Const(np.array([1.0]))
+    assert Const(np.array([1.0])) != Const(np.array([1.0], np.float32))
+    assert hash(Const(np.array([np.nan]))) == hash(Const(np.array([np.nan])))
+    src = np.array([1.0, 2.0])
+    c = Const(src)
+    src[0] = 5.0  # later edits of the user's array do not leak into the graph
+    assert c.array[0] == 1.0
+
+
+# -- to_networkx / to_dot --------------------------------------------------------------
+def test_to_networkx_counts(graph):
+    nxg = graph.to_networkx()
+    n_in, n_nodes, n_out = len(graph.inputs), len(graph.nodes), len(graph.outputs)
+    assert nxg.number_of_nodes() == n_in + n_nodes + n_out
+    # one edge per distinct (producer, consumer) pair: operands plus outputs
+    pairs = set()
+    src = {v: ("input", i) for i, v in enumerate(graph.inputs)}
+    for i, node in enumerate(graph.nodes):
+        for v in node.inputs:
+            pairs.add((src[v], i))
+        for v in node.outputs:
+            src[v] = i
+    pairs |= {(src[v], ("output", k)) for k, v in enumerate(graph.outputs)}
+    assert nxg.number_of_edges() == len(pairs)
+    import networkx as nx
+    assert nx.is_directed_acyclic_graph(nxg)
+    assert nxg.nodes[0]["op"] == graph.nodes[0].op
+
+
+def test_to_networkx_small():
+    g = raw_graph(lambda x: (np.exp(x) * x, x), X)
+    nxg = g.to_networkx()
+    # input, exp, mul, two outputs; edges in->exp, in->mul, exp->mul, mul->out0, in->out1
+    assert nxg.number_of_nodes() == 5
+    assert nxg.number_of_edges() == 5
+    assert [d["op"] for _, d in sorted(nxg.nodes(data=True), key=lambda t: str(t[0]))].count("output") == 2
+
+
+def test_to_dot(graph):
+    dot = graph.to_dot()
+    assert dot.startswith('digraph "raw" {') and dot.rstrip().endswith("}")
+    assert dot.count("->") == graph.to_networkx().number_of_edges()
+    assert "matmul(%0, %1)" in dot
+    # every line is a statement; quotes inside labels are escaped
+    for line in dot.splitlines()[1:-1]:
+        assert line.rstrip().endswith(";"), line
+        assert line.count('"') % 2 == 0 or '\\"' in line, line
+    assert dot.count("{") == dot.count("}")
+    import shutil
+    import subprocess
+    if shutil.which("dot"):
+        subprocess.run(["dot", "-Tsvg"], input=dot.encode(), check=True, capture_output=True)
+
+
+def test_to_dot_escapes_quotes():
+    g = parse("graph q(%0:i64[2]):\n  %1:i64[2,3] = iota(axis=1, dtype='int64', shape=(2, 3))   # we\"ird.py:1\n"
+              "  return %1")
+    dot = g.to_dot()
+    assert "dtype='int64'" in dot and 'we\\"ird.py' in dot
+
+
+def test_node_repr_and_users():
+    g = raw_graph(lambda x: np.exp(x) + np.exp(x) * x, X)
+    users = g.users()
+    assert len(users[g.inputs[0]]) == 3  # two exps and the mul
+    assert "exp" in repr(g.nodes[0])
+    assert isinstance(g.nodes[0], Node)
