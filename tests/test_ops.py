@@ -20,6 +20,7 @@ from hypothesis import given, settings, strategies as st
 from hypothesis.extra import numpy as hnp
 
 import graphc as gc
+from graphc.ops import bitwise
 from graphc.ops import registry
 from graphc.trace import bind
 from conftest import Case, assert_same, check, check_cases, check_group, check_interpreted, raw_graph
@@ -456,6 +457,16 @@ cases.append(Case("iota", lambda x: x + gc.iota((3, 4), axis=1, dtype=np.float32
                   ref=lambda x: x + np.arange(4, dtype=np.float32), ops=("iota",)))
 cases.append(Case("iota neg axis", lambda x: x * gc.iota((2, 3), axis=-2), (A((2, 3), "int64"),),
                   ref=lambda x: x * np.arange(2)[:, None]))
+
+
+cases = group("bitwise")
+_BITS = np.array([0, 1, -1, 2**62 + 12345, -(2**63), 2**63 - 1, -987654321], np.int64)
+cases.append(Case("bitxor", lambda a, b: bitwise.bitxor(a, b), (_BITS, _BITS[::-1].copy()),
+                  ref=np.bitwise_xor, ops=("bitxor",)))
+for _shift in (1, 30, 63):
+    cases.append(Case(f"lshr {_shift}", lambda a, s=_shift: bitwise.lshr(a, s), (_BITS,),
+                      ref=lambda a, s=_shift: (a.view(np.uint64) >> np.uint64(s)).view(np.int64),
+                      ops=("lshr",)))
 
 
 # scatter primitives (made by vjp rules; checked directly here)

@@ -37,7 +37,7 @@ def test_issue_example(mlp):
     assert "test_runtime.py:" in text
     assert "def entry(" in mlp.source and "@njit" in mlp.source
     assert mlp.signatures == 1
-    assert "1 signature" in repr(mlp)
+    assert "1 compiled graph" in repr(mlp)
     compiled = mlp._last.compiled
     assert compiled.path.endswith(".py")
     with open(compiled.path) as fh:

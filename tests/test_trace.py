@@ -320,7 +320,7 @@ def test_graph_before_first_call_is_a_clear_error():
     f = gc.trace(lambda x: x)
     with pytest.raises(RuntimeError, match="not been traced"):
         f.graph
-    assert "0 signature" in repr(f)
+    assert "0 compiled graph" in repr(f)
 
 
 def test_function_metadata_is_kept():

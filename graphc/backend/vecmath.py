@@ -63,8 +63,8 @@ denormal results in denormal ulps.
     log         0.840       0.822      all 2**32 inputs   random*
     tanh        0.950       0.782      all 2**32 inputs   random*
     sigmoid     0.847       0.761      all 2**32 inputs   random*
-    sin         SINF32      0.737      all 2**32 inputs   random* + huge |x|
-    cos         COSF32      0.741      all 2**32 inputs   random* + huge |x|
+    sin         0.758       0.737      all 2**32 inputs   random* + huge |x|
+    cos         0.755       0.741      all 2**32 inputs   random* + huge |x|
     sin_cw/cos_cw: identical results to sin/cos for |x| < SINCOS_CW_LIMIT
     pow         0.801       0.868      5e7 pairs**        1.2e7 pairs**
 

@@ -9,54 +9,21 @@ advances ``counter`` by ``n``. ``seed`` and ``counter`` are ``State`` (int64,
 its new counter is written back after the call: every call draws fresh numbers
 with no retrace, and re-seeding changes data, not the graph.
 
-All arithmetic is int64 with wraparound (NumPy and Numba both wrap); the
-logical right shift is emulated with an arithmetic shift plus a mask. Two tiny
-primitives make this possible, registered here: ``bitxor`` and ``lshr``.
+All arithmetic is int64 with wraparound (NumPy and Numba both wrap), with the
+bit primitives of graphc/ops/bitwise.py (``bitxor``, ``lshr``).
 """
 from __future__ import annotations
 
 import numpy as np
 
-from graphc.errors import ShapeError
-from graphc.ir import TensorType
-from graphc.ops.elementwise import add, broadcast_types, cast, iota, multiply
-from graphc.ops.registry import ELEMENTWISE, OPS, register
+from graphc.ops.bitwise import bitxor, lshr
+from graphc.ops.elementwise import add, cast, iota, multiply
 from graphc.state import State
-from graphc.trace import bind, promote
 
 _GAMMA = -7046029254386353131     # 0x9E3779B97F4A7C15 as int64
 _M1 = -4658895280553007687        # 0xBF58476D1CE4E5B9
 _M2 = -7723592293110705685        # 0x94D049BB133111EB
 _SEED_K = 0x2545F4914F6CDD1D
-
-
-def _infer_int(types, **_):
-    for t in types:
-        if t.dtype != "int64":
-            raise ShapeError(f"needs int64 operands, got {', '.join(str(t) for t in types)}")
-    return TensorType(broadcast_types(types), "int64")
-
-
-def _lshr_ref(x, shift):
-    return (np.asarray(x, np.int64).view(np.uint64) >> np.uint64(shift)).view(np.int64)
-
-
-if "bitxor" not in OPS:
-    register("bitxor", ELEMENTWISE, _infer_int, lambda a, b: np.bitwise_xor(a, b),
-             scalar=lambda c, a, b: f"{a} ^ {b}", vjp=(None, None), differentiable=False)
-    register("lshr", ELEMENTWISE, _infer_int, _lshr_ref,
-             scalar=lambda c, a: f"({a} >> {c.attrs['shift']}) & {c.lit((1 << (64 - c.attrs['shift'])) - 1)}",
-             vjp=(None,), differentiable=False)
-
-
-def bitxor(a, b):
-    return bind("bitxor", *promote(a, b, dtype="int64"))
-
-
-def lshr(a, shift: int):
-    """Logical (unsigned) right shift of int64 bits by a static amount."""
-    (a,) = promote(a, dtype="int64")
-    return bind("lshr", a, shift=int(shift))
 
 
 def _wrapping(fn):
