@@ -179,23 +179,6 @@ _SHORT = {"float32": "f32", "float64": "f64"}
 _FUSED_REDUCTIONS = {"sum", "mean", "prod", "max", "min"}
 
 
-def _acc_dtype(op, dtype):
-    if op in ("sum", "mean", "prod"):
-        if dtype in ("bool", "int32", "int64"):
-            return "int64"
-        return "float64"  # float32 accumulates in float64: NumPy-level error at any N
-    return dtype
-
-
-def _extreme_init(op, dtype):
-    if dtype == "bool":
-        return op == "min"
-    if dtype.startswith("int"):
-        info = np.iinfo(dtype)
-        return info.min if op == "max" else info.max
-    return -np.inf if op == "max" else np.inf
-
-
 def _scalar_expr(em, node, ctx, args):
     dtype = node.outputs[0].type.dtype
     if em.math == "fast" and node.op in FAST_MATH and dtype in _SHORT:
@@ -215,6 +198,7 @@ def emit_fused(em: Emitter, node: Node):
     nothing needs a multi-dimensional index, so the loop is one contiguous run.
     """
     from graphc.ops.fused import subgraph
+    from graphc.ops.reduction import accumulator_dtype, initial_value
 
     sub = subgraph(node)
     members = sub.nodes
@@ -271,9 +255,9 @@ def emit_fused(em: Emitter, node: Node):
         for r in reds:
             x_dtype = r.inputs[0].type.dtype
             if r.op in ("max", "min"):
-                k.line(f"{accs[r]} = {literal(_extreme_init(r.op, x_dtype), x_dtype)}")
+                k.line(f"{accs[r]} = {literal(initial_value(r.op, x_dtype), x_dtype)}")
             else:
-                k.line(f"{accs[r]} = {literal(1 if r.op == 'prod' else 0, _acc_dtype(r.op, x_dtype))}")
+                k.line(f"{accs[r]} = {literal(initial_value(r.op, x_dtype), accumulator_dtype(r.op, x_dtype))}")
 
     # operands with one element are read once, before the loops
     hoisted = {}
@@ -296,9 +280,9 @@ def emit_fused(em: Emitter, node: Node):
             if n in accs:
                 acc, v, x_dtype = accs[n], local[n.inputs[0]], n.inputs[0].type.dtype
                 if n.op in ("sum", "mean"):
-                    k.line(f"{acc} += {CTOR[_acc_dtype(n.op, x_dtype)]}({v})")
+                    k.line(f"{acc} += {CTOR[accumulator_dtype(n.op, x_dtype)]}({v})")
                 elif n.op == "prod":
-                    k.line(f"{acc} *= {CTOR[_acc_dtype(n.op, x_dtype)]}({v})")
+                    k.line(f"{acc} *= {CTOR[accumulator_dtype(n.op, x_dtype)]}({v})")
                 else:
                     cmp = ">" if n.op == "max" else "<"
                     if x_dtype.startswith("float"):  # NaN wins and stays, as in NumPy

@@ -90,20 +90,35 @@ def emit_reduction(em, node, acc_dtype, init, combine, finalize="{acc}", extra=(
         em.store(out, out_idx, f"{CTOR[out.type.dtype]}({value})")
 
 
-def _limits(dtype, which):
+def accumulator_dtype(op: str, dtype: str) -> str:
+    """What reduction ``op`` over ``dtype`` accumulates in (also used by fused loops).
+
+    Integer sums and products use int64 (as NumPy); float sums use float64, so
+    float32 sums keep NumPy's (pairwise) accuracy at any length; max/min keep the dtype.
+    """
+    if op in ("sum", "mean", "prod"):
+        return "int64" if dtype in ("bool", "int32", "int64") else "float64"
+    return dtype
+
+
+def initial_value(op: str, dtype: str):
+    """The accumulator's start: 0, 1, or the lowest/highest value of ``dtype`` for max/min."""
+    if op in ("sum", "mean"):
+        return 0
+    if op == "prod":
+        return 1
+    high = op == "min"  # min starts from the highest value, max from the lowest
     if dtype == "bool":
-        return which == "max"
+        return high
     if dtype.startswith("int"):
         info = np.iinfo(dtype)
-        return info.max if which == "max" else info.min
-    return np.inf if which == "max" else -np.inf
+        return info.max if high else info.min
+    return np.inf if high else -np.inf
 
 
 def _emit_simple(init, combine, finalize="{acc}"):
     def emit(em, node):
-        acc_dtype = _accumulate_dtype(node.inputs[0].type.dtype)
-        if acc_dtype == "float32":
-            acc_dtype = "float64"  # NumPy sums float32 pairwise; a float64 accumulator is as good
+        acc_dtype = accumulator_dtype(node.op, node.inputs[0].type.dtype)
         emit_reduction(em, node, acc_dtype, init, combine, finalize)
     return emit
 
@@ -113,7 +128,7 @@ def _emit_extreme(which, arg=False):
 
     def emit(em, node):
         dtype = node.inputs[0].type.dtype
-        start = _limits(dtype, "min" if which == "max" else "max")
+        start = initial_value(which, dtype)
         best = em.tmp("best")
 
         def combine(acc, v, k):
