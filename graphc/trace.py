@@ -242,8 +242,18 @@ def _shape_error(name, exc):
     return ShapeError(f"{name}: {exc}\n  at {user_line()}")
 
 
+def _plain(value):
+    """Attributes hold plain Python values (NumPy scalars would not print as parseable text)."""
+    if isinstance(value, tuple):
+        return tuple(_plain(v) for v in value)
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
 def bind(name: str, *args, **attrs):
     """Apply primitive ``name``: add a node when tracing, else run its NumPy reference."""
+    attrs = {k: _plain(v) for k, v in attrs.items()}
     op = registry.get(name)
     # an op with no operands (iota) is recorded whenever a trace is in progress
     builder = _builder_of(args) if args else current_builder()

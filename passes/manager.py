@@ -21,8 +21,10 @@ from passes import constfold, cse, dce, fusion, simplify
 
 log = logging.getLogger("graphc.passes")
 
-_CLEANUPS = (("constfold", constfold.run), ("simplify", simplify.run), ("constfold", constfold.run),
-             ("simplify", simplify.run), ("cse", cse.run), ("dce", dce.run))
+# CSE runs first too: a rewrite that depends on a value having one use (transpose of a
+# matmul) must see duplicates of that value merged already
+_CLEANUPS = (("cse", cse.run), ("constfold", constfold.run), ("simplify", simplify.run),
+             ("constfold", constfold.run), ("simplify", simplify.run), ("cse", cse.run), ("dce", dce.run))
 
 PIPELINES = {
     "O0": (),

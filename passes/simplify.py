@@ -28,6 +28,10 @@ op(broadcast scalars...)    broadcast(op(scalars...))      elementwise op, scala
 uniform constant array      broadcast(scalar constant)
 sum/mean/max/min(broadcast  n * s, s, s, s (broadcast)     float s of shape ()
   of scalar s)
+matmul(transpose x, y)      matmul(x, y, transpose_a)      the transpose swaps the last two
+                            (likewise for y)               axes (BLAS reads the view: no copy)
+transpose(matmul(a, b))     matmul(b, a, flags flipped)    the same swap, and the product
+                                                           has no other use
 ==========================  =============================  ===========================
 """
 from __future__ import annotations
@@ -189,7 +193,18 @@ def log(rw, node, x):
     return None
 
 
+def _single_use(rw, v) -> bool:
+    uses = sum(u is v for n in rw.graph.nodes for u in n.inputs) + sum(u is v for u in rw.graph.outputs)
+    return uses == 1
+
+
 def transpose(rw, node, x):
+    p = x.producer
+    if p is not None and p.op == "matmul" and _swaps_last_two(node.attrs["perm"]) and _single_use(rw, x):
+        # (op(A) op(B))^T = op(B)^T op(A)^T: BLAS writes the transposed product directly
+        ta, tb = p.attrs.get("transpose_a", False), p.attrs.get("transpose_b", False)
+        flags = {k: True for k, on in (("transpose_a", not tb), ("transpose_b", not ta)) if on}
+        return rw.make("matmul", [p.inputs[1], p.inputs[0]], **flags)
     if x.producer is None or x.producer.op != "transpose":
         # only the identity permutation is a no-op (a square matrix keeps its type when transposed)
         return x if tuple(node.attrs["perm"]) == tuple(range(len(node.attrs["perm"]))) else None
@@ -266,7 +281,31 @@ def reduce_broadcast(rw, node, x):
 
 
 # op -> rules tried in order (the first that returns a value wins)
+def _swaps_last_two(perm) -> bool:
+    n = len(perm)
+    return n >= 2 and tuple(perm) == tuple(range(n - 2)) + (n - 1, n - 2)
+
+
+def matmul_of_transpose(rw, node, a, b):
+    """matmul(transpose(x), y) -> matmul(x, y, transpose_a=True), and likewise for y."""
+    flags = {"transpose_a": node.attrs.get("transpose_a", False),
+             "transpose_b": node.attrs.get("transpose_b", False)}
+    operands, changed = [], False
+    for v, key in ((a, "transpose_a"), (b, "transpose_b")):
+        p = v.producer
+        if p is not None and p.op == "transpose" and _swaps_last_two(p.attrs["perm"]):
+            operands.append(p.inputs[0])
+            flags[key] = not flags[key]
+            changed = True
+        else:
+            operands.append(v)
+    if not changed:
+        return None
+    return rw.make("matmul", operands, **{k: True for k, on in flags.items() if on})
+
+
 RULES = {
+    "matmul": [matmul_of_transpose],
     "mul": [mul],
     "div": [div],
     "add": [add],

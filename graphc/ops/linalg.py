@@ -2,7 +2,10 @@
 
 The primitive needs both operands of rank >= 2 and equal rank; the public
 ``matmul`` handles NumPy's 1-D promotion and rank padding with reshapes.
-Float products go to BLAS through Numba's ``np.dot``; integer ones are loops.
+Optional attrs ``transpose_a`` / ``transpose_b`` multiply by an operand's
+transpose (its last two axes swapped) without copying it: BLAS reads the
+transposed view. Gradients use them, and the simplifier folds ``x @ w.T`` into
+them. Float products go to BLAS through Numba's ``np.dot``; integer ones are loops.
 """
 from __future__ import annotations
 
@@ -15,20 +18,31 @@ from graphc.ops.registry import implements, register
 from graphc.trace import bind, mark_weak, promote, type_of, user_line
 
 
-def _infer_matmul(types):
+def _swap_last(shape):
+    return tuple(shape[:-2]) + (shape[-1], shape[-2])
+
+
+def _infer_matmul(types, transpose_a=False, transpose_b=False):
     a, b = types
     if a.dtype != b.dtype:
         raise ShapeError(f"operand dtypes differ: {a}, {b}")
     if a.ndim < 2 or a.ndim != b.ndim:
         raise ShapeError(f"primitive matmul needs operands of equal rank >= 2, got {a} and {b}")
-    if a.shape[-1] != b.shape[-2]:
-        raise ShapeError(f"shapes {a} and {b} are not aligned: {a.shape[-1]} (dim {a.ndim - 1}) != "
-                         f"{b.shape[-2]} (dim {b.ndim - 2})")
+    sa = _swap_last(a.shape) if transpose_a else a.shape
+    sb = _swap_last(b.shape) if transpose_b else b.shape
+    if sa[-1] != sb[-2]:
+        raise ShapeError(f"shapes {a} and {b} are not aligned: {sa[-1]} (dim {a.ndim - 1}) != "
+                         f"{sb[-2]} (dim {b.ndim - 2})")
     try:
         batch = tuple(np.broadcast_shapes(a.shape[:-2], b.shape[:-2]))
     except ValueError:
         raise ShapeError(f"batch dimensions of {a} and {b} cannot be broadcast together") from None
-    return TensorType(batch + (a.shape[-2], b.shape[-1]), a.dtype)
+    return TensorType(batch + (sa[-2], sb[-1]), a.dtype)
+
+
+def _matmul_ref(a, b, transpose_a=False, transpose_b=False):
+    return np.matmul(np.swapaxes(a, -1, -2) if transpose_a else a,
+                     np.swapaxes(b, -1, -2) if transpose_b else b)
 
 
 def _batch_operand(em, v, idx, batch) -> str:
@@ -41,40 +55,54 @@ def _batch_operand(em, v, idx, batch) -> str:
 
 def _emit_matmul(em, node):
     (a, b), out = node.inputs, node.outputs[0]
+    ta, tb = node.attrs.get("transpose_a", False), node.attrs.get("transpose_b", False)
     em.alloc(out)
     batch = out.type.shape[:-2]
     with em.loops(batch) as idx:
         pa, pb, po = (_batch_operand(em, v, idx, batch) for v in (a, b, out))
         if out.type.dtype.startswith("float"):
-            em.line(f"np.dot({pa}, {pb}, {po})")  # BLAS gemm into the preallocated buffer
+            # BLAS gemm into the preallocated buffer; a transposed operand is an F-order view
+            em.line(f"np.dot({pa}{'.T' if ta else ''}, {pb}{'.T' if tb else ''}, {po})")
             return
-        n, k, m = a.type.shape[-2], a.type.shape[-1], b.type.shape[-1]
+        n, m = out.type.shape[-2], out.type.shape[-1]
+        k = a.type.shape[-2] if ta else a.type.shape[-1]
         with em.loops((n, m)) as (i, j):
             acc = em.tmp("acc")
             em.line(f"{acc} = 0")
             with em.loops((k,)) as (p,):
-                em.line(f"{acc} += {pa}[{i}, {p}] * {pb}[{p}, {j}]")
+                ea = f"{pa}[{p}, {i}]" if ta else f"{pa}[{i}, {p}]"
+                eb = f"{pb}[{j}, {p}]" if tb else f"{pb}[{p}, {j}]"
+                em.line(f"{acc} += {ea} * {eb}")
             em.line(f"{po}[{i}, {j}] = {CTOR[out.type.dtype]}({acc})")
 
 
-def _swap(x):
-    perm = list(range(x.ndim))
-    perm[-1], perm[-2] = perm[-2], perm[-1]
-    from graphc.ops.shape import transpose
-    return transpose(x, perm)
+def matmul_t(a, b, transpose_a=False, transpose_b=False):
+    """``op(a) @ op(b)`` for operands of equal rank >= 2, op a transpose of the last two axes
+    where asked: no transposed copy is made."""
+    flags = {k: True for k, on in (("transpose_a", transpose_a), ("transpose_b", transpose_b)) if on}
+    return bind("matmul", a, b, **flags)
 
 
-def _matmul_vjp_a(g, a, b, out):
+# y = op(A) @ op(B): dA = g op(B)^T (transposed back when A was), dB = op(A)^T g (likewise)
+def _matmul_vjp_a(g, a, b, out, transpose_a=False, transpose_b=False):
     from graphc.ops.shape import sum_to
-    return sum_to(bind("matmul", g, _swap(b)), a.shape)
+    if transpose_a:
+        grad = matmul_t(b, g, transpose_a=transpose_b, transpose_b=True)
+    else:
+        grad = matmul_t(g, b, transpose_b=not transpose_b)
+    return sum_to(grad, a.shape)
 
 
-def _matmul_vjp_b(g, a, b, out):
+def _matmul_vjp_b(g, a, b, out, transpose_a=False, transpose_b=False):
     from graphc.ops.shape import sum_to
-    return sum_to(bind("matmul", _swap(a), g), b.shape)
+    if transpose_b:
+        grad = matmul_t(g, a, transpose_a=True, transpose_b=transpose_a)
+    else:
+        grad = matmul_t(a, g, transpose_a=not transpose_a)
+    return sum_to(grad, b.shape)
 
 
-register("matmul", "matmul", _infer_matmul, np.matmul, vjp=(_matmul_vjp_a, _matmul_vjp_b),
+register("matmul", "matmul", _infer_matmul, _matmul_ref, vjp=(_matmul_vjp_a, _matmul_vjp_b),
          emit=_emit_matmul)
 
 
