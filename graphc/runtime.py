@@ -180,9 +180,13 @@ class TracedFunction:
             # fast path: positional C-contiguous NumPy arrays (the common case) -> one dict lookup
             key = []
             for a in args:
-                if type(a) is not np.ndarray or not a.flags.c_contiguous or not a.ndim:
+                kind = type(a)
+                if kind is np.ndarray and a.ndim and a.flags.c_contiguous:
+                    key.append((a.shape, a.dtype))
+                elif kind is float or kind is int:  # Python numbers: weakly typed scalars
+                    key.append(kind)
+                else:
                     break
-                key.append((a.shape, a.dtype))
             else:
                 for compiled in self._fast.get(tuple(key), ()):
                     if not compiled.needs_validation or compiled.valid():
@@ -207,8 +211,10 @@ class TracedFunction:
         if compiled is None:
             compiled = self._compile(key, args, kwargs, leaves)
         if not kwargs and not self.static_argnums and all(
-                type(a) is np.ndarray and a.flags.c_contiguous and a.ndim for a in args):
-            fast = self._fast.setdefault(tuple((a.shape, a.dtype) for a in args), [])
+                (type(a) is np.ndarray and a.ndim and a.flags.c_contiguous) or type(a) in (float, int)
+                for a in args):
+            fast_key = tuple((a.shape, a.dtype) if type(a) is np.ndarray else type(a) for a in args)
+            fast = self._fast.setdefault(fast_key, [])
             if compiled not in fast:
                 fast.insert(0, compiled)
         self._last = compiled

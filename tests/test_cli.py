@@ -63,25 +63,19 @@ def test_console_script_version(tmp_path):
     assert out.stdout.startswith("graphc ") and "numba" in out.stdout
 
 
-def test_version_cache_dir_and_clear_cache(tmp_path, capsys):
+def test_version_cache_dir_and_clear_cache(tmp_path, capsys, monkeypatch):
     import graphc
 
     assert cli.main(["--version"]) == 0
     assert capsys.readouterr().out.startswith(f"graphc {graphc.__version__} ")
 
     cache = tmp_path / "cache"
-    old = os.environ.get("GRAPHC_CACHE_DIR")
-    os.environ["GRAPHC_CACHE_DIR"] = str(cache)
-    try:
-        assert cli.main(["cache-dir"]) == 0
-        assert capsys.readouterr().out.strip() == str(cache)
-        (cache / "gdeadbeef.py").write_text("x = 1\n")
-        assert cli.main(["clear-cache"]) == 0
-        assert not (cache / "gdeadbeef.py").exists()
-    finally:
-        os.environ["GRAPHC_CACHE_DIR"] = old if old is not None else ""
-        if old is None:
-            del os.environ["GRAPHC_CACHE_DIR"]
+    monkeypatch.setenv("GRAPHC_CACHE_DIR", str(cache))
+    assert cli.main(["cache-dir"]) == 0
+    assert capsys.readouterr().out.strip() == str(cache)
+    (cache / "gdeadbeef.py").write_text("x = 1\n")
+    assert cli.main(["clear-cache"]) == 0
+    assert not (cache / "gdeadbeef.py").exists()
 
 
 def test_no_command_prints_help(capsys):

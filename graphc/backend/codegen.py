@@ -169,9 +169,11 @@ def emit_elementwise(em: Emitter, nodes):
 
 # -- fused groups ----------------------------------------------------------------------
 # A fused kernel runs its outer loop with prange when its domain has at least this many
-# elements (measured on the 2-core dev machine: below ~1e5 elements the thread launch,
-# ~10-20 us, costs more than the second core saves). GRAPHC_PARALLEL_MIN overrides it.
-PARALLEL_MIN = int(os.environ.get("GRAPHC_PARALLEL_MIN", 1 << 17))
+# elements. Threads pay off above ~1e5 elements at run time, but a parallel kernel costs
+# Numba about 1 s more to compile (measured on the 2-core dev machine, a 784-256-128-10
+# training step: 4.9 s cold with its two 200K-element updates parallel, 3.9 s without),
+# so only groups from ~5e5 elements on go parallel. GRAPHC_PARALLEL_MIN overrides it.
+PARALLEL_MIN = int(os.environ.get("GRAPHC_PARALLEL_MIN", 1 << 19))
 
 # ops with a vectorizable implementation in graphc.backend.vecmath (math="fast")
 FAST_MATH = {"exp", "log", "tanh", "sigmoid", "sin", "cos", "pow"}

@@ -38,7 +38,8 @@ def generate(graph: Graph, math: str = "fast"):
     names = graph.value_names()
     for node in graph.nodes:
         em.node = node
-        em.line(f"# {graph.format_node(node, names)}")
+        # the IR line without the user's file:line: moving code must not change the cache key
+        em.line("# " + graph.format_node(node, names).split("   # ")[0])
         op = registry.get(node.op)
         if op.kind == ELEMENTWISE:
             emit_elementwise(em, [node])

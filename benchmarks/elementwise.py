@@ -1,0 +1,152 @@
+"""Fused elementwise chain: sum(tanh(x*w + b) * sigmoid(x) - 0.5*x**2), and its gradient (issue 4).
+
+Cases: N = 1e5, 1e6, 1e7; float32 and float64; ``fwd`` (the value) and
+``fwd+bwd`` (the value and its gradient with respect to x, w and b).
+
+The *bandwidth floor* is the time the bytes that must move take at the triad
+bandwidth measured in the same run: ``fwd`` reads x; ``fwd+bwd`` reads x and
+writes dx/dx. graphc's target (issue 4): within 1.3x of the floor at N >= 1e6
+forward+backward, at least 6x NumPy (and 2x the faster of torch.compile and
+jax.jit in float32); at least 3x NumPy at N = 1e5.
+
+    python benchmarks/elementwise.py                 # every backend installed
+    python benchmarks/elementwise.py --quick --backends numpy,graphc
+    python benchmarks/elementwise.py --backends numpy,graphc,"graphc (libm)"
+"""
+from __future__ import annotations
+
+import numpy as np
+
+import harness
+
+NAME = "elementwise"
+TITLE = "sum(tanh(x*w + b) * sigmoid(x) - 0.5*x**2) and its gradient"
+BACKENDS = ("numpy", "graphc", "torch", "torch.compile", "jax.jit")
+# diagnostic: graphc with NumPy's scalar libm calls instead of its vectorizable math
+EXTRA_BACKENDS = ("graphc (libm)", "graphc (O1)")
+CASES = [{"n": n, "dtype": dtype, "mode": mode}
+         for mode in ("fwd+bwd", "fwd") for n in (10**5, 10**6, 10**7) for dtype in ("float32", "float64")]
+
+
+def inputs(case):
+    rng = np.random.default_rng(0)
+    dt = case["dtype"]
+    x = rng.uniform(-3, 3, case["n"]).astype(dt)
+    return x, np.asarray(0.7, dt)[()], np.asarray(-0.2, dt)[()]
+
+
+def reference(case, x, w, b):
+    t, s = np.tanh(x * w + b), 1 / (1 + np.exp(-x))
+    value = np.sum(t * s - 0.5 * x ** 2)
+    if case["mode"] == "fwd":
+        return value
+    u = s * (1 - t * t)
+    return value, t * s * (1 - s) - x + u * w, np.sum(u * x), np.sum(u)
+
+
+def tolerance(case, backend):
+    return 2e-4 if case["dtype"] == "float32" else 1e-9
+
+
+def _numpy_chain(x, w, b):
+    t = np.tanh(x * w + b)
+    s = 1 / (1 + np.exp(-x))
+    return np.sum(t * s - 0.5 * x ** 2)
+
+
+def _numpy_grad(x, w, b):  # what a NumPy user writes by hand
+    t = np.tanh(x * w + b)
+    s = 1 / (1 + np.exp(-x))
+    value = np.sum(t * s - 0.5 * x ** 2)
+    u = s * (1 - t * t)
+    return value, t * s * (1 - s) - x + u * w, np.sum(u * x), np.sum(u)
+
+
+def build(backend, case, x, w, b):
+    fwd = case["mode"] == "fwd"
+    if backend == "numpy":
+        return (_numpy_chain if fwd else _numpy_grad), (x, w, b)
+    if backend.startswith("graphc"):
+        import graphc as gc
+
+        def chain(x, w, b):
+            return np.sum(np.tanh(x * w + b) * gc.sigmoid(x) - 0.5 * x ** 2)
+
+        opts = {"graphc (libm)": {"math": "libm"}, "graphc (O1)": {"passes": "O1"}}.get(backend, {})
+        if fwd:
+            return gc.trace(chain, **opts), (x, w, b)
+        f = gc.value_and_grad(chain, argnums=(0, 1, 2), **opts)
+
+        def call(x, w, b):
+            value, grads = f(x, w, b)
+            return (value, *grads)
+        return call, (x, w, b)
+    if backend in ("torch", "torch.compile"):
+        import torch
+
+        def chain(x, w, b):
+            return torch.sum(torch.tanh(x * w + b) * torch.sigmoid(x) - 0.5 * x ** 2)
+
+        def value_and_grad(x, w, b):
+            x, w, b = (a.detach().requires_grad_() for a in (x, w, b))
+            value = chain(x, w, b)
+            return (value.detach(), *torch.autograd.grad(value, (x, w, b)))
+
+        fn = chain if fwd else value_and_grad
+        if backend == "torch.compile":
+            fn = torch.compile(fn)
+        tx, tw, tb = harness.to_torch(x, np.asarray(w), np.asarray(b))
+        return fn, (tx, tw, tb)
+    if backend == "jax.jit":
+        import jax
+        import jax.numpy as jnp
+        harness.jax_x64(case["dtype"])
+
+        def chain(x, w, b):
+            return jnp.sum(jnp.tanh(x * w + b) * jax.nn.sigmoid(x) - 0.5 * x ** 2)
+
+        if fwd:
+            fn = jax.jit(chain)
+        else:
+            vg = jax.value_and_grad(chain, argnums=(0, 1, 2))
+
+            def both(x, w, b):
+                value, grads = vg(x, w, b)
+                return (value, *grads)
+            fn = jax.jit(both)
+        jx, jw, jb = harness.to_jax(x, np.asarray(w), np.asarray(b))
+        return (lambda *a: jax.block_until_ready(fn(*a))), (jx, jw, jb)
+    raise harness.Skip(f"no {backend} version")
+
+
+def floor_seconds(case, limits):
+    """Bytes that must move / measured triad bandwidth."""
+    item = np.dtype(case["dtype"]).itemsize
+    moved = case["n"] * item * (1 if case["mode"] == "fwd" else 2)
+    gbs = limits.get("triad_gbs")
+    return moved / (gbs * 1e9) if gbs else None
+
+
+def summarize(results):
+    limits = results.get("machine", {}).get("limits", {})
+    lines = ["#### graphc against the bandwidth floor and the targets", "",
+             "| case | floor | graphc | graphc / floor | vs NumPy | vs best of torch.compile, jax.jit |",
+             "|---|---|---|---|---|---|"]
+    for entry in results["cases"]:
+        case = entry["case"]
+        g = entry["backends"].get("graphc", {})
+        if not g.get("median_s"):
+            continue
+        floor = floor_seconds(case, limits)
+        peers = [entry["backends"].get(p, {}).get("median_s") for p in ("torch.compile", "jax.jit")]
+        peers = [p for p in peers if p]
+        vs_peer = f"{min(peers) / g['median_s']:.1f}x" if peers else "n/a"
+        ratio = f"{g['median_s'] / floor:.2f}" if floor else "n/a"
+        lines.append(f"| {harness.case_label(case)} | {harness.fmt_time(floor) if floor else 'n/a'} | "
+                     f"{harness.fmt_time(g['median_s'])} | {ratio} | "
+                     f"{g.get('speedup_vs_numpy', float('nan')):.1f}x | {vs_peer} |")
+    return lines
+
+
+if __name__ == "__main__":
+    harness.main(__name__)
