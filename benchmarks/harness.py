@@ -591,33 +591,31 @@ def markdown(results: dict, workload=None) -> str:
         for b in entry["backends"]:
             if b not in backends:
                 backends.append(b)
+    def table(cell):
+        """One row per case, one column per backend; ``cell(result)`` formats a result."""
+        rows = ["| case | " + " | ".join(backends) + " |", "|---" * (len(backends) + 1) + "|"]
+        for entry in results["cases"]:
+            cells = [cell(entry["backends"].get(b, {})) for b in backends]
+            rows.append(f"| {entry['label']} | " + " | ".join(cells) + " |")
+        return rows
+
+    def timing(res):
+        if res.get("status") != "ok":
+            return res.get("status", "-")
+        ratio = res.get("speedup_vs_numpy")
+        return fmt_time(res["median_s"]) + (f" ({fmt_ratio(ratio)})" if ratio else "")
+
+    def first_call(res):
+        if "first_call_s" not in res:
+            return res.get("status", "-")
+        return f"{fmt_time(res['first_call_s'])}, {res.get('rel_err', float('nan')):.1e}"
+
     lines = [f"### {results['title']}", ""]
     lines.append("Median time per call (speed-up over NumPy from the same run; >1 is faster):")
     lines.append("")
-    lines.append("| case | " + " | ".join(backends) + " |")
-    lines.append("|---" * (len(backends) + 1) + "|")
-    for entry in results["cases"]:
-        cells = []
-        for b in backends:
-            res = entry["backends"].get(b, {})
-            if res.get("status") == "ok":
-                ratio = res.get("speedup_vs_numpy")
-                cells.append(fmt_time(res["median_s"]) + (f" ({fmt_ratio(ratio)})" if ratio else ""))
-            else:
-                cells.append(res.get("status", "-"))
-        lines.append(f"| {entry['label']} | " + " | ".join(cells) + " |")
+    lines += table(timing)
     lines += ["", "First call (build + trace/compile + run) and max |error| / max |ref| vs float64 NumPy:", ""]
-    lines.append("| case | " + " | ".join(backends) + " |")
-    lines.append("|---" * (len(backends) + 1) + "|")
-    for entry in results["cases"]:
-        cells = []
-        for b in backends:
-            res = entry["backends"].get(b, {})
-            if "first_call_s" in res:
-                cells.append(f"{fmt_time(res['first_call_s'])}, {res.get('rel_err', float('nan')):.1e}")
-            else:
-                cells.append(res.get("status", "-"))
-        lines.append(f"| {entry['label']} | " + " | ".join(cells) + " |")
+    lines += table(first_call)
     notes = []
     for entry in results["cases"]:
         for b, res in entry["backends"].items():
