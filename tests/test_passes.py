@@ -263,3 +263,12 @@ def test_gradient_graphs_come_out_clean():
     assert np.allclose(gx, (1 - t * t) * w - x) and np.isclose(gw, np.sum((1 - t * t) * x))
     assert all(n.outputs[0].type.size <= 1 for n in f.graph.nodes if n.op == "constant")
     assert "pow" not in ops(f.graph)
+
+
+def test_a_pass_module_imports_on_its_own():
+    """`import passes.fusion` before graphc must not hit the graphc -> passes.manager cycle."""
+    import subprocess
+    import sys
+    for module in ("passes.fusion", "passes.manager", "passes.simplify"):
+        done = subprocess.run([sys.executable, "-c", f"import {module}"], capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
