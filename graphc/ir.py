@@ -171,9 +171,19 @@ class Graph:
     def format_node(self, node: Node, names: dict) -> str:
         outs = ", ".join(f"{names[v]}:{v.type}" for v in node.outputs)
         args = [names.get(v, "%?") for v in node.inputs]
-        args += [f"{k}={_format_attr(a)}" for k, a in sorted(node.attrs.items())]
+        attrs = dict(node.attrs)
+        body = attrs.pop("body", None) if node.op == "fused" else None
+        fused_outputs = attrs.pop("outputs", None) if body is not None else None
+        args += [f"{k}={_format_attr(a)}" for k, a in sorted(attrs.items())]
         text = f"{outs} = {node.op}({', '.join(args)})"
-        return f"{text}   # {node.loc}" if node.loc else text
+        if body is not None:
+            text += " {"
+        if node.loc:
+            text += f"   # {node.loc}"
+        if body is not None:  # a fused group prints its body as a block, values named $k
+            text += "".join("\n      " + line for line in _format_body(body, fused_outputs, len(node.inputs)))
+            text += "\n  }"
+        return text
 
     def __str__(self):
         names = self.value_names()
@@ -260,6 +270,18 @@ class Graph:
         return "\n".join(lines)
 
 
+def _format_body(body, outputs, n_operands) -> list:
+    """A fused node's body, one line per node: ``$3:f32[8] = add($0, $1)`` ... ``yield $3``."""
+    lines, count = [], n_operands
+    for op, refs, attr_items, out_types in body:
+        lhs = ", ".join(f"${count + i}:{TensorType(tuple(shape), dtype)}" for i, (shape, dtype) in enumerate(out_types))
+        args = [f"${r}" for r in refs] + [f"{k}={_format_attr(a)}" for k, a in attr_items]
+        lines.append(f"{lhs} = {op}({', '.join(args)})")
+        count += len(out_types)
+    lines.append("yield " + ", ".join(f"${r}" for r in outputs))
+    return lines
+
+
 def _dot_quote(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
@@ -303,6 +325,48 @@ def _literal(node):
     raise ValueError(f"cannot read attribute {ast.unparse(node)!r}")
 
 
+def _read_assignment(line: str, sigil: str, lineno: int):
+    """``<sigil>k:T, ... = op(<sigil>i, ..., key=value) [{]   # loc``, read apart."""
+    code, _, loc = line.partition("   # ")
+    code = code.strip()
+    opens_block = code.endswith("{")
+    if opens_block:
+        code = code[:-1].rstrip()
+    lhs, _, rhs = code.partition(" = ")
+    mark = re.escape(sigil)
+    outs = re.findall(mark + r"(\d+):(\w+)\[([\d,\s]*)\]", lhs)
+    # the op name is read apart: 'and', 'or', 'not' are Python keywords
+    m_call = re.fullmatch(r"\s*([A-Za-z_]\w*)\((.*)\)\s*", rhs)
+    call = m_call and ast.parse("_op(" + re.sub(mark + r"(\d+)", r"_v\1", m_call.group(2)) + ")",
+                                mode="eval").body
+    if not isinstance(call, ast.Call) or not outs or not all(isinstance(a, ast.Name) for a in call.args):
+        raise ValueError(f"line {lineno}: cannot read {line!r}")
+    attrs = {}
+    for kw in call.keywords:
+        v = _literal(kw.value)
+        attrs[kw.arg] = tuple(v) if isinstance(v, list) else v
+    types = [_parse_type(d, dims) for _, d, dims in outs]
+    refs = [a.id[2:] for a in call.args]
+    return [n for n, _, _ in outs], types, m_call.group(1), refs, attrs, loc.strip() or None, opens_block
+
+
+def _read_body(lines, k):
+    """The block of a fused node from ``lines[k]`` on: returns its attrs and the next line index."""
+    body = []
+    while k < len(lines):
+        line, lineno = lines[k].strip(), k + 1
+        k += 1
+        if line.startswith("yield"):
+            outputs = tuple(int(r) for r in re.findall(r"\$(\d+)", line))
+            if k >= len(lines) or lines[k].strip() != "}":
+                raise ValueError(f"line {k + 1}: expected '}}' closing the fused block")
+            return {"body": tuple(body), "outputs": outputs}, k + 1
+        _, types, op, refs, attrs, _, _ = _read_assignment(line, "$", lineno)
+        body.append((op, tuple(int(r) for r in refs), tuple(sorted(attrs.items())),
+                     tuple((t.shape, t.dtype) for t in types)))
+    raise ValueError("fused block has no 'yield' line")
+
+
 def parse(text: str) -> Graph:
     """Read the text form back into a Graph (inverse of ``str(graph)``)."""
     lines = [ln for ln in text.strip().splitlines() if ln.strip()]
@@ -313,30 +377,23 @@ def parse(text: str) -> Graph:
     graph = Graph(name=m.group(1))
     for num, dtype, dims in _TYPED.findall(m.group(2)):
         values[num] = graph.add_input(_parse_type(dtype, dims))
-    for lineno, line in enumerate(lines[1:], start=2):
-        line = line.strip()
+    k = 1
+    while k < len(lines):
+        line, lineno = lines[k].strip(), k + 1
+        k += 1
         if line.startswith("return"):
             refs = re.findall(r"%(\d+)", line)
             graph.outputs = [values[r] for r in refs]
             return graph
-        code, _, loc = line.partition("   # ")
-        lhs, _, rhs = code.partition(" = ")
-        outs = _TYPED.findall(lhs)
-        # the op name is read apart: 'and', 'or', 'not' are Python keywords
-        m_call = re.fullmatch(r"\s*([A-Za-z_]\w*)\((.*)\)\s*", rhs)
-        call = m_call and ast.parse("_op(" + re.sub(r"%(\d+)", r"_v\1", m_call.group(2)) + ")", mode="eval").body
-        if not isinstance(call, ast.Call) or not outs:
-            raise ValueError(f"line {lineno}: cannot read {line!r}")
+        nums, types, op, refs, attrs, loc, opens_block = _read_assignment(line, "%", lineno)
+        if opens_block:
+            block, k = _read_body(lines, k)
+            attrs.update(block)
         try:
-            inputs = [values[a.id[2:]] for a in call.args]
+            inputs = [values[r] for r in refs]
         except KeyError as exc:
             raise ValueError(f"line {lineno}: operand %{exc.args[0]} is not defined") from None
-        attrs = {}
-        for kw in call.keywords:
-            v = _literal(kw.value)
-            attrs[kw.arg] = tuple(v) if isinstance(v, list) else v
-        node = graph.add_node(m_call.group(1), inputs, attrs, [_parse_type(d, s) for _, d, s in outs],
-                              loc.strip() or None)
-        for (num, _, _), v in zip(outs, node.outputs):
+        node = graph.add_node(op, inputs, attrs, types, loc)
+        for num, v in zip(nums, node.outputs):
             values[num] = v
     raise ValueError("graph text has no 'return' line")

@@ -298,3 +298,18 @@ def test_node_repr_and_users():
     assert len(users[g.inputs[0]]) == 3  # two exps and the mul
     assert "exp" in repr(g.nodes[0])
     assert isinstance(g.nodes[0], Node)
+
+
+def test_fused_nodes_print_as_readable_blocks_that_parse_back():
+    import numpy as np
+    import graphc as gc
+    from graphc.ir import parse
+
+    f = gc.trace(lambda x, y: np.sum(np.tanh(x * y) + x))
+    f(np.ones(5), np.ones(5))
+    text = str(f.graph)
+    assert "= fused(%0, %1) {" in text
+    assert "$2:f64[5] = mul($0, $1)" in text and "yield $" in text and "\n  }" in text
+    assert "body=" not in text
+    assert parse(text) == f.graph
+    assert parse(text).verify()

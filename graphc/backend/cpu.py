@@ -39,7 +39,8 @@ def generate(graph: Graph, math: str = "fast"):
     for node in graph.nodes:
         em.node = node
         # the IR line without the user's file:line: moving code must not change the cache key
-        em.line("# " + graph.format_node(node, names).split("   # ")[0])
+        for text in graph.format_node(node, names).splitlines():  # fused nodes print as a block
+            em.line("# " + text.split("   # ")[0].strip())
         op = registry.get(node.op)
         if op.kind == ELEMENTWISE:
             emit_elementwise(em, [node])
