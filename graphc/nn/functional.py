@@ -11,9 +11,9 @@ from graphc.errors import ShapeError, TraceError
 from graphc.ops import nn as opsnn
 from graphc.ops.indexing import take, take_along_axis
 from graphc.ops.linalg import matmul
-from graphc.ops.reduction import max as reduce_max, mean as reduce_mean, sum as reduce_sum
-from graphc.ops.shape import expand_dims, reshape, squeeze
-from graphc.trace import Tracer, current_builder, type_of, user_line
+from graphc.ops.reduction import mean as reduce_mean, sum as reduce_sum
+from graphc.ops.shape import expand_dims, squeeze
+from graphc.trace import Tracer, type_of, user_line
 
 
 
