@@ -16,7 +16,7 @@ from graphc.backend import cpu
 from graphc.errors import NonFiniteError
 from graphc.ir import DTYPES
 from graphc.trace import DYNAMIC, Tracer, rebuild_outputs, trace_into_graph
-from passes import manager
+from passes import manager, memory
 
 _SCALAR_TYPES = (int, float, np.integer, np.floating, np.bool_)
 
@@ -106,7 +106,7 @@ class Compiled:
         for i, check in self.input_checks:  # e.g. labels in range: before anything is updated
             check(arguments[i])
         outs = self._call(*arguments)
-        if self._call is self.compiled and self.compiled.ready and not self.compiled.const_args:
+        if self._call is self.compiled and self.compiled.direct:
             self._call = self.compiled.entry  # compiled now: skip the error-mapping wrapper
         if self.state_out:
             self._write_back(outs[self.n_user:])
@@ -132,12 +132,9 @@ class Compiled:
 
 
 def _input_views(graph) -> set:
-    """Graph values that are graph inputs or reshape views of them in the generated code."""
-    views = set(graph.inputs)
-    for node in graph.nodes:
-        if node.op == "reshape" and node.inputs[0] in views:
-            views.add(node.outputs[0])
-    return views
+    """Graph values that are graph inputs or views of them (reshape, index) in the generated code."""
+    inputs = set(graph.inputs)
+    return {v for v, root in memory.buffer_roots(graph).items() if root in inputs}
 
 
 class TracedFunction:

@@ -21,7 +21,7 @@ import graphc as gc
 from graphc.interpret import interpret
 from graphc.runtime import is_dynamic
 from graphc.trace import trace_into_graph
-from passes import constfold, cse, dce, fusion, manager, simplify
+from passes import constfold, cse, dce, fusion, manager, memory, simplify
 
 SHAPES = [(3, 4), (4,), ()]
 UNARY = ["exp", "tanh", "sin", "cos", "neg", "abs", "sigmoid", "logabs", "square", "relu", "sqrtabs"]
@@ -169,6 +169,8 @@ def check_passes(steps, dtype):
     for pipeline in ("O1", "O2"):
         g, stats = manager.run(graph, pipeline, verify=True)
         assert not any(s.note for s in stats), [s.note for s in stats]
+        if pipeline == "O2":
+            memory.verify_plan(g, g.memory_plan)
         for k, (a, b) in enumerate(zip(interpret(g, *args), want)):
             assert_close(a, b, dtype, f"{pipeline}, output {k}")
 

@@ -78,6 +78,7 @@ class Emitter:
         self.kernels: list[str] = []  # source of the fused kernels the entry calls
         self.imports: set[str] = set()  # vecmath functions the kernels use
         self.kernel_info: list[dict] = []  # per kernel: name, node, parallel, fastmath, flat
+        self.plan = getattr(graph, "memory_plan", None)  # passes.memory.MemoryPlan, if planned
 
     # -- names and lines -----------------------------------------------------------
     def name(self, v: Value) -> str:
@@ -118,11 +119,29 @@ class Emitter:
             self.depth -= len(shape)
 
     # -- buffers ---------------------------------------------------------------------
-    def alloc(self, v: Value) -> str:
-        """Define ``v``; rank >= 1 gets a fresh C-contiguous buffer, rank 0 a scalar local."""
+    def alloc(self, v: Value, fill: str | None = None) -> str:
+        """Define ``v``: a C-contiguous buffer for rank >= 1 (filled with ``fill`` if given), else a local.
+
+        Where the buffer lives is the graph's memory plan (passes/memory.py): a block of the
+        workspace argument ``ws``, an out-buffer argument ``rbK`` the runtime recycles, or,
+        for values the plan does not name, a fresh array.
+        """
         name = self.define(v)
-        if v.type.shape:
-            self.line(f"{name} = np.empty({tuple(v.type.shape)!r}, {CTOR[v.type.dtype]})")
+        if not v.type.shape:
+            return name
+        shape, ctor = tuple(v.type.shape), CTOR[v.type.dtype]
+        plan = self.plan
+        if plan is not None and v in plan.workspace:
+            offset, size = plan.workspace[v]
+            self.line(f"{name} = ws[{offset}:{offset + size}].view({ctor}).reshape({shape!r})")
+        elif plan is not None and v in plan.outputs:
+            self.line(f"{name} = rb{plan.outputs[v]}")
+        else:
+            self.line(f"{name} = np.empty({shape!r}, {ctor})" if fill is None else
+                      f"{name} = np.full({shape!r}, {fill}, {ctor})")
+            return name
+        if fill is not None:
+            self.line(f"{name}.fill({fill})")
         return name
 
     def load(self, v: Value, loop_idx, loop_shape) -> str:
@@ -236,7 +255,7 @@ def emit_fused(em: Emitter, node: Node):
             params.append(f"p{i}")
     for i, v in enumerate(array_outs):
         if inline:
-            name = em.alloc_output(outer[v]) if hasattr(em, "alloc_output") else em.alloc(outer[v])
+            name = em.alloc(outer[v])
             flatten = flat and nd > 1 and v.type.shape == domain and v.producer.op not in _FUSED_REDUCTIONS
             k.names[v] = _flat_alias(em, name, flatten, size)
         else:
@@ -366,7 +385,7 @@ def emit_fused(em: Emitter, node: Node):
         name = em.name(v)
         args.append(f"{name}.reshape({size})" if flat and nd > 1 and v.type.shape == domain else name)
     for v in array_outs:
-        name = em.alloc_output(outer[v]) if hasattr(em, "alloc_output") else em.alloc(outer[v])
+        name = em.alloc(outer[v])
         # a reduction's output is stored with its own index (keepdims over a size-1 domain has the
         # domain's shape, but is still written as o[0, 0]): never flattened
         flatten = flat and nd > 1 and v.type.shape == domain and v.producer.op not in _FUSED_REDUCTIONS

@@ -32,6 +32,9 @@ class Op:
     emit: Callable | None = None
     # ops whose result is never differentiable (comparisons, argmax, casts to int...)
     differentiable: bool = True
+    # the lowering returns a view of input 0's buffer (when both have rank >= 1), no copy:
+    # memory planning keeps that buffer alive as long as the view
+    view: bool = False
 
 
 OPS: dict[str, Op] = {}

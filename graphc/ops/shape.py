@@ -32,17 +32,19 @@ def _infer_reshape(types, shape):
 
 def _emit_reshape(em, node):
     (x,), out = node.inputs, node.outputs[0]
-    name, src = em.define(out), em.name(x)
+    src = em.name(x)
+    if out.type.shape and not x.type.shape:  # a scalar spread over a new buffer
+        em.alloc(out, fill=src)
+        return
+    name = em.define(out)
     if not out.type.shape:
         em.line(f"{name} = {src}.ravel()[0]" if x.type.shape else f"{name} = {src}")
-    elif not x.type.shape:
-        em.line(f"{name} = np.full({out.type.shape!r}, {src})")
     else:
         em.line(f"{name} = {src}.reshape({out.type.shape!r})")
 
 
 register("reshape", "shape", _infer_reshape, lambda x, shape: np.reshape(x, shape),
-         vjp=(lambda g, x, out, shape: reshape(g, x.shape),), emit=_emit_reshape)
+         vjp=(lambda g, x, out, shape: reshape(g, x.shape),), emit=_emit_reshape, view=True)
 
 
 @implements(np.reshape)
