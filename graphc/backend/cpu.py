@@ -12,8 +12,8 @@ import re
 import numba
 
 from graphc.backend import cache
-from graphc.backend.memory import Buffers
 from graphc.backend.codegen import Emitter, emit_elementwise
+from graphc.backend.memory import Buffers
 from graphc.errors import CompileError
 from graphc.ir import Graph
 from graphc.ops import registry
