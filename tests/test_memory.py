@@ -174,3 +174,26 @@ def test_workspace_persists_between_calls():
     buffers.release([workspace])
     np.testing.assert_allclose(f(a, b), np.sum((a @ b) @ b), rtol=1e-12)
     assert buffers.acquire()[0] is workspace  # the same bytes served both calls
+
+
+def test_view_c_is_a_typed_window_on_the_workspace_bytes():
+    from numba import njit
+
+    from graphc.backend.intrinsics import view_c
+
+    @njit
+    def fill(ws):
+        a = view_c(ws, 64, (2, 3), np.float32)
+        b = view_c(ws, 128, (4,), np.int64)
+        for i in range(2):
+            for j in range(3):
+                a[i, j] = i * 3 + j + 0.5
+        b[:] = -7
+        return a, b
+
+    ws = np.zeros(256, np.uint8)
+    a, b = fill(ws)
+    assert a.flags.c_contiguous and a.shape == (2, 3) and a.dtype == np.float32
+    np.testing.assert_array_equal(ws[64:88].view(np.float32).reshape(2, 3), np.arange(6).reshape(2, 3) + 0.5)
+    np.testing.assert_array_equal(ws[128:160].view(np.int64), [-7] * 4)
+    assert not ws[:64].any() and not ws[88:128].any() and not ws[160:].any()  # nothing outside the blocks

@@ -76,7 +76,7 @@ class Emitter:
         self._tmp = 0
         self.math = "fast"  # "fast": vectorizable graphc.backend.vecmath; "libm": np.exp & co.
         self.kernels: list[str] = []  # source of the fused kernels the entry calls
-        self.imports: set[str] = set()  # vecmath functions the kernels use
+        self.imports: set[str] = set()  # names from graphc.backend.vecmath / .intrinsics the code uses
         self.kernel_info: list[dict] = []  # per kernel: name, node, parallel, fastmath, flat
         self.plan = getattr(graph, "memory_plan", None)  # passes.memory.MemoryPlan, if planned
 
@@ -133,7 +133,8 @@ class Emitter:
         plan = self.plan
         if plan is not None and v in plan.workspace:
             offset, size = plan.workspace[v]
-            self.line(f"{name} = ws[{offset}:{offset + size}].view({ctor}).reshape({shape!r})")
+            self.imports.add("view_c")  # graphc.backend.intrinsics: compiled inline, no checks
+            self.line(f"{name} = view_c(ws, {offset}, {shape!r}, {ctor})")
         elif plan is not None and v in plan.outputs:
             self.line(f"{name} = rb{plan.outputs[v]}")
         else:

@@ -11,7 +11,7 @@ import re
 
 import numba
 
-from graphc.backend import cache
+from graphc.backend import cache, vecmath
 from graphc.backend.codegen import Emitter, emit_elementwise
 from graphc.backend.memory import Buffers
 from graphc.errors import CompileError
@@ -21,6 +21,8 @@ from graphc.ops.registry import ELEMENTWISE
 from passes import memory
 
 BACKEND_VERSION = "cpu-2"
+# what generated code imports: graphc.backend.<module> names (Emitter.imports holds the names)
+_HELPERS = {"intrinsics": {"view_c"}, "vecmath": set(vecmath.__all__)}
 MATH_MODES = ("fast", "libm")
 NJIT_OPTIONS = "cache=True, error_model='numpy', nogil=True"
 
@@ -62,8 +64,10 @@ def generate(graph: Graph, math: str = "fast"):
         "import numpy as np",
         "from numba import njit, prange",
     ]
-    if em.imports:
-        header.append(f"from graphc.backend.vecmath import {', '.join(sorted(em.imports))}")
+    for module in ("intrinsics", "vecmath"):
+        names = sorted(n for n in em.imports if n in _HELPERS[module])
+        if names:
+            header.append(f"from graphc.backend.{module} import {', '.join(names)}")
     header += [
         "",
         "",
