@@ -411,6 +411,8 @@ def _consts(T):
     c.TANH_X = T(9.1 if f32 else 19.1)
     c.TANH_SMALL = T(0.55)                        # tanh(0.55) > 1/2
     c.MAGIC_BIAS = I(c.MAGIC_BITS - c.BIAS)
+    c.MAGIC_BIAS64 = I(c.MAGIC_BITS - c.BIAS - 64)
+    c.TWO_M64 = T(2.0 ** -64)
     # sin/cos
     c.TWO_OVER_PI = _hex(T, "0x1.45f3060000000p-1" if f32 else "0x1.45f306dc9c883p-1")
     c.PIO2_1 = _hex(T, "0x1.921fb60000000p+0" if f32 else "0x1.921fb54442d18p+0")
@@ -449,6 +451,7 @@ def _make(T):
     TINY, SCALE_UP, SCALE_E, SQH_BITS, LOG_OFF, MMASK = (
         c.TINY, c.SCALE_UP, c.SCALE_E, c.SQH_BITS, c.LOG_OFF, c.MMASK)
     TANH_Y, TANH_X, TANH_SMALL, MAGIC_BIAS = c.TANH_Y, c.TANH_X, c.TANH_SMALL, c.MAGIC_BIAS
+    MAGIC_BIAS64, TWO_M64 = c.MAGIC_BIAS64, c.TWO_M64
     TWO_OVER_PI, PIO2_1, PIO2_2, PIO2_3 = c.TWO_OVER_PI, c.PIO2_1, c.PIO2_2, c.PIO2_3
     FOUR, QUARTER, THREE = c.FOUR, c.QUARTER, c.THREE
     C23H, C23L = c.C23H, c.C23L
@@ -606,7 +609,9 @@ def _make(T):
         ax = abs(x)
         xc = -ax if ax < -EXP_LO else EXP_LO      # NaN -> EXP_LO (fixed below)
         t, p = _exp_poly(xc)
-        e = _scale2(p, t)                          # correctly scaled denormals
+        # e = p * 2**n with n <= 0: 2**(n+64) is normal, p * 2**(n+64) exact,
+        # and the multiply by 2**-64 rounds once (correct denormals)
+        e = (p * _from_bits(_ishl(_isub(_bits(t), MAGIC_BIAS64), MANT))) * TWO_M64
         d = ONE + e
         dl = (ONE - d) + e                         # exact: d + dl = 1 + e
         pos = x >= ZERO
