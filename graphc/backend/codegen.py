@@ -169,11 +169,16 @@ def emit_elementwise(em: Emitter, nodes):
 
 # -- fused groups ----------------------------------------------------------------------
 # A fused kernel runs its outer loop with prange when its domain has at least this many
-# elements. Threads pay off above ~1e5 elements at run time, but a parallel kernel costs
-# Numba about 1 s more to compile (measured on the 2-core dev machine, a 784-256-128-10
-# training step: 4.9 s cold with its two 200K-element updates parallel, 3.9 s without),
-# so only groups from ~5e5 elements on go parallel. GRAPHC_PARALLEL_MIN overrides it.
-PARALLEL_MIN = int(os.environ.get("GRAPHC_PARALLEL_MIN", 1 << 19))
+# elements. benchmarks/parallel_threshold.py (2-core Zen 4, 2 threads; results/parallel_threshold.md)
+# measured where prange starts to beat the serial kernel: 2**11..2**14 elements for
+# tanh(x*w+b)*x, 2**16 for sum(x*w), 2**17 for sum(g*(h>0), axis=0); from 2**18 on every one
+# gains 1.3-2x. Compile cost keeps the threshold above the crossover: the first parallel kernel
+# of a process costs ~0.3 s more CPU to compile, a training step's fused backward kernels
+# ~0.3-0.45 s each (784-256-128-10 MLP at batch 512: 5.6 s cold with none parallel, 6.5 s with
+# its three groups of 2**17..2**18 elements parallel); at 2**18 it stays serial, its cold compile
+# unchanged. On a machine whose cores are busy with other processes a parallel call can stall
+# for a scheduler slice (ms); GRAPHC_PARALLEL_MIN overrides the threshold.
+PARALLEL_MIN = int(os.environ.get("GRAPHC_PARALLEL_MIN", 1 << 18))
 # a parallel memory-order reduction with no kept dim to split over threads splits its first
 # reduced axis into this many blocks (a constant, so results do not depend on the thread count)
 PARALLEL_BLOCKS = 8
