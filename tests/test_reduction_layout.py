@@ -91,7 +91,6 @@ def test_reductions_match_numpy(mode, dtype, monkeypatch):
         keepdims = k % 2 == 1
         fn = reduce_all(axes, keepdims)
         f = traced(fn, mode, monkeypatch)
-        x = values(shape, dtype, k)
         for seed in (k, k + 100):  # the second call reuses the accumulators' code with new values
             x = values(shape, dtype, seed)
             for got, want, name in zip(f(x), fn(x), list(OPS) + ["argmax", "argmin"]):
@@ -159,18 +158,16 @@ def test_empty_and_size_one_dims(mode, monkeypatch):
         assert_same(got, w, mode)
 
 
-@pytest.mark.parametrize("parallel", [False, True])
-def test_float32_sums_accumulate_in_float64(parallel, monkeypatch):
-    if parallel:
-        monkeypatch.setattr(codegen, "PARALLEL_MIN", 64)
-    f = gc.trace(lambda x: (np.sum(x, axis=0), np.mean(x * 2, axis=0)))
+@pytest.mark.parametrize("mode", ["kernel", "parallel", "O0"])
+def test_float32_sums_accumulate_in_float64(mode, monkeypatch):
+    f = traced(lambda x: (np.sum(x, axis=0), np.mean(x * 2, axis=0)), mode, monkeypatch)
     n = (1 << 16) + 3
     x = np.full((n, 3), 0.1, np.float32)
     s, m = f(x)
     exact = np.float64(np.float32(0.1)) * n
     assert np.all(np.abs(s - exact) / exact < 1e-6)  # a float32 running sum is ~1e-3 off
     assert np.all(np.abs(m - 2 * np.float64(np.float32(0.1))) < 1e-7)
-    assert ("prange(" in f.source) == parallel
+    assert ("prange(" in f.source) == (mode == "parallel")
 
 
 @pytest.fixture
