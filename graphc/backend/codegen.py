@@ -189,11 +189,19 @@ def emit_elementwise(em: Emitter, nodes):
 
 # -- fused groups ----------------------------------------------------------------------
 # A fused kernel runs its outer loop with prange when its domain has at least this many
-# elements. Threads pay off above ~1e5 elements at run time, but a parallel kernel costs
-# Numba about 1 s more to compile (measured on the 2-core dev machine, a 784-256-128-10
-# training step: 4.9 s cold with its two 200K-element updates parallel, 3.9 s without),
-# so only groups from ~5e5 elements on go parallel. GRAPHC_PARALLEL_MIN overrides it.
-PARALLEL_MIN = int(os.environ.get("GRAPHC_PARALLEL_MIN", 1 << 19))
+# elements. benchmarks/parallel_threshold.py (2-core Zen 4, 2 threads; results/parallel_threshold.md)
+# measured where prange starts to beat the serial kernel: 2**11..2**14 elements for
+# tanh(x*w+b)*x, 2**16 for sum(x*w), 2**17 for sum(g*(h>0), axis=0); from 2**18 on every one
+# gains 1.3-2x. Compile cost keeps the threshold above the crossover: the first parallel kernel
+# of a process costs ~0.3 s more CPU to compile, a training step's fused backward kernels
+# ~0.3-0.45 s each (784-256-128-10 MLP at batch 512: 5.6 s cold with none parallel, 6.5 s with
+# its three groups of 2**17..2**18 elements parallel); at 2**18 it stays serial, its cold compile
+# unchanged. On a machine whose cores are busy with other processes a parallel call can stall
+# for a scheduler slice (ms); GRAPHC_PARALLEL_MIN overrides the threshold.
+PARALLEL_MIN = int(os.environ.get("GRAPHC_PARALLEL_MIN", 1 << 18))
+# a parallel memory-order reduction with no kept dim to split over threads splits its first
+# reduced axis into this many blocks (a constant, so results do not depend on the thread count)
+PARALLEL_BLOCKS = 8
 
 # ops with a vectorizable implementation in graphc.backend.vecmath (math="fast")
 FAST_MATH = {"exp", "log", "tanh", "sigmoid", "sin", "cos", "pow"}
@@ -215,12 +223,14 @@ def emit_fused(em: Emitter, node: Node):
 
     One loop nest over the group's domain; every intermediate is a local of the
     loop body; reductions accumulate in scalar locals (kept dims outer, reduced
-    dims inner); values leaving the group are stored to arrays (or returned, for
+    dims inner) or, when the innermost axis is kept, in arrays indexed by the kept
+    position while the loops run in memory order (``reduction.memory_order``);
+    values leaving the group are stored to arrays (or returned, for
     rank-0 reductions). Operands of the domain's shape are passed flattened when
     nothing needs a multi-dimensional index, so the loop is one contiguous run.
     """
     from graphc.ops.fused import subgraph
-    from graphc.ops.reduction import accumulator_dtype, initial_value
+    from graphc.ops.reduction import accumulator_dtype, initial_value, memory_order
 
     sub = subgraph(node)
     members = sub.nodes
@@ -237,6 +247,16 @@ def emit_fused(em: Emitter, node: Node):
     sum_like = all(r.op in ("sum", "mean", "prod") for r in reds)
     parallel = size >= PARALLEL_MIN and (bool(kept) if not flat else (sum_like or not reds))
     fastmath = bool(reds) and sum_like
+    order = memory_order(domain, axes) if reds and not flat else None
+    if order is not None:
+        # threads take a lead (kept, outer) dim of size > 1, or else blocks of the first reduced
+        # axis, each block with its own accumulators, combined in block order at the end
+        lead, nest, inner = order
+        pdim = next((d for d in lead if domain[d] > 1), None)
+        red0 = next(d for d in nest if d in axes and domain[d] != 1)
+        blocks = parallel and not lead and domain[red0] >= 8 * PARALLEL_BLOCKS
+        parallel = parallel and (pdim is not None or blocks)
+        fastmath = False  # the accumulators are independent: nothing to reassociate
 
     # Small groups are written straight into the entry: every separate @njit function costs
     # Numba ~0.3-0.5 s to compile, which dominated cold start. Only groups big enough to want
@@ -300,17 +320,7 @@ def emit_fused(em: Emitter, node: Node):
                     load = f"{k.name(v)}[{idx[0]}]" if flat else k.load(v, idx, loop_shape)
                     k.line(f"{local[v]} = {load}")
             if n in accs:
-                acc, v, x_dtype = accs[n], local[n.inputs[0]], n.inputs[0].type.dtype
-                if n.op in ("sum", "mean"):
-                    k.line(f"{acc} += {CTOR[accumulator_dtype(n.op, x_dtype)]}({v})")
-                elif n.op == "prod":
-                    k.line(f"{acc} *= {CTOR[accumulator_dtype(n.op, x_dtype)]}({v})")
-                else:
-                    cmp = ">" if n.op == "max" else "<"
-                    if x_dtype.startswith("float"):  # NaN wins and stays, as in NumPy
-                        k.line(f"{acc} = {v} if ({v} {cmp} {acc} or {v} != {v}) else {acc}")
-                    else:
-                        k.line(f"{acc} = {v} if {v} {cmp} {acc} else {acc}")
+                k.line(fold(n, accs[n], local[n.inputs[0]]))
                 continue
             ctx = ScalarContext(n, idx, loop_shape)
             out = n.outputs[0]
@@ -337,8 +347,78 @@ def emit_fused(em: Emitter, node: Node):
                     oidx = [pos[d] for d in kept]
                 k.store(out, oidx, value)
 
+    def fold(r, acc, v):
+        """The statement folding ``v`` into accumulator ``acc`` of reduction ``r``."""
+        x_dtype = r.inputs[0].type.dtype
+        if r.op in ("sum", "mean"):
+            return f"{acc} += {CTOR[accumulator_dtype(r.op, x_dtype)]}({v})"
+        if r.op == "prod":
+            return f"{acc} *= {CTOR[accumulator_dtype(r.op, x_dtype)]}({v})"
+        cmp = ">" if r.op == "max" else "<"
+        if x_dtype.startswith("float"):  # NaN wins and stays, as in NumPy
+            return f"{acc} = {v} if ({v} {cmp} {acc} or {v} != {v}) else {acc}"
+        return f"{acc} = {v} if {v} {cmp} {acc} else {acc}"
+
     rng = "prange" if parallel else "range"
-    if flat:
+    if order is not None:
+        # memory order: lead dims outermost, then the rest of the domain as laid out; each
+        # reduction accumulates into an array over the inner kept dims
+        ishape = tuple(domain[d] for d in inner)
+        arrays = {r: accs[r] for r in reds}
+        dtypes = {r: r.inputs[0].type.dtype if r.op in ("max", "min") else
+                  accumulator_dtype(r.op, r.inputs[0].type.dtype) for r in reds}
+        inits = {r: literal(initial_value(r.op, r.inputs[0].type.dtype), dtypes[r]) for r in reds}
+        parts = {r: k.tmp("part") for r in reds} if blocks else {}
+        if not parallel:
+            for r in reds:
+                k.line(f"{arrays[r]} = np.empty({ishape!r}, {CTOR[dtypes[r]]})")
+        for r in parts:
+            k.line(f"{parts[r]} = np.empty({(PARALLEL_BLOCKS,) + ishape!r}, {CTOR[dtypes[r]]})")
+        lidx = [k.tmp("i") for _ in lead]
+        for d, i in zip(lead, lidx):
+            k.line(f"for {i} in {rng if d == pdim else 'range'}({domain[d]}):")
+            k.depth += 1
+        if blocks:
+            b = k.tmp("b")
+            k.line(f"for {b} in prange({PARALLEL_BLOCKS}):")
+            k.depth += 1
+            for r in reds:
+                k.line(f"{arrays[r]} = {parts[r]}[{b}]")
+        elif parallel:  # one set of accumulators per iteration of the prange loop
+            for r in reds:
+                k.line(f"{arrays[r]} = np.empty({ishape!r}, {CTOR[dtypes[r]]})")
+        for r in reds:
+            k.line(f"{arrays[r]}[...] = {inits[r]}")
+        nidx = [k.tmp("j" if d in axes else "i") for d in nest]
+        for d, i in zip(nest, nidx):
+            n = domain[d]
+            bounds = f"{b} * {n} // {PARALLEL_BLOCKS}, ({b} + 1) * {n} // {PARALLEL_BLOCKS}" \
+                if blocks and d == red0 else f"{n}"
+            k.line(f"for {i} in range({bounds}):")
+            k.depth += 1
+        pos = dict(zip(lead, lidx)) | dict(zip(nest, nidx))
+        at = f"[{', '.join(pos[d] for d in inner)}]"
+        for r in reds:
+            accs[r] = arrays[r] + at
+        body([pos[d] for d in range(nd)], domain)
+        k.depth -= len(nest) + blocks
+        iidx = [k.tmp("i") for _ in inner]
+        for d, i in zip(inner, iidx):
+            k.line(f"for {i} in range({domain[d]}):")
+            k.depth += 1
+        at = ", ".join(iidx)
+        for r in reds:
+            if blocks:  # combine the blocks' partial results, in block order
+                accs[r] = k.tmp("a")
+                k.line(f"{accs[r]} = {parts[r]}[0, {at}]")
+                c = k.tmp("c")
+                with k.block(f"for {c} in range(1, {PARALLEL_BLOCKS}):"):
+                    k.line(fold(r, accs[r], f"{parts[r]}[{c}, {at}]"))
+            else:
+                accs[r] = f"{arrays[r]}[{at}]"
+        finish(lidx + iidx)
+        k.depth -= len(inner) + len(lead)
+    elif flat:
         init_accs()
         i = k.tmp("i")
         with k.block(f"for {i} in {rng}({size}):"):
