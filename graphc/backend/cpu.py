@@ -18,9 +18,14 @@ from graphc.ir import Graph
 from graphc.ops import registry
 from graphc.ops.registry import ELEMENTWISE
 
-BACKEND_VERSION = "cpu-2"
+BACKEND_VERSION = "cpu-3"
 MATH_MODES = ("fast", "libm")
 NJIT_OPTIONS = "cache=True, error_model='numpy', nogil=True"
+# helpers an emitter may name in ``em.imports`` besides vecmath's functions, by module: Numba
+# intrinsics that compile inline (much cheaper than np.empty/np.zeros/.reshape/np.dot, which
+# each compile a nested function per signature)
+HELPERS = {"empty_c": "graphc.backend.intrinsics", "zeros_c": "graphc.backend.intrinsics",
+           "reshape_c": "graphc.backend.intrinsics", "gemm": "graphc.backend.blas"}
 
 
 def generate(graph: Graph, math: str = "fast"):
@@ -61,8 +66,11 @@ def generate(graph: Graph, math: str = "fast"):
         "import numpy as np",
         "from numba import njit, prange",
     ]
-    if em.imports:
-        header.append(f"from graphc.backend.vecmath import {', '.join(sorted(em.imports))}")
+    modules = {}
+    for name in em.imports:
+        modules.setdefault(HELPERS.get(name, "graphc.backend.vecmath"), set()).add(name)
+    for module in sorted(modules):
+        header.append(f"from {module} import {', '.join(sorted(modules[module]))}")
     header += [
         "",
         "",

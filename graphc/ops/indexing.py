@@ -64,7 +64,8 @@ def _scatter_slice_ref(g, shape, slices):
 def _emit_scatter_slice(em, node):
     (g,), out = node.inputs, node.outputs[0]
     name = em.define(out)
-    em.line(f"{name} = np.zeros({out.type.shape!r}, {CTOR[out.type.dtype]})")
+    em.imports.add("zeros_c")  # np.zeros compiled inline (graphc.backend.intrinsics)
+    em.line(f"{name} = zeros_c({tuple(out.type.shape)!r}, {CTOR[out.type.dtype]})")
     with em.loops(g.type.shape) as idx:
         dst = [f"{start} + {step} * {i}" for i, (start, _, step) in zip(idx, node.attrs["slices"])]
         em.store(out, dst, em.load(g, idx, g.type.shape))
@@ -186,7 +187,8 @@ def _emit_scatter_add(em, node):
     (g, *idx), out, axis = node.inputs, node.outputs[0], node.attrs["axis"]
     pre, batch, post = _gather_dims(out.type, [v.type for v in idx], axis)
     name = em.define(out)
-    em.line(f"{name} = np.zeros({out.type.shape!r}, {CTOR[out.type.dtype]})")
+    em.imports.add("zeros_c")  # np.zeros compiled inline (graphc.backend.intrinsics)
+    em.line(f"{name} = zeros_c({tuple(out.type.shape)!r}, {CTOR[out.type.dtype]})")
     with em.loops(g.type.shape) as loop:
         p, b, q = loop[:len(pre)], loop[len(pre):len(pre) + len(batch)], loop[len(pre) + len(batch):]
         j = _emit_wrapped_indices(em, node, idx, b, batch, out.type.shape[axis:axis + len(idx)])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from graphc.backend.codegen import CTOR
 from graphc.errors import ShapeError, TraceError
 from graphc.ir import TensorType
 from graphc.ops.registry import ELEMENTWISE, implements, register
@@ -33,12 +34,16 @@ def _infer_reshape(types, shape):
 def _emit_reshape(em, node):
     (x,), out = node.inputs, node.outputs[0]
     name, src = em.define(out), em.name(x)
-    if not out.type.shape:
-        em.line(f"{name} = {src}.ravel()[0]" if x.type.shape else f"{name} = {src}")
-    elif not x.type.shape:
-        em.line(f"{name} = np.full({out.type.shape!r}, {src})")
+    # empty_c/reshape_c (graphc.backend.intrinsics) compile inline, np.full/.reshape do not
+    if not out.type.shape:  # the one element of x
+        em.line(f"{name} = {src}[{', '.join('0' * x.type.ndim)}]" if x.type.shape else f"{name} = {src}")
+    elif not x.type.shape:  # a scalar into an array of one element
+        em.imports.add("empty_c")
+        em.line(f"{name} = empty_c({tuple(out.type.shape)!r}, {CTOR[out.type.dtype]})")
+        em.line(f"{name}[{', '.join('0' * out.type.ndim)}] = {src}")
     else:
-        em.line(f"{name} = {src}.reshape({out.type.shape!r})")
+        em.imports.add("reshape_c")
+        em.line(f"{name} = reshape_c({src}, {tuple(out.type.shape)!r})")
 
 
 register("reshape", "shape", _infer_reshape, lambda x, shape: np.reshape(x, shape),
