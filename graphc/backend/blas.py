@@ -31,7 +31,7 @@ from numba.extending import get_cython_function_address, intrinsic
 _SYMBOLS = {types.float32: "graphc_sgemm", types.float64: "graphc_dgemm"}
 INT_MAX = 2**31 - 1  # BLAS takes 32-bit dimensions and leading dimensions
 
-for _dtype, _name in _SYMBOLS.items():
+for _name in _SYMBOLS.values():  # graphc_sgemm -> scipy's sgemm
     ll.add_symbol(_name, get_cython_function_address("scipy.linalg.cython_blas", _name[-5:]))
 
 

@@ -31,7 +31,7 @@ def _operands(m, k, n, ta, tb, dtype, rng):
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("ta,tb", FLAGS)
 def test_gemm_matches_numpy(ta, tb, dtype, rng):
-    tol = dict(rtol=1e-5, atol=1e-5) if dtype == "float32" else dict(rtol=1e-12, atol=1e-12)
+    tol = {"rtol": 1e-5, "atol": 1e-5} if dtype == "float32" else {"rtol": 1e-12, "atol": 1e-12}
     for m, k, n in SHAPES:
         a, b = _operands(m, k, n, ta, tb, dtype, rng)
         out = np.full((m, n), np.nan, dtype)  # never read: NaN must not leak into the result
