@@ -19,7 +19,10 @@ uses). Importing this module registers its ``sgemm``/``dgemm`` with LLVM under
 the names ``graphc_sgemm``/``graphc_dgemm``, and compiled code calls them by
 name, so machine code loaded from Numba's disk cache links to the addresses of
 the current process. A generated module imports ``gemm`` from here, which makes
-that registration happen before its entry is compiled or loaded.
+that registration happen before its entry is compiled or loaded. (Importing
+cython_blas imports all of scipy.linalg, ~0.2 s, but Numba does that anyway when
+it loads its registries for the first compile or cache load of a process, in
+``numba.np.arraymath``, so taking the addresses elsewhere would save nothing.)
 """
 from __future__ import annotations
 
