@@ -76,7 +76,7 @@ class Emitter:
         self._tmp = 0
         self.math = "fast"  # "fast": vectorizable graphc.backend.vecmath; "libm": np.exp & co.
         self.kernels: list[str] = []  # source of the fused kernels the entry calls
-        self.imports: set[str] = set()  # names from graphc.backend.vecmath / .intrinsics the code uses
+        self.imports: set[str] = set()  # vecmath functions and cpu.HELPERS the code uses
         self.kernel_info: list[dict] = []  # per kernel: name, node, parallel, fastmath, flat
         self.plan = getattr(graph, "memory_plan", None)  # passes.memory.MemoryPlan, if planned
 
@@ -137,12 +137,15 @@ class Emitter:
             self.line(f"{name} = view_c(ws, {offset}, {shape!r}, {ctor})")
         elif plan is not None and v in plan.outputs:
             self.line(f"{name} = rb{plan.outputs[v]}")
-        else:
-            self.line(f"{name} = np.empty({shape!r}, {ctor})" if fill is None else
-                      f"{name} = np.full({shape!r}, {fill}, {ctor})")
+        elif fill == "0":  # zeros_c / empty_c: np.zeros / np.empty compiled inline (graphc.backend.intrinsics)
+            self.imports.add("zeros_c")
+            self.line(f"{name} = zeros_c({shape!r}, {ctor})")
             return name
-        if fill is not None:
-            self.line(f"{name}.fill({fill})")
+        else:
+            self.imports.add("empty_c")
+            self.line(f"{name} = empty_c({shape!r}, {ctor})")
+        if fill is not None:  # a[...] = x is lowered inline; a.fill(x) would compile an overload
+            self.line(f"{name}[...] = {fill}")
         return name
 
     def load(self, v: Value, loop_idx, loop_shape) -> str:
@@ -464,13 +467,13 @@ def emit_fused(em: Emitter, node: Node):
     args = []
     for v in node.inputs:
         name = em.name(v)
-        args.append(f"{name}.reshape({size})" if flat and nd > 1 and v.type.shape == domain else name)
+        args.append(_flat_view(em, name, size) if flat and nd > 1 and v.type.shape == domain else name)
     for v in array_outs:
         name = em.alloc(outer[v])
         # a reduction's output is stored with its own index (keepdims over a size-1 domain has the
         # domain's shape, but is still written as o[0, 0]): never flattened
         flatten = flat and nd > 1 and v.type.shape == domain and v.producer.op not in _FUSED_REDUCTIONS
-        args.append(f"{name}.reshape({size})" if flatten else name)
+        args.append(_flat_view(em, name, size) if flatten else name)
     call = f"{kname}({', '.join(args)})"
     if scalar_outs:
         names = [em.define(outer[v]) for v in scalar_outs]
@@ -489,5 +492,11 @@ def _flat_alias(em: Emitter, name: str, flatten: bool, size: int) -> str:
     if not flatten:
         return name
     alias = em.tmp("f")
-    em.line(f"{alias} = {name}.reshape({size})")
+    em.line(f"{alias} = {_flat_view(em, name, size)}")
     return alias
+
+
+def _flat_view(em: Emitter, name: str, size: int) -> str:
+    """A flat view of C-contiguous array ``name`` (reshape_c: no run-time checks, compiled inline)."""
+    em.imports.add("reshape_c")
+    return f"reshape_c({name}, ({size},))"

@@ -11,7 +11,7 @@ import re
 
 import numba
 
-from graphc.backend import cache, vecmath
+from graphc.backend import cache
 from graphc.backend.codegen import Emitter, emit_elementwise
 from graphc.backend.memory import Buffers
 from graphc.errors import CompileError
@@ -20,11 +20,15 @@ from graphc.ops import registry
 from graphc.ops.registry import ELEMENTWISE
 from passes import memory
 
-BACKEND_VERSION = "cpu-2"
-# what generated code imports: graphc.backend.<module> names (Emitter.imports holds the names)
-_HELPERS = {"intrinsics": {"view_c"}, "vecmath": set(vecmath.__all__)}
+BACKEND_VERSION = "cpu-3"
 MATH_MODES = ("fast", "libm")
 NJIT_OPTIONS = "cache=True, error_model='numpy', nogil=True"
+# helpers an emitter may name in ``em.imports`` besides vecmath's functions, by module: Numba
+# intrinsics that compile inline (much cheaper than np.empty/np.zeros/.reshape/np.dot, which
+# each compile a nested function per signature)
+HELPERS = {"empty_c": "graphc.backend.intrinsics", "zeros_c": "graphc.backend.intrinsics",
+           "reshape_c": "graphc.backend.intrinsics", "view_c": "graphc.backend.intrinsics",
+           "gemm": "graphc.backend.blas"}
 
 
 def generate(graph: Graph, math: str = "fast"):
@@ -64,10 +68,11 @@ def generate(graph: Graph, math: str = "fast"):
         "import numpy as np",
         "from numba import njit, prange",
     ]
-    for module in ("intrinsics", "vecmath"):
-        names = sorted(n for n in em.imports if n in _HELPERS[module])
-        if names:
-            header.append(f"from graphc.backend.{module} import {', '.join(names)}")
+    modules = {}
+    for name in em.imports:
+        modules.setdefault(HELPERS.get(name, "graphc.backend.vecmath"), set()).add(name)
+    for module in sorted(modules):
+        header.append(f"from {module} import {', '.join(sorted(modules[module]))}")
     header += [
         "",
         "",

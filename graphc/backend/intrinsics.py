@@ -1,27 +1,120 @@
 """Array helpers for generated code that Numba compiles inline, with no nested function.
 
-``ws[a:b].view(np.float32).reshape(shape)`` would cost Numba three overloads per
-call site (each typed, lowered and optimised as a function of its own, with
-run-time checks) -- in a training step's entry with dozens of workspace
-buffers that was ~2 s of compile time. ``view_c`` emits a handful of LLVM
-instructions straight into the caller instead:
+``np.empty``, ``np.zeros``, ``ndarray.reshape`` and ``ws[a:b].view(dtype).reshape(shape)``
+are Numba overloads: every distinct signature is compiled as a function of its
+own (typed, lowered, optimised and turned into machine code), then linked into
+the caller and optimised again, with run-time checks. In a generated entry with
+dozens of buffers that was seconds of a training step's cold compile. These
+``@intrinsic`` versions emit a handful of LLVM instructions straight into the
+caller instead:
 
+    empty_c((64, 256), np.float32)            # C-contiguous, uninitialised
+    zeros_c((64, 10), np.float32)             # C-contiguous, all bytes zero
+    reshape_c(a, (64,))                       # C-contiguous view of C-contiguous ``a``
     view_c(ws, 4096, (64, 256), np.float32)   # C-contiguous array over ws's bytes from 4096
 
-It is for graphc's generated code, where the memory plan guarantees that the
-block fits inside ``ws`` and is aligned for the dtype: nothing is checked.
+They are for graphc's generated code, where shapes are static and the memory
+plan guarantees that a ``view_c`` block fits inside ``ws`` and is aligned for the
+dtype: ``reshape_c`` does not check that the new shape has as many elements as
+``a`` (the graph's types guarantee it) and only accepts arrays Numba knows are
+C-contiguous; ``view_c`` checks nothing.
 """
 from __future__ import annotations
 
 from llvmlite import ir
 from numba.core import cgutils, types
-from numba.core.imputils import impl_ret_borrowed
+from numba.core.imputils import impl_ret_borrowed, impl_ret_new_ref
 from numba.extending import intrinsic
 from numba.np.arrayobj import populate_array
 
 
 def _shape_type(shape) -> bool:
     return isinstance(shape, types.BaseTuple) and all(isinstance(t, types.Integer) for t in shape)
+
+
+def _dims(context, builder, shape_type, shape):
+    return [context.cast(builder, v, t, types.intp)
+            for v, t in zip(cgutils.unpack_tuple(builder, shape, len(shape_type)), shape_type)]
+
+
+def _alloc_type(shape, dtype):
+    if not _shape_type(shape) or not isinstance(dtype, (types.NumberClass, types.DType)):
+        return None
+    return types.Array(dtype.dtype, len(shape), "C")
+
+
+def _allocate(context, builder, sig, args, zero):
+    """A new C-contiguous array: one NRT allocation (Numba's ``_empty_nd_impl`` minus its
+    nested allocator function, which would be one more compiled function to link)."""
+    arrty = sig.return_type
+    dims = _dims(context, builder, sig.args[0], args[0])
+    itemsize = context.get_constant(types.intp, context.get_abi_sizeof(context.get_data_type(arrty.dtype)))
+    nbytes, overflow = itemsize, cgutils.false_bit
+    strides = []
+    for d in reversed(dims):
+        strides.append(nbytes)
+        prod = builder.smul_with_overflow(nbytes, d)
+        nbytes = builder.extract_value(prod, 0)
+        overflow = builder.or_(overflow, builder.extract_value(prod, 1))
+    with cgutils.if_unlikely(builder, overflow):
+        context.call_conv.return_user_exc(builder, ValueError, ("array is too big",))
+    align = context.get_constant(types.uint32, context.get_preferred_array_alignment(arrty.dtype))
+    meminfo = context.nrt.meminfo_alloc_aligned(builder, nbytes, align)
+    with cgutils.if_unlikely(builder, cgutils.is_null(builder, meminfo)):
+        context.call_conv.return_user_exc(builder, MemoryError, ("cannot allocate an array",))
+    data = builder.bitcast(context.nrt.meminfo_data(builder, meminfo),
+                           context.get_data_type(arrty.dtype).as_pointer())
+    if zero:
+        cgutils.memset(builder, data, nbytes, 0)
+    ary = context.make_array(arrty)(context, builder)
+    populate_array(ary, data=data, shape=dims, strides=strides[::-1], itemsize=itemsize, meminfo=meminfo)
+    return impl_ret_new_ref(context, builder, arrty, ary._getvalue())
+
+
+@intrinsic
+def empty_c(typingctx, shape, dtype):
+    """``np.empty(shape, dtype)`` for a tuple of ints and a NumPy scalar type."""
+    arrty = _alloc_type(shape, dtype)
+    if arrty is None:
+        return None
+
+    def codegen(context, builder, sig, args):
+        return _allocate(context, builder, sig, args, zero=False)
+    return arrty(shape, dtype), codegen
+
+
+@intrinsic
+def zeros_c(typingctx, shape, dtype):
+    """``np.zeros(shape, dtype)`` for a tuple of ints and a NumPy scalar type."""
+    arrty = _alloc_type(shape, dtype)
+    if arrty is None:
+        return None
+
+    def codegen(context, builder, sig, args):
+        return _allocate(context, builder, sig, args, zero=True)
+    return arrty(shape, dtype), codegen
+
+
+@intrinsic
+def reshape_c(typingctx, a, shape):
+    """A C-contiguous view of C-contiguous ``a`` with ``shape`` (same element count: unchecked)."""
+    if not (isinstance(a, types.Array) and a.layout == "C" and _shape_type(shape)):
+        return None
+    rty = a.copy(ndim=len(shape), layout="C")
+
+    def codegen(context, builder, sig, args):
+        aty, sty = sig.args
+        src = context.make_array(aty)(context, builder, args[0])
+        dims = _dims(context, builder, sty, args[1])
+        strides, step = [], src.itemsize
+        for d in reversed(dims):
+            strides.append(step)
+            step = builder.mul(step, d)
+        out = context.make_array(sig.return_type)(context, builder)
+        populate_array(out, data=src.data, shape=dims, strides=strides[::-1], itemsize=src.itemsize,
+                       meminfo=src.meminfo, parent=src.parent)
+        return impl_ret_borrowed(context, builder, sig.return_type, out._getvalue())
+    return rty(a, shape), codegen
 
 
 @intrinsic

@@ -5,7 +5,9 @@ The primitive needs both operands of rank >= 2 and equal rank; the public
 Optional attrs ``transpose_a`` / ``transpose_b`` multiply by an operand's
 transpose (its last two axes swapped) without copying it: BLAS reads the
 transposed view. Gradients use them, and the simplifier folds ``x @ w.T`` into
-them. Float products go to BLAS through Numba's ``np.dot``; integer ones are loops.
+them. Float products are one direct BLAS gemm call each (``graphc.backend.blas``,
+transpose flags passed through, no copies; far cheaper to compile than Numba's
+``np.dot``); integer ones are loops.
 """
 from __future__ import annotations
 
@@ -60,9 +62,10 @@ def _emit_matmul(em, node):
     batch = out.type.shape[:-2]
     with em.loops(batch) as idx:
         pa, pb, po = (_batch_operand(em, v, idx, batch) for v in (a, b, out))
-        if out.type.dtype.startswith("float"):
-            # BLAS gemm into the preallocated buffer; a transposed operand is an F-order view
-            em.line(f"np.dot({pa}{'.T' if ta else ''}, {pb}{'.T' if tb else ''}, {po})")
+        if out.type.dtype in ("float32", "float64"):
+            # BLAS gemm into the preallocated buffer, reading transposed operands in place
+            em.imports.add("gemm")
+            em.line(f"gemm({pa}, {pb}, {po}, {ta}, {tb})")
             return
         n, m = out.type.shape[-2], out.type.shape[-1]
         k = a.type.shape[-2] if ta else a.type.shape[-1]

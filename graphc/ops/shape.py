@@ -37,10 +37,12 @@ def _emit_reshape(em, node):
         em.alloc(out, fill=src)
         return
     name = em.define(out)
-    if not out.type.shape:
-        em.line(f"{name} = {src}.ravel()[0]" if x.type.shape else f"{name} = {src}")
+    # reshape_c (graphc.backend.intrinsics) compiles inline, .reshape/.ravel do not
+    if not out.type.shape:  # the one element of x
+        em.line(f"{name} = {src}[{', '.join('0' * x.type.ndim)}]" if x.type.shape else f"{name} = {src}")
     else:
-        em.line(f"{name} = {src}.reshape({out.type.shape!r})")
+        em.imports.add("reshape_c")
+        em.line(f"{name} = reshape_c({src}, {tuple(out.type.shape)!r})")
 
 
 register("reshape", "shape", _infer_reshape, lambda x, shape: np.reshape(x, shape),
