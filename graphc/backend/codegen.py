@@ -368,15 +368,19 @@ def emit_fused(em: Emitter, node: Node):
         # reduction accumulates into an array over the inner kept dims
         ishape = tuple(domain[d] for d in inner)
         arrays = {r: accs[r] for r in reds}
+
+        def scratch(shape, dtype):  # empty_c: np.empty compiled inline (graphc.backend.intrinsics)
+            k.imports.add("empty_c")
+            return f"empty_c({tuple(shape)!r}, {CTOR[dtype]})"
         dtypes = {r: r.inputs[0].type.dtype if r.op in ("max", "min") else
                   accumulator_dtype(r.op, r.inputs[0].type.dtype) for r in reds}
         inits = {r: literal(initial_value(r.op, r.inputs[0].type.dtype), dtypes[r]) for r in reds}
         parts = {r: k.tmp("part") for r in reds} if blocks else {}
         if not parallel:
             for r in reds:
-                k.line(f"{arrays[r]} = np.empty({ishape!r}, {CTOR[dtypes[r]]})")
+                k.line(f"{arrays[r]} = {scratch(ishape, dtypes[r])}")
         for r in parts:
-            k.line(f"{parts[r]} = np.empty({(PARALLEL_BLOCKS,) + ishape!r}, {CTOR[dtypes[r]]})")
+            k.line(f"{parts[r]} = {scratch((PARALLEL_BLOCKS,) + ishape, dtypes[r])}")
         lidx = [k.tmp("i") for _ in lead]
         for d, i in zip(lead, lidx):
             k.line(f"for {i} in {rng if d == pdim else 'range'}({domain[d]}):")
@@ -389,7 +393,7 @@ def emit_fused(em: Emitter, node: Node):
                 k.line(f"{arrays[r]} = {parts[r]}[{b}]")
         elif parallel:  # one set of accumulators per iteration of the prange loop
             for r in reds:
-                k.line(f"{arrays[r]} = np.empty({ishape!r}, {CTOR[dtypes[r]]})")
+                k.line(f"{arrays[r]} = {scratch(ishape, dtypes[r])}")
         for r in reds:
             k.line(f"{arrays[r]}[...] = {inits[r]}")
         nidx = [k.tmp("j" if d in axes else "i") for d in nest]
