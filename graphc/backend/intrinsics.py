@@ -71,28 +71,31 @@ def _allocate(context, builder, sig, args, zero):
     return impl_ret_new_ref(context, builder, arrty, ary._getvalue())
 
 
-@intrinsic
-def empty_c(typingctx, shape, dtype):
-    """``np.empty(shape, dtype)`` for a tuple of ints and a NumPy scalar type."""
-    arrty = _alloc_type(shape, dtype)
-    if arrty is None:
-        return None
+def _allocator(name: str, zero: bool, doc: str):
+    def typer(typingctx, shape, dtype):
+        arrty = _alloc_type(shape, dtype)
+        if arrty is None:
+            return None
 
-    def codegen(context, builder, sig, args):
-        return _allocate(context, builder, sig, args, zero=False)
-    return arrty(shape, dtype), codegen
+        def codegen(context, builder, sig, args):
+            return _allocate(context, builder, sig, args, zero=zero)
+        return arrty(shape, dtype), codegen
+    typer.__name__ = typer.__qualname__ = name  # Numba's cache finds an intrinsic by module and name
+    typer.__doc__ = doc
+    return intrinsic(typer)
 
 
-@intrinsic
-def zeros_c(typingctx, shape, dtype):
-    """``np.zeros(shape, dtype)`` for a tuple of ints and a NumPy scalar type."""
-    arrty = _alloc_type(shape, dtype)
-    if arrty is None:
-        return None
+empty_c = _allocator("empty_c", False, "``np.empty(shape, dtype)`` for a tuple of ints and a NumPy scalar type.")
+zeros_c = _allocator("zeros_c", True, "``np.zeros(shape, dtype)`` for a tuple of ints and a NumPy scalar type.")
 
-    def codegen(context, builder, sig, args):
-        return _allocate(context, builder, sig, args, zero=True)
-    return arrty(shape, dtype), codegen
+
+def _c_strides(builder, dims, itemsize) -> list:
+    """Byte strides of a C-contiguous array with ``dims`` (LLVM values), outermost first."""
+    strides, step = [], itemsize
+    for d in reversed(dims):
+        strides.append(step)
+        step = builder.mul(step, d)
+    return strides[::-1]
 
 
 @intrinsic
@@ -106,12 +109,9 @@ def reshape_c(typingctx, a, shape):
         aty, sty = sig.args
         src = context.make_array(aty)(context, builder, args[0])
         dims = _dims(context, builder, sty, args[1])
-        strides, step = [], src.itemsize
-        for d in reversed(dims):
-            strides.append(step)
-            step = builder.mul(step, d)
         out = context.make_array(sig.return_type)(context, builder)
-        populate_array(out, data=src.data, shape=dims, strides=strides[::-1], itemsize=src.itemsize,
+        populate_array(out, data=src.data, shape=dims, strides=_c_strides(builder, dims, src.itemsize),
+                       itemsize=src.itemsize,
                        meminfo=src.meminfo, parent=src.parent)
         return impl_ret_borrowed(context, builder, sig.return_type, out._getvalue())
     return rty(a, shape), codegen
@@ -129,18 +129,13 @@ def view_c(typingctx, buf, offset, shape, dtype):
     def codegen(context, builder, sig, args):
         src = context.make_array(sig.args[0])(context, builder, args[0])
         intp = context.get_value_type(types.intp)
-        dims = [context.cast(builder, v, t, types.intp)
-                for v, t in zip(cgutils.unpack_tuple(builder, args[2], len(sig.args[2])), sig.args[2])]
+        dims = _dims(context, builder, sig.args[2], args[2])
         item_type = context.get_data_type(arrty.dtype)
         itemsize = ir.Constant(intp, context.get_abi_sizeof(item_type))
         start = builder.gep(builder.bitcast(src.data, ir.IntType(8).as_pointer()),
                             [context.cast(builder, args[1], sig.args[1], types.intp)])
-        strides, step = [], itemsize
-        for d in reversed(dims):
-            strides.append(step)
-            step = builder.mul(step, d)
         out = context.make_array(arrty)(context, builder)
         populate_array(out, data=builder.bitcast(start, item_type.as_pointer()), shape=dims,
-                       strides=strides[::-1], itemsize=itemsize, meminfo=src.meminfo)
+                       strides=_c_strides(builder, dims, itemsize), itemsize=itemsize, meminfo=src.meminfo)
         return impl_ret_borrowed(context, builder, arrty, out._getvalue())
     return arrty(buf, offset, shape, dtype), codegen
