@@ -62,7 +62,9 @@ def build(backend, case, x):
         f = gc.trace(rosenbrock, x)
         f(x)
         compiled = f._last.compiled
-        return compiled.entry, (x, *compiled.const_args)
+        # the entry's extra arguments: constants, then the memory plan's workspace and out-buffers
+        extra = compiled.buffers.acquire() if compiled.buffers is not None else []
+        return compiled.entry, (x, *compiled.const_args, *extra)
     if backend == "numba":
         import numba
 

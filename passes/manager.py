@@ -65,6 +65,8 @@ def run(graph: Graph, pipeline: str = "O2", verify: bool | None = None):
             new = fn(graph)
             if verify:
                 new.verify()
+                if getattr(new, "memory_plan", None) is not None:
+                    memory.verify_plan(new, new.memory_plan)
             graph = new
         except Exception as exc:  # a pass that cannot handle a graph leaves it unchanged
             if os.environ.get("GRAPHC_PASS_ERRORS") == "raise":

@@ -33,7 +33,7 @@ from graphc.ops import registry
 
 # outputs of at least this many bytes come from the runtime's recycling pool
 OUT_MIN = int(os.environ.get("GRAPHC_OUT_MIN", str(1 << 20)))
-ALIGN = 64  # every workspace block starts on a cache line (and a full AVX-512 vector)
+ALIGN = 64  # block offsets are multiples of this; the runtime aligns the workspace's start to it
 
 
 @dataclass

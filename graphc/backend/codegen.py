@@ -123,8 +123,9 @@ class Emitter:
         """Define ``v``: a C-contiguous buffer for rank >= 1 (filled with ``fill`` if given), else a local.
 
         Where the buffer lives is the graph's memory plan (passes/memory.py): a block of the
-        workspace argument ``ws``, an out-buffer argument ``rbK`` the runtime recycles, or,
-        for values the plan does not name, a fresh array.
+        workspace argument ``ws``, a recycled out-buffer argument ``rbK`` (an array the runtime
+        returned on an earlier call and the user has since dropped), or, for values the plan
+        does not name, a fresh array.
         """
         name = self.define(v)
         if not v.type.shape:
@@ -147,6 +148,11 @@ class Emitter:
         if fill is not None:  # a[...] = x is lowered inline; a.fill(x) would compile an overload
             self.line(f"{name}[...] = {fill}")
         return name
+
+    def scratch(self, shape, dtype: str) -> str:
+        """Expression for a fresh per-call scratch array (accumulator rows; not in the memory plan)."""
+        self.imports.add("empty_c")  # np.empty compiled inline (graphc.backend.intrinsics)
+        return f"empty_c({tuple(shape)!r}, {CTOR[dtype]})"
 
     def load(self, v: Value, loop_idx, loop_shape) -> str:
         """Element of ``v`` at the loop position, broadcasting (right-aligned, size-1 dims -> 0)."""
@@ -368,19 +374,15 @@ def emit_fused(em: Emitter, node: Node):
         # reduction accumulates into an array over the inner kept dims
         ishape = tuple(domain[d] for d in inner)
         arrays = {r: accs[r] for r in reds}
-
-        def scratch(shape, dtype):  # empty_c: np.empty compiled inline (graphc.backend.intrinsics)
-            k.imports.add("empty_c")
-            return f"empty_c({tuple(shape)!r}, {CTOR[dtype]})"
         dtypes = {r: r.inputs[0].type.dtype if r.op in ("max", "min") else
                   accumulator_dtype(r.op, r.inputs[0].type.dtype) for r in reds}
         inits = {r: literal(initial_value(r.op, r.inputs[0].type.dtype), dtypes[r]) for r in reds}
         parts = {r: k.tmp("part") for r in reds} if blocks else {}
         if not parallel:
             for r in reds:
-                k.line(f"{arrays[r]} = {scratch(ishape, dtypes[r])}")
+                k.line(f"{arrays[r]} = {k.scratch(ishape, dtypes[r])}")
         for r in parts:
-            k.line(f"{parts[r]} = {scratch((PARALLEL_BLOCKS,) + ishape, dtypes[r])}")
+            k.line(f"{parts[r]} = {k.scratch((PARALLEL_BLOCKS,) + ishape, dtypes[r])}")
         lidx = [k.tmp("i") for _ in lead]
         for d, i in zip(lead, lidx):
             k.line(f"for {i} in {rng if d == pdim else 'range'}({domain[d]}):")
@@ -393,7 +395,7 @@ def emit_fused(em: Emitter, node: Node):
                 k.line(f"{arrays[r]} = {parts[r]}[{b}]")
         elif parallel:  # one set of accumulators per iteration of the prange loop
             for r in reds:
-                k.line(f"{arrays[r]} = {scratch(ishape, dtypes[r])}")
+                k.line(f"{arrays[r]} = {k.scratch(ishape, dtypes[r])}")
         for r in reds:
             k.line(f"{arrays[r]}[...] = {inits[r]}")
         nidx = [k.tmp("j" if d in axes else "i") for d in nest]

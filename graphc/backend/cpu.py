@@ -132,14 +132,13 @@ class CompiledGraph:
             finally:
                 buffers.release(extra)
         # the common case, a workspace only: kept lean, it is on every call's path
-        free = buffers.free
-        workspace = free.pop() if free else buffers.take_workspace()
+        workspace = buffers.take_workspace()
         try:
             if self.ready:
                 return self.entry(*args, *self.const_args, workspace)
             return self._run(*args, *self.const_args, workspace)
         finally:
-            free.append(workspace)
+            buffers.free.append(workspace)
 
     def _run(self, *args):
         if self.ready:

@@ -22,6 +22,8 @@ from collections import deque
 
 import numpy as np
 
+from passes.memory import ALIGN
+
 _KEEP = 2  # arrays remembered per output: double buffering covers `g = f(x)` in a loop
 
 
@@ -63,8 +65,11 @@ class Buffers:
     def take_workspace(self) -> np.ndarray:
         try:
             return self.free.pop()
-        except IndexError:
-            return np.empty(self.workspace_bytes, np.uint8)
+        except IndexError:  # none free (first call, or every one in use by another thread)
+            # the plan's offsets are multiples of ALIGN: start the buffer on such a boundary too
+            raw = np.empty(self.workspace_bytes + ALIGN, np.uint8)
+            start = -raw.ctypes.data % ALIGN
+            return raw[start:start + self.workspace_bytes]
 
     def release(self, extra: list):
         if self.workspace_bytes:

@@ -146,8 +146,7 @@ def emit_reduction(em, node, acc_dtype, init, combine, finalize="{acc}", extra=(
     acc = em.tmp("acc")
     arrays = [(acc, acc_dtype, init)] + [(em.tmp(key), dtype, value) for key, dtype, value in extra]
     for name, dtype, _ in arrays:
-        em.imports.add("empty_c")  # np.empty compiled inline (graphc.backend.intrinsics)
-        em.line(f"{name} = empty_c({ishape!r}, {CTOR[dtype]})")
+        em.line(f"{name} = {em.scratch(ishape, dtype)}")
     with em.loops([shape[d] for d in lead]) as lidx:
         for name, dtype, value in arrays:
             em.line(f"{name}[...] = {literal(value, dtype)}")
