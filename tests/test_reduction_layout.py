@@ -188,3 +188,16 @@ def test_the_inner_loop_is_vectorized(op, dtype, fresh_cache):
     assert_same(f(x), fn(x, axis=0), op, TOL[dtype])
     assert f.source.count("@njit") == 1  # inlined into the entry
     assert is_vectorized(f._last.compiled.entry)
+
+
+def test_size_one_lead_dims_still_split_into_blocks(monkeypatch):
+    # (1, n, m) over axis 1: the lead dim has one element, so threads take blocks of axis 1
+    monkeypatch.setattr(codegen, "INLINE_MAX", 0)
+    monkeypatch.setattr(codegen, "PARALLEL_MIN", 64)
+    f = gc.trace(lambda x: (np.sum(x, axis=1), np.max(x, axis=1, keepdims=True)))
+    for dtype in ("float32", "float64"):
+        x = values((1, 100, 6), dtype, 9)
+        s, m = f(x)
+        assert_same(s, x.sum(1), "sum", TOL[dtype])
+        assert_same(m, x.max(1, keepdims=True), "max")
+        assert "prange(8)" in f.source

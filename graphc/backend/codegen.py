@@ -263,7 +263,8 @@ def emit_fused(em: Emitter, node: Node):
         lead, nest, inner = order
         pdim = next((d for d in lead if domain[d] > 1), None)
         red0 = next(d for d in nest if d in axes and domain[d] != 1)
-        blocks = parallel and not lead and domain[red0] >= 8 * PARALLEL_BLOCKS
+        # (lead dims all of size 1 leave nothing to split: the blocks run inside their loops)
+        blocks = parallel and pdim is None and domain[red0] >= 8 * PARALLEL_BLOCKS
         parallel = parallel and (pdim is not None or blocks)
         fastmath = False  # the accumulators are independent: nothing to reassociate
 
