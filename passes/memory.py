@@ -72,14 +72,6 @@ def buffer_roots(graph: Graph) -> dict:
     return root
 
 
-def _owns_buffer(node, value: Value) -> bool:
-    """Does the lowering of ``node`` write ``value`` into a buffer of its own?"""
-    if not value.type.shape or node.op == "constant":
-        return False
-    op = registry.get(node.op)
-    return not (op.view and node.inputs and node.inputs[0].type.shape)
-
-
 def plan(graph: Graph) -> MemoryPlan:
     root = buffer_roots(graph)
     returned = {root[v] for v in graph.outputs}
@@ -93,7 +85,8 @@ def plan(graph: Graph) -> MemoryPlan:
     end = 0  # bytes of workspace so far
     for i, node in enumerate(graph.nodes):
         for v in node.outputs:
-            if not _owns_buffer(node, v) or nbytes(v.type) == 0:
+            # only a buffer of its own is placed (not a view, a constant or a scalar local)
+            if not v.type.shape or root[v] is not v or node.op == "constant" or nbytes(v.type) == 0:
                 continue
             if v in returned:
                 if nbytes(v.type) >= OUT_MIN:

@@ -211,6 +211,7 @@ PARALLEL_MIN = int(os.environ.get("GRAPHC_PARALLEL_MIN", 1 << 18))
 # a parallel memory-order reduction with no kept dim to split over threads splits its first
 # reduced axis into this many blocks (a constant, so results do not depend on the thread count)
 PARALLEL_BLOCKS = 8
+BLOCK_MIN_ROWS = 8  # ... and only when each block gets at least this many rows
 
 # ops with a vectorizable implementation in graphc.backend.vecmath (math="fast")
 FAST_MATH = {"exp", "log", "tanh", "sigmoid", "sin", "cos", "pow"}
@@ -264,7 +265,7 @@ def emit_fused(em: Emitter, node: Node):
         pdim = next((d for d in lead if domain[d] > 1), None)
         red0 = next(d for d in nest if d in axes and domain[d] != 1)
         # (lead dims all of size 1 leave nothing to split: the blocks run inside their loops)
-        blocks = parallel and pdim is None and domain[red0] >= 8 * PARALLEL_BLOCKS
+        blocks = parallel and pdim is None and domain[red0] >= BLOCK_MIN_ROWS * PARALLEL_BLOCKS
         parallel = parallel and (pdim is not None or blocks)
         fastmath = False  # the accumulators are independent: nothing to reassociate
 
@@ -303,13 +304,13 @@ def emit_fused(em: Emitter, node: Node):
         acc = k.tmp("acc")
         accs[r] = acc
 
+    # what each reduction accumulates in (max/min: their own dtype) and starts from
+    acc_dtypes = {r: accumulator_dtype(r.op, r.inputs[0].type.dtype) for r in reds}
+    acc_inits = {r: literal(initial_value(r.op, r.inputs[0].type.dtype), acc_dtypes[r]) for r in reds}
+
     def init_accs():
         for r in reds:
-            x_dtype = r.inputs[0].type.dtype
-            if r.op in ("max", "min"):
-                k.line(f"{accs[r]} = {literal(initial_value(r.op, x_dtype), x_dtype)}")
-            else:
-                k.line(f"{accs[r]} = {literal(initial_value(r.op, x_dtype), accumulator_dtype(r.op, x_dtype))}")
+            k.line(f"{accs[r]} = {acc_inits[r]}")
 
     # operands with one element are read once, before the loops
     hoisted = {}
@@ -375,15 +376,12 @@ def emit_fused(em: Emitter, node: Node):
         # reduction accumulates into an array over the inner kept dims
         ishape = tuple(domain[d] for d in inner)
         arrays = {r: accs[r] for r in reds}
-        dtypes = {r: r.inputs[0].type.dtype if r.op in ("max", "min") else
-                  accumulator_dtype(r.op, r.inputs[0].type.dtype) for r in reds}
-        inits = {r: literal(initial_value(r.op, r.inputs[0].type.dtype), dtypes[r]) for r in reds}
         parts = {r: k.tmp("part") for r in reds} if blocks else {}
         if not parallel:
             for r in reds:
-                k.line(f"{arrays[r]} = {k.scratch(ishape, dtypes[r])}")
+                k.line(f"{arrays[r]} = {k.scratch(ishape, acc_dtypes[r])}")
         for r in parts:
-            k.line(f"{parts[r]} = {k.scratch((PARALLEL_BLOCKS,) + ishape, dtypes[r])}")
+            k.line(f"{parts[r]} = {k.scratch((PARALLEL_BLOCKS,) + ishape, acc_dtypes[r])}")
         lidx = [k.tmp("i") for _ in lead]
         for d, i in zip(lead, lidx):
             k.line(f"for {i} in {rng if d == pdim else 'range'}({domain[d]}):")
@@ -396,9 +394,9 @@ def emit_fused(em: Emitter, node: Node):
                 k.line(f"{arrays[r]} = {parts[r]}[{b}]")
         elif parallel:  # one set of accumulators per iteration of the prange loop
             for r in reds:
-                k.line(f"{arrays[r]} = {k.scratch(ishape, dtypes[r])}")
+                k.line(f"{arrays[r]} = {k.scratch(ishape, acc_dtypes[r])}")
         for r in reds:
-            k.line(f"{arrays[r]}[...] = {inits[r]}")
+            k.line(f"{arrays[r]}[...] = {acc_inits[r]}")
         nidx = [k.tmp("j" if d in axes else "i") for d in nest]
         for d, i in zip(nest, nidx):
             n = domain[d]
