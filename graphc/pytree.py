@@ -15,39 +15,42 @@ def _is_namedtuple(x) -> bool:
 def flatten(tree):
     """Return ``(leaves, treedef)``; leaves in depth-first order."""
     leaves = []
+    return leaves, _flatten_into(tree, leaves)
 
-    def rec(x):
-        if _is_namedtuple(x):
-            return ("namedtuple", type(x), tuple(rec(e) for e in x))
-        if type(x) is tuple:
-            return ("tuple", tuple(rec(e) for e in x))
-        if type(x) is list:
-            return ("list", tuple(rec(e) for e in x))
-        if type(x) is dict:
-            keys = tuple(x)
-            return ("dict", keys, tuple(rec(x[k]) for k in keys))
-        leaves.append(x)
-        return LEAF
 
-    return leaves, rec(tree)
+# Module-level recursion, not a nested closure: a closure that calls itself is a
+# reference cycle, and it would keep the leaves (the user's arrays, our outputs)
+# alive until the cyclic GC runs, which defeats output recycling.
+def _flatten_into(x, leaves):
+    if _is_namedtuple(x):
+        return ("namedtuple", type(x), tuple(_flatten_into(e, leaves) for e in x))
+    if type(x) is tuple:
+        return ("tuple", tuple(_flatten_into(e, leaves) for e in x))
+    if type(x) is list:
+        return ("list", tuple(_flatten_into(e, leaves) for e in x))
+    if type(x) is dict:
+        keys = tuple(x)
+        return ("dict", keys, tuple(_flatten_into(x[k], leaves) for k in keys))
+    leaves.append(x)
+    return LEAF
 
 
 def unflatten(treedef, leaves):
-    it = iter(leaves)
+    """Rebuild the structure ``treedef`` describes from ``leaves`` (depth-first order)."""
+    return _build(treedef, iter(leaves))
 
-    def rec(d):
-        if d == LEAF:
-            return next(it)
-        kind = d[0]
-        if kind == "tuple":
-            return tuple(rec(c) for c in d[1])
-        if kind == "list":
-            return [rec(c) for c in d[1]]
-        if kind == "dict":
-            return {k: rec(c) for k, c in zip(d[1], d[2])}
-        return d[1](*(rec(c) for c in d[2]))  # namedtuple
 
-    return rec(treedef)
+def _build(d, it):
+    if d == LEAF:
+        return next(it)
+    kind = d[0]
+    if kind == "tuple":
+        return tuple(_build(c, it) for c in d[1])
+    if kind == "list":
+        return [_build(c, it) for c in d[1]]
+    if kind == "dict":
+        return {k: _build(c, it) for k, c in zip(d[1], d[2])}
+    return d[1](*(_build(c, it) for c in d[2]))  # namedtuple
 
 
 def leaf_paths(tree, prefix: str):

@@ -140,6 +140,26 @@ def test_dropped_results_are_recycled(recycle_everything):
     assert held.ctypes.data != again.ctypes.data
 
 
+def test_results_are_freed_without_the_cyclic_gc(recycle_everything):
+    """Nothing in the call path may hold a result in a reference cycle: recycling
+    sees only reference counts, so a cycle would silently turn every call back
+    into a fresh allocation (it once did, through pytree's recursive closures)."""
+    import gc as pygc
+
+    def loss(x, w):
+        return np.sum(np.tanh(x * w) ** 2)
+
+    f = gc.value_and_grad(loss, argnums=(0, 1))
+    x = np.random.default_rng(2).standard_normal(100)
+    address = f(x, 0.5)[1][0].ctypes.data
+    pygc.disable()
+    try:
+        addresses = {f(x, 0.5)[1][0].ctypes.data for _ in range(4)}
+    finally:
+        pygc.enable()
+    assert addresses == {address}
+
+
 def test_concurrent_calls_get_their_own_workspace(recycle_everything):
     rng = np.random.default_rng(2)
     w1, w2 = rng.standard_normal((64, 64)), rng.standard_normal((64, 64))
