@@ -4,7 +4,6 @@ Graphs are written by hand in the IR's text form; every rewrite is checked
 against the interpreter on inputs full of NaN, ±inf and -0.0.
 """
 import os
-import time
 
 import numpy as np
 import pytest
@@ -106,7 +105,8 @@ def test_a_pass_that_breaks_the_graph_is_not_compiled(monkeypatch):
     assert out == g and "VerifyError" in stats[0].note
 
 
-def test_trace_and_passes_of_a_1000_node_graph_are_fast():
+def test_a_1000_node_chain_fuses_into_one_group():
+    """(Its trace + passes time, 0.5 s target, is measured by benchmarks/trace_passes.py.)"""
     from graphc.runtime import is_dynamic
     from graphc.trace import trace_into_graph
 
@@ -117,13 +117,11 @@ def test_trace_and_passes_of_a_1000_node_graph_are_fast():
         return np.sum(y)
 
     x, w = np.ones((16, 8), np.float32), np.ones(8, np.float32)
-    start = time.perf_counter()
     builder, _ = trace_into_graph(big, (x, w), {}, is_dynamic)
-    graph, _ = manager.run(builder.graph, "O2")
-    elapsed = time.perf_counter() - start
+    graph, stats = manager.run(builder.graph, "O2")
     assert len(builder.graph.nodes) >= 1000
     assert len(graph.nodes) <= 5
-    assert elapsed < 1.0, elapsed  # 0.5 s target; slack for a loaded CI machine
+    assert not any(s.note for s in stats)  # no pass gave up on it
 
 
 # -- constant folding --------------------------------------------------------------------
