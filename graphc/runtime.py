@@ -93,6 +93,19 @@ class Compiled:
         self.guards = list(builder.guards)
         self.input_checks = list(builder.input_checks)
         self.needs_validation = bool(self.state_in or self.guards)
+        # argument positions of the States whose update the generated code writes into the
+        # State's own array (memory planning, passes/memory.py in_place)
+        plan = getattr(graph, "memory_plan", None)
+        inplace = plan.inplace if plan is not None else {}
+        position = {v: i for i, v in enumerate(graph.inputs)}
+        self.inplace_args = [position[inplace[v]] for v in graph.outputs[self.n_user:] if v in inplace]
+        self._spans_of = None  # the State arrays _spans was computed for
+        # a returned State value (or a view of one) is the State's live array: return a copy
+        # taken before the write-back, or the caller's result would change under them
+        roots = memory.buffer_roots(graph)
+        state_inputs = set(graph.inputs[len(graph.inputs) - len(self.state_in):]) if self.state_in else set()
+        copy_user = [roots.get(v, v) in state_inputs for v in graph.outputs[:self.n_user]]
+        self.copy_user = copy_user if any(copy_user) else None
 
     def valid(self) -> bool:
         """False when a State changed shape or dtype, or a guarded Python value changed."""
@@ -103,11 +116,15 @@ class Compiled:
     def run(self, arguments):
         if self.state_in:
             arguments = list(arguments) + [_as_argument(st.data) for st in self.state_in]
+            if self.inplace_args:
+                self._protect_inplace(arguments)
         for i, check in self.input_checks:  # e.g. labels in range: before anything is updated
             check(arguments[i])
         outs = self._call(*arguments)
         if self._call is self.compiled and self.compiled.direct:
             self._call = self.compiled.entry  # compiled now: skip the error-mapping wrapper
+        if self.copy_user:
+            outs = [np.array(o) if c else o for o, c in zip(outs, self.copy_user)] + list(outs[self.n_user:])
         if self.state_out:
             self._write_back(outs[self.n_user:])
         if self.single_output:
@@ -117,6 +134,35 @@ class Compiled:
         if self.flat_tuple:
             return tuple(outs)
         return rebuild_outputs(self.out_spec, outs)
+
+    def _protect_inplace(self, arguments):
+        """Hand a State written in place a copy of its array instead when writing into the
+        array itself would be unsafe: another argument overlaps it (the user passed the
+        parameter, or a view of it, as an input; two States share memory), or
+        ``check_finite`` must be able to refuse the update. The copy is written back as usual.
+        Arguments are C-contiguous here, so each occupies [address, address + nbytes)."""
+        first = len(arguments) - len(self.state_in)
+        states = arguments[first:]
+        if self._spans_of is None or len(self._spans_of) != len(states) or any(
+                a is not b for a, b in zip(self._spans_of, states)):
+            self._cache_spans(arguments, first)
+        unsafe = set(self._always_copy)
+        for b in arguments[:first]:
+            if type(b) is np.ndarray and b.nbytes:
+                lo = b.ctypes.data
+                hi = lo + b.nbytes
+                unsafe.update(k for start, end, k in self._spans if start < hi and lo < end)
+        for k in unsafe:
+            arguments[k] = arguments[k].copy()
+
+    def _cache_spans(self, arguments, first):
+        """The donated States' address ranges, and which overlap another State (always copied)."""
+        spans = [(a.ctypes.data, a.ctypes.data + a.nbytes, k)
+                 for k, a in enumerate(arguments) if k >= first and type(a) is np.ndarray]
+        self._spans = [sp for sp in spans if sp[2] in self.inplace_args]
+        self._always_copy = set(self.inplace_args) if self.check_finite else {
+            k for s0, e0, k in self._spans for s1, e1, q in spans if q != k and s0 < e1 and s1 < e0}
+        self._spans_of = tuple(arguments[first:])  # (holding them: their ids stay theirs)
 
     def _write_back(self, values):
         values = [np.array(v) if copy else v for v, copy in zip(values, self.copy_first)]
@@ -128,7 +174,8 @@ class Compiled:
                     raise NonFiniteError(f"check_finite: the update of state {name} {np.shape(v)} has "
                                          f"{bad} non-finite value(s); no state was written back")
         for st, v in zip(self.state_out, values):
-            st.data[...] = v
+            if v is not st.data:  # (an update written in place came back as st.data itself)
+                st.data[...] = v
 
 
 def _input_views(graph) -> set:

@@ -368,11 +368,18 @@ def trace_into_graph(fn, args, kwargs, is_dynamic, name="graph"):
                 slots.append(DYNAMIC)
             else:
                 slots.append(leaf)  # static output (None, strings...), returned as is
-        for state, value in builder.state_writes.items():  # updated state: extra outputs
+        # updated state: extra outputs, each offered the buffer of the state's input (a
+        # donation, as in jax.jit's donate_argnums): memory planning writes it in place where safe
+        donations = {}
+        for state, value in builder.state_writes.items():
             if isinstance(value, Tracer):
+                if state in builder.state_inputs:
+                    donations[len(builder.graph.outputs)] = builder.graph.inputs.index(
+                        builder.state_inputs[state])
                 builder.graph.outputs.append(value.value)
             else:
                 builder.graph.outputs.append(builder.constant(np.asarray(value)))
+        builder.graph.donations = donations
     finally:
         builder.finished = True
     return builder, (out_tree, slots)

@@ -58,11 +58,16 @@ def run(graph: Graph, pipeline: str = "O2", verify: bool | None = None):
     if dump:
         _dump(dump, graph, 0, "traced")
     original = graph
+    # output -> input positions whose buffers the caller donates (graphc.trace): passes keep
+    # the positions of inputs and outputs, so the map holds for every graph they return
+    donations = getattr(graph, "donations", None)
     for k, (name, fn) in enumerate(passes, start=1):
         before, start = len(graph.nodes), time.perf_counter()
         note = ""
         try:
             new = fn(graph)
+            if donations is not None:
+                new.donations = donations
             if verify:
                 new.verify()
                 if getattr(new, "memory_plan", None) is not None:

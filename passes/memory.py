@@ -49,6 +49,7 @@ class MemoryPlan:
     outputs: dict = field(default_factory=dict)  # Value -> index of its out-buffer argument
     out_types: list = field(default_factory=list)  # TensorType of each out-buffer argument
     workspace_bytes: int = 0
+    inplace: dict = field(default_factory=dict)  # output Value -> the graph input whose buffer it reuses
 
     def describe(self, names: dict) -> str:
         """Readable summary for GRAPHC_DUMP: one line per planned value."""
@@ -58,6 +59,8 @@ class MemoryPlan:
             lines.append(f"#   {names.get(v, '?')}:{v.type} workspace[{offset}:{offset + size}]")
         for v, k in self.outputs.items():
             lines.append(f"#   {names.get(v, '?')}:{v.type} out{k} (recycled)")
+        for v, u in self.inplace.items():
+            lines.append(f"#   {names.get(v, '?')}:{v.type} in place of input {names.get(u, '?')}")
         return "\n".join(lines)
 
 
@@ -77,6 +80,38 @@ def buffer_roots(graph: Graph) -> dict:
     return root
 
 
+def in_place(graph: Graph, root: dict) -> dict:
+    """Donated outputs (``graph.donations``: output position -> input position, a State's
+    update and its current value) that can be written into the input's own buffer.
+
+    Safe when the output's producer is a fused group that runs flat, so each element of the
+    input is read in the iteration that writes the same element of the output, and before
+    it (see emit_fused); that group is the input's last reader (nodes run one after another
+    in schedule order, so earlier readers, e.g. the forward matmul, saw the old value, and
+    no later one, nor a view, reads it) and neither is returned otherwise; and no node from
+    it on can raise at run time, so a call that fails has written no State.
+    """
+    from graphc.ops.fused import FUSED, layout
+    result = {}
+    producer = {v: node for node in graph.nodes for v in node.outputs}
+    for j, k in sorted(getattr(graph, "donations", {}).items()):
+        v, u = graph.outputs[j], graph.inputs[k]
+        node = producer.get(v)
+        if (node is None or node.op != FUSED or u not in node.inputs or root[v] is not v or v.type != u.type
+                or not v.type.shape or graph.outputs.count(v) != 1 or u in result.values()):
+            continue
+        at = graph.nodes.index(node)
+        last_read = max(i for i, n in enumerate(graph.nodes) if any(root[x] is u for x in n.inputs))
+        if last_read != at or any(root[w] is u for w in graph.outputs):
+            continue
+        if not layout(node).flat or layout(node).domain != tuple(v.type.shape):
+            continue
+        if any(registry.get(n.op).raises for n in graph.nodes[at:]):
+            continue
+        result[v] = u
+    return result
+
+
 def plan(graph: Graph) -> MemoryPlan:
     root = buffer_roots(graph)
     returned = {root[v] for v in graph.outputs}
@@ -84,7 +119,7 @@ def plan(graph: Graph) -> MemoryPlan:
     for i, node in enumerate(graph.nodes):
         for v in node.inputs:
             last_use[root[v]] = i
-    result = MemoryPlan()
+    result = MemoryPlan(inplace=in_place(graph, root))
     free: list[list[int]] = []  # blocks [offset, size] not in use
     blocks: dict[Value, list[int]] = {}
     end = 0  # bytes of workspace so far
@@ -94,7 +129,7 @@ def plan(graph: Graph) -> MemoryPlan:
             if not v.type.shape or root[v] is not v or node.op == "constant" or nbytes(v.type) == 0:
                 continue
             if v in returned:
-                if nbytes(v.type) >= OUT_MIN:
+                if nbytes(v.type) >= OUT_MIN and v not in result.inplace:
                     result.outputs[v] = len(result.out_types)
                     result.out_types.append(v.type)
                 continue
@@ -122,8 +157,9 @@ def run(graph: Graph) -> Graph:
 
 
 def verify_plan(graph: Graph, plan: MemoryPlan):
-    """Raise ``ValueError`` if the plan is unsafe: a returned array in the workspace, or two
-    values alive at the same node sharing workspace bytes (a view keeps its buffer alive)."""
+    """Raise ``ValueError`` if the plan is unsafe: a returned array in the workspace, two
+    values alive at the same node sharing workspace bytes (a view keeps its buffer alive),
+    or an output written in place of an input where ``in_place`` does not allow it."""
     root = buffer_roots(graph)
     born = {v: i for i, node in enumerate(graph.nodes) for v in node.outputs}
     dies = dict(born)
@@ -138,6 +174,10 @@ def verify_plan(graph: Graph, plan: MemoryPlan):
             raise ValueError(f"memory plan: returned value {names[v]} is in the workspace")
         if offset % ALIGN or offset + size > plan.workspace_bytes or size != nbytes(v.type):
             raise ValueError(f"memory plan: bad block [{offset}:{offset + size}] for {names[v]}")
+    allowed = in_place(graph, root) if plan.inplace else {}
+    for v, u in plan.inplace.items():
+        if allowed.get(v) is not u:
+            raise ValueError(f"memory plan: {names[v]} cannot be written in place of {names[u]}")
     for k, (u, (ou, su)) in enumerate(placed):
         for v, (ov, sv) in placed[k + 1:]:
             if ov >= ou + su:

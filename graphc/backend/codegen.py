@@ -138,6 +138,8 @@ class Emitter:
             self.line(f"{name} = view_c(ws, {offset}, {shape!r}, {ctor})")
         elif plan is not None and v in plan.outputs:
             self.line(f"{name} = rb{plan.outputs[v]}")
+        elif plan is not None and v in plan.inplace:  # a State's update, into the State's array
+            self.line(f"{name} = {self.name(plan.inplace[v])}")
         elif fill == "0":  # zeros_c / empty_c: np.zeros / np.empty compiled inline (graphc.backend.intrinsics)
             self.imports.add("zeros_c")
             self.line(f"{name} = zeros_c({shape!r}, {ctor})")
@@ -219,7 +221,6 @@ FLAT_BLOCK = 256
 # ops with a vectorizable implementation in graphc.backend.vecmath (math="fast")
 FAST_MATH = {"exp", "log", "tanh", "sigmoid", "sin", "cos", "pow"}
 _SHORT = {"float32": "f32", "float64": "f64"}
-_FUSED_REDUCTIONS = {"sum", "mean", "prod", "max", "min"}
 
 
 def _scalar_expr(em, node, ctx, args):
@@ -242,20 +243,16 @@ def emit_fused(em: Emitter, node: Node):
     rank-0 reductions). Operands of the domain's shape are passed flattened when
     nothing needs a multi-dimensional index, so the loop is one contiguous run.
     """
-    from graphc.ops.fused import subgraph
+    from graphc.ops.fused import REDUCTIONS, layout, subgraph
     from graphc.ops.reduction import accumulator_dtype, initial_value, memory_order
 
     sub = subgraph(node)
     members = sub.nodes
-    reds = [n for n in members if n.op in _FUSED_REDUCTIONS]
-    ews = [n for n in members if n.op not in _FUSED_REDUCTIONS]
-    domain = tuple(ews[0].outputs[0].type.shape if ews else reds[0].inputs[0].type.shape)
+    reds = [n for n in members if n.op in REDUCTIONS]
+    lay = layout(node)
+    domain, axes, flat = lay.domain, lay.axes, lay.flat
     nd = len(domain)
     size = int(np.prod(domain, dtype=np.int64))
-    axes = tuple(reds[0].attrs["axes"]) if reds else ()
-    full = axes == tuple(range(nd))
-    flat = (nd >= 1 and (not reds or full) and all(n.op != "iota" for n in members)
-            and all(v.type.shape == domain or v.type.size == 1 for v in sub.inputs))
     kept = [d for d in range(nd) if d not in axes]
     sum_like = all(r.op in ("sum", "mean", "prod") for r in reds)
     parallel = size >= PARALLEL_MIN and (bool(kept) if not flat else (sum_like or not reds))
@@ -288,10 +285,20 @@ def emit_fused(em: Emitter, node: Node):
         else:
             k.names[v] = f"p{i}"
             params.append(f"p{i}")
+    # outputs written over one of the group's operands (a State's update, passes/memory.py
+    # in_place): stored through the operand's own name, so LLVM sees one pointer, a load and a
+    # store at the same index, and vectorizes (two names for one array fail its alias check)
+    plan_inplace = em.plan.inplace if em.plan is not None else {}
+    over = {v: sub.inputs[node.inputs.index(plan_inplace[outer[v]])]
+            for v in array_outs if outer[v] in plan_inplace}
     for i, v in enumerate(array_outs):
-        if inline:
+        if v in over:
+            if inline:
+                em.alloc(outer[v])  # (defines the entry's name for it: the operand's array)
+            k.names[v] = k.names[over[v]]
+        elif inline:
             name = em.alloc(outer[v])
-            flatten = flat and nd > 1 and v.type.shape == domain and v.producer.op not in _FUSED_REDUCTIONS
+            flatten = flat and nd > 1 and v.type.shape == domain and v.producer.op not in REDUCTIONS
             k.names[v] = _flat_alias(em, name, flatten, size)
         else:
             k.names[v] = f"o{i}"
@@ -328,6 +335,12 @@ def emit_fused(em: Emitter, node: Node):
 
     def body(idx, loop_shape):
         local = dict(hoisted)
+        if flat:  # every operand first: an output written in place of one (a State's update,
+            # passes/memory.py) must not be stored before that operand's element is read
+            for v in sub.inputs:
+                if v not in local:
+                    local[v] = k.tmp("x")
+                    k.line(f"{local[v]} = {k.name(v)}[{idx[0]}]")
         for n in members:
             for v in n.inputs:
                 if v not in local:
@@ -504,9 +517,11 @@ def emit_fused(em: Emitter, node: Node):
         args.append(_flat_view(em, name, size) if flat and nd > 1 and v.type.shape == domain else name)
     for v in array_outs:
         name = em.alloc(outer[v])
+        if v in over:
+            continue  # written through its operand's argument
         # a reduction's output is stored with its own index (keepdims over a size-1 domain has the
         # domain's shape, but is still written as o[0, 0]): never flattened
-        flatten = flat and nd > 1 and v.type.shape == domain and v.producer.op not in _FUSED_REDUCTIONS
+        flatten = flat and nd > 1 and v.type.shape == domain and v.producer.op not in REDUCTIONS
         args.append(_flat_view(em, name, size) if flatten else name)
     call = f"{kname}({', '.join(args)})"
     if scalar_outs:

@@ -16,6 +16,9 @@ declared types against its op's rule; the reference interprets the subgraph.
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
+
+import numpy as np
 
 from graphc.errors import ShapeError
 from graphc.ir import Graph, TensorType
@@ -67,6 +70,34 @@ def _subgraph(in_types: tuple, body: tuple, outputs: tuple) -> Graph:
 def subgraph(node) -> Graph:
     """The body of fused ``node`` as a Graph whose inputs are the node's operands."""
     return _subgraph(tuple(v.type for v in node.inputs), node.attrs["body"], node.attrs["outputs"])
+
+
+# the reductions a group may end with (passes/fusion.py decides the groups)
+REDUCTIONS = frozenset({"sum", "mean", "prod", "max", "min"})
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How a fused group's loop nest runs (graphc.backend.codegen.emit_fused lowers it)."""
+
+    domain: tuple  # the loop domain: the elementwise nodes' shape (or the reduced input's)
+    axes: tuple  # the axes its reductions reduce (empty without reductions)
+    # one contiguous run over the domain, every operand read and every array output written
+    # at the loop index itself: operands have the domain's shape or one element, and any
+    # reduction is over every axis
+    flat: bool
+
+
+def layout(node) -> Layout:
+    sub = subgraph(node)
+    reds = [n for n in sub.nodes if n.op in REDUCTIONS]
+    ews = [n for n in sub.nodes if n.op not in REDUCTIONS]
+    domain = tuple(ews[0].outputs[0].type.shape if ews else reds[0].inputs[0].type.shape)
+    axes = tuple(reds[0].attrs["axes"]) if reds else ()
+    flat = (len(domain) >= 1 and (not reds or axes == tuple(range(len(domain))))
+            and all(n.op != "iota" for n in sub.nodes)
+            and all(v.type.shape == domain or v.type.size == 1 for v in sub.inputs))
+    return Layout(domain, axes, flat)
 
 
 def _infer(types, body, outputs):

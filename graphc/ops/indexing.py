@@ -162,7 +162,7 @@ def _gather_vjp(g, x, *idx, out, axis):
     return [bind("scatter_add", g, *idx, shape=tuple(x.shape), axis=axis)] + [None] * len(idx)
 
 
-register("gather", "index", _infer_gather, _gather_ref, vjp=_gather_vjp, emit=_emit_gather)
+register("gather", "index", _infer_gather, _gather_ref, vjp=_gather_vjp, emit=_emit_gather, raises=True)
 
 
 def _infer_scatter_add(types, shape, axis):
@@ -195,7 +195,7 @@ def _scatter_add_vjp(g, upd, *idx, out, shape, axis):
 
 
 register("scatter_add", "index", _infer_scatter_add, _scatter_add_ref, vjp=_scatter_add_vjp,
-         emit=_emit_scatter_add)
+         emit=_emit_scatter_add, raises=True)
 
 
 def _index_array(k, size, where):

@@ -35,6 +35,9 @@ class Op:
     # the lowering returns a view of input 0's buffer (when both have rank >= 1), no copy:
     # memory planning keeps that buffer alive as long as the view
     view: bool = False
+    # the lowering may raise at run time (an index out of range): memory planning writes no
+    # state in place before such a node, so a call that fails leaves every State unchanged
+    raises: bool = False
 
 
 OPS: dict[str, Op] = {}
