@@ -197,9 +197,25 @@ def test_small_groups_are_inlined_into_the_entry():
     assert f.source.count("@njit") == 1
 
 
-def _host_float32_lanes():
-    import llvmlite.binding as ll
-    return 16 if "+avx512f" in ll.get_host_cpu_features().flatten().split(",") else 8
+def _max_float_lanes(dispatcher):
+    import re
+    llvm = dispatcher.inspect_llvm(dispatcher.signatures[0])
+    return max((int(m) for m in re.findall(r"<(\d+) x float>", llvm)), default=1)
+
+
+def _reference_float32_lanes():
+    """The vector width LLVM picks on this host for a float32 loop with nothing wider in it."""
+    from numba import njit
+    from graphc.backend.vecmath import tanh_f32
+
+    @njit(error_model="numpy", fastmath={"reassoc", "contract"})
+    def loop(x, o):
+        for i in range(np.uint64(0), np.uint64(x.shape[0])):
+            o[i] = tanh_f32(x[i]) * np.float32(2.0)
+
+    x = np.ones(64, np.float32)
+    loop(x, np.empty_like(x))
+    return _max_float_lanes(loop)
 
 
 @pytest.mark.parametrize("n", [0, 1, 255, 256, 257, 1000, 100_003])
@@ -221,15 +237,15 @@ def test_flat_sums_run_in_blocks(fresh_cache, n, dtype):
 
 
 def test_float32_sum_partials_keep_the_loop_at_full_simd_width(fresh_cache):
-    """A float64 accumulator in the loop caps LLVM at 8 float32 lanes; float32 block partials
-    let it use the full register width (16 lanes with AVX-512)."""
+    """A float64 accumulator in the loop halves LLVM's float32 vector width (8 lanes instead
+    of 16 with AVX-512); float32 block partials keep the width of a plain float32 loop."""
     from graphc.backend.vecmath import is_vectorized
     f = gc.value_and_grad(chain, argnums=(0, 1, 2))
     x = np.linspace(-3, 3, 1001).astype(np.float32)
     f(x, x, x)
-    lanes = _host_float32_lanes()
-    assert is_vectorized(kernel(f), min_lanes=lanes)
-    assert f"<{lanes} x float>" in kernel(f).inspect_llvm(kernel(f).signatures[0])
+    lanes = _reference_float32_lanes()  # 16 with AVX-512 here (Zen 4); 8 with AVX2
+    assert lanes >= 8 and is_vectorized(kernel(f), min_lanes=lanes)
+    assert _max_float_lanes(kernel(f)) >= lanes
 
 
 def test_float32_block_sums_are_as_accurate_as_numpy():
