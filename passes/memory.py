@@ -106,7 +106,7 @@ def in_place(graph: Graph, root: dict) -> dict:
             continue
         if not layout(node).flat or layout(node).domain != tuple(v.type.shape):
             continue
-        if any(registry.get(n.op).raises for n in graph.nodes[at:]):
+        if any(registry.can_raise(n) for n in graph.nodes[at:]):
             continue
         result[v] = u
     return result

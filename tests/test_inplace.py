@@ -212,3 +212,27 @@ def test_the_old_value_is_read_before_the_update_overwrites_it():
     assert plan_of(f).inplace and "fused" in [n.op for n in f._last.graph.nodes]
     assert got == 30.0  # sum(old * 3), not sum(6 * 3)
     np.testing.assert_array_equal(p.data, np.full(5, 6.0))
+
+
+def test_a_fused_update_that_can_raise_itself_is_not_in_place():
+    p = State(np.arange(4))  # int64: Numba's integer power raises for an exponent of -2**63
+
+    @gc.trace
+    def f(x, e):
+        p.write(p.read() + x ** e)
+        return 0.0
+
+    f(np.full(4, 2), np.full(4, 3))
+    assert not plan_of(f).inplace
+    np.testing.assert_array_equal(p.data, np.arange(4) + 8)
+
+    q = State(np.arange(4.0))  # the float power cannot raise: in place
+
+    @gc.trace
+    def g(x, e):
+        q.write(q.read() + x ** e)
+        return 0.0
+
+    g(np.full(4, 2.0), np.full(4, 3.0))
+    assert plan_of(g).inplace
+    np.testing.assert_array_equal(q.data, np.arange(4.0) + 8)

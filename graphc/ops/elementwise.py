@@ -46,9 +46,9 @@ def infer_float(types, **_):
     return TensorType(broadcast_types(types), dtype)
 
 
-def _elementwise(name, reference, scalar, vjp=None, infer=infer_same, differentiable=True):
+def _elementwise(name, reference, scalar, vjp=None, infer=infer_same, differentiable=True, raises=False):
     return register(name, ELEMENTWISE, infer, reference, scalar=scalar, vjp=vjp,
-                    differentiable=differentiable)
+                    differentiable=differentiable, raises=raises)
 
 
 def _float_dtype(x) -> str:
@@ -86,8 +86,8 @@ def _unary_same(name, reference, scalar, vjp, ufunc=None):
     return _public(name, fn, f"Elementwise {name}, as ``np.{ufunc or name}``.", ufunc)
 
 
-def _binary(name, reference, scalar, vjp, ufunc, infer=infer_same, float_result=False):
-    _elementwise(name, reference, scalar, vjp, infer=infer, differentiable=vjp is not None)
+def _binary(name, reference, scalar, vjp, ufunc, infer=infer_same, float_result=False, raises=False):
+    _elementwise(name, reference, scalar, vjp, infer=infer, differentiable=vjp is not None, raises=raises)
 
     def fn(x, y):
         dtype = result_dtype(x, y)
@@ -118,7 +118,9 @@ def _pow_dy(g, x, y, out):
 
 
 power = _binary("pow", np.power, lambda c, a, b: f"{a} ** {b}",
-                (lambda g, x, y, out: g * y * x ** (y - 1), _pow_dy), "power")
+                (lambda g, x, y, out: g * y * x ** (y - 1), _pow_dy), "power",
+                # Numba's integer power raises OverflowError for an exponent of -2**63
+                raises=lambda node: not node.outputs[0].type.dtype.startswith("float"))
 
 
 def _maximum_grad(pick_x):

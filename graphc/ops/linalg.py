@@ -106,7 +106,8 @@ def _matmul_vjp_b(g, a, b, out, transpose_a=False, transpose_b=False):
 
 
 register("matmul", "matmul", _infer_matmul, _matmul_ref, vjp=(_matmul_vjp_a, _matmul_vjp_b),
-         emit=_emit_matmul)
+         emit=_emit_matmul,  # graphc.backend.blas raises for dimensions beyond BLAS's 32-bit ints
+         raises=lambda node: any(d > 2**31 - 1 for v in node.inputs for d in v.type.shape))
 
 
 @implements(np.matmul, ufunc="matmul")

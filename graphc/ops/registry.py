@@ -35,9 +35,10 @@ class Op:
     # the lowering returns a view of input 0's buffer (when both have rank >= 1), no copy:
     # memory planning keeps that buffer alive as long as the view
     view: bool = False
-    # the lowering may raise at run time (an index out of range): memory planning writes no
-    # state in place before such a node, so a call that fails leaves every State unchanged
-    raises: bool = False
+    # the lowering may raise at run time (an index out of range, Numba's integer power): a bool
+    # or ``fn(node) -> bool``. Memory planning writes no State in place at or before such a
+    # node, so a call that fails leaves every State unchanged (see ``can_raise``)
+    raises: object = False
 
 
 OPS: dict[str, Op] = {}
@@ -60,6 +61,15 @@ def get(name: str) -> Op:
         return OPS[name]
     except KeyError:
         raise KeyError(f"graphc has no op named {name!r}") from None
+
+
+def can_raise(node) -> bool:
+    """Can the generated code of ``node`` raise when it runs (a fused node: any of its body)?"""
+    if node.op == "fused":
+        from graphc.ops.fused import subgraph
+        return any(can_raise(n) for n in subgraph(node).nodes)
+    rule = get(node.op).raises
+    return bool(rule(node)) if callable(rule) else bool(rule)
 
 
 def infer_types(name: str, in_types, attrs) -> list[TensorType]:
