@@ -56,16 +56,16 @@ def _build(d, it):
 def leaf_paths(tree, prefix: str):
     """Readable paths of the leaves, in flatten order: ``x``, ``params['w']``, ``xs[1]``."""
     paths = []
-
-    def rec(x, path):
-        if isinstance(x, (tuple, list)) and (type(x) in (tuple, list) or _is_namedtuple(x)):
-            for i, e in enumerate(x):
-                rec(e, f"{path}[{i}]")
-        elif type(x) is dict:
-            for k, e in x.items():
-                rec(e, f"{path}[{k!r}]")
-        else:
-            paths.append(path)
-
-    rec(tree, prefix)
+    _paths_into(tree, prefix, paths)
     return paths
+
+
+def _paths_into(x, path, paths):
+    if isinstance(x, (tuple, list)) and (type(x) in (tuple, list) or _is_namedtuple(x)):
+        for i, e in enumerate(x):
+            _paths_into(e, f"{path}[{i}]", paths)
+    elif type(x) is dict:
+        for k, e in x.items():
+            _paths_into(e, f"{path}[{k!r}]", paths)
+    else:
+        paths.append(path)

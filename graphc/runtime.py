@@ -99,9 +99,11 @@ class Compiled:
         inplace = plan.inplace if plan is not None else {}
         position = {v: i for i, v in enumerate(graph.inputs)}
         self.inplace_args = [position[inplace[v]] for v in graph.outputs[self.n_user:] if v in inplace]
-        self._spans_of = None  # the State arrays _spans was computed for
+        self._cached_for = None  # the State arrays that _donated and _always_copy describe
+        self._donated, self._always_copy = [], set()
         # a returned State value (or a view of one) is the State's live array: return a copy
-        # taken before the write-back, or the caller's result would change under them
+        # taken before the write-back, or the caller's result would change under them.
+        # (State inputs come last: the tracer adds them after the arguments, see read_state)
         roots = memory.buffer_roots(graph)
         state_inputs = set(graph.inputs[len(graph.inputs) - len(self.state_in):]) if self.state_in else set()
         copy_user = [roots.get(v, v) in state_inputs for v in graph.outputs[:self.n_user]]
@@ -137,32 +139,48 @@ class Compiled:
 
     def _protect_inplace(self, arguments):
         """Hand a State written in place a copy of its array instead when writing into the
-        array itself would be unsafe: another argument overlaps it (the user passed the
-        parameter, or a view of it, as an input; two States share memory), or
-        ``check_finite`` must be able to refuse the update. The copy is written back as usual.
-        Arguments are C-contiguous here, so each occupies [address, address + nbytes)."""
+        array itself would be unsafe: a user argument shares its memory (the user passed the
+        parameter, or a view of it, as an input), it shares memory with another State, it is
+        read-only, or ``check_finite`` must be able to refuse the update. The copy is written
+        back after the call as before."""
         first = len(arguments) - len(self.state_in)
-        states = arguments[first:]
-        if self._spans_of is None or len(self._spans_of) != len(states) or any(
-                a is not b for a, b in zip(self._spans_of, states)):
-            self._cache_spans(arguments, first)
+        if self._cached_for is None or any(a is not st.data for a, st in zip(self._cached_for, self.state_in)):
+            self._cache_states(arguments, first)
         unsafe = set(self._always_copy)
         for b in arguments[:first]:
-            if type(b) is np.ndarray and b.nbytes:
-                lo = b.ctypes.data
-                hi = lo + b.nbytes
-                unsafe.update(k for start, end, k in self._spans if start < hi and lo < end)
+            if not (isinstance(b, np.ndarray) and b.nbytes):
+                continue
+            owner, lo = _owner(b), None
+            for k, o, (start, end) in self._donated:
+                if owner.base is None and o.base is None:  # both NumPy's own memory: shared
+                    hit = o is owner  # only through one owner (cheaper than an address)
+                else:  # a foreign buffer (bytes, mmap, Numba's) on either side: addresses
+                    if lo is None:
+                        lo = b.ctypes.data
+                    hit = start < lo + b.nbytes and lo < end
+                if hit:
+                    unsafe.add(k)
         for k in unsafe:
             arguments[k] = arguments[k].copy()
 
-    def _cache_spans(self, arguments, first):
-        """The donated States' address ranges, and which overlap another State (always copied)."""
-        spans = [(a.ctypes.data, a.ctypes.data + a.nbytes, k)
-                 for k, a in enumerate(arguments) if k >= first and type(a) is np.ndarray]
-        self._spans = [sp for sp in spans if sp[2] in self.inplace_args]
-        self._always_copy = set(self.inplace_args) if self.check_finite else {
-            k for s0, e0, k in self._spans for s1, e1, q in spans if q != k and s0 < e1 and s1 < e0}
-        self._spans_of = tuple(arguments[first:])  # (holding them: their ids stay theirs)
+    def _cache_states(self, arguments, first):
+        """Per set of State arrays: each donated State's memory owner and address range, and
+        the donated States that must always get a copy."""
+        datas = [st.data for st in self.state_in]
+        self._donated = []
+        self._always_copy = set()
+        for k in self.inplace_args:
+            a = arguments[k]
+            data = datas[k - first]
+            if self.check_finite or a is not data or not data.flags.writeable or any(
+                    q != k - first and isinstance(d, np.ndarray) and np.may_share_memory(data, d)
+                    for q, d in enumerate(datas)):
+                # (a is not data: the State's array was not C-contiguous and the call gets a
+                # contiguous copy anyway; the others as the docstring above says)
+                self._always_copy.add(k)
+            else:
+                self._donated.append((k, _owner(a), (a.ctypes.data, a.ctypes.data + a.nbytes)))
+        self._cached_for = tuple(datas)  # (holding them: their ids stay theirs)
 
     def _write_back(self, values):
         values = [np.array(v) if copy else v for v, copy in zip(values, self.copy_first)]
@@ -176,6 +194,14 @@ class Compiled:
         for st, v in zip(self.state_out, values):
             if v is not st.data:  # (an update written in place came back as st.data itself)
                 st.data[...] = v
+
+
+def _owner(a: np.ndarray):
+    """The array at the end of ``a``'s chain of bases: NumPy's owner of the memory (its
+    ``base`` is None) or the view of a foreign buffer (its ``base`` is that buffer)."""
+    while isinstance(a.base, np.ndarray):
+        a = a.base
+    return a
 
 
 def _input_views(graph) -> set:

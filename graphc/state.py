@@ -31,7 +31,7 @@ class State:
         return self.data if builder is None else builder.read_state(self)
 
     def write(self, value):
-        """Set a new value (same shape and dtype): now, or after the compiled call returns."""
+        """Set a new value (same shape and dtype): now, or by the time the compiled call returns."""
         from graphc.trace import current_builder
         builder = current_builder()
         if builder is None:

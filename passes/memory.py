@@ -86,29 +86,42 @@ def in_place(graph: Graph, root: dict) -> dict:
 
     Safe when the output's producer is a fused group that runs flat, so each element of the
     input is read in the iteration that writes the same element of the output, and before
-    it (see emit_fused); that group is the input's last reader (nodes run one after another
-    in schedule order, so earlier readers, e.g. the forward matmul, saw the old value, and
-    no later one, nor a view, reads it) and neither is returned otherwise; and no node from
-    it on can raise at run time, so a call that fails has written no State.
+    it (see emit_fused); that group reads the input directly and is its last reader (nodes
+    run one after another in schedule order, so earlier readers, e.g. the forward matmul,
+    saw the old value, and no later one, nor a view, reads it); neither the input nor the
+    output is returned otherwise, not even as a view (the caller would hold the State's
+    live array); and no node from the group on can raise at run time, so a call that fails
+    has written no State.
     """
     from graphc.ops.fused import FUSED, layout
-    result = {}
-    producer = {v: node for node in graph.nodes for v in node.outputs}
-    for j, k in sorted(getattr(graph, "donations", {}).items()):
+    donations = getattr(graph, "donations", None)
+    if not donations:
+        return {}
+    producer, at, last_read = {}, {}, {}
+    for i, node in enumerate(graph.nodes):  # one walk: positions, producers, last readers
+        at[node] = i
+        for v in node.outputs:
+            producer[v] = node
+        for x in node.inputs:
+            last_read[root[x]] = i
+    returned = {}
+    for w in graph.outputs:
+        returned[root[w]] = returned.get(root[w], 0) + 1
+    last_raising = next((i for i in range(len(graph.nodes) - 1, -1, -1)
+                         if registry.can_raise(graph.nodes[i])), -1)
+    result, layouts = {}, {}
+    for j, k in sorted(donations.items()):
         v, u = graph.outputs[j], graph.inputs[k]
         node = producer.get(v)
-        if (node is None or node.op != FUSED or u not in node.inputs or root[v] is not v or v.type != u.type
-                or not v.type.shape or graph.outputs.count(v) != 1 or u in result.values()):
+        if (node is None or node.op != FUSED or u not in node.inputs or root[v] is not v
+                or v.type != u.type or not v.type.shape):
             continue
-        at = graph.nodes.index(node)
-        last_read = max(i for i, n in enumerate(graph.nodes) if any(root[x] is u for x in n.inputs))
-        if last_read != at or any(root[w] is u for w in graph.outputs):
+        if returned.get(v) != 1 or u in returned or last_read.get(u) != at[node] or last_raising >= at[node]:
             continue
-        if not layout(node).flat or layout(node).domain != tuple(v.type.shape):
-            continue
-        if any(registry.can_raise(n) for n in graph.nodes[at:]):
-            continue
-        result[v] = u
+        if node not in layouts:  # (one fused group often updates many States)
+            layouts[node] = layout(node)
+        if layouts[node].flat and layouts[node].domain == tuple(v.type.shape):
+            result[v] = u
     return result
 
 

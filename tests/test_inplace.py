@@ -236,3 +236,62 @@ def test_a_fused_update_that_can_raise_itself_is_not_in_place():
     g(np.full(4, 2.0), np.full(4, 3.0))
     assert plan_of(g).inplace
     np.testing.assert_array_equal(q.data, np.arange(4.0) + 8)
+
+
+def test_a_returned_view_of_the_update_is_not_the_states_array():
+    p = State(np.arange(6.0))
+
+    @gc.trace
+    def f(x):
+        new = p.read() * x
+        p.write(new)
+        return new.reshape(2, 3)
+
+    first = f(np.full(6, 2.0))
+    f(np.full(6, 2.0))
+    assert not plan_of(f).inplace
+    np.testing.assert_array_equal(first, (np.arange(6.0) * 2).reshape(2, 3))  # unchanged
+    np.testing.assert_array_equal(p.data, np.arange(6.0) * 4)
+
+
+class _Sub(np.ndarray):
+    pass
+
+
+def test_subclass_views_and_non_contiguous_sharing_still_get_copies():
+    p, w = State(np.arange(6.0)), np.ones((6, 2))
+
+    @gc.trace
+    def f(x):
+        p.write(p.read() * 2.0)
+        return x @ w
+
+    f(np.zeros(6))
+    assert plan_of(f).inplace
+    start = p.data.copy()
+    np.testing.assert_array_equal(f(p.data.view(_Sub)), start @ w)  # an ndarray subclass view
+
+    shared = np.arange(8.0)
+    a, b = State(shared), State(shared[::2])  # b: a strided view of a's array
+
+    @gc.trace
+    def g():
+        b.write(b.read() + 100.0)
+        a.write(a.read() * 1.0)  # written last: wins, as with write-back
+        return 0.0
+
+    g()
+    np.testing.assert_array_equal(shared, np.arange(8.0))
+
+
+def test_a_read_only_state_fails_as_before():
+    p = State(np.ones(4))
+    p.data.flags.writeable = False  # (State copies a read-only array it is given; not this one)
+
+    @gc.trace
+    def f(x):
+        p.write(p.read() + x)
+        return 0.0
+
+    with pytest.raises(ValueError, match="read-only"):
+        f(np.ones(4))

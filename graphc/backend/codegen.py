@@ -216,6 +216,7 @@ PARALLEL_BLOCKS = 8
 BLOCK_MIN_ROWS = 8  # ... and only when each block gets at least this many rows
 # a flat kernel with sums runs over blocks of this many elements (see emit_fused); any size from
 # 128 to 4096 ran equally fast, and 256 keeps float32 partials as short as NumPy's pairwise leaves
+# (a float32 partial can overflow where a float64 running sum would not, as NumPy's can)
 FLAT_BLOCK = 256
 
 # ops with a vectorizable implementation in graphc.backend.vecmath (math="fast")
@@ -317,7 +318,9 @@ def emit_fused(em: Emitter, node: Node):
     # what each reduction accumulates in (max/min: their own dtype) and starts from
     acc_dtypes = {r: accumulator_dtype(r.op, r.inputs[0].type.dtype) for r in reds}
     acc_inits = {r: literal(initial_value(r.op, r.inputs[0].type.dtype), acc_dtypes[r]) for r in reds}
-    part_dtypes = {}  # reductions accumulating per block first (flat, reassociated): their block dtype
+    # reductions that accumulate per block first (the flat, reassociated path below fills this
+    # before body() runs): their block partial's dtype, which fold() casts to instead
+    part_dtypes = {}
 
     def init_accs():
         for r in reds:

@@ -66,6 +66,8 @@ def get(name: str) -> Op:
 def can_raise(node) -> bool:
     """Can the generated code of ``node`` raise when it runs (a fused node: any of its body)?"""
     if node.op == "fused":
+        if not any(get(entry[0]).raises for entry in node.attrs["body"]):
+            return False  # (the common case, without building the body)
         from graphc.ops.fused import subgraph
         return any(can_raise(n) for n in subgraph(node).nodes)
     rule = get(node.op).raises
