@@ -105,7 +105,7 @@ class Compiled:
         # taken before the write-back, or the caller's result would change under them.
         # (State inputs come last: the tracer adds them after the arguments, see read_state)
         roots = memory.buffer_roots(graph)
-        state_inputs = set(graph.inputs[len(graph.inputs) - len(self.state_in):]) if self.state_in else set()
+        state_inputs = set(graph.inputs[len(graph.inputs) - len(self.state_in):])
         copy_user = [roots.get(v, v) in state_inputs for v in graph.outputs[:self.n_user]]
         self.copy_user = copy_user if any(copy_user) else None
 
@@ -172,11 +172,11 @@ class Compiled:
         for k in self.inplace_args:
             a = arguments[k]
             data = datas[k - first]
-            if self.check_finite or a is not data or not data.flags.writeable or any(
+            if a is not data:
+                continue  # (not C-contiguous: _as_argument already made the call a private copy)
+            if self.check_finite or not data.flags.writeable or any(
                     q != k - first and isinstance(d, np.ndarray) and np.may_share_memory(data, d)
                     for q, d in enumerate(datas)):
-                # (a is not data: the State's array was not C-contiguous and the call gets a
-                # contiguous copy anyway; the others as the docstring above says)
                 self._always_copy.add(k)
             else:
                 self._donated.append((k, _owner(a), (a.ctypes.data, a.ctypes.data + a.nbytes)))

@@ -80,6 +80,15 @@ def buffer_roots(graph: Graph) -> dict:
     return root
 
 
+def last_reads(graph: Graph, root: dict) -> dict:
+    """Buffer root -> the position of the last node that reads it (or a view of it)."""
+    last = {}
+    for i, node in enumerate(graph.nodes):
+        for x in node.inputs:
+            last[root[x]] = i
+    return last
+
+
 def in_place(graph: Graph, root: dict) -> dict:
     """Donated outputs (``graph.donations``: output position -> input position, a State's
     update and its current value) that can be written into the input's own buffer.
@@ -97,13 +106,9 @@ def in_place(graph: Graph, root: dict) -> dict:
     donations = getattr(graph, "donations", None)
     if not donations:
         return {}
-    producer, at, last_read = {}, {}, {}
-    for i, node in enumerate(graph.nodes):  # one walk: positions, producers, last readers
-        at[node] = i
-        for v in node.outputs:
-            producer[v] = node
-        for x in node.inputs:
-            last_read[root[x]] = i
+    at = {node: i for i, node in enumerate(graph.nodes)}
+    producer = {v: node for node in graph.nodes for v in node.outputs}
+    last_read = last_reads(graph, root)
     returned = {}
     for w in graph.outputs:
         returned[root[w]] = returned.get(root[w], 0) + 1
@@ -128,10 +133,7 @@ def in_place(graph: Graph, root: dict) -> dict:
 def plan(graph: Graph) -> MemoryPlan:
     root = buffer_roots(graph)
     returned = {root[v] for v in graph.outputs}
-    last_use = {}
-    for i, node in enumerate(graph.nodes):
-        for v in node.inputs:
-            last_use[root[v]] = i
+    last_use = last_reads(graph, root)
     result = MemoryPlan(inplace=in_place(graph, root))
     free: list[list[int]] = []  # blocks [offset, size] not in use
     blocks: dict[Value, list[int]] = {}

@@ -10,6 +10,7 @@ import pytest
 
 import graphc as gc
 from graphc import nn, optim
+from graphc.interpret import interpret
 from graphc.state import State
 from passes import memory
 
@@ -41,6 +42,14 @@ def train(opt_name, dtype, passes, steps=3):
     addresses = [a.ctypes.data for a in arrays]
     losses = [step(x, t) for _ in range(steps)]
     assert all(p.data is a and a.ctypes.data == ad for p, a, ad in zip(model.parameters(), arrays, addresses))
+    # one more step against the NumPy interpreter on the compiled graph
+    compiled = step._last
+    want = interpret(compiled.graph, x, t, *[st.data.copy() for st in compiled.state_in])
+    losses.append(step(x, t))
+    tol = 1e-5 if dtype == "float32" else 1e-12
+    np.testing.assert_allclose(losses[-1], want[0], rtol=tol)
+    for st, w in zip(compiled.state_out, want[compiled.n_user:]):
+        np.testing.assert_allclose(st.data, w, rtol=tol, atol=tol)
     return step, losses, [p.data.copy() for p in model.parameters()]
 
 

@@ -274,6 +274,13 @@ def emit_fused(em: Emitter, node: Node):
     # Numba ~0.3-0.5 s to compile, which dominated cold start. Only groups big enough to want
     # threads (prange) or reassociated reductions (fastmath) become kernels of their own.
     inline = not parallel and size < INLINE_MAX
+
+    def passed_flat(v):
+        """Whether array output ``v`` is passed flattened. (A reduction's output is stored
+        with its own index: keepdims over a size-1 domain has the domain's shape, but is
+        still written as o[0, 0].)"""
+        return flat and nd > 1 and v.type.shape == domain and v.producer.op not in REDUCTIONS
+
     k = Emitter(sub)
     k.math = em.math
     params = []
@@ -298,9 +305,7 @@ def emit_fused(em: Emitter, node: Node):
                 em.alloc(outer[v])  # (defines the entry's name for it: the operand's array)
             k.names[v] = k.names[over[v]]
         elif inline:
-            name = em.alloc(outer[v])
-            flatten = flat and nd > 1 and v.type.shape == domain and v.producer.op not in REDUCTIONS
-            k.names[v] = _flat_alias(em, name, flatten, size)
+            k.names[v] = _flat_alias(em, em.alloc(outer[v]), passed_flat(v), size)
         else:
             k.names[v] = f"o{i}"
             params.append(f"o{i}")
@@ -346,10 +351,9 @@ def emit_fused(em: Emitter, node: Node):
                     k.line(f"{local[v]} = {k.name(v)}[{idx[0]}]")
         for n in members:
             for v in n.inputs:
-                if v not in local:
+                if v not in local:  # (not flat: each operand read where first used, broadcast)
                     local[v] = k.tmp("x")
-                    load = f"{k.name(v)}[{idx[0]}]" if flat else k.load(v, idx, loop_shape)
-                    k.line(f"{local[v]} = {load}")
+                    k.line(f"{local[v]} = {k.load(v, idx, loop_shape)}")
             if n in accs:
                 k.line(fold(n, accs[n], local[n.inputs[0]], part_dtypes.get(n)))
                 continue
@@ -522,10 +526,7 @@ def emit_fused(em: Emitter, node: Node):
         name = em.alloc(outer[v])
         if v in over:
             continue  # written through its operand's argument
-        # a reduction's output is stored with its own index (keepdims over a size-1 domain has the
-        # domain's shape, but is still written as o[0, 0]): never flattened
-        flatten = flat and nd > 1 and v.type.shape == domain and v.producer.op not in REDUCTIONS
-        args.append(_flat_view(em, name, size) if flatten else name)
+        args.append(_flat_view(em, name, size) if passed_flat(v) else name)
     call = f"{kname}({', '.join(args)})"
     if scalar_outs:
         names = [em.define(outer[v]) for v in scalar_outs]

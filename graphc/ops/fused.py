@@ -18,8 +18,6 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 
-import numpy as np
-
 from graphc.errors import ShapeError
 from graphc.ir import Graph, TensorType
 from graphc.ops import registry
