@@ -21,6 +21,7 @@ N = 1e5.
     python benchmarks/elementwise.py                 # every backend installed
     python benchmarks/elementwise.py --quick --backends numpy,graphc
     python benchmarks/elementwise.py --backends numpy,graphc,"graphc (libm)"
+    python benchmarks/elementwise.py --backends numpy,graphc,"graphc (interleave 0)"
     python benchmarks/elementwise.py --cases wb=array
 """
 from __future__ import annotations
@@ -33,7 +34,7 @@ NAME = "elementwise"
 TITLE = "sum(tanh(x*w + b) * sigmoid(x) - 0.5*x**2) and its gradient"
 BACKENDS = ("numpy", "graphc", "torch", "torch.compile", "jax.jit")
 # diagnostic: graphc with NumPy's scalar libm calls instead of its vectorizable math
-EXTRA_BACKENDS = ("graphc (libm)", "graphc (O1)")
+EXTRA_BACKENDS = ("graphc (libm)", "graphc (O1)", "graphc (interleave 0)")
 CASES = ([{"n": n, "dtype": dtype, "mode": "fwd+bwd", "wb": wb}
           for wb in ("array", "scalar") for n in (10**5, 10**6, 10**7) for dtype in ("float32", "float64")]
          + [{"n": n, "dtype": dtype, "mode": "fwd", "wb": "array"}
@@ -89,6 +90,9 @@ def build(backend, case, x, w, b):
             return np.sum(np.tanh(x * w + b) * gc.sigmoid(x) - 0.5 * x ** 2)
 
         opts = {"graphc (libm)": {"math": "libm"}, "graphc (O1)": {"passes": "O1"}}.get(backend, {})
+        if backend == "graphc (interleave 0)":  # LLVM's own interleave count (see graphc.backend.cpu)
+            import graphc.backend.cpu
+            graphc.backend.cpu.INTERLEAVE = 0
         if fwd:
             return gc.trace(chain, **opts), (x, w, b)
         f = gc.value_and_grad(chain, argnums=(0, 1, 2), **opts)

@@ -254,3 +254,46 @@ def test_float32_block_sums_are_as_accurate_as_numpy():
     exact = np.sum(x.astype(np.float64))
     got = gc.trace(lambda x: np.sum(x))(x)
     assert abs(got - exact) <= max(2 * abs(np.sum(x) - exact), 4 * np.finfo(np.float32).eps * exact)
+
+
+_INTERLEAVE_SCRIPT = """
+import numpy as np
+from numba import njit
+import graphc as gc
+from graphc.backend.vecmath import tanh_f64
+
+def vector_divisions(dispatcher):  # one per interleaved copy of the vector body
+    return dispatcher.inspect_asm(dispatcher.signatures[0]).count("vdivpd")
+
+def user_loop():
+    @njit(error_model="numpy")
+    def loop(x, o):
+        for i in range(x.shape[0]):
+            o[i] = tanh_f64(x[i])
+    x = np.ones(64)
+    loop(x, np.empty_like(x))
+    return vector_divisions(loop)
+
+before = user_loop()
+f = gc.trace(lambda x: np.tanh(x) * 2.0)
+f(np.ones(1000))
+compiled = f._last.compiled
+kernel = compiled.entry.py_func.__globals__[compiled._emitter.kernel_info[0]["name"]]
+print(before, user_loop(), vector_divisions(kernel))
+"""
+
+
+def test_interleave_is_applied_to_graphc_kernels_only(tmp_path):
+    """graphc compiles its kernels with LLVM's process-wide -force-vector-interleave and puts
+    the default back afterwards: the user's own Numba loops compile as they would without
+    graphc.  (A fresh process, so that the first user loop sees LLVM's untouched default.)"""
+    import os
+    import subprocess
+    import sys
+    env = dict(os.environ, GRAPHC_CACHE_DIR=str(tmp_path), GRAPHC_INLINE_MAX="0", GRAPHC_INTERLEAVE="8")
+    out = subprocess.run([sys.executable, "-c", _INTERLEAVE_SCRIPT], env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    before, after, graphc_kernel = map(int, out.stdout.split())
+    assert 1 <= before < 8 and after == before
+    assert graphc_kernel >= 8
