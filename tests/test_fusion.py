@@ -297,3 +297,11 @@ def test_interleave_is_applied_to_graphc_kernels_only(tmp_path):
     before, after, graphc_kernel = map(int, out.stdout.split())
     assert 1 <= before < 8 and after == before
     assert graphc_kernel >= 8
+
+
+@pytest.mark.parametrize("value", ["-1", "four", "17", ""])
+def test_a_bad_interleave_setting_is_a_clear_error(monkeypatch, value):
+    from graphc.backend import cpu
+    monkeypatch.setenv("GRAPHC_INTERLEAVE", value)
+    with pytest.raises(ValueError, match="GRAPHC_INTERLEAVE"):
+        cpu._interleave_setting()

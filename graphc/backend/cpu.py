@@ -34,10 +34,18 @@ HELPERS = {"empty_c": "graphc.backend.intrinsics", "zeros_c": "graphc.backend.in
            "gemm": "graphc.backend.blas"}
 
 
+def _interleave_setting() -> int:
+    text = os.environ.get("GRAPHC_INTERLEAVE", "4")
+    if not (text.isdigit() and int(text) <= 16):  # LLVM's option parser would exit the process
+        raise ValueError(f"GRAPHC_INTERLEAVE={text!r}: expected an integer from 0 (LLVM's own "
+                         f"choice) to 16")
+    return int(text)
+
+
 # LLVM's loop vectorizer interleaves a fused loop's vector body this many times (its cost model
 # picks 2 for the long exp/tanh/sigmoid bodies, whose dependency chains then stall the core:
-# 4 is 6-13% faster on Zen 4, measured in benchmarks/RESULTS.md); 0 leaves it to the cost model
-INTERLEAVE = int(os.environ.get("GRAPHC_INTERLEAVE", "4"))
+# 4 is 5-10% faster on one Zen 4 thread, measured in benchmarks/RESULTS.md); 0 leaves it to LLVM
+INTERLEAVE = _interleave_setting()
 
 
 @contextlib.contextmanager

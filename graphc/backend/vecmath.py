@@ -529,15 +529,21 @@ def _make(T):
         return _scale2(s + x, t)
 
     @_helper
-    def _exp_poly(x):
-        # exp(x) = 2^n * p for x in [EXP_LO, EXP_HI];  t = n + MAGIC.  Plain
-        # (single-length) Cody-Waite reduction and polynomial: p has <~1 ulp
-        # error (rounding of r, of r + r^2 P(r) and of the final 1 + ...).
+    def _expm1_poly(x):
+        # exp(x) = 2^n * (1 + q) for x in [EXP_LO, EXP_HI];  t = n + MAGIC.
+        # Plain (single-length) Cody-Waite reduction: q = expm1(r) has <~1
+        # ulp error (rounding of r and of r + r^2 P(r)).
         t = _fma(x, LOG2E, MAGIC)
         n = t - MAGIC
         r = _fma(-n, LN2HI, x)                    # exact
         r = _fma(-n, LN2LO, r)
-        return t, ONE + _fma(r * r, exp_p(r), r)
+        return t, _fma(r * r, exp_p(r), r)
+
+    @_helper
+    def _exp_poly(x):
+        # exp(x) = 2^n * p, p = 1 + expm1(r) (one more rounding)
+        t, q = _expm1_poly(x)
+        return t, ONE + q
 
     @_helper
     def _scale1(p, t):
@@ -583,12 +589,8 @@ def _make(T):
         ax = abs(x)
         y = ax + ax
         y = y if y < TANH_Y else TANH_Y           # NaN -> TANH_Y (fixed below)
-        t = _fma(-y, LOG2E, MAGIC)
-        n = t - MAGIC
-        r = _fma(-n, LN2HI, -y)                   # exact
-        r = _fma(-n, LN2LO, r)
-        s = _from_bits(_ishl(_iadd(_isub(_bits(t), MAGIC_BITS), BIAS), MANT))
-        q = _fma(r * r, exp_p(r), r)              # expm1(r)
+        t, q = _expm1_poly(-y)                    # expm1(-y) = s*q + (s - 1)
+        s = _scale1(ONE, t)
         sm1 = s - ONE
         sl = s - (sm1 + ONE)                      # s - 1 = sm1 + sl (sl = 0 for n >= -53)
         h = _fma(s, q, sm1)                       # expm1(-y) = h + l, in (-1, 0]
