@@ -12,8 +12,10 @@ Cases: N = 1e5, 1e6, 1e7; float32 and float64; ``fwd`` (the value) and
   its floor is out of reach for any of the peers.
 
 The *bandwidth floor* is the time the bytes that must move take at the triad
-bandwidth measured in the same run: the inputs are read once (x, w, b or just
-x), and ``fwd+bwd`` writes the array gradients once. graphc's target (issue 4):
+bandwidth measured in the same rounds (``harness.PROBE``: a triad sample right
+after each graphc sample; ``--no-probe`` falls back to the triad measured once at
+the start): the inputs are read once (x, w, b or just x), and ``fwd+bwd`` writes
+the array gradients once. graphc's target (issue 4):
 within 1.3x of the floor at N >= 1e6 forward+backward, at least 6x NumPy (and
 2x the faster of torch.compile and jax.jit in float32); at least 3x NumPy at
 N = 1e5.
@@ -35,6 +37,7 @@ TITLE = "sum(tanh(x*w + b) * sigmoid(x) - 0.5*x**2) and its gradient"
 BACKENDS = ("numpy", "graphc", "torch", "torch.compile", "jax.jit")
 # diagnostic: graphc with NumPy's scalar libm calls instead of its vectorizable math
 EXTRA_BACKENDS = ("graphc (libm)", "graphc (O1)", "graphc (interleave 0)")
+PROBE_BANDWIDTH = True  # the floor's triad is sampled in every round (harness.PROBE)
 CASES = ([{"n": n, "dtype": dtype, "mode": "fwd+bwd", "wb": wb}
           for wb in ("array", "scalar") for n in (10**5, 10**6, 10**7) for dtype in ("float32", "float64")]
          + [{"n": n, "dtype": dtype, "mode": "fwd", "wb": "array"}
@@ -139,32 +142,44 @@ def build(backend, case, x, w, b):
     raise harness.Skip(f"no {backend} version")
 
 
-def floor_seconds(case, limits):
-    """Bytes that must move / measured triad bandwidth."""
+def bytes_moved(case) -> int:
+    """The bytes that must move: the inputs read once, the array gradients written once."""
     arrays = 3 if case["wb"] == "array" else 1  # x, w, b or just x; their gradients likewise
-    moved = case["n"] * np.dtype(case["dtype"]).itemsize * arrays * (1 if case["mode"] == "fwd" else 2)
-    gbs = limits.get("triad_gbs")
-    return moved / (gbs * 1e9) if gbs else None
+    return case["n"] * np.dtype(case["dtype"]).itemsize * arrays * (1 if case["mode"] == "fwd" else 2)
 
 
 def summarize(results):
-    limits = results.get("machine", {}).get("limits", {})
+    start_gbs = results.get("machine", {}).get("limits", {}).get("triad_gbs")
     lines = ["#### graphc against the bandwidth floor and the targets", "",
-             "| case | floor | graphc | graphc / floor | vs NumPy | vs best of torch.compile, jax.jit |",
-             "|---|---|---|---|---|---|"]
+             "floor = bytes that must move / the median triad bandwidth sampled in the case's rounds; "
+             "per round: each graphc sample over the floor from the triad sample right after it "
+             "(median, quartiles); the last ratio uses the triad measured once at the start of the run.",
+             "",
+             "| case | triad (rounds) | floor | graphc | graphc / floor | per round (q25-q75) "
+             "| / start-of-run floor | vs NumPy | vs best of torch.compile, jax.jit |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for entry in results["cases"]:
         case = entry["case"]
         g = entry["backends"].get("graphc", {})
         if not g.get("median_s"):
             continue
-        floor = floor_seconds(case, limits)
+        moved = bytes_moved(case)
         peers = [entry["backends"].get(p, {}).get("median_s") for p in ("torch.compile", "jax.jit")]
         peers = [p for p in peers if p]
         vs_peer = f"{min(peers) / g['median_s']:.1f}x" if peers else "n/a"
-        ratio = f"{g['median_s'] / floor:.2f}" if floor else "n/a"
-        lines.append(f"| {harness.case_label(case)} | {harness.fmt_time(floor) if floor else 'n/a'} | "
-                     f"{harness.fmt_time(g['median_s'])} | {ratio} | "
-                     f"{g.get('speedup_vs_numpy', float('nan')):.1f}x | {vs_peer} |")
+        start = f"{g['median_s'] * start_gbs * 1e9 / moved:.2f}" if start_gbs else "n/a"
+        probe = entry.get("probe")
+        if probe:
+            floor = moved / (probe["median_gbs"] * 1e9)
+            rounds = [t * gbs * 1e9 / moved for t, gbs in zip(g["samples"], probe["gbs"])]
+            q25, q50, q75 = np.percentile(rounds, [25, 50, 75])
+            cells = [f"{probe['median_gbs']:.1f} GB/s", harness.fmt_time(floor),
+                     harness.fmt_time(g["median_s"]), f"{g['median_s'] / floor:.2f}",
+                     f"{q50:.2f} ({q25:.2f}-{q75:.2f})"]
+        else:
+            cells = ["n/a", "n/a", harness.fmt_time(g["median_s"]), "n/a", "n/a"]
+        lines.append(f"| {harness.case_label(case)} | " + " | ".join(cells) +
+                     f" | {start} | {g.get('speedup_vs_numpy', float('nan')):.1f}x | {vs_peer} |")
     return lines
 
 

@@ -65,6 +65,13 @@ BASELINE = "numpy"
 DEFAULT_RTOL = {"float16": 1e-2, "float32": 1e-4, "float64": 1e-9}
 
 
+# A pseudo-backend that workloads with ``PROBE_BANDWIDTH = True`` get in every case's rounds:
+# the triad of ``machine_limits``, sampled right after graphc's sample. The host's memory
+# bandwidth drifts by 2x within minutes on shared machines, so a floor taken once at the start
+# says little about a sample taken ten minutes later; this one is measured alongside.
+PROBE = "triad (probe)"
+
+
 class Skip(Exception):
     """Raised by a workload's ``build`` when a backend does not apply to a case."""
 
@@ -75,6 +82,8 @@ class Skip(Exception):
 
 def requirement(backend: str) -> str | None:
     """The module a backend needs: 'torch.compile' -> 'torch', 'jax.jit' -> 'jax'."""
+    if backend == PROBE:
+        return "numba"
     head = backend.split()[0].split(".")[0].split("(")[0]
     return None if head == "numpy" else head
 
@@ -234,9 +243,15 @@ class Worker:
         self.loop = _timer_loop(backend)
         self.fn = self.args = None
         self.number = 1
+        self.probe = None
 
     def setup(self, case: dict) -> dict:
         self.fn = self.args = None
+        if self.backend == PROBE:
+            if self.probe is None:
+                self.probe = TriadProbe()
+            self.fn, self.args, self.number = self.probe, (), 1
+            return {"status": "ready", "number": 1, "bytes": self.probe.bytes}
         w = self.workload
         args = tuple(w.inputs(case))
         with np.errstate(all="ignore"):
@@ -406,14 +421,8 @@ def machine_info() -> dict:
     }
 
 
-def machine_limits(size_mib: int = 256, repeats: int = 7) -> dict:
-    """Copy and triad bandwidth (STREAM byte counting) and BLAS GFLOP/s, measured now.
-
-    Runs in a process of its own (``harness.py --machine``); the loops use Numba
-    with ``prange`` over all cores, as graphc's kernels do; the copy is also
-    measured single-threaded with NumPy.
-    """
-    import numba
+def _stream_loops():
+    """STREAM's copy and triad as Numba ``prange`` loops over all cores, as graphc's kernels run."""
     from numba import njit, prange
 
     @njit(parallel=True, cache=False)
@@ -426,6 +435,34 @@ def machine_limits(size_mib: int = 256, repeats: int = 7) -> dict:
         for i in prange(a.shape[0]):
             a[i] = b[i] + s * c[i]
 
+    return copy, triad
+
+
+class TriadProbe:
+    """One call runs the triad over float64 arrays of ``size_mib`` MiB; ``bytes`` it moves
+    (STREAM counting: two reads and a write)."""
+
+    def __init__(self, size_mib: int = 256):
+        _, self.triad = _stream_loops()
+        n = size_mib * 2**20 // 8
+        self.a, self.b, self.c = np.zeros(n), np.ones(n), np.full(n, 2.0)
+        self.bytes = 3 * 8 * n
+        self()  # compile and touch every page
+
+    def __call__(self):
+        self.triad(self.a, self.b, self.c, 3.0)
+
+
+def machine_limits(size_mib: int = 256, repeats: int = 7) -> dict:
+    """Copy and triad bandwidth (STREAM byte counting) and BLAS GFLOP/s, measured now.
+
+    Runs in a process of its own (``harness.py --machine``); the loops use Numba
+    with ``prange`` over all cores, as graphc's kernels do; the copy is also
+    measured single-threaded with NumPy.
+    """
+    import numba
+
+    copy, triad = _stream_loops()
     n = size_mib * 2**20 // 8
     a, b, c = np.zeros(n), np.ones(n), np.full(n, 2.0)
     copy(a, b)
@@ -493,9 +530,13 @@ def _parse_args(argv, workload):
     p.add_argument("--setup-timeout", type=float, default=600, help="seconds allowed for build + first call")
     p.add_argument("--quick", action="store_true", help="smoke test: 3 rounds, short samples")
     p.add_argument("--no-machine", action="store_true", help="skip measuring bandwidth and BLAS")
+    if getattr(workload, "PROBE_BANDWIDTH", False):
+        p.add_argument("--no-probe", action="store_true",
+                       help="do not sample the triad in the rounds (the floor is then the start-of-run triad)")
     p.add_argument("--out", default=RESULTS_DIR, help="directory for the JSON and markdown results")
     p.add_argument("--verbose", action="store_true", help="show the workers' stderr")
     args = p.parse_args(argv)
+    args.no_probe = getattr(args, "no_probe", True)
     if args.quick:
         args.rounds, args.sample_time, args.warmup, args.settle = 3, 0.005, 0.05, 0.0
     return args
@@ -526,6 +567,8 @@ def run(workload, argv=None) -> dict:
         print("measuring memory bandwidth and BLAS ...", file=sys.stderr)
         results["machine"]["limits"] = _run_machine_limits()
 
+    if getattr(workload, "PROBE_BANDWIDTH", False) and not args.no_probe:
+        backends.append(PROBE)
     workers: dict[str, WorkerProcess] = {}
     for backend in backends:  # one at a time: imports and compiles never overlap
         print(f"starting {backend} ...", file=sys.stderr)
@@ -557,6 +600,9 @@ def run(workload, argv=None) -> dict:
                     print(f"  {backend}: {res['status']}: {res.get('note')}", file=sys.stderr)
                 if not workers[backend].alive():
                     del workers[backend]
+            if PROBE in live and "graphc" in live:  # sampled right after graphc, in every round
+                live.remove(PROBE)
+                live.insert(live.index("graphc") + 1, PROBE)
             print(f"[{label}] sampling {', '.join(live)} x {args.rounds} rounds ...", file=sys.stderr)
             for _ in range(args.rounds):
                 for backend in list(live):
@@ -573,6 +619,11 @@ def run(workload, argv=None) -> dict:
                 res.update(status="ok", median_s=float(np.median(s)), min_s=float(s.min()),
                            iqr_s=float(np.percentile(s, 75) - np.percentile(s, 25)))
                 workers[backend].request({"cmd": "release"}, 60)
+            probe = entry["backends"].pop(PROBE, None)
+            if probe and probe.get("status") == "ok":
+                probe["gbs"] = [probe["bytes"] / t / 1e9 for t in probe["samples"]]
+                probe["median_gbs"] = float(np.median(probe["gbs"]))
+                entry["probe"] = probe
             base = entry["backends"].get(BASELINE, {}).get("median_s")
             for res in entry["backends"].values():
                 if base and res.get("median_s"):
