@@ -12,8 +12,9 @@ Cases: N = 1e5, 1e6, 1e7; float32 and float64; ``fwd`` (the value) and
   its floor is out of reach for any of the peers.
 
 The *bandwidth floor* is the time the bytes that must move take at the triad
-bandwidth measured in the same rounds (``harness.PROBE``: a triad sample right
-after each graphc sample; ``--no-probe`` falls back to the triad measured once at
+bandwidth measured alongside (``harness.PROBE``: a triad sample right after each
+graphc sample, in the round-robin and again with graphc alone after it, see
+``harness.SOLO_PAUSE_S``; ``--no-probe`` falls back to the triad measured once at
 the start): the inputs are read once (x, w, b or just x), and ``fwd+bwd`` writes
 the array gradients once. graphc's target (issue 4):
 within 1.3x of the floor at N >= 1e6 forward+backward, at least 6x NumPy (and
@@ -148,16 +149,29 @@ def bytes_moved(case) -> int:
     return case["n"] * np.dtype(case["dtype"]).itemsize * arrays * (1 if case["mode"] == "fwd" else 2)
 
 
+def _against_probe(times, gbs, moved):
+    """'graphc time, triad, graphc / floor (per-round median, q25-q75)' from paired samples."""
+    if not times or len(times) != len(gbs):
+        return ["n/a"] * 3
+    ratios = [t * g * 1e9 / moved for t, g in zip(times, gbs)]
+    q25, q50, q75 = np.percentile(ratios, [25, 50, 75])
+    return [harness.fmt_time(float(np.median(times))), f"{np.median(gbs):.1f} GB/s",
+            f"{q50:.2f} ({q25:.2f}-{q75:.2f})"]
+
+
 def summarize(results):
     start_gbs = results.get("machine", {}).get("limits", {}).get("triad_gbs")
     lines = ["#### graphc against the bandwidth floor and the targets", "",
-             "floor = bytes that must move / the median triad bandwidth sampled in the case's rounds; "
-             "per round: each graphc sample over the floor from the triad sample right after it "
-             "(median, quartiles); the last ratio uses the triad measured once at the start of the run.",
+             "floor = bytes that must move / triad bandwidth. *Rounds*: graphc's samples in the "
+             "round-robin with the peers, each over the floor from the triad sample taken right after "
+             "it (median and quartiles of those ratios). *Solo*: graphc and the triad alone, "
+             "alternated, after the round-robin and a pause (harness.SOLO_PAUSE_S): what graphc "
+             "gets with no peer's memory churn in between. *Start*: graphc's round-robin median over "
+             "the floor from the triad measured once at the start of the run.",
              "",
-             "| case | triad (rounds) | floor | graphc | graphc / floor | per round (q25-q75) "
-             "| / start-of-run floor | vs NumPy | vs best of torch.compile, jax.jit |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "| case | rounds: graphc | triad | graphc / floor | solo: graphc | triad | graphc / floor "
+             "| start: graphc / floor | vs NumPy | vs best of torch.compile, jax.jit |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for entry in results["cases"]:
         case = entry["case"]
         g = entry["backends"].get("graphc", {})
@@ -168,16 +182,9 @@ def summarize(results):
         peers = [p for p in peers if p]
         vs_peer = f"{min(peers) / g['median_s']:.1f}x" if peers else "n/a"
         start = f"{g['median_s'] * start_gbs * 1e9 / moved:.2f}" if start_gbs else "n/a"
-        probe = entry.get("probe")
-        if probe:
-            floor = moved / (probe["median_gbs"] * 1e9)
-            rounds = [t * gbs * 1e9 / moved for t, gbs in zip(g["samples"], probe["gbs"])]
-            q25, q50, q75 = np.percentile(rounds, [25, 50, 75])
-            cells = [f"{probe['median_gbs']:.1f} GB/s", harness.fmt_time(floor),
-                     harness.fmt_time(g["median_s"]), f"{g['median_s'] / floor:.2f}",
-                     f"{q50:.2f} ({q25:.2f}-{q75:.2f})"]
-        else:
-            cells = ["n/a", "n/a", harness.fmt_time(g["median_s"]), "n/a", "n/a"]
+        probe = entry.get("probe", {})
+        cells = (_against_probe(g["samples"], probe.get("gbs"), moved)
+                 + _against_probe(g.get("solo_samples"), probe.get("solo_gbs"), moved))
         lines.append(f"| {harness.case_label(case)} | " + " | ".join(cells) +
                      f" | {start} | {g.get('speedup_vs_numpy', float('nan')):.1f}x | {vs_peer} |")
     return lines

@@ -66,10 +66,16 @@ DEFAULT_RTOL = {"float16": 1e-2, "float32": 1e-4, "float64": 1e-9}
 
 
 # A pseudo-backend that workloads with ``PROBE_BANDWIDTH = True`` get in every case's rounds:
-# the triad of ``machine_limits``, sampled right after graphc's sample. The host's memory
+# the triad of ``machine_limits``, sampled right after PROBED's sample. The host's memory
 # bandwidth drifts by 2x within minutes on shared machines, so a floor taken once at the start
 # says little about a sample taken ten minutes later; this one is measured alongside.
 PROBE = "triad (probe)"
+PROBED = "graphc"
+# After a case's round-robin, PROBED and the probe are sampled once more, alone ("solo"), after
+# this pause. On the VMs here (free page reporting to the host), a peer that allocates fresh
+# memory on every call (NumPy's temporaries, JAX's outputs) slowed the other processes' next
+# samples by up to 1.5x; the solo samples measure graphc against the floor without that.
+SOLO_PAUSE_S = 3.0
 
 
 class Skip(Exception):
@@ -533,12 +539,17 @@ def _parse_args(argv, workload):
     if getattr(workload, "PROBE_BANDWIDTH", False):
         p.add_argument("--no-probe", action="store_true",
                        help="do not sample the triad in the rounds (the floor is then the start-of-run triad)")
+        p.add_argument("--solo-rounds", type=int, default=None,
+                       help=f"rounds of {PROBED} and the probe alone after each case's round-robin "
+                            "(default: --rounds; 0: none)")
     p.add_argument("--out", default=RESULTS_DIR, help="directory for the JSON and markdown results")
     p.add_argument("--verbose", action="store_true", help="show the workers' stderr")
     args = p.parse_args(argv)
     args.no_probe = getattr(args, "no_probe", True)
     if args.quick:
         args.rounds, args.sample_time, args.warmup, args.settle = 3, 0.005, 0.05, 0.0
+    if getattr(args, "solo_rounds", None) is None:
+        args.solo_rounds = args.rounds
     return args
 
 
@@ -600,9 +611,9 @@ def run(workload, argv=None) -> dict:
                     print(f"  {backend}: {res['status']}: {res.get('note')}", file=sys.stderr)
                 if not workers[backend].alive():
                     del workers[backend]
-            if PROBE in live and "graphc" in live:  # sampled right after graphc, in every round
+            if PROBE in live and PROBED in live:  # sampled right after PROBED, in every round
                 live.remove(PROBE)
-                live.insert(live.index("graphc") + 1, PROBE)
+                live.insert(live.index(PROBED) + 1, PROBE)
             print(f"[{label}] sampling {', '.join(live)} x {args.rounds} rounds ...", file=sys.stderr)
             for _ in range(args.rounds):
                 for backend in list(live):
@@ -613,6 +624,8 @@ def run(workload, argv=None) -> dict:
                     else:
                         entry["backends"][backend].update(status="error", note=res.get("note"))
                         live.remove(backend)
+            if PROBE in live and PROBED in live and args.solo_rounds:
+                _solo_rounds(entry, workers, args)
             for backend in live:
                 res = entry["backends"][backend]
                 s = np.array(res["samples"])
@@ -623,6 +636,8 @@ def run(workload, argv=None) -> dict:
             if probe and probe.get("status") == "ok":
                 probe["gbs"] = [probe["bytes"] / t / 1e9 for t in probe["samples"]]
                 probe["median_gbs"] = float(np.median(probe["gbs"]))
+                if probe.get("solo_samples"):
+                    probe["solo_gbs"] = [probe["bytes"] / t / 1e9 for t in probe["solo_samples"]]
                 entry["probe"] = probe
             base = entry["backends"].get(BASELINE, {}).get("median_s")
             for res in entry["backends"].values():
@@ -634,6 +649,21 @@ def run(workload, argv=None) -> dict:
             w.quit()
     results["machine"]["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
     return results
+
+
+def _solo_rounds(entry, workers, args):
+    """PROBED and the probe alone, alternated, after SOLO_PAUSE_S: ``solo_samples`` of both."""
+    time.sleep(SOLO_PAUSE_S)
+    pair = (PROBED, PROBE)
+    for backend in pair:
+        entry["backends"][backend]["solo_samples"] = []
+    for _ in range(args.solo_rounds):
+        for backend in pair:
+            time.sleep(args.settle)
+            res = workers[backend].request({"cmd": "sample"}, args.setup_timeout)
+            if "t" not in res:
+                return
+            entry["backends"][backend]["solo_samples"].append(res["t"])
 
 
 def markdown(results: dict, workload=None) -> str:

@@ -4,6 +4,8 @@ import os
 import subprocess
 import sys
 
+import numpy as np
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -20,6 +22,7 @@ def test_elementwise_quick_run_samples_the_bandwidth_probe(tmp_path):
     probe = entry["probe"]  # the triad, one sample per round, paired with graphc's
     assert len(probe["gbs"]) == len(graphc["samples"]) == 3
     assert all(gbs > 0 for gbs in probe["gbs"])
+    assert len(probe["solo_gbs"]) == len(graphc["solo_samples"]) == 3  # the two alone, after the rounds
     assert "triad (probe)" not in entry["backends"]  # not a peer: no column of its own
     row = next(line for line in proc.stdout.splitlines() if line.startswith("| n=1e5") and "GB/s" in line)
-    assert f"{probe['median_gbs']:.1f} GB/s" in row
+    assert f"{np.median(probe['gbs']):.1f} GB/s" in row and f"{np.median(probe['solo_gbs']):.1f} GB/s" in row
