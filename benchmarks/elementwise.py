@@ -12,11 +12,18 @@ Cases: N = 1e5, 1e6, 1e7; float32 and float64; ``fwd`` (the value) and
   its floor is out of reach for any of the peers.
 
 The *bandwidth floor* is the time the bytes that must move take at the triad
-bandwidth measured alongside (``harness.PROBE``: a triad sample right after each
-graphc sample, in the round-robin and again with graphc alone after it, see
-``harness.SOLO_PAUSE_S``; ``--no-probe`` falls back to the triad measured once at
-the start): the inputs are read once (x, w, b or just x), and ``fwd+bwd`` writes
-the array gradients once. graphc's target (issue 4):
+bandwidth: the inputs are read once (x, w, b or just x), and ``fwd+bwd`` writes
+the array gradients once. The triad is measured three ways (``harness.PROBE``):
+
+* *rounds*: a triad sample right after each graphc sample of the round-robin;
+  graphc / floor is the median of those per-round ratios. The targets are
+  judged on this one.
+* *solo*: the same, with graphc and the triad sampled alone after the
+  round-robin (``harness.SOLO_PAUSE_S``), with no peer in between.
+* *start*: the triad measured once at the start of the run (all that is left
+  with ``--no-probe``).
+
+graphc's target (issue 4):
 within 1.3x of the floor at N >= 1e6 forward+backward, at least 6x NumPy (and
 2x the faster of torch.compile and jax.jit in float32); at least 3x NumPy at
 N = 1e5.
@@ -150,11 +157,14 @@ def bytes_moved(case) -> int:
 
 
 def _against_probe(times, gbs, moved):
-    """'graphc time, triad, graphc / floor (per-round median, q25-q75)' from paired samples."""
-    if not times or len(times) != len(gbs):
+    """Three cells: graphc's median time, the triad's median and graphc / floor (median of the
+    per-round ratios, with quartiles), from samples paired by round (up to the shorter list: a
+    worker that failed stopped sampling); "n/a" where there are no probe samples."""
+    pairs = list(zip(times or (), gbs or ()))
+    if not pairs:
         return ["n/a"] * 3
-    ratios = [t * g * 1e9 / moved for t, g in zip(times, gbs)]
-    q25, q50, q75 = np.percentile(ratios, [25, 50, 75])
+    times, gbs = np.array(pairs).T
+    q25, q50, q75 = np.percentile(times * gbs * 1e9 / moved, [25, 50, 75])
     return [harness.fmt_time(float(np.median(times))), f"{np.median(gbs):.1f} GB/s",
             f"{q50:.2f} ({q25:.2f}-{q75:.2f})"]
 

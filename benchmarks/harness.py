@@ -10,6 +10,7 @@ nothing heavier than NumPy imported at the top (each backend is imported inside
     TITLE = "sum(tanh(x*w + b) * sigmoid(x) - 0.5*x**2)"
     BACKENDS = ("numpy", "graphc", "torch", "torch.compile", "jax.jit", "numba")
     EXTRA_BACKENDS = ()                          # optional: run only when named in --backends
+    PROBE_BANDWIDTH = False                      # optional: sample the triad beside graphc (PROBE)
     CASES = [{"n": 10**6, "dtype": "float32", "mode": "fwd"}, ...]   # JSON-able dicts
 
     def inputs(case):                # -> tuple of NumPy arrays / numbers (deterministic)
@@ -40,7 +41,10 @@ What ``harness.main`` does, per the issue's rules:
 4. takes the samples round-robin: one sample of each backend in turn, ``--rounds``
    times, with a short pause between workers so a finished peer's spinning thread
    pool does not overlap the next one's sample;
-5. reports medians and speed-ups over NumPy from the same run, writes JSON and
+5. with ``PROBE_BANDWIDTH``, also samples the triad right after graphc in every round, and
+   then graphc and the triad alone (``PROBE``, ``SOLO_PAUSE_S``), so that a workload can
+   judge graphc against the bandwidth of the same moments (``entry["probe"]``);
+6. reports medians and speed-ups over NumPy from the same run, writes JSON and
    markdown to ``benchmarks/results/``, and prints the markdown.
 """
 from __future__ import annotations
@@ -65,16 +69,17 @@ BASELINE = "numpy"
 DEFAULT_RTOL = {"float16": 1e-2, "float32": 1e-4, "float64": 1e-9}
 
 
-# A pseudo-backend that workloads with ``PROBE_BANDWIDTH = True`` get in every case's rounds:
-# the triad of ``machine_limits``, sampled right after PROBED's sample. The host's memory
-# bandwidth drifts by 2x within minutes on shared machines, so a floor taken once at the start
-# says little about a sample taken ten minutes later; this one is measured alongside.
+# A pseudo-backend that workloads with ``PROBE_BANDWIDTH = True`` get in the rounds of every case
+# PROBED runs in: the triad of ``machine_limits``, sampled right after PROBED's sample. The host's
+# memory bandwidth drifts by 2x within minutes on shared machines, so a floor taken once at the
+# start says little about a sample taken ten minutes later; this one is measured alongside. Its
+# results go to the case's ``entry["probe"]`` (``gbs``: one figure per round), not to a column.
 PROBE = "triad (probe)"
 PROBED = "graphc"
-# After a case's round-robin, PROBED and the probe are sampled once more, alone ("solo"), after
-# this pause. On the VMs here (free page reporting to the host), a peer that allocates fresh
-# memory on every call (NumPy's temporaries, JAX's outputs) slowed the other processes' next
-# samples by up to 1.5x; the solo samples measure graphc against the floor without that.
+# After a case's round-robin and this pause, PROBED and the probe are sampled alone, alternated,
+# for ``--solo-rounds`` rounds ("solo"). On the VMs here (free page reporting to the host), a peer
+# that allocates fresh memory on every call (NumPy's temporaries, JAX's outputs) slowed the other
+# processes' next samples by up to 1.5x; the solo samples measure graphc without that.
 SOLO_PAUSE_S = 3.0
 
 
@@ -550,6 +555,9 @@ def _parse_args(argv, workload):
         args.rounds, args.sample_time, args.warmup, args.settle = 3, 0.005, 0.05, 0.0
     if getattr(args, "solo_rounds", None) is None:
         args.solo_rounds = args.rounds
+    if args.solo_rounds < 0:
+        p.error("--solo-rounds must be >= 0")
+    args.solo_pause = 0.1 if args.quick else SOLO_PAUSE_S
     return args
 
 
@@ -578,8 +586,9 @@ def run(workload, argv=None) -> dict:
         print("measuring memory bandwidth and BLAS ...", file=sys.stderr)
         results["machine"]["limits"] = _run_machine_limits()
 
-    if getattr(workload, "PROBE_BANDWIDTH", False) and not args.no_probe:
+    if getattr(workload, "PROBE_BANDWIDTH", False) and not args.no_probe and PROBED in backends:
         backends.append(PROBE)
+        results["settings"].update(probe=PROBE, solo_rounds=args.solo_rounds, solo_pause_s=args.solo_pause)
     workers: dict[str, WorkerProcess] = {}
     for backend in backends:  # one at a time: imports and compiles never overlap
         print(f"starting {backend} ...", file=sys.stderr)
@@ -600,6 +609,9 @@ def run(workload, argv=None) -> dict:
                 if backend not in workers:
                     entry["backends"][backend] = {"status": "unavailable",
                                                   "note": results["notes"].get(backend, "")}
+                    continue
+                if backend == PROBE and PROBED not in live:  # (PROBE comes last) nothing to probe for
+                    entry["backends"][backend] = {"status": "skipped", "note": f"{PROBED} is not timed"}
                     continue
                 print(f"[{label}] {backend}: build + check ...", file=sys.stderr)
                 res = workers[backend].request({"cmd": "setup", "case": case}, args.setup_timeout)
@@ -633,11 +645,10 @@ def run(workload, argv=None) -> dict:
                            iqr_s=float(np.percentile(s, 75) - np.percentile(s, 25)))
                 workers[backend].request({"cmd": "release"}, 60)
             probe = entry["backends"].pop(PROBE, None)
-            if probe and probe.get("status") == "ok":
-                probe["gbs"] = [probe["bytes"] / t / 1e9 for t in probe["samples"]]
-                probe["median_gbs"] = float(np.median(probe["gbs"]))
-                if probe.get("solo_samples"):
-                    probe["solo_gbs"] = [probe["bytes"] / t / 1e9 for t in probe["solo_samples"]]
+            if probe is not None:  # kept whatever its status, so that a failure shows in the notes
+                for key in ("samples", "solo_samples"):
+                    if probe.get(key):
+                        probe[key.replace("samples", "gbs")] = [probe["bytes"] / t / 1e9 for t in probe[key]]
                 entry["probe"] = probe
             base = entry["backends"].get(BASELINE, {}).get("median_s")
             for res in entry["backends"].values():
@@ -652,8 +663,9 @@ def run(workload, argv=None) -> dict:
 
 
 def _solo_rounds(entry, workers, args):
-    """PROBED and the probe alone, alternated, after SOLO_PAUSE_S: ``solo_samples`` of both."""
-    time.sleep(SOLO_PAUSE_S)
+    """PROBED and the probe alone, alternated, after a pause: ``solo_samples`` of both, one per
+    round each (a failed sample ends the phase with ``solo_error``; pair by round up to the shorter)."""
+    time.sleep(args.solo_pause)
     pair = (PROBED, PROBE)
     for backend in pair:
         entry["backends"][backend]["solo_samples"] = []
@@ -662,6 +674,7 @@ def _solo_rounds(entry, workers, args):
             time.sleep(args.settle)
             res = workers[backend].request({"cmd": "sample"}, args.setup_timeout)
             if "t" not in res:
+                entry["backends"][backend]["solo_error"] = res.get("note")
                 return
             entry["backends"][backend]["solo_samples"].append(res["t"])
 
@@ -699,9 +712,12 @@ def markdown(results: dict, workload=None) -> str:
     lines += table(first_call)
     notes = []
     for entry in results["cases"]:
-        for b, res in entry["backends"].items():
+        probe = {PROBE: entry["probe"]} if "probe" in entry else {}
+        for b, res in (entry["backends"] | probe).items():
             if res.get("status") in ("wrong", "error", "skipped"):
                 notes.append(f"- {entry['label']}, {b}: {res['status']}: {res.get('note')}")
+            if res.get("solo_error"):
+                notes.append(f"- {entry['label']}, {b}: solo rounds stopped: {res['solo_error']}")
     for b, note in results["notes"].items():
         notes.append(f"- {b}: not run: {note}")
     if notes:
