@@ -62,7 +62,7 @@ def workloads():
 def measure(fn, args, pipeline):
     from graphc.runtime import is_dynamic
     from graphc.trace import trace_into_graph
-    from passes import manager
+    from graphc.passes import manager
 
     start = time.perf_counter()
     builder, _ = trace_into_graph(fn, args, {}, is_dynamic)

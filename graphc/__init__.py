@@ -12,6 +12,22 @@ graph transform, and run it as fused Numba kernels::
     f(x, w)          # same numbers as NumPy, compiled on the first call
     print(f.graph)   # the IR, one node per line with your file:line
 """
+import importlib.util as _importlib_util
+import os as _os
+import sys as _sys
+
+# In a source checkout the passes live in the repository's top-level passes/ folder, which
+# pip installs as graphc.passes. Load that folder under the same name when it sits beside
+# this package, so a checkout (or a git worktree of one) runs its own passes, never those
+# of another install.
+_CHECKOUT_PASSES = _os.path.join(_os.path.dirname(_os.path.dirname(_os.path.abspath(__file__))), "passes")
+if "graphc.passes" not in _sys.modules and _os.path.isfile(_os.path.join(_CHECKOUT_PASSES, "manager.py")):
+    _spec = _importlib_util.spec_from_file_location(
+        "graphc.passes", _os.path.join(_CHECKOUT_PASSES, "__init__.py"),
+        submodule_search_locations=[_CHECKOUT_PASSES])
+    _sys.modules["graphc.passes"] = _importlib_util.module_from_spec(_spec)
+    _spec.loader.exec_module(_sys.modules["graphc.passes"])
+
 from graphc.errors import CompileError, ExportError, GraphcError, ShapeError, TraceError, VerifyError
 from graphc import ops as _ops  # registers every op  # noqa: F401
 from graphc.autodiff import grad, gradient, value_and_grad

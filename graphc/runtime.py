@@ -16,7 +16,7 @@ from graphc.backend import cpu
 from graphc.errors import NonFiniteError
 from graphc.ir import DTYPES
 from graphc.trace import DYNAMIC, Tracer, rebuild_outputs, trace_into_graph
-from passes import manager, memory
+from graphc.passes import manager, memory
 
 _SCALAR_TYPES = (int, float, np.integer, np.floating, np.bool_)
 

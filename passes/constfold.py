@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from graphc.ops import registry
-from passes.rewrite import Rewriter
+from graphc.passes.rewrite import Rewriter
 
 # results up to this many elements are always folded
 SMALL = 4096

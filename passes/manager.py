@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import logging
 
 from graphc.ir import Graph
-from passes import constfold, cse, dce, fusion, memory, simplify
+from graphc.passes import constfold, cse, dce, fusion, memory, simplify
 
 log = logging.getLogger("graphc.passes")
 

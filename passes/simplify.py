@@ -42,7 +42,7 @@ import numpy as np
 
 from graphc.ops import registry
 from graphc.ops.registry import ELEMENTWISE
-from passes.rewrite import Rewriter, is_const, splat
+from graphc.passes.rewrite import Rewriter, is_const, splat
 
 
 _REDUCTIONS = ("sum", "mean", "prod", "max", "min", "argmax", "argmin")

@@ -157,7 +157,7 @@ def check_group(cases, args_per_case=None, traced=None):
 def check_interpreted(cases, args_per_case=None):
     """Interpreter (on the graph as traced, and after the default passes) vs NumPy; no compile."""
     import graphc as gc
-    from passes import manager
+    from graphc.passes import manager
 
     args_per_case = args_per_case or [c.args for c in cases]
     for case, args in zip(cases, args_per_case):

@@ -21,7 +21,7 @@ import graphc as gc
 from graphc.interpret import interpret
 from graphc.runtime import is_dynamic
 from graphc.trace import trace_into_graph
-from passes import constfold, cse, dce, fusion, manager, memory, simplify
+from graphc.passes import constfold, cse, dce, fusion, manager, memory, simplify
 
 SHAPES = [(3, 4), (4,), ()]
 UNARY = ["exp", "tanh", "sin", "cos", "neg", "abs", "sigmoid", "logabs", "square", "relu", "sqrtabs"]

@@ -8,7 +8,7 @@ from graphc.backend import codegen
 from graphc.interpret import interpret
 from graphc.ir import parse
 from graphc.ops.fused import subgraph
-from passes import fusion, manager
+from graphc.passes import fusion, manager
 
 
 def chain(x, w, b):

@@ -12,7 +12,7 @@ import graphc as gc
 from graphc import nn, optim
 from graphc.interpret import interpret
 from graphc.state import State
-from passes import memory
+from graphc.passes import memory
 
 
 def plan_of(f):

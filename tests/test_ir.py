@@ -61,7 +61,7 @@ def test_round_trip_keeps_interpretation(graph):
 
 def test_round_trip_of_the_optimized_graph(graph):
     """After the default passes (fused nodes carry their subgraph as attributes)."""
-    from passes import manager
+    from graphc.passes import manager
 
     optimized, _ = manager.run(graph.clone(), "O2", verify=True)
     again = parse(str(optimized))

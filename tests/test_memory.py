@@ -11,7 +11,7 @@ import pytest
 
 import graphc as gc
 from graphc.ir import parse
-from passes import manager, memory
+from graphc.passes import manager, memory
 
 
 def planned(text):

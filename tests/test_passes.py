@@ -11,7 +11,7 @@ import pytest
 import graphc as gc
 from graphc.interpret import interpret
 from graphc.ir import parse
-from passes import constfold, cse, dce, manager, simplify
+from graphc.passes import constfold, cse, dce, manager, simplify
 
 SPECIAL = np.array([0.0, -0.0, 1.0, -1.0, 2.5, -3.0, np.inf, -np.inf, np.nan, 1e-30, 80.0, -80.0])
 
@@ -264,9 +264,19 @@ def test_gradient_graphs_come_out_clean():
 
 
 def test_a_pass_module_imports_on_its_own():
-    """`import passes.fusion` before graphc must not hit the graphc -> passes.manager cycle."""
+    """`import graphc.passes.fusion` before graphc must not hit the graphc -> passes.manager cycle."""
     import subprocess
     import sys
-    for module in ("passes.fusion", "passes.manager", "passes.simplify"):
+    for module in ("graphc.passes.fusion", "graphc.passes.manager", "graphc.passes.simplify"):
         done = subprocess.run([sys.executable, "-c", f"import {module}"], capture_output=True, text=True)
         assert done.returncode == 0, done.stderr
+
+
+def test_a_users_passes_module_cannot_shadow_graphcs(tmp_path):
+    """graphc imports its passes as graphc.passes: a user's own passes.py is never imported."""
+    import subprocess
+    import sys
+    (tmp_path / "passes.py").write_text("raise RuntimeError('the user module was imported')\n")
+    done = subprocess.run([sys.executable, "-c", "import graphc, numpy as np; print(graphc.trace(np.tanh)(np.ones(2)))"],
+                          capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr

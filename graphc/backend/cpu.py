@@ -21,7 +21,7 @@ from graphc.errors import CompileError
 from graphc.ir import Graph
 from graphc.ops import registry
 from graphc.ops.registry import ELEMENTWISE
-from passes import memory
+from graphc.passes import memory
 
 BACKEND_VERSION = "cpu-4"
 MATH_MODES = ("fast", "libm")

@@ -22,7 +22,7 @@ from collections import deque
 
 import numpy as np
 
-from passes.memory import ALIGN
+from graphc.passes.memory import ALIGN
 
 _KEEP = 2  # arrays remembered per output: double buffering covers `g = f(x)` in a loop
 
