@@ -17,7 +17,7 @@ from graphc.errors import TraceError
 from graphc.ops import registry
 from graphc.ops.creation import zeros_like
 from graphc.ops.shape import broadcast_to, sum_to
-from graphc.trace import Tracer, current_builder, user_line
+from graphc.trace import Tracer, current_builder, is_weak, user_line
 
 
 def _is_float(t) -> bool:
@@ -119,6 +119,18 @@ def _argnums(argnums):
     return (argnums,) if isinstance(argnums, int) else tuple(argnums)
 
 
+def _as_tracer(arg, builder):
+    """A number or array argument as a constant node of the trace, so it can be differentiated."""
+    def leaf(x):
+        if isinstance(x, Tracer) or not isinstance(x, (float, int, np.ndarray, np.floating, np.integer)):
+            return x
+        if isinstance(x, bool):
+            return x
+        return Tracer(builder.constant(np.asarray(x)), builder, weak=is_weak(x))
+    leaves, tree = pytree.flatten(arg)
+    return pytree.unflatten(tree, [leaf(x) for x in leaves])
+
+
 def _differentiate(fn, argnums, has_aux, name):
     """The traced body of grad/value_and_grad: returns (value, aux, grads)."""
     nums = _argnums(argnums)
@@ -132,9 +144,11 @@ def _differentiate(fn, argnums, has_aux, name):
             if i >= len(args):
                 raise TypeError(f"{name}: argnums={argnums} asks for positional argument {i}, but only "
                                 f"{len(args)} were given")
+        builder = current_builder()
+        if builder is not None:  # inside a trace, a constant argument is differentiated too
+            args = tuple(_as_tracer(a, builder) if i in nums else a for i, a in enumerate(args))
         out = fn(*args, **kwargs)
         value, aux = (out[0], out[1]) if has_aux else (out, None)
-        builder = current_builder()
         if (not isinstance(value, Tracer) and builder is not None and np.ndim(value) == 0
                 and np.asarray(value).dtype.kind == "f"):  # a constant function: zero gradients
             value = Tracer(builder.constant(np.asarray(value)), builder)
@@ -150,6 +164,8 @@ def _differentiate(fn, argnums, has_aux, name):
                     raise TraceError(f"{name}: argument {label} has dtype {leaf.dtype}; only "
                                      f"floating-point arguments can be differentiated (pass e.g. "
                                      f"x.astype(np.float64), or leave it out of argnums)")
+            if isinstance(value, Tracer) and value.shape != () and value.size == 1:
+                value = value.reshape(())  # a (1,) or (1, 1) result, as PyTorch's backward allows
             if not isinstance(value, Tracer) or value.shape != ():
                 got = f"shape {value.shape}" if hasattr(value, "shape") else f"a {type(value).__name__}"
                 raise TraceError(f"{name}: the function must return a scalar to differentiate, "

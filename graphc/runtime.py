@@ -8,17 +8,27 @@ from __future__ import annotations
 
 import functools
 import inspect
+import threading
+import warnings
 
 import numpy as np
 
-from graphc import pytree
+from graphc import capture, pytree
 from graphc.backend import cpu
 from graphc.errors import NonFiniteError
 from graphc.ir import DTYPES
-from graphc.trace import DYNAMIC, Tracer, rebuild_outputs, trace_into_graph
+from graphc.trace import DYNAMIC, Tracer, current_builder, rebuild_outputs, trace_into_graph
 from graphc.passes import manager, memory
 
 _SCALAR_TYPES = (int, float, np.integer, np.floating, np.bool_)
+
+
+MAX_SIGNATURES = 64  # compiled signatures kept per traced function (least recently traced go first)
+RETRACE_WARNING = 8  # signatures after which a one-time RetraceWarning names the changing argument
+
+
+class RetraceWarning(UserWarning):
+    """A traced function keeps compiling for new argument shapes or types."""
 
 
 class Static:
@@ -30,10 +40,19 @@ class Static:
         self.value = value
 
     def __eq__(self, other):
-        return isinstance(other, Static) and self.value == other.value
+        return isinstance(other, Static) and _typed_key(self.value) == _typed_key(other.value)
 
     def __hash__(self):
-        return hash(self.value)
+        return hash(_typed_key(self.value))
+
+
+def _typed_key(value):
+    """Equal keys only for values that trace alike: ``2``, ``2.0`` and ``True`` are equal in
+    Python but promote differently in NumPy, so the type is part of the key (lists and other
+    unhashable values stay unhashable)."""
+    if type(value) is tuple:
+        return (tuple, tuple(_typed_key(v) for v in value))
+    return (type(value), value)
 
 
 def is_dynamic(leaf) -> bool:
@@ -46,24 +65,52 @@ def is_dynamic(leaf) -> bool:
 def _leaf_key(leaf):
     if isinstance(leaf, np.ndarray):
         return (leaf.shape, leaf.dtype)
+    if isinstance(leaf, np.generic):  # first: np.float64 is also a float, but strongly typed
+        return ((), leaf.dtype)
     if isinstance(leaf, bool):
-        return ("static", leaf)
+        return ("static", type(leaf), leaf)
     if isinstance(leaf, float):
         return "float"
     if isinstance(leaf, int):
         return "int"
-    if isinstance(leaf, np.generic):
-        return ((), leaf.dtype)
-    return ("static", leaf)
+    return ("static", type(leaf), leaf)
 
 
 def _as_argument(leaf):
-    """The form Numba receives: C-contiguous arrays; 0-d arrays as NumPy scalars."""
+    """The form Numba receives: native byte order, C-contiguous arrays; 0-d arrays as NumPy scalars."""
     if isinstance(leaf, np.ndarray):
+        if not leaf.dtype.isnative:
+            leaf = leaf.astype(leaf.dtype.newbyteorder("="))
         if leaf.ndim == 0:
             return leaf[()]
         return leaf if leaf.flags.c_contiguous else np.ascontiguousarray(leaf)
     return leaf
+
+
+# what an ndarray subclass overrides when its arithmetic or indexing means something else
+_SEMANTIC_HOOKS = ("__array_ufunc__", "__array_function__", "__array_wrap__", "__array_finalize__",
+                   "__getitem__", "__mul__", "__matmul__", "__add__", "__pow__")
+
+
+@functools.lru_cache(maxsize=256)
+def _honourable(cls) -> bool:
+    """Does an ndarray subclass compute like a plain ndarray? np.memmap does; a subclass that
+    overrides arithmetic, indexing or NumPy's hooks (np.ma, np.matrix...) may not."""
+    if issubclass(cls, np.memmap):
+        return True
+    return not any(name in klass.__dict__ for klass in cls.__mro__[:cls.__mro__.index(np.ndarray)]
+                   for name in _SEMANTIC_HOOKS)
+
+
+def _subclass_error(name, path, leaf) -> TypeError:
+    if isinstance(leaf, np.ma.MaskedArray):
+        hint = "graphc cannot honour a mask; pass x.filled(value) or x.data"
+    elif isinstance(leaf, np.matrix):
+        hint = "np.matrix multiplies as matrices; pass np.asarray(x) and use @ for products"
+    else:
+        hint = "pass np.asarray(x) if its values are all that matter"
+    return TypeError(f"{name}: argument {path!r} is a {type(leaf).__module__}.{type(leaf).__name__}, an "
+                     f"ndarray subclass whose semantics graphc cannot compile; {hint}")
 
 
 class Compiled:
@@ -101,12 +148,12 @@ class Compiled:
         self.inplace_args = [position[inplace[v]] for v in graph.outputs[self.n_user:] if v in inplace]
         self._cached_for = None  # the State arrays that _donated and _always_copy describe
         self._donated, self._always_copy = [], set()
-        # a returned State value (or a view of one) is the State's live array: return a copy
-        # taken before the write-back, or the caller's result would change under them.
-        # (State inputs come last: the tracer adds them after the arguments, see read_state)
+        # a returned input (x, x.reshape(...), x * 1.0 simplified to x) or State value is the
+        # caller's or the State's live array: return a copy, taken before the write-back, so
+        # every result is new to the caller, as in eager NumPy
         roots = memory.buffer_roots(graph)
-        state_inputs = set(graph.inputs[len(graph.inputs) - len(self.state_in):])
-        copy_user = [roots.get(v, v) in state_inputs for v in graph.outputs[:self.n_user]]
+        inputs = set(graph.inputs)
+        copy_user = [roots.get(v, v) in inputs for v in graph.outputs[:self.n_user]]
         self.copy_user = copy_user if any(copy_user) else None
 
     def valid(self) -> bool:
@@ -122,6 +169,11 @@ class Compiled:
                 self._protect_inplace(arguments)
         for i, check in self.input_checks:  # e.g. labels in range: before anything is updated
             check(arguments[i])
+        for st in self.state_out:  # all or nothing: refuse before any State is written
+            if not st.data.flags.writeable:
+                name = getattr(st, "name", None) or type(st).__name__
+                raise ValueError(f"cannot update {name}: its array is read-only (a read-only memory map, "
+                                 f"or flags.writeable is False); no state was changed")
         outs = self._call(*arguments)
         if self._call is self.compiled and self.compiled.direct:
             self._call = self.compiled.entry  # compiled now: skip the error-mapping wrapper
@@ -240,6 +292,8 @@ class TracedFunction:
         except (TypeError, ValueError):
             self._signature = None
         self._cache: dict = {}
+        self._compile_lock = threading.RLock()
+        self._warned = False
         self._fast: dict = {}  # (shape, dtype) per positional array -> Compiled
         self._last: Compiled | None = None
         functools.update_wrapper(self, fn, updated=())
@@ -267,10 +321,14 @@ class TracedFunction:
     def _call_general(self, args, kwargs):
         if self.static_argnums:
             args = tuple(Static(a) if i in self.static_argnums else a for i, a in enumerate(args))
+        if current_builder() is not None:
+            # called inside another trace: inline, so the outer graph sees every value this
+            # function uses (arguments, and tracers of the outer trace it closes over)
+            return self._call_python(*args, **kwargs)
         leaves, treedef = pytree.flatten((args, kwargs))
         for leaf in leaves:
-            if isinstance(leaf, Tracer):  # called inside another trace: inline
-                return self._call_python(*args, **kwargs)
+            if isinstance(leaf, np.ndarray) and type(leaf) is not np.ndarray and not _honourable(type(leaf)):
+                self._check_arguments(args, kwargs, leaves)  # names the argument (on every call)
         try:
             key = (treedef, tuple(_leaf_key(leaf) for leaf in leaves))
             variants = self._cache.get(key, ())
@@ -279,10 +337,16 @@ class TracedFunction:
         # several variants per signature when the graph depended on Python state (train/eval...)
         compiled = next((c for c in variants if not c.needs_validation or c.valid()), None)
         if compiled is None:
-            compiled = self._compile(key, args, kwargs, leaves)
+            # one compile per signature when several threads call at once (re-entrant: a
+            # signal handler or callback calling back in on the same thread never deadlocks)
+            with self._compile_lock:
+                variants = self._cache.get(key, ()) if key is not None else ()
+                compiled = next((c for c in variants if not c.needs_validation or c.valid()), None)
+                if compiled is None:
+                    compiled = self._compile(key, args, kwargs, leaves)
         if not kwargs and not self.static_argnums and all(
-                (type(a) is np.ndarray and a.ndim and a.flags.c_contiguous) or type(a) in (float, int)
-                for a in args):
+                (type(a) is np.ndarray and a.ndim and a.flags.c_contiguous and a.dtype.isnative)
+                or type(a) in (float, int) for a in args):
             fast_key = tuple((a.shape, a.dtype) if type(a) is np.ndarray else type(a) for a in args)
             fast = self._fast.setdefault(fast_key, [])
             if compiled not in fast:
@@ -292,18 +356,43 @@ class TracedFunction:
 
     def _call_python(self, *args, **kwargs):
         args = tuple(a.value if isinstance(a, Static) else a for a in args)
-        return self.fn(*args, **kwargs)
+        builder = current_builder()
+        fn = self.fn if builder is None else capture.watch(self.fn, builder)  # globals read at call time
+        return fn(*args, **kwargs)
 
     def _compile(self, key, args, kwargs, leaves):
-        self._check_arguments(args, kwargs, leaves)
+        paths = self._check_arguments(args, kwargs, leaves)
         if key is None:
             raise TypeError(f"{self.name}: static arguments must be hashable (they are part of the "
                             f"compiled signature)")
-        builder, out_spec = trace_into_graph(self._call_python, args, kwargs, is_dynamic, self.name)
+        builder, out_spec = trace_into_graph(self._call_python, args, kwargs, is_dynamic, self.name, paths)
         graph, stats = manager.run(builder.graph, self.passes)
         compiled = Compiled(graph, cpu.compile_graph(graph, self.math), out_spec, stats, builder, self.check_finite)
-        self._cache.setdefault(key, []).insert(0, compiled)
+        self._remember(key, compiled, paths)
         return compiled
+
+    def _remember(self, key, compiled, paths):
+        """Keep at most MAX_SIGNATURES signatures (the oldest go first), and warn once when the
+        function keeps being traced for new shapes, naming the argument whose shape changes."""
+        self._cache.setdefault(key, []).insert(0, compiled)
+        while len(self._cache) > MAX_SIGNATURES:
+            old_key = next(iter(self._cache))
+            dropped = self._cache.pop(old_key)
+            for fast_key, entries in list(self._fast.items()):
+                entries[:] = [c for c in entries if c not in dropped]
+                if not entries:
+                    del self._fast[fast_key]
+        if len(self._cache) == RETRACE_WARNING and not self._warned:
+            self._warned = True
+            shapes = [[leaf[0] if type(leaf) is tuple and len(leaf) == 2 and type(leaf[0]) is tuple else None
+                       for leaf in k[1]] for k in self._cache if k[0] == key[0]]
+            changing = [p for i, p in enumerate(paths) if len({s[i] for s in shapes if i < len(s)}) > 1]
+            which = (f"argument {changing[0]!r} has had {len({s[paths.index(changing[0])] for s in shapes})} "
+                     f"different shapes") if changing else "its arguments' dtypes or static values keep changing"
+            warnings.warn(f"{self.name} has been traced and compiled for {RETRACE_WARNING} signatures: {which}. "
+                          f"Each new signature compiles again (at most {MAX_SIGNATURES} are kept); use fixed "
+                          f"shapes (pad the last batch, or DataLoader(drop_last=True)) to compile once",
+                          RetraceWarning, stacklevel=4)
 
     def _check_arguments(self, args, kwargs, leaves):
         """Clear TypeErrors naming the parameter, before anything is traced."""
@@ -325,6 +414,10 @@ class TracedFunction:
                 paths += pytree.leaf_paths(value, name)
         else:
             paths = [f"argument {i}" for i in range(len(leaves))]
+        self._check_leaves(paths, leaves)
+        return paths
+
+    def _check_leaves(self, paths, leaves):
         for path, leaf in zip(paths, leaves):
             if isinstance(leaf, (np.ndarray, np.generic)) and leaf.dtype.name not in DTYPES:
                 kind = "an array" if isinstance(leaf, np.ndarray) else "a scalar"
@@ -337,9 +430,8 @@ class TracedFunction:
                 raise TypeError(f"{self.name}: argument {path!r} is complex; graphc supports real numbers only")
             if isinstance(leaf, int) and not isinstance(leaf, bool) and not -2**63 <= leaf < 2**63:
                 raise TypeError(f"{self.name}: argument {path!r} = {leaf} does not fit in int64")
-            if isinstance(leaf, np.ma.MaskedArray):
-                raise TypeError(f"{self.name}: argument {path!r} is a masked array, which graphc cannot compile; "
-                                f"pass x.filled(value) or x.data")
+            if isinstance(leaf, np.ndarray) and not _honourable(type(leaf)):
+                raise _subclass_error(self.name, path, leaf)
 
     # -- inspection ---------------------------------------------------------------------
     def _latest(self) -> Compiled:

@@ -7,13 +7,15 @@ constant subexpressions are folded while tracing.
 """
 from __future__ import annotations
 
+import functools
 import linecache
 import os
 import sys
+import threading
 
 import numpy as np
 
-from graphc import pytree
+from graphc import capture, pytree
 from graphc.errors import ShapeError, TraceError
 from graphc.ir import DTYPES, Const, Graph, TensorType, Value
 from graphc.ops import registry
@@ -83,6 +85,7 @@ class Builder:
         self.state_writes = {}  # State -> value to write back after the call
         self.guards = []  # (check() -> value, value at trace time, description): retrace on change
         self.input_checks = []  # (graph input index, check(array)): run before every call
+        self.input_paths = {}  # graph input Value -> the argument it came from ("x", "batch[0]")
 
     def guard(self, check, value, description: str):
         """The graph depends on Python state: retrace whenever ``check()`` != ``value``."""
@@ -130,12 +133,20 @@ class Builder:
         return node.output
 
 
-_ACTIVE: list[Builder] = []
+class _Tracing(threading.local):
+    """Traces in progress, per thread: a trace never sees another thread's eager work."""
+
+    def __init__(self):
+        self.active: list[Builder] = []
+
+
+_TRACING = _Tracing()
 
 
 def current_builder() -> Builder | None:
-    """The innermost trace in progress, or None when running eagerly."""
-    return _ACTIVE[-1] if _ACTIVE else None
+    """The innermost trace in progress in this thread, or None when running eagerly."""
+    active = _TRACING.active
+    return active[-1] if active else None
 
 
 class Tracer:
@@ -197,20 +208,51 @@ class Tracer:
 
     # -- NumPy protocols -------------------------------------------------------------
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
-        fn = registry.UFUNCS.get(ufunc.__name__)
+        fn = registry.UFUNCS.get(ufunc.__name__) if getattr(np, ufunc.__name__, None) is ufunc else None
         if method != "__call__" or fn is None or kwargs.get("out") is not None:
-            name = f"np.{ufunc.__name__}" + ("" if method == "__call__" else f".{method}")
-            raise TraceError(f"{name} is not supported on traced values (at {user_line()})")
+            name = _ufunc_name(ufunc) + ("" if method == "__call__" else f".{method}")
+            if kwargs.get("out") is not None and fn is not None:
+                raise TraceError(f"{name}(..., out=...) cannot be traced: traced arrays are immutable "
+                                 f"(at {user_line()}); use the returned value")
+            raise unsupported(name)
         kwargs.pop("out", None)
         return fn(*inputs, **kwargs)
 
     def __array_function__(self, func, types, args, kwargs):
         fn = registry.NUMPY_FUNCTIONS.get(func)
         if fn is None:
-            name = f"{func.__module__.replace('numpy', 'np')}.{func.__name__}"
-            raise TraceError(f"{name} is not supported on traced values by graphc (at {user_line()}); "
-                             f"see graphc.ops for the functions graphc can trace")
+            raise unsupported(f"{func.__module__.replace('numpy', 'np')}.{func.__name__}")
         return fn(*args, **kwargs)
+
+
+SUPPORTED_LIST = "docs/numpy.md"  # the generated list of what graphc traces (python -m graphc.supported)
+
+_OUT_OF_SCOPE = (("np.fft", "Fourier transforms"), ("np.emath", "complex results"),
+                 ("scipy", "SciPy functions"))
+
+
+def unsupported(name: str) -> TraceError:
+    """The TraceError for a NumPy (or SciPy) function graphc cannot trace."""
+    name = name.replace("np._core.", "np.").replace("np.core.", "np.")
+    why = next((f"; {what} are out of graphc's scope for now" for prefix, what in _OUT_OF_SCOPE
+                if name.startswith(prefix)), "")
+    if not why and any(word in name for word in ("complex", "conj", "real_if_close", "angle", "imag")):
+        why = "; complex numbers are out of graphc's scope for now"
+    return TraceError(f"{name} is not supported on traced values by graphc{why} (at {user_line()}). "
+                      f"The functions graphc can trace are listed in {SUPPORTED_LIST}")
+
+
+def _ufunc_name(ufunc) -> str:
+    """``np.exp``, or ``scipy.special.gammaln`` for a ufunc that is not NumPy's."""
+    if getattr(np, ufunc.__name__, None) is ufunc:
+        return f"np.{ufunc.__name__}"
+    homes = [module_name for module_name, module in list(sys.modules.items())
+             if module_name.startswith(("scipy.", "numpy.")) and module is not None
+             and getattr(module, ufunc.__name__, None) is ufunc]
+    if not homes:
+        return f"the ufunc {ufunc.__name__}"
+    public = min(homes, key=lambda m: ("._" in m, len(m)))  # scipy.special, not scipy.special._ufuncs
+    return f"{public.replace('numpy', 'np', 1)}.{ufunc.__name__}"
 
 
 def is_tracer(x) -> bool:
@@ -231,9 +273,24 @@ def _builder_of(args) -> Builder | None:
     return builder
 
 
+def _reject_container(x):
+    """A list or tuple holding traced values where an array is expected: name the argument."""
+    if not isinstance(x, (list, tuple)):
+        return
+    tracers = [leaf for leaf in pytree.flatten(x)[0] if isinstance(leaf, Tracer)]
+    if not tracers:
+        return
+    path = tracers[0].builder.input_paths.get(tracers[0].value)
+    what = f"argument {path.split('[')[0]!r}" if path else f"a {type(x).__name__} of traced values"
+    raise TypeError(f"{what} is a {type(x).__name__} where an array is expected (at {user_line()}): graphc "
+                    f"traces each element of a list or tuple as a separate value; pass np.asarray(...) "
+                    f"to call with an array, or build one inside with np.stack")
+
+
 def type_of(x) -> TensorType:
     if isinstance(x, Tracer):
         return x.value.type
+    _reject_container(x)
     x = np.asarray(x)
     return TensorType(tuple(x.shape), x.dtype.name)
 
@@ -283,6 +340,7 @@ def _promotion_stand_in(x):
         return x
     if isinstance(x, (np.ndarray, np.generic)):
         return x.dtype
+    _reject_container(x)
     raise TypeError(f"graphc cannot use a value of type {type(x).__name__} in an array operation "
                     f"(at {user_line()})")
 
@@ -304,10 +362,18 @@ def convert(x, dtype: str):
     if isinstance(x, Tracer):
         if x.value.type.dtype == dtype:
             return x
+        if x.weak and x.dtype.kind in "iu" and np.dtype(dtype).kind in "iu":
+            # a Python int argument: NumPy 2 raises when it does not fit the array's dtype
+            x.builder.check_input(x, functools.partial(_check_fits, np.iinfo(dtype)))
         out = bind("cast", x, dtype=dtype)
         out.weak = x.weak
         return out
     return np.asarray(x, dtype=dtype)
+
+
+def _check_fits(info, value):
+    if not info.min <= value <= info.max:
+        raise OverflowError(f"Python integer {value} out of bounds for {info.dtype}")
 
 
 def promote(*args, dtype: str | None = None):
@@ -327,8 +393,9 @@ def mark_weak(out, *args):
 DYNAMIC = object()  # marks an output slot filled from the graph's outputs
 
 
-def trace_into_graph(fn, args, kwargs, is_dynamic, name="graph"):
-    """Trace ``fn(*args, **kwargs)``; leaves where ``is_dynamic(leaf)`` become graph inputs.
+def trace_into_graph(fn, args, kwargs, is_dynamic, name="graph", paths=None):
+    """Trace ``fn(*args, **kwargs)``; leaves where ``is_dynamic(leaf)`` become graph inputs
+    (``paths``, one per leaf, name them in error messages).
 
     Returns ``(graph, out_spec)`` where out_spec rebuilds the output pytree from
     the graph's output arrays (non-array outputs are kept as Python objects).
@@ -336,16 +403,19 @@ def trace_into_graph(fn, args, kwargs, is_dynamic, name="graph"):
     builder = Builder(name)
     leaves, treedef = pytree.flatten((args, kwargs))
     traced = []
-    for leaf in leaves:
+    for k, leaf in enumerate(leaves):
         if is_dynamic(leaf):
             value = builder.graph.add_input(type_of(leaf))
             traced.append(Tracer(value, builder, weak=is_weak(leaf)))
+            if paths is not None and k < len(paths):
+                builder.input_paths[value] = paths[k]
         else:
             traced.append(leaf)
     targs, tkwargs = pytree.unflatten(treedef, traced)
-    _ACTIVE.append(builder)
+    _TRACING.active.append(builder)
     try:
         result = fn(*targs, **tkwargs)
+        capture.finish(builder)
     except ShapeError as exc:
         if "\n  at " in str(exc):
             raise
@@ -353,7 +423,7 @@ def trace_into_graph(fn, args, kwargs, is_dynamic, name="graph"):
         raise ShapeError(f"{exc}\n  at {_user_line_of(exc.__traceback__)}").with_traceback(
             exc.__traceback__) from None
     finally:
-        _ACTIVE.pop()
+        _TRACING.active.pop()
     try:
         out_leaves, out_tree = pytree.flatten(result)
         slots = []

@@ -104,6 +104,16 @@ def raw_graph(fn, *args):
     return builder.graph
 
 
+def interpret_raw(fn, *args):
+    """Trace ``fn`` (no passes) and run the graph with the interpreter: the arguments' arrays and
+    numbers, then the current value of every State and captured array the trace read."""
+    from graphc.runtime import is_dynamic
+    from graphc.trace import trace_into_graph
+    builder, _ = trace_into_graph(fn, args, {}, is_dynamic, "raw")
+    from graphc import interpret
+    return interpret(builder.graph, *dynamic_leaves(args), *[st.data for st in builder.state_inputs])
+
+
 def _combined(cases):
     counts = [len(c.args) for c in cases]
 

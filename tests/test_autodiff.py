@@ -16,7 +16,7 @@ from scipy import special
 
 import graphc as gc
 from graphc.testing import check_grads
-from conftest import raw_graph
+from conftest import interpret_raw
 
 
 def rosenbrock(x):
@@ -25,7 +25,7 @@ def rosenbrock(x):
 
 def interpreted(traced_fn, *args):
     """Run what ``traced_fn`` traces through the NumPy interpreter (no compile)."""
-    return gc.interpret(raw_graph(traced_fn, *args), *args)
+    return interpret_raw(traced_fn, *args)
 
 
 # -- the seed examples ----------------------------------------------------------------

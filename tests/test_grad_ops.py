@@ -23,7 +23,7 @@ import graphc as gc
 from graphc.ops import registry
 from graphc.testing import GradientCheckError, check_grads
 from graphc.trace import bind
-from conftest import dynamic_leaves, raw_graph
+from conftest import dynamic_leaves, interpret_raw, raw_graph
 
 
 # -- random shapes ---------------------------------------------------------------------
@@ -202,8 +202,8 @@ def test_float32_gradients_are_float32(fn, args, options, ops):
         outs = [o for o in pytree.flatten(fn(*a))[0] if getattr(o, "dtype", np.dtype(bool)).kind == "f"]
         return sum(np.sum(np.sin(o)) for o in outs)
 
-    g64 = gc.interpret(raw_graph(gc.grad(loss, argnums=nums), *args), *dynamic_leaves(args))
-    g32 = gc.interpret(raw_graph(gc.grad(loss, argnums=nums), *args32), *dynamic_leaves(args32))
+    g64 = interpret_raw(gc.grad(loss, argnums=nums), *args)
+    g32 = interpret_raw(gc.grad(loss, argnums=nums), *args32)
     assert len(g32) == len(g64) == len(floats)
     for a, b in zip(g32, g64):
         assert a.dtype == np.float32, f"a float32 input got a {a.dtype} gradient"
@@ -238,7 +238,7 @@ def test_cast_gradient_is_exact_and_keeps_dtypes():
     def f(x):  # float32 -> float64 -> float32: gradient flows back through both casts
         return np.sum((x.astype(np.float64) * w).astype(np.float32) * np.float32(2))
 
-    g = gc.interpret(raw_graph(gc.grad(f), x32), x32)[0]
+    g = interpret_raw(gc.grad(f), x32)[0]
     assert g.dtype == np.float32
     np.testing.assert_array_equal(g, (2 * w).astype(np.float32))
 
@@ -246,7 +246,7 @@ def test_cast_gradient_is_exact_and_keeps_dtypes():
 def test_stop_gradient_blocks_the_gradient():
     x = np.array([0.5, -1.0, 2.0])
     f = gc.grad(lambda x: np.sum(x * gc.stop_gradient(x) + gc.stop_gradient(np.sin(x))))
-    g = gc.interpret(raw_graph(f, x), x)[0]
+    g = interpret_raw(f, x)[0]
     np.testing.assert_allclose(g, x)  # d/dx x * c = c = x; the sin term is a constant
 
 

@@ -240,7 +240,10 @@ class CompiledGraph:
                             f"  the generated source is saved at {self.path}")
 
 
-_IN_PROCESS: dict[str, CompiledGraph] = {}
+# content hash -> (module path, Numba dispatcher): a graph compiled again in this process
+# (another function, a retrace) shares the machine code. Only that: the workspaces and
+# recycled outputs belong to each CompiledGraph and go with the traced function that owns it
+_IN_PROCESS: dict[str, tuple] = {}
 
 
 def compile_graph(graph: Graph, math: str = "fast") -> CompiledGraph:
@@ -248,16 +251,15 @@ def compile_graph(graph: Graph, math: str = "fast") -> CompiledGraph:
     source, em = generate(graph, math)
     key = cache.content_hash(source, BACKEND_VERSION)
     if key in _IN_PROCESS:
-        hit = _IN_PROCESS[key]
-        return CompiledGraph(graph, source, em, hit.path, hit.entry)
+        path, entry = _IN_PROCESS[key]
+        return CompiledGraph(graph, source, em, path, entry)
     path = cache.write_module(key, source)
     try:
         module = cache.import_module(path)
     except SyntaxError as exc:  # a bug in an emitter, never the user's fault: say where
         raise CompileError(f"graphc generated invalid Python ({exc.msg}, line {exc.lineno}); "
                            f"source saved at {path}") from None
-    compiled = CompiledGraph(graph, source, em, path, module.entry)
-    _IN_PROCESS[key] = compiled
-    return compiled
+    _IN_PROCESS[key] = (path, module.entry)
+    return CompiledGraph(graph, source, em, path, module.entry)
 
 

@@ -42,11 +42,21 @@ class Recycler:
                 if sys.getrefcount(self._recent[k]) == 2:
                     array = self._recent[k]
                     del self._recent[k]
+                    if not self._as_made(array):
+                        break  # the user reshaped, retyped or froze it in place: let it go
                     self._recent.append(array)
                     return array
             array = np.empty(self.shape, self.dtype)
             self._recent.append(array)
             return array
+
+
+    def _as_made(self, array) -> bool:
+        """Still the array this recycler made? ``a.shape = ...``, ``a.dtype = ...`` and
+        ``a.flags.writeable = False`` change an array in place."""
+        flags = array.flags
+        return (array.shape == self.shape and array.dtype == self.dtype and flags.writeable
+                and flags.c_contiguous)
 
 
 class Buffers:

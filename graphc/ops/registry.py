@@ -46,6 +46,9 @@ OPS: dict[str, Op] = {}
 NUMPY_FUNCTIONS: dict = {}
 # ufunc name -> graphc implementation (for Tracer.__array_ufunc__)
 UFUNCS: dict = {}
+# NumPy objects that dispatch to no protocol (np.asarray, np.array, np.float32, np.r_...) ->
+# what traced user code sees in their place (graphc.capture hands these out for ``np.*``)
+NUMPY_OVERRIDES: dict = {}
 
 
 def register(name, kind, infer, reference, **rules) -> Op:

@@ -1,0 +1,266 @@
+"""Captured values: what a traced function reads from its globals and closures, read at call time.
+
+Eager Python reads a global or closed-over variable when the line runs; a compiled
+call must behave the same (the first rule). While tracing, graphc runs the user's
+function through a copy of it whose global and closure reads are watched:
+
+* an array (``W``) becomes a graph input that the runtime reads *by reference* on
+  every call, from the same global or cell: ``W[:] = 0`` and ``W = new_array``
+  both take effect, and the array's values never land in the generated source;
+* any other value the trace used (a Python number, a model, an optimizer, a
+  helper function) is guarded: when the global or cell holds something else at
+  call time, the function is traced again, as torch.compile's guards do;
+* helper functions the user's code calls (through globals or closures) are
+  watched the same way, recursively; library code (graphc, NumPy, the standard
+  library, installed packages) is not.
+
+Arrays reached any other way (an attribute of your own object, a default
+argument) are constants of the trace: their values are taken when the function
+is traced. Keep such arrays in a ``graphc.state.State`` (or an ``nn.Parameter``
+or buffer), or pass them as arguments, when they change between calls.
+
+Assignments to globals inside a traced function (``global n; n += 1``) happen
+once, while tracing, like every Python side effect; assigning a traced value to
+a global is an error.
+"""
+from __future__ import annotations
+
+import dis
+import functools
+import os
+import sys
+import sysconfig
+import types
+
+import numpy as np
+
+from graphc.errors import TraceError
+from graphc.ir import DTYPES
+from graphc.ops import registry
+from graphc.state import State
+
+_WRAPPED = "graphc.capture.functions"  # builder.aux: original function -> watched copy
+_GLOBALS = "graphc.capture.globals"    # builder.aux: id(globals dict) -> _WatchedGlobals
+_CAPTURED = "graphc.capture.arrays"    # builder.aux: source key -> CapturedArray
+
+_LIBRARY_DIRS = tuple(sorted({
+    os.path.dirname(os.path.abspath(sys.modules["graphc"].__file__)) + os.sep,
+    os.path.dirname(os.path.abspath(np.__file__)) + os.sep,
+    *(os.path.abspath(p) + os.sep for p in (sysconfig.get_paths().get(k) for k in ("stdlib", "platstdlib",
+                                                                                    "purelib", "platlib")) if p),
+}))
+
+# a stand-in whose shape and dtype match no array: a captured name that no longer holds an
+# array fails the runtime's shape/dtype check, which retraces (and the retrace sees the new value)
+_NOT_AN_ARRAY = np.empty((0, 0, 0, 0, 0, 0, 0, 0), dtype=object)
+_MISSING = object()
+_SCALARS = (int, float, complex, str, bytes, bool, type(None), np.generic)
+
+
+class CapturedArray(State):
+    """A read-only State whose array is looked up on every call (a global, a cell, an object)."""
+
+    def __init__(self, getter, name):
+        self._getter = getter
+        self.name = name
+
+    @property
+    def data(self):
+        value = self._getter()
+        return value if type(value) is np.ndarray else _NOT_AN_ARRAY
+
+    def write(self, value):
+        raise TraceError(f"{self.name} is captured by the traced function and read-only there")
+
+
+def capturable(value) -> bool:
+    """Arrays graphc reads by reference: plain ndarrays of a dtype graphc compiles."""
+    return type(value) is np.ndarray and value.dtype.name in DTYPES
+
+
+def captured(builder, key, getter, name):
+    """The traced value of a captured array (one graph input per source and trace)."""
+    table = builder.aux.setdefault(_CAPTURED, {})
+    state = table.get(key)
+    if state is None:
+        state = table[key] = CapturedArray(getter, name)
+    return builder.read_state(state)
+
+
+def is_user_code(code) -> bool:
+    filename = code.co_filename
+    return not (filename.startswith(_LIBRARY_DIRS) or filename.startswith("<frozen"))
+
+
+@functools.lru_cache(maxsize=4096)
+def _assigned_names(code) -> frozenset:
+    """Globals and free variables the code (or code nested in it) assigns or deletes."""
+    names = set()
+    for ins in dis.get_instructions(code):
+        if ins.opname in ("STORE_GLOBAL", "DELETE_GLOBAL", "STORE_DEREF", "DELETE_DEREF"):
+            names.add(ins.argval)
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            names |= _assigned_names(const)
+    return frozenset(names)
+
+
+def _same(current, value) -> bool:
+    """Guard test: numbers and strings by value (and type), everything else by identity."""
+    if current is value:
+        return True
+    return isinstance(value, _SCALARS) and type(current) is type(value) and current == value
+
+
+def _guard_source(builder, getter, value, description):
+    if isinstance(value, types.ModuleType):
+        return  # rebinding `np` is not a thing to guard on every call
+    builder.guard(lambda: _same(getter(), value), True, description)
+
+
+def watch(fn, builder):
+    """``fn`` as it should run inside the trace of ``builder``: its captured reads watched."""
+    if isinstance(fn, types.MethodType):
+        func = watch(fn.__func__, builder)
+        return fn if func is fn.__func__ else types.MethodType(func, fn.__self__)
+    if isinstance(fn, functools.partial):
+        func = watch(fn.func, builder)
+        return fn if func is fn.func else functools.partial(func, *fn.args, **fn.keywords)
+    if type(fn) is not types.FunctionType:
+        return fn
+    table = builder.aux.setdefault(_WRAPPED, {})
+    if fn in table.values():  # already a watched copy
+        return fn
+    found = table.get(fn)
+    if found is not None:
+        return found
+    code = fn.__code__
+    user = is_user_code(code)
+    cells = fn.__closure__ or ()
+    if not user and not any(_watchable(c) for c in cells):
+        table[fn] = fn
+        return fn
+    fn_globals = _watched_globals(fn.__globals__, builder) if user else fn.__globals__
+    assigned = _assigned_names(code)
+    # a fresh cell where the copy may see another value; the real cell where the function
+    # assigns the variable (its writes must reach the enclosing scope) or it is empty yet
+    fresh = [not (name in assigned or _contents(cell) is _MISSING) for name, cell in zip(code.co_freevars, cells)]
+    new_cells = tuple(types.CellType() if f else cell for f, cell in zip(fresh, cells))
+    copy = types.FunctionType(code, fn_globals, fn.__name__, fn.__defaults__, new_cells)
+    copy.__kwdefaults__ = fn.__kwdefaults__
+    copy.__dict__.update(fn.__dict__)
+    copy.__qualname__, copy.__module__ = fn.__qualname__, fn.__module__
+    table[fn] = copy  # before the cells are filled: a function that closes over itself finds its copy
+    for name, cell, new, f in zip(code.co_freevars, cells, new_cells, fresh):
+        if not f:
+            continue
+        value = cell.cell_contents
+        where = f"{fn.__qualname__}'s closure variable {name!r}"
+        getter = functools.partial(_contents, cell)
+        if user and capturable(value):
+            new.cell_contents = captured(builder, ("cell", id(cell)), getter, where)
+            continue
+        if user:
+            _guard_source(builder, getter, value, where)
+        new.cell_contents = watch(value, builder) if _watchable(cell) else value
+    return copy
+
+
+def _contents(cell):
+    try:
+        return cell.cell_contents
+    except ValueError:
+        return _MISSING
+
+
+def _watchable(cell) -> bool:
+    value = _contents(cell)
+    return isinstance(value, (types.FunctionType, types.MethodType, functools.partial))
+
+
+def _watched_globals(real: dict, builder):
+    table = builder.aux.setdefault(_GLOBALS, {})
+    found = table.get(id(real))
+    if found is None:
+        found = table[id(real)] = _WatchedGlobals(real, builder)
+    return found
+
+
+class _WatchedGlobals(dict):
+    """A user module's globals as the traced copy of a function sees them.
+
+    CPython looks globals up through ``__getitem__`` when the globals are a dict
+    subclass, so each read can be turned into a captured input or a guard.
+    Stores made while tracing land here and are copied back by ``finish``.
+    """
+
+    def __init__(self, real, builder):
+        super().__init__(real)
+        self.real = real
+        self.builder = builder
+        self.snapshot = dict(real)
+        self.seen = {}
+
+    def __getitem__(self, name):
+        value = dict.__getitem__(self, name)  # KeyError: Python goes on to the builtins
+        if self.builder.finished:
+            return value
+        found = self.seen.get(name, _MISSING)
+        if found is not _MISSING:
+            return found
+        if self.snapshot.get(name, _MISSING) is not value:
+            self.seen[name] = value  # assigned while tracing: a local fact of this trace
+            return value
+        getter = functools.partial(self.real.get, name, None)
+        if value is np:
+            found = _NUMPY_VIEW
+        elif _override(value) is not None:
+            found = _override(value)  # `from numpy import asarray`
+        elif capturable(value):
+            found = captured(self.builder, ("global", id(self.real), name), getter, f"global {name!r}")
+        else:
+            _guard_source(self.builder, getter, value, f"global {name!r}")
+            found = watch(value, self.builder)
+        self.seen[name] = found
+        return found
+
+
+def _override(value):
+    try:
+        return registry.NUMPY_OVERRIDES.get(value)
+    except TypeError:  # unhashable
+        return None
+
+
+class _NumPyView(types.ModuleType):
+    """``numpy`` as traced user code sees it: the few functions that NumPy does not dispatch
+    to traced values (np.asarray, np.array, np.float32(x), np.r_...) are graphc's."""
+
+    def __getattr__(self, name):
+        value = getattr(np, name)
+        found = _override(value)
+        return value if found is None else found
+
+    def __dir__(self):
+        return dir(np)
+
+
+_NUMPY_VIEW = _NumPyView("numpy", np.__doc__)
+
+
+def finish(builder):
+    """After a trace: copy assignments to globals made while tracing back to the real modules."""
+    from graphc.trace import Tracer
+    for watched in builder.aux.get(_GLOBALS, {}).values():
+        for name in set(watched) | set(watched.snapshot):
+            new = dict.get(watched, name, _MISSING)
+            old = watched.snapshot.get(name, _MISSING)
+            if new is old:
+                continue
+            if isinstance(new, Tracer):
+                raise TraceError(f"the traced function assigned a traced value to the global {name!r}; "
+                                 f"return it instead (a compiled call runs no Python code)")
+            if new is _MISSING:
+                watched.real.pop(name, None)
+            else:
+                watched.real[name] = new

@@ -1,0 +1,153 @@
+"""Introspection and conversion: ``np.ndim``/``np.shape``/``np.size``, ``np.asarray``,
+``np.array`` (also of lists of traced values), ``np.float32(x)`` and friends, ``np.r_``/``np.c_``.
+
+``np.ndim``, ``np.shape`` and ``np.size`` dispatch to tracers through NumPy's
+``__array_function__`` and give static values. ``np.asarray``, ``np.array``,
+the scalar types and ``np.r_``/``np.c_`` do not dispatch: traced user code sees
+the replacements in ``registry.NUMPY_OVERRIDES`` instead (``graphc.capture``
+hands them out when the code reads ``np``), and each falls back to NumPy's own
+function when no traced value is involved.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from graphc import pytree
+from graphc.errors import ShapeError
+from graphc.ops import registry
+from graphc.ops.elementwise import cast
+from graphc.ops.shape import concatenate, reshape, stack
+from graphc.trace import Tracer, type_of, user_line
+
+
+def _has_tracer(x) -> bool:
+    if isinstance(x, Tracer):
+        return True
+    return isinstance(x, (list, tuple)) and any(isinstance(leaf, Tracer) for leaf in pytree.flatten(x)[0])
+
+
+# -- static facts -------------------------------------------------------------------
+@registry.implements(np.ndim)
+def ndim(a):
+    """``np.ndim``: the number of dimensions (a static int)."""
+    return type_of(a).ndim
+
+
+@registry.implements(np.shape)
+def shape(a):
+    """``np.shape``: the shape (a static tuple)."""
+    return type_of(a).shape
+
+
+@registry.implements(np.size)
+def size(a, axis=None):
+    """``np.size``: the number of elements, or the length of ``axis`` (a static int)."""
+    t = type_of(a)
+    return t.size if axis is None else t.shape[axis]
+
+
+# -- building arrays from traced values -------------------------------------------------
+def _dtype_of_leaves(x):
+    """The dtype NumPy's array constructor gives a nest of scalars and arrays (Python
+    numbers count as their default dtype here: np.array([x_f32, 2.0]) is float64)."""
+    dtypes = [leaf.dtype if isinstance(leaf, (Tracer, np.ndarray, np.generic)) else np.asarray(leaf).dtype
+              for leaf in pytree.flatten(x)[0]]
+    return np.result_type(*dtypes)
+
+
+def _build(x, dtype):
+    if isinstance(x, (list, tuple)):
+        if not x:
+            raise ShapeError(f"np.array: an empty list inside traced values has no shape to stack "
+                             f"(at {user_line()})")
+        parts = [_build(e, dtype) for e in x]
+        shapes = {type_of(p).shape for p in parts}
+        if len(shapes) > 1:
+            raise ValueError(f"setting an array element with a sequence: the parts have shapes "
+                             f"{sorted(shapes)} (inhomogeneous), at {user_line()}")
+        return stack(parts)
+    return cast(x, dtype) if isinstance(x, Tracer) else np.asarray(x, dtype=dtype)
+
+
+def asarray(a, dtype=None, order=None, **kwargs):
+    """``np.asarray``: a traced value as it is (or cast to ``dtype``); lists of traced values stacked."""
+    if not _has_tracer(a):
+        return np.asarray(a, dtype=dtype, order=order, **kwargs)
+    if isinstance(a, Tracer):
+        return a if dtype is None else cast(a, dtype)
+    return _build(a, np.dtype(dtype) if dtype is not None else _dtype_of_leaves(a))
+
+
+def array(obj, dtype=None, *, copy=True, order="K", subok=False, ndmin=0, **kwargs):
+    """``np.array``: like ``asarray`` on traced values (each result is a new value anyway)."""
+    if not _has_tracer(obj):
+        return np.array(obj, dtype=dtype, copy=copy, order=order, subok=subok, ndmin=ndmin, **kwargs)
+    out = asarray(obj, dtype)
+    missing = ndmin - type_of(out).ndim
+    return reshape(out, (1,) * missing + type_of(out).shape) if missing > 0 else out
+
+
+# -- np.float32(x) and the other scalar types ----------------------------------------------
+class _ScalarTypeView(type):
+    """Stands in for ``np.float32`` etc. in traced code: calling it on a traced value casts;
+    everything else (dtype=, isinstance, attributes) behaves as the NumPy type."""
+
+    def __call__(cls, *args, **kwargs):
+        if args and _has_tracer(args[0]):
+            return asarray(args[0], dtype=cls.dtype)
+        return cls.type(*args, **kwargs)
+
+    def __instancecheck__(cls, obj):
+        return isinstance(obj, cls.type)
+
+    def __subclasscheck__(cls, sub):
+        return issubclass(sub, cls.type)
+
+    def __getattr__(cls, name):
+        return getattr(cls.type, name)
+
+    def __repr__(cls):
+        return repr(cls.type)
+
+
+def _scalar_type_view(t):
+    return _ScalarTypeView(t.__name__, (), {"type": t, "dtype": np.dtype(t), "__doc__": t.__doc__})
+
+
+# -- np.r_ and np.c_ -------------------------------------------------------------------
+def _index_piece(item):
+    if isinstance(item, slice):  # 1:5, 0:1:5j: NumPy's arange / linspace shorthand
+        return np.r_[item]
+    return item
+
+
+class _RowJoin:
+    """``np.r_[a, b, 1:3]`` on traced values: 1-d pieces concatenated (NumPy's r_ without string
+    directives); ``np.c_[a, b]``: 1-d pieces become columns, 2-d ones are joined along axis 1."""
+
+    def __init__(self, numpy_version, columns):
+        self.numpy_version, self.columns = numpy_version, columns
+
+    def __getitem__(self, key):
+        items = key if isinstance(key, tuple) else (key,)
+        if not any(_has_tracer(i) for i in items):
+            return self.numpy_version[key]
+        if any(isinstance(i, str) for i in items):
+            raise ShapeError(f"np.{'c_' if self.columns else 'r_'} with string directives is not supported on "
+                             f"traced values (at {user_line()}); use np.concatenate or np.stack")
+        pieces = [asarray(_index_piece(i)) for i in items]
+        if not self.columns:
+            return concatenate([reshape(p, (1,)) if type_of(p).ndim == 0 else p for p in pieces])
+        cols = [reshape(p, (type_of(p).size, 1)) if type_of(p).ndim <= 1 else p for p in pieces]
+        return concatenate(cols, axis=1)
+
+    def __len__(self):
+        return 0
+
+
+registry.NUMPY_OVERRIDES.update({
+    np.asarray: asarray, np.asanyarray: asarray, np.ascontiguousarray: asarray, np.array: array,
+    np.r_: _RowJoin(np.r_, columns=False), np.c_: _RowJoin(np.c_, columns=True),
+})
+for _t in (np.float32, np.float64, np.int32, np.int64, np.bool_):
+    registry.NUMPY_OVERRIDES[_t] = _scalar_type_view(_t)
