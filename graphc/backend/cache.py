@@ -94,14 +94,20 @@ def _module_digest(module: str) -> str:
 # Checked file-system access
 
 _WARNED: set = set()
+# the warning points at the first frame outside these (the user's call)
+_LIBRARY_DIRS = tuple(os.path.dirname(os.path.abspath(m.__file__)) + os.sep
+                      for m in (sys.modules[__name__.split(".")[0]], numba))
 
 
 def _warn(path: str, reason: str, scope: str = "compiling in memory (no disk cache)"):
-    """Warn once per process about ``path`` and ``reason``."""
+    """Warn once per process about ``path`` and ``reason``, at the user's line."""
     if (path, reason) in _WARNED:
         return
     _WARNED.add((path, reason))
-    warnings.warn(f"graphc's compile cache: {path} {reason}; {scope}", CacheWarning, stacklevel=3)
+    level, frame = 1, sys._getframe(0)
+    while frame is not None and frame.f_code.co_filename.startswith(_LIBRARY_DIRS):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(f"graphc's compile cache: {path} {reason}; {scope}", CacheWarning, stacklevel=level)
 
 
 def _kind(mode: int) -> str:
