@@ -118,6 +118,10 @@ def _kind(mode: int) -> str:
     return "a device"
 
 
+_VANISHED = "was removed while graphc was setting it up"
+_RETRIES = 3  # for a directory removed meanwhile (another process's clear-cache)
+
+
 def _dir_problem(path: str, follow_link: bool) -> str | None:
     """Why ``path`` cannot hold the cache, or None; a missing directory is created (mode 0700)."""
     try:
@@ -127,10 +131,14 @@ def _dir_problem(path: str, follow_link: bool) -> str | None:
             os.makedirs(path, mode=0o700)
         except FileExistsError:
             pass  # another process made it: checked below
+        except FileNotFoundError:
+            return _VANISHED  # its parent, just checked, was removed
         except OSError as exc:
             return f"cannot be created ({exc.strerror or exc})"
         try:
             st = os.lstat(path)
+        except FileNotFoundError:
+            return _VANISHED
         except OSError as exc:
             return f"cannot be read ({exc.strerror or exc})"
     except OSError as exc:
@@ -161,24 +169,36 @@ def open_store(root: str | None = None) -> str | None:
     or written.
     """
     root = root or cache_dir()
+    problem = _store_problem(root)
+    for _ in range(_RETRIES):
+        if not problem or problem[1] != _VANISHED:
+            break
+        problem = _store_problem(root)  # another process cleared the cache meanwhile: again
+    if problem:
+        _warn(*problem)
+        return None
+    return os.path.join(root, STORE)
+
+
+def _store_problem(root: str) -> tuple[str, str] | None:
+    """(directory, reason) if the store under ``root`` cannot be used, else None."""
     problem = _dir_problem(root, follow_link=True)  # a link to another disk is fine, if checked
     if problem:
-        _warn(root, problem)
-        return None
+        return root, problem
     store = os.path.join(root, STORE)
     problem = _dir_problem(store, follow_link=False)
     if problem:
-        _warn(store, problem)
-        return None
+        return store, problem
     try:
         if stat.S_IMODE(os.stat(store).st_mode) != 0o700:
             os.chmod(store, 0o700)  # nobody else may read captured values or list entries
         if _read_file(os.path.join(store, MARKER)) != MARKER_TEXT.encode():
             _write_atomic(os.path.join(store, MARKER), MARKER_TEXT.encode())
+    except FileNotFoundError:
+        return store, _VANISHED
     except OSError as exc:
-        _warn(store, f"cannot be written ({exc.strerror or exc})")
-        return None
-    return store
+        return store, f"cannot be written ({exc.strerror or exc})"
+    return None
 
 
 def _read_file(path: str) -> bytes | None:
@@ -215,7 +235,20 @@ def _write_atomic(path: str, data: bytes):
         raise
 
 
-def _save_source(store: str, key: str, source: str) -> str | None:
+def _write_in_store(root: str, path: str, data: bytes):
+    """``_write_atomic``, again if the store was removed meanwhile (another process's
+    clear-cache) and could be made again."""
+    for _ in range(_RETRIES):
+        try:
+            _write_atomic(path, data)
+            return
+        except FileNotFoundError:
+            if open_store(root) is None:
+                raise
+    _write_atomic(path, data)
+
+
+def _save_source(root: str, store: str, key: str, source: str) -> str | None:
     """Keep ``source`` at ``<store>/g<key>.py``; its path, or None if that path is taken."""
     path = os.path.join(store, f"g{key}.py")
     data = source.encode("utf-8")
@@ -232,7 +265,7 @@ def _save_source(store: str, key: str, source: str) -> str | None:
     if st is not None and st.st_size == len(data) and _read_file(path) == data:
         return path  # unchanged: not rewritten
     try:
-        _write_atomic(path, data)  # missing, changed or not ours: the file only documents the entry
+        _write_in_store(root, path, data)  # missing, changed or not ours: the file only documents the entry
     except OSError as exc:
         _warn(path, f"cannot be written ({exc.strerror or exc})", "compiling this graph in memory")
         return None
@@ -254,7 +287,7 @@ def load_module(key: str, source: str):
     """
     root = cache_dir()
     store = open_store(root)
-    path = _save_source(store, key, source) if store else None
+    path = _save_source(root, store, key, source) if store else None
     filename = path or f"<graphc g{key}>"
     name = f"graphc_generated.g{key}"
     code = compile(source, filename, "exec", dont_inherit=True)
@@ -315,7 +348,7 @@ class EntryCache(FunctionCache):
         self._py_func = py_func
         self._impl = _EntryImpl(py_func, _EntryLocator(py_func, root, store, key))
         self._cache_path = store
-        self._cache_file = _CheckedFiles(store, self._impl.filename_base, key)
+        self._cache_file = _CheckedFiles(root, store, self._impl.filename_base, key)
         self.enable()
 
     def load_overload(self, sig, target_context):
@@ -339,8 +372,9 @@ class _CheckedFiles(IndexDataCacheFile):
     concurrent writers never overwrite each other's files.
     """
 
-    def __init__(self, cache_path, filename_base, source_stamp):
+    def __init__(self, root, cache_path, filename_base, source_stamp):
         super().__init__(cache_path, filename_base, source_stamp)
+        self._root = root
         self._filename_base = filename_base
 
     def load(self, key):
@@ -359,7 +393,8 @@ class _CheckedFiles(IndexDataCacheFile):
         payload = self._dump(data)
         digest = hashlib.sha256(payload).hexdigest()
         name = f"{self._filename_base}.{digest[:32]}.nbc"
-        _write_atomic(self._data_path(name), payload)  # data first: an index never names a missing file
+        # data first: an index names no missing file (unless the store is cleared in between)
+        _write_in_store(self._root, self._data_path(name), payload)
         overloads = self._load_index()
         old = overloads.get(key)
         overloads[key] = (name, digest)
@@ -389,7 +424,7 @@ class _CheckedFiles(IndexDataCacheFile):
         return overloads
 
     def _save_index(self, overloads):
-        _write_atomic(self._index_path, self._dump(
+        _write_in_store(self._root, self._index_path, self._dump(
             (INDEX_FORMAT, self._version, self._source_stamp, self._filename_base, overloads)))
 
 
