@@ -342,6 +342,20 @@ def test_unusable_cache_dir_warns_once_and_compiles_in_memory(tmp_path, monkeypa
         root.chmod(0o700)  # let pytest clean up
 
 
+def test_unwritable_cache_dir_as_seen_by_access(tmp_path, monkeypatch):
+    """A directory the process may not write (a read-only file system stops root too), whoever
+    runs the test: the check goes by os.access, simulated here."""
+    root = tmp_path / "cache"
+    root.mkdir(mode=0o700)
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode, **kw: False if str(path) == str(root)
+                        else real_access(path, mode, **kw))
+    monkeypatch.setenv("GRAPHC_CACHE_DIR", str(root))
+    with pytest.warns(cache.CacheWarning, match=f"{root} is not writable; compiling in memory"):
+        load_and_run(expect_disk=False)
+    assert os.listdir(root) == []
+
+
 def test_unusable_store_inside_a_good_dir(tmp_path, monkeypatch):
     """The store itself replaced by a link or a world-writable directory is refused too."""
     monkeypatch.setenv("GRAPHC_CACHE_DIR", str(tmp_path))
