@@ -3,7 +3,7 @@
     graphc demo          trace a few functions, print their IR, check them against
                          NumPy and time them (exit status 1 on a mismatch)
     graphc cache-dir     print the directory compiled modules are cached in
-    graphc clear-cache   delete that cache
+    graphc clear-cache   delete the files graphc wrote there (nothing else)
     graphc --version     print graphc's, Numba's and NumPy's versions
 """
 from __future__ import annotations
@@ -205,12 +205,28 @@ def cmd_cache_dir(args) -> int:
     return 0
 
 
+def _fmt_bytes(n: int) -> str:
+    for unit in ("bytes", "kB", "MB"):
+        if n < 1000 or unit == "MB":
+            return f"{n} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1000
+
+
 def cmd_clear_cache(args) -> int:
     from graphc.backend import cache
 
-    path = cache.cache_dir()
-    cache.clear()
-    print(f"removed {path}")
+    root = cache.cache_dir()
+    report = cache.clear(root)
+    if report.removed:
+        print(f"removed {len(report.removed)} file(s) graphc wrote ({report.graphs} compiled graph(s), "
+              f"{_fmt_bytes(report.bytes)}) from {root}")
+        if args.verbose:
+            print(_indent("\n".join(report.removed), "  "))
+    else:
+        print(f"nothing to remove: no files graphc wrote in {root}")
+    if report.kept:
+        print(f"kept {len(report.kept)} file(s) in graphc's folder that graphc did not write:")
+        print(_indent("\n".join(report.kept), "  "))
     return 0
 
 
@@ -228,8 +244,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=cmd_demo)
     sub.add_parser("cache-dir", help="print the cache directory (GRAPHC_CACHE_DIR)").set_defaults(
         func=cmd_cache_dir)
-    sub.add_parser("clear-cache", help="delete every cached compiled module").set_defaults(
-        func=cmd_clear_cache)
+    clear = sub.add_parser("clear-cache", help="delete the files graphc wrote to the cache directory "
+                                               "(nothing else there)")
+    clear.add_argument("--verbose", "-v", action="store_true", help="list every file removed")
+    clear.set_defaults(func=cmd_clear_cache)
     return parser
 
 

@@ -63,7 +63,7 @@ def test_console_script_version(tmp_path):
     assert out.stdout.startswith("graphc ") and "numba" in out.stdout
 
 
-def test_version_cache_dir_and_clear_cache(tmp_path, capsys, monkeypatch):
+def test_version_and_cache_dir(tmp_path, capsys, monkeypatch):
     import graphc
 
     assert cli.main(["--version"]) == 0
@@ -73,9 +73,38 @@ def test_version_cache_dir_and_clear_cache(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("GRAPHC_CACHE_DIR", str(cache))
     assert cli.main(["cache-dir"]) == 0
     assert capsys.readouterr().out.strip() == str(cache)
-    (cache / "gdeadbeef.py").write_text("x = 1\n")
+
+
+def test_clear_cache_in_the_working_directory_removes_only_graphc_files(tmp_path, capsys, monkeypatch):
+    """``GRAPHC_CACHE_DIR=. graphc clear-cache`` once deleted the whole directory, the user's
+    files with it: now it removes graphc's entries and says what it removed."""
+    from graphc.backend import cache
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("GRAPHC_CACHE_DIR", ".")
+    (tmp_path / "train.py").write_text("print('my script')\n")
+    (tmp_path / "__pycache__").mkdir()
+    (tmp_path / "__pycache__" / "train.cpython-311.pyc").write_bytes(b"mine")
+    keys = []
+    for k in range(2):
+        source = f"from numba import njit\n\n\n@njit\ndef entry(x):\n    return x + {k + 0.5}\n"
+        keys.append(cache.content_hash(source, "cli-test"))
+        module, path, on_disk = cache.load_module(keys[-1], source)
+        assert on_disk and module.entry(1.0) == 1.5 + k  # compiled: Numba's files are written too
+    store = tmp_path / cache.STORE
+    written = len(os.listdir(store)) - 1  # all but the tag
+
+    assert cli.main(["clear-cache", "--verbose"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"removed {written + 1} file(s) graphc wrote (2 compiled graph(s), ")
+    assert f"from {tmp_path}\n" in out
+    assert all(f"g{key}.py" in out for key in keys)  # --verbose lists them
+    assert sorted(os.listdir(tmp_path)) == ["__pycache__", "train.py"]
+    assert (tmp_path / "__pycache__" / "train.cpython-311.pyc").read_bytes() == b"mine"
+
     assert cli.main(["clear-cache"]) == 0
-    assert not (cache / "gdeadbeef.py").exists()
+    assert capsys.readouterr().out == f"nothing to remove: no files graphc wrote in {tmp_path}\n"
+    assert (tmp_path / "train.py").exists()
 
 
 def test_no_command_prints_help(capsys):

@@ -535,7 +535,7 @@ def emit_fused(em: Emitter, node: Node):
         em.line(call)
 
 
-NJIT_KERNEL_OPTIONS = "cache=True, error_model='numpy', nogil=True"
+NJIT_KERNEL_OPTIONS = "error_model='numpy', nogil=True"  # disk cache: graphc.backend.cache
 # groups below this many elements (and not parallel) are inlined into the entry
 INLINE_MAX = int(os.environ.get("GRAPHC_INLINE_MAX", 1 << 16))
 

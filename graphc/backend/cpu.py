@@ -23,9 +23,10 @@ from graphc.ops import registry
 from graphc.ops.registry import ELEMENTWISE
 from graphc.passes import memory
 
-BACKEND_VERSION = "cpu-4"
+BACKEND_VERSION = "cpu-5"
 MATH_MODES = ("fast", "libm")
-NJIT_OPTIONS = "cache=True, error_model='numpy', nogil=True"
+# no cache=True: graphc.backend.cache gives each function of a module its checked disk cache
+NJIT_OPTIONS = "error_model='numpy', nogil=True"
 # helpers an emitter may name in ``em.imports`` besides vecmath's functions, by module: Numba
 # intrinsics that compile inline (much cheaper than np.empty/np.zeros/.reshape/np.dot, which
 # each compile a nested function per signature)
@@ -122,27 +123,14 @@ def generate(graph: Graph, math: str = "fast"):
     return "\n".join(header + em.lines + kernels) + "\n", em
 
 
-def _from_numba_cache(exc) -> bool:
-    """Did ``exc`` come from loading Numba's on-disk cache (e.g. an unpicklable index)?"""
-    seen = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        tb = exc.__traceback__
-        while tb is not None:
-            if tb.tb_frame.f_code.co_filename.endswith(os.path.join("numba", "core", "caching.py")):
-                return True
-            tb = tb.tb_next
-        exc = exc.__cause__ or exc.__context__
-    return False
-
-
 class CompiledGraph:
     """A compiled graph: call it with the input arrays, get the tuple of outputs."""
 
-    def __init__(self, graph: Graph, source: str, em: Emitter, path: str, entry):
+    def __init__(self, graph: Graph, source: str, em: Emitter, path: str, entry, on_disk: bool = True):
         self.graph = graph
         self.source = source
-        self.path = path
+        self.path = path  # the saved source, or a <graphc ...> placeholder when compiled in memory
+        self.on_disk = on_disk
         self.entry = entry
         self.const_args = tuple(em.const_args)
         plan = em.plan
@@ -180,14 +168,7 @@ class CompiledGraph:
         if self.ready:
             return self.entry(*args)
         try:
-            try:
-                out = self._compile_and_run(args)
-            except Exception as exc:
-                if not _from_numba_cache(exc):
-                    raise
-                # a corrupt Numba index or data file: drop this module's machine code, compile afresh
-                cache.purge_compiled(self.path)
-                out = self._compile_and_run(args)
+            out = self._compile_and_run(args)  # cache files that fail their checks are recompiled
         except numba.core.errors.NumbaError as exc:
             raise self._compile_error(exc) from None
         self.ready = True
@@ -236,30 +217,29 @@ class CompiledGraph:
             where = f"node {self.graph.format_node(node, self.graph.value_names())}"
         detail = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
         reason = next((ln for ln in detail if not ln.startswith("Failed in")), type(exc).__name__)
-        return CompileError(f"Numba failed to compile {where}: {reason}\n"
-                            f"  the generated source is saved at {self.path}")
+        saved = (f"the generated source is saved at {self.path}" if self.on_disk
+                 else "the generated source is in f.source (not saved: no usable disk cache)")
+        return CompileError(f"Numba failed to compile {where}: {reason}\n  {saved}")
 
 
-# content hash -> (module path, Numba dispatcher): a graph compiled again in this process
+# content hash -> (module path, Numba dispatcher, saved on disk?): a graph compiled again in this process
 # (another function, a retrace) shares the machine code. Only that: the workspaces and
 # recycled outputs belong to each CompiledGraph and go with the traced function that owns it
 _IN_PROCESS: dict[str, tuple] = {}
 
 
 def compile_graph(graph: Graph, math: str = "fast") -> CompiledGraph:
-    """Generate, cache on disk and load the module for ``graph`` (compiled on first call)."""
+    """Generate and load the module for ``graph`` (compiled, or loaded from the disk cache, on first call)."""
     source, em = generate(graph, math)
     key = cache.content_hash(source, BACKEND_VERSION)
     if key in _IN_PROCESS:
-        path, entry = _IN_PROCESS[key]
-        return CompiledGraph(graph, source, em, path, entry)
-    path = cache.write_module(key, source)
+        path, entry, on_disk = _IN_PROCESS[key]
+        return CompiledGraph(graph, source, em, path, entry, on_disk)
     try:
-        module = cache.import_module(path)
+        module, path, on_disk = cache.load_module(key, source)
     except SyntaxError as exc:  # a bug in an emitter, never the user's fault: say where
-        raise CompileError(f"graphc generated invalid Python ({exc.msg}, line {exc.lineno}); "
-                           f"source saved at {path}") from None
-    _IN_PROCESS[key] = (path, module.entry)
-    return CompiledGraph(graph, source, em, path, module.entry)
-
-
+        saved = (f"source saved at {exc.filename}" if not exc.filename.startswith("<")
+                 else "no usable disk cache, so the source was not saved")
+        raise CompileError(f"graphc generated invalid Python ({exc.msg}, line {exc.lineno}); {saved}") from None
+    _IN_PROCESS[key] = (path, module.entry, on_disk)
+    return CompiledGraph(graph, source, em, path, module.entry, on_disk)
