@@ -68,6 +68,7 @@ GROUPS: dict[str, list[Case]] = {
         Case("pad-wrap", lambda a: np.pad(a, ((1, 2), (3, 1)), mode="wrap"), (x,)),
         Case("pad-reflect-wide", lambda a: np.pad(a, (7, 9), mode="reflect"), (v,)),
         Case("pad-wrap-wide", lambda a: np.pad(a, (11, 6), mode="wrap"), (v,)),
+        Case("pad-reflect-gather", lambda a: np.pad(a, ((0, 0), (20, 17)), mode="reflect"), (x[:, :3],)),
         Case("pad-reflect-singleton", lambda a: np.pad(a, 2, mode="reflect"), (F((1, 3)),)),
         Case("pad-edge-empty", lambda a: np.pad(a, ((0, 0), (1, 1)), mode="edge"), (e,)),
         Case("pad-constant-empty", lambda a: np.pad(a, 1), (e,)),
@@ -150,6 +151,8 @@ GROUPS: dict[str, list[Case]] = {
         Case("linspace-arrays", lambda a, b: np.linspace(a, b, 4, axis=-1), (v[:3], v[2:])),
         Case("linspace-same-ends", lambda a, b: np.linspace(a, b, 4), (np.array([1.0, 2.0]), np.array([1.0, 5.0]))),
         Case("linspace-int-dtype", lambda a, b: np.linspace(a, b, 7, dtype=np.int64), (np.float64(-3.0), np.float64(2.0))),
+        Case("linspace-dtype", lambda a, b: np.linspace(a, b, 5, dtype=np.float32), (np.float64(0.1), np.float64(0.7))),
+        Case("linspace-inf", lambda a, b: np.linspace(a, b, 3), (np.float64(-0.0), np.float64(np.inf))),
         Case("linspace-int-ends", lambda a, b: np.linspace(a, b, 5), (np.int64(-2), np.int64(7))),
         Case("index-separated", lambda a: a[[0, 1], :, [1, 2]], (x3,)),
         Case("index-int-separated", lambda a: a[0, :, [1, 2]], (x3,)),
@@ -169,6 +172,12 @@ def _eager(fn):
             warnings.simplefilter("ignore", DeprecationWarning)
             return fn(*args)
     return run
+
+
+def test_long_rearrangements_are_one_gather():
+    """Many pieces (a wide reflection) make one gather, not dozens of slices."""
+    ops = [n.op for n in raw_graph(lambda a: np.pad(a, (20, 17), mode="reflect"), v[:3]).nodes]
+    assert ops.count("gather") == 1 and "slice" not in ops
 
 
 def test_interpreter_matches_numpy():
@@ -275,6 +284,7 @@ GRADS = [
     ("pad-edge", lambda a: np.sin(np.pad(a, 2, mode="edge")), (a34,)),
     ("pad-reflect", lambda a: np.sin(np.pad(a, ((1, 2), (3, 1)), mode="reflect")), (a34,)),
     ("pad-symmetric-wide", lambda a: np.sin(np.pad(a, (8, 11), mode="symmetric")), (a5,)),
+    ("pad-reflect-gather", lambda a: np.sin(np.pad(a, (13, 15), mode="reflect")), (a5[:3],)),
     ("pad-wrap", lambda a: np.sin(np.pad(a, (2, 4), mode="wrap")), (a5,)),
     ("roll", lambda a: np.sin(np.roll(a, (1, -1), axis=(0, 1))) * np.arange(4.0), (a34,)),
     ("flip-rot90", lambda a: np.sin(np.rot90(np.flip(a, -1), 3)) * np.arange(3.0), (a34,)),
