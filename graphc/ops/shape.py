@@ -622,8 +622,12 @@ _INDEX_MODES = ("edge", "reflect", "symmetric", "wrap")  # each padded element c
 
 
 def _as_pairs(x, ndim, as_index=False):
-    """``x`` broadcast to ``ndim`` (before, after) pairs, as np.pad reads pad_width and
-    constant_values (a single value, one pair for all axes, or one pair per axis)."""
+    """``x`` broadcast to ``ndim`` (before, after) pairs, as np.pad reads pad_width, stat_length,
+    constant_values and end_values (one value, one pair for all axes, or one pair per axis).
+    The pairs hold NumPy scalars or Python numbers exactly where NumPy's do (it matters for
+    the dtype of linear ramps)."""
+    if x is None:
+        return [(None, None)] * ndim
     x = np.array(x)
     if as_index:
         x = np.round(x).astype(np.intp, copy=False)
@@ -650,11 +654,105 @@ def _pad_value(value, dtype):
     return cell
 
 
+def _spread(value, like, axis, width):
+    """``value`` broadcast to ``like``'s shape with ``width`` along ``axis``."""
+    shape = list(type_of(like).shape)
+    shape[axis] = width
+    return broadcast_to(value, shape)
+
+
+def _pad_constant(x, axis, before, after, values):
+    dtype = type_of(x).dtype
+    pieces = [_spread(_pad_value(v, dtype), x, axis, w) if w else None for w, v in zip((before, after), values)]
+    return _join([p for p in (pieces[0], x, pieces[1]) if p is not None], axis)
+
+
+def _pad_reflect_odd(x, axis, before, after, include_edge):
+    """NumPy's odd reflection (``2 * edge - mirror``), chunk by chunk as NumPy builds it, so
+    pads wider than the array reflect the already reflected values."""
+    from graphc.ops.elementwise import cast, multiply, subtract
+    dtype, n = type_of(x).dtype, type_of(x).shape[axis]
+
+    def odd(chunk, edge):  # NumPy writes 2 * edge - chunk into the padded array (a cast)
+        return cast(subtract(multiply(2, edge), chunk), dtype)
+
+    while before > 0 or after > 0:
+        length = type_of(x).shape[axis]
+        if include_edge:
+            old, off = length // n * n, 1
+        else:
+            old, off = (length - 1) // (n - 1) * (n - 1), 0
+        pieces = [x]
+        if before > 0:
+            width = min(old, before)
+            chunk = slice_along(x, axis, width - off, -off if off == 0 else None, -1)
+            pieces.insert(0, odd(chunk, slice_along(x, axis, 0, 1)))
+            before -= width
+        if after > 0:
+            width = min(old, after)
+            first = length + off - 2
+            chunk = slice_along(x, axis, first, first - width if first - width >= 0 else None, -1)
+            pieces.append(odd(chunk, slice_along(x, axis, length - 1, length)))
+            after -= width
+        x = _join(pieces, axis)
+    return x
+
+
+def _round_half_even(m):
+    """``np.round(m)`` (halves to even) of a traced float, exactly, from floor and comparisons."""
+    from graphc.ops import elementwise as ew
+    from graphc.ops.creation import _floor_to_int
+    f = ew.cast(_floor_to_int(m, "int64"), m.dtype)
+    frac = ew.subtract(m, f)  # exact: m and floor(m) are within 1 of each other
+    half_f = ew.cast(_floor_to_int(ew.multiply(f, 0.5), "int64"), m.dtype)
+    f_odd = ew.not_equal(ew.multiply(half_f, 2), f)
+    up = ew.logical_or(ew.greater(frac, 0.5), ew.logical_and(ew.equal(frac, 0.5), f_odd))
+    return ew.where(up, ew.add(f, 1), f)
+
+
+def _pad_stat(x, axis, before, after, lengths, mode):
+    """maximum / minimum / mean of the first (last) ``stat_length`` elements, as NumPy."""
+    from graphc.ops import reduction as red
+    dtype, n = type_of(x).dtype, type_of(x).shape[axis]
+    fn = {"maximum": red.max, "minimum": red.min, "mean": red.mean}[mode]
+    left = n if lengths[0] is None or n < lengths[0] else int(lengths[0])
+    right = n if lengths[1] is None or n < lengths[1] else int(lengths[1])
+    if (left == 0 or right == 0) and mode != "mean":
+        raise ValueError("stat_length of 0 yields no value for padding")
+
+    def stat(start, stop):
+        value = fn(slice_along(x, axis, start, stop), axis=axis, keepdims=True)
+        if np.dtype(dtype).kind in "iub" and mode == "mean":  # NumPy rounds, then casts
+            value = _round_half_even(value)
+        return convert(value, dtype)
+
+    left_stat = stat(0, left)
+    right_stat = left_stat if left == right == n else stat(n - right, n)
+    pieces = [_spread(v, x, axis, w) if w else None for w, v in ((before, left_stat), (after, right_stat))]
+    return _join([p for p in (pieces[0], x, pieces[1]) if p is not None], axis)
+
+
+def _pad_ramp(x, axis, before, after, ends):
+    """Linear ramps from ``end_values`` to the edge values: NumPy's own np.linspace calls."""
+    from graphc.ops.creation import linspace
+    dtype, n = type_of(x).dtype, type_of(x).shape[axis]
+    pieces = [x]
+    if before:
+        edge = reshape(slice_along(x, axis, 0, 1), [m for d, m in enumerate(type_of(x).shape) if d != axis])
+        pieces.insert(0, linspace(ends[0], edge, before, endpoint=False, dtype=dtype, axis=axis))
+    if after:
+        edge = reshape(slice_along(x, axis, n - 1, n), [m for d, m in enumerate(type_of(x).shape) if d != axis])
+        pieces.append(flip(linspace(ends[1], edge, after, endpoint=False, dtype=dtype, axis=axis), axis))
+    return _join(pieces, axis)
+
+
 @implements(np.pad)
 def pad(array, pad_width, mode="constant", **kwargs):
-    """``np.pad`` with modes constant (``constant_values``), edge, reflect, symmetric, wrap
-    (and empty, padded with zeros); ``pad_width`` as an int, a (before, after) pair, one pair per
-    axis or a dict. Each axis is padded in turn, as NumPy does (corners follow the last axis)."""
+    """``np.pad`` with every mode but median and a function: constant (``constant_values``, may
+    be a traced scalar), edge, reflect and symmetric (``reflect_type`` even or odd), wrap,
+    linear_ramp, maximum, minimum, mean (``stat_length``), and empty (padded with zeros);
+    ``pad_width`` as an int, a (before, after) pair, one pair per axis or a dict. Axes are padded
+    in turn, as NumPy does (corners follow the later axes)."""
     if callable(mode):
         raise TraceError(f"np.pad with a function as mode cannot be traced (at {user_line()})")
     if mode not in _PAD_KWARGS:
@@ -662,10 +760,9 @@ def pad(array, pad_width, mode="constant", **kwargs):
     unsupported = set(kwargs) - set(_PAD_KWARGS[mode])
     if unsupported:
         raise ValueError(f"unsupported keyword arguments for mode '{mode}': {unsupported}")
-    if mode not in ("constant", "empty") + _INDEX_MODES or kwargs.get("reflect_type", "even") != "even":
-        what = f"mode={mode!r}" + (f", reflect_type={kwargs['reflect_type']!r}" if "reflect_type" in kwargs else "")
-        raise TraceError(f"np.pad({what}) is not supported by graphc (at {user_line()}); supported: "
-                         f"constant, edge, reflect, symmetric, wrap (reflect_type='even'), empty")
+    if mode == "median":
+        raise TraceError(f"np.pad(mode='median') is not supported by graphc (at {user_line()}); every other "
+                         f"mode is")
     _static(pad_width, "pad_width", "pad")
     t = type_of(array)
     if isinstance(pad_width, dict):
@@ -676,26 +773,31 @@ def pad(array, pad_width, mode="constant", **kwargs):
     if np.asarray(pad_width).dtype.kind != "i":
         raise TypeError("`pad_width` must be of integral type.")
     widths = _as_pairs(pad_width, t.ndim, as_index=True)
-    if mode in _INDEX_MODES and t.size == 0:
+    out = strong(array)
+    if mode not in ("constant", "empty") and t.size == 0:
         for ax, (before, after) in enumerate(widths):
             if t.shape[ax] == 0 and (before or after):
                 raise ValueError(f"can't extend empty axis {ax} using modes other than 'constant' or 'empty'")
+        shape = tuple(n + before + after for n, (before, after) in zip(t.shape, widths))
+        return broadcast_to(_pad_value(0, t.dtype), shape)  # no elements
+    odd = kwargs.get("reflect_type", "even") == "odd"
     values = kwargs.get("constant_values", 0)
-    values = [(values, values)] * t.ndim if isinstance(values, Tracer) else _as_pairs(values, t.ndim)
-    out = strong(array)
+    values = ([(values, values)] * t.ndim if isinstance(values, Tracer) else
+              _as_pairs(values, t.ndim) if mode == "constant" else [(0, 0)] * t.ndim)
+    lengths = _as_pairs(kwargs.get("stat_length"), t.ndim, as_index=True)
+    ends = _as_pairs(kwargs.get("end_values", 0), t.ndim)
     for ax, (before, after) in enumerate(widths):
+        n = t.shape[ax]
         if not before and not after:
             continue
-        shape = list(type_of(out).shape)
-        n = shape[ax]
-        if mode in _INDEX_MODES:
-            if n:  # an empty axis stays empty: the array has no elements at all
-                out = take_static(out, ax, np.pad(np.arange(n), (before, after), mode=mode))
-            continue
-        pieces = []
-        for width, value in ((before, values[ax][0]), (after, values[ax][1])):
-            shape[ax] = width
-            pieces.append(broadcast_to(_pad_value(0 if mode == "empty" else value, t.dtype), shape)
-                          if width else None)
-        out = _join([p for p in (pieces[0], out, pieces[1]) if p is not None], ax)
+        if mode in ("constant", "empty"):
+            out = _pad_constant(out, ax, before, after, values[ax])
+        elif mode in ("maximum", "minimum", "mean"):
+            out = _pad_stat(out, ax, before, after, lengths[ax], mode)
+        elif mode == "linear_ramp":
+            out = _pad_ramp(out, ax, before, after, ends[ax])
+        elif odd and n > 1:  # NumPy extends a singleton axis as "edge" whatever the reflect_type
+            out = _pad_reflect_odd(out, ax, before, after, include_edge=mode == "symmetric")
+        else:
+            out = take_static(out, ax, np.pad(np.arange(n), (before, after), mode="edge" if n == 1 else mode))
     return out
