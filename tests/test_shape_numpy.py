@@ -338,3 +338,30 @@ def test_compiled_gradient():
         return np.sum(np.sin(np.pad(np.roll(a, 1, axis=0), 1, mode="reflect")) * np.tile(b, (2, 2))[:5, :6]) \
             + np.sum(np.select([a > 0], [a * b], np.repeat(b, [1, 2, 1], axis=0)[:3]))
     check_grads(f, (a34[:3].copy(), G.standard_normal((3, 4))), order=1, compiled=True)
+
+
+@pytest.mark.parametrize("fn,args", [pytest.param(f, a, id=n) for n, f, a in GRADS])
+def test_float32_gradients_stay_float32(fn, args):
+    """The same functions on float32 inputs: every gradient is float32 (no float64 leaks)."""
+    args32 = tuple(np.asarray(a, np.float32) for a in args)
+
+    def loss(*a):
+        return np.sum(np.sin(fn(*a)))
+
+    nums = tuple(range(len(args)))
+    g32 = gc.interpret(raw_graph(gc.grad(loss, argnums=nums), *args32), *args32)
+    g64 = gc.interpret(raw_graph(gc.grad(loss, argnums=nums), *args), *args)
+    for a, b in zip(g32, g64):
+        assert a.dtype == np.float32, f"a float32 input got a {a.dtype} gradient"
+        np.testing.assert_allclose(a, b, rtol=2e-3, atol=2e-3 * max(np.max(np.abs(b)), 1))
+
+
+def test_functions_work_eagerly_on_plain_arrays():
+    """gc.pad, gc.tile... called outside a trace give NumPy's arrays."""
+    for fn, np_fn, args in [(gc.pad, np.pad, (v, (2, 1), "reflect")), (gc.tile, np.tile, (x, (2, 1))),
+                            (gc.repeat, np.repeat, (v, [1, 0, 2, 1, 1])), (gc.roll, np.roll, (x, 1, 0)),
+                            (gc.select, np.select, ([v > 0], [v], -1.0)), (gc.linspace, np.linspace, (0, 1, 4)),
+                            (gc.rot90, np.rot90, (x,)), (gc.hstack, np.hstack, ([s, s],))]:
+        got, want = fn(*args), np_fn(*args)
+        assert got.dtype == want.dtype and got.shape == want.shape
+        np.testing.assert_array_equal(got, want)
