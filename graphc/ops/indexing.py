@@ -3,7 +3,9 @@
 ``x[...]`` on a tracer is split into a ``slice`` (basic indexing) followed by a
 reshape (ints and None) or a ``gather`` (integer arrays). ``gather(x, *idx, axis)``
 reads ``x[:, ..., idx1, ..., idxk, ...]`` with the k index arrays broadcast
-together, as NumPy does for adjacent advanced indices; ``take`` and
+together, as NumPy does for adjacent advanced indices. Advanced indices separated
+by a slice or None (``x[i, a:b, j]``) put their broadcast dimensions first, as in
+NumPy: a transpose brings those axes to the front, then one gather. ``take`` and
 ``take_along_axis`` are gathers too.
 """
 from __future__ import annotations
