@@ -77,10 +77,10 @@ def linspace(start, stop, num=50, endpoint=True, retstep=False, dtype=None, axis
         return np.linspace(start, stop, num, endpoint, retstep, dtype, axis, device=device)
     from graphc.ops import elementwise as ew
     from graphc.ops.reduction import sum as reduce_sum
-    from graphc.ops.shape import broadcast_to, concatenate, expand_dims, moveaxis, strong
+    from graphc.ops.shape import broadcast_to, concatenate, expand_dims, moveaxis, numpy_error, strong
     num = operator.index(num)
     if num < 0:
-        raise ValueError(f"Number of samples, {num}, must be non-negative.")
+        raise numpy_error(ValueError, f"Number of samples, {num}, must be non-negative.")
     div = (num - 1) if endpoint else num
     dt = result_dtype(start, stop)
     if np.dtype(dt).kind in "biu":

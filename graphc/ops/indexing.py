@@ -365,23 +365,23 @@ def select(condlist, choicelist, default=0):
     """``np.select``: from each position, the choice of the first condition that holds there,
     else ``default`` (a chain of ``where``); dtypes as NumPy (Python scalars are weak)."""
     from graphc.ops.elementwise import where
-    from graphc.ops.shape import broadcast_to, strong
+    from graphc.ops.shape import broadcast_to, numpy_error, strong
     from graphc.trace import convert, result_dtype
     if len(condlist) != len(choicelist):
-        raise ValueError("list of cases must be same length as list of conditions")
+        raise numpy_error(ValueError, "list of cases must be same length as list of conditions")
     if len(condlist) == 0:
-        raise ValueError("select with an empty condition list is not possible")
+        raise numpy_error(ValueError, "select with an empty condition list is not possible")
     # NumPy keeps Python int and float as they are (weak) and makes arrays of everything else
     choices = [c if isinstance(c, Tracer) or type(c) in (int, float) else np.asarray(c)
                for c in list(choicelist) + [default]]
     try:
         dtype = result_dtype(*choices)
     except TypeError as exc:
-        raise TypeError(f"Choicelist and default value do not have a common dtype: {exc}") from None
+        raise numpy_error(TypeError, f"Choicelist and default value do not have a common dtype: {exc}") from None
     conds = [c if isinstance(c, Tracer) else np.asarray(c) for c in condlist]
     for i, c in enumerate(conds):
         if c.dtype != np.bool_:
-            raise TypeError(f"invalid entry {i} in condlist: should be boolean ndarray")
+            raise numpy_error(TypeError, f"invalid entry {i} in condlist: should be boolean ndarray")
     shape = tuple(np.broadcast_shapes(*[type_of(c).shape for c in conds + choices]))
     result = convert(choices[-1], dtype)
     for cond, choice in zip(conds[::-1], choices[-2::-1]):

@@ -12,6 +12,11 @@ from graphc.ops.registry import ELEMENTWISE, implements, register
 from graphc.trace import Tracer, bind, convert, mark_weak, promote, type_of, user_line
 
 
+def numpy_error(cls, message):
+    """The exception NumPy raises for these arguments, with the user's line added."""
+    return cls(f"{message} (at {user_line()})")
+
+
 def strong(x):
     """``x`` as NumPy returns it from a function that converts its input with ``np.asarray``:
     an array, never weakly typed (``np.tile(2.0, 3) * float32`` is float64)."""
@@ -160,7 +165,7 @@ def moveaxis(a, source, destination):
     source = normalize_axis_tuple(source, ndim, "source")
     destination = normalize_axis_tuple(destination, ndim, "destination")
     if len(source) != len(destination):
-        raise ValueError("`source` and `destination` arguments must have the same number of elements")
+        raise numpy_error(ValueError, "`source` and `destination` arguments must have the same number of elements")
     order = [d for d in range(ndim) if d not in source]
     for dest, src in sorted(zip(destination, source)):
         order.insert(dest, src)
@@ -175,7 +180,7 @@ def rollaxis(a, axis, start=0):
     if start < 0:
         start += n
     if not 0 <= start < n + 1:
-        raise np.exceptions.AxisError(f"'start' arg requires {-n} <= start < {n + 1}, but {start} was passed in")
+        raise numpy_error(np.exceptions.AxisError, f"'start' arg requires {-n} <= start < {n + 1}, but {start} was passed in")
     if axis < start:
         start -= 1
     axes = list(range(n))
@@ -272,7 +277,7 @@ def _join(pieces, axis):
 def _target_dtype(arrays, dtype, casting) -> str:
     """The result dtype of concatenate, checking ``casting`` as NumPy does (a TypeError)."""
     if casting not in _CASTINGS:
-        raise ValueError(f"casting must be one of 'no', 'equiv', 'safe', 'same_kind', 'unsafe' "
+        raise numpy_error(ValueError, f"casting must be one of 'no', 'equiv', 'safe', 'same_kind', 'unsafe' "
                          f"(got {casting!r})")
     sources = [np.dtype(type_of(a).dtype) for a in arrays]
     target = np.dtype(dtype) if dtype is not None else np.result_type(*sources)
@@ -280,7 +285,7 @@ def _target_dtype(arrays, dtype, casting) -> str:
         raise TypeError(f"graphc does not support dtype {target.name}; supported: {', '.join(DTYPES)}")
     for src in sources:
         if not np.can_cast(src, target, casting):
-            raise TypeError(f"Cannot cast array data from dtype('{src}') to dtype('{target}') "
+            raise numpy_error(TypeError, f"Cannot cast array data from dtype('{src}') to dtype('{target}') "
                             f"according to the rule '{casting}'")
     return target.name
 
@@ -292,7 +297,7 @@ def concatenate(arrays, axis=0, out=None, dtype=None, casting="same_kind"):
         raise TraceError(f"np.concatenate(..., out=...) cannot be traced (at {user_line()})")
     arrays = list(arrays)
     if not arrays:
-        raise ValueError("need at least one array to concatenate")
+        raise numpy_error(ValueError, "need at least one array to concatenate")
     if axis is None:
         arrays, axis = [ravel(a) for a in arrays], 0
     args = promote(*arrays, dtype=_target_dtype(arrays, dtype, casting))
@@ -307,7 +312,7 @@ def stack(arrays, axis=0, out=None, *, dtype=None, casting="same_kind"):
     """``np.stack``: join along a new axis."""
     arrays = list(arrays)
     if not arrays:
-        raise ValueError("need at least one array to stack")
+        raise numpy_error(ValueError, "need at least one array to stack")
     shapes = {type_of(a).shape for a in arrays}
     if len(shapes) != 1:
         raise ShapeError(f"stack: all input arrays must have the same shape, got {sorted(shapes)}\n"
@@ -457,7 +462,7 @@ def flip(m, axis=None):
 def fliplr(m):
     """``np.fliplr``: reverse axis 1."""
     if type_of(m).ndim < 2:
-        raise ValueError("Input must be >= 2-d.")
+        raise numpy_error(ValueError, "Input must be >= 2-d.")
     return flip(m, 1)
 
 
@@ -465,7 +470,7 @@ def fliplr(m):
 def flipud(m):
     """``np.flipud``: reverse axis 0."""
     if type_of(m).ndim < 1:
-        raise ValueError("Input must be >= 1-d.")
+        raise numpy_error(ValueError, "Input must be >= 1-d.")
     return flip(m, 0)
 
 
@@ -474,12 +479,12 @@ def rot90(m, k=1, axes=(0, 1)):
     """``np.rot90``: rotate by 90 degrees ``k`` times in the plane of ``axes``."""
     axes = tuple(axes)
     if len(axes) != 2:
-        raise ValueError("len(axes) must be 2.")
+        raise numpy_error(ValueError, "len(axes) must be 2.")
     ndim = type_of(m).ndim
     if axes[0] == axes[1] or abs(axes[0] - axes[1]) == ndim:
-        raise ValueError("Axes must be different.")
+        raise numpy_error(ValueError, "Axes must be different.")
     if axes[0] >= ndim or axes[0] < -ndim or axes[1] >= ndim or axes[1] < -ndim:
-        raise ValueError(f"Axes={axes} out of range for array of ndim={ndim}.")
+        raise numpy_error(ValueError, f"Axes={axes} out of range for array of ndim={ndim}.")
     k %= 4
     if k == 0:
         return strong(m)
@@ -503,7 +508,7 @@ def roll(a, shift, axis=None):
     axes = normalize_axis_tuple(axis, t.ndim, allow_duplicate=True)
     pairs = np.broadcast(shift, axes)
     if pairs.ndim > 1:
-        raise ValueError("'shift' and 'axis' should be scalars or 1D sequences")
+        raise numpy_error(ValueError, "'shift' and 'axis' should be scalars or 1D sequences")
     shifts = dict.fromkeys(range(t.ndim), 0)
     for sh, ax in pairs:
         shifts[ax] += int(sh)
@@ -525,7 +530,7 @@ def tile(A, reps):
         reps = (reps,)
     reps = tuple(int(r) for r in reps)
     if any(r < 0 for r in reps):
-        raise ValueError("negative dimensions are not allowed")
+        raise numpy_error(ValueError, "negative dimensions are not allowed")
     t = type_of(A)
     d = max(len(reps), t.ndim)
     reps = (1,) * (d - len(reps)) + reps
@@ -569,7 +574,7 @@ def array_split(ary, indices_or_sections, axis=0):
     except TypeError:
         sections = int(indices_or_sections)
         if sections <= 0:
-            raise ValueError("number sections must be larger than 0.") from None
+            raise numpy_error(ValueError, "number sections must be larger than 0.") from None
         each, extras = divmod(n, sections)
         bounds = np.cumsum([0] + extras * [each + 1] + (sections - extras) * [each]).tolist()
     return [strong(slice_along(ary, axis, int(bounds[i]), int(bounds[i + 1]))) for i in range(sections)]
@@ -583,7 +588,7 @@ def split(ary, indices_or_sections, axis=0):
     except TypeError:
         _static(indices_or_sections, "indices_or_sections", "split")
         if type_of(ary).shape[axis] % indices_or_sections:
-            raise ValueError("array split does not result in an equal division") from None
+            raise numpy_error(ValueError, "array split does not result in an equal division") from None
     return array_split(ary, indices_or_sections, axis)
 
 
@@ -592,7 +597,7 @@ def hsplit(ary, indices_or_sections):
     """``np.hsplit``: split along axis 1 (axis 0 for 1-d arrays)."""
     ndim = type_of(ary).ndim
     if ndim == 0:
-        raise ValueError("hsplit only works on arrays of 1 or more dimensions")
+        raise numpy_error(ValueError, "hsplit only works on arrays of 1 or more dimensions")
     return split(ary, indices_or_sections, 1 if ndim > 1 else 0)
 
 
@@ -600,7 +605,7 @@ def hsplit(ary, indices_or_sections):
 def vsplit(ary, indices_or_sections):
     """``np.vsplit``: split along axis 0."""
     if type_of(ary).ndim < 2:
-        raise ValueError("vsplit only works on arrays of 2 or more dimensions")
+        raise numpy_error(ValueError, "vsplit only works on arrays of 2 or more dimensions")
     return split(ary, indices_or_sections, 0)
 
 
@@ -608,7 +613,7 @@ def vsplit(ary, indices_or_sections):
 def dsplit(ary, indices_or_sections):
     """``np.dsplit``: split along axis 2."""
     if type_of(ary).ndim < 3:
-        raise ValueError("dsplit only works on arrays of 3 or more dimensions")
+        raise numpy_error(ValueError, "dsplit only works on arrays of 3 or more dimensions")
     return split(ary, indices_or_sections, 2)
 
 
@@ -632,7 +637,7 @@ def _as_pairs(x, ndim, as_index=False):
     if as_index:
         x = np.round(x).astype(np.intp, copy=False)
         if x.size and x.min() < 0:
-            raise ValueError("index can't contain negative values")
+            raise numpy_error(ValueError, "index can't contain negative values")
     if x.ndim < 3 and x.size == 1:
         x = x.ravel()
         return [(x[0], x[0])] * ndim
@@ -718,7 +723,7 @@ def _pad_stat(x, axis, before, after, lengths, mode):
     left = n if lengths[0] is None or n < lengths[0] else int(lengths[0])
     right = n if lengths[1] is None or n < lengths[1] else int(lengths[1])
     if (left == 0 or right == 0) and mode != "mean":
-        raise ValueError("stat_length of 0 yields no value for padding")
+        raise numpy_error(ValueError, "stat_length of 0 yields no value for padding")
 
     def stat(start, stop):
         value = fn(slice_along(x, axis, start, stop), axis=axis, keepdims=True)
@@ -756,10 +761,10 @@ def pad(array, pad_width, mode="constant", **kwargs):
     if callable(mode):
         raise TraceError(f"np.pad with a function as mode cannot be traced (at {user_line()})")
     if mode not in _PAD_KWARGS:
-        raise ValueError(f"mode '{mode}' is not supported")
+        raise numpy_error(ValueError, f"mode '{mode}' is not supported")
     unsupported = set(kwargs) - set(_PAD_KWARGS[mode])
     if unsupported:
-        raise ValueError(f"unsupported keyword arguments for mode '{mode}': {unsupported}")
+        raise numpy_error(ValueError, f"unsupported keyword arguments for mode '{mode}': {unsupported}")
     if mode == "median":
         raise TraceError(f"np.pad(mode='median') is not supported by graphc (at {user_line()}); every other "
                          f"mode is")
@@ -771,13 +776,13 @@ def pad(array, pad_width, mode="constant", **kwargs):
             widths[ax] = (width, width) if isinstance(width, int) else tuple(width)
         pad_width = widths
     if np.asarray(pad_width).dtype.kind != "i":
-        raise TypeError("`pad_width` must be of integral type.")
+        raise numpy_error(TypeError, "`pad_width` must be of integral type.")
     widths = _as_pairs(pad_width, t.ndim, as_index=True)
     out = strong(array)
     if mode not in ("constant", "empty") and t.size == 0:
         for ax, (before, after) in enumerate(widths):
             if t.shape[ax] == 0 and (before or after):
-                raise ValueError(f"can't extend empty axis {ax} using modes other than 'constant' or 'empty'")
+                raise numpy_error(ValueError, f"can't extend empty axis {ax} using modes other than 'constant' or 'empty'")
         shape = tuple(n + before + after for n, (before, after) in zip(t.shape, widths))
         return broadcast_to(_pad_value(0, t.dtype), shape)  # no elements
     odd = kwargs.get("reflect_type", "even") == "odd"
