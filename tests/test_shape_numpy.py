@@ -13,10 +13,12 @@ import warnings
 
 import numpy as np
 import pytest
+from hypothesis import given, strategies as st
+from hypothesis.extra import numpy as hnp
 
 import graphc as gc
 from graphc.testing import check_grads
-from conftest import Case, check_cases, check_interpreted, raw_graph
+from conftest import Case, assert_same, check_cases, check_interpreted, raw_graph
 
 R = np.random.default_rng(12)
 
@@ -365,3 +367,40 @@ def test_functions_work_eagerly_on_plain_arrays():
         got, want = fn(*args), np_fn(*args)
         assert got.dtype == want.dtype and got.shape == want.shape
         np.testing.assert_array_equal(got, want)
+
+
+@st.composite
+def mixed_keys(draw, shape):
+    """Keys mixing ints, slices, None, ... and integer arrays (adjacent or separated)."""
+    items, dims = [], list(shape)
+    while dims:
+        n = dims.pop(0)
+        kind = draw(st.sampled_from(["int", "slice", "array", "array", "none"]))
+        if kind == "none":
+            items.append(None)
+            dims.insert(0, n)
+        elif kind == "int":
+            items.append(draw(st.integers(-n, n - 1)))
+        elif kind == "slice":
+            items.append(draw(st.slices(n)))
+        else:
+            index_shape = draw(st.sampled_from([(2,), (1, 3), (3,), ()]))
+            items.append(draw(hnp.arrays(np.int64, index_shape, elements=st.integers(-n, n - 1))))
+    if not any(isinstance(k, np.ndarray) for k in items):
+        items[0] = np.array([0, -1])
+    if draw(st.booleans()):  # drop trailing items (they become full slices), or an ellipsis
+        items = items[:draw(st.integers(1, len(items)))]
+    return tuple(items)
+
+
+@given(data=st.data(), shape=hnp.array_shapes(min_dims=1, max_dims=4, min_side=1, max_side=4))
+def test_interpreter_advanced_indexing_broadly(data, shape):
+    """Integer arrays with ints, slices and None anywhere: NumPy's placement of the index dims."""
+    x = np.arange(int(np.prod(shape)), dtype=np.float64).reshape(shape)
+    key = data.draw(mixed_keys(shape))
+    try:
+        want = x[key]
+    except IndexError:  # index arrays that cannot be broadcast together
+        return
+    (got,) = gc.interpret(raw_graph(lambda x: x[key], x), x)
+    assert_same(got, want, f"x{shape}[{key}]")
