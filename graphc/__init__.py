@@ -49,6 +49,12 @@ from graphc.ops.reduction import argmax, argmin, max, mean, min, prod, sum
 from graphc.ops.shape import (
     broadcast_to, concatenate, expand_dims, ravel, reshape, squeeze, stack, swapaxes, transpose,
 )
+from graphc.ops.creation import linspace
+from graphc.ops.indexing import select
+from graphc.ops.shape import (
+    append, array_split, atleast_1d, atleast_2d, atleast_3d, column_stack, dsplit, dstack, flip, fliplr,
+    flipud, hsplit, hstack, moveaxis, pad, repeat, roll, rollaxis, rot90, split, tile, vsplit, vstack,
+)
 
 abs = absolute
 astype = cast

@@ -1,12 +1,14 @@
-"""Constants and array creation: the ``constant`` primitive, zeros/ones/full(_like), arange."""
+"""Constants and array creation: the ``constant`` primitive, zeros/ones/full(_like), arange, linspace."""
 from __future__ import annotations
+
+import operator
 
 import numpy as np
 
 from graphc.backend.codegen import literal
 from graphc.ir import TensorType
 from graphc.ops.registry import implements, register
-from graphc.trace import Tracer, promote
+from graphc.trace import Tracer, convert, promote, result_dtype, type_of
 
 
 def _infer_constant(types, value):
@@ -65,3 +67,52 @@ def full(shape, fill_value, dtype=None):
 
 
 arange = np.arange
+
+
+@implements(np.linspace)
+def linspace(start, stop, num=50, endpoint=True, retstep=False, dtype=None, axis=0, *, device=None):
+    """``np.linspace``: a constant for static ends; with traced ``start``/``stop`` (scalars or
+    arrays), NumPy's own arithmetic step by step, so the values match it bit for bit."""
+    if not isinstance(start, Tracer) and not isinstance(stop, Tracer):
+        return np.linspace(start, stop, num, endpoint, retstep, dtype, axis, device=device)
+    from graphc.ops import elementwise as ew
+    from graphc.ops.reduction import sum as reduce_sum
+    from graphc.ops.shape import broadcast_to, concatenate, expand_dims, moveaxis, numpy_error, strong
+    num = operator.index(num)
+    if num < 0:
+        raise numpy_error(ValueError, f"Number of samples, {num}, must be non-negative.")
+    div = (num - 1) if endpoint else num
+    dt = result_dtype(start, stop)
+    if np.dtype(dt).kind in "biu":
+        dt = "float64"
+    delta = ew.subtract(convert(stop, dt), convert(start, dt))
+    nd = type_of(delta).ndim
+    y = ew.iota((num,) + (1,) * nd, axis=0, dtype=dt)
+    if div > 0:
+        step = ew.divide(delta, div)
+        zero = ew.equal(step, 0)
+        if nd:  # NumPy takes the slower path for every element when any step is zero
+            zero = ew.greater(reduce_sum(ew.cast(zero, "int64")), 0)
+        y = ew.where(zero, ew.multiply(ew.divide(y, div), delta), ew.multiply(y, step))
+    else:
+        step = np.nan
+        y = ew.multiply(y, delta)
+    y = ew.add(y, convert(start, dt))  # NumPy: y += start, computed in y's dtype
+    if endpoint and num > 1:  # NumPy: y[-1, ...] = stop
+        last = broadcast_to(convert(stop, dt), type_of(y).shape[1:])
+        y = concatenate([y[:-1], expand_dims(last, 0)], axis=0)
+    if axis != 0:
+        y = moveaxis(y, 0, axis)
+    if dtype is not None and np.issubdtype(dtype, np.integer):
+        y = _floor_to_int(y, np.dtype(dtype).name)
+    elif dtype is not None:
+        y = ew.cast(y, dtype)
+    y = strong(y)
+    return (y, strong(step) if isinstance(step, Tracer) else step) if retstep else y
+
+
+def _floor_to_int(y, dtype):
+    """``np.floor(y).astype(dtype)``: truncation, less one where that rounded up."""
+    from graphc.ops import elementwise as ew
+    t = ew.cast(y, dtype)
+    return ew.where(ew.greater(ew.cast(t, y.dtype), y), ew.subtract(t, ew.cast(1, dtype)), t)

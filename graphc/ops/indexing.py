@@ -1,9 +1,11 @@
-"""Indexing: static slices, integer-array gathers, their transposes (scatters), one_hot.
+"""Indexing: static slices, integer-array gathers, their transposes (scatters), one_hot, select.
 
 ``x[...]`` on a tracer is split into a ``slice`` (basic indexing) followed by a
 reshape (ints and None) or a ``gather`` (integer arrays). ``gather(x, *idx, axis)``
 reads ``x[:, ..., idx1, ..., idxk, ...]`` with the k index arrays broadcast
-together, as NumPy does for adjacent advanced indices; ``take`` and
+together, as NumPy does for adjacent advanced indices. Advanced indices separated
+by a slice or None (``x[i, a:b, j]``) put their broadcast dimensions first, as in
+NumPy: a transpose brings those axes to the front, then one gather. ``take`` and
 ``take_along_axis`` are gathers too.
 """
 from __future__ import annotations
@@ -300,15 +302,23 @@ def getitem(x, key):
             dim += 1
         return reshape(y, shape)
 
-    # 2b. integer arrays (and ints among them): one gather over adjacent dimensions
+    # 2b. integer arrays (and ints among them): None adds a size-1 dimension, then one gather.
+    # Adjacent advanced indices put their broadcast dimensions where they stand; separated by a
+    # slice or None, NumPy puts them first: a transpose brings those axes to the front.
     if any(k is None for k in items):
-        raise TraceError(f"mixing None (np.newaxis) with integer-array indexing is not supported "
-                         f"(at {user_line()}); index first, then reshape")
+        from graphc.ops.shape import reshape
+        shape, dim = [], 0
+        for k in items:
+            shape.append(1 if k is None else sliced[dim])
+            dim += k is not None
+        y, sliced = reshape(y, shape), tuple(shape)
+        items = [slice(None) if k is None else k for k in items]
     adv = [d for d, k in enumerate(items) if not isinstance(k, slice)]
-    if adv != list(range(adv[0], adv[-1] + 1)):
-        raise TraceError(f"integer-array indices separated by slices are not supported "
-                         f"(at {user_line()}); use gc.take along one axis at a time")
     arrays = [_index_array(items[d], sliced[d], f"axis {d}") for d in adv]
+    if adv != list(range(adv[0], adv[-1] + 1)):
+        from graphc.ops.shape import transpose
+        y = transpose(y, adv + [d for d in range(len(items)) if d not in adv])
+        return gather(y, *arrays, axis=0)
     return gather(y, *arrays, axis=adv[0])
 
 
@@ -348,3 +358,32 @@ def one_hot(x, num_classes, dtype="float32"):
     classes = iota((1,) * ndim + (int(num_classes),), axis=ndim)
     return cast(equal(expand_dims(x, -1), classes), dtype)
 
+
+
+@implements(np.select)
+def select(condlist, choicelist, default=0):
+    """``np.select``: from each position, the choice of the first condition that holds there,
+    else ``default`` (a chain of ``where``); dtypes as NumPy (Python scalars are weak)."""
+    from graphc.ops.elementwise import where
+    from graphc.ops.shape import broadcast_to, numpy_error, strong
+    from graphc.trace import convert, result_dtype
+    if len(condlist) != len(choicelist):
+        raise numpy_error(ValueError, "list of cases must be same length as list of conditions")
+    if len(condlist) == 0:
+        raise numpy_error(ValueError, "select with an empty condition list is not possible")
+    # NumPy keeps Python int and float as they are (weak) and makes arrays of everything else
+    choices = [c if isinstance(c, Tracer) or type(c) in (int, float) else np.asarray(c)
+               for c in list(choicelist) + [default]]
+    try:
+        dtype = result_dtype(*choices)
+    except TypeError as exc:
+        raise numpy_error(TypeError, f"Choicelist and default value do not have a common dtype: {exc}") from None
+    conds = [c if isinstance(c, Tracer) else np.asarray(c) for c in condlist]
+    for i, c in enumerate(conds):
+        if c.dtype != np.bool_:
+            raise numpy_error(TypeError, f"invalid entry {i} in condlist: should be boolean ndarray")
+    shape = tuple(np.broadcast_shapes(*[type_of(c).shape for c in conds + choices]))
+    result = convert(choices[-1], dtype)
+    for cond, choice in zip(conds[::-1], choices[-2::-1]):
+        result = where(cond, convert(choice, dtype), result)
+    return strong(broadcast_to(result, shape))

@@ -56,7 +56,7 @@ METHODS = {
     "transpose": lambda a, *axes: shape.transpose(a, axes[0] if len(axes) == 1 and isinstance(axes[0], (tuple, list)) else (axes or None)),
     "reshape": lambda a, *s, **kw: shape.reshape(a, s[0] if len(s) == 1 else s, **kw),
     "squeeze": shape.squeeze, "ravel": shape.ravel, "flatten": shape.ravel,
-    "swapaxes": shape.swapaxes, "astype": ew.cast, "clip": ew.clip, "take": indexing.take,
+    "swapaxes": shape.swapaxes, "repeat": shape.repeat, "astype": ew.cast, "clip": ew.clip, "take": indexing.take,
     "dot": linalg.dot, "copy": lambda a: a,
     "T": property(lambda a: shape.transpose(a)),
     "mT": property(lambda a: shape.swapaxes(a, -1, -2)),
