@@ -181,3 +181,161 @@ def test_gradients(fn, args):
 def test_gradient_compiled():
     check_grads(lambda a, b: np.einsum("bij,bjk->bik", a, np.tril(b)) ** 2, (A(2, 3, 4), A(2, 4, 4)),
                 order=1, compiled=True)
+
+
+# -- np.linalg's solvers and decompositions ------------------------------------------------
+def spd(*shape, dtype="float64"):
+    x = R.standard_normal(shape)
+    return (x @ np.swapaxes(x, -1, -2) + shape[-1] * np.eye(shape[-1])).astype(dtype)
+
+
+def well(*shape, dtype="float64"):
+    """A well-conditioned square stack (finite differences and float32 need one)."""
+    return (R.standard_normal(shape) * 0.3 + 2 * np.eye(shape[-1])).astype(dtype)
+
+
+def _rebuilt_eigh(a, uplo="L"):
+    w, v = np.linalg.eigh(a, uplo)
+    return (v * w[..., None, :]) @ np.swapaxes(v, -1, -2), w, v.T @ v if v.ndim == 2 else None
+
+
+def _rebuilt_svd(a, full=False):
+    u, s, vh = np.linalg.svd(a, full_matrices=full)
+    k = s.shape[-1]
+    return ((u[..., :, :k] * s[..., None, :]) @ vh[..., :k, :], s, np.swapaxes(u, -1, -2) @ u,
+            vh @ np.swapaxes(vh, -1, -2))
+
+
+LTOL = dict(rtol=1e-9, atol=1e-9)
+L32 = dict(rtol=1e-4, atol=1e-4)
+DECOMP = [
+    Case("inv", np.linalg.inv, (A(3, 3),), tol=LTOL),
+    Case("inv batch f32", np.linalg.inv, (well(2, 3, 3, dtype="float32"),), tol=L32),
+    Case("inv int", np.linalg.inv, (np.array([[2, 1], [1, 3]], np.int32),), tol=LTOL),
+    Case("inv 1x1", np.linalg.inv, (np.array([[4.0]]),), tol=LTOL),
+    Case("inv empty", np.linalg.inv, (np.zeros((2, 0, 0)),)),
+    Case("det", np.linalg.det, (A(3, 3),), tol=LTOL),
+    Case("det batch f32", np.linalg.det, (well(2, 2, 3, 3, dtype="float32"),), tol=L32),
+    Case("det singular", np.linalg.det, (np.ones((3, 3)),), tol=LTOL),
+    Case("det empty", np.linalg.det, (np.zeros((2, 0, 0)),)),
+    Case("slogdet", np.linalg.slogdet, (A(2, 3, 3),), tol=LTOL),
+    Case("slogdet singular", np.linalg.slogdet, (np.zeros((3, 3)),), tol=LTOL),
+    Case("slogdet f32", np.linalg.slogdet, (well(3, 3, dtype="float32"),), tol=L32),
+    Case("solve vector", np.linalg.solve, (A(3, 3), A(3)), tol=LTOL),
+    Case("solve matrix", np.linalg.solve, (A(3, 3), A(3, 2)), tol=LTOL),
+    Case("solve broadcast", np.linalg.solve, (A(2, 1, 3, 3), A(4, 3, 2)), tol=LTOL),
+    Case("solve batch vector", np.linalg.solve, (A(2, 3, 3), A(3)), tol=LTOL),
+    Case("solve f32 int", np.linalg.solve, (well(3, 3, dtype="float32"), np.array([1, 2, 3], np.int32)), tol=LTOL),
+    Case("solve f32", np.linalg.solve, (well(3, 3, dtype="float32"), A(3, dtype="float32")), tol=L32),
+    Case("cholesky", np.linalg.cholesky, (spd(2, 3, 3),), tol=LTOL),
+    Case("cholesky upper", _named(lambda a: np.linalg.cholesky(a, upper=True), "cu"), (spd(3, 3),), tol=LTOL),
+    Case("cholesky reads the lower triangle", np.linalg.cholesky, (np.tril(spd(3, 3)),), tol=LTOL),
+    Case("cholesky f32", np.linalg.cholesky, (spd(3, 3, dtype="float32"),), tol=L32),
+    Case("eigh", _rebuilt_eigh, (A(3, 3),), tol=LTOL),
+    Case("eigh U", _named(lambda a: _rebuilt_eigh(a, "U"), "eu"), (A(3, 3),), tol=LTOL),
+    Case("eigh batch", _named(lambda a: _rebuilt_eigh(a)[:2], "eb"), (A(2, 4, 4),), tol=LTOL),
+    Case("eigvalsh", np.linalg.eigvalsh, (A(2, 3, 3),), tol=LTOL),
+    Case("eigvalsh f32", np.linalg.eigvalsh, (A(3, 3, dtype="float32"),), tol=L32),
+    Case("eigvalsh degenerate", np.linalg.eigvalsh, (np.eye(3),), tol=LTOL),
+    Case("svd tall", _rebuilt_svd, (A(4, 3),), tol=LTOL),
+    Case("svd wide batch", _rebuilt_svd, (A(2, 3, 5),), tol=LTOL),
+    Case("svd full", _named(lambda a: _rebuilt_svd(a, True), "sf"), (A(4, 2),), tol=LTOL),
+    Case("svd rank 1", _named(lambda a: np.linalg.svd(a, compute_uv=False), "s1"), (np.ones((3, 2)),), tol=LTOL),
+    Case("svdvals", np.linalg.svdvals, (A(2, 4, 3),), tol=LTOL),
+    Case("svd f32", _named(lambda a: np.linalg.svd(a, compute_uv=False), "s32"), (A(3, 2, dtype="float32"),), tol=L32),
+    Case("svd empty", np.linalg.svd, (np.zeros((0, 3)),)),
+    Case("pinv", np.linalg.pinv, (A(4, 3),), tol=LTOL),
+    Case("pinv wide batch", np.linalg.pinv, (A(2, 2, 3),), tol=LTOL),
+    Case("pinv rank-deficient", np.linalg.pinv, (np.ones((3, 2)),), tol=LTOL),
+    Case("pinv rcond", _named(lambda a: np.linalg.pinv(a, rcond=0.5), "pr"), (np.diag([4.0, 1.0, 3.0]),), tol=LTOL),
+    Case("pinv rtol", _named(lambda a: np.linalg.pinv(a, rtol=None), "pt"), (A(3, 3),), tol=LTOL),
+]
+
+
+def test_decompositions_interpreted():
+    check_interpreted(DECOMP)
+
+
+def test_decompositions_keep_float32():
+    for fn in (np.linalg.inv, np.linalg.det, np.linalg.cholesky, np.linalg.pinv, np.linalg.eigvalsh, np.linalg.svdvals):
+        out = gc.interpret(raw_graph(fn, spd(3, 3, dtype="float32")), spd(3, 3, dtype="float32"))[0]
+        assert out.dtype == np.float32, fn.__name__
+
+
+def test_decomposition_errors_are_numpys_linalgerror():
+    """Singular, not positive definite and non-finite input: numpy.linalg.LinAlgError from the
+    compiled code and the interpreter alike, never a Numba error (det and cholesky refuse inf
+    and NaN like the others, though Numba's own do not check)."""
+    f = gc.trace(lambda a, b, c: (np.linalg.inv(a), np.linalg.cholesky(b), np.linalg.det(c)))
+    eye = np.eye(3)
+    got = f(2 * eye, eye, 3 * eye)
+    np.testing.assert_allclose(got[0], 0.5 * eye)
+    assert got[2] == pytest.approx(np.linalg.det(3 * eye), rel=1e-15)
+    nan = np.full((3, 3), np.nan)
+    bad = [((np.ones((3, 3)), eye, eye), "singular"), ((eye, -eye, eye), "positive definite"),
+           ((nan, eye, eye), "infs or NaNs"), ((eye, np.diag([1.0, np.inf, 1.0]), eye), "infs or NaNs"),
+           ((eye, nan, eye), "infs or NaNs"), ((eye, eye, np.diag([1.0, np.nan, 1.0])), "infs or NaNs")]
+    for args, match in bad:
+        with pytest.raises(np.linalg.LinAlgError, match=match):
+            f(*args)
+        with pytest.raises(np.linalg.LinAlgError):
+            gc.interpret(f.graph, *args)
+    np.testing.assert_allclose(f(eye, eye, eye)[1], eye)  # still usable after a failed call
+
+
+@pytest.mark.parametrize("fn,args,match", [
+    (np.linalg.inv, (A(2, 3),), "square"),
+    (np.linalg.det, (A(3),), "at least two-dimensional"),
+    (np.linalg.solve, (A(3, 3), A(4)), "does not fit"),
+    (np.linalg.solve, (A(2, 3, 3), A(4, 3, 1)), "broadcast"),
+])
+def test_decomposition_shape_errors(fn, args, match):
+    with pytest.raises(gc.ShapeError, match=match):
+        raw_graph(fn, *args)
+
+
+def test_svd_full_matrices_gradient_is_refused():
+    def f(a):
+        return np.sum(np.linalg.svd(a)[0] ** 2)
+    with pytest.raises(gc.TraceError, match="full_matrices=True"):
+        raw_graph(gc.grad(f), A(3, 2))
+
+
+DECOMP_GRADS = [
+    ("inv batch", lambda a: np.sin(np.linalg.inv(a)), (well(2, 3, 3),)),
+    ("det", lambda a: np.linalg.det(a), (well(3, 3),)),
+    ("slogdet negative", lambda a: np.linalg.slogdet(a)[1] * np.linalg.slogdet(a)[0], (-well(3, 3),)),
+    ("solve vector broadcast", lambda a, b: np.sin(np.linalg.solve(a, b)), (well(2, 3, 3), A(3))),
+    ("cholesky upper", lambda a: np.sin(np.linalg.cholesky(a, upper=True)), (spd(3, 3),)),
+    ("cholesky of a gram", lambda x: np.sum(np.sin(np.linalg.cholesky(x @ x.T + 3 * np.eye(3)))), (A(3, 3),)),
+    ("eigh batch", lambda a: (lambda w, v: np.sum(np.sin(v * v)) + np.sum(w ** 3))(*np.linalg.eigh(a)), (A(2, 3, 3),)),
+    ("eigh U", lambda a: np.sin(np.linalg.eigvalsh(a, "U")), (A(3, 3),)),
+    ("eigvalsh of a symmetric", lambda x: np.sin(np.linalg.eigvalsh(x + x.T)), (A(3, 3),)),
+    ("svd wide", lambda a: (lambda u, s, vh: np.sum(np.sin(u * u)) + np.sum(np.cos(vh * vh)) + np.sum(s ** 3))(
+        *np.linalg.svd(a, full_matrices=False)), (A(2, 3, 4),)),
+    ("svd square full", lambda a: (lambda u, s, vh: np.sum(np.sin(u * u * s)) + np.sum(np.cos(vh * vh)))(
+        *np.linalg.svd(a)), (A(3, 3),)),
+    ("svdvals", lambda a: np.sin(np.linalg.svdvals(a)), (A(4, 3),)),
+    ("pinv tall batch", lambda a: np.sin(np.linalg.pinv(a)), (A(2, 4, 3),)),
+    ("pinv square", lambda a: np.sin(np.linalg.pinv(a)), (well(3, 3),)),
+]
+
+
+@pytest.mark.parametrize("fn,args", [pytest.param(f, a, id=n) for n, f, a in DECOMP_GRADS])
+def test_decomposition_gradients(fn, args):
+    check_grads(fn, args, order=2)
+
+
+def test_degenerate_values_give_finite_gradients_of_basis_free_functions():
+    """At repeated eigenvalues (singular values) functions of the values alone keep finite,
+    correct gradients: the terms with a zero gap are dropped."""
+    g = gc.interpret(raw_graph(gc.grad(lambda a: np.sum(np.linalg.eigvalsh(a) ** 2)), np.eye(3)), np.eye(3))[0]
+    np.testing.assert_allclose(g, 2 * np.tril(np.eye(3)) + 0 * g)  # d/dA sum(w^2) = 2A (lower read)
+    g = gc.interpret(raw_graph(gc.grad(lambda a: np.sum(np.linalg.svdvals(a))), np.eye(3)), np.eye(3))[0]
+    np.testing.assert_allclose(g, np.eye(3))  # d/dA nuclear norm = U V^T
+
+
+def test_decomposition_gradients_compiled():
+    check_grads(lambda a, b: np.sum(np.sin(np.linalg.solve(a, b))) + np.linalg.slogdet(a)[1],
+                (well(2, 3, 3), A(3, 2)), order=1, compiled=True)
+

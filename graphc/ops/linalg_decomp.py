@@ -100,11 +100,12 @@ def _matrix_type(types, name, square=True):
     return t
 
 
-def _emit_batched(body):
+def _emit_batched(body, check_finite=False):
     """Lowering: loop over the batch dims (all inputs share them), ``body`` handles one matrix.
 
     ``body(em, node, ins, at)``: ``ins`` are the input matrices' expressions, ``at(*core)`` the
     output element (or slice) text for the core index ``core`` at this batch position.
+    ``check_finite``: raise LinAlgError on inf or NaN first, as Numba's other wrappers do.
     """
     def emit(em, node):
         out = node.outputs[0]
@@ -112,6 +113,9 @@ def _emit_batched(body):
         batch = node.inputs[0].type.shape[:-2]
         with em.loops(batch) as idx:
             ins = [f"{em.name(v)}[{', '.join(idx)}]" if idx else em.name(v) for v in node.inputs]
+            if check_finite:
+                with em.block(f"if not np.all(np.isfinite({ins[0]})):"):
+                    em.line('raise np.linalg.LinAlgError("Array must not contain infs or NaNs.")')
 
             def at(*rest):
                 return f"{em.name(out)}[{', '.join(list(idx) + [str(r) for r in rest])}]"
@@ -131,10 +135,10 @@ def _emit_copy(em, src, dst_at, shape, offset=None):
             em.line(f"{dst_at(flat)} = {src}[{', '.join(idx)}]")
 
 
-def _register(name, infer, reference, vjp, body, doc_raises=True):
+def _register(name, infer, reference, vjp, body, check_finite=False):
     # every one raises at run time: LinAlgError on singular or non-finite input
-    return register(name, "linalg", infer, _stack_ref(reference), vjp=vjp, emit=_emit_batched(body),
-                    raises=doc_raises)
+    return register(name, "linalg", infer, _stack_ref(reference), vjp=vjp,
+                    emit=_emit_batched(body, check_finite), raises=True)
 
 
 def _empty_result(fn, a, *more):
@@ -183,7 +187,7 @@ def _det_vjp(g, a, out):
     return _expand2(g * out) * _mT(inv(a))
 
 
-_register("det", _infer_det, np.linalg.det, (_det_vjp,), _det_body)
+_register("det", _infer_det, np.linalg.det, (_det_vjp,), _det_body, check_finite=True)  # Numba's does not
 
 
 @implements(np.linalg.det)
@@ -309,7 +313,7 @@ def _cholesky_vjp(g, a, out):
 
 
 _register("cholesky", lambda types: _matrix_type(types, "cholesky"), np.linalg.cholesky,
-          (_cholesky_vjp,), _cholesky_body)
+          (_cholesky_vjp,), _cholesky_body, check_finite=True)  # Numba's does not check
 
 
 @implements(np.linalg.cholesky)
