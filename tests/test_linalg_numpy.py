@@ -170,6 +170,8 @@ GRADS = [
     ("trace diag", lambda a, v: np.trace(a, -1) ** 2 + np.sum(np.diag(v, 1) * np.tril(a[:4, :4])) ** 2,
      (A(4, 4), A(3))),
     ("triu diagonal", lambda a: np.sin(np.triu(a, 1) + np.diagonal(a, 0, 0, 1)), (A(3, 3),)),
+    ("matrix_power multi_dot vecdot", lambda a, b: np.tanh(np.linalg.matrix_power(a, 3) @ np.linalg.multi_dot(
+        [a, b, b.T]) + np.linalg.vecdot(a, b[:, 0])), (A(3, 3) * 0.5, A(3, 2))),
 ]
 
 
@@ -339,3 +341,36 @@ def test_decomposition_gradients_compiled():
     check_grads(lambda a, b: np.sum(np.sin(np.linalg.solve(a, b))) + np.linalg.slogdet(a)[1],
                 (well(2, 3, 3), A(3, 2)), order=1, compiled=True)
 
+
+
+ARRAY_API = [
+    Case("np.linalg.matmul", np.linalg.matmul, (A(2, 3, 4), A(4, 2)), tol=TOL),
+    Case("np.linalg.outer", np.linalg.outer, (A(3), A(2)), tol=TOL),
+    Case("matrix_transpose", np.linalg.matrix_transpose, (A(2, 3, 4),)),
+    Case("vecdot", np.linalg.vecdot, (A(2, 3), A(3)), tol=TOL),
+    Case("vecdot axis int32", _named(lambda a, b: np.linalg.vecdot(a, b, axis=0), "vd"), (A(3, 2, dtype="int32"), A(3, 1, dtype="int32"))),
+    Case("vecdot bool", np.linalg.vecdot, (A(2, 3) > 0, A(2, 3) > 0)),
+    Case("multi_dot", _named(lambda a, b, c, d: np.linalg.multi_dot([a, b, c, d]), "md"), (A(3), A(3, 5), A(5, 2), A(2, 4)), tol=TOL),
+    Case("multi_dot 3", _named(lambda a, b, c: np.linalg.multi_dot([a, b, c]), "md3"), (A(6, 2), A(2, 5), A(5)), tol=TOL),
+    Case("multi_dot 2", _named(lambda a, b: np.linalg.multi_dot([a, b]), "md2"), (A(2, 3), A(3, 2)), tol=TOL),
+    Case("matrix_power 5", _named(lambda a: np.linalg.matrix_power(a, 5), "mp5"), (A(2, 3, 3) * 0.5,), tol=TOL),
+    Case("matrix_power 0 int", _named(lambda a: np.linalg.matrix_power(a, 0), "mp0"), (A(3, 3, dtype="int64"),)),
+    Case("matrix_power -2", _named(lambda a: np.linalg.matrix_power(a, -2), "mpm2"), (well(3, 3),), tol=TOL),
+    Case("matrix_power int", _named(lambda a: np.linalg.matrix_power(a, 3), "mp3"), (A(3, 3, dtype="int32"),)),
+]
+
+
+def test_array_api_linalg_functions():
+    check_interpreted(ARRAY_API)
+
+
+def test_results_are_numpys_named_tuples():
+    a = spd(3, 3)
+    w, v = gc.trace(lambda a: np.linalg.eigh(a))(a)
+    out = gc.trace(lambda a: (np.linalg.eigh(a).eigenvalues, np.linalg.slogdet(a).logabsdet,
+                              np.linalg.svd(a).S, np.linalg.svd(a)))(a)
+    np.testing.assert_allclose(out[0], np.linalg.eigvalsh(a), rtol=1e-12)
+    np.testing.assert_allclose(out[1], np.linalg.slogdet(a).logabsdet, rtol=1e-12)
+    np.testing.assert_allclose(out[2], np.linalg.svd(a).S, rtol=1e-12)
+    assert type(out[3]) is type(np.linalg.svd(a)) and out[3].U.shape == (3, 3)
+    np.testing.assert_allclose((v * w) @ v.T, a, rtol=1e-12)

@@ -112,7 +112,7 @@ register("matmul", "matmul", _infer_matmul, _matmul_ref, vjp=(_matmul_vjp_a, _ma
          raises=lambda node: any(d > 2**31 - 1 for v in node.inputs for d in v.type.shape))
 
 
-@implements(np.matmul, ufunc="matmul")
+@implements(np.matmul, np.linalg.matmul, ufunc="matmul")
 def matmul(x1, x2):
     """``x1 @ x2`` with NumPy's rules for 1-D operands and broadcast batch dimensions."""
     from graphc.ops.shape import reshape
@@ -422,7 +422,7 @@ def vdot(a, b):
     return contract([ravel(a), ravel(b)], [[0], [0]], [])
 
 
-@implements(np.outer)
+@implements(np.outer, np.linalg.outer)
 def outer(a, b, out=None):
     """``np.outer`` of the flattened operands."""
     from graphc.ops.shape import reshape
@@ -539,3 +539,107 @@ def diag(v, k=0):
 def eye(N, M=None, k=0, dtype=float, order="C", *, device=None, like=None):
     """``np.eye``: a static identity (a constant where a trace uses it)."""
     return np.eye(N, M, k, dtype, order)
+
+
+# -- more of np.linalg's array-API functions ------------------------------------------------
+@implements(np.linalg.matrix_transpose)
+def matrix_transpose(x, /):
+    """``np.linalg.matrix_transpose``: swap the last two axes."""
+    from graphc.ops.shape import swapaxes
+    if type_of(x).ndim < 2:
+        raise ShapeError(f"matrix_transpose: input must be at least 2-d, got {type_of(x)}\n  at {user_line()}")
+    return swapaxes(x, -1, -2)
+
+
+@implements(np.linalg.vecdot)
+def vecdot(x1, x2, /, *, axis=-1):
+    """``np.linalg.vecdot`` (real): the sum over ``axis`` of ``x1 * x2``, broadcasting the rest."""
+    from graphc.ops.elementwise import multiply
+    from graphc.ops.reduction import sum as reduce_sum
+    t1, t2 = type_of(x1), type_of(x2)
+    nd = max(t1.ndim, t2.ndim)
+    if min(t1.ndim, t2.ndim) == 0 or t1.shape[axis] != t2.shape[axis]:
+        raise ShapeError(f"vecdot: {t1} and {t2} differ along axis {axis}\n  at {user_line()}")
+    from graphc.ops.elementwise import cast
+    # integer sums accumulate in int64: back to the operands' dtype, as NumPy's vecdot keeps it
+    out = cast(reduce_sum(multiply(x1, x2), axis=axis % nd), _compute_dtype([x1, x2]))
+    return mark_weak(out, x1, x2)
+
+
+@implements(np.linalg.multi_dot)
+def multi_dot(arrays, *, out=None):
+    """``np.linalg.multi_dot``: the product of a chain of matrices (first and last may be 1-D),
+    multiplied in the order of fewest scalar multiplications, as NumPy chooses it."""
+    if out is not None:
+        raise TraceError(f"np.linalg.multi_dot(..., out=...) cannot be traced (at {user_line()})")
+    arrays = list(arrays)
+    if len(arrays) < 2:
+        raise ShapeError(f"multi_dot: expecting at least two arrays\n  at {user_line()}")
+    if len(arrays) == 2:
+        return dot(arrays[0], arrays[1])
+    shapes = [type_of(a).shape for a in arrays]
+    first_1d, last_1d = len(shapes[0]) == 1, len(shapes[-1]) == 1
+    if any(len(s) != 2 for s in shapes[1:-1]) or len(shapes[0]) not in (1, 2) or len(shapes[-1]) not in (1, 2):
+        raise ShapeError(f"multi_dot: the inner arrays must be 2-d, the first and last 1-d or 2-d; "
+                         f"got shapes {shapes}\n  at {user_line()}")
+    from graphc.ops.shape import reshape
+    mats = list(arrays)
+    if first_1d:
+        mats[0] = reshape(mats[0], (1, -1))
+    if last_1d:
+        mats[-1] = reshape(mats[-1], (-1, 1))
+    dims = [type_of(m).shape[0] for m in mats] + [type_of(mats[-1]).shape[1]]
+    order = _chain_order(dims)
+
+    def product(i, j):
+        return mats[i] if i == j else dot(product(i, order[i][j]), product(order[i][j] + 1, j))
+
+    result = product(0, len(mats) - 1)
+    if first_1d and last_1d:
+        return reshape(result, ())
+    if first_1d or last_1d:
+        return reshape(result, (-1,))
+    return result
+
+
+def _chain_order(dims):
+    """The matrix-chain split points (NumPy's multi_dot dynamic program, same tie-breaking)."""
+    n = len(dims) - 1
+    cost = [[0] * n for _ in range(n)]
+    split = [[0] * n for _ in range(n)]
+    for length in range(1, n):
+        for i in range(n - length):
+            j = i + length
+            cost[i][j] = float("inf")
+            for k in range(i, j):
+                c = cost[i][k] + cost[k + 1][j] + dims[i] * dims[k + 1] * dims[j + 1]
+                if c < cost[i][j]:
+                    cost[i][j], split[i][j] = c, k
+    return split
+
+
+@implements(np.linalg.matrix_power)
+def matrix_power(a, n):
+    """``np.linalg.matrix_power``: repeated squaring (n < 0: of the inverse; n == 0: identity)."""
+    t = type_of(a)
+    if t.ndim < 2 or t.shape[-1] != t.shape[-2]:
+        raise ShapeError(f"matrix_power: last 2 dimensions of the array must be square, got {t}\n  at {user_line()}")
+    if not isinstance(n, (int, np.integer)) or isinstance(n, (bool, np.bool_)):
+        raise TypeError("exponent must be an integer")
+    n = int(n)
+    if n == 0:
+        from graphc.ops.shape import broadcast_to
+        from graphc.trace import Tracer
+        eye_n = np.eye(t.shape[-1], dtype=t.dtype)
+        return broadcast_to(eye_n, t.shape) if isinstance(a, Tracer) else np.broadcast_to(eye_n, t.shape).copy()
+    if n < 0:
+        from graphc.ops.linalg_decomp import inv
+        a, n = inv(a), -n
+    result, base = None, a
+    while n:  # binary powering, lowest bit first, as NumPy does
+        if n & 1:
+            result = base if result is None else matmul(result, base)
+        n >>= 1
+        if n:
+            base = matmul(base, base)
+    return result

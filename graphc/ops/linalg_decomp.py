@@ -39,6 +39,14 @@ from graphc.ops.linalg import matmul_t, tril
 from graphc.ops.registry import implements, register
 from graphc.trace import bind, promote, type_of, user_line
 
+try:  # NumPy 2's result types, so traced code gets the same named tuples as eager code
+    from numpy.linalg._linalg import EighResult, SlogdetResult, SVDResult
+except ImportError:  # pragma: no cover - a NumPy without them: the same fields
+    from collections import namedtuple
+    EighResult = namedtuple("EighResult", "eigenvalues eigenvectors")
+    SlogdetResult = namedtuple("SlogdetResult", "sign logabsdet")
+    SVDResult = namedtuple("SVDResult", "U S Vh")
+
 
 # -- helpers ----------------------------------------------------------------------------
 def _mT(x):
@@ -228,13 +236,13 @@ register("slogdet", "linalg", _infer_slogdet, _stack_ref(_slogdet_ref), vjp=(_sl
 
 @implements(np.linalg.slogdet)
 def slogdet(a):
-    """``np.linalg.slogdet``: ``(sign, logabsdet)`` (a plain tuple; NumPy's is a named tuple)."""
+    """``np.linalg.slogdet``: ``SlogdetResult(sign, logabsdet)``."""
     from graphc.ops.indexing import getitem
     a = _float_matrices(a, "slogdet")
     if type_of(a).shape[-1] == 0:
         return _empty_result(np.linalg.slogdet, a)
     packed = bind("slogdet", a)
-    return getitem(packed, (Ellipsis, 0)), getitem(packed, (Ellipsis, 1))
+    return SlogdetResult(getitem(packed, (Ellipsis, 0)), getitem(packed, (Ellipsis, 1)))
 
 
 # -- solve -------------------------------------------------------------------------------------
@@ -367,8 +375,8 @@ register("eigh", "linalg", _infer_eigh, _stack_ref(_eigh_ref), vjp=(_eigh_vjp,),
 
 @implements(np.linalg.eigh)
 def eigh(a, UPLO="L"):
-    """``np.linalg.eigh``: ``(eigenvalues, eigenvectors)`` of the symmetric matrices whose lower
-    triangle ``a`` holds (ascending eigenvalues; a plain tuple)."""
+    """``np.linalg.eigh``: ``EighResult(eigenvalues, eigenvectors)`` of the symmetric matrices
+    whose lower triangle ``a`` holds (``UPLO="U"``: upper); eigenvalues ascending."""
     if UPLO not in ("L", "l"):
         if UPLO not in ("U", "u"):
             raise ValueError("UPLO argument must be 'L' or 'U'")
@@ -376,7 +384,7 @@ def eigh(a, UPLO="L"):
     a = _float_matrices(a, "eigh")
     if type_of(a).shape[-1] == 0:
         return _empty_result(np.linalg.eigh, a)
-    return _unpack_eigh(bind("eigh", a))
+    return EighResult(*_unpack_eigh(bind("eigh", a)))
 
 
 @implements(np.linalg.eigvalsh)
@@ -465,7 +473,7 @@ register("svd", "linalg", _infer_svd, _stack_ref(_svd_ref), vjp=(_svd_vjp,),
 
 @implements(np.linalg.svd)
 def svd(a, full_matrices=True, compute_uv=True, hermitian=False):
-    """``np.linalg.svd``: ``(U, S, Vh)`` (a plain tuple), or S alone with ``compute_uv=False``.
+    """``np.linalg.svd``: ``SVDResult(U, S, Vh)``, or S alone with ``compute_uv=False``.
 
     ``hermitian`` is accepted; the general algorithm gives the same factorization up to signs.
     """
@@ -475,7 +483,7 @@ def svd(a, full_matrices=True, compute_uv=True, hermitian=False):
     if m == 0 or n == 0:
         return _empty_result(lambda x: np.linalg.svd(x, full_matrices=full, compute_uv=compute_uv), a)
     u, s, vh = _unpack_svd(bind("svd", a, full_matrices=full), m, n, full)
-    return (u, s, vh) if compute_uv else s
+    return SVDResult(u, s, vh) if compute_uv else s
 
 
 @implements(np.linalg.svdvals)
