@@ -101,6 +101,15 @@ FUNCTIONS = [
     Case("gc.eye f32", _named(lambda a: a @ gc.eye(3, 4, 1, dtype=np.float32), "eye32"), (A(2, 3, dtype="float32"),),
          ref=lambda a: a @ np.eye(3, 4, 1, dtype=np.float32), tol=TOL, jit=False),
     Case("matmul 1d @ 3d", np.matmul, (A(4), A(2, 4, 3)), tol=TOL, jit=False),
+    # NumPy's array functions np.asarray their operands: a Python number is float64/int64 there
+    Case("dot f32 x python float", np.dot, (A(3, dtype="float32"), 2.0), jit=False),
+    Case("dot f32 x constant float", _named(lambda x: np.dot(x, 2.0), "dc"), (A(3, dtype="float32"),), jit=False),
+    Case("inner i32 x python int", np.inner, (A(3, dtype="int32"), 2), jit=False),
+    Case("kron f32 x python float", np.kron, (A(3, dtype="float32"), 2.0), jit=False),
+    Case("outer f32 x python float", np.outer, (A(3, dtype="float32"), 2.0), jit=False),
+    Case("tensordot f32 x python float", _named(lambda x, y: np.tensordot(x, y, 0), "tds"), (A(3, dtype="float32"), 2.0), jit=False),
+    Case("einsum f32 x python float", _named(lambda x, y: np.einsum("i,->i", x, y), "es"), (A(3, dtype="float32"), 2.0), jit=False),
+    Case("vecdot f32 x f64", np.linalg.vecdot, (A(3, dtype="float32"), A(3)), jit=False, tol=TOL),
     Case("matmul 3d @ 1d", np.matmul, (A(2, 3, 4), A(4)), tol=TOL, jit=False),
 ]
 _ALL = EINSUM_CASES + FUNCTIONS

@@ -139,6 +139,15 @@ def matmul(x1, x2):
 
 
 # -- contractions: einsum and the functions built on it ------------------------------------
+def _strong(x):
+    """``x`` as NumPy's array functions see it: they call np.asarray, which types a Python
+    number (and so a weak traced one) strongly: np.dot(x_f32, 2.0) is float64 in NumPy."""
+    from graphc.trace import Tracer
+    if isinstance(x, Tracer):
+        return Tracer(x.value, x.builder) if x.weak else x
+    return np.asarray(x)
+
+
 def _compute_dtype(operands, dtype=None):
     """The dtype products are computed in: NumPy's result type (bool is counted in int64)."""
     from graphc.trace import result_dtype
@@ -231,7 +240,7 @@ def contract(operands, labels, out_labels, dtype=None):
     pair one matmul. Size-1 axes broadcast against their label's size in other operands.
     """
     from graphc.ops.elementwise import cast, not_equal
-    originals = operands
+    operands = [_strong(x) for x in operands]
     dtype = _compute_dtype(operands, dtype)
     work = "int64" if dtype == "bool" else dtype
     operands = promote(*operands, dtype=work)
@@ -260,8 +269,7 @@ def contract(operands, labels, out_labels, dtype=None):
     x, lab = _sum_labels(x, lab, {l for l in lab if l not in out_labels})
     x = _broadcast_labels(x, lab, sizes, set(lab))
     x = _arrange(x, lab, out_labels)
-    x = not_equal(x, 0) if dtype == "bool" else cast(x, dtype)
-    return mark_weak(x, *originals)
+    return not_equal(x, 0) if dtype == "bool" else cast(x, dtype)
 
 
 _LETTERS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
@@ -364,6 +372,7 @@ def _axes_list(axes, ndim, what):
 @implements(np.tensordot, np.linalg.tensordot)
 def tensordot(a, b, axes=2):
     """``np.tensordot``: sum products over ``axes`` (an int N: a's last N and b's first N)."""
+    a, b = _strong(a), _strong(b)
     ta, tb = type_of(a), type_of(b)
     if isinstance(axes, (int, np.integer)):
         n = int(axes)
@@ -387,6 +396,7 @@ def dot(a, b, out=None):
     """``np.dot``: matmul up to 2-D; above, the sum over a's last axis and b's second-to-last."""
     if out is not None:
         raise TraceError(f"np.dot(..., out=...) cannot be traced (at {user_line()})")
+    a, b = _strong(a), _strong(b)
     ta, tb = type_of(a), type_of(b)
     if ta.ndim == 0 or tb.ndim == 0:
         from graphc.ops.elementwise import multiply
@@ -403,6 +413,7 @@ def dot(a, b, out=None):
 @implements(np.inner)
 def inner(a, b):
     """``np.inner``: the sum over the last axes of ``a`` and ``b`` (a product for 0-d operands)."""
+    a, b = _strong(a), _strong(b)
     ta, tb = type_of(a), type_of(b)
     if ta.ndim == 0 or tb.ndim == 0:
         from graphc.ops.elementwise import multiply
@@ -428,7 +439,7 @@ def outer(a, b, out=None):
     from graphc.ops.shape import reshape
     if out is not None:
         raise TraceError(f"np.outer(..., out=...) cannot be traced (at {user_line()})")
-    return matmul(reshape(a, (-1, 1)), reshape(b, (1, -1)))
+    return matmul(reshape(_strong(a), (-1, 1)), reshape(_strong(b), (1, -1)))
 
 
 @implements(np.kron)
@@ -436,6 +447,7 @@ def kron(a, b):
     """``np.kron``: the Kronecker product, a broadcast multiply and a reshape."""
     from graphc.ops.elementwise import multiply
     from graphc.ops.shape import reshape
+    a, b = _strong(a), _strong(b)
     ta, tb = type_of(a), type_of(b)
     nd = max(ta.ndim, tb.ndim)
     sa, sb = (1,) * (nd - ta.ndim) + ta.shape, (1,) * (nd - tb.ndim) + tb.shape
@@ -556,14 +568,14 @@ def vecdot(x1, x2, /, *, axis=-1):
     """``np.linalg.vecdot`` (real): the sum over ``axis`` of ``x1 * x2``, broadcasting the rest."""
     from graphc.ops.elementwise import multiply
     from graphc.ops.reduction import sum as reduce_sum
+    x1, x2 = _strong(x1), _strong(x2)
     t1, t2 = type_of(x1), type_of(x2)
     nd = max(t1.ndim, t2.ndim)
     if min(t1.ndim, t2.ndim) == 0 or t1.shape[axis] != t2.shape[axis]:
         raise ShapeError(f"vecdot: {t1} and {t2} differ along axis {axis}\n  at {user_line()}")
     from graphc.ops.elementwise import cast
     # integer sums accumulate in int64: back to the operands' dtype, as NumPy's vecdot keeps it
-    out = cast(reduce_sum(multiply(x1, x2), axis=axis % nd), _compute_dtype([x1, x2]))
-    return mark_weak(out, x1, x2)
+    return cast(reduce_sum(multiply(x1, x2), axis=axis % nd), _compute_dtype([x1, x2]))
 
 
 @implements(np.linalg.multi_dot)
