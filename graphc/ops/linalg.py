@@ -149,10 +149,9 @@ def _strong(x):
 
 
 def _compute_dtype(operands, dtype=None):
-    """The dtype products are computed in: NumPy's result type (bool is counted in int64)."""
+    """The result dtype: ``dtype`` if given, else NumPy's result type of the operands."""
     from graphc.trace import result_dtype
-    dtype = np.dtype(dtype).name if dtype is not None else result_dtype(*operands)
-    return dtype
+    return np.dtype(dtype).name if dtype is not None else result_dtype(*operands)
 
 
 def _diagonal_labels(x, labels):
@@ -293,7 +292,8 @@ def _parse_einsum(subscripts, ndims):
         if "..." in term:
             n_ell = max(n_ell, nd - letters)
             if nd < letters:
-                raise ShapeError(f"einsum: operand has fewer dimensions than subscripts in {term!r}\n  at {user_line()}")
+                raise ShapeError(f"einsum: operand has fewer dimensions than subscripts in {term!r}\n"
+                                 f"  at {user_line()}")
         elif nd != letters:
             raise ShapeError(f"einsum: operand of {nd} dimensions given subscripts {term!r}\n  at {user_line()}")
     ell = list(range(-n_ell, 0))
@@ -327,7 +327,7 @@ def _parse_einsum(subscripts, ndims):
 
 def _interleaved(args):
     """``einsum(a, [0, 1], b, [1, 2], [0, 2])`` -> labels (ints are labels as they are)."""
-    ops, labels = list(args[0:-1:2]) if len(args) % 2 else list(args[0::2]), []
+    ops = list(args[0:-1:2]) if len(args) % 2 else list(args[0::2])
     subs = list(args[1::2])
     out = list(args[-1]) if len(args) % 2 else None
 

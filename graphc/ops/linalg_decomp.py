@@ -364,7 +364,8 @@ def _eigh_vjp(g, a, out):
     w, v = _unpack_eigh(out)
     gw, gv = _unpack_eigh(g)
     n = type_of(a).shape[-1]
-    inner = expand_dims(gw, -2) * np.eye(n, dtype=type_of(a).dtype) + _gap_reciprocal(w) * matmul_t(v, gv, transpose_a=True)
+    inner = (expand_dims(gw, -2) * np.eye(n, dtype=type_of(a).dtype)
+             + _gap_reciprocal(w) * matmul_t(v, gv, transpose_a=True))
     full = matmul_t(matmul_t(v, inner), v, transpose_b=True)
     return _lower_read(0.5 * (full + _mT(full)))
 
