@@ -23,6 +23,8 @@ interpreter's reference raises the same way), so results never silently differ:
 * Eigenvectors and singular vectors are unique only up to sign (and to a basis within a
   repeated value): compiled code and NumPy may choose differently.
 
+The gradients of det and slogdet use inv(A), so at a singular A they raise LinAlgError (the
+adjugate would be defined there); pinv's assumes the rank is constant near A.
 Gradients of eigh and svd divide by differences of eigenvalues (squared singular values),
 and svd's also by the singular values where m != n: at repeated values (or zero singular
 values) the affected terms are dropped (taken as 0), which is exact for functions that do
