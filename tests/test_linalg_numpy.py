@@ -110,6 +110,10 @@ FUNCTIONS = [
     Case("tensordot f32 x python float", _named(lambda x, y: np.tensordot(x, y, 0), "tds"), (A(3, dtype="float32"), 2.0), jit=False),
     Case("einsum f32 x python float", _named(lambda x, y: np.einsum("i,->i", x, y), "es"), (A(3, dtype="float32"), 2.0), jit=False),
     Case("vecdot f32 x f64", np.linalg.vecdot, (A(3, dtype="float32"), A(3)), jit=False, tol=TOL),
+    Case("einsum dtype", _named(lambda x: np.einsum("ij->j", x, dtype=np.float64), "edt"), (A(2, 3, dtype="int32"),), jit=False),
+    Case("einsum optimize", _named(lambda x, y, z: np.einsum("ij,jk,kl->il", x, y, z, optimize=True), "eopt"),
+         (A(2, 3), A(3, 4), A(4, 5)), tol=TOL, jit=False),
+    Case("einsum int32 wraps", _named(lambda x: np.einsum("i->", x), "ewrap"), (np.full(4, 2**30, np.int32),), jit=False),
     Case("matmul 3d @ 1d", np.matmul, (A(2, 3, 4), A(4)), tol=TOL, jit=False),
 ]
 _ALL = EINSUM_CASES + FUNCTIONS
