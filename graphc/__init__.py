@@ -43,7 +43,10 @@ from graphc.ops.elementwise import (
     tanh, where,
 )
 from graphc.ops.indexing import gather, one_hot, take, take_along_axis
-from graphc.ops.linalg import dot, matmul, outer
+from graphc.ops.linalg import (
+    diag, diagonal, dot, einsum, eye, inner, kron, matmul, outer, tensordot, tril, triu, vdot,
+)
+# (np.trace traces too; gc.trace is the compiler, so the matrix trace is not exported here)
 from graphc.ops.nn import log_softmax, logsumexp, softmax, stop_gradient
 from graphc.ops.reduction import argmax, argmin, max, mean, min, prod, sum
 from graphc.ops.shape import (

@@ -177,6 +177,18 @@ case("cross-entropy", {"gather"},
 case("one_hot-cross-entropy", {"mul"},
      lambda z, y: -np.sum(gc.one_hot(y, 3, "float64") * gc.log_softmax(z)), (N(_rng, (4, 3)), np.array([0, 2, 1, 2])))
 case("cast-int-input", {"cast"}, lambda x, k: x * k + np.sin(x) * (k > 1), (N(_rng, (2, 3)), np.array([0, 1, 2])))
+# np.linalg (well-conditioned points: finite differences need them)
+_sq = N(_rng, (2, 3, 3)) * 0.3 + 2 * np.eye(3)
+case("inv", {"inv"}, lambda a: np.sin(np.linalg.inv(a)), (_sq,))
+case("det", {"det"}, lambda a: np.linalg.det(a) ** 2, (_sq,))
+case("slogdet", {"slogdet"}, lambda a: np.linalg.slogdet(a)[1], (_sq * np.array([[[1.0]], [[-1.0]]]),))
+case("solve", {"solve"}, lambda a, b: np.sin(np.linalg.solve(a, b)), (_sq, N(_rng, (3, 2))))
+case("cholesky", {"cholesky"}, lambda a: np.sin(np.linalg.cholesky(a)), (_sq @ np.swapaxes(_sq, -1, -2),))
+case("eigh", {"eigh"}, lambda a: (lambda w, v: np.sum(np.sin(v * v)) + np.sum(np.sin(w)))(*np.linalg.eigh(a)),
+     (N(_rng, (3, 3)),))
+case("svd", {"svd"}, lambda a: (lambda u, s, vh: np.sum(np.sin(u * u)) + np.sum(np.cos(vh * vh)) + np.sum(s ** 2))(
+    *np.linalg.svd(a, full_matrices=False)), (N(_rng, (4, 3)),))
+case("pinv", {"pinv"}, lambda a: np.sin(np.linalg.pinv(a)), (N(_rng, (2, 3)),))
 case("pytree-dict", {"matmul", "add"},
      lambda p, x: np.sum(np.tanh(x @ p["w"] + p["b"]) ** 2), ({"w": N(_rng, (3, 2)), "b": N(_rng, (2,))}, N(_rng, (4, 3))))
 case("tuple-output", {"mul", "sin"}, lambda x, y: (x * y, np.sin(y), (x > 0)), (N(_rng, (2,)), N(_rng, (3, 1))))

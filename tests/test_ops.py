@@ -518,7 +518,8 @@ for dtype in ("float32", "float64", "int64"):
         Case(f"gc.matmul:{dtype}", gc.matmul, (x, y), ref=np.matmul, tol=MM_TOL, jit=False),
         Case(f"np.dot 2d:{dtype}", np.dot, (x, y), tol=MM_TOL, jit=False),
         Case(f"np.dot 1d:{dtype}", np.dot, (v, v), tol=MM_TOL, jit=J),
-        Case(f"np.dot scalar:{dtype}", lambda v: np.dot(v, 2), (v,), ref=lambda v: v * 2, tol=MM_TOL, jit=False),
+        # np.dot np.asarray-s the 2: int64, so a float32 v gives float64, as in NumPy
+        Case(f"np.dot scalar:{dtype}", lambda v: np.dot(v, 2), (v,), tol=MM_TOL, jit=False),
         Case(f"x.dot:{dtype}", lambda x, v: x.dot(v), (x, v), tol=MM_TOL, jit=J),
         Case(f"gc.dot:{dtype}", gc.dot, (v, x.T.copy()), ref=np.dot, tol=MM_TOL, jit=False),
         Case(f"np.outer:{dtype}", np.outer, (w, v), tol=MM_TOL, jit=J),
@@ -531,6 +532,38 @@ cases.append(Case("@ f32xf64", lambda a, b: a @ b, (A((2, 3), "float32"), A((3, 
 cases.append(Case("@ i32xf32", lambda a, b: a @ b, (A((2, 3), "int32"), A((3, 2), "float32")), tol=MM_TOL))
 cases.append(Case("@ bool", lambda a, b: a @ b, (A((2, 3), "bool"), A((3, 2), "bool")), jit=False))
 cases.append(Case("@ of views", lambda a, b: a.T @ b[::2], (A((3, 2)), A((6, 4))), tol=MM_TOL))
+
+# -- np.linalg decompositions (more cases, errors and gradients: tests/test_linalg_numpy.py) ----
+def _gram(a):  # a well-conditioned symmetric positive definite matrix from any values in [-3, 3]
+    return a @ np.swapaxes(a, -1, -2) + 3 * np.eye(a.shape[-1], dtype=a.dtype)
+
+
+def _eigh_rebuilt(a):  # V diag(w) V^T: the symmetric matrix eigh read, whatever the vectors' signs
+    w, v = np.linalg.eigh(a)
+    return (v * w[..., None, :]) @ np.swapaxes(v, -1, -2)
+
+
+def _svd_rebuilt(a):
+    u, s, vh = np.linalg.svd(a, full_matrices=False)
+    return (u * s[..., None, :]) @ vh, s
+
+
+# the functions hold for any input values (test_compiled_random_values redraws them)
+LA_TOL = dict(rtol=1e-4, atol=1e-4)
+cases = group("linalg-decompositions")
+cases += [
+    Case("inv", lambda a: np.linalg.inv(_gram(a)), (A((2, 3, 3), "float64"),), tol=LA_TOL, ops=("inv",)),
+    Case("det", np.linalg.det, (A((2, 3, 3), "float64"),), tol=LA_TOL, ops=("det",)),
+    Case("slogdet", lambda a: np.linalg.slogdet(_gram(a)), (A((2, 3, 3), "float32"),), tol=LA_TOL, ops=("slogdet",)),
+    Case("solve", lambda a, b: np.linalg.solve(_gram(a), b), (A((2, 3, 3), "float64"), A((3,), "float64")),
+         tol=LA_TOL, ops=("solve",)),
+    Case("cholesky", lambda a: np.linalg.cholesky(_gram(a)), (A((2, 3, 3), "float64"),), tol=LA_TOL, ops=("cholesky",)),
+    Case("eigh", _eigh_rebuilt, (A((2, 3, 3), "float64"),), ref=lambda a: np.tril(a) + np.swapaxes(np.tril(a, -1), -1, -2),
+         tol=LA_TOL, ops=("eigh",)),
+    Case("svd", _svd_rebuilt, (A((4, 3), "float64"),), ref=lambda a: (a, np.linalg.svd(a, compute_uv=False)),
+         tol=LA_TOL, ops=("svd",)),
+    Case("pinv", lambda a: np.linalg.pinv(a + 10 * np.eye(2, 3)), (A((2, 3), "float64"),), tol=LA_TOL, ops=("pinv",)),
+]
 
 # -- nn ---------------------------------------------------------------------------------
 

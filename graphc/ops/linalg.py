@@ -1,4 +1,6 @@
-"""Matrix products: ``matmul`` over the last two axes with broadcast batch axes.
+"""Matrix products: ``matmul`` over the last two axes with broadcast batch axes, and the
+NumPy functions built on it (einsum, tensordot, dot, inner, vdot, kron, trace, diagonal,
+diag, tril, triu, eye), which compose existing primitives so their gradients come free.
 
 The primitive needs both operands of rank >= 2 and equal rank; the public
 ``matmul`` handles NumPy's 1-D promotion and rank padding with reshapes.
@@ -110,7 +112,7 @@ register("matmul", "matmul", _infer_matmul, _matmul_ref, vjp=(_matmul_vjp_a, _ma
          raises=lambda node: any(d > 2**31 - 1 for v in node.inputs for d in v.type.shape))
 
 
-@implements(np.matmul, ufunc="matmul")
+@implements(np.matmul, np.linalg.matmul, ufunc="matmul")
 def matmul(x1, x2):
     """``x1 @ x2`` with NumPy's rules for 1-D operands and broadcast batch dimensions."""
     from graphc.ops.shape import reshape
@@ -136,29 +138,520 @@ def matmul(x1, x2):
     return mark_weak(reshape(out, shape), x1, x2)
 
 
+# -- contractions: einsum and the functions built on it ------------------------------------
+def _strong(x):
+    """``x`` as NumPy's array functions see it: they call np.asarray, which types a Python
+    number (and so a weak traced one) strongly: np.dot(x_f32, 2.0) is float64 in NumPy."""
+    from graphc.trace import Tracer
+    if isinstance(x, Tracer):
+        return Tracer(x.value, x.builder) if x.weak else x
+    return np.asarray(x)
+
+
+def _compute_dtype(operands, dtype=None):
+    """The result dtype: ``dtype`` if given, else NumPy's result type of the operands."""
+    from graphc.trace import result_dtype
+    return np.dtype(dtype).name if dtype is not None else result_dtype(*operands)
+
+
+def _diagonal_labels(x, labels):
+    """Take the diagonal of every label repeated within one operand (``ii`` -> ``i``)."""
+    labels = list(labels)
+    while len(set(labels)) < len(labels):
+        first = next(d for d, l in enumerate(labels) if labels.index(l) != d)
+        d1 = labels.index(labels[first])
+        n1, n2 = type_of(x).shape[d1], type_of(x).shape[first]
+        if n1 != n2:
+            raise ShapeError(f"einsum: dimensions in an operand for a repeated subscript must be "
+                             f"equal, got {n1} and {n2} in {type_of(x)}\n  at {user_line()}")
+        label = labels[d1]
+        x = diagonal(x, 0, d1, first)  # drops both axes, appends the diagonal last
+        labels = [l for d, l in enumerate(labels) if d not in (d1, first)] + [label]
+    return x, labels
+
+
+def _sum_labels(x, labels, drop):
+    """Sum ``x`` over the axes whose labels are in ``drop`` (keeping x's dtype, as einsum does)."""
+    from graphc.ops.elementwise import cast
+    from graphc.ops.reduction import sum as reduce_sum
+    axes = tuple(d for d, l in enumerate(labels) if l in drop)
+    if not axes:
+        return x, labels
+    # integer sums accumulate in int64; the cast back wraps as NumPy's einsum does
+    return cast(reduce_sum(x, axis=axes), type_of(x).dtype), [l for l in labels if l not in drop]
+
+
+def _arrange(x, labels, order):
+    """Transpose ``x`` so its axes follow ``order`` (a permutation of ``labels``)."""
+    from graphc.ops.shape import transpose
+    return transpose(x, [labels.index(l) for l in order])
+
+
+def _broadcast_labels(x, labels, sizes, which):
+    """Broadcast size-1 axes of ``x`` whose labels are in ``which`` to their full size."""
+    from graphc.ops.shape import broadcast_to
+    shape = tuple(sizes[l] if l in which else n for l, n in zip(labels, type_of(x).shape))
+    return broadcast_to(x, shape)
+
+
+def _contract_pair(a, la, b, lb, keep, sizes):
+    """Contract two labelled operands over their shared labels not in ``keep``: one matmul
+    (batched over shared kept labels), or a broadcast multiply when nothing is summed."""
+    from graphc.ops.elementwise import multiply
+    from graphc.ops.shape import reshape
+    a, la = _sum_labels(a, la, {l for l in la if l not in lb and l not in keep})
+    b, lb = _sum_labels(b, lb, {l for l in lb if l not in la and l not in keep})
+    batch = [l for l in la if l in lb and l in keep]
+    summed = [l for l in la if l in lb and l not in keep]
+    a_free = [l for l in la if l not in lb]
+    b_free = [l for l in lb if l not in la]
+    size_of = lambda x, lab: dict(zip(lab, type_of(x).shape))  # noqa: E731
+    if not summed:  # an outer or elementwise product: broadcasting multiply
+        sa, sb = size_of(a, la), size_of(b, lb)
+        a2 = reshape(_arrange(a, la, batch + a_free), [sa[l] for l in batch + a_free] + [1] * len(b_free))
+        b2 = reshape(_arrange(b, lb, batch + b_free),
+                     [sb[l] for l in batch] + [1] * len(a_free) + [sb[l] for l in b_free])
+        return multiply(a2, b2), batch + a_free + b_free
+    # matmul over (batch..., M, K) @ (batch..., K, N), reading a transposed operand in place
+    a = _broadcast_labels(a, la, sizes, summed)
+    b = _broadcast_labels(b, lb, sizes, summed)
+    sa, sb = size_of(a, la), size_of(b, lb)
+    ta = la == batch + summed + a_free and la != batch + a_free + summed
+    tb = lb == batch + b_free + summed and lb != batch + summed + b_free
+    a2 = a if ta else _arrange(a, la, batch + a_free + summed)
+    b2 = b if tb else _arrange(b, lb, batch + summed + b_free)
+    bdims_a, bdims_b = [sa[l] for l in batch], [sb[l] for l in batch]
+    m = int(np.prod([sa[l] for l in a_free], dtype=np.int64))
+    n = int(np.prod([sb[l] for l in b_free], dtype=np.int64))
+    k = int(np.prod([sa[l] for l in summed], dtype=np.int64))
+    a2 = reshape(a2, bdims_a + ([k, m] if ta else [m, k]))
+    b2 = reshape(b2, bdims_b + ([n, k] if tb else [k, n]))
+    out = matmul_t(a2, b2, transpose_a=ta, transpose_b=tb)
+    bshape = list(type_of(out).shape[:-2])
+    return reshape(out, bshape + [sa[l] for l in a_free] + [sb[l] for l in b_free]), batch + a_free + b_free
+
+
+def contract(operands, labels, out_labels, dtype=None):
+    """Einstein summation over integer-labelled operands (the engine of einsum, tensordot...).
+
+    Repeated labels within an operand take a diagonal; labels in one operand only and not in
+    the output are summed first; then operands are contracted pairwise, left to right, each
+    pair one matmul. Size-1 axes broadcast against their label's size in other operands.
+    """
+    from graphc.ops.elementwise import cast, not_equal
+    operands = [_strong(x) for x in operands]
+    dtype = _compute_dtype(operands, dtype)
+    work = "int64" if dtype == "bool" else dtype
+    operands = promote(*operands, dtype=work)
+    sizes = {}
+    items = []
+    for x, lab in zip(operands, labels):
+        t = type_of(x)
+        if len(lab) != t.ndim:
+            raise ShapeError(f"einsum: an operand of shape {t.shape} has {len(lab)} subscripts\n  at {user_line()}")
+        x, lab = _diagonal_labels(x, lab)
+        for l, n in zip(lab, type_of(x).shape):
+            if sizes.get(l, 1) not in (1, n) and n != 1:
+                raise ShapeError(f"einsum: operands could not be broadcast together: a subscript has "
+                                 f"sizes {sizes[l]} and {n}\n  at {user_line()}")
+            sizes[l] = n if sizes.get(l, 1) == 1 else sizes[l]
+        items.append((x, lab))
+    out_labels = list(out_labels)
+    for k in range(len(items)):  # labels only this operand has, not in the output: sum them now
+        others = set(out_labels).union(*[set(lab) for j, (_, lab) in enumerate(items) if j != k])
+        x, lab = items[k]
+        items[k] = _sum_labels(x, lab, {l for l in lab if l not in others})
+    x, lab = items[0]
+    for k in range(1, len(items)):
+        keep = set(out_labels).union(*[set(l) for _, l in items[k + 1:]])
+        x, lab = _contract_pair(x, lab, *items[k], keep, sizes)
+    x, lab = _sum_labels(x, lab, {l for l in lab if l not in out_labels})
+    x = _broadcast_labels(x, lab, sizes, set(lab))
+    x = _arrange(x, lab, out_labels)
+    return not_equal(x, 0) if dtype == "bool" else cast(x, dtype)
+
+
+_LETTERS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+def _parse_einsum(subscripts, ndims):
+    """``(labels per operand, output labels)`` for an einsum string; ``...`` dims get negative labels."""
+    text = subscripts.replace(" ", "")
+    explicit = "->" in text
+    ins, out = text.split("->") if explicit else (text, None)
+    terms = ins.split(",")
+    if len(terms) != len(ndims):
+        raise ShapeError(f"einsum: {len(terms)} operand subscripts for {len(ndims)} operands\n  at {user_line()}")
+    for term in terms + ([out] if explicit else []):
+        bad = set(term.replace("...", "")) - set(_LETTERS)
+        if bad or term.count("...") > 1:
+            raise ShapeError(f"einsum: invalid subscript string {subscripts!r}\n  at {user_line()}")
+    n_ell = 0
+    for term, nd in zip(terms, ndims):
+        letters = len(term.replace("...", ""))
+        if "..." in term:
+            n_ell = max(n_ell, nd - letters)
+            if nd < letters:
+                raise ShapeError(f"einsum: operand has fewer dimensions than subscripts in {term!r}\n"
+                                 f"  at {user_line()}")
+        elif nd != letters:
+            raise ShapeError(f"einsum: operand of {nd} dimensions given subscripts {term!r}\n  at {user_line()}")
+    ell = list(range(-n_ell, 0))
+
+    def expand(term, nd):
+        if "..." not in term:
+            return [ord(c) for c in term]
+        left, right = term.split("...")
+        k = nd - len(left) - len(right)
+        return [ord(c) for c in left] + ell[len(ell) - k:] + [ord(c) for c in right]
+
+    labels = [expand(term, nd) for term, nd in zip(terms, ndims)]
+    if not explicit:
+        counts = {}
+        for term in terms:
+            for c in term.replace("...", ""):
+                counts[c] = counts.get(c, 0) + 1
+        return labels, ell + sorted(ord(c) for c, n in counts.items() if n == 1)
+    if "..." not in out and n_ell and any("..." in t for t in terms):
+        widths = [nd - len(t.replace("...", "")) for t, nd in zip(terms, ndims) if "..." in t]
+        if any(widths):
+            raise ShapeError(f"einsum: output has more dimensions than subscripts given in {subscripts!r}, "
+                             f"but no '...' to broadcast the extra dimensions\n  at {user_line()}")
+    out_labels = expand(out, n_ell + len(out.replace("...", "")))
+    every = set().union(*[set(l) for l in labels])
+    if len(set(out_labels)) != len(out_labels) or not set(out_labels) <= every:
+        raise ShapeError(f"einsum: output subscripts of {subscripts!r} must be distinct and appear "
+                         f"in an input\n  at {user_line()}")
+    return labels, out_labels
+
+
+def _interleaved(args):
+    """``einsum(a, [0, 1], b, [1, 2], [0, 2])`` -> labels (ints are labels as they are)."""
+    ops = list(args[0:-1:2]) if len(args) % 2 else list(args[0::2])
+    subs = list(args[1::2])
+    out = list(args[-1]) if len(args) % 2 else None
+
+    def convert(sub):
+        return [-1000 if s is Ellipsis else int(s) for s in sub]
+
+    if any(s is Ellipsis for sub in subs + [out or []] for s in sub):
+        raise TraceError(f"einsum: '...' in the interleaved (operand, sublist) form is not supported; "
+                         f"use a subscript string (at {user_line()})")
+    labels = [convert(s) for s in subs]
+    if out is None:
+        flat = [l for s in labels for l in s]
+        out = sorted(l for l in set(flat) if flat.count(l) == 1)
+    return ops, labels, convert(out)
+
+
+@implements(np.einsum)
+def einsum(*operands, out=None, dtype=None, order="K", casting="safe", optimize=False):
+    """``np.einsum``: any subscripts (explicit or implicit output, repeated subscripts for
+    diagonals and traces, ``...`` broadcasting), lowered to transposes, reshapes, sums and
+    one matmul per pair of operands (``optimize`` is accepted; operands contract left to right)."""
+    if out is not None:
+        raise TraceError(f"np.einsum(..., out=...) cannot be traced (at {user_line()})")
+    if isinstance(operands[0], str):
+        ops = operands[1:]
+        labels, out_labels = _parse_einsum(operands[0], [type_of(x).ndim for x in ops])
+    else:
+        ops, labels, out_labels = _interleaved(operands)
+    if not ops:
+        raise ShapeError(f"einsum: no operands given\n  at {user_line()}")
+    return contract(list(ops), labels, out_labels, dtype)
+
+
+def _axes_list(axes, ndim, what):
+    axes = [int(a) for a in (axes if isinstance(axes, (tuple, list)) else (axes,))]
+    for a in axes:
+        if not -ndim <= a < ndim:
+            raise ShapeError(f"{what}: axis {a} is out of bounds for an array of dimension {ndim}\n  at {user_line()}")
+    return [a % ndim for a in axes]
+
+
+@implements(np.tensordot, np.linalg.tensordot)
+def tensordot(a, b, axes=2):
+    """``np.tensordot``: sum products over ``axes`` (an int N: a's last N and b's first N)."""
+    a, b = _strong(a), _strong(b)
+    ta, tb = type_of(a), type_of(b)
+    if isinstance(axes, (int, np.integer)):
+        n = int(axes)
+        if n < 0 or n > min(ta.ndim, tb.ndim):
+            raise ShapeError(f"tensordot: cannot sum over {n} axes of {ta} and {tb}\n  at {user_line()}")
+        axes_a, axes_b = list(range(ta.ndim - n, ta.ndim)), list(range(n))
+    else:
+        axes_a = _axes_list(axes[0], ta.ndim, "tensordot")
+        axes_b = _axes_list(axes[1], tb.ndim, "tensordot")
+    if len(axes_a) != len(axes_b) or any(ta.shape[i] != tb.shape[j] for i, j in zip(axes_a, axes_b)):
+        raise ShapeError(f"tensordot: shape-mismatch for sum over axes {axes_a} of {ta} and {axes_b} "
+                         f"of {tb}\n  at {user_line()}")
+    la = list(range(ta.ndim))
+    lb = [la[axes_a[axes_b.index(j)]] if j in axes_b else ta.ndim + j for j in range(tb.ndim)]
+    out = [l for d, l in enumerate(la) if d not in axes_a] + [l for j, l in enumerate(lb) if j not in axes_b]
+    return contract([a, b], [la, lb], out)
+
+
 @implements(np.dot)
 def dot(a, b, out=None):
-    """``np.dot`` for 1-D and 2-D operands (use matmul for batches)."""
+    """``np.dot``: matmul up to 2-D; above, the sum over a's last axis and b's second-to-last."""
     if out is not None:
         raise TraceError(f"np.dot(..., out=...) cannot be traced (at {user_line()})")
-    if type_of(a).ndim > 2 or type_of(b).ndim > 2:
-        raise TraceError(f"np.dot of arrays with more than 2 dimensions is not supported "
-                         f"(at {user_line()}); use np.matmul or @")
-    if type_of(a).ndim == 0 or type_of(b).ndim == 0:
+    a, b = _strong(a), _strong(b)
+    ta, tb = type_of(a), type_of(b)
+    if ta.ndim == 0 or tb.ndim == 0:
         from graphc.ops.elementwise import multiply
         return multiply(a, b)
-    return matmul(a, b)
+    if ta.ndim <= 2 and tb.ndim <= 2:
+        return matmul(a, b)
+    if ta.shape[-1] != tb.shape[max(tb.ndim - 2, 0)]:
+        raise ShapeError(f"dot: shapes {ta.shape} and {tb.shape} not aligned: {ta.shape[-1]} (dim "
+                         f"{ta.ndim - 1}) != {tb.shape[max(tb.ndim - 2, 0)]} (dim {max(tb.ndim - 2, 0)})\n"
+                         f"  at {user_line()}")
+    return tensordot(a, b, axes=([ta.ndim - 1], [max(tb.ndim - 2, 0)]))
 
 
-@implements(np.vdot, np.inner)
+@implements(np.inner)
 def inner(a, b):
-    """Inner product of two 1-D arrays."""
-    if type_of(a).ndim != 1 or type_of(b).ndim != 1:
-        raise TraceError(f"np.inner/np.vdot are only supported for 1-D arrays (at {user_line()})")
-    return matmul(a, b)
+    """``np.inner``: the sum over the last axes of ``a`` and ``b`` (a product for 0-d operands)."""
+    a, b = _strong(a), _strong(b)
+    ta, tb = type_of(a), type_of(b)
+    if ta.ndim == 0 or tb.ndim == 0:
+        from graphc.ops.elementwise import multiply
+        return multiply(a, b)
+    if ta.shape[-1] != tb.shape[-1]:
+        raise ShapeError(f"inner: shapes {ta.shape} and {tb.shape} not aligned: the last dimensions "
+                         f"differ\n  at {user_line()}")
+    return tensordot(a, b, axes=([-1], [-1]))
 
 
-@implements(np.outer)
+@implements(np.vdot)
+def vdot(a, b):
+    """``np.vdot`` for real arrays: the dot product of the flattened operands."""
+    from graphc.ops.shape import ravel
+    if type_of(a).size != type_of(b).size:
+        raise ShapeError(f"vdot: vectors have different lengths ({type_of(a)} and {type_of(b)})\n  at {user_line()}")
+    return contract([ravel(a), ravel(b)], [[0], [0]], [])
+
+
+@implements(np.outer, np.linalg.outer)
 def outer(a, b, out=None):
+    """``np.outer`` of the flattened operands."""
     from graphc.ops.shape import reshape
-    return matmul(reshape(a, (-1, 1)), reshape(b, (1, -1)))
+    if out is not None:
+        raise TraceError(f"np.outer(..., out=...) cannot be traced (at {user_line()})")
+    return matmul(reshape(_strong(a), (-1, 1)), reshape(_strong(b), (1, -1)))
+
+
+@implements(np.kron)
+def kron(a, b):
+    """``np.kron``: the Kronecker product, a broadcast multiply and a reshape."""
+    from graphc.ops.elementwise import multiply
+    from graphc.ops.shape import reshape
+    a, b = _strong(a), _strong(b)
+    ta, tb = type_of(a), type_of(b)
+    nd = max(ta.ndim, tb.ndim)
+    sa, sb = (1,) * (nd - ta.ndim) + ta.shape, (1,) * (nd - tb.ndim) + tb.shape
+    if nd == 0:
+        return multiply(a, b)
+    a2 = reshape(a, [n for d in sa for n in (d, 1)])
+    b2 = reshape(b, [n for d in sb for n in (1, d)])
+    return reshape(multiply(a2, b2), [x * y for x, y in zip(sa, sb)])
+
+
+# -- diagonals and triangles ----------------------------------------------------------
+@implements(np.diagonal)
+def diagonal(a, offset=0, axis1=0, axis2=1):
+    """``np.diagonal`` (a copy, not a view): the diagonal of axes ``axis1``/``axis2`` moves last.
+
+    The square block holding the diagonal is flattened and read with stride n + 1.
+    """
+    from graphc.ops.indexing import getitem
+    from graphc.ops.shape import reshape, transpose
+    t = type_of(a)
+    if t.ndim < 2:
+        raise ShapeError(f"diagonal requires an array of at least two dimensions, got {t}\n  at {user_line()}")
+    ax1, ax2 = _axes_list([axis1, axis2], t.ndim, "diagonal")
+    if ax1 == ax2:
+        raise ShapeError(f"diagonal: axis1 and axis2 cannot be the same\n  at {user_line()}")
+    offset = int(offset)
+    n1, n2 = t.shape[ax1], t.shape[ax2]
+    size = max(0, min(n1, n2 - offset) if offset >= 0 else min(n1 + offset, n2))
+    row, col = (0, offset) if offset >= 0 else (-offset, 0)
+    rest = [d for d in range(t.ndim) if d not in (ax1, ax2)]
+    x = transpose(a, rest + [ax1, ax2])
+    if (size, size) != (n1, n2):
+        x = getitem(x, (Ellipsis, slice(row, row + size), slice(col, col + size)))
+    lead = tuple(t.shape[d] for d in rest)
+    flat = reshape(x, lead + (size * size,))
+    return getitem(flat, (Ellipsis, slice(None, None, size + 1))) if size > 1 else reshape(flat, lead + (size,))
+
+
+@implements(np.linalg.diagonal)
+def linalg_diagonal(x, *, offset=0):
+    """``np.linalg.diagonal``: the diagonals of the last two axes."""
+    return diagonal(x, offset, -2, -1)
+
+
+@implements(np.trace)
+def trace(a, offset=0, axis1=0, axis2=1, dtype=None, out=None):
+    """``np.trace``: the sum of a diagonal (``dtype`` as np.sum's: small ints sum in int64)."""
+    from graphc.ops.reduction import sum as reduce_sum
+    if out is not None:
+        raise TraceError(f"np.trace(..., out=...) cannot be traced (at {user_line()})")
+    return reduce_sum(diagonal(a, offset, axis1, axis2), axis=-1, dtype=dtype)
+
+
+@implements(np.linalg.trace)
+def linalg_trace(x, *, offset=0, dtype=None):
+    """``np.linalg.trace``: traces of the last two axes."""
+    return trace(x, offset, -2, -1, dtype)
+
+
+def _masked(m, mask):
+    from graphc.ops.elementwise import where
+    zero = np.zeros((), type_of(m).dtype)
+    return mark_weak(where(mask, m, zero), m)
+
+
+@implements(np.tril)
+def tril(m, k=0):
+    """``np.tril``: zero above the k-th diagonal of the last two axes (a where with a static mask)."""
+    t = type_of(m)
+    if t.ndim == 0:
+        raise ShapeError(f"tril: input must be at least 1-d\n  at {user_line()}")
+    return _masked(m, np.tri(*t.shape[-2:], k=int(k), dtype=bool))
+
+
+@implements(np.triu)
+def triu(m, k=0):
+    """``np.triu``: zero below the k-th diagonal of the last two axes."""
+    t = type_of(m)
+    if t.ndim == 0:
+        raise ShapeError(f"triu: input must be at least 1-d\n  at {user_line()}")
+    return _masked(m, ~np.tri(*t.shape[-2:], k=int(k) - 1, dtype=bool))
+
+
+@implements(np.diag)
+def diag(v, k=0):
+    """``np.diag``: a 1-D array's diagonal matrix (k-th diagonal), or a 2-D array's k-th diagonal."""
+    from graphc.ops.shape import concatenate, reshape
+    t = type_of(v)
+    k = int(k)
+    if t.ndim == 2:
+        return diagonal(v, k)
+    if t.ndim != 1:
+        raise ShapeError(f"diag: input must be 1- or 2-d, got {t}\n  at {user_line()}")
+    n = t.shape[0] + abs(k)
+    if k:  # place v[i] at column i + k (k > 0) or row i - k (k < 0) of the row vector spread below
+        pad = np.zeros(abs(k), t.dtype)
+        v = concatenate([pad, v] if k > 0 else [v, pad])
+    return _masked(reshape(v, (1, n)), np.eye(n, k=k, dtype=bool))
+
+
+def eye(N, M=None, k=0, dtype=float, order="C", *, device=None, like=None):
+    """``np.eye``: a static identity (a constant where a trace uses it)."""
+    return np.eye(N, M, k, dtype, order)
+
+
+# -- more of np.linalg's array-API functions ------------------------------------------------
+@implements(np.linalg.matrix_transpose)
+def matrix_transpose(x, /):
+    """``np.linalg.matrix_transpose``: swap the last two axes."""
+    from graphc.ops.shape import swapaxes
+    if type_of(x).ndim < 2:
+        raise ShapeError(f"matrix_transpose: input must be at least 2-d, got {type_of(x)}\n  at {user_line()}")
+    return swapaxes(x, -1, -2)
+
+
+@implements(np.linalg.vecdot)
+def vecdot(x1, x2, /, *, axis=-1):
+    """``np.linalg.vecdot`` (real): the sum over ``axis`` of ``x1 * x2``, broadcasting the rest."""
+    from graphc.ops.elementwise import multiply
+    from graphc.ops.reduction import sum as reduce_sum
+    x1, x2 = _strong(x1), _strong(x2)
+    t1, t2 = type_of(x1), type_of(x2)
+    nd = max(t1.ndim, t2.ndim)
+    if min(t1.ndim, t2.ndim) == 0 or t1.shape[axis] != t2.shape[axis]:
+        raise ShapeError(f"vecdot: {t1} and {t2} differ along axis {axis}\n  at {user_line()}")
+    from graphc.ops.elementwise import cast
+    # integer sums accumulate in int64: back to the operands' dtype, as NumPy's vecdot keeps it
+    return cast(reduce_sum(multiply(x1, x2), axis=axis % nd), _compute_dtype([x1, x2]))
+
+
+@implements(np.linalg.multi_dot)
+def multi_dot(arrays, *, out=None):
+    """``np.linalg.multi_dot``: the product of a chain of matrices (first and last may be 1-D),
+    multiplied in the order of fewest scalar multiplications, as NumPy chooses it."""
+    if out is not None:
+        raise TraceError(f"np.linalg.multi_dot(..., out=...) cannot be traced (at {user_line()})")
+    arrays = list(arrays)
+    if len(arrays) < 2:
+        raise ShapeError(f"multi_dot: expecting at least two arrays\n  at {user_line()}")
+    if len(arrays) == 2:
+        return dot(arrays[0], arrays[1])
+    shapes = [type_of(a).shape for a in arrays]
+    first_1d, last_1d = len(shapes[0]) == 1, len(shapes[-1]) == 1
+    if any(len(s) != 2 for s in shapes[1:-1]) or len(shapes[0]) not in (1, 2) or len(shapes[-1]) not in (1, 2):
+        raise ShapeError(f"multi_dot: the inner arrays must be 2-d, the first and last 1-d or 2-d; "
+                         f"got shapes {shapes}\n  at {user_line()}")
+    from graphc.ops.shape import reshape
+    mats = list(arrays)
+    if first_1d:
+        mats[0] = reshape(mats[0], (1, -1))
+    if last_1d:
+        mats[-1] = reshape(mats[-1], (-1, 1))
+    dims = [type_of(m).shape[0] for m in mats] + [type_of(mats[-1]).shape[1]]
+    order = _chain_order(dims)
+
+    def product(i, j):
+        return mats[i] if i == j else dot(product(i, order[i][j]), product(order[i][j] + 1, j))
+
+    result = product(0, len(mats) - 1)
+    if first_1d and last_1d:
+        return reshape(result, ())
+    if first_1d or last_1d:
+        return reshape(result, (-1,))
+    return result
+
+
+def _chain_order(dims):
+    """The matrix-chain split points (NumPy's multi_dot dynamic program, same tie-breaking)."""
+    n = len(dims) - 1
+    cost = [[0] * n for _ in range(n)]
+    split = [[0] * n for _ in range(n)]
+    for length in range(1, n):
+        for i in range(n - length):
+            j = i + length
+            cost[i][j] = float("inf")
+            for k in range(i, j):
+                c = cost[i][k] + cost[k + 1][j] + dims[i] * dims[k + 1] * dims[j + 1]
+                if c < cost[i][j]:
+                    cost[i][j], split[i][j] = c, k
+    return split
+
+
+@implements(np.linalg.matrix_power)
+def matrix_power(a, n):
+    """``np.linalg.matrix_power``: repeated squaring (n < 0: of the inverse; n == 0: identity)."""
+    t = type_of(a)
+    if t.ndim < 2 or t.shape[-1] != t.shape[-2]:
+        raise ShapeError(f"matrix_power: last 2 dimensions of the array must be square, got {t}\n  at {user_line()}")
+    if not isinstance(n, (int, np.integer)) or isinstance(n, (bool, np.bool_)):
+        raise TypeError("exponent must be an integer")
+    n = int(n)
+    if n == 0:
+        from graphc.ops.shape import broadcast_to
+        from graphc.trace import Tracer
+        eye_n = np.eye(t.shape[-1], dtype=t.dtype)
+        return broadcast_to(eye_n, t.shape) if isinstance(a, Tracer) else np.broadcast_to(eye_n, t.shape).copy()
+    if n < 0:
+        from graphc.ops.linalg_decomp import inv
+        a, n = inv(a), -n
+    result, base = None, a
+    while n:  # binary powering, lowest bit first, as NumPy does
+        if n & 1:
+            result = base if result is None else matmul(result, base)
+        n >>= 1
+        if n:
+            base = matmul(base, base)
+    return result
