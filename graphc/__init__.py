@@ -50,6 +50,9 @@ from graphc.ops.shape import (
     broadcast_to, concatenate, expand_dims, ravel, reshape, squeeze, stack, swapaxes, transpose,
 )
 
+from graphc.nn.parameter import no_grad  # noqa: E402  (torch.no_grad's counterpart)
+from graphc.ops.debug import print  # noqa: E402,A004  (jax.debug.print's counterpart)
+
 abs = absolute
 astype = cast
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import weakref
 
 import numpy as np
 
@@ -93,6 +94,8 @@ class Compiled:
         self.guards = list(builder.guards)
         self.input_checks = list(builder.input_checks)
         self.needs_validation = bool(self.state_in or self.guards)
+        # Python state a library sets after each call as the trace left it (graphc.nn: p.grad None or not)
+        self.after_call = tuple(builder.aux.get("graphc.after_call", ()))
         # argument positions of the States whose update the generated code writes into the
         # State's own array (memory planning, passes/memory.py in_place)
         plan = getattr(graph, "memory_plan", None)
@@ -129,6 +132,8 @@ class Compiled:
             outs = [np.array(o) if c else o for o, c in zip(outs, self.copy_user)] + list(outs[self.n_user:])
         if self.state_out:
             self._write_back(outs[self.n_user:])
+        for effect in self.after_call:
+            effect()
         if self.single_output:
             t = self.scalar_types[0]
             return outs[0] if t is None else t(outs[0])
@@ -263,6 +268,34 @@ class TracedFunction:
                         self._last = compiled
                         return compiled.run(args)
         return self._call_general(args, kwargs)
+
+    def __get__(self, obj, objtype=None):
+        """``@gc.trace`` on a method: each instance gets its own compiled function of the bound
+        method (``self`` is not an argument of the graph; its attributes are read when traced,
+        its State and Parameters on every call). ``static_argnums`` count ``self`` as 0."""
+        if obj is None:
+            return self
+        bound = self.__dict__.setdefault("_bound", {})  # id(instance) -> (reference, TracedFunction)
+        entry = bound.get(id(obj))
+        if entry is not None and entry[0]() is obj:
+            return entry[1]
+        try:  # held weakly, so the instance (and with it its compiled code) can be freed
+            ref = weakref.ref(obj, lambda _, key=id(obj): bound.pop(key, None))
+        except TypeError:
+            ref = lambda: obj  # noqa: E731  (an instance without weak references stays alive)
+        fn = self.fn
+
+        def method(*args, **kwargs):
+            return fn(ref(), *args, **kwargs)
+        functools.update_wrapper(method, fn)
+        if self._signature is not None:
+            params = list(self._signature.parameters.values())[1:]
+            method.__signature__ = self._signature.replace(parameters=params)
+        traced = TracedFunction(method, static_argnums=tuple(i - 1 for i in self.static_argnums if i > 0),
+                                passes=self.passes, device=self.device, name=self.name,
+                                check_finite=self.check_finite, math=self.math)
+        bound[id(obj)] = (ref, traced)
+        return traced
 
     def _call_general(self, args, kwargs):
         if self.static_argnums:
