@@ -21,9 +21,16 @@ from graphc.trace import Tracer, _builder_of, current_builder, type_of, user_lin
 # the generated module imports these by name (graphc.backend.cpu.HELPERS: name -> module)
 cpu.HELPERS.setdefault("debug_print_c", "graphc.ops.debug")
 cpu.HELPERS.setdefault("objmode", "numba")
-# the print block holds the GIL (Numba says so on every compile of graphc's generated modules)
-warnings.filterwarnings("ignore", message=".*object mode won't allow parallel execution",
-                        module=r"(.*[/\\])?g[0-9a-f]{8,}$")
+
+
+def _quiet_numba():
+    """The print block holds the GIL: Numba says so on every compile (and cache load) of a
+    generated module with a print, which is noise to the user."""
+    warnings.filterwarnings("ignore", message=".*object mode won't allow parallel execution",
+                            module=r"(.*[/\\])?g[0-9a-f]{8,}$")
+
+
+_quiet_numba()
 
 
 def _format(fmt, keys, values):
@@ -50,6 +57,7 @@ def _emit(em, node):
     args = "".join(f", {em.name(v)}" for v in node.inputs)
     dtypes = tuple(v.type.dtype for v in node.inputs)
     em.imports.update(("debug_print_c", "objmode"))
+    _quiet_numba()  # (again: a caller such as pytest may have reset the filters since import)
     with em.block("with objmode():"):
         em.line(f"debug_print_c({node.attrs['fmt']!r}, {node.attrs['keys']!r}, {dtypes!r}{args})")
     em.line(f"{em.define(node.outputs[0])} = True")
