@@ -86,6 +86,11 @@ class Compiled:
         # a state update that is (a view of) an input must be copied before any write-back
         views = _input_views(graph)
         self.copy_first = [v in views for v in graph.outputs[self.n_user:]]
+        # a State marked ``replace_on_write`` (graphc.nn's gradients) takes the new array itself
+        # instead of a copy into its old one, where that array is the call's own: returned once,
+        # not a view of an input nor a constant, not returned to the user too, not 0-d (a scalar)
+        self.replace = self._replaceable(graph, views) if any(
+            getattr(st, "replace_on_write", False) for st in self.state_out) else None
         out_tree, slots = out_spec
         self.single_output = out_tree == pytree.LEAF and slots == [DYNAMIC]
         self.flat_tuple = (out_tree[0] == "tuple" and all(c == pytree.LEAF for c in out_tree[1])
@@ -187,6 +192,15 @@ class Compiled:
                 self._donated.append((k, _owner(a), (a.ctypes.data, a.ctypes.data + a.nbytes)))
         self._cached_for = tuple(datas)  # (holding them: their ids stay theirs)
 
+    def _replaceable(self, graph, views):
+        roots = memory.buffer_roots(graph)
+        counts = {}
+        for v in graph.outputs:
+            counts[roots.get(v, v)] = counts.get(roots.get(v, v), 0) + 1
+        return [getattr(st, "replace_on_write", False) and bool(v.type.shape) and v not in views
+                and counts[roots.get(v, v)] == 1 and v.producer is not None and v.producer.op != "constant"
+                for st, v in zip(self.state_out, graph.outputs[self.n_user:])]
+
     def _write_back(self, values):
         values = [np.array(v) if copy else v for v, copy in zip(values, self.copy_first)]
         if self.check_finite:
@@ -196,9 +210,13 @@ class Compiled:
                     name = getattr(st, "name", None) or repr(type(st).__name__)
                     raise NonFiniteError(f"check_finite: the update of state {name} {np.shape(v)} has "
                                          f"{bad} non-finite value(s); no state was written back")
-        for st, v in zip(self.state_out, values):
+        replace = self.replace or ()
+        for k, (st, v) in enumerate(zip(self.state_out, values)):
             if v is not st.data:  # (an update written in place came back as st.data itself)
-                st.data[...] = v
+                if k < len(replace) and replace[k]:
+                    st.data = v
+                else:
+                    st.data[...] = v
 
 
 def _owner(a: np.ndarray):

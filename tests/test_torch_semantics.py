@@ -38,7 +38,7 @@ def test_grad_holds_the_gradient_and_accumulates_across_compiled_calls():
         loss = loss_fn(model(x), y)
         loss.backward()
         opt.step()
-        return loss
+        return loss, model.weight.grad  # returned too: the caller's array is not p.grad
 
     @gc.trace
     def accumulate(x, y):  # backward without zero_grad: adds to p.grad
@@ -53,15 +53,20 @@ def test_grad_holds_the_gradient_and_accumulates_across_compiled_calls():
         return 0.0
 
     W, b = model.weight.data.copy(), model.bias.data.copy()
-    step(X1, Y1)
+    _, returned = step(X1, Y1)
     gW, gb = mse_grads(W, b, X1, Y1)
+    np.testing.assert_allclose(returned, gW, rtol=1e-12)
+    returned[...] = 0
+    assert not np.shares_memory(returned, model.weight.grad)
     np.testing.assert_allclose(model.weight.grad, gW, rtol=1e-12)
     np.testing.assert_allclose(model.bias.grad, gb, rtol=1e-12)
     np.testing.assert_allclose(model.weight.data, W - 0.1 * gW, rtol=1e-12)
-    grad_array = model.weight.grad
+    bias_grad = model.bias.grad
     step(X2, Y2)  # the next step's gradient, not the sum (zero_grad)
-    np.testing.assert_allclose(model.weight.grad, mse_grads(W - 0.1 * gW, b - 0.1 * gb, X2, Y2)[0], rtol=1e-12)
-    assert grad_array is not model.weight.grad or not np.array_equal(grad_array, gW)
+    W2, b2 = W - 0.1 * gW, b - 0.1 * gb
+    np.testing.assert_allclose(model.weight.grad, mse_grads(W2, b2, X2, Y2)[0], rtol=1e-12)
+    np.testing.assert_allclose(model.bias.grad, mse_grads(W2, b2, X2, Y2)[1], rtol=1e-12)
+    np.testing.assert_allclose(bias_grad, gb, rtol=1e-12)  # an earlier p.grad keeps its values
 
     model.zero_grad()
     assert model.weight.grad is None and model.bias.grad is None

@@ -133,6 +133,7 @@ class Parameter(State):
         if st is None or (st.data.shape, st.data.dtype) != want:
             st = State(np.zeros(*want))
             st.name = f"gradient of {self.name or 'parameter'}"
+            st.replace_on_write = True  # a compiled call hands over its new gradient array, no copy
             self._grad_state = st
         if self._grad is not None and self._grad is not st.data:
             st.data = self._grad
