@@ -110,6 +110,8 @@ class Parameter(State):
                 raise TypeError(f"assigned grad has dtype {value.dtype}, but parameter {self.name or ''} "
                                 f"is {self.data.dtype}")
             value = value.astype(self.data.dtype)
+        if not value.flags.writeable:  # (a compiled step may accumulate into it)
+            value = value.copy()
         self._grad = value
         if self._grad_state is not None:
             self._grad_state.data = value
