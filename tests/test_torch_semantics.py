@@ -202,12 +202,15 @@ def test_inplace_operators_on_traced_arguments_raise_and_work_on_owned_values():
         a -= x
         c = x.copy()
         c *= 3
+        c += x.astype(np.float64)  # astype copies: the result is the function's own
+        d = x.astype(np.float64)
+        d /= 4
         f = y32 * 2
         f += x[0, :1]      # float32 += float64 stays float32 (same_kind), as NumPy
         s += 1             # a Python number argument is immutable: rebinding is fine
         i = (x > 0).astype(np.int64)
         i += 2
-        return a, c, f, s * x, i
+        return a, c, f, s * x, i, d
 
     x = np.array([[1.0, -2.0, 0.5], [3.0, 0.0, -1.0]])
     y32 = np.arange(3, dtype=np.float32)

@@ -79,6 +79,12 @@ def _copy(a):
     return out
 
 
+def _astype(a, dtype, order="K", casting="unsafe", subok=True, copy=True):
+    """``x.astype(dtype)``: a new array (one the function owns) unless ``copy=False``."""
+    out = ew.cast(a, dtype)
+    return _copy(out) if out is a and copy else out
+
+
 def _reflected(fn):
     return lambda a, b: fn(b, a)
 
@@ -126,7 +132,7 @@ METHODS = {
     "transpose": lambda a, *axes: shape.transpose(a, axes[0] if len(axes) == 1 and isinstance(axes[0], (tuple, list)) else (axes or None)),
     "reshape": lambda a, *s, **kw: shape.reshape(a, s[0] if len(s) == 1 else s, **kw),
     "squeeze": shape.squeeze, "ravel": shape.ravel, "flatten": shape.ravel,
-    "swapaxes": shape.swapaxes, "astype": ew.cast, "clip": ew.clip, "take": indexing.take,
+    "swapaxes": shape.swapaxes, "astype": _astype, "clip": ew.clip, "take": indexing.take,
     "dot": linalg.dot, "copy": _copy,
     "T": property(lambda a: shape.transpose(a)),
     "mT": property(lambda a: shape.swapaxes(a, -1, -2)),
