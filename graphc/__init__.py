@@ -59,6 +59,9 @@ from graphc.ops.shape import (
     flipud, hsplit, hstack, moveaxis, pad, repeat, roll, rollaxis, rot90, split, tile, vsplit, vstack,
 )
 
+from graphc.nn.parameter import no_grad  # noqa: E402  (torch.no_grad's counterpart)
+from graphc.ops.debug import print  # noqa: E402,A004  (jax.debug.print's counterpart)
+
 abs = absolute
 astype = cast
 

@@ -10,6 +10,7 @@ import functools
 import inspect
 import threading
 import warnings
+import weakref
 
 import numpy as np
 
@@ -132,6 +133,11 @@ class Compiled:
         # a state update that is (a view of) an input must be copied before any write-back
         views = _input_views(graph)
         self.copy_first = [v in views for v in graph.outputs[self.n_user:]]
+        # a State marked ``replace_on_write`` (graphc.nn's gradients) takes the new array itself
+        # instead of a copy into its old one, where that array is the call's own: returned once,
+        # not a view of an input nor a constant, not returned to the user too, not 0-d (a scalar)
+        self.replace = self._replaceable(graph, views) if any(
+            getattr(st, "replace_on_write", False) for st in self.state_out) else None
         out_tree, slots = out_spec
         self.single_output = out_tree == pytree.LEAF and slots == [DYNAMIC]
         self.flat_tuple = (out_tree[0] == "tuple" and all(c == pytree.LEAF for c in out_tree[1])
@@ -140,6 +146,8 @@ class Compiled:
         self.guards = list(builder.guards)
         self.input_checks = list(builder.input_checks)
         self.needs_validation = bool(self.state_in or self.guards)
+        # Python state a library sets after each call as the trace left it (graphc.nn: p.grad None or not)
+        self.after_call = tuple(builder.aux.get("graphc.after_call", ()))
         # argument positions of the States whose update the generated code writes into the
         # State's own array (memory planning, passes/memory.py in_place)
         plan = getattr(graph, "memory_plan", None)
@@ -181,6 +189,8 @@ class Compiled:
             outs = [np.array(o) if c else o for o, c in zip(outs, self.copy_user)] + list(outs[self.n_user:])
         if self.state_out:
             self._write_back(outs[self.n_user:])
+        for effect in self.after_call:
+            effect()
         if self.single_output:
             t = self.scalar_types[0]
             return outs[0] if t is None else t(outs[0])
@@ -234,6 +244,15 @@ class Compiled:
                 self._donated.append((k, _owner(a), (a.ctypes.data, a.ctypes.data + a.nbytes)))
         self._cached_for = tuple(datas)  # (holding them: their ids stay theirs)
 
+    def _replaceable(self, graph, views):
+        roots = memory.buffer_roots(graph)
+        counts = {}
+        for v in graph.outputs:
+            counts[roots.get(v, v)] = counts.get(roots.get(v, v), 0) + 1
+        return [getattr(st, "replace_on_write", False) and bool(v.type.shape) and v not in views
+                and counts[roots.get(v, v)] == 1 and v.producer is not None and v.producer.op != "constant"
+                for st, v in zip(self.state_out, graph.outputs[self.n_user:])]
+
     def _write_back(self, values):
         values = [np.array(v) if copy else v for v, copy in zip(values, self.copy_first)]
         if self.check_finite:
@@ -243,9 +262,13 @@ class Compiled:
                     name = getattr(st, "name", None) or repr(type(st).__name__)
                     raise NonFiniteError(f"check_finite: the update of state {name} {np.shape(v)} has "
                                          f"{bad} non-finite value(s); no state was written back")
-        for st, v in zip(self.state_out, values):
+        replace = self.replace or ()
+        for k, (st, v) in enumerate(zip(self.state_out, values)):
             if v is not st.data:  # (an update written in place came back as st.data itself)
-                st.data[...] = v
+                if k < len(replace) and replace[k]:
+                    st.data = v
+                else:
+                    st.data[...] = v
 
 
 def _owner(a: np.ndarray):
@@ -317,6 +340,34 @@ class TracedFunction:
                         self._last = compiled
                         return compiled.run(args)
         return self._call_general(args, kwargs)
+
+    def __get__(self, obj, objtype=None):
+        """``@gc.trace`` on a method: each instance gets its own compiled function of the bound
+        method (``self`` is not an argument of the graph; its attributes are read when traced,
+        its State and Parameters on every call). ``static_argnums`` count ``self`` as 0."""
+        if obj is None:
+            return self
+        bound = self.__dict__.setdefault("_bound", {})  # id(instance) -> (reference, TracedFunction)
+        entry = bound.get(id(obj))
+        if entry is not None and entry[0]() is obj:
+            return entry[1]
+        try:  # held weakly, so the instance (and with it its compiled code) can be freed
+            ref = weakref.ref(obj, lambda _, key=id(obj): bound.pop(key, None))
+        except TypeError:
+            ref = lambda: obj  # noqa: E731  (an instance without weak references stays alive)
+        fn = self.fn
+
+        def method(*args, **kwargs):
+            return fn(ref(), *args, **kwargs)
+        functools.update_wrapper(method, fn)
+        if self._signature is not None:
+            params = list(self._signature.parameters.values())[1:]
+            method.__signature__ = self._signature.replace(parameters=params)
+        traced = TracedFunction(method, static_argnums=tuple(i - 1 for i in self.static_argnums if i > 0),
+                                passes=self.passes, device=self.device, name=self.name,
+                                check_finite=self.check_finite, math=self.math)
+        bound[id(obj)] = (ref, traced)
+        return traced
 
     def _call_general(self, args, kwargs):
         if self.static_argnums:

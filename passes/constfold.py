@@ -19,7 +19,7 @@ NEVER = {"constant", "iota"}
 
 
 def _fold(rw: Rewriter, node):
-    if node.op in NEVER or not node.inputs or len(node.outputs) != 1:
+    if node.op in NEVER or not node.inputs or len(node.outputs) != 1 or registry.get(node.op).effect:
         return None
     if any(v.producer is None or v.producer.op != "constant" for v in node.inputs):
         return None

@@ -1,7 +1,8 @@
-"""Common-subexpression elimination: one node per (op, operands, attrs)."""
+"""Common-subexpression elimination: one node per (op, operands, attrs); effects are never merged."""
 from __future__ import annotations
 
 from graphc.ir import Graph
+from graphc.ops import registry
 
 
 def run(graph: Graph) -> Graph:
@@ -11,6 +12,9 @@ def run(graph: Graph) -> Graph:
     nodes = []
     for node in graph.nodes:
         node.inputs = [replace.get(v, v) for v in node.inputs]
+        if registry.get(node.op).effect:  # (two gc.print calls print twice)
+            nodes.append(node)
+            continue
         key = (node.op, tuple(node.inputs), node.attr_key())
         twin = seen.get(key)
         if twin is not None and len(twin.outputs) == len(node.outputs):

@@ -202,10 +202,15 @@ def _order(graph, groups):
         index = {id(n): k for k, n in enumerate(graph.nodes)}
         q = nx.DiGraph()
         first = {}
+        last_effect = None  # effects (gc.print) keep their program order: an edge between each two
         for k, node in enumerate(graph.nodes):
             me = owner.get(k, ("n", k))
             q.add_node(me)
             first.setdefault(me, k)
+            if registry.get(node.op).effect:
+                if last_effect is not None:
+                    q.add_edge(last_effect, me)
+                last_effect = me
             for v in node.inputs:
                 if v.producer is not None:
                     src = owner.get(index[id(v.producer)], ("n", index[id(v.producer)]))

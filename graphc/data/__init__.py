@@ -6,6 +6,7 @@ batch (use ``drop_last=True`` to avoid a second compile for a short last batch).
 from __future__ import annotations
 
 import math
+import operator
 
 import numpy as np
 
@@ -48,6 +49,8 @@ class TensorDataset(Dataset):
 
 
 class Subset(Dataset):
+    """The items of ``dataset`` at ``indices``; an index out of range raises IndexError."""
+
     def __init__(self, dataset, indices):
         self.dataset, self.indices = dataset, np.asarray(indices, dtype=np.int64)
 
@@ -62,6 +65,8 @@ class Subset(Dataset):
 
 
 class ConcatDataset(Dataset):
+    """Datasets one after another; an index out of range raises IndexError, as PyTorch's."""
+
     def __init__(self, datasets):
         self.datasets = list(datasets)
         self.cumulative = np.cumsum([len(d) for d in self.datasets])
@@ -70,8 +75,11 @@ class ConcatDataset(Dataset):
         return int(self.cumulative[-1]) if len(self.cumulative) else 0
 
     def __getitem__(self, index):
+        index, n = operator.index(index), len(self)
+        if not -n <= index < n:
+            raise IndexError(f"index {index} is out of range for a ConcatDataset of length {n}")
         if index < 0:
-            index += len(self)
+            index += n
         k = int(np.searchsorted(self.cumulative, index, side="right"))
         start = int(self.cumulative[k - 1]) if k else 0
         return self.datasets[k][index - start]

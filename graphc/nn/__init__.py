@@ -6,7 +6,8 @@
     loss_fn = nn.CrossEntropyLoss()
 
 Parameters are ``State`` (``p.data`` is the NumPy array); inside ``gc.trace``
-``loss.backward()`` sets each parameter's ``.grad`` to its traced gradient.
+``loss.backward()`` adds its gradient to each parameter's ``.grad``, which holds the
+gradient after the compiled call, as in PyTorch (see ``graphc.nn.parameter``).
 """
 from graphc.nn import autograd as _autograd
 from graphc.nn import functional, init

@@ -3,16 +3,18 @@ from __future__ import annotations
 
 from graphc.autodiff import backward as _graph_backward
 from graphc.errors import TraceError
-from graphc.nn.parameter import _GRADS, _READS
+from graphc.nn.parameter import _READS, set_traced_grad
 from graphc.trace import Tracer, user_line
 
 
 def tracer_backward(self, gradient=None):
     """Add backward nodes for ``self`` (a scalar) and set ``.grad`` of each Parameter it uses.
 
-    Gradients accumulate across ``backward`` calls within one trace (as in
-    PyTorch); a Parameter the loss does not depend on keeps ``grad = None``, so
-    optimizers leave it unchanged. ``gradient`` seeds a non-scalar ``self``.
+    Gradients accumulate (as in PyTorch): into those of earlier ``backward`` calls
+    of this trace and, without ``zero_grad()``, into the gradient an earlier
+    compiled call left in ``p.grad``. A Parameter the loss does not depend on
+    keeps its ``grad``, so optimizers leave it unchanged. ``gradient`` seeds a
+    non-scalar ``self``. A loss that depends on no Parameter raises, as in PyTorch.
     """
     builder = self.builder
     if builder.finished:
@@ -27,7 +29,9 @@ def tracer_backward(self, gradient=None):
     reads = builder.aux.get(_READS, {})
     params = [p for p, v in reads.items() if p.requires_grad and v.dtype.kind == "f"]
     if not params:
-        return
+        raise TraceError(f"backward(): the loss depends on no Parameter that requires grad (at "
+                         f"{user_line()}); nothing would get a gradient. Use gc.grad(fn) to differentiate "
+                         f"with respect to plain arrays")
     seed = None
     if gradient is not None:
         from graphc.ops.shape import broadcast_to
@@ -35,11 +39,13 @@ def tracer_backward(self, gradient=None):
         if not isinstance(seed, Tracer):
             seed = Tracer(builder.constant(seed.astype(self.dtype)), builder)
     grads = _graph_backward(self, [reads[p].value for p in params], seed=seed)
-    table = builder.aux.setdefault(_GRADS, {})
+    if all(g is None for g in grads):
+        raise TraceError(f"backward(): the loss does not depend on any Parameter that requires grad "
+                         f"(at {user_line()}); nothing would get a gradient")
     for p, g in zip(params, grads):
-        if g is None:
-            continue
-        table[p] = g if table.get(p) is None else table[p] + g
+        if g is not None:
+            old = p.grad
+            set_traced_grad(p, builder, g if old is None else old + g)
 
 
 def install():

@@ -6,7 +6,7 @@ from collections import OrderedDict, namedtuple
 import numpy as np
 
 from graphc.errors import GraphcError
-from graphc.nn.parameter import Parameter
+from graphc.nn.parameter import Parameter, zero_grad
 from graphc.state import State
 from graphc.trace import current_builder
 
@@ -27,6 +27,20 @@ def _as_numpy(value):
     return np.asarray(value)
 
 
+def checked_copy(value, dtype, what: str):
+    """``value`` as a new array of ``dtype``, for a state dict: numbers only (booleans, integers,
+    floats); strings, objects and complex values are refused rather than turned into NaN."""
+    try:
+        array = _as_numpy(value)
+    except (TypeError, ValueError) as exc:
+        raise StateDictError(f"{what}: cannot be read as an array ({exc})") from None
+    if array.dtype.kind not in "biuf":
+        raise StateDictError(f"{what}: expected numbers, got an array of dtype {array.dtype} "
+                             f"({type(value).__name__})")
+    with np.errstate(all="ignore"):
+        return np.array(array, dtype=dtype)
+
+
 class Module:
     """Base class of every layer and model. Subclasses define ``forward``."""
 
@@ -42,6 +56,18 @@ class Module:
         if "_parameters" not in self.__dict__:
             raise AttributeError(f"{type(self).__name__}.__init__ must call super().__init__() "
                                  f"before assigning attributes")
+        if name in self._parameters and not isinstance(value, Parameter) and value is not None:
+            raise TypeError(f"cannot assign {type(value).__name__} as parameter {name!r} of "
+                            f"{type(self).__name__} (graphc.nn.Parameter or None expected); to change "
+                            f"its values in place write {name}.data[...] = value")
+        if name in self._buffers and isinstance(value, np.ndarray):  # stays a buffer, as in PyTorch
+            old = self._buffers[name]
+            self.register_buffer(name, value, getattr(old, "persistent", True))
+            return
+        if name in self._parameters and value is None:
+            self._parameters[name] = None
+            object.__setattr__(self, name, None)
+            return
         for table in (self._parameters, self._buffers, self._modules):
             table.pop(name, None)
         if isinstance(value, Parameter):
@@ -72,6 +98,7 @@ class Module:
         st.persistent = persistent
         if getattr(st, "name", None) is None:
             st.name = name
+        self._buffers.pop(name, None)
         setattr(self, name, st)
         self._buffers[name] = st
         return st
@@ -84,11 +111,26 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__} must define forward()")
 
     def __call__(self, *args, **kwargs):
+        if current_builder() is not None:
+            self.training  # noqa: B018  (the graph may depend on train/eval mode: guarded)
+        return self.forward(*args, **kwargs)
+
+    @property
+    def training(self) -> bool:
+        """Train or eval mode. Read inside a trace, it is guarded: a compiled function that read
+        it retraces after ``train()``/``eval()`` (also in a ``forward`` compiled with ``@gc.trace``)."""
+        mode = self.__dict__["_training"]
         builder = current_builder()
         if builder is not None:
-            # the graph depends on train/eval mode: recorded so a runtime can guard on it
-            builder.guard(lambda: self.training, self.training, f"{self._label()} train/eval mode")
-        return self.forward(*args, **kwargs)
+            guarded = builder.aux.setdefault("graphc.nn.mode_guards", set())
+            if id(self) not in guarded:
+                guarded.add(id(self))
+                builder.guard(lambda: self.__dict__["_training"], mode, f"{self._label()} train/eval mode")
+        return mode
+
+    @training.setter
+    def training(self, mode):
+        self.__dict__["_training"] = bool(mode)
 
     # -- traversal ------------------------------------------------------------------
     def named_modules(self, memo=None, prefix: str = ""):
@@ -149,8 +191,8 @@ class Module:
         return self
 
     def zero_grad(self, set_to_none: bool = True):
-        for p in self.parameters():
-            p.grad = None
+        """Gradients to None (or to zeros with ``set_to_none=False``), as PyTorch's."""
+        zero_grad(self.parameters(), set_to_none)
 
     def apply(self, fn):
         for m in self.children():
@@ -172,7 +214,7 @@ class Module:
             if st.data.dtype.kind == "f":
                 st.data = st.data.astype(dtype)
                 if isinstance(st, Parameter) and st._grad is not None:
-                    st._grad = st._grad.astype(dtype)
+                    st.grad = st._grad.astype(dtype)
         return self
 
     def float(self):
@@ -196,28 +238,43 @@ class Module:
     def load_state_dict(self, state_dict, strict: bool = True):
         """Copy arrays into this model's state in place. Keys and shapes as PyTorch's.
 
-        Missing or unexpected keys (with ``strict``) and wrong shapes (always)
-        raise ``StateDictError`` listing all of them; nothing is changed then.
+        Missing or unexpected keys (with ``strict``), wrong shapes, values that are not
+        numbers (strings, objects) and read-only arrays raise ``StateDictError`` listing
+        all of them; everything is checked before anything is written, so on an error
+        nothing has changed.
         """
         own = self.state_dict(keep_vars=True)
-        given = {k: _as_numpy(v) for k, v in state_dict.items()}
+        given = dict(state_dict.items())
         missing = [k for k in own if k not in given]
         unexpected = [k for k in given if k not in own]
-        wrong = [f"{k}: expected shape {own[k].data.shape}, got {given[k].shape}"
-                 for k in own if k in given and tuple(given[k].shape) != own[k].data.shape]
         problems = []
         if strict and missing:
             problems.append("missing key(s): " + ", ".join(repr(k) for k in missing))
         if strict and unexpected:
             problems.append("unexpected key(s): " + ", ".join(repr(k) for k in unexpected))
+        # everything is checked and converted first: on any error nothing has been written
+        converted, wrong = {}, []
+        for k, st in own.items():
+            if k not in given:
+                continue
+            try:
+                value = checked_copy(given[k], st.data.dtype, repr(k))
+            except StateDictError as exc:
+                problems.append(str(exc))
+                continue
+            if value.shape != st.data.shape:
+                wrong.append(f"{k}: expected shape {st.data.shape}, got {value.shape}")
+            elif not st.data.flags.writeable:
+                problems.append(f"{k!r}: the model's array is read-only")
+            else:
+                converted[k] = value
         if wrong:
             problems.append("size mismatch for " + "; ".join(wrong))
         if problems:
             raise StateDictError(f"Error(s) in loading state_dict for {type(self).__name__}:\n  "
                                  + "\n  ".join(problems))
-        for k, st in own.items():
-            if k in given:
-                st.data[...] = given[k].astype(st.data.dtype, copy=False)
+        for k, value in converted.items():
+            own[k].data[...] = value
         return IncompatibleKeys(missing, unexpected)
 
     # -- printing ------------------------------------------------------------------

@@ -1,7 +1,10 @@
 """Python operators and array methods of ``Tracer``, routed to the op functions."""
 from __future__ import annotations
 
+import numpy as np
+
 from graphc.errors import TraceError
+from graphc.state import State
 from graphc.ops import elementwise as ew, indexing, linalg, reduction as red, shape
 from graphc.trace import Tracer, user_line
 
@@ -27,6 +30,61 @@ def _setitem(a, key, value):
                      f"(at {user_line()}); build the result with gc.where(mask, value, x) or np.concatenate")
 
 
+# ops whose NumPy counterpart returns a view of its first operand: writing into the result
+# in place writes into that operand
+_NUMPY_VIEWS = {"reshape", "transpose", "broadcast_to", "slice", "index"}
+_OWNED = "graphc.methods.owned"  # builder.aux key: tracers that are fresh copies (x.copy())
+
+
+def _caller_array(a):
+    """Is ``a`` an argument of the traced function or a State read (or a NumPy view of one)?
+    In-place arithmetic on it would change the caller's array when run eagerly."""
+    if a in a.builder.aux.get(_OWNED, ()):
+        return False
+    value = a.value
+    while value.producer is not None and value.producer.op in _NUMPY_VIEWS:
+        value = value.producer.inputs[0]
+    return value.producer is None and not a.weak and value in a.builder.graph.inputs
+
+
+def _inplace(symbol, name):
+    """``a op= b``: as NumPy on an array the trace owns (the result keeps ``a``'s dtype and
+    shape); a TraceError on an argument, whose caller's array would change when run eagerly."""
+    def method(a, b):
+        if _caller_array(a):
+            raise TraceError(f"x {symbol} value on a traced argument (or a view of one) is not supported: "
+                             f"NumPy would change the caller's array, a compiled function cannot "
+                             f"(at {user_line()}); write x = x {symbol[:-1]} value and return x")
+        out = getattr(a, name)(b)
+        if out is NotImplemented:
+            return out
+        if out.shape != a.shape:
+            raise ValueError(f"x {symbol} value: the result's shape {out.shape} does not fit x's shape "
+                             f"{a.shape} (at {user_line()})")
+        if out.dtype != a.dtype:
+            if not np.can_cast(out.dtype, a.dtype, "same_kind"):
+                raise TypeError(f"x {symbol} value: cannot cast the {out.dtype} result to x's dtype "
+                                f"{a.dtype} with casting rule 'same_kind', as NumPy (at {user_line()})")
+            out = ew.cast(out, a.dtype.name)
+        out.weak = a.weak
+        return out
+    method.__name__ = "__i" + name[2:]
+    return method
+
+
+def _copy(a):
+    """``x.copy()``: a tracer of its own (in-place arithmetic on it is fine)."""
+    out = Tracer(a.value, a.builder, a.weak)
+    a.builder.aux.setdefault(_OWNED, set()).add(out)
+    return out
+
+
+def _astype(a, dtype, order="K", casting="unsafe", subok=True, copy=True):
+    """``x.astype(dtype)``: a new array (one the function owns) unless ``copy=False``."""
+    out = ew.cast(a, dtype)
+    return _copy(out) if out is a and copy else out
+
+
 def _reflected(fn):
     return lambda a, b: fn(b, a)
 
@@ -49,6 +107,24 @@ OPERATORS = {
     "__mod__": _unsupported("%"), "__rmod__": _unsupported("%"),
     "__getitem__": indexing.getitem, "__setitem__": _setitem,
 }
+# in-place operators: those Python would otherwise rewrite as ``x = x op y`` silently
+INPLACE = {symbol: name for symbol, name in (
+    ("+=", "__add__"), ("-=", "__sub__"), ("*=", "__mul__"), ("/=", "__truediv__"), ("**=", "__pow__"),
+    ("@=", "__matmul__"), ("//=", "__floordiv__"), ("%=", "__mod__"), ("&=", "__and__"),
+    ("|=", "__or__"), ("^=", "__xor__"))}
+OPERATORS.update({"__i" + name[2:]: _inplace(symbol, name) for symbol, name in INPLACE.items()})
+
+
+def _reading_state(fn):
+    """A binary operator whose other operand may be a State (an nn.Parameter): its traced value."""
+    def method(a, b):
+        return fn(a, b.read() if isinstance(b, State) else b)
+    return method
+
+
+OPERATORS.update({name: _reading_state(fn) for name, fn in OPERATORS.items()
+                  if name not in ("__getitem__", "__setitem__", "__neg__", "__pos__", "__abs__", "__invert__")
+                  and not name.startswith("__i")})
 
 METHODS = {
     "sum": red.sum, "mean": red.mean, "prod": red.prod, "max": red.max, "min": red.min,
@@ -56,8 +132,8 @@ METHODS = {
     "transpose": lambda a, *axes: shape.transpose(a, axes[0] if len(axes) == 1 and isinstance(axes[0], (tuple, list)) else (axes or None)),
     "reshape": lambda a, *s, **kw: shape.reshape(a, s[0] if len(s) == 1 else s, **kw),
     "squeeze": shape.squeeze, "ravel": shape.ravel, "flatten": shape.ravel,
-    "swapaxes": shape.swapaxes, "repeat": shape.repeat, "astype": ew.cast, "clip": ew.clip, "take": indexing.take,
-    "dot": linalg.dot, "copy": lambda a: a,
+    "swapaxes": shape.swapaxes, "repeat": shape.repeat, "astype": _astype, "clip": ew.clip, "take": indexing.take,
+    "dot": linalg.dot, "copy": _copy,
     "T": property(lambda a: shape.transpose(a)),
     "mT": property(lambda a: shape.swapaxes(a, -1, -2)),
 }

@@ -39,6 +39,9 @@ class Op:
     # or ``fn(node) -> bool``. Memory planning writes no State in place at or before such a
     # node, so a call that fails leaves every State unchanged (see ``can_raise``)
     raises: object = False
+    # the op has an effect beyond its outputs (gc.print): passes never remove, merge, fold or
+    # reorder it, even when nothing uses its result
+    effect: bool = False
 
 
 OPS: dict[str, Op] = {}

@@ -16,7 +16,9 @@ import numpy as np
 import graphc.ops.elementwise as ew
 from graphc.nn.parameter import Parameter
 from graphc.state import State
-from graphc.trace import current_builder
+from graphc.errors import TraceError
+from graphc.nn.parameter import zero_grad
+from graphc.trace import current_builder, user_line
 
 
 
@@ -112,13 +114,9 @@ class Optimizer:
         self.param_groups.append(ParamGroup(group))
 
     def zero_grad(self, set_to_none: bool = True):
-        """Forget gradients (inside a trace: those of this trace; outside: the arrays)."""
-        for group in self.param_groups:
-            for p in group["params"]:
-                if set_to_none or p.grad is None:
-                    p.grad = None
-                else:
-                    p.grad = p.grad * 0
+        """Gradients to None (or to zeros with ``set_to_none=False``), as PyTorch's; inside a
+        trace the compiled call does it."""
+        zero_grad((p for group in self.param_groups for p in group["params"]), set_to_none)
 
     def _guard(self, group, key, test=None):
         """Read a structural option the traced graph depends on, noting it for runtime guards.
@@ -165,15 +163,24 @@ class Optimizer:
         return 0.0
 
     def step(self, closure=None):
-        """Update every parameter that has a gradient (the others are left unchanged)."""
+        """Update every parameter that has a gradient (the others are left unchanged).
+
+        Raises when no parameter has one: ``loss.backward()`` inside a traced function
+        (this one, or an earlier compiled call) sets them; eagerly, set ``p.grad`` by hand.
+        """
         loss = closure() if closure is not None else None
-        for group in self.param_groups:
-            for p in group["params"]:
-                g = p.grad
-                if g is None:
-                    continue
-                dtype = p.data.dtype
-                self._update(p, ew.cast(g, dtype), group, self._state_for(p, group), dtype)
+        updates = [(p, group, p.grad) for group in self.param_groups for p in group["params"]]
+        updates = [(p, group, g) for p, group, g in updates if g is not None]
+        if not updates:
+            where = ("inside this trace, no loss.backward() set a gradient and no earlier compiled "
+                     f"call left one (at {user_line()})") if current_builder() is not None else (
+                     "eagerly, loss.backward() cannot run: put zero_grad, the forward pass, backward "
+                     "and step in a function decorated with @gc.trace")
+            raise (TraceError if current_builder() is not None else RuntimeError)(
+                f"{type(self).__name__}.step(): no parameter has a gradient; {where}")
+        for p, group, g in updates:
+            dtype = p.data.dtype
+            self._update(p, ew.cast(g, dtype), group, self._state_for(p, group), dtype)
         return loss
 
     def _update(self, p, g, group, state, dtype):
@@ -204,31 +211,74 @@ class Optimizer:
         return {"state": state, "param_groups": groups}
 
     def load_state_dict(self, state_dict):
+        """Load ``state_dict()``'s layout: hyperparameters per group and per-parameter buffers.
+
+        Everything is checked first (group count and sizes, parameter indices, shapes, numbers
+        rather than strings or objects); on any error ``ValueError`` is raised and nothing
+        has changed.
+        """
+        from graphc.nn.module import StateDictError, checked_copy
         groups = state_dict["param_groups"]
         if len(groups) != len(self.param_groups):
             raise ValueError(f"loaded state dict has {len(groups)} parameter groups, this optimizer "
                              f"has {len(self.param_groups)}")
-        params = {}
-        for mine, theirs in zip(self.param_groups, groups):
+        params, writes = {}, []
+        for g, (mine, theirs) in enumerate(zip(self.param_groups, groups)):
             if len(mine["params"]) != len(theirs["params"]):
-                raise ValueError("loaded state dict has a parameter group of a different size")
+                raise ValueError(f"loaded state dict's parameter group {g} has {len(theirs['params'])} "
+                                 f"parameters, this optimizer's has {len(mine['params'])}")
             for p, i in zip(mine["params"], theirs["params"]):
                 params[i] = p
             for k, v in theirs.items():
                 if k != "params":
-                    mine[k] = v
+                    writes.append((mine, k, self._checked_option(g, k, v, mine)))
+        buffers = []
         for i, entries in state_dict["state"].items():
-            p = params[int(i)]
-            st = self._state_for(p)
+            if i not in params:
+                raise ValueError(f"loaded optimizer state names parameter {i!r}, which no parameter "
+                                 f"group lists")
+            p = params[i]
+            own = self.state.get(p, {})
             for k, v in entries.items():
-                v = np.asarray(v.detach().cpu().numpy() if hasattr(v, "detach") else v)
-                if k not in st:
-                    st[k] = State(np.array(v, dtype=p.data.dtype if v.ndim else np.float64))
-                elif st[k].data.shape != v.shape:
-                    raise ValueError(f"optimizer state {k!r} of parameter {i}: expected shape "
-                                     f"{st[k].data.shape}, got {v.shape}")
-                else:
-                    st[k].data[...] = v
+                where = f"optimizer state {k!r} of parameter {i}"
+                want = own[k].data if k in own else None
+                try:
+                    dtype = want.dtype if want is not None else (p.data.dtype if np.ndim(v) else np.float64)
+                    value = checked_copy(v, dtype, where)
+                except StateDictError as exc:
+                    raise ValueError(str(exc)) from None
+                shape = want.shape if want is not None else (p.data.shape if value.ndim else ())
+                if value.shape != shape:
+                    raise ValueError(f"{where}: expected shape {shape}, got {value.shape}")
+                buffers.append((p, k, value))
+        for group, k, v in writes:
+            group[k] = v
+        for p, k, value in buffers:
+            st = self._state_for(p)
+            if k in st:
+                st[k].data[...] = value
+            else:
+                st[k] = State(value)
+                st[k].name = f"{type(self).__name__} {k} of {p.name or 'parameter'}"
+
+    @staticmethod
+    def _checked_option(g, key, value, group):
+        """A loaded hyperparameter: a number (or tuple of numbers) where this group holds one."""
+        current = group.get(key)
+        numeric = key in group.states
+        if numeric and isinstance(current, tuple):
+            ok = isinstance(value, (tuple, list)) and len(value) == len(current) and all(
+                _is_number(v) for v in value)
+            value = tuple(value) if ok else value
+        elif numeric:
+            ok = _is_number(value) or isinstance(value, np.ndarray) and value.ndim == 0 and \
+                value.dtype.kind in "iuf"
+        else:
+            ok = True
+        if not ok:
+            raise ValueError(f"loaded state dict's parameter group {g}: option {key!r} = {value!r} is "
+                             f"not a number like this optimizer's {current!r}")
+        return value
 
     def __repr__(self):
         lines = [f"{type(self).__name__} ("]
