@@ -35,12 +35,22 @@ TITLE = "Dispatch overhead: Rosenbrock value on a 2-vector (float64), per call"
 BACKENDS = ("numpy", "graphc", "numba", "jax.jit", "torch")
 # diagnostic: the generated Numba entry called directly, without graphc's Python-side
 # wrapper (argument checks, signature lookup, output rebuilding); uses internals
-EXTRA_BACKENDS = ("graphc (entry only)",)
+EXTRA_BACKENDS = ("graphc (entry only)", "graphc (captured globals)")
 CASES = [{"n": 2, "dtype": "float64"}]
 
 
 def rosenbrock(x):
     return 100 * (x[1] - x[0] ** 2) ** 2 + (1 - x[0]) ** 2
+
+
+# read by rosenbrock_captured: an array passed by reference on every call, a guarded number and a
+# guarded helper function (the cost of reading globals at call time, issue 12)
+SHIFT = np.zeros(2)
+SCALE = 1.0
+
+
+def rosenbrock_captured(x):
+    return SCALE * rosenbrock(x + SHIFT)
 
 
 def inputs(case):
@@ -57,6 +67,9 @@ def build(backend, case, x):
     if backend == "graphc":
         import graphc as gc
         return gc.trace(rosenbrock), (x,)
+    if backend == "graphc (captured globals)":
+        import graphc as gc
+        return gc.trace(rosenbrock_captured), (x,)
     if backend == "graphc (entry only)":
         import graphc as gc
         f = gc.trace(rosenbrock, x)
@@ -99,6 +112,11 @@ def summarize(results):
                      f"(target >= 3): {'met' if r >= 3 else 'MISSED'}")
     if t["graphc"] and t["torch"]:
         lines.append(f"- PyTorch eager per call / graphc per call = {t['torch'] / t['graphc']:.2f}")
+    captured = t["graphc (captured globals)"]
+    if t["graphc"] and captured:
+        lines.append(f"- reading a global array, a global number and a global function at call time costs "
+                     f"{harness.fmt_time(captured - t['graphc'])} per call "
+                     f"({captured / t['graphc']:.2f}x the plain function)")
     entry = t["graphc (entry only)"]
     if t["graphc"] and entry:
         lines.append(f"- of graphc's {harness.fmt_time(t['graphc'])} per call, the generated Numba entry "

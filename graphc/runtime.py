@@ -25,6 +25,7 @@ _SCALAR_TYPES = (int, float, np.integer, np.floating, np.bool_)
 
 
 MAX_SIGNATURES = 64  # compiled signatures kept per traced function (least recently traced go first)
+MAX_VARIANTS = 8  # variants kept per signature when guarded Python values change (train/eval...)
 RETRACE_WARNING = 8  # signatures after which a one-time RetraceWarning names the changing argument
 
 
@@ -169,6 +170,13 @@ class Compiled:
         return all(st.data.shape == shape and st.data.dtype == dtype
                    for st, (shape, dtype) in zip(self.state_in, self.state_types)) and all(
             check() == value for check, value, _ in self.guards)
+
+    def failed_guard(self) -> str | None:
+        """What changed since this variant was traced (for the retrace warning)."""
+        for check, value, description in self.guards:
+            if check() != value:
+                return description
+        return None
 
     def run(self, arguments):
         if self.state_in:
@@ -317,6 +325,7 @@ class TracedFunction:
         self._cache: dict = {}
         self._compile_lock = threading.RLock()
         self._warned = False
+        self._compiles = 0
         self._fast: dict = {}  # (shape, dtype) per positional array -> Compiled
         self._last: Compiled | None = None
         functools.update_wrapper(self, fn, updated=())
@@ -419,30 +428,42 @@ class TracedFunction:
         builder, out_spec = trace_into_graph(self._call_python, args, kwargs, is_dynamic, self.name, paths)
         graph, stats = manager.run(builder.graph, self.passes)
         compiled = Compiled(graph, cpu.compile_graph(graph, self.math), out_spec, stats, builder, self.check_finite)
-        self._remember(key, compiled, paths)
+        stale = self._cache.get(key, ())
+        self._remember(key, compiled, paths, stale[0].failed_guard() if stale else None)
         return compiled
 
-    def _remember(self, key, compiled, paths):
-        """Keep at most MAX_SIGNATURES signatures (the oldest go first), and warn once when the
-        function keeps being traced for new shapes, naming the argument whose shape changes."""
-        self._cache.setdefault(key, []).insert(0, compiled)
+    def _remember(self, key, compiled, paths, failed_guard=None):
+        """Keep at most MAX_SIGNATURES signatures (the oldest go first) and MAX_VARIANTS variants of
+        each, and warn once when the function keeps being traced again, naming what changes."""
+        variants = self._cache.setdefault(key, [])
+        variants.insert(0, compiled)
+        self._compiles += 1
+        dropped = variants[MAX_VARIANTS:]  # guarded Python values that keep changing
+        del variants[MAX_VARIANTS:]
         while len(self._cache) > MAX_SIGNATURES:
-            old_key = next(iter(self._cache))
-            dropped = self._cache.pop(old_key)
+            dropped += self._cache.pop(next(iter(self._cache)))
+        if dropped:
             for fast_key, entries in list(self._fast.items()):
                 entries[:] = [c for c in entries if c not in dropped]
                 if not entries:
                     del self._fast[fast_key]
-        if len(self._cache) == RETRACE_WARNING and not self._warned:
+        if self._compiles == RETRACE_WARNING and not self._warned:
             self._warned = True
             shapes = [[leaf[0] if type(leaf) is tuple and len(leaf) == 2 and type(leaf[0]) is tuple else None
                        for leaf in k[1]] for k in self._cache if k[0] == key[0]]
             changing = [p for i, p in enumerate(paths) if len({s[i] for s in shapes if i < len(s)}) > 1]
-            which = (f"argument {changing[0]!r} has had {len({s[paths.index(changing[0])] for s in shapes})} "
-                     f"different shapes") if changing else "its arguments' dtypes or static values keep changing"
-            warnings.warn(f"{self.name} has been traced and compiled for {RETRACE_WARNING} signatures: {which}. "
-                          f"Each new signature compiles again (at most {MAX_SIGNATURES} are kept); use fixed "
-                          f"shapes (pad the last batch, or DataLoader(drop_last=True)) to compile once",
+            if changing:
+                which = (f"argument {changing[0]!r} has had "
+                         f"{len({s[paths.index(changing[0])] for s in shapes})} different shapes")
+            elif failed_guard:
+                which = f"the Python value it depends on keeps changing ({failed_guard})"
+            else:
+                which = "its arguments' dtypes or static values keep changing"
+            hint = ("use fixed shapes (pad the last batch, or DataLoader(drop_last=True)) to compile once"
+                    if changing else "pass values that change between calls as arguments (or keep them in "
+                    "a gc State), so they are data rather than part of the graph")
+            warnings.warn(f"{self.name} has been traced and compiled {RETRACE_WARNING} times: {which}. Each "
+                          f"change compiles again (at most {MAX_SIGNATURES} signatures are kept); {hint}",
                           RetraceWarning, stacklevel=4)
 
     def _check_arguments(self, args, kwargs, leaves):

@@ -84,12 +84,18 @@ class Builder:
         self.state_values = {}  # State -> its current traced value
         self.state_writes = {}  # State -> value to write back after the call
         self.guards = []  # (check() -> value, value at trace time, description): retrace on change
+        self.final_guards = {}  # key -> (check, description): guarded with their values at the end
         self.input_checks = []  # (graph input index, check(array)): run before every call
         self.input_paths = {}  # graph input Value -> the argument it came from ("x", "batch[0]")
 
     def guard(self, check, value, description: str):
         """The graph depends on Python state: retrace whenever ``check()`` != ``value``."""
         self.guards.append((check, value, description))
+
+    def guard_final(self, key, check, description: str):
+        """Like ``guard``, with the value ``check()`` has when the trace ends (Python code run while
+        tracing may still change it, as a module's forward setting its own attributes); one per key."""
+        self.final_guards.setdefault(key, (check, description))
 
     def check_input(self, tracer, check) -> bool:
         """Run ``check(array)`` on the argument behind ``tracer`` before every compiled call.
@@ -416,6 +422,8 @@ def trace_into_graph(fn, args, kwargs, is_dynamic, name="graph", paths=None):
     try:
         result = fn(*targs, **tkwargs)
         capture.finish(builder)
+        for check, description in builder.final_guards.values():
+            builder.guard(check, check(), description)
     except ShapeError as exc:
         if "\n  at " in str(exc):
             raise

@@ -387,3 +387,55 @@ def test_unsupported_functions_name_themselves_and_the_list():
 def test_a_nested_list_argument_is_named():
     with pytest.raises(TypeError, match="argument 'x' is a list.*np.asarray"):
         gc.trace(lambda x, w: np.tanh(x @ w))([[1.0, 2.0]], np.ones((2, 2)))
+
+
+# -- modules, parameters and optimizers changed after the first call ---------------------------------
+def _tiny_setup():
+    model = nn.Sequential(nn.Linear(3, 4), nn.Dropout(0.0), nn.Linear(4, 2))
+    return model, np.ones((5, 3)), np.zeros((5, 2))
+
+
+def test_a_rebound_layer_or_parameter_is_used():
+    model, x, y = _tiny_setup()
+    f = gc.trace(lambda x: model(x))
+    f(x)
+    model[2].weight = nn.Parameter(np.zeros((2, 4)))  # a new Parameter
+    model[2].bias = nn.Parameter(np.full(2, 3.0))
+    assert np.array_equal(f(x), np.full((5, 2), 3.0))
+    setattr(model, "2", nn.Linear(4, 2))  # a new layer
+    assert np.allclose(f(x), model(x))
+
+
+def test_dropout_p_and_loss_reduction_changed_after_the_first_call():
+    model, x, y = _tiny_setup()
+    loss_fn = nn.MSELoss()
+    f = gc.trace(lambda x, y: loss_fn(model(x), y))
+    f(x, y)
+    loss_fn.reduction = "sum"
+    assert np.isclose(f(x, y), np.sum((model(x) - y) ** 2))
+    model[1].p = 1.0  # drop everything: the output is the last bias
+    assert np.allclose(f(x, y), np.sum((np.broadcast_to(model[2].bias.data, y.shape) - y) ** 2))
+
+
+def test_requires_grad_and_add_param_group_take_effect():
+    model, x, y = _tiny_setup()
+    first, last = model[0], model[2]
+    opt = optim.SGD(first.parameters(), lr=0.1)
+
+    @gc.trace
+    def step(x, y):
+        opt.zero_grad()
+        loss = nn.MSELoss()(model(x), y)
+        loss.backward()
+        opt.step()
+        return loss
+
+    step(x, y)
+    opt.add_param_group({"params": last.parameters()})
+    before = last.weight.data.copy()
+    step(x, y)
+    assert not np.array_equal(last.weight.data, before)  # the new group is updated
+    first.weight.requires_grad = False
+    frozen = first.weight.data.copy()
+    step(x, y)
+    assert np.array_equal(first.weight.data, frozen)

@@ -1,6 +1,8 @@
 """``loss.backward()`` on traced values: the gradient transform applied to every Parameter read."""
 from __future__ import annotations
 
+import functools
+
 from graphc.autodiff import backward as _graph_backward
 from graphc.errors import TraceError
 from graphc.nn.parameter import _READS, set_traced_grad
@@ -27,6 +29,9 @@ def tracer_backward(self, gradient=None):
         raise TraceError(f"backward() of a {self.dtype} value: only floating-point values have "
                          f"gradients (at {user_line()})")
     reads = builder.aux.get(_READS, {})
+    for p in reads:  # the graph depends on which Parameters require grad: retrace on a change
+        builder.guard_final(("graphc.nn.requires_grad", id(p)), functools.partial(getattr, p, "requires_grad"),
+                            f"requires_grad of {p.name or 'a parameter'}")
     params = [p for p, v in reads.items() if p.requires_grad and v.dtype.kind == "f"]
     if not params:
         raise TraceError(f"backward(): the loss depends on no Parameter that requires grad (at "

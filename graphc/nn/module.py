@@ -1,6 +1,7 @@
 """``Module``: PyTorch's module tree (parameters, buffers, children, state dicts, train/eval)."""
 from __future__ import annotations
 
+import functools
 from collections import OrderedDict, namedtuple
 
 import numpy as np
@@ -41,6 +42,15 @@ def checked_copy(value, dtype, what: str):
         return np.array(array, dtype=dtype)
 
 
+def _changed(module):
+    """Count an attribute change: compiled functions that called the module trace again."""
+    module.__dict__["_graphc_version"] = module.__dict__.get("_graphc_version", 0) + 1
+
+
+def _version(module) -> int:
+    return module.__dict__.get("_graphc_version", 0)
+
+
 class Module:
     """Base class of every layer and model. Subclasses define ``forward``."""
 
@@ -56,6 +66,8 @@ class Module:
         if "_parameters" not in self.__dict__:
             raise AttributeError(f"{type(self).__name__}.__init__ must call super().__init__() "
                                  f"before assigning attributes")
+        if name != "training":  # (train/eval mode has a guard of its own, in the property)
+            _changed(self)
         if name in self._parameters and not isinstance(value, Parameter) and value is not None:
             raise TypeError(f"cannot assign {type(value).__name__} as parameter {name!r} of "
                             f"{type(self).__name__} (graphc.nn.Parameter or None expected); to change "
@@ -81,6 +93,7 @@ class Module:
         object.__setattr__(self, name, value)
 
     def __delattr__(self, name):
+        _changed(self)
         for table in (self._parameters, self._buffers, self._modules):
             table.pop(name, None)
         object.__delattr__(self, name)
@@ -111,8 +124,12 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__} must define forward()")
 
     def __call__(self, *args, **kwargs):
-        if current_builder() is not None:
+        builder = current_builder()
+        if builder is not None:
             self.training  # noqa: B018  (the graph may depend on train/eval mode: guarded)
+            # and on every attribute (a layer or Parameter rebound, Dropout.p, a loss's reduction)
+            builder.guard_final(("graphc.nn.module", id(self)), functools.partial(_version, self),
+                                f"{self._label()} attributes")
         return self.forward(*args, **kwargs)
 
     @property

@@ -22,6 +22,7 @@ def _bool_only(name, fn):
 def _unsupported(name):
     def method(*args):
         raise TraceError(f"operator {name} is not supported on traced values (at {user_line()})")
+    method.unsupported = True  # (left out of docs/numpy.md)
     return method
 
 
@@ -119,6 +120,7 @@ def _reading_state(fn):
     """A binary operator whose other operand may be a State (an nn.Parameter): its traced value."""
     def method(a, b):
         return fn(a, b.read() if isinstance(b, State) else b)
+    method.unsupported = getattr(fn, "unsupported", False)
     return method
 
 

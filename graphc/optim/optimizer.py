@@ -95,6 +95,9 @@ class Optimizer:
         for group in params:
             self.add_param_group(group)
 
+    def _group_structure(self) -> tuple:
+        return tuple(tuple(map(id, group["params"])) for group in self.param_groups)
+
     def add_param_group(self, group):
         group = dict(group)
         ps = group["params"]
@@ -169,6 +172,10 @@ class Optimizer:
         (this one, or an earlier compiled call) sets them; eagerly, set ``p.grad`` by hand.
         """
         loss = closure() if closure is not None else None
+        builder = current_builder()
+        if builder is not None:  # the graph depends on the groups' parameters: add_param_group retraces
+            builder.guard_final(("graphc.optim.groups", id(self)), self._group_structure,
+                                f"{type(self).__name__} parameter groups")
         updates = [(p, group, p.grad) for group in self.param_groups for p in group["params"]]
         updates = [(p, group, g) for p, group, g in updates if g is not None]
         if not updates:
