@@ -169,10 +169,13 @@ def emit_reduction(em, node, acc_dtype, init, combine, finalize="{acc}", extra=(
 def accumulator_dtype(op: str, dtype: str) -> str:
     """What reduction ``op`` over ``dtype`` accumulates in (also used by fused loops).
 
-    Integer sums and products use int64 (as NumPy); float sums use float64, so
+    Integer sums and products use int64 (as NumPy); integer means and float sums use
+    float64 (NumPy's mean of integers accumulates in float64, so it cannot overflow), so
     float32 sums keep NumPy's (pairwise) accuracy at any length; max/min keep the dtype.
     """
-    if op in ("sum", "mean", "prod"):
+    if op == "mean":
+        return "float64"
+    if op in ("sum", "prod"):
         return "int64" if dtype in ("bool", "int32", "int64") else "float64"
     return dtype
 
