@@ -110,6 +110,10 @@ cases += [
          ref=lambda a: (np.asarray(np.allclose(a, a)), np.asarray(np.allclose(a, a, equal_nan=True)))),
     Case("isclose float32 int", lambda a, b: (np.isclose(a, b), np.isclose(b, a)),
          (np.array([1.0, 2.00001, 3.5], np.float32), np.array([1, 2, 3], np.int32))),
+    # a Python number stays weak: float32 arithmetic, as NumPy (2**24 + 2 vs 2**24 + 1 rounds to 2**24)
+    Case("isclose Python scalar", lambda a: (np.isclose(a, 16777217.0, rtol=0, atol=1.5), np.isclose(a, 16777218, rtol=0),
+                                             np.isclose(a, np.float64(16777217.0), rtol=0, atol=1.5)),
+         (np.array([16777218.0, 1.0], np.float32),)),
     Case("allclose broadcast", lambda a, b: np.allclose(a, b), (A((2, 3)), np.float64(0.5)),
          ref=lambda a, b: np.asarray(np.allclose(a, b))),
 ]
@@ -255,6 +259,8 @@ def test_partition_is_a_valid_partition():
         np.testing.assert_array_equal(picked[:, k], np.partition(x, k, axis=1)[:, k])
     with pytest.raises(ValueError, match="out of bounds"):
         gc.trace(lambda x: np.partition(x, 9, axis=1))(x)
+    with pytest.raises(TypeError, match="integer"):
+        gc.trace(lambda x: np.partition(x, 1.5))(x)
 
 
 def test_argsort_ties_are_a_valid_numpy_result_and_stable():

@@ -470,7 +470,10 @@ def isclose(a, b, rtol=1e-05, atol=1e-08, equal_nan=False):
         if not isinstance(tol, (int, float, np.generic)):
             raise TraceError(f"np.isclose: {name} must be a number in graphc, got {type(tol).__name__} "
                              f"(at {user_line()})")
-    b = convert(b, result_dtype(b, 1.0))
+    if type(b) in (bool, int):  # a Python number stays weakly typed, as in NumPy
+        b = float(b)
+    elif type(b) is not float:
+        b = convert(b, result_dtype(b, 1.0))
     close = less_equal(absolute(a - b), atol + rtol * absolute(b))
     result = logical_or(logical_and(close, less(absolute(b), np.inf)), equal(a, b))
     if equal_nan:

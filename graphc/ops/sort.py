@@ -110,9 +110,12 @@ def _check_kth(name, a, kth, axis):
     if axis is not None and t.ndim == 0:
         raise ShapeError(f"np.{name}: axis {axis} is out of bounds for a 0-d array (at {user_line()})")
     n = t.size if axis is None else t.shape[normalize_axes(axis, t.ndim)[0]]
-    for k in np.atleast_1d(np.asarray(kth)).ravel():
-        if not np.issubdtype(type(k), np.integer) or not -n <= int(k) < n:
-            raise ValueError(f"kth(={k!r}) out of bounds ({n})")
+    kth = np.atleast_1d(np.asarray(kth))
+    if kth.dtype.kind not in "iu":
+        raise TypeError("Partition index must be integer")
+    for k in kth.ravel():
+        if not -n <= int(k) < n:
+            raise ValueError(f"kth(={int(k)}) out of bounds ({n})")
 
 
 @implements(np.partition)
