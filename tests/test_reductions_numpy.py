@@ -192,7 +192,10 @@ for dtype in ("float32", "float64", "int64"):
 cases += [
     Case("norm special", lambda x: (np.linalg.norm(x, axis=1), np.linalg.norm(x, np.inf, axis=1), np.linalg.norm(x, 0, axis=0),
                                     np.linalg.norm(x, 1), np.linalg.norm(x, "fro")), (SPECIAL,)),
-    Case("norm empty", lambda x: (np.linalg.norm(x), np.linalg.norm(x, axis=0), np.linalg.norm(x, 1, axis=0)), (np.zeros((0, 3)),)),
+    # NumPy's inf- and 1-norms are maxima from 0: an empty axis gives 0, where a plain max raises
+    Case("norm empty", lambda x: (np.linalg.norm(x), np.linalg.norm(x, axis=0), np.linalg.norm(x, 1, axis=0),
+                                  np.linalg.norm(x, np.inf, axis=0), np.linalg.norm(x, 1), np.linalg.norm(x, np.inf),
+                                  np.linalg.norm(x, np.inf, axis=(1, 0), keepdims=True)), (np.zeros((0, 3)),)),
 ]
 
 # -- integer means, empty sums and means (NumPy 2) ---------------------------------------------------
@@ -304,6 +307,10 @@ def test_errors_name_the_problem():
         gc.trace(lambda x: np.average(x, axis=0, weights=np.ones(3)))(x)
     with pytest.raises(ZeroDivisionError):
         gc.trace(lambda x: np.average(x, axis=1, weights=np.array([1.0, -1.0, 0.0])))(x)
+    with pytest.raises(ZeroDivisionError):  # NumPy's a.size / avg.size
+        gc.trace(lambda x: np.average(x, axis=0))(np.zeros((2, 0)))
+    with pytest.raises(ValueError):  # the -inf norm is a plain min: none over an empty axis
+        gc.trace(lambda x: np.linalg.norm(x, -np.inf, axis=0))(np.zeros((0, 3)))
     with pytest.raises(ValueError, match="simultaneously"):
         gc.trace(lambda x: np.var(x, ddof=1, correction=1))(x)
     with pytest.raises(gc.ShapeError, match="out of bounds"):

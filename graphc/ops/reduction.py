@@ -408,7 +408,9 @@ def average(a, axis=None, weights=None, returned=False, *, keepdims=False):
     t = type_of(a)
     if weights is None:
         avg = mean(a, axis, keepdims=keepdims)
-        scale = np.asarray(t.size / builtins.max(type_of(avg).size, 1), type_of(avg).dtype)
+        if type_of(avg).size == 0:  # NumPy's a.size / avg.size
+            raise ZeroDivisionError("division by zero")
+        scale = np.asarray(t.size / type_of(avg).size, type_of(avg).dtype)
     else:
         w = weights if is_tracer(weights) else np.asarray(weights)  # an array: never weakly typed
         wt = type_of(w)
@@ -488,6 +490,15 @@ def allclose(a, b, rtol=1e-05, atol=1e-08, equal_nan=False):
     return all(isclose(a, b, rtol=rtol, atol=atol, equal_nan=equal_nan))
 
 
+def _max_from_zero(x, axes, keepdims):
+    """``np.max(x, axis, initial=0)`` of non-negative ``x``: 0 over an empty axis (NumPy's
+    norms), the plain max elsewhere."""
+    t = type_of(x)
+    if builtins.any(t.shape[a] == 0 for a in normalize_axes(axes, t.ndim)):
+        return np.zeros(reduced_shape(t.shape, normalize_axes(axes, t.ndim), keepdims), t.dtype)
+    return max(x, axis=axes, keepdims=keepdims)
+
+
 def _norm_of_vectors(x, ord, axis, keepdims):
     from graphc.ops.elementwise import absolute, cast, not_equal, power, sqrt
     axes = (axis,)
@@ -496,7 +507,7 @@ def _norm_of_vectors(x, ord, axis, keepdims):
     if isinstance(ord, str):
         raise ValueError(f"Invalid norm order '{ord}' for vectors")
     if ord == np.inf:
-        return max(absolute(x), axis=axes, keepdims=keepdims)
+        return _max_from_zero(absolute(x), axes, keepdims)
     if ord == -np.inf:
         return min(absolute(x), axis=axes, keepdims=keepdims)
     if ord == 0:
@@ -525,7 +536,8 @@ def _norm_of_matrices(x, ord, axes, keepdims):
         return sqrt(sum(x * x, axis=axes, keepdims=keepdims))
     else:
         raise ValueError("Invalid norm order for matrices.")
-    ret = pick(sum(absolute(x), axis=reduced), axis=across)
+    sums = sum(absolute(x), axis=reduced)
+    ret = _max_from_zero(sums, (across,), False) if pick is max else min(sums, axis=across)
     if keepdims:
         ret = reshape(ret, tuple(1 if d in axes else n for d, n in enumerate(type_of(x).shape)))
     return ret
