@@ -1,9 +1,9 @@
 """Python operators and array methods of ``Tracer``, routed to the op functions."""
 from __future__ import annotations
 
-from graphc.errors import TraceError
 import numpy as np
 
+from graphc.errors import TraceError
 from graphc.ops import elementwise as ew, indexing, linalg, reduction as red, scan, shape, sort
 from graphc.trace import Tracer, user_line
 

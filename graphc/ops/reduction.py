@@ -1,4 +1,5 @@
-"""Reductions over any set of axes: sum, mean, prod, max, min, argmax, argmin.
+"""Reductions over any set of axes: sum, mean, prod, max, min, argmax, argmin; and the
+NumPy functions composed of them: var, std, average, all, any, isclose, allclose, linalg.norm.
 
 Every reduction primitive has attrs ``axes`` (sorted, non-negative) and
 ``keepdims``. The CPU lowering loops over the input with a scalar accumulator per
