@@ -3,8 +3,9 @@
 Both primitives have the attr ``axis`` (non-negative). NaN sorts last, as in NumPy.
 ``argsort`` is stable (ties keep their order: NumPy's ``kind="stable"``); NumPy's default
 kind leaves the order of ties unspecified, so a stable order is one of its valid results.
-The lowering copies each line along ``axis`` into a scratch vector and sorts it with
-Numba's ``ndarray.sort`` / ``np.argsort(kind="mergesort")``.
+The lowering copies each line along ``axis`` into a scratch vector and sorts it there with
+a stable merge sort that the generated module defines once per dtype (``_line_kernel``):
+Numba's own sorts cost seconds of compile time per dtype and kind, this a fraction of it.
 """
 from __future__ import annotations
 
@@ -27,31 +28,99 @@ def _infer_sort(dtype_of):
     return infer
 
 
+def _less(a, b, dtype):
+    """Source of ``a`` sorts before ``b``: NaN last, as NumPy."""
+    return f"{a} < {b} or ({b} != {b} and {a} == {a})" if dtype.startswith("float") else f"{a} < {b}"
+
+
+RUN = 16  # the merge sort starts from runs this long, sorted by insertion
+
+
+def _emit_merge_sort(em, items, spare, n, key, less):
+    """A stable bottom-up merge sort of ``items[0:n]`` (``spare``: a scratch array as long),
+    comparing ``key(item)``."""
+    width, lo, mid, hi, i, k, o = (em.tmp(p) for p in ("w", "lo", "mid", "hi", "i", "k", "o"))
+    # runs of RUN items first, by insertion (stable: an item moves left past strictly greater ones)
+    v = em.tmp("v")
+    with em.block(f"for {lo} in range(0, {n}, {RUN}):"):
+        with em.block(f"for {i} in range({lo} + 1, min({lo} + {RUN}, {n})):"):
+            em.line(f"{v} = {items}[{i}]")
+            em.line(f"{k} = {i} - 1")
+            with em.block(f"while {k} >= {lo} and ({less(key(v), key(f'{items}[{k}]'))}):"):
+                em.line(f"{items}[{k} + 1] = {items}[{k}]")
+                em.line(f"{k} -= 1")
+            em.line(f"{items}[{k} + 1] = {v}")
+    em.line(f"{width} = {RUN}")
+    with em.block(f"while {width} < {n}:"):
+        em.line(f"{lo} = 0")
+        with em.block(f"while {lo} < {n} - {width}:"):
+            em.line(f"{mid} = {lo} + {width}")
+            em.line(f"{hi} = min({lo} + 2 * {width}, {n})")
+            em.line(f"{i}, {k}, {o} = {lo}, {mid}, {lo}")
+            with em.block(f"while {i} < {mid} and {k} < {hi}:"):
+                # the right run's item goes first only when strictly less: ties keep their order
+                with em.block(f"if {less(key(f'{items}[{k}]'), key(f'{items}[{i}]'))}:"):
+                    em.line(f"{spare}[{o}] = {items}[{k}]")
+                    em.line(f"{k} += 1")
+                with em.block("else:"):
+                    em.line(f"{spare}[{o}] = {items}[{i}]")
+                    em.line(f"{i} += 1")
+                em.line(f"{o} += 1")
+            with em.block(f"while {i} < {mid}:"):
+                em.line(f"{spare}[{o}] = {items}[{i}]")
+                em.line(f"{i} += 1")
+                em.line(f"{o} += 1")
+            with em.block(f"for {o} in range({lo}, {k}):"):  # the right run's rest is in place
+                em.line(f"{items}[{o}] = {spare}[{o}]")
+            em.line(f"{lo} += 2 * {width}")
+        em.line(f"{width} *= 2")
+
+
+def _line_kernel(em, dtype: str, arg: bool) -> str:
+    """The name of the generated module's function sorting one line of ``dtype`` (values, or
+    indices for argsort), written once per graph and shared by every sort node."""
+    from graphc.backend.codegen import NJIT_KERNEL_OPTIONS, Emitter
+    name = f"{'argsort' if arg else 'sort'}_line_{dtype}"
+    if any(f"def {name}(" in text for text in em.kernels):
+        return name
+    k = Emitter(em.graph)
+    less = lambda a, b: _less(a, b, dtype)  # noqa: E731
+    k.line("n = len(keys)")
+    if arg:
+        with k.block("for j in range(n):"):
+            k.line("items[j] = j")
+        _emit_merge_sort(k, "items", "spare", "n", lambda item: f"keys[{item}]", less)
+    else:
+        _emit_merge_sort(k, "keys", "spare", "n", lambda item: item, less)
+    params = "keys, items, spare" if arg else "keys, spare"
+    em.kernels.append("\n".join([f"@njit({NJIT_KERNEL_OPTIONS})", f"def {name}({params}):"] + k.lines))
+    return name
+
+
 def _emit_sort(arg):
     def emit(em, node):
         (x,), out = node.inputs, node.outputs[0]
-        axis, shape = node.attrs["axis"], x.type.shape
+        axis, shape, dtype = node.attrs["axis"], x.type.shape, x.type.dtype
         n = shape[axis]
         em.alloc(out)
         if out.type.size == 0:
             return
-        line = em.tmp("line")
-        em.line(f"{line} = {em.scratch((n,), x.type.dtype)}")
+        kernel = _line_kernel(em, dtype, arg)
+        line, spare = em.tmp("line"), em.tmp("spare")
+        em.line(f"{line} = {em.scratch((n,), dtype)}")
+        em.line(f"{spare} = {em.scratch((n,), 'int64' if arg else dtype)}")
+        if arg:
+            perm = em.tmp("perm")
+            em.line(f"{perm} = {em.scratch((n,), 'int64')}")
         others = shape[:axis] + shape[axis + 1:]
         with em.loops(others) as idx:
             j = em.tmp("j")
             at = ", ".join(idx[:axis] + [j] + idx[axis:])
             with em.block(f"for {j} in range({n}):"):
                 em.line(f"{line}[{j}] = {em.name(x)}[{at}]")
-            if arg:
-                perm = em.tmp("perm")
-                em.line(f"{perm} = np.argsort({line}, kind='mergesort')")
-                with em.block(f"for {j} in range({n}):"):
-                    em.line(f"{em.name(out)}[{at}] = {CTOR['int64']}({perm}[{j}])")
-            else:
-                em.line(f"{line}.sort()")
-                with em.block(f"for {j} in range({n}):"):
-                    em.line(f"{em.name(out)}[{at}] = {line}[{j}]")
+            em.line(f"{kernel}({line}, {perm}, {spare})" if arg else f"{kernel}({line}, {spare})")
+            with em.block(f"for {j} in range({n}):"):
+                em.line(f"{em.name(out)}[{at}] = {perm if arg else line}[{j}]")
     return emit
 
 
