@@ -273,6 +273,20 @@ def test_argsort_ties_are_a_valid_numpy_result_and_stable():
     np.testing.assert_array_equal(idx, np.argsort(x, kind="stable"))
 
 
+def test_long_lines_with_nan_ties_and_infinities():
+    """Lines longer than the merge sort's insertion runs, in both axes, one compile."""
+    x = R.integers(-4, 5, size=(3, 77)).astype(np.float64)
+    x[R.random(x.shape) < 0.15] = np.nan
+    x[R.random(x.shape) < 0.1] = -np.inf
+    x[R.random(x.shape) < 0.1] = np.inf
+    f = gc.trace(lambda x: (np.sort(x), np.argsort(x), np.sort(x.T, axis=0), np.argsort(x.T, axis=0)))
+    got = f(x)
+    want = (np.sort(x), np.argsort(x, kind="stable"), np.sort(x.T, axis=0), np.argsort(x.T, axis=0, kind="stable"))
+    for g, w in zip(got, want):
+        assert g.dtype == w.dtype
+        np.testing.assert_array_equal(g, w)
+
+
 def test_sort_method_in_place_is_refused():
     with pytest.raises(gc.TraceError, match="np.sort"):
         gc.trace(lambda x: x.sort())(np.ones(3))
