@@ -210,6 +210,11 @@ cases += [
          (np.full((2, 3, 4), 2**62 + 3, np.int64),)),
     Case("empty sums/means", lambda x: (np.sum(x), np.mean(x), np.sum(x, axis=0), np.mean(x, axis=0), np.mean(x, axis=1)),
          (np.zeros((0, 3)),)),
+    Case("dtype= is the result's dtype", lambda x, y: (np.sum(x, dtype=np.int32), np.prod(x, axis=0, dtype=np.int32),
+                                                       np.mean(x, dtype=np.int64), np.mean(y, axis=1, dtype=np.int32),
+                                                       np.sum(x, axis=1, dtype=bool), np.mean(x, dtype=np.float32)),
+         (np.array([[1, 2, 4], [7, -3, 0]], np.int32), np.array([[1.5, 2.0, 4.9], [-7.5, 3.0, 1.0]]))),
+    Case("int32 sum wraps as NumPy's", lambda x: np.sum(x, dtype=np.int32), (np.full(4, 2**30 + 7, np.int32),)),
     Case("empty int means", lambda x: (np.mean(x), np.mean(x, axis=0)), (np.zeros((0, 2), np.int64),)),
 ]
 for value in (np.inf, -np.inf, np.nan, 2.0):

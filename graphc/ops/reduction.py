@@ -303,9 +303,13 @@ def _check_unsupported(name, **kwargs):
 
 
 def _reduce(name, a, axis, keepdims, dtype=None):
+    from graphc.trace import convert
     (a,) = promote(a) if dtype is None else promote(a, dtype=np.dtype(dtype).name)
     axes = normalize_axes(axis, type_of(a).ndim)
-    return bind(name, a, axes=axes, keepdims=bool(keepdims))
+    out = bind(name, a, axes=axes, keepdims=bool(keepdims))
+    # NumPy returns the dtype asked for: int32 sums wrap in int32 (as the int64 sum cast down),
+    # an integer mean is the float mean truncated
+    return out if dtype is None else convert(out, np.dtype(dtype).name)
 
 
 def _reduction_function(name, numpy_fns):
