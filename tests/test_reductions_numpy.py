@@ -17,7 +17,7 @@ import pytest
 import graphc as gc
 from graphc.ops import registry
 from graphc.testing import check_grads
-from conftest import Case, check_cases, check_interpreted, raw_graph
+from conftest import Case, check_cases, check_group, check_interpreted, raw_graph
 
 R = np.random.default_rng(12)
 
@@ -234,10 +234,29 @@ for _name, _cases in GROUPS.items():
         CHUNKS[f"{_name}/{_k}"] = _jit[_k::_n]
 
 
+def _redraw(arg, rng):
+    """A new value of the same shape and dtype (finite floats in the old range; special values,
+    ties and the exact integers of the overflow cases are kept)."""
+    a = np.asarray(arg) if isinstance(arg, np.ndarray) else None
+    if a is None or a.size == 0 or (a.dtype.kind == "f" and not np.isfinite(a).all()) or a is BIG or a is TIES:
+        return arg
+    if a.dtype.kind == "b":
+        return rng.random(a.shape) < 0.5
+    if a.dtype.kind in "iu":
+        if np.abs(a).max() > 2**20:
+            return arg
+        return rng.integers(int(a.min()), int(a.max()) + 1, size=a.shape).astype(a.dtype)
+    return rng.uniform(a.min(), a.max(), size=a.shape).astype(a.dtype)
+
+
 @pytest.mark.parametrize("name", list(CHUNKS))
 def test_compiled(name):
-    """Compiled == interpreter == NumPy, one compile per chunk."""
-    check_cases(CHUNKS[name])
+    """Compiled == interpreter == NumPy, one compile per chunk; then new values through the same
+    compiled code (nothing is baked in)."""
+    traced = check_cases(CHUNKS[name])
+    rng = np.random.default_rng(99)
+    check_group(CHUNKS[name], [tuple(_redraw(a, rng) for a in c.args) for c in CHUNKS[name]], traced=traced)
+    assert traced.signatures == 1
 
 
 @pytest.mark.parametrize("name", list(GROUPS))
