@@ -48,7 +48,11 @@ from graphc.ops.linalg import (
 )
 # (np.trace traces too; gc.trace is the compiler, so the matrix trace is not exported here)
 from graphc.ops.nn import log_softmax, logsumexp, softmax, stop_gradient
-from graphc.ops.reduction import argmax, argmin, max, mean, min, prod, sum
+from graphc.ops.reduction import (
+    all, allclose, any, argmax, argmin, average, isclose, max, mean, min, norm, prod, std, sum, var,
+)
+from graphc.ops.scan import cumprod, cumsum, diff
+from graphc.ops.sort import argpartition, argsort, partition, sort
 from graphc.ops.shape import (
     broadcast_to, concatenate, expand_dims, ravel, reshape, squeeze, stack, swapaxes, transpose,
 )

@@ -272,8 +272,10 @@ def reduce_broadcast(rw, node, x):
     s = _scalar_source(x)
     if s is None or not x.type.shape or not _is_float(x) or s.type.dtype != out.type.dtype:
         return None
+    count = int(np.prod([x.type.shape[a] for a in node.attrs["axes"]], dtype=np.int64))
+    if count == 0:  # an empty sum is 0 and an empty mean NaN, whatever the scalar (inf * 0 is NaN)
+        return None
     if node.op == "sum":
-        count = int(np.prod([x.type.shape[a] for a in node.attrs["axes"]], dtype=np.int64))
         s = rw.make("mul", [s, rw.constant(np.array(count, s.type.dtype))])
     if not out.type.shape:
         return s

@@ -127,6 +127,13 @@ case("prod-two-zeros-order1", {"prod"}, lambda x: np.prod(x, axis=0),
      (np.array([[0.0, 2.0], [0.0, 3.0], [5.0, 0.0]]),), order=1)
 case("prod-scalar-axis-none", {"prod"}, lambda x: np.prod(x) * x[0], (U(_rng, (4,), 0.5, 2.0),))
 
+# scans and sorts (more in tests/test_reductions_numpy.py)
+case("cumsum", {"cumsum"}, lambda x: np.sin(np.cumsum(x, axis=1)), (N(_rng, (3, 4)),))
+case("cumprod", {"cumprod"}, lambda x: np.cumprod(x, axis=0), (U(_rng, (4, 3), 0.5, 1.5),))
+case("cumprod-with-zeros", {"cumprod"}, lambda x: np.cumprod(x, axis=1),
+     (np.array([[0.0, 2.0, 3.0], [1.5, -0.5, 0.0], [-1.0, 0.0, 4.0]]),))
+case("sort", {"sort"}, lambda x: np.sort(x, axis=0) * np.arange(1.0, 5.0)[:, None], (N(_rng, (4, 3)),))
+
 # matmul in all its forms
 case("matmul-2d", {"matmul"}, lambda a, b: np.tanh(a @ b), (N(_rng, (3, 4)), N(_rng, (4, 2))))
 case("matmul-1d-2d", {"matmul"}, lambda a, b: np.sin(a @ b), (N(_rng, (4,)), N(_rng, (4, 3))))

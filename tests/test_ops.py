@@ -320,6 +320,18 @@ for dtype in ("int32", "int64", "bool"):
                       jit=dtype == "int64"))
     cases.append(Case(f"mean(dtype=float32):{dtype}", lambda x: np.mean(x, dtype=np.float32), (x,), jit=False))
 
+# -- scans and sorts (more cases in tests/test_reductions_numpy.py) ---------------------------
+cases = group("scan-sort")
+for dtype in ("float32", "int32"):
+    x = A((3, 4), dtype)
+    cases += [
+        Case(f"cumsum:{dtype}", lambda x: (np.cumsum(x, axis=0), np.cumsum(x)), (x,), ops=("cumsum",)),
+        Case(f"cumprod:{dtype}", lambda x: np.cumprod(x, axis=1), (x,), ops=("cumprod",)),
+        Case(f"sort:{dtype}", lambda x: (np.sort(x), np.sort(x, axis=0)), (x,), ops=("sort",)),
+        Case(f"argsort:{dtype}", lambda x: np.argsort(x, axis=0), (x,), ref=lambda x: np.argsort(x, axis=0, kind="stable"),
+             ops=("argsort",)),
+    ]
+
 # -- shape ops ------------------------------------------------------------------------------
 cases = group("shape")
 for dtype in ("float32", "int64", "bool"):

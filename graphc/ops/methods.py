@@ -5,7 +5,7 @@ import numpy as np
 
 from graphc.errors import TraceError
 from graphc.state import State
-from graphc.ops import elementwise as ew, indexing, linalg, reduction as red, shape
+from graphc.ops import elementwise as ew, indexing, linalg, reduction as red, scan, shape, sort
 from graphc.trace import Tracer, user_line
 
 
@@ -86,6 +86,11 @@ def _astype(a, dtype, order="K", casting="unsafe", subok=True, copy=True):
     return _copy(out) if out is a and copy else out
 
 
+def _sort_in_place(a, axis=-1, kind=None, order=None, *, stable=None):
+    raise TraceError(f"x.sort() sorts in place, and traced arrays are immutable (at {user_line()}); "
+                     f"write x = np.sort(x, axis) instead")
+
+
 def _reflected(fn):
     return lambda a, b: fn(b, a)
 
@@ -131,6 +136,9 @@ OPERATORS.update({name: _reading_state(fn) for name, fn in OPERATORS.items()
 METHODS = {
     "sum": red.sum, "mean": red.mean, "prod": red.prod, "max": red.max, "min": red.min,
     "argmax": red.argmax, "argmin": red.argmin,
+    "var": red.var, "std": red.std, "all": red.all, "any": red.any,
+    "cumsum": scan.cumsum, "cumprod": scan.cumprod, "argsort": sort.argsort, "sort": _sort_in_place,
+    "round": lambda a, decimals=0, out=None: np.round(a, decimals) if out is None else np.round(a, decimals, out),
     "transpose": lambda a, *axes: shape.transpose(a, axes[0] if len(axes) == 1 and isinstance(axes[0], (tuple, list)) else (axes or None)),
     "reshape": lambda a, *s, **kw: shape.reshape(a, s[0] if len(s) == 1 else s, **kw),
     "squeeze": shape.squeeze, "ravel": shape.ravel, "flatten": shape.ravel,

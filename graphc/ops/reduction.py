@@ -1,4 +1,5 @@
-"""Reductions over any set of axes: sum, mean, prod, max, min, argmax, argmin.
+"""Reductions over any set of axes: sum, mean, prod, max, min, argmax, argmin; and the
+NumPy functions composed of them: var, std, average, all, any, isclose, allclose, linalg.norm.
 
 Every reduction primitive has attrs ``axes`` (sorted, non-negative) and
 ``keepdims``. The CPU lowering loops over the input with a scalar accumulator per
@@ -169,10 +170,13 @@ def emit_reduction(em, node, acc_dtype, init, combine, finalize="{acc}", extra=(
 def accumulator_dtype(op: str, dtype: str) -> str:
     """What reduction ``op`` over ``dtype`` accumulates in (also used by fused loops).
 
-    Integer sums and products use int64 (as NumPy); float sums use float64, so
+    Integer sums and products use int64 (as NumPy); integer means and float sums use
+    float64 (NumPy's mean of integers accumulates in float64, so it cannot overflow), so
     float32 sums keep NumPy's (pairwise) accuracy at any length; max/min keep the dtype.
     """
-    if op in ("sum", "mean", "prod"):
+    if op == "mean":
+        return "float64"
+    if op in ("sum", "prod"):
         return "int64" if dtype in ("bool", "int32", "int64") else "float64"
     return dtype
 
@@ -299,9 +303,13 @@ def _check_unsupported(name, **kwargs):
 
 
 def _reduce(name, a, axis, keepdims, dtype=None):
+    from graphc.trace import convert
     (a,) = promote(a) if dtype is None else promote(a, dtype=np.dtype(dtype).name)
     axes = normalize_axes(axis, type_of(a).ndim)
-    return bind(name, a, axes=axes, keepdims=bool(keepdims))
+    out = bind(name, a, axes=axes, keepdims=bool(keepdims))
+    # NumPy returns the dtype asked for: int32 sums wrap in int32 (as the int64 sum cast down),
+    # an integer mean is the float mean truncated
+    return out if dtype is None else convert(out, np.dtype(dtype).name)
 
 
 def _reduction_function(name, numpy_fns):
@@ -356,3 +364,219 @@ def _arg_function(name, numpy_fn):
 
 argmax = _arg_function("argmax", np.argmax)
 argmin = _arg_function("argmin", np.argmin)
+
+
+# -- compositions: variance, averages, truth tests, closeness, norms ------------------------
+def _float_dtype_of(dtype: str) -> str:
+    """What NumPy's mean, var and average compute integers and booleans in."""
+    return dtype if dtype.startswith("float") else "float64"
+
+
+@implements(np.var)
+def var(a, axis=None, dtype=None, out=None, ddof=0, keepdims=False, *, where=None, mean=None,
+        correction=None):
+    """``np.var``: mean squared deviation over ``axis``, divided by ``n - ddof`` (inf or NaN
+    where that is <= 0, as NumPy with its warning); integers give float64."""
+    _check_unsupported("var", out=out, where=where, mean=mean)
+    if correction is not None:
+        if ddof != 0:
+            raise ValueError("ddof and correction can't be provided simultaneously.")
+        ddof = correction
+    from graphc.trace import convert
+    (a,) = promote(a)
+    x = convert(a, np.dtype(dtype).name if dtype is not None else _float_dtype_of(type_of(a).dtype))
+    axes = normalize_axes(axis, type_of(x).ndim)
+    deviation = x - bind("mean", x, axes=axes, keepdims=True)
+    total = bind("sum", deviation * deviation, axes=axes, keepdims=bool(keepdims))
+    return total / builtins.max(_count(type_of(x), axes) - ddof, 0)
+
+
+@implements(np.std)
+def std(a, axis=None, dtype=None, out=None, ddof=0, keepdims=False, *, where=None, mean=None,
+        correction=None):
+    """``np.std``: the square root of ``np.var`` (same arguments)."""
+    from graphc.ops.elementwise import sqrt
+    return sqrt(var(a, axis, dtype, out, ddof, keepdims, where=where, mean=mean, correction=correction))
+
+
+@implements(np.average)
+def average(a, axis=None, weights=None, returned=False, *, keepdims=False):
+    """``np.average``: the mean, or ``sum(a * w) / sum(w)`` over ``axis`` with ``weights`` of
+    ``a``'s shape or of the shape of ``a`` along ``axis``; ``returned`` adds the weights' sum.
+
+    Weights that sum to zero raise ZeroDivisionError when they are concrete; traced weights
+    cannot be checked while tracing and give inf or NaN there.
+    """
+    from graphc.ops.shape import broadcast_to, reshape, transpose
+    from graphc.trace import convert, is_tracer
+    (a,) = promote(a)
+    t = type_of(a)
+    if weights is None:
+        avg = mean(a, axis, keepdims=keepdims)
+        if type_of(avg).size == 0:  # NumPy's a.size / avg.size
+            raise ZeroDivisionError("division by zero")
+        scale = np.asarray(t.size / type_of(avg).size, type_of(avg).dtype)
+    else:
+        w = weights if is_tracer(weights) else np.asarray(weights)  # an array: never weakly typed
+        wt = type_of(w)
+        dtype = np.result_type(t.dtype, wt.dtype, *(["f8"] if t.dtype in ("bool", "int32", "int64") else [])).name
+        if wt.shape != t.shape:
+            if axis is None:
+                raise TypeError("Axis must be specified when shapes of a and weights differ.")
+            given = tuple(int(ax) % builtins.max(t.ndim, 1) for ax in (axis if isinstance(axis, (tuple, list)) else (axis,)))
+            normalize_axes(given, t.ndim)  # range and duplicates
+            if wt.shape != tuple(t.shape[ax] for ax in given):
+                raise ValueError("Shape of weights must be consistent with shape of a along specified axis.")
+            order = tuple(int(i) for i in np.argsort(given))
+            if order != tuple(range(len(order))):
+                w = transpose(w, order)
+            w = reshape(w, tuple(n if d in given else 1 for d, n in enumerate(t.shape)))
+        if not is_tracer(weights) and np.any(np.sum(np.asarray(w, dtype), axis=axis, keepdims=True) == 0):
+            raise ZeroDivisionError("Weights sum to zero, can't be normalized")
+        scale = sum(broadcast_to(convert(w, dtype), t.shape), axis=axis, keepdims=keepdims)
+        avg = sum(convert(a, dtype) * convert(w, dtype), axis=axis, keepdims=keepdims) / scale
+    if not returned:
+        return avg
+    return avg, broadcast_to(scale, type_of(avg).shape)
+
+
+def _truth(a):
+    from graphc.ops.elementwise import not_equal
+    (a,) = promote(a)
+    return a if type_of(a).dtype == "bool" else not_equal(a, 0)  # NaN is true, as in NumPy
+
+
+@implements(np.all)
+def all(a, axis=None, out=None, keepdims=False, *, where=None):
+    """``np.all``: no element along ``axis`` is zero/False (True over an empty axis)."""
+    from graphc.ops.elementwise import equal, logical_not
+    _check_unsupported("all", out=out, where=where)
+    a = _truth(a)
+    falses = bind("sum", logical_not(a), axes=normalize_axes(axis, type_of(a).ndim), keepdims=bool(keepdims))
+    return equal(falses, 0)
+
+
+@implements(np.any)
+def any(a, axis=None, out=None, keepdims=False, *, where=None):
+    """``np.any``: some element along ``axis`` is nonzero/True (False over an empty axis)."""
+    from graphc.ops.elementwise import not_equal
+    _check_unsupported("any", out=out, where=where)
+    a = _truth(a)
+    trues = bind("sum", a, axes=normalize_axes(axis, type_of(a).ndim), keepdims=bool(keepdims))
+    return not_equal(trues, 0)
+
+
+@implements(np.isclose)
+def isclose(a, b, rtol=1e-05, atol=1e-08, equal_nan=False):
+    """``np.isclose``: ``|a - b| <= atol + rtol * |b|`` where ``b`` is finite, else ``a == b``;
+    NaNs are close to each other only with ``equal_nan``. Computed in ``b``'s dtype promoted
+    to float, as NumPy 2."""
+    from graphc.ops.elementwise import absolute, equal, less, less_equal, logical_and, logical_or, not_equal
+    from graphc.trace import convert, result_dtype
+    for name, tol in (("rtol", rtol), ("atol", atol)):
+        if not isinstance(tol, (int, float, np.generic)):
+            raise TraceError(f"np.isclose: {name} must be a number in graphc, got {type(tol).__name__} "
+                             f"(at {user_line()})")
+    if type(b) in (bool, int):  # a Python number stays weakly typed, as in NumPy
+        b = float(b)
+    elif type(b) is not float:
+        b = convert(b, result_dtype(b, 1.0))
+    close = less_equal(absolute(a - b), atol + rtol * absolute(b))
+    result = logical_or(logical_and(close, less(absolute(b), np.inf)), equal(a, b))
+    if equal_nan:
+        result = logical_or(result, logical_and(not_equal(a, a), not_equal(b, b)))
+    return result
+
+
+@implements(np.allclose)
+def allclose(a, b, rtol=1e-05, atol=1e-08, equal_nan=False):
+    """``np.allclose`` as a traced 0-d boolean (NumPy returns a Python bool, which a trace
+    cannot: use it with gc.where or return it)."""
+    return all(isclose(a, b, rtol=rtol, atol=atol, equal_nan=equal_nan))
+
+
+def _max_from_zero(x, axes, keepdims):
+    """``np.max(x, axis, initial=0)`` of non-negative ``x``: 0 over an empty axis (NumPy's
+    norms), the plain max elsewhere."""
+    t = type_of(x)
+    if builtins.any(t.shape[a] == 0 for a in normalize_axes(axes, t.ndim)):
+        return np.zeros(reduced_shape(t.shape, normalize_axes(axes, t.ndim), keepdims), t.dtype)
+    return max(x, axis=axes, keepdims=keepdims)
+
+
+def _norm_of_vectors(x, ord, axis, keepdims):
+    from graphc.ops.elementwise import absolute, cast, not_equal, power, sqrt
+    axes = (axis,)
+    if ord is None or ord == 2:
+        return sqrt(sum(x * x, axis=axes, keepdims=keepdims))
+    if isinstance(ord, str):
+        raise ValueError(f"Invalid norm order '{ord}' for vectors")
+    if ord == np.inf:
+        return _max_from_zero(absolute(x), axes, keepdims)
+    if ord == -np.inf:
+        return min(absolute(x), axis=axes, keepdims=keepdims)
+    if ord == 0:
+        return sum(cast(not_equal(x, 0), type_of(x).dtype), axis=axes, keepdims=keepdims)
+    if ord == 1:
+        return sum(absolute(x), axis=axes, keepdims=keepdims)
+    dtype = type_of(x).dtype
+    total = sum(power(absolute(x), np.asarray(ord, dtype)[()]), axis=axes, keepdims=keepdims)
+    return power(total, np.reciprocal(np.asarray(ord, dtype))[()])
+
+
+def _norm_of_matrices(x, ord, axes, keepdims):
+    from graphc.ops.elementwise import absolute, sqrt
+    from graphc.ops.shape import reshape
+    row, col = axes
+    if row == col:
+        raise ValueError("Duplicate axes given.")
+    if ord in (2, -2, "nuc"):
+        raise TraceError(f"np.linalg.norm(..., ord={ord!r}) of matrices needs singular values, "
+                         f"which graphc cannot trace yet (at {user_line()})")
+    if ord in (1, -1):
+        pick, reduced, across = (max if ord == 1 else min), row, col - (col > row)
+    elif ord in (np.inf, -np.inf):
+        pick, reduced, across = (max if ord == np.inf else min), col, row - (row > col)
+    elif ord in (None, "fro", "f"):
+        return sqrt(sum(x * x, axis=axes, keepdims=keepdims))
+    else:
+        raise ValueError("Invalid norm order for matrices.")
+    sums = sum(absolute(x), axis=reduced)
+    ret = _max_from_zero(sums, (across,), False) if pick is max else min(sums, axis=across)
+    if keepdims:
+        ret = reshape(ret, tuple(1 if d in axes else n for d, n in enumerate(type_of(x).shape)))
+    return ret
+
+
+def norm(x, ord=None, axis=None, keepdims=False):
+    """``np.linalg.norm``: vector norms (``ord`` None/2, 1, inf, -inf, 0 or any p) along one
+    axis, matrix norms (None/'fro', 1, -1, inf, -inf) over two; integers give float64.
+    Matrix ``ord`` 2, -2 and 'nuc' need an SVD and raise TraceError."""
+    from graphc.ops.elementwise import sqrt
+    from graphc.ops.shape import reshape
+    from graphc.trace import convert
+    (x,) = promote(x)
+    x = convert(x, _float_dtype_of(type_of(x).dtype))
+    ndim = type_of(x).ndim
+    if axis is None:
+        if ord is None or (ord in ("f", "fro") and ndim == 2) or (ord == 2 and ndim == 1):
+            ret = sqrt(sum(x * x))
+            return reshape(ret, (1,) * ndim) if keepdims else ret
+        if ndim not in (1, 2):
+            raise ValueError("Improper number of dimensions to norm.")
+        axis = tuple(range(ndim))
+    elif not isinstance(axis, (tuple, list)):
+        if int(axis) != axis:
+            raise TypeError("'axis' must be None, an integer or a tuple of integers")
+        axis = (int(axis),)
+    if len(axis) == 1:
+        (a,) = normalize_axes(axis, ndim)
+        return _norm_of_vectors(x, ord, a, keepdims)
+    if len(axis) == 2:
+        if not builtins.all(-ndim <= int(d) < ndim for d in axis):
+            raise ShapeError(f"axis {tuple(axis)} is out of bounds for an array of dimension {ndim}")
+        return _norm_of_matrices(x, ord, tuple(int(d) % ndim for d in axis), keepdims)
+    raise ValueError("Improper number of dimensions to norm.")
+
+
+implements(np.linalg.norm)(norm)
