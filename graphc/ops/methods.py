@@ -67,10 +67,22 @@ def _inplace(symbol, name):
                 raise TypeError(f"x {symbol} value: cannot cast the {out.dtype} result to x's dtype "
                                 f"{a.dtype} with casting rule 'same_kind', as NumPy (at {user_line()})")
             out = ew.cast(out, a.dtype.name)
-        out.weak = a.weak
-        return out
+        return _update_in_place(a, out, f"x {symbol} value")
     method.__name__ = "__i" + name[2:]
     return method
+
+
+def _update_in_place(a, new, what):
+    """Give the tracer object ``a`` the value ``new``, as NumPy writes into the array: every
+    Python name bound to ``a`` (``y = x``) sees it. A NumPy view taken of ``a`` earlier
+    (``y = x[0]``) would see it too, and a traced view cannot: that is refused."""
+    for node in a.builder.graph.nodes:
+        if node.op in _NUMPY_VIEWS and node.inputs and node.inputs[0] is a.value:
+            raise TraceError(f"{what}: this array has a view (a slice, reshape, transpose or .T) taken "
+                             f"earlier, which NumPy would update too and a trace cannot (at {user_line()}); "
+                             f"write x = x op value, or take the view after the update")
+    a.value = new.value
+    return a
 
 
 def _copy(a):
@@ -87,8 +99,12 @@ def _astype(a, dtype, order="K", casting="unsafe", subok=True, copy=True):
 
 
 def _sort_in_place(a, axis=-1, kind=None, order=None, *, stable=None):
-    raise TraceError(f"x.sort() sorts in place, and traced arrays are immutable (at {user_line()}); "
-                     f"write x = np.sort(x, axis) instead")
+    """``x.sort()``: sorts ``x`` in place (None), where the function owns ``x``."""
+    if _caller_array(a):
+        raise TraceError(f"x.sort() on a traced argument (or a view of one) is not supported: NumPy would "
+                         f"sort the caller's array, a compiled function cannot (at {user_line()}); "
+                         f"write x = np.sort(x) and return x")
+    _update_in_place(a, sort.sort(a, axis=axis, kind=kind, order=order, stable=stable), "x.sort()")
 
 
 def _reflected(fn):
@@ -102,7 +118,7 @@ OPERATORS = {
     "__truediv__": ew.divide, "__rtruediv__": _reflected(ew.divide),
     "__pow__": ew.power, "__rpow__": _reflected(ew.power),
     "__matmul__": linalg.matmul, "__rmatmul__": _reflected(linalg.matmul),
-    "__neg__": ew.negative, "__pos__": lambda a: a, "__abs__": ew.absolute,
+    "__neg__": ew.negative, "__pos__": lambda a: _copy(a), "__abs__": ew.absolute,
     "__eq__": ew.equal, "__ne__": ew.not_equal, "__lt__": ew.less, "__le__": ew.less_equal,
     "__gt__": ew.greater, "__ge__": ew.greater_equal,
     "__and__": _bool_only("&", ew.logical_and), "__rand__": _bool_only("&", ew.logical_and),
