@@ -42,8 +42,9 @@ def index_text(idx) -> str:
 class ScalarContext:
     """What an elementwise op's ``scalar`` rule may ask about its place in the loop."""
 
-    def __init__(self, node: Node, loop_idx, loop_shape):
+    def __init__(self, node: Node, loop_idx, loop_shape, imports=None):
         self.node = node
+        self._imports = imports if imports is not None else set()
         self.attrs = node.attrs
         self.dtype = node.outputs[0].type.dtype
         self.in_dtypes = [v.type.dtype for v in node.inputs]
@@ -52,6 +53,11 @@ class ScalarContext:
 
     def lit(self, value, dtype=None) -> str:
         return literal(value, dtype or self.dtype)
+
+    def helper(self, name: str) -> str:
+        """``name`` of a scalar helper of graphc.backend.vecmath, imported into the generated module."""
+        self._imports.add(name)
+        return name
 
     def index(self, axis: int) -> str:
         """The loop index along ``axis`` of this node's output (0 where it is broadcast)."""
@@ -190,8 +196,8 @@ def emit_elementwise(em: Emitter, nodes):
             local[v] = em.tmp("x")
             em.line(f"{local[v]} = {em.load(v, idx, shape)}")
         for node in nodes:
-            ctx = ScalarContext(node, idx, shape)
-            expr = registry.get(node.op).scalar(ctx, *[local[v] for v in node.inputs])
+            ctx = ScalarContext(node, idx, shape, em.imports)
+            expr = _scalar_expr(em, node, ctx, [local[v] for v in node.inputs])
             v = node.outputs[0]
             local[v] = em.tmp("t")
             em.line(f"{local[v]} = {CTOR[v.type.dtype]}({expr})")
@@ -221,6 +227,15 @@ FLAT_BLOCK = 256
 
 # ops with a vectorizable implementation in graphc.backend.vecmath (math="fast")
 FAST_MATH = {"exp", "log", "tanh", "sigmoid", "sin", "cos", "pow"}
+# float elementwise ops whose loops do not vectorize, and why (tests/test_fusion.py checks that
+# every other float elementwise op's loop does)
+SCALAR_MATH = {
+    **dict.fromkeys(("log1p", "expm1", "log2", "log10", "exp2", "tan", "sinh", "cosh", "arcsin", "arccos",
+                     "arctan", "arcsinh", "arccosh", "arctanh", "arctan2", "hypot", "logaddexp", "logaddexp2"),
+                    "a libm call per element: graphc.backend.vecmath has no vectorizable version of it yet"),
+    **dict.fromkeys(("floordiv", "mod"), "NumPy's floor division needs fmod, which has no SIMD form "
+                                         "(LLVM's frem is a libm call per lane)"),
+}
 _SHORT = {"float32": "f32", "float64": "f64"}
 
 
@@ -229,7 +244,11 @@ def _scalar_expr(em, node, ctx, args):
     if em.math == "fast" and node.op in FAST_MATH and dtype in _SHORT:
         fn = f"{node.op}_{_SHORT[dtype]}"
         em.imports.add(fn)
-        return f"{fn}({', '.join(args)})"
+        call = f"{fn}({', '.join(args)})"
+        if node.op == "pow":  # NumPy's sqrt fast path for x ** 0.5 (graphc.ops.elementwise)
+            from graphc.ops.elementwise import pow_expr
+            return pow_expr(ctx, *args, call)
+        return call
     return registry.get(node.op).scalar(ctx, *args)
 
 
@@ -357,7 +376,7 @@ def emit_fused(em: Emitter, node: Node):
             if n in accs:
                 k.line(fold(n, accs[n], local[n.inputs[0]], part_dtypes.get(n)))
                 continue
-            ctx = ScalarContext(n, idx, loop_shape)
+            ctx = ScalarContext(n, idx, loop_shape, k.imports)
             out = n.outputs[0]
             local[out] = k.tmp("t")
             k.line(f"{local[out]} = {CTOR[out.type.dtype]}({_scalar_expr(k, n, ctx, [local[v] for v in n.inputs])})")

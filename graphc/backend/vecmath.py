@@ -958,3 +958,76 @@ def is_vectorized(dispatcher, signature=None, min_lanes=2):
     if _SCALARIZED_RE.search(llvm) or _LIBM_CALL_RE.search(llvm):
         return False
     return any(int(m.group(1)) >= min_lanes for m in _VEC_RE.finditer(llvm))
+
+
+# --------------------------------------------------------------------------
+# NumPy's floor division, remainder and integer power, for generated code
+# --------------------------------------------------------------------------
+#
+# Scalar helpers with np.floor_divide / np.remainder / np.power semantics (not
+# Python's, which raise on a zero divisor).  Float floor division and remainder
+# follow NumPy's npy_divmod (fmod, then a sign fix-up): fmod has no SIMD form
+# (LLVM's `frem` is a libm call per lane), so these do not vectorize; integer
+# division has no SIMD instruction on x86 either.
+
+def _make_divmod(T):
+    zero, one, half = T(0.0), T(1.0), T(0.5)
+
+    def floor_divide(a, b):
+        if b == zero:
+            return a / b                           # inf, -inf or nan, as NumPy
+        mod = np.fmod(a, b)
+        div = (a - mod) / b
+        if mod != zero and (b < zero) != (mod < zero):
+            div = div - one
+        if div == zero:
+            return np.copysign(zero, a / b)
+        floor = np.floor(div)
+        return floor + one if div - floor > half else floor
+
+    def remainder(a, b):
+        mod = np.fmod(a, b)
+        if b == zero:
+            return mod                             # nan, as NumPy
+        if mod == zero:
+            return np.copysign(zero, b)
+        return mod + b if (b < zero) != (mod < zero) else mod
+
+    return (njit(inline="always", **_JIT)(floor_divide), njit(inline="always", **_JIT)(remainder))
+
+
+floor_divide_f32, remainder_f32 = _make_divmod(np.float32)
+floor_divide_f64, remainder_f64 = _make_divmod(np.float64)
+
+
+@njit(inline="always", **_JIT)
+def floor_divide_int(a, b):
+    """a // b rounding toward -inf; 0 for b == 0 and wrap-around for MIN // -1, as NumPy."""
+    if b == 0:
+        return a - a
+    if b == -1:
+        return -a                                 # (MIN // -1 would trap in the CPU's divide)
+    return a // b
+
+
+@njit(inline="always", **_JIT)
+def remainder_int(a, b):
+    """a % b with the sign of b; 0 for b == 0 or -1, as NumPy."""
+    if b == 0 or b == -1:
+        return a - a
+    return a % b
+
+
+@njit(inline="always", **_JIT)
+def power_int(a, b):
+    """a ** b for integers, wrapping on overflow as NumPy; negative b raises as NumPy does."""
+    if b < 0:
+        raise ValueError("Integers to negative integer powers are not allowed.")
+    result = a - a + 1
+    base = a
+    while b > 0:
+        if b & 1:
+            result = result * base
+        base = base * base
+        b = b >> 1
+    return result
