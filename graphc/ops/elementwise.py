@@ -126,11 +126,12 @@ def _known_nonzero(v) -> bool:
 
 
 def _pow_dx(g, x, y, out):
-    dx = g * y * x ** (y - 1)
     if _known_nonzero(y):
-        return dx
-    # d/dx x**0 = 0 everywhere, also at x = 0 where y * x**(y-1) is 0 * inf (as PyTorch)
-    return where(equal(y, 0), 0, dx)
+        return g * y * x ** (y - 1)
+    # d/dx x**0 = 0 everywhere, also at x = 0 where y * x**(y-1) is 0 * inf: a base of 1 there.
+    # Only there, so that the derivative of this rule by y at y = 0 stays x**-1 elsewhere
+    base = where(logical_and(equal(x, 0), equal(y, 0)), 1, x)
+    return g * y * base ** (y - 1)
 
 
 def sqrt_fast_path(node) -> bool:
@@ -408,10 +409,12 @@ logaddexp = _libm_binary("logaddexp", (lambda g, x, y, out: g * exp(x - out),
 logaddexp2 = _libm_binary("logaddexp2", (lambda g, x, y, out: g * exp2(x - out),
                                          lambda g, x, y, out: g * exp2(y - out)))
 
-# fmax/fmin: like maximum/minimum, but a NaN loses (the other operand wins); ties keep x, as NumPy
-fmax = _binary("fmax", np.fmax, lambda c, a, b: f"{a} if ({a} >= {b} or {b} != {b}) else {b}",
+# fmax/fmin: like maximum/minimum, but a NaN loses (the other operand wins). On a tie of 0.0 and
+# -0.0 NumPy's result depends on the memory layout (its SIMD loops return y, its scalar loop x):
+# y here, as maximum/minimum do and as NumPy does for contiguous arrays of the same shape
+fmax = _binary("fmax", np.fmax, lambda c, a, b: f"{a} if ({a} > {b} or {b} != {b}) else {b}",
                (_maximum_grad(True), _maximum_grad(False)), "fmax")
-fmin = _binary("fmin", np.fmin, lambda c, a, b: f"{a} if ({a} <= {b} or {b} != {b}) else {b}",
+fmin = _binary("fmin", np.fmin, lambda c, a, b: f"{a} if ({a} < {b} or {b} != {b}) else {b}",
                (_maximum_grad(True), _maximum_grad(False)), "fmin")
 
 
