@@ -22,6 +22,14 @@ debugging, from Python)::
     sin_cw_f32(x)    sin_cw_f64(x)       # faster; NaN for |x| >= SINCOS_CW_LIMIT
     cos_cw_f32(x)    cos_cw_f64(x)
     pow_f32(x, y)    pow_f64(x, y)       # np.power semantics for float x, y
+    expm1_f32(x)     expm1_f64(x)        # built on exp's reduction (see below)
+    log1p_f32(x)     log1p_f64(x)
+    exp2_f32(x)      exp2_f64(x)         # pow(2, x): exact for integer x
+    log2_f32(x)      log2_f64(x)         # pow's double-length log: exact for powers of 2
+    log10_f32(x)     log10_f64(x)
+    sinh_f32(x)      sinh_f64(x)
+    cosh_f32(x)      cosh_f64(x)
+    tan_f32(x)       tan_f64(x)          # sin/cos's full-range reduction
 
     lookup(name, dtype) -> dispatcher     # lookup("tanh", np.float32)
     FUNCTIONS[name][dtype_name]           # FUNCTIONS["tanh"]["float32"]
@@ -79,6 +87,24 @@ denormal results in denormal ulps.
     cos         0.755       0.741      all 2**32 inputs   random* + huge |x|
     sin_cw/cos_cw: identical results to sin/cos for |x| < SINCOS_CW_LIMIT
     pow         0.801       0.868      5e7 pairs**        1.2e7 pairs**
+    expm1       1.632       1.795      test sweep***      test sweep***
+    log1p       1.430       1.296
+    exp2        0.737       0.731
+    log2        0.500       0.500
+    log10       0.500       0.500
+    sinh        2.059       2.293
+    cosh        1.335       1.161
+    tan         1.853       1.827
+    *** tests/backend/test_vecmath.py's sweep: 2**16 (float32) / 2**14
+      (float64) random bit patterns, the same count in each dense range
+      of DENSE, log-spaced magnitudes and special values.
+    expm1(x) = fma(2^n, q, 2^n - 1) with q = expm1(r) from exp's reduction
+    (2^n - 1 exact, no cancellation); log1p(x) = log(u) + (x - (u-1))/u,
+    u = 1 + x (the second term restores u's rounding error); log2/log10
+    multiply pow's double-length log by a double-length 1/ln2, 1/ln10;
+    cosh = e + 1/(4e), sinh = e - 1/(4e) with e = exp(|x|)/2 scaled so it
+    overflows only where the result does, and sinh = (m + m/(m+1))/2,
+    m = expm1(|x|), below |x| = 1; tan = +-sin/cos of the reduced argument.
 
     (worst float32 inputs: exp -5.8430023, tanh 0.5532036, sigmoid
     -5.836315; float64: exp 471.72462542827, tanh 0.20537244377030262,
@@ -149,6 +175,7 @@ Cold compile of one loop calling tanh_f32, sigmoid_f32, exp_f32 and log_f32:
 from __future__ import annotations
 
 import re
+from decimal import Decimal, localcontext
 
 import numpy as np
 from llvmlite import ir
@@ -454,7 +481,23 @@ def _consts(T):
     # pow
     c.C23H = _hex(T, "0x1.5555560000000p-1" if f32 else "0x1.5555555555555p-1")
     c.C23L = _hex(T, "-0x1.5555560000000p-26" if f32 else "0x1.5555555555555p-55")
+    # expm1: below EM1_LO the result rounds to -1; at EM1_HI and above, exp(x) - 1 rounds as exp(x)
+    c.EM1_LO = T(-(p + 3) * 0.6931471805599453)
+    c.EM1_HI = T((p + 3) * 0.6931471805599453)
+    c.SINH_HI = T(90.0 if f32 else 711.0)         # exp(x)/2 overflows above ~89.4 / 710.5
+    # 1/ln2 and 1/ln10 as a sum hi + lo (log2, log10)
+    for name, value in (("L2E", _inverse_log(2)), ("L10E", _inverse_log(10))):
+        hi = T(float(value))
+        setattr(c, name + "_H", hi)
+        setattr(c, name + "_L", T(float(value - Decimal(float(hi)))))
     return c
+
+
+def _inverse_log(base):
+    """1 / ln(base) to 40 digits."""
+    with localcontext() as ctx:
+        ctx.prec = 40
+        return 1 / Decimal(base).ln()
 
 
 # --------------------------------------------------------------------------
@@ -476,6 +519,8 @@ def _make(T):
     TWO_OVER_PI, PIO2_1, PIO2_2, PIO2_3 = c.TWO_OVER_PI, c.PIO2_1, c.PIO2_2, c.PIO2_3
     FOUR, QUARTER, THREE = c.FOUR, c.QUARTER, c.THREE
     C23H, C23L = c.C23H, c.C23L
+    EM1_LO, EM1_HI, SINH_HI = c.EM1_LO, c.EM1_HI, c.SINH_HI
+    L2E_H, L2E_L, L10E_H, L10E_L = c.L2E_H, c.L2E_L, c.L10E_H, c.L10E_L
     ONE_I, TWO_I, THREE_I, ZERO_I = I_(1), I_(2), I_(3), I_(0)
     PH_TAB, PH_BE_MIN, PH_ROWS1, PH_MIN, M_INT_BITS = (
         c.PH_TAB, c.PH_BE_MIN, c.PH_ROWS1, c.PH_MIN, c.M_INT_BITS)
@@ -805,8 +850,87 @@ def _make(T):
         res = ONE if (x == -ONE) & (abs(y) == INF) else res
         return res
 
+    # -- built on the above: expm1, log1p, exp2, log2, log10, sinh, cosh, tan --------
+    _log_h = _helper(log_)
+    _exp_h = _helper(exp_)
+    _pow_h = _helper(pow_)
+
+    @_helper
+    def _expm1_core(x):
+        # expm1(x) = 2^n (1 + q) - 1 = fma(2^n, q, 2^n - 1): 2^n - 1 is exact for |n| <= p,
+        # and no cancellation (q is expm1 of the reduced argument, |r| <= ln2/2)
+        xc = x if x > EM1_LO else EM1_LO          # below: -1 after rounding (and NaN -> EM1_LO)
+        xc = xc if xc < EM1_HI else EM1_HI        # above: exp(x) (2^n would overflow)
+        t, q = _expm1_poly(xc)
+        s = _scale1(ONE, t)
+        return _fma(s, q, s - ONE)
+
+    def expm1_(x):
+        res = _expm1_core(x) if x < EM1_HI else _exp_h(x)
+        res = x if x == ZERO else res             # keeps -0.0
+        return res if x == x else x
+
+    @_helper
+    def _log1p_core(x):
+        # log(u) + (x - (u - 1)) / u, u = 1 + x: the second term restores the rounding error of u
+        u = ONE + x
+        c = (x - (u - ONE)) / u
+        lu = _log_h(u)
+        return lu + c if (u > ZERO) & (u < INF) else lu
+
+    def log1p_(x):
+        res = _log1p_core(x)
+        return x if (x == ZERO) | (x != x) else res
+
+    def exp2_(x):
+        return _pow_h(TWO, x)                     # exact for integer x (2^n, double-length log 2)
+
+    @_helper
+    def _log_scaled(x, ch, cl):
+        # log(x) * (ch + cl) with log(x) double-length: exact for powers of two (log2)
+        lh, ll = _log_dd(x)
+        h = lh * ch
+        res = h + (_fma(lh, ch, -h) + (lh * cl + ll * ch))
+        res = -INF if x == ZERO else res
+        res = NAN if x < ZERO else res
+        return x if (x == INF) | (x != x) else res
+
+    def log2_(x):
+        return _log_scaled(x, L2E_H, L2E_L)
+
+    def log10_(x):
+        return _log_scaled(x, L10E_H, L10E_L)
+
+    @_helper
+    def _exp_half(ax):
+        # exp(ax) / 2 for ax >= 0, overflowing only where the result does (cosh, sinh)
+        axc = ax if ax < SINH_HI else SINH_HI     # NaN -> SINH_HI (fixed by the callers)
+        t, p = _exp_poly(axc)
+        return _scale2(p * HALF, t)
+
+    def cosh_(x):
+        eh = _exp_half(abs(x))
+        res = eh + QUARTER / eh
+        return res if x == x else x
+
+    def sinh_(x):
+        ax = abs(x)
+        em = _expm1_core(ax if ax < ONE else ZERO)
+        small = HALF * (em + em / (em + ONE))      # no cancellation for |x| < 1
+        eh = _exp_half(ax)
+        res = _copysign(small if ax < ONE else eh - QUARTER / eh, x)
+        return res if x == x else x
+
+    def tan_(x):
+        q, sr, cr = _sincos_full(x)
+        odd = (q == ONE) | (q == THREE)
+        res = -cr / sr if odd else sr / cr
+        return x if x == ZERO else res
+
     impls = dict(exp=exp_, log=log_, tanh=tanh_, sigmoid=sigmoid_, sin=sin_,
-                 cos=cos_, sin_cw=sin_cw_, cos_cw=cos_cw_, pow=pow_)
+                 cos=cos_, sin_cw=sin_cw_, cos_cw=cos_cw_, pow=pow_, expm1=expm1_,
+                 log1p=log1p_, exp2=exp2_, log2=log2_, log10=log10_, sinh=sinh_,
+                 cosh=cosh_, tan=tan_)
     return {name: _public(fn, T, "%s_%s" % (name, sfx)) for name, fn in impls.items()}
 
 
@@ -896,6 +1020,14 @@ cos_f32, cos_f64 = _F32["cos"], _F64["cos"]
 sin_cw_f32, sin_cw_f64 = _F32["sin_cw"], _F64["sin_cw"]
 cos_cw_f32, cos_cw_f64 = _F32["cos_cw"], _F64["cos_cw"]
 pow_f32, pow_f64 = _F32["pow"], _F64["pow"]
+expm1_f32, expm1_f64 = _F32["expm1"], _F64["expm1"]
+log1p_f32, log1p_f64 = _F32["log1p"], _F64["log1p"]
+exp2_f32, exp2_f64 = _F32["exp2"], _F64["exp2"]
+log2_f32, log2_f64 = _F32["log2"], _F64["log2"]
+log10_f32, log10_f64 = _F32["log10"], _F64["log10"]
+sinh_f32, sinh_f64 = _F32["sinh"], _F64["sinh"]
+cosh_f32, cosh_f64 = _F32["cosh"], _F64["cosh"]
+tan_f32, tan_f64 = _F32["tan"], _F64["tan"]
 
 #: FUNCTIONS[name][dtype_name] -> dispatcher; names: exp log tanh sigmoid sin cos
 #: sin_cw cos_cw pow

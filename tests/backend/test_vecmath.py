@@ -22,13 +22,15 @@ from numba import njit, prange
 from graphc.backend import vecmath as vm
 
 F32, F64 = np.float32, np.float64
-UNARY = ["exp", "log", "tanh", "sigmoid", "sin", "cos", "sin_cw", "cos_cw"]
+UNARY = ["exp", "log", "tanh", "sigmoid", "sin", "cos", "sin_cw", "cos_cw", "expm1", "log1p", "exp2", "log2",
+         "log10", "sinh", "cosh", "tan"]
 
 # Max ulp error allowed (measured maxima are in the vecmath docstring; these
 # are those plus a small margin).
 ULP_BOUND = {
     "exp": 1.25, "log": 1.0, "tanh": 1.75, "sigmoid": 1.75, "sin": 1.0, "cos": 1.0,
-    "sin_cw": 1.0, "cos_cw": 1.0, "pow": 1.0,
+    "sin_cw": 1.0, "cos_cw": 1.0, "pow": 1.0, "expm1": 2.0, "log1p": 1.6, "exp2": 1.0, "log2": 0.75,
+    "log10": 0.75, "sinh": 2.5, "cosh": 1.5, "tan": 2.0,
 }
 
 HAS_LONGDOUBLE = np.finfo(np.longdouble).nmant >= 63
@@ -121,7 +123,15 @@ DENSE = {
     "sigmoid": {F32: [(-105.0, 20.0)], F64: [(-746.0, 40.0)]},
     "sin": {F32: [(-10.0, 10.0), (-1e5, 1e5)], F64: [(-10.0, 10.0), (-1e6, 1e6)]},
 }
-DENSE["cos"] = DENSE["sin_cw"] = DENSE["cos_cw"] = DENSE["sin"]
+DENSE["cos"] = DENSE["sin_cw"] = DENSE["cos_cw"] = DENSE["tan"] = DENSE["sin"]
+DENSE.update({
+    "expm1": {F32: [(-20.0, 20.0), (-1.0, 1.0), (-1e-3, 1e-3)], F64: [(-40.0, 40.0), (-1.0, 1.0), (-1e-3, 1e-3)]},
+    "log1p": {F32: [(-1.0, 1.0), (-1e-3, 1e-3), (0.0, 1e6)], F64: [(-1.0, 1.0), (-1e-3, 1e-3), (0.0, 1e6)]},
+    "exp2": {F32: [(-150.0, 129.0), (-1.0, 1.0)], F64: [(-1075.0, 1025.0), (-1.0, 1.0)]},
+    "log2": DENSE["log"], "log10": DENSE["log"],
+    "sinh": {F32: [(-1.0, 1.0), (-90.0, 90.0), (-1e-3, 1e-3)], F64: [(-1.0, 1.0), (-711.0, 711.0), (-1e-3, 1e-3)]},
+})
+DENSE["cosh"] = DENSE["sinh"]
 
 
 def sweep(name, dtype, n):
@@ -178,7 +188,13 @@ def test_unary_special_values(name, dtype):
         "log": [1.0, -1.0, -fi.max, -fi.smallest_subnormal],
         "tanh": [big, -big, fi.max, -fi.max, 30.0, -30.0],
         "sigmoid": [big, -big, fi.max, -fi.max],
-        "sin": [], "cos": [],
+        "sin": [], "cos": [], "tan": [],
+        "expm1": [big, -big, fi.max, -fi.max, 1e-30, -1e-30],
+        "log1p": [-1.0, -2.0, fi.max, -fi.max, 1e-30, -1e-30],
+        "exp2": [big, -big, fi.max, -fi.max, 1.0, 3.0, -3.0, 10.0, -10.0, 100.0, -100.0],
+        "log2": [1.0, 2.0, 8.0, 0.5, 1024.0, 2.0 ** -20, -1.0, fi.tiny, fi.smallest_subnormal],
+        "log10": [1.0, 10.0, -1.0],  # (NumPy's float32 log10(100) is 2.0000002: not a special value)
+        "sinh": [big, -big, fi.max, -fi.max], "cosh": [big, -big, fi.max, -fi.max],
     }[base]
     x = np.array(common + extra, dtype=dtype)
     got = apply(name, x)
