@@ -197,7 +197,7 @@ def emit_elementwise(em: Emitter, nodes):
             em.line(f"{local[v]} = {em.load(v, idx, shape)}")
         for node in nodes:
             ctx = ScalarContext(node, idx, shape, em.imports)
-            expr = _scalar_expr(em, node, ctx, [local[v] for v in node.inputs])
+            expr = registry.get(node.op).scalar(ctx, *[local[v] for v in node.inputs])
             v = node.outputs[0]
             local[v] = em.tmp("t")
             em.line(f"{local[v]} = {CTOR[v.type.dtype]}({expr})")
