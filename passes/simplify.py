@@ -17,6 +17,9 @@ x * -1, -1 * x              -x
 --x                         x
 x ** 1                      x
 x ** 2                      x * x                          (NumPy's own fast path: identical)
+x ** -1, x ** 0             1 / x, 1                       (likewise)
+x ** 0.5                    sqrt(x)                        NumPy takes its sqrt path there
+                                                           (elementwise.sqrt_fast_path)
 exp(log x)                  x + 0.0                        x is known >= 0 (or NaN); + 0.0
                                                            makes -0.0 the +0.0 exp gives
 exp(log x)                  where(x >= 0, x + 0.0, nan)    otherwise
@@ -178,6 +181,12 @@ def power(rw, node, x, y):
         return _fit(rw, x, out)
     if is_const(y, 2):
         return rw.make("mul", [x, x]) if x.type == out.type else None
+    if is_const(y, -1):  # C's pow(x, -1) is 1/x correctly rounded, as NumPy's own fast path
+        return _fit(rw, rw.make("div", [rw.constant(np.ones((), out.type.dtype)), x]), out)
+    if is_const(y, 0) or is_const(y, -0.0):  # x ** 0 is 1 for every x, NaN included
+        return _fit(rw, rw.constant(np.ones((), out.type.dtype)), out)
+    if is_const(y, 0.5) and sqrt_fast_path(node):  # what NumPy computes there (pow would differ at -0, -inf)
+        return _fit(rw, rw.make("sqrt", [x]), out)
     return None
 
 

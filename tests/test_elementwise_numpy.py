@@ -158,6 +158,15 @@ def test_power_of_one_half_is_numpys_sqrt_where_numpy_takes_it(dtype):
     check_cases_bitwise(cases)
 
 
+def test_power_of_constants_simplifies_to_numpys_fast_paths():
+    x = np.array([-0.0, -np.inf, 2.0, np.nan])
+    f = gc.trace(lambda x: (x ** 0.5, x ** -1, x ** 0, np.power(x, np.full(4, 0.5))))
+    for got, want in zip(f(x), numpy_result(lambda x: (x ** 0.5, x ** -1, x ** 0, np.power(x, np.full(4, 0.5))), x)):
+        assert_bitwise(got, want, "pow")
+    ops = [op for n in f.graph.nodes for op in ([n.op] if n.op != "fused" else [e[0] for e in n.attrs["body"]])]
+    assert "sqrt" in ops and "div" in ops and ops.count("pow") == 1  # (the (4,) exponent is C's pow)
+
+
 def test_integers_to_negative_powers_raise_as_numpy():
     x = np.array([2, 3])
     for fn in (lambda x: x ** -1, lambda x: np.power(x, np.array([1, -2])), lambda x: np.int64(2) ** -x):

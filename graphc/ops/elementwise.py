@@ -151,9 +151,14 @@ def pow_expr(c, x, y, pow_call: str) -> str:
     """The scalar expression of pow ``x ** y`` given the call computing C's pow."""
     if not c.dtype.startswith("float"):
         return f"{c.helper('power_int')}({x}, {y})"  # raises for y < 0, as NumPy
-    if sqrt_fast_path(c.node):
+    if sqrt_fast_path(c.node) and not _known_other_than(c.node.inputs[1], 0.5):
         return f"(np.sqrt({x}) if {y} == {c.lit(0.5)} else {pow_call})"
     return pow_call
+
+
+def _known_other_than(v, value) -> bool:
+    producer = v.producer
+    return producer is not None and producer.op == "constant" and bool(np.all(producer.attrs["value"].array != value))
 
 
 def _check_int_power(x, y):
