@@ -27,7 +27,7 @@ BINARY = [np.arctan2, np.hypot, np.logaddexp, np.logaddexp2, np.fmax, np.fmin, n
 # results that must match NumPy bit for bit (the others are libm calls: within a few ulp)
 EXACT = {"floor", "ceil", "rint", "round", "around", "fabs", "reciprocal", "deg2rad", "rad2deg", "radians",
          "degrees", "nan_to_num", "isnan", "isinf", "isfinite", "remainder", "floor_divide", "divmod", "floordiv",
-         "mod"}
+         "mod", "round(x, 2)", "round(x, -1)", "nan_to_num(options)"}
 # (fmax/fmin of 0.0 and -0.0: NumPy's SIMD loops return y, its scalar loop x; see test_fmax_fmin_ties)
 
 
