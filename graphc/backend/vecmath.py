@@ -30,6 +30,9 @@ debugging, from Python)::
     sinh_f32(x)      sinh_f64(x)
     cosh_f32(x)      cosh_f64(x)
     tan_f32(x)       tan_f64(x)          # sin/cos's full-range reduction
+    arcsinh_f32(x)   arcsinh_f64(x)      # glibc's formulas on log1p / log
+    arccosh_f32(x)   arccosh_f64(x)
+    arctanh_f32(x)   arctanh_f64(x)
 
     lookup(name, dtype) -> dispatcher     # lookup("tanh", np.float32)
     FUNCTIONS[name][dtype_name]           # FUNCTIONS["tanh"]["float32"]
@@ -95,6 +98,9 @@ denormal results in denormal ulps.
     sinh        2.059       2.293
     cosh        1.335       1.161
     tan         1.853       1.827
+    arcsinh     1.782       1.733
+    arccosh     2.481       2.262
+    arctanh     1.822       1.663
     *** tests/backend/test_vecmath.py's sweep: 2**16 (float32) / 2**14
       (float64) random bit patterns, the same count in each dense range
       of DENSE, log-spaced magnitudes and special values.
@@ -104,7 +110,9 @@ denormal results in denormal ulps.
     multiply pow's double-length log by a double-length 1/ln2, 1/ln10;
     cosh = e + 1/(4e), sinh = e - 1/(4e) with e = exp(|x|)/2 scaled so it
     overflows only where the result does, and sinh = (m + m/(m+1))/2,
-    m = expm1(|x|), below |x| = 1; tan = +-sin/cos of the reduced argument.
+    m = expm1(|x|), below |x| = 1; tan = +-sin/cos of the reduced argument;
+    arcsinh/arccosh/arctanh: glibc's log1p/log formulas (e.g. arctanh =
+    log1p(2x/(1-x))/2), with llvm.sqrt.
 
     (worst float32 inputs: exp -5.8430023, tanh 0.5532036, sigmoid
     -5.836315; float64: exp 471.72462542827, tanh 0.20537244377030262,
@@ -259,6 +267,10 @@ def _floor_typer(typingctx, a):
     return _float_intrinsic("floor", 1)(typingctx, a)
 
 
+def _sqrt_typer(typingctx, a):
+    return _float_intrinsic("sqrt", 1)(typingctx, a)
+
+
 def _copysign_typer(typingctx, a, b):
     return _float_intrinsic("copysign", 2)(typingctx, a, b)
 
@@ -267,10 +279,12 @@ _fma_typer.__name__ = "_fma"
 _rint_typer.__name__ = "_rint"
 _floor_typer.__name__ = "_floor"
 _copysign_typer.__name__ = "_copysign"
+_sqrt_typer.__name__ = "_sqrt"
 _fma = intrinsic(_fma_typer)            # a*b + c, single rounding
 _rint = intrinsic(_rint_typer)          # round half to even, any magnitude
 _floor = intrinsic(_floor_typer)
 _copysign = intrinsic(_copysign_typer)
+_sqrt = intrinsic(_sqrt_typer)           # correctly rounded (IEEE), vectorizable
 
 
 def _int_binop(opname):
@@ -485,6 +499,8 @@ def _consts(T):
     c.EM1_LO = T(-(p + 3) * 0.6931471805599453)
     c.EM1_HI = T((p + 3) * 0.6931471805599453)
     c.SINH_HI = T(90.0 if f32 else 711.0)         # exp(x)/2 overflows above ~89.4 / 710.5
+    c.LN2 = T(0.6931471805599453)
+    c.ASINH_BIG = T(2.0 ** 28)                    # above: asinh(x) = log(x) + ln2 after rounding
     # 1/ln2 and 1/ln10 as a sum hi + lo (log2, log10)
     for name, value in (("L2E", _inverse_log(2)), ("L10E", _inverse_log(10))):
         hi = T(float(value))
@@ -521,6 +537,7 @@ def _make(T):
     C23H, C23L = c.C23H, c.C23L
     EM1_LO, EM1_HI, SINH_HI = c.EM1_LO, c.EM1_HI, c.SINH_HI
     L2E_H, L2E_L, L10E_H, L10E_L = c.L2E_H, c.L2E_L, c.L10E_H, c.L10E_L
+    LN2, ASINH_BIG = c.LN2, c.ASINH_BIG
     ONE_I, TWO_I, THREE_I, ZERO_I = I_(1), I_(2), I_(3), I_(0)
     PH_TAB, PH_BE_MIN, PH_ROWS1, PH_MIN, M_INT_BITS = (
         c.PH_TAB, c.PH_BE_MIN, c.PH_ROWS1, c.PH_MIN, c.M_INT_BITS)
@@ -927,10 +944,36 @@ def _make(T):
         res = -cr / sr if odd else sr / cr
         return x if x == ZERO else res
 
+    # -- inverse hyperbolic functions from log1p and log (glibc's formulas) ------------
+    def arctanh_(x):
+        ax = abs(x)
+        t = ax + ax
+        small = HALF * _log1p_core(_fma(t, ax / (ONE - ax), t))   # |x| < 1/2
+        large = HALF * _log1p_core(t / (ONE - ax))                  # inf at 1, nan above
+        return _copysign(small if ax < HALF else large, x)
+
+    def arcsinh_(x):
+        ax = abs(x)
+        z = ax * ax
+        small = _log1p_core(ax + z / (ONE + _sqrt(ONE + z)))           # |x| <= 2
+        mid = _log_h(_fma(TWO, ax, ONE / (_sqrt(z + ONE) + ax)))       # 2 < |x| <= ASINH_BIG
+        big = _log_h(ax) + LN2                                         # also inf, nan
+        res = small if ax <= TWO else (mid if ax <= ASINH_BIG else big)
+        return _copysign(res if x == x else x, x)
+
+    def arccosh_(x):
+        t = x - ONE
+        small = _log1p_core(t + _sqrt(_fma(t, t, t + t)))              # 1 <= x <= 2
+        mid = _log_h(_fma(TWO, x, -ONE / (x + _sqrt(_fma(x, x, -ONE)))))  # 2 < x <= ASINH_BIG
+        big = _log_h(x) + LN2
+        res = small if x <= TWO else (mid if x <= ASINH_BIG else big)
+        res = NAN if x < ONE else res
+        return res if x == x else x
+
     impls = dict(exp=exp_, log=log_, tanh=tanh_, sigmoid=sigmoid_, sin=sin_,
                  cos=cos_, sin_cw=sin_cw_, cos_cw=cos_cw_, pow=pow_, expm1=expm1_,
                  log1p=log1p_, exp2=exp2_, log2=log2_, log10=log10_, sinh=sinh_,
-                 cosh=cosh_, tan=tan_)
+                 cosh=cosh_, tan=tan_, arctanh=arctanh_, arcsinh=arcsinh_, arccosh=arccosh_)
     return {name: _public(fn, T, "%s_%s" % (name, sfx)) for name, fn in impls.items()}
 
 
@@ -1028,6 +1071,9 @@ log10_f32, log10_f64 = _F32["log10"], _F64["log10"]
 sinh_f32, sinh_f64 = _F32["sinh"], _F64["sinh"]
 cosh_f32, cosh_f64 = _F32["cosh"], _F64["cosh"]
 tan_f32, tan_f64 = _F32["tan"], _F64["tan"]
+arctanh_f32, arctanh_f64 = _F32["arctanh"], _F64["arctanh"]
+arcsinh_f32, arcsinh_f64 = _F32["arcsinh"], _F64["arcsinh"]
+arccosh_f32, arccosh_f64 = _F32["arccosh"], _F64["arccosh"]
 
 #: FUNCTIONS[name][dtype_name] -> dispatcher; names: exp log tanh sigmoid sin cos
 #: sin_cw cos_cw pow

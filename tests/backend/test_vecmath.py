@@ -23,14 +23,14 @@ from graphc.backend import vecmath as vm
 
 F32, F64 = np.float32, np.float64
 UNARY = ["exp", "log", "tanh", "sigmoid", "sin", "cos", "sin_cw", "cos_cw", "expm1", "log1p", "exp2", "log2",
-         "log10", "sinh", "cosh", "tan"]
+         "log10", "sinh", "cosh", "tan", "arcsinh", "arccosh", "arctanh"]
 
 # Max ulp error allowed (measured maxima are in the vecmath docstring; these
 # are those plus a small margin).
 ULP_BOUND = {
     "exp": 1.25, "log": 1.0, "tanh": 1.75, "sigmoid": 1.75, "sin": 1.0, "cos": 1.0,
     "sin_cw": 1.0, "cos_cw": 1.0, "pow": 1.0, "expm1": 2.0, "log1p": 1.6, "exp2": 1.0, "log2": 0.75,
-    "log10": 0.75, "sinh": 2.5, "cosh": 1.5, "tan": 2.0,
+    "log10": 0.75, "sinh": 2.5, "cosh": 1.5, "tan": 2.0, "arcsinh": 2.0, "arccosh": 2.75, "arctanh": 2.0,
 }
 
 HAS_LONGDOUBLE = np.finfo(np.longdouble).nmant >= 63
@@ -132,6 +132,9 @@ DENSE.update({
     "sinh": {F32: [(-1.0, 1.0), (-90.0, 90.0), (-1e-3, 1e-3)], F64: [(-1.0, 1.0), (-711.0, 711.0), (-1e-3, 1e-3)]},
 })
 DENSE["cosh"] = DENSE["sinh"]
+DENSE.update({d: {F32: r, F64: r} for d, r in (
+    ("arcsinh", [(-3.0, 3.0), (-1e-3, 1e-3), (-1e9, 1e9)]), ("arccosh", [(1.0, 3.0), (1.0, 1.01), (1.0, 1e9)]),
+    ("arctanh", [(-1.0, 1.0), (-1e-3, 1e-3), (0.49, 0.51)]))})
 
 
 def sweep(name, dtype, n):
@@ -195,6 +198,8 @@ def test_unary_special_values(name, dtype):
         "log2": [1.0, 2.0, 8.0, 0.5, 1024.0, 2.0 ** -20, -1.0, fi.tiny, fi.smallest_subnormal],
         "log10": [1.0, 10.0, -1.0],  # (NumPy's float32 log10(100) is 2.0000002: not a special value)
         "sinh": [big, -big, fi.max, -fi.max], "cosh": [big, -big, fi.max, -fi.max],
+        "arcsinh": [], "arccosh": [1.0, 0.5, -1.0, -fi.max],  # (the rest: in the accuracy sweep)
+        "arctanh": [1.0, -1.0, 2.0, -2.0, fi.max, -fi.max],
     }[base]
     x = np.array(common + extra, dtype=dtype)
     got = apply(name, x)
