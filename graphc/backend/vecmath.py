@@ -33,6 +33,10 @@ debugging, from Python)::
     arcsinh_f32(x)   arcsinh_f64(x)      # glibc's formulas on log1p / log
     arccosh_f32(x)   arccosh_f64(x)
     arctanh_f32(x)   arctanh_f64(x)
+    arctan_f32(x)    arctan_f64(x)       # one polynomial, reduction at tan(pi/8)
+    arctan2_f32(y, x) arctan2_f64(y, x)  # C99 special cases (signed zeros, infinities)
+    arcsin_f32(x)    arcsin_f64(x)       # atan2(x, sqrt(1 - x^2))
+    arccos_f32(x)    arccos_f64(x)       # atan2(sqrt(1 - x^2), x)
 
     lookup(name, dtype) -> dispatcher     # lookup("tanh", np.float32)
     FUNCTIONS[name][dtype_name]           # FUNCTIONS["tanh"]["float32"]
@@ -101,6 +105,10 @@ denormal results in denormal ulps.
     arcsinh     1.782       1.733
     arccosh     2.481       2.262
     arctanh     1.822       1.663
+    arctan      0.878       0.978
+    arcsin      1.386       1.570
+    arccos      1.397       1.545
+    arctan2     1.082       1.016      2**17 random pairs (bits and [-3, 3]); specials bit for bit
     *** tests/backend/test_vecmath.py's sweep: 2**16 (float32) / 2**14
       (float64) random bit patterns, the same count in each dense range
       of DENSE, log-spaced magnitudes and special values.
@@ -112,7 +120,10 @@ denormal results in denormal ulps.
     overflows only where the result does, and sinh = (m + m/(m+1))/2,
     m = expm1(|x|), below |x| = 1; tan = +-sin/cos of the reduced argument;
     arcsinh/arccosh/arctanh: glibc's log1p/log formulas (e.g. arctanh =
-    log1p(2x/(1-x))/2), with llvm.sqrt.
+    log1p(2x/(1-x))/2), with llvm.sqrt; arctan: atan(t) = t + t^3 P(t^2)
+    for t <= tan(pi/8), else pi/4 + atan((t-1)/(t+1)) with the quotient's
+    rounding error carried (and 1/t above 1, pi/2 - ...), pi/4, pi/2, pi
+    double-length.
 
     (worst float32 inputs: exp -5.8430023, tanh 0.5532036, sigmoid
     -5.836315; float64: exp 471.72462542827, tanh 0.20537244377030262,
@@ -365,6 +376,18 @@ _COS_C = {
 }
 
 
+# atan(x) = x + x^3 * P(x^2),  |x| <= tan(pi/8)  (mpmath chebyfit; max abs error of P:
+# 5.4e-10 (float32), 1.2e-18 (float64))
+_ATAN_P = {
+    np.float32: [-0.333333332792548001280186, 0.199999772586883855522815, -0.1428415119362861391738253,
+                 0.1107136502188479398085007, -0.08624676145249493652144608, 0.05048138512079744392816238],
+    np.float64: [-0.3333333333333333321694618, 0.1999999999999980452614351, -0.1428571428565982760583286,
+                 0.1111111110515544656543661, -0.09090908753500876844219288, 0.07692296375032142399055941,
+                 -0.06666424885738255333496285, 0.05878928997834775132728112, -0.05230454270650244518280748,
+                 0.04551593220626549169264178, -0.03457056198142774688152702, 0.01628575685522102829082487],
+}
+
+
 def _helper(fn):
     """Internal helper: inlined at Numba-IR level into the public impls (which
     are compiled with this module's flags, not the caller's)."""
@@ -501,6 +524,15 @@ def _consts(T):
     c.SINH_HI = T(90.0 if f32 else 711.0)         # exp(x)/2 overflows above ~89.4 / 710.5
     c.LN2 = T(0.6931471805599453)
     c.ASINH_BIG = T(2.0 ** 28)                    # above: asinh(x) = log(x) + ln2 after rounding
+    # atan: pi/4, pi/2, pi as sums hi + lo; the reduction point tan(pi/8)
+    c.TAN_PI8 = T(0.41421356237309503)
+    with localcontext() as ctx:
+        ctx.prec = 40
+        pi = Decimal("3.141592653589793238462643383279502884197")
+        for name, value in (("PI4", pi / 4), ("PI2", pi / 2), ("PI", pi)):
+            hi = T(float(value))
+            setattr(c, name + "_H", hi)
+            setattr(c, name + "_L", T(float(value - Decimal(float(hi)))))
     # 1/ln2 and 1/ln10 as a sum hi + lo (log2, log10)
     for name, value in (("L2E", _inverse_log(2)), ("L10E", _inverse_log(10))):
         hi = T(float(value))
@@ -538,6 +570,8 @@ def _make(T):
     EM1_LO, EM1_HI, SINH_HI = c.EM1_LO, c.EM1_HI, c.SINH_HI
     L2E_H, L2E_L, L10E_H, L10E_L = c.L2E_H, c.L2E_L, c.L10E_H, c.L10E_L
     LN2, ASINH_BIG = c.LN2, c.ASINH_BIG
+    TAN_PI8, PI4_H, PI4_L, PI2_H, PI2_L, PI_H, PI_L = (
+        c.TAN_PI8, c.PI4_H, c.PI4_L, c.PI2_H, c.PI2_L, c.PI_H, c.PI_L)
     ONE_I, TWO_I, THREE_I, ZERO_I = I_(1), I_(2), I_(3), I_(0)
     PH_TAB, PH_BE_MIN, PH_ROWS1, PH_MIN, M_INT_BITS = (
         c.PH_TAB, c.PH_BE_MIN, c.PH_ROWS1, c.PH_MIN, c.M_INT_BITS)
@@ -548,6 +582,7 @@ def _make(T):
     sin_s = _horner(_SIN_S[T], T, "sin_s_" + sfx)
     cos_c = _horner(_COS_C[T], T, "cos_c_" + sfx)
     tanh_p = _horner(_TANH_P, T, "tanh_p_" + sfx) if T is np.float32 else None
+    atan_p = _horner(_ATAN_P[T], T, "atan_p_" + sfx)
 
     @_helper
     def _scale2(p, t):
@@ -970,10 +1005,78 @@ def _make(T):
         res = NAN if x < ONE else res
         return res if x == x else x
 
+    # -- inverse trigonometric functions: one polynomial after Cody-Waite-like reduction --
+    @_helper
+    def _atan_unit(t, tl):
+        # atan(t + tl) for t in [0, 1] (or NaN), tl a small correction, as h + l + a (h + l a
+        # multiple of pi/4 in two parts): above tan(pi/8), atan(t) = pi/4 + atan((t - 1)/(t + 1)),
+        # the quotient's rounding errors (and tl) carried in ul
+        big = t > TAN_PI8
+        d = ONE + t
+        ed = (t - (d - ONE)) + tl                  # d + ed = 1 + t + tl (Fast2Sum: 1 >= t)
+        n = t - ONE
+        en = (t - (n + ONE)) + tl
+        q = n / d
+        ql = (_fma(-q, d, n) + en - q * ed) / d
+        u = q if big else t
+        ul = ql if big else tl
+        z = u * u
+        a = _fma(u * z, atan_p(z), ul / (ONE + z)) + u
+        return (PI4_H if big else ZERO), (PI4_L if big else ZERO), a
+
+    @_helper
+    def _atan2_abs(ay, ax):
+        # atan2(ay, ax) for finite ay, ax >= 0 (not both 0), in [0, pi/2]
+        swap = ay > ax
+        num = ax if swap else ay
+        den = ay if swap else ax
+        t = num / den
+        tl = _fma(-t, den, num) / den              # t + tl = num / den to twice the precision
+        tl = tl if (tl == tl) & (abs(tl) < INF) else ZERO
+        h, l, a = _atan_unit(t, tl)
+        # swap: pi/2 - (h + l + a), with pi/2 - pi/4 = pi/4 exact in hi/lo
+        h2 = (PI2_H - h) if swap else h
+        l2 = (PI2_L - l) if swap else l
+        a2 = -a if swap else a
+        return h2, l2, a2
+
+    @_helper
+    def _atan2_(y, x):
+        ax, ay = abs(x), abs(y)
+        zeros = (ax == ZERO) & (ay == ZERO)
+        infs = (ax == INF) & (ay == INF)
+        axs = ONE if zeros | infs else ax              # 0/0 -> atan 0, inf/inf -> atan 1
+        ays = (ZERO if zeros else ONE) if zeros | infs else ay
+        # one infinite operand: atan2 is 0 or pi/2 (as atan2(finite, finite) of 0 / 1)
+        axs = (ZERO if ays == INF else ONE) if (axs == INF) != (ays == INF) else axs
+        ays = (ONE if ays == INF else ZERO) if (ax == INF) != (ay == INF) else ays
+        h, l, a = _atan2_abs(ays, axs)
+        neg = _bits(x) < ZERO_I                          # signbit: -0.0 counts as negative
+        res = (PI_H - h) + ((PI_L - l) - a) if neg else h + (l + a)
+        res = _copysign(res, y)
+        return res if (x == x) & (y == y) else x + y
+
+    def arctan2_(y, x):
+        return _atan2_(y, x)
+
+    def arctan_(x):
+        ax = abs(x)
+        h, l, a = _atan2_abs(ax if ax == ax else ZERO, ONE)
+        res = _copysign(h + (l + a), x)
+        return res if x == x else x
+
+    def arcsin_(x):
+        # atan2(x, sqrt(1 - x^2)), 1 - x^2 rounded once (an FMA)
+        return _atan2_(x, _sqrt(_fma(-x, x, ONE)))
+
+    def arccos_(x):
+        return _atan2_(_sqrt(_fma(-x, x, ONE)), x)
+
     impls = dict(exp=exp_, log=log_, tanh=tanh_, sigmoid=sigmoid_, sin=sin_,
                  cos=cos_, sin_cw=sin_cw_, cos_cw=cos_cw_, pow=pow_, expm1=expm1_,
                  log1p=log1p_, exp2=exp2_, log2=log2_, log10=log10_, sinh=sinh_,
-                 cosh=cosh_, tan=tan_, arctanh=arctanh_, arcsinh=arcsinh_, arccosh=arccosh_)
+                 cosh=cosh_, tan=tan_, arctanh=arctanh_, arcsinh=arcsinh_, arccosh=arccosh_,
+                 arctan=arctan_, arctan2=arctan2_, arcsin=arcsin_, arccos=arccos_)
     return {name: _public(fn, T, "%s_%s" % (name, sfx)) for name, fn in impls.items()}
 
 
@@ -1074,6 +1177,10 @@ tan_f32, tan_f64 = _F32["tan"], _F64["tan"]
 arctanh_f32, arctanh_f64 = _F32["arctanh"], _F64["arctanh"]
 arcsinh_f32, arcsinh_f64 = _F32["arcsinh"], _F64["arcsinh"]
 arccosh_f32, arccosh_f64 = _F32["arccosh"], _F64["arccosh"]
+arctan_f32, arctan_f64 = _F32["arctan"], _F64["arctan"]
+arctan2_f32, arctan2_f64 = _F32["arctan2"], _F64["arctan2"]
+arcsin_f32, arcsin_f64 = _F32["arcsin"], _F64["arcsin"]
+arccos_f32, arccos_f64 = _F32["arccos"], _F64["arccos"]
 
 #: FUNCTIONS[name][dtype_name] -> dispatcher; names: exp log tanh sigmoid sin cos
 #: sin_cw cos_cw pow
