@@ -227,11 +227,10 @@ FLAT_BLOCK = 256
 
 # ops with a vectorizable implementation in graphc.backend.vecmath (math="fast")
 FAST_MATH = {"exp", "log", "tanh", "sigmoid", "sin", "cos", "pow", "expm1", "log1p", "exp2", "log2", "log10",
-             "sinh", "cosh", "tan", "arcsinh", "arccosh", "arctanh", "arctan", "arctan2", "arcsin", "arccos"}
+             "sinh", "cosh", "tan", "arcsinh", "arccosh", "arctanh", "arctan", "arctan2", "arcsin", "arccos", "hypot"}
 # float elementwise ops whose loops do not vectorize, and why (tests/test_fusion.py checks that
 # every other float elementwise op's loop does)
 SCALAR_MATH = {
-    "hypot": "a libm call per element (correctly rounded in glibc): vecmath has no hypot yet",
     **dict.fromkeys(("logaddexp", "logaddexp2"),
                     "NumPy's formula m + log1p(exp(-|x - y|)) cancels where m is near -log(2): vecmath's exp "
                     "and log1p errors would grow there, so the libm calls NumPy makes are kept"),

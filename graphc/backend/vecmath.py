@@ -37,6 +37,7 @@ debugging, from Python)::
     arctan2_f32(y, x) arctan2_f64(y, x)  # C99 special cases (signed zeros, infinities)
     arcsin_f32(x)    arcsin_f64(x)       # atan2(x, sqrt(1 - x^2))
     arccos_f32(x)    arccos_f64(x)       # atan2(sqrt(1 - x^2), x)
+    hypot_f32(x, y)  hypot_f64(x, y)     # double-length squares, no spurious over/underflow
 
     lookup(name, dtype) -> dispatcher     # lookup("tanh", np.float32)
     FUNCTIONS[name][dtype_name]           # FUNCTIONS["tanh"]["float32"]
@@ -109,6 +110,7 @@ denormal results in denormal ulps.
     arcsin      1.386       1.570
     arccos      1.397       1.545
     arctan2     1.082       1.016      2**17 random pairs (bits and [-3, 3]); specials bit for bit
+    hypot       0.500       0.500      likewise
     *** tests/backend/test_vecmath.py's sweep: 2**16 (float32) / 2**14
       (float64) random bit patterns, the same count in each dense range
       of DENSE, log-spaced magnitudes and special values.
@@ -523,6 +525,9 @@ def _consts(T):
     c.EM1_HI = T((p + 3) * 0.6931471805599453)
     c.SINH_HI = T(90.0 if f32 else 711.0)         # exp(x)/2 overflows above ~89.4 / 710.5
     c.LN2 = T(0.6931471805599453)
+    # hypot: scale operands above HYP_BIG down, below HYP_SMALL up (squares stay normal)
+    c.HYP_BIG, c.HYP_SMALL = T(2.0 ** (50 if f32 else 500)), T(2.0 ** (-50 if f32 else -500))
+    c.HYP_DOWN, c.HYP_UP = T(2.0 ** (-70 if f32 else -600)), T(2.0 ** (90 if f32 else 600))
     c.ASINH_BIG = T(2.0 ** 28)                    # above: asinh(x) = log(x) + ln2 after rounding
     # atan: pi/4, pi/2, pi as sums hi + lo; the reduction point tan(pi/8)
     c.TAN_PI8 = T(0.41421356237309503)
@@ -570,6 +575,7 @@ def _make(T):
     EM1_LO, EM1_HI, SINH_HI = c.EM1_LO, c.EM1_HI, c.SINH_HI
     L2E_H, L2E_L, L10E_H, L10E_L = c.L2E_H, c.L2E_L, c.L10E_H, c.L10E_L
     LN2, ASINH_BIG = c.LN2, c.ASINH_BIG
+    HYP_BIG, HYP_SMALL, HYP_DOWN, HYP_UP = c.HYP_BIG, c.HYP_SMALL, c.HYP_DOWN, c.HYP_UP
     TAN_PI8, PI4_H, PI4_L, PI2_H, PI2_L, PI_H, PI_L = (
         c.TAN_PI8, c.PI4_H, c.PI4_L, c.PI2_H, c.PI2_L, c.PI_H, c.PI_L)
     ONE_I, TWO_I, THREE_I, ZERO_I = I_(1), I_(2), I_(3), I_(0)
@@ -1072,11 +1078,33 @@ def _make(T):
     def arccos_(x):
         return _atan2_(_sqrt(_fma(-x, x, ONE)), x)
 
+    def hypot_(x, y):
+        # sqrt(b^2 + s^2) with the squares and their sum kept double-length and one Newton
+        # correction of the square root; b, s scaled by a power of 2 away from over/underflow
+        ax, ay = abs(x), abs(y)
+        b = ax if ax > ay else ay
+        sm = ay if ax > ay else ax
+        scale = HYP_DOWN if b > HYP_BIG else (HYP_UP if b < HYP_SMALL else ONE)
+        b, sm = b * scale, sm * scale              # exact (s may lose bits far below b's ulp)
+        bh = b * b
+        bl = _fma(b, b, -bh)
+        sh = sm * sm
+        sl = _fma(sm, sm, -sh)
+        hi, lo = _two_sum(bh, sh)
+        lo = lo + (bl + sl)
+        w = hi + lo
+        wl = lo - (w - hi)
+        h = _sqrt(w)
+        h = h + (_fma(-h, h, w) + wl) / (h + h) if h > ZERO else h
+        res = h / scale
+        res = res if (x == x) & (y == y) else x + y
+        return INF if (ax == INF) | (ay == INF) else res
+
     impls = dict(exp=exp_, log=log_, tanh=tanh_, sigmoid=sigmoid_, sin=sin_,
                  cos=cos_, sin_cw=sin_cw_, cos_cw=cos_cw_, pow=pow_, expm1=expm1_,
                  log1p=log1p_, exp2=exp2_, log2=log2_, log10=log10_, sinh=sinh_,
                  cosh=cosh_, tan=tan_, arctanh=arctanh_, arcsinh=arcsinh_, arccosh=arccosh_,
-                 arctan=arctan_, arctan2=arctan2_, arcsin=arcsin_, arccos=arccos_)
+                 arctan=arctan_, arctan2=arctan2_, arcsin=arcsin_, arccos=arccos_, hypot=hypot_)
     return {name: _public(fn, T, "%s_%s" % (name, sfx)) for name, fn in impls.items()}
 
 
@@ -1181,6 +1209,7 @@ arctan_f32, arctan_f64 = _F32["arctan"], _F64["arctan"]
 arctan2_f32, arctan2_f64 = _F32["arctan2"], _F64["arctan2"]
 arcsin_f32, arcsin_f64 = _F32["arcsin"], _F64["arcsin"]
 arccos_f32, arccos_f64 = _F32["arccos"], _F64["arccos"]
+hypot_f32, hypot_f64 = _F32["hypot"], _F64["hypot"]
 
 #: FUNCTIONS[name][dtype_name] -> dispatcher; names: exp log tanh sigmoid sin cos
 #: sin_cw cos_cw pow

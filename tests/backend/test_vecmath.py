@@ -25,7 +25,7 @@ F32, F64 = np.float32, np.float64
 UNARY = ["exp", "log", "tanh", "sigmoid", "sin", "cos", "sin_cw", "cos_cw", "expm1", "log1p", "exp2", "log2",
          "log10", "sinh", "cosh", "tan", "arcsinh", "arccosh", "arctanh", "arctan", "arcsin", "arccos"]
 
-BINARY = {"pow": "power", "arctan2": "arctan2"}  # vecmath name -> NumPy's
+BINARY = {"pow": "power", "arctan2": "arctan2", "hypot": "hypot"}  # vecmath name -> NumPy's
 
 # Max ulp error allowed (measured maxima are in the vecmath docstring; these
 # are those plus a small margin).
@@ -33,7 +33,7 @@ ULP_BOUND = {
     "exp": 1.25, "log": 1.0, "tanh": 1.75, "sigmoid": 1.75, "sin": 1.0, "cos": 1.0,
     "sin_cw": 1.0, "cos_cw": 1.0, "pow": 1.0, "expm1": 2.0, "log1p": 1.6, "exp2": 1.0, "log2": 0.75,
     "log10": 0.75, "sinh": 2.5, "cosh": 1.5, "tan": 2.0, "arcsinh": 2.0, "arccosh": 2.75, "arctanh": 2.0,
-    "arctan": 1.0, "arcsin": 1.75, "arccos": 1.75, "arctan2": 1.25,
+    "arctan": 1.0, "arcsin": 1.75, "arccos": 1.75, "arctan2": 1.25, "hypot": 0.75,
 }
 
 HAS_LONGDOUBLE = np.finfo(np.longdouble).nmant >= 63
@@ -349,23 +349,24 @@ def test_pow_special_values(dtype):
 
 # ---------------------------------------------------------- vectorization --
 
+@pytest.mark.parametrize("name", ["arctan2", "hypot"])
 @pytest.mark.parametrize("dtype", [F32, pytest.param(F64, marks=needs_ld)], ids=["f32", "f64"])
-def test_arctan2_accuracy_and_special_values(dtype):
+def test_binary_accuracy_and_special_values(name, dtype):
     rng = np.random.default_rng(3)
     n = 1 << 15
     y = np.concatenate([random_bits(n, dtype, rng), rng.uniform(-3, 3, n).astype(dtype)])
     x = np.concatenate([random_bits(n, dtype, rng), rng.uniform(-3, 3, n).astype(dtype)])
-    got = apply("arctan2", y, x)
+    got = apply(name, y, x)
     with np.errstate(invalid="ignore"):  # (NaN references cast)
-        err, fin = ulp_errors(got, reference("arctan2", y.astype(_ref_dtype(dtype)), x.astype(_ref_dtype(dtype))), dtype)
-    assert err.max() <= ULP_BOUND["arctan2"], (y[fin][np.argmax(err)], x[fin][np.argmax(err)], err.max())
+        err, fin = ulp_errors(got, reference(name, y.astype(_ref_dtype(dtype)), x.astype(_ref_dtype(dtype))), dtype)
+    assert err.max() <= ULP_BOUND[name], (y[fin][np.argmax(err)], x[fin][np.argmax(err)], err.max())
     # every pair of special values (signed zeros, infinities, NaN) bit for bit
     s = specials(dtype)
     s = s[(s == 0) | ~np.isfinite(s) | (np.abs(s) == 1)]
     yy, xx = (a.ravel() for a in np.meshgrid(s, s))
     keep = (np.abs(yy) != 1) | (np.abs(xx) != 1)  # (NumPy's float32 atan2(1, 1) is 1 ulp below pi/4)
     yy, xx = yy[keep], xx[keep]
-    assert bits_equal(apply("arctan2", yy, xx), reference("arctan2", yy, xx)).all()
+    assert bits_equal(apply(name, yy, xx), reference(name, yy, xx)).all()
 
 
 def test_cpu_has_simd_floats():
