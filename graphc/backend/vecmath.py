@@ -39,6 +39,9 @@ debugging, from Python)::
     arccos_f32(x)    arccos_f64(x)       # atan2(sqrt(1 - x^2), x)
     hypot_f32(x, y)  hypot_f64(x, y)     # double-length squares, no spurious over/underflow
 
+    # scalar (not vectorizable) helpers with NumPy's semantics, end of this module:
+    floor_divide_f32/_f64/_int(a, b)  remainder_f32/_f64/_int(a, b)  power_int(a, b)
+
     lookup(name, dtype) -> dispatcher     # lookup("tanh", np.float32)
     FUNCTIONS[name][dtype_name]           # FUNCTIONS["tanh"]["float32"]
     is_vectorized(dispatcher, signature=None, min_lanes=2) -> bool
@@ -209,6 +212,13 @@ __all__ = [
     "sigmoid_f32", "sigmoid_f64", "sin_f32", "sin_f64", "cos_f32", "cos_f64",
     "pow_f32", "pow_f64", "FUNCTIONS", "lookup", "is_vectorized",
     "sin_cw_f32", "sin_cw_f64", "cos_cw_f32", "cos_cw_f64", "SINCOS_CW_LIMIT",
+    "expm1_f32", "expm1_f64", "log1p_f32", "log1p_f64", "exp2_f32", "exp2_f64", "log2_f32", "log2_f64",
+    "log10_f32", "log10_f64", "sinh_f32", "sinh_f64", "cosh_f32", "cosh_f64", "tan_f32", "tan_f64",
+    "arcsinh_f32", "arcsinh_f64", "arccosh_f32", "arccosh_f64", "arctanh_f32", "arctanh_f64",
+    "arctan_f32", "arctan_f64", "arctan2_f32", "arctan2_f64", "arcsin_f32", "arcsin_f64",
+    "arccos_f32", "arccos_f64", "hypot_f32", "hypot_f64",
+    "floor_divide_f32", "floor_divide_f64", "remainder_f32", "remainder_f64", "floor_divide_int",
+    "remainder_int", "power_int",
 ]
 
 _JIT = dict(error_model="numpy", nogil=True)
@@ -1212,7 +1222,8 @@ arccos_f32, arccos_f64 = _F32["arccos"], _F64["arccos"]
 hypot_f32, hypot_f64 = _F32["hypot"], _F64["hypot"]
 
 #: FUNCTIONS[name][dtype_name] -> dispatcher; names: exp log tanh sigmoid sin cos
-#: sin_cw cos_cw pow
+#: sin_cw cos_cw pow expm1 log1p exp2 log2 log10 sinh cosh tan arcsinh arccosh arctanh
+#: arctan arctan2 arcsin arccos hypot
 FUNCTIONS = {name: {"float32": _F32[name], "float64": _F64[name]} for name in _F32}
 
 #: sin_cw/cos_cw return NaN for |x| >= this (float32: 2**17, float64: 2**40);
