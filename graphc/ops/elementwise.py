@@ -424,16 +424,12 @@ fmin = _binary("fmin", np.fmin, lambda c, a, b: f"{a} if ({a} < {b} or {b} != {b
 
 
 # -- rounding: float primitives (integers pass through as NumPy 2 does) -------------------------
-def infer_rounding(types, **_):
-    return infer_float(types)
-
-
 # NumPy 2.0-2.2 return float64 for np.floor/np.ceil of integers, 2.3 on keeps the integer dtype
 _FLOOR_KEEPS_INTEGERS = np.floor(np.zeros(1, np.int64)).dtype.kind == "i"
 
 
 def _rounding(name, reference, ufunc):
-    _elementwise(name, reference, lambda c, a: f"np.{name}({a})", (None,), infer=infer_rounding)
+    _elementwise(name, reference, lambda c, a: f"np.{name}({a})", (None,), infer=infer_float)
 
     def fn(x):
         dtype = result_dtype(x)
