@@ -24,7 +24,7 @@ UNARY = [np.log1p, np.expm1, np.log2, np.log10, np.exp2, np.tan, np.sinh, np.cos
          np.isnan, np.isinf, np.isfinite]
 BINARY = [np.arctan2, np.hypot, np.logaddexp, np.logaddexp2, np.fmax, np.fmin, np.remainder, np.mod,
           np.floor_divide, np.divmod, divmod, np.power, operator.floordiv, operator.mod]
-# results that must match NumPy bit for bit (the others are libm calls: within a few ulp)
+# results that must match NumPy bit for bit (the others are vecmath or libm: within a few ulp)
 EXACT = {"floor", "ceil", "rint", "round", "around", "fabs", "reciprocal", "deg2rad", "rad2deg", "radians",
          "degrees", "nan_to_num", "isnan", "isinf", "isfinite", "remainder", "floor_divide", "divmod", "floordiv",
          "mod", "round(x, 2)", "round(x, -1)", "nan_to_num(options)"}
@@ -225,7 +225,7 @@ def test_scalar_pow_folding_keeps_numpys_pow_path():
         assert_bitwise(gc.trace(f)(a), numpy_result(f, a), f"pow of broadcast {a}")
 
 
-# -- accuracy of the libm functions against NumPy ------------------------------------------------------
+# -- accuracy of the transcendental functions in compiled loops (graphc.backend.vecmath or libm) ------
 ULP_DOMAINS = {"log1p": (-0.99, 1e3), "expm1": (-30, 30), "log2": (1e-3, 1e6), "log10": (1e-3, 1e6),
                "exp2": (-100, 100), "tan": (-10, 10), "sinh": (-50, 50), "cosh": (-50, 50), "arcsin": (-1, 1),
                "arccos": (-1, 1), "arctan": (-1e3, 1e3), "arcsinh": (-1e3, 1e3), "arccosh": (1, 1e3),
@@ -233,7 +233,7 @@ ULP_DOMAINS = {"log1p": (-0.99, 1e3), "expm1": (-30, 30), "log2": (1e-3, 1e6), "
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_libm_functions_are_within_a_few_ulp_of_numpy(dtype):
+def test_transcendental_functions_are_within_a_few_ulp_of_numpy(dtype):
     rng = np.random.default_rng(7)
     n = 4096
     xs = {name: rng.uniform(lo, hi, n).astype(dtype) for name, (lo, hi) in ULP_DOMAINS.items()}
