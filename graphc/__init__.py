@@ -37,10 +37,13 @@ from graphc.runtime import TracedFunction, trace
 # NumPy-compatible functions that work on traced values and on plain arrays
 from graphc.ops.creation import arange, full, full_like, ones, ones_like, zeros, zeros_like
 from graphc.ops.elementwise import (
-    absolute, add, cast, clip, cos, divide, equal, exp, greater, greater_equal, iota, less,
-    less_equal, log, logical_and, logical_not, logical_or, logical_xor, maximum, minimum,
-    multiply, negative, not_equal, power, relu, sigmoid, sign, sin, sqrt, square, subtract,
-    tanh, where,
+    absolute, add, arccos, arccosh, arcsin, arcsinh, arctan, arctan2, arctanh, around, cast, ceil,
+    clip, cos, cosh, deg2rad, degrees, divide, divmod, equal, exp, exp2, expm1, fabs, floor,
+    floor_divide, fmax, fmin, greater, greater_equal, hypot, iota, isfinite, isinf, isnan, less,
+    less_equal, log, log1p, log2, log10, logaddexp, logaddexp2, logical_and, logical_not,
+    logical_or, logical_xor, maximum, minimum, mod, multiply, nan_to_num, negative, not_equal,
+    power, rad2deg, radians, reciprocal, relu, remainder, rint, round, sigmoid, sign, sin, sinc,
+    sinh, sqrt, square, subtract, tan, tanh, where,
 )
 from graphc.ops.indexing import gather, one_hot, take, take_along_axis
 from graphc.ops.linalg import (

@@ -17,14 +17,20 @@ x * -1, -1 * x              -x
 --x                         x
 x ** 1                      x
 x ** 2                      x * x                          (NumPy's own fast path: identical)
-exp(log x)                  x                              x is known >= 0 (or NaN)
-exp(log x)                  where(x >= 0, x, nan)          otherwise
-log(exp x)                  x                              x is known to lie where exp is normal
+x ** -1, x ** 0             1 / x, 1                       (likewise)
+x ** 0.5                    sqrt(x)                        NumPy takes its sqrt path there
+                                                           (elementwise.sqrt_fast_path)
+exp(log x)                  x + 0.0                        x is known >= 0 (or NaN); + 0.0
+                                                           makes -0.0 the +0.0 exp gives
+exp(log x)                  where(x >= 0, x + 0.0, nan)    otherwise
+log(exp x)                  x + 0.0                        x is known to lie where exp is normal
 transpose(transpose x)      one transpose (or x)
 reshape(reshape x)          one reshape (or x)
 reshape(reduce keepdims)    reduce(x, keepdims=False)      the reshape only drops reduced dims
 broadcast(broadcast x)      one broadcast
-op(broadcast scalars...)    broadcast(op(scalars...))      elementwise op, scalar operands
+op(broadcast scalars...)    broadcast(op(scalars...))      elementwise op, scalar operands; not
+                                                           pow where that would switch NumPy's
+                                                           sqrt path for ** 0.5 on
 uniform constant array      broadcast(scalar constant)
 sum/mean/max/min(broadcast  n * s, s, s, s (broadcast)     float s of shape ()
   of scalar s)
@@ -41,6 +47,7 @@ import math
 import numpy as np
 
 from graphc.ops import registry
+from graphc.ops.elementwise import sqrt_fast_path
 from graphc.ops.registry import ELEMENTWISE
 from graphc.passes.rewrite import Rewriter, is_const, splat
 
@@ -110,6 +117,12 @@ def _nonneg(v, depth=0) -> bool:
     return b is not None and b[0] >= 0
 
 
+def _never_negative_zero(v) -> bool:
+    node = v.producer
+    return node is not None and (node.op in ("abs", "exp", "sigmoid")
+                                 or node.op == "mul" and node.inputs[0] is node.inputs[1])
+
+
 def _exp_normal_range(dtype):
     info = np.finfo(dtype)
     return math.log(float(info.tiny)) + 1e-3, math.log(float(info.max)) - 1e-3
@@ -168,6 +181,12 @@ def power(rw, node, x, y):
         return _fit(rw, x, out)
     if is_const(y, 2):
         return rw.make("mul", [x, x]) if x.type == out.type else None
+    if is_const(y, -1):  # C's pow(x, -1) is 1/x correctly rounded, as NumPy's own fast path
+        return _fit(rw, rw.make("div", [rw.constant(np.ones((), out.type.dtype)), x]), out)
+    if is_const(y, 0) or is_const(y, -0.0):  # x ** 0 is 1 for every x, NaN included
+        return _fit(rw, rw.constant(np.ones((), out.type.dtype)), out)
+    if is_const(y, 0.5) and sqrt_fast_path(node):  # what NumPy computes there (pow would differ at -0, -inf)
+        return _fit(rw, rw.make("sqrt", [x]), out)
     return None
 
 
@@ -175,11 +194,13 @@ def exp(rw, node, x):
     if x.producer is None or x.producer.op != "log":
         return None
     (y,) = x.producer.inputs
-    if _nonneg(y):
-        return y
+    # y + 0.0: exp(log(-0.0)) is +0.0 (and y may be -0.0 even when known >= 0: sqrt(-0.0), relu)
     zero = rw.constant(np.zeros((), y.type.dtype))
+    positive = y if _never_negative_zero(y) else rw.make("add", [y, zero])
+    if _nonneg(y):
+        return positive
     nan = rw.constant(np.full((), np.nan, y.type.dtype))
-    return rw.make("where", [rw.make("ge", [y, zero]), y, nan])
+    return rw.make("where", [rw.make("ge", [y, zero]), positive, nan])
 
 
 def log(rw, node, x):
@@ -189,7 +210,9 @@ def log(rw, node, x):
     b = _bounds(y)
     lo, hi = _exp_normal_range(y.type.dtype)
     if b is not None and lo <= b[0] and b[1] <= hi:
-        return y
+        if _never_negative_zero(y):
+            return y
+        return rw.make("add", [y, rw.constant(np.zeros((), y.type.dtype))])  # log(exp(-0.0)) is +0.0
     return None
 
 
@@ -261,6 +284,8 @@ def scalar_elementwise(rw, node, *xs):
     scalars = [_scalar_source(v) for v in xs]
     if any(s is None for s in scalars):
         return None
+    if node.op == "pow" and not sqrt_fast_path(node):
+        return None  # pow of 0-d operands would take NumPy's sqrt path for ** 0.5; this one does not
     attrs = dict(node.attrs)
     value = rw.make(node.op, scalars, **attrs)
     return rw.make("broadcast_to", [value], shape=out.type.shape)

@@ -305,3 +305,63 @@ def test_a_bad_interleave_setting_is_a_clear_error(monkeypatch, value):
     monkeypatch.setenv("GRAPHC_INTERLEAVE", value)
     with pytest.raises(ValueError, match="GRAPHC_INTERLEAVE"):
         cpu._interleave_setting()
+
+
+# -- every float elementwise op vectorizes in a fused loop, or says why not ---------------------
+# elementwise ops that are not float math (no float operands to vectorize over, or not math at all)
+NOT_FLOAT_MATH = {
+    "and": "booleans only", "or": "booleans only", "xor": "booleans only", "not": "booleans only",
+    "bitxor": "integers only", "lshr": "integers only", "iota": "no operands (the loop index)",
+    "cast": "a conversion, checked with the ops around it", "broadcast_to": "a shape op (an index)",
+    "where": "checked below as where(x > y, x, y)",
+}
+
+
+def _float_elementwise_ops():
+    """(name, arity) of every registered elementwise op, less NOT_FLOAT_MATH."""
+    import inspect
+    from graphc.ops import registry
+    found = []
+    for name, op in registry.OPS.items():
+        if op.kind != registry.ELEMENTWISE or name in NOT_FLOAT_MATH or op.scalar is None:
+            continue
+        found.append((name, len(inspect.signature(op.scalar).parameters) - 1))  # (less the context)
+    return found
+
+
+def _all_ops_loop(names):
+    from graphc.trace import bind
+
+    def f(x, y, z):
+        acc = np.where(x > y, x, y)
+        for name, arity in names:
+            out = bind(name, *(x, y, z)[:arity])
+            acc = acc + (np.where(out, x, y) if out.dtype == bool else out)
+        return acc
+
+    return gc.trace(f)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_every_float_elementwise_op_vectorizes_or_is_listed_as_scalar(fresh_cache, dtype):
+    """One fused loop calling every float elementwise op that is not in codegen.SCALAR_MATH must be
+    SIMD code as wide as a plain loop of the dtype (float32: the width tanh_f32 * 2 gets)."""
+    from graphc.backend.vecmath import is_vectorized
+    ops = _float_elementwise_ops()
+    unknown = set(codegen.SCALAR_MATH) - {name for name, _ in ops}
+    assert not unknown, f"codegen.SCALAR_MATH names ops that are not float elementwise ops: {sorted(unknown)}"
+    vector = [(name, k) for name, k in ops if name not in codegen.SCALAR_MATH]
+    x = np.linspace(0.1, 0.9, 1001).astype(dtype)
+    f = _all_ops_loop(vector)
+    f(x, x[::-1].copy(), x + 1)
+    assert [n.op for n in f.graph.nodes if n.op not in ("constant",)] == ["fused"]
+    lanes = _reference_float32_lanes() // (2 if dtype == "float64" else 1)
+    if not is_vectorized(kernel(f), min_lanes=lanes):
+        scalar = []
+        for name, k in vector:  # name the culprits (one compile each, only when the loop fails)
+            g = _all_ops_loop([(name, k)])
+            g(x, x, x)
+            if not is_vectorized(kernel(g), min_lanes=lanes):
+                scalar.append(name)
+        pytest.fail(f"{dtype}: these float elementwise ops do not vectorize in a fused loop: {scalar}; "
+                    f"give them a vectorizable lowering or list them in codegen.SCALAR_MATH with the reason")

@@ -97,6 +97,32 @@ for seed in range(2):
     case(f"pow-const-{s}", {"pow"}, lambda x: x ** 3 + x ** 2.0 - 2.0 ** x, (N(rng, s),))
     case(f"pow-int-exponent-{s}", {"pow"}, lambda x: x ** np.int64(3), (N(rng, s),))
 
+# NumPy's other elementwise functions (rounding and floor division: zero gradient between the jumps)
+for seed in range(2):
+    rng = np.random.default_rng(250 + seed)
+    s = rand_shape(rng)
+    for name, dom in (("log1p", lambda: U(rng, s, -0.5, 2.0)), ("expm1", lambda: N(rng, s)),
+                      ("log2", lambda: U(rng, s, 0.5, 3.0)), ("log10", lambda: U(rng, s, 0.5, 3.0)),
+                      ("exp2", lambda: N(rng, s)), ("tan", lambda: U(rng, s, -1.2, 1.2)), ("sinh", lambda: N(rng, s)),
+                      ("cosh", lambda: N(rng, s)), ("arcsin", lambda: U(rng, s, -0.8, 0.8)),
+                      ("arccos", lambda: U(rng, s, -0.8, 0.8)), ("arctan", lambda: N(rng, s)),
+                      ("arcsinh", lambda: N(rng, s)), ("arccosh", lambda: U(rng, s, 1.2, 3.0)),
+                      ("arctanh", lambda: U(rng, s, -0.8, 0.8))):
+        case(f"{name}-{s}", {name}, getattr(np, name), (dom(),))
+    for name, op in (("floor", "floor"), ("ceil", "ceil"), ("rint", "rint")):
+        x = U(rng, s, -3, 3)
+        x = np.where(np.abs(x - np.round(x)) < 0.05, x + 0.2, x)  # away from the jumps (and the ties)
+        case(f"{name}-{s}", {op}, lambda x, f=getattr(np, name): f(x) * np.sin(x), (x,))
+    sa, sb = broadcast_pair(rng)
+    for name, op in (("arctan2", "arctan2"), ("hypot", "hypot"), ("logaddexp", "logaddexp"),
+                     ("logaddexp2", "logaddexp2")):
+        case(f"{name}-{sa}-{sb}", {op}, getattr(np, name), (away(rng, sa, 0.3), away(rng, sb, 0.3)))
+    case(f"fmax-{sa}-{sb}", {"fmax"}, lambda x, y: np.fmax(x, y) ** 2, (N(rng, sa), N(rng, sb)))
+    case(f"fmin-{sa}-{sb}", {"fmin"}, lambda x, y: np.fmin(x, y) ** 2, (N(rng, sa), N(rng, sb)))
+    x, y = U(rng, sa, 0.1, 5.0), U(rng, sb, 0.7, 1.9)
+    case(f"floor_divide-{sa}-{sb}", {"floordiv"}, lambda x, y: (x // y) * np.sin(x * y), (x, y))
+    case(f"remainder-{sa}-{sb}", {"mod"}, lambda x, y: np.remainder(x, y) ** 2, (x, y))
+
 # reductions over random axes
 for seed in range(4):
     rng = np.random.default_rng(300 + seed)

@@ -728,6 +728,35 @@ for dtype in ("float32", "float64"):
         cases.append(case)
 
 
+# -- NumPy's other elementwise functions (tests/test_elementwise_numpy.py checks special values) ---
+UNIT = lambda shape, dtype: A(shape, dtype, -0.9, 0.9)  # noqa: E731 - arcsin, arccos, arctanh
+NUMPY_UNARY = {  # name: (domain, op)
+    "log1p": (lambda s, d: A(s, d, -0.9, 3.0), "log1p"), "expm1": (A, "expm1"), "log2": (P, "log2"),
+    "log10": (P, "log10"), "exp2": (A, "exp2"), "tan": (UNIT, "tan"), "sinh": (A, "sinh"), "cosh": (A, "cosh"),
+    "arcsin": (UNIT, "arcsin"), "arccos": (UNIT, "arccos"), "arctan": (A, "arctan"), "arcsinh": (A, "arcsinh"),
+    "arccosh": (lambda s, d: A(s, d, 1.1, 4.0), "arccosh"), "arctanh": (UNIT, "arctanh"),
+    "floor": (A, "floor"), "ceil": (A, "ceil"), "rint": (A, "rint"),
+}
+NUMPY_BINARY = {  # name: (domain of b, op)
+    "arctan2": (A, "arctan2"), "hypot": (A, "hypot"), "logaddexp": (A, "logaddexp"),
+    "logaddexp2": (A, "logaddexp2"), "fmax": (A, "fmax"), "fmin": (A, "fmin"),
+    "floor_divide": (P, "floordiv"), "remainder": (P, "mod"),
+}
+for dtype, (sa, sb) in (("float64", ((2, 3), (3,))), ("float32", ((3, 1), (1, 4)))):
+    cases = group(f"numpy-elementwise-{dtype}")
+    for name, (dom, op) in NUMPY_UNARY.items():
+        cases.append(Case(f"{name}:{dtype}", getattr(np, name), (dom(sa, dtype),), ops=(op,), jit=dtype == "float64"))
+    for name, (dom, op) in NUMPY_BINARY.items():
+        cases.append(Case(f"{name}:{dtype}", getattr(np, name), (A(sa, dtype), dom(sb, dtype)), ops=(op,),
+                          jit=dtype == "float32"))
+cases = group("numpy-elementwise-int")
+for dtype in ("int32", "int64"):
+    a, b = A((3, 4), dtype, -9, 9), A((4,), dtype, -3, 3)  # zero divisors included
+    cases += [Case(f"floor_divide:{dtype}", np.floor_divide, (a, b), ops=("floordiv",), jit=dtype == "int32"),
+              Case(f"remainder:{dtype}", np.remainder, (a, b), ops=("mod",), jit=dtype == "int64"),
+              Case(f"fmax:{dtype}", np.fmax, (a, b), ops=("fmax",), jit=False),
+              Case(f"hypot:{dtype}->f64", np.hypot, (a, b), ops=("cast", "hypot"), jit=False)]
+
 
 # ------------------------------------------------------------------------------------
 # the tests

@@ -42,8 +42,9 @@ def index_text(idx) -> str:
 class ScalarContext:
     """What an elementwise op's ``scalar`` rule may ask about its place in the loop."""
 
-    def __init__(self, node: Node, loop_idx, loop_shape):
+    def __init__(self, node: Node, loop_idx, loop_shape, imports=None):
         self.node = node
+        self._imports = imports if imports is not None else set()
         self.attrs = node.attrs
         self.dtype = node.outputs[0].type.dtype
         self.in_dtypes = [v.type.dtype for v in node.inputs]
@@ -52,6 +53,11 @@ class ScalarContext:
 
     def lit(self, value, dtype=None) -> str:
         return literal(value, dtype or self.dtype)
+
+    def helper(self, name: str) -> str:
+        """``name`` of a scalar helper of graphc.backend.vecmath, imported into the generated module."""
+        self._imports.add(name)
+        return name
 
     def index(self, axis: int) -> str:
         """The loop index along ``axis`` of this node's output (0 where it is broadcast)."""
@@ -190,7 +196,7 @@ def emit_elementwise(em: Emitter, nodes):
             local[v] = em.tmp("x")
             em.line(f"{local[v]} = {em.load(v, idx, shape)}")
         for node in nodes:
-            ctx = ScalarContext(node, idx, shape)
+            ctx = ScalarContext(node, idx, shape, em.imports)
             expr = registry.get(node.op).scalar(ctx, *[local[v] for v in node.inputs])
             v = node.outputs[0]
             local[v] = em.tmp("t")
@@ -220,7 +226,17 @@ BLOCK_MIN_ROWS = 8  # ... and only when each block gets at least this many rows
 FLAT_BLOCK = 256
 
 # ops with a vectorizable implementation in graphc.backend.vecmath (math="fast")
-FAST_MATH = {"exp", "log", "tanh", "sigmoid", "sin", "cos", "pow"}
+FAST_MATH = {"exp", "log", "tanh", "sigmoid", "sin", "cos", "pow", "expm1", "log1p", "exp2", "log2", "log10",
+             "sinh", "cosh", "tan", "arcsinh", "arccosh", "arctanh", "arctan", "arctan2", "arcsin", "arccos", "hypot"}
+# float elementwise ops whose loops do not vectorize, and why (tests/test_fusion.py checks that
+# every other float elementwise op's loop does)
+SCALAR_MATH = {
+    **dict.fromkeys(("logaddexp", "logaddexp2"),
+                    "NumPy's formula m + log1p(exp(-|x - y|)) cancels where m is near -log(2): vecmath's exp "
+                    "and log1p errors would grow there, so the libm calls NumPy makes are kept"),
+    **dict.fromkeys(("floordiv", "mod"), "NumPy's floor division needs fmod, which has no SIMD form "
+                                         "(LLVM's frem is a libm call per lane)"),
+}
 _SHORT = {"float32": "f32", "float64": "f64"}
 
 
@@ -229,7 +245,11 @@ def _scalar_expr(em, node, ctx, args):
     if em.math == "fast" and node.op in FAST_MATH and dtype in _SHORT:
         fn = f"{node.op}_{_SHORT[dtype]}"
         em.imports.add(fn)
-        return f"{fn}({', '.join(args)})"
+        call = f"{fn}({', '.join(args)})"
+        if node.op == "pow":  # NumPy's sqrt fast path for x ** 0.5 (graphc.ops.elementwise)
+            from graphc.ops.elementwise import pow_expr
+            return pow_expr(ctx, *args, call)
+        return call
     return registry.get(node.op).scalar(ctx, *args)
 
 
@@ -357,7 +377,7 @@ def emit_fused(em: Emitter, node: Node):
             if n in accs:
                 k.line(fold(n, accs[n], local[n.inputs[0]], part_dtypes.get(n)))
                 continue
-            ctx = ScalarContext(n, idx, loop_shape)
+            ctx = ScalarContext(n, idx, loop_shape, k.imports)
             out = n.outputs[0]
             local[out] = k.tmp("t")
             k.line(f"{local[out]} = {CTOR[out.type.dtype]}({_scalar_expr(k, n, ctx, [local[v] for v in n.inputs])})")

@@ -22,6 +22,25 @@ debugging, from Python)::
     sin_cw_f32(x)    sin_cw_f64(x)       # faster; NaN for |x| >= SINCOS_CW_LIMIT
     cos_cw_f32(x)    cos_cw_f64(x)
     pow_f32(x, y)    pow_f64(x, y)       # np.power semantics for float x, y
+    expm1_f32(x)     expm1_f64(x)        # built on exp's reduction (see below)
+    log1p_f32(x)     log1p_f64(x)
+    exp2_f32(x)      exp2_f64(x)         # pow(2, x): exact for integer x
+    log2_f32(x)      log2_f64(x)         # pow's double-length log: exact for powers of 2
+    log10_f32(x)     log10_f64(x)
+    sinh_f32(x)      sinh_f64(x)
+    cosh_f32(x)      cosh_f64(x)
+    tan_f32(x)       tan_f64(x)          # sin/cos's full-range reduction
+    arcsinh_f32(x)   arcsinh_f64(x)      # glibc's formulas on log1p / log
+    arccosh_f32(x)   arccosh_f64(x)
+    arctanh_f32(x)   arctanh_f64(x)
+    arctan_f32(x)    arctan_f64(x)       # one polynomial, reduction at tan(pi/8)
+    arctan2_f32(y, x) arctan2_f64(y, x)  # C99 special cases (signed zeros, infinities)
+    arcsin_f32(x)    arcsin_f64(x)       # atan2(x, sqrt(1 - x^2))
+    arccos_f32(x)    arccos_f64(x)       # atan2(sqrt(1 - x^2), x)
+    hypot_f32(x, y)  hypot_f64(x, y)     # double-length squares, no spurious over/underflow
+
+    # scalar (not vectorizable) helpers with NumPy's semantics, end of this module:
+    floor_divide_f32/_f64/_int(a, b)  remainder_f32/_f64/_int(a, b)  power_int(a, b)
 
     lookup(name, dtype) -> dispatcher     # lookup("tanh", np.float32)
     FUNCTIONS[name][dtype_name]           # FUNCTIONS["tanh"]["float32"]
@@ -79,6 +98,37 @@ denormal results in denormal ulps.
     cos         0.755       0.741      all 2**32 inputs   random* + huge |x|
     sin_cw/cos_cw: identical results to sin/cos for |x| < SINCOS_CW_LIMIT
     pow         0.801       0.868      5e7 pairs**        1.2e7 pairs**
+    expm1       1.632       1.795      test sweep***      test sweep***
+    log1p       1.430       1.296
+    exp2        0.737       0.731
+    log2        0.500       0.500
+    log10       0.500       0.500
+    sinh        2.059       2.293
+    cosh        1.335       1.161
+    tan         1.853       1.827
+    arcsinh     1.782       1.733
+    arccosh     2.481       2.262
+    arctanh     1.822       1.663
+    arctan      0.878       0.978
+    arcsin      1.386       1.570
+    arccos      1.397       1.545
+    arctan2     1.082       1.016      2**17 random pairs (bits and [-3, 3]); specials bit for bit
+    hypot       0.500       0.500      likewise
+    *** tests/backend/test_vecmath.py's sweep: 2**16 (float32) / 2**14
+      (float64) random bit patterns, the same count in each dense range
+      of DENSE, log-spaced magnitudes and special values.
+    expm1(x) = fma(2^n, q, 2^n - 1) with q = expm1(r) from exp's reduction
+    (2^n - 1 exact, no cancellation); log1p(x) = log(u) + (x - (u-1))/u,
+    u = 1 + x (the second term restores u's rounding error); log2/log10
+    multiply pow's double-length log by a double-length 1/ln2, 1/ln10;
+    cosh = e + 1/(4e), sinh = e - 1/(4e) with e = exp(|x|)/2 scaled so it
+    overflows only where the result does, and sinh = (m + m/(m+1))/2,
+    m = expm1(|x|), below |x| = 1; tan = +-sin/cos of the reduced argument;
+    arcsinh/arccosh/arctanh: glibc's log1p/log formulas (e.g. arctanh =
+    log1p(2x/(1-x))/2), with llvm.sqrt; arctan: atan(t) = t + t^3 P(t^2)
+    for t <= tan(pi/8), else pi/4 + atan((t-1)/(t+1)) with the quotient's
+    rounding error carried (and 1/t above 1, pi/2 - ...), pi/4, pi/2, pi
+    double-length.
 
     (worst float32 inputs: exp -5.8430023, tanh 0.5532036, sigmoid
     -5.836315; float64: exp 471.72462542827, tanh 0.20537244377030262,
@@ -149,6 +199,7 @@ Cold compile of one loop calling tanh_f32, sigmoid_f32, exp_f32 and log_f32:
 from __future__ import annotations
 
 import re
+from decimal import Decimal, localcontext
 
 import numpy as np
 from llvmlite import ir
@@ -161,6 +212,13 @@ __all__ = [
     "sigmoid_f32", "sigmoid_f64", "sin_f32", "sin_f64", "cos_f32", "cos_f64",
     "pow_f32", "pow_f64", "FUNCTIONS", "lookup", "is_vectorized",
     "sin_cw_f32", "sin_cw_f64", "cos_cw_f32", "cos_cw_f64", "SINCOS_CW_LIMIT",
+    "expm1_f32", "expm1_f64", "log1p_f32", "log1p_f64", "exp2_f32", "exp2_f64", "log2_f32", "log2_f64",
+    "log10_f32", "log10_f64", "sinh_f32", "sinh_f64", "cosh_f32", "cosh_f64", "tan_f32", "tan_f64",
+    "arcsinh_f32", "arcsinh_f64", "arccosh_f32", "arccosh_f64", "arctanh_f32", "arctanh_f64",
+    "arctan_f32", "arctan_f64", "arctan2_f32", "arctan2_f64", "arcsin_f32", "arcsin_f64",
+    "arccos_f32", "arccos_f64", "hypot_f32", "hypot_f64",
+    "floor_divide_f32", "floor_divide_f64", "remainder_f32", "remainder_f64", "floor_divide_int",
+    "remainder_int", "power_int",
 ]
 
 _JIT = dict(error_model="numpy", nogil=True)
@@ -232,6 +290,10 @@ def _floor_typer(typingctx, a):
     return _float_intrinsic("floor", 1)(typingctx, a)
 
 
+def _sqrt_typer(typingctx, a):
+    return _float_intrinsic("sqrt", 1)(typingctx, a)
+
+
 def _copysign_typer(typingctx, a, b):
     return _float_intrinsic("copysign", 2)(typingctx, a, b)
 
@@ -240,10 +302,12 @@ _fma_typer.__name__ = "_fma"
 _rint_typer.__name__ = "_rint"
 _floor_typer.__name__ = "_floor"
 _copysign_typer.__name__ = "_copysign"
+_sqrt_typer.__name__ = "_sqrt"
 _fma = intrinsic(_fma_typer)            # a*b + c, single rounding
 _rint = intrinsic(_rint_typer)          # round half to even, any magnitude
 _floor = intrinsic(_floor_typer)
 _copysign = intrinsic(_copysign_typer)
+_sqrt = intrinsic(_sqrt_typer)           # correctly rounded (IEEE), vectorizable
 
 
 def _int_binop(opname):
@@ -321,6 +385,18 @@ _COS_C = {
     np.float64: [0.04166666666666666522685277, -0.001388888888888724137620986,
                  0.0000248015872985322590451067, -0.0000002755731715185886455305068,
                  2.087612153460845556625393e-9, -1.138086817144991338593673e-11],
+}
+
+
+# atan(x) = x + x^3 * P(x^2),  |x| <= tan(pi/8)  (mpmath chebyfit; max abs error of P:
+# 5.4e-10 (float32), 1.2e-18 (float64))
+_ATAN_P = {
+    np.float32: [-0.333333332792548001280186, 0.199999772586883855522815, -0.1428415119362861391738253,
+                 0.1107136502188479398085007, -0.08624676145249493652144608, 0.05048138512079744392816238],
+    np.float64: [-0.3333333333333333321694618, 0.1999999999999980452614351, -0.1428571428565982760583286,
+                 0.1111111110515544656543661, -0.09090908753500876844219288, 0.07692296375032142399055941,
+                 -0.06666424885738255333496285, 0.05878928997834775132728112, -0.05230454270650244518280748,
+                 0.04551593220626549169264178, -0.03457056198142774688152702, 0.01628575685522102829082487],
 }
 
 
@@ -454,7 +530,37 @@ def _consts(T):
     # pow
     c.C23H = _hex(T, "0x1.5555560000000p-1" if f32 else "0x1.5555555555555p-1")
     c.C23L = _hex(T, "-0x1.5555560000000p-26" if f32 else "0x1.5555555555555p-55")
+    # expm1: below EM1_LO the result rounds to -1; at EM1_HI and above, exp(x) - 1 rounds as exp(x)
+    c.EM1_LO = T(-(p + 3) * 0.6931471805599453)
+    c.EM1_HI = T((p + 3) * 0.6931471805599453)
+    c.SINH_HI = T(90.0 if f32 else 711.0)         # exp(x)/2 overflows above ~89.4 / 710.5
+    c.LN2 = T(0.6931471805599453)
+    # hypot: scale operands above HYP_BIG down, below HYP_SMALL up (squares stay normal)
+    c.HYP_BIG, c.HYP_SMALL = T(2.0 ** (50 if f32 else 500)), T(2.0 ** (-50 if f32 else -500))
+    c.HYP_DOWN, c.HYP_UP = T(2.0 ** (-70 if f32 else -600)), T(2.0 ** (90 if f32 else 600))
+    c.ASINH_BIG = T(2.0 ** 28)                    # above: asinh(x) = log(x) + ln2 after rounding
+    # atan: pi/4, pi/2, pi as sums hi + lo; the reduction point tan(pi/8)
+    c.TAN_PI8 = T(0.41421356237309503)
+    with localcontext() as ctx:
+        ctx.prec = 40
+        pi = Decimal("3.141592653589793238462643383279502884197")
+        for name, value in (("PI4", pi / 4), ("PI2", pi / 2), ("PI", pi)):
+            hi = T(float(value))
+            setattr(c, name + "_H", hi)
+            setattr(c, name + "_L", T(float(value - Decimal(float(hi)))))
+    # 1/ln2 and 1/ln10 as a sum hi + lo (log2, log10)
+    for name, value in (("L2E", _inverse_log(2)), ("L10E", _inverse_log(10))):
+        hi = T(float(value))
+        setattr(c, name + "_H", hi)
+        setattr(c, name + "_L", T(float(value - Decimal(float(hi)))))
     return c
+
+
+def _inverse_log(base):
+    """1 / ln(base) to 40 digits."""
+    with localcontext() as ctx:
+        ctx.prec = 40
+        return 1 / Decimal(base).ln()
 
 
 # --------------------------------------------------------------------------
@@ -476,6 +582,12 @@ def _make(T):
     TWO_OVER_PI, PIO2_1, PIO2_2, PIO2_3 = c.TWO_OVER_PI, c.PIO2_1, c.PIO2_2, c.PIO2_3
     FOUR, QUARTER, THREE = c.FOUR, c.QUARTER, c.THREE
     C23H, C23L = c.C23H, c.C23L
+    EM1_LO, EM1_HI, SINH_HI = c.EM1_LO, c.EM1_HI, c.SINH_HI
+    L2E_H, L2E_L, L10E_H, L10E_L = c.L2E_H, c.L2E_L, c.L10E_H, c.L10E_L
+    LN2, ASINH_BIG = c.LN2, c.ASINH_BIG
+    HYP_BIG, HYP_SMALL, HYP_DOWN, HYP_UP = c.HYP_BIG, c.HYP_SMALL, c.HYP_DOWN, c.HYP_UP
+    TAN_PI8, PI4_H, PI4_L, PI2_H, PI2_L, PI_H, PI_L = (
+        c.TAN_PI8, c.PI4_H, c.PI4_L, c.PI2_H, c.PI2_L, c.PI_H, c.PI_L)
     ONE_I, TWO_I, THREE_I, ZERO_I = I_(1), I_(2), I_(3), I_(0)
     PH_TAB, PH_BE_MIN, PH_ROWS1, PH_MIN, M_INT_BITS = (
         c.PH_TAB, c.PH_BE_MIN, c.PH_ROWS1, c.PH_MIN, c.M_INT_BITS)
@@ -486,6 +598,7 @@ def _make(T):
     sin_s = _horner(_SIN_S[T], T, "sin_s_" + sfx)
     cos_c = _horner(_COS_C[T], T, "cos_c_" + sfx)
     tanh_p = _horner(_TANH_P, T, "tanh_p_" + sfx) if T is np.float32 else None
+    atan_p = _horner(_ATAN_P[T], T, "atan_p_" + sfx)
 
     @_helper
     def _scale2(p, t):
@@ -805,8 +918,203 @@ def _make(T):
         res = ONE if (x == -ONE) & (abs(y) == INF) else res
         return res
 
+    # -- built on the above: expm1, log1p, exp2, log2, log10, sinh, cosh, tan --------
+    _log_h = _helper(log_)
+    _exp_h = _helper(exp_)
+    _pow_h = _helper(pow_)
+
+    @_helper
+    def _expm1_core(x):
+        # expm1(x) = 2^n (1 + q) - 1 = fma(2^n, q, 2^n - 1): 2^n - 1 is exact for |n| <= p,
+        # and no cancellation (q is expm1 of the reduced argument, |r| <= ln2/2)
+        xc = x if x > EM1_LO else EM1_LO          # below: -1 after rounding (and NaN -> EM1_LO)
+        xc = xc if xc < EM1_HI else EM1_HI        # above: exp(x) (2^n would overflow)
+        t, q = _expm1_poly(xc)
+        s = _scale1(ONE, t)
+        return _fma(s, q, s - ONE)
+
+    def expm1_(x):
+        res = _expm1_core(x) if x < EM1_HI else _exp_h(x)
+        res = x if x == ZERO else res             # keeps -0.0
+        return res if x == x else x
+
+    @_helper
+    def _log1p_core(x):
+        # log(u) + (x - (u - 1)) / u, u = 1 + x: the second term restores the rounding error of u
+        u = ONE + x
+        c = (x - (u - ONE)) / u
+        lu = _log_h(u)
+        return lu + c if (u > ZERO) & (u < INF) else lu
+
+    def log1p_(x):
+        res = _log1p_core(x)
+        return x if (x == ZERO) | (x != x) else res
+
+    def exp2_(x):
+        return _pow_h(TWO, x)                     # exact for integer x (2^n, double-length log 2)
+
+    @_helper
+    def _log_scaled(x, ch, cl):
+        # log(x) * (ch + cl) with log(x) double-length: exact for powers of two (log2)
+        lh, ll = _log_dd(x)
+        h = lh * ch
+        res = h + (_fma(lh, ch, -h) + (lh * cl + ll * ch))
+        res = -INF if x == ZERO else res
+        res = NAN if x < ZERO else res
+        return x if (x == INF) | (x != x) else res
+
+    def log2_(x):
+        return _log_scaled(x, L2E_H, L2E_L)
+
+    def log10_(x):
+        return _log_scaled(x, L10E_H, L10E_L)
+
+    @_helper
+    def _exp_half(ax):
+        # exp(ax) / 2 for ax >= 0, overflowing only where the result does (cosh, sinh)
+        axc = ax if ax < SINH_HI else SINH_HI     # NaN -> SINH_HI (fixed by the callers)
+        t, p = _exp_poly(axc)
+        return _scale2(p * HALF, t)
+
+    def cosh_(x):
+        eh = _exp_half(abs(x))
+        res = eh + QUARTER / eh
+        return res if x == x else x
+
+    def sinh_(x):
+        ax = abs(x)
+        em = _expm1_core(ax if ax < ONE else ZERO)
+        small = HALF * (em + em / (em + ONE))      # no cancellation for |x| < 1
+        eh = _exp_half(ax)
+        res = _copysign(small if ax < ONE else eh - QUARTER / eh, x)
+        return res if x == x else x
+
+    def tan_(x):
+        q, sr, cr = _sincos_full(x)
+        odd = (q == ONE) | (q == THREE)
+        res = -cr / sr if odd else sr / cr
+        return x if x == ZERO else res
+
+    # -- inverse hyperbolic functions from log1p and log (glibc's formulas) ------------
+    def arctanh_(x):
+        ax = abs(x)
+        t = ax + ax
+        small = HALF * _log1p_core(_fma(t, ax / (ONE - ax), t))   # |x| < 1/2
+        large = HALF * _log1p_core(t / (ONE - ax))                  # inf at 1, nan above
+        return _copysign(small if ax < HALF else large, x)
+
+    def arcsinh_(x):
+        ax = abs(x)
+        z = ax * ax
+        small = _log1p_core(ax + z / (ONE + _sqrt(ONE + z)))           # |x| <= 2
+        mid = _log_h(_fma(TWO, ax, ONE / (_sqrt(z + ONE) + ax)))       # 2 < |x| <= ASINH_BIG
+        big = _log_h(ax) + LN2                                         # also inf, nan
+        res = small if ax <= TWO else (mid if ax <= ASINH_BIG else big)
+        return _copysign(res if x == x else x, x)
+
+    def arccosh_(x):
+        t = x - ONE
+        small = _log1p_core(t + _sqrt(_fma(t, t, t + t)))              # 1 <= x <= 2
+        mid = _log_h(_fma(TWO, x, -ONE / (x + _sqrt(_fma(x, x, -ONE)))))  # 2 < x <= ASINH_BIG
+        big = _log_h(x) + LN2
+        res = small if x <= TWO else (mid if x <= ASINH_BIG else big)
+        res = NAN if x < ONE else res
+        return res if x == x else x
+
+    # -- inverse trigonometric functions: one polynomial after Cody-Waite-like reduction --
+    @_helper
+    def _atan_unit(t, tl):
+        # atan(t + tl) for t in [0, 1] (or NaN), tl a small correction, as h + l + a (h + l a
+        # multiple of pi/4 in two parts): above tan(pi/8), atan(t) = pi/4 + atan((t - 1)/(t + 1)),
+        # the quotient's rounding errors (and tl) carried in ul
+        big = t > TAN_PI8
+        d = ONE + t
+        ed = (t - (d - ONE)) + tl                  # d + ed = 1 + t + tl (Fast2Sum: 1 >= t)
+        n = t - ONE
+        en = (t - (n + ONE)) + tl
+        q = n / d
+        ql = (_fma(-q, d, n) + en - q * ed) / d
+        u = q if big else t
+        ul = ql if big else tl
+        z = u * u
+        a = _fma(u * z, atan_p(z), ul / (ONE + z)) + u
+        return (PI4_H if big else ZERO), (PI4_L if big else ZERO), a
+
+    @_helper
+    def _atan2_abs(ay, ax):
+        # atan2(ay, ax) for finite ay, ax >= 0 (not both 0), in [0, pi/2]
+        swap = ay > ax
+        num = ax if swap else ay
+        den = ay if swap else ax
+        t = num / den
+        tl = _fma(-t, den, num) / den              # t + tl = num / den to twice the precision
+        tl = tl if (tl == tl) & (abs(tl) < INF) else ZERO
+        h, l, a = _atan_unit(t, tl)
+        # swap: pi/2 - (h + l + a), with pi/2 - pi/4 = pi/4 exact in hi/lo
+        h2 = (PI2_H - h) if swap else h
+        l2 = (PI2_L - l) if swap else l
+        a2 = -a if swap else a
+        return h2, l2, a2
+
+    @_helper
+    def _atan2_(y, x):
+        ax, ay = abs(x), abs(y)
+        zeros = (ax == ZERO) & (ay == ZERO)
+        infs = (ax == INF) & (ay == INF)
+        axs = ONE if zeros | infs else ax              # 0/0 -> atan 0, inf/inf -> atan 1
+        ays = (ZERO if zeros else ONE) if zeros | infs else ay
+        # one infinite operand: atan2 is 0 or pi/2 (as atan2(finite, finite) of 0 / 1)
+        axs = (ZERO if ays == INF else ONE) if (axs == INF) != (ays == INF) else axs
+        ays = (ONE if ays == INF else ZERO) if (ax == INF) != (ay == INF) else ays
+        h, l, a = _atan2_abs(ays, axs)
+        neg = _bits(x) < ZERO_I                          # signbit: -0.0 counts as negative
+        res = (PI_H - h) + ((PI_L - l) - a) if neg else h + (l + a)
+        res = _copysign(res, y)
+        return res if (x == x) & (y == y) else x + y
+
+    def arctan2_(y, x):
+        return _atan2_(y, x)
+
+    def arctan_(x):
+        ax = abs(x)
+        h, l, a = _atan2_abs(ax if ax == ax else ZERO, ONE)
+        res = _copysign(h + (l + a), x)
+        return res if x == x else x
+
+    def arcsin_(x):
+        # atan2(x, sqrt(1 - x^2)), 1 - x^2 rounded once (an FMA)
+        return _atan2_(x, _sqrt(_fma(-x, x, ONE)))
+
+    def arccos_(x):
+        return _atan2_(_sqrt(_fma(-x, x, ONE)), x)
+
+    def hypot_(x, y):
+        # sqrt(b^2 + s^2) with the squares and their sum kept double-length and one Newton
+        # correction of the square root; b, s scaled by a power of 2 away from over/underflow
+        ax, ay = abs(x), abs(y)
+        b = ax if ax > ay else ay
+        sm = ay if ax > ay else ax
+        scale = HYP_DOWN if b > HYP_BIG else (HYP_UP if b < HYP_SMALL else ONE)
+        b, sm = b * scale, sm * scale              # exact (s may lose bits far below b's ulp)
+        bh = b * b
+        bl = _fma(b, b, -bh)
+        sh = sm * sm
+        sl = _fma(sm, sm, -sh)
+        hi, lo = _two_sum(bh, sh)
+        lo = lo + (bl + sl)
+        w = hi + lo
+        wl = lo - (w - hi)
+        h = _sqrt(w)
+        h = h + (_fma(-h, h, w) + wl) / (h + h) if h > ZERO else h
+        res = h / scale
+        res = res if (x == x) & (y == y) else x + y
+        return INF if (ax == INF) | (ay == INF) else res
+
     impls = dict(exp=exp_, log=log_, tanh=tanh_, sigmoid=sigmoid_, sin=sin_,
-                 cos=cos_, sin_cw=sin_cw_, cos_cw=cos_cw_, pow=pow_)
+                 cos=cos_, sin_cw=sin_cw_, cos_cw=cos_cw_, pow=pow_, expm1=expm1_,
+                 log1p=log1p_, exp2=exp2_, log2=log2_, log10=log10_, sinh=sinh_,
+                 cosh=cosh_, tan=tan_, arctanh=arctanh_, arcsinh=arcsinh_, arccosh=arccosh_,
+                 arctan=arctan_, arctan2=arctan2_, arcsin=arcsin_, arccos=arccos_, hypot=hypot_)
     return {name: _public(fn, T, "%s_%s" % (name, sfx)) for name, fn in impls.items()}
 
 
@@ -896,9 +1204,26 @@ cos_f32, cos_f64 = _F32["cos"], _F64["cos"]
 sin_cw_f32, sin_cw_f64 = _F32["sin_cw"], _F64["sin_cw"]
 cos_cw_f32, cos_cw_f64 = _F32["cos_cw"], _F64["cos_cw"]
 pow_f32, pow_f64 = _F32["pow"], _F64["pow"]
+expm1_f32, expm1_f64 = _F32["expm1"], _F64["expm1"]
+log1p_f32, log1p_f64 = _F32["log1p"], _F64["log1p"]
+exp2_f32, exp2_f64 = _F32["exp2"], _F64["exp2"]
+log2_f32, log2_f64 = _F32["log2"], _F64["log2"]
+log10_f32, log10_f64 = _F32["log10"], _F64["log10"]
+sinh_f32, sinh_f64 = _F32["sinh"], _F64["sinh"]
+cosh_f32, cosh_f64 = _F32["cosh"], _F64["cosh"]
+tan_f32, tan_f64 = _F32["tan"], _F64["tan"]
+arctanh_f32, arctanh_f64 = _F32["arctanh"], _F64["arctanh"]
+arcsinh_f32, arcsinh_f64 = _F32["arcsinh"], _F64["arcsinh"]
+arccosh_f32, arccosh_f64 = _F32["arccosh"], _F64["arccosh"]
+arctan_f32, arctan_f64 = _F32["arctan"], _F64["arctan"]
+arctan2_f32, arctan2_f64 = _F32["arctan2"], _F64["arctan2"]
+arcsin_f32, arcsin_f64 = _F32["arcsin"], _F64["arcsin"]
+arccos_f32, arccos_f64 = _F32["arccos"], _F64["arccos"]
+hypot_f32, hypot_f64 = _F32["hypot"], _F64["hypot"]
 
 #: FUNCTIONS[name][dtype_name] -> dispatcher; names: exp log tanh sigmoid sin cos
-#: sin_cw cos_cw pow
+#: sin_cw cos_cw pow expm1 log1p exp2 log2 log10 sinh cosh tan arcsinh arccosh arctanh
+#: arctan arctan2 arcsin arccos hypot
 FUNCTIONS = {name: {"float32": _F32[name], "float64": _F64[name]} for name in _F32}
 
 #: sin_cw/cos_cw return NaN for |x| >= this (float32: 2**17, float64: 2**40);
@@ -958,3 +1283,76 @@ def is_vectorized(dispatcher, signature=None, min_lanes=2):
     if _SCALARIZED_RE.search(llvm) or _LIBM_CALL_RE.search(llvm):
         return False
     return any(int(m.group(1)) >= min_lanes for m in _VEC_RE.finditer(llvm))
+
+
+# --------------------------------------------------------------------------
+# NumPy's floor division, remainder and integer power, for generated code
+# --------------------------------------------------------------------------
+#
+# Scalar helpers with np.floor_divide / np.remainder / np.power semantics (not
+# Python's, which raise on a zero divisor).  Float floor division and remainder
+# follow NumPy's npy_divmod (fmod, then a sign fix-up): fmod has no SIMD form
+# (LLVM's `frem` is a libm call per lane), so these do not vectorize; integer
+# division has no SIMD instruction on x86 either.
+
+def _make_divmod(T):
+    zero, one, half = T(0.0), T(1.0), T(0.5)
+
+    def floor_divide(a, b):
+        if b == zero:
+            return a / b                           # inf, -inf or nan, as NumPy
+        mod = np.fmod(a, b)
+        div = (a - mod) / b
+        if mod != zero and (b < zero) != (mod < zero):
+            div = div - one
+        if div == zero:
+            return np.copysign(zero, a / b)
+        floor = np.floor(div)
+        return floor + one if div - floor > half else floor
+
+    def remainder(a, b):
+        mod = np.fmod(a, b)
+        if b == zero:
+            return mod                             # nan, as NumPy
+        if mod == zero:
+            return np.copysign(zero, b)
+        return mod + b if (b < zero) != (mod < zero) else mod
+
+    return (njit(inline="always", **_JIT)(floor_divide), njit(inline="always", **_JIT)(remainder))
+
+
+floor_divide_f32, remainder_f32 = _make_divmod(np.float32)
+floor_divide_f64, remainder_f64 = _make_divmod(np.float64)
+
+
+@njit(inline="always", **_JIT)
+def floor_divide_int(a, b):
+    """a // b rounding toward -inf; 0 for b == 0 and wrap-around for MIN // -1, as NumPy."""
+    if b == 0:
+        return a - a
+    if b == -1:
+        return -a                                 # (MIN // -1 would trap in the CPU's divide)
+    return a // b
+
+
+@njit(inline="always", **_JIT)
+def remainder_int(a, b):
+    """a % b with the sign of b; 0 for b == 0 or -1, as NumPy."""
+    if b == 0 or b == -1:
+        return a - a
+    return a % b
+
+
+@njit(inline="always", **_JIT)
+def power_int(a, b):
+    """a ** b for integers, wrapping on overflow as NumPy; negative b raises as NumPy does."""
+    if b < 0:
+        raise ValueError("Integers to negative integer powers are not allowed.")
+    result = a - a + 1
+    base = a
+    while b > 0:
+        if b & 1:
+            result = result * base
+        base = base * base
+        b = b >> 1
+    return result

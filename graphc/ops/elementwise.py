@@ -12,7 +12,7 @@ import numpy as np
 from graphc.errors import ShapeError, TraceError
 from graphc.ir import TensorType
 from graphc.ops.registry import ELEMENTWISE, implements, register
-from graphc.trace import bind, mark_weak, promote, result_dtype, user_line
+from graphc.trace import Tracer, bind, mark_weak, promote, result_dtype, user_line
 
 
 # -- shape rules -------------------------------------------------------------------
@@ -117,10 +117,71 @@ def _pow_dy(g, x, y, out):
     return where(zero, 0, g * out * log(where(zero, 1, x)))
 
 
-power = _binary("pow", np.power, lambda c, a, b: f"{a} ** {b}",
-                (lambda g, x, y, out: g * y * x ** (y - 1), _pow_dy), "power",
-                # Numba's integer power raises OverflowError for an exponent of -2**63
-                raises=lambda node: not node.outputs[0].type.dtype.startswith("float"))
+def _known_nonzero(v) -> bool:
+    """Is ``v`` a constant with no zero element (so x ** v needs no guard at v == 0)?"""
+    producer = getattr(getattr(v, "value", None), "producer", None)
+    if producer is None or producer.op != "constant":
+        return False
+    return bool(np.all(producer.attrs["value"].array != 0))
+
+
+def _pow_dx(g, x, y, out):
+    if _known_nonzero(y):
+        return g * y * x ** (y - 1)
+    # d/dx x**0 = 0 everywhere, also at x = 0 where y * x**(y-1) is 0 * inf: a base of 1 there.
+    # Only there, so that the derivative of this rule by y at y = 0 stays x**-1 elsewhere
+    base = where(logical_and(equal(x, 0), equal(y, 0)), 1, x)
+    return g * y * base ** (y - 1)
+
+
+def sqrt_fast_path(node) -> bool:
+    """Does ``np.power`` compute this pow node's x ** 0.5 as ``sqrt(x)``?
+
+    NumPy does when the exponent is one value broadcast over the whole loop (a 0-d
+    exponent, or a one-element one with a bigger result), and sqrt differs from C's
+    pow at -0.0 (-0.0, not 0.0) and -inf (nan, not inf). Measured on NumPy 2.4:
+    shapes (3,)**(), (3,)**(1,), (3, 1)**(1, 1) take it; (1,)**(1,), ()**(1,),
+    (3, 4)**(3, 1) do not.
+    """
+    y, out = node.inputs[1].type, node.outputs[0].type
+    return out.dtype.startswith("float") and y.size == 1 and (not y.shape or out.size > 1)
+
+
+def pow_expr(c, x, y, pow_call: str) -> str:
+    """The scalar expression of pow ``x ** y`` given the call computing C's pow."""
+    if not c.dtype.startswith("float"):
+        return f"{c.helper('power_int')}({x}, {y})"  # raises for y < 0, as NumPy
+    if sqrt_fast_path(c.node) and not _known_other_than(c.node.inputs[1], 0.5):
+        return f"(np.sqrt({x}) if {y} == {c.lit(0.5)} else {pow_call})"
+    return pow_call
+
+
+def _known_other_than(v, value) -> bool:
+    producer = v.producer
+    return producer is not None and producer.op == "constant" and bool(np.all(producer.attrs["value"].array != value))
+
+
+def _check_int_power(x, y):
+    """NumPy refuses integer arrays to negative integer powers: so do we, for constant exponents."""
+    if isinstance(y, Tracer):
+        return  # (checked when the compiled code runs)
+    if result_dtype(x, y).startswith(("int", "bool")) and np.any(np.asarray(y) < 0):
+        raise ValueError("Integers to negative integer powers are not allowed.")
+
+
+_power_node = _binary("pow", np.power, lambda c, a, b: pow_expr(c, a, b, f"{a} ** {b}"), (_pow_dx, _pow_dy), "power",
+        # power_int raises ValueError for a negative exponent (NumPy does too)
+        raises=lambda node: not node.outputs[0].type.dtype.startswith("float"))
+
+
+def _power(x, y):
+    _check_int_power(x, y)
+    return _power_node(x, y)
+
+
+power = _public("power", _power, "``x ** y`` as ``np.power``, with NumPy broadcasting and promotion. Integers "
+                "to a negative integer power raise ValueError, as in NumPy: at trace time for a constant "
+                "exponent, when the compiled code runs for a traced one.", "power")
 
 
 def _maximum_grad(pick_x):
@@ -314,3 +375,244 @@ _elementwise("iota", _iota_ref, lambda c: c.index(c.attrs["axis"] % len(c.attrs[
 def iota(shape, axis=0, dtype="int64"):
     """0, 1, 2... along ``axis`` of ``shape`` (as ``lax.broadcasted_iota``); fuses into loops."""
     return bind("iota", shape=tuple(shape), axis=axis, dtype=np.dtype(dtype).name)
+
+
+# -- more transcendental functions (libm calls: codegen.SCALAR_MATH says why) -----------------
+_LN2, _LN10 = float(np.log(2.0)), float(np.log(10.0))
+
+
+def _libm_unary(name, vjp):
+    return _unary_float(name, getattr(np, name), lambda c, a: f"np.{name}({a})", (vjp,))
+
+
+log1p = _libm_unary("log1p", lambda g, x, out: g / (1 + x))
+expm1 = _libm_unary("expm1", lambda g, x, out: g * (out + 1))
+log2 = _libm_unary("log2", lambda g, x, out: g / (x * _LN2))
+log10 = _libm_unary("log10", lambda g, x, out: g / (x * _LN10))
+exp2 = _libm_unary("exp2", lambda g, x, out: g * out * _LN2)
+tan = _libm_unary("tan", lambda g, x, out: g * (1 + out * out))
+sinh = _libm_unary("sinh", lambda g, x, out: g * cosh(x))
+cosh = _libm_unary("cosh", lambda g, x, out: g * sinh(x))
+arcsin = _libm_unary("arcsin", lambda g, x, out: g / sqrt(1 - x * x))
+arccos = _libm_unary("arccos", lambda g, x, out: negative(g) / sqrt(1 - x * x))
+arctan = _libm_unary("arctan", lambda g, x, out: g / (1 + x * x))
+arcsinh = _libm_unary("arcsinh", lambda g, x, out: g / sqrt(x * x + 1))
+arccosh = _libm_unary("arccosh", lambda g, x, out: g / (sqrt(x - 1) * sqrt(x + 1)))
+arctanh = _libm_unary("arctanh", lambda g, x, out: g / (1 - x * x))
+
+
+def _libm_binary(name, vjp):
+    return _binary(name, getattr(np, name), lambda c, a, b: f"np.{name}({a}, {b})", vjp, name,
+                   infer=infer_float, float_result=True)
+
+
+arctan2 = _libm_binary("arctan2", (lambda g, y, x, out: g * x / (x * x + y * y),
+                                   lambda g, y, x, out: negative(g) * y / (x * x + y * y)))
+hypot = _libm_binary("hypot", (lambda g, x, y, out: g * x / out, lambda g, x, y, out: g * y / out))
+logaddexp = _libm_binary("logaddexp", (lambda g, x, y, out: g * exp(x - out),
+                                       lambda g, x, y, out: g * exp(y - out)))
+logaddexp2 = _libm_binary("logaddexp2", (lambda g, x, y, out: g * exp2(x - out),
+                                         lambda g, x, y, out: g * exp2(y - out)))
+
+# fmax/fmin: like maximum/minimum, but a NaN loses (the other operand wins). On a tie of 0.0 and
+# -0.0 NumPy's result depends on the memory layout (its SIMD loops return y, its scalar loop x):
+# y here, as maximum/minimum do and as NumPy does for contiguous arrays of the same shape
+fmax = _binary("fmax", np.fmax, lambda c, a, b: f"{a} if ({a} > {b} or {b} != {b}) else {b}",
+               (_maximum_grad(True), _maximum_grad(False)), "fmax")
+fmin = _binary("fmin", np.fmin, lambda c, a, b: f"{a} if ({a} < {b} or {b} != {b}) else {b}",
+               (_maximum_grad(True), _maximum_grad(False)), "fmin")
+
+
+# -- rounding: float primitives (integers pass through as NumPy 2 does) -------------------------
+# NumPy 2.0-2.2 return float64 for np.floor/np.ceil of integers, 2.3 on keeps the integer dtype
+_FLOOR_KEEPS_INTEGERS = np.floor(np.zeros(1, np.int64)).dtype.kind == "i"
+
+
+def _rounding(name, reference, ufunc):
+    _elementwise(name, reference, lambda c, a: f"np.{name}({a})", (None,), infer=infer_float)
+
+    def fn(x):
+        dtype = result_dtype(x)
+        if dtype == "bool":
+            raise TypeError(f"np.{ufunc} of booleans gives float16 in NumPy, which graphc does not support "
+                            f"(at {user_line()})")
+        if dtype.startswith("int"):  # an integer is its own floor, ceil and rint
+            keeps = ufunc != "rint" and _FLOOR_KEEPS_INTEGERS
+            return x if keeps else mark_weak(cast(x, "float64"), x)
+        return mark_weak(bind(name, x), x)
+
+    return _public(ufunc, fn, f"Elementwise ``np.{ufunc}`` (zero gradient almost everywhere).", ufunc)
+
+
+floor = _rounding("floor", np.floor, "floor")
+ceil = _rounding("ceil", np.ceil, "ceil")
+rint = _rounding("rint", np.rint, "rint")
+
+
+@implements(np.round, np.around)
+def round(a, decimals=0, out=None):  # noqa: A001 - NumPy's name
+    """Round half to even to ``decimals`` (a static int) places, as ``np.round``.
+
+    Floats: ``rint(a * 10**d) / 10**d`` for ``d > 0`` (``rint(a / 10**-d) * 10**-d`` for
+    ``d < 0``), the very operations NumPy performs; integers are unchanged for ``d >= 0``.
+    """
+    if out is not None:
+        raise TraceError(f"np.round(..., out=...) cannot be traced (at {user_line()})")
+    if isinstance(decimals, Tracer) or not isinstance(decimals, (int, np.integer)):
+        raise TraceError(f"np.round: decimals must be a static int, got {decimals!r} (at {user_line()})")
+    decimals = int(decimals)
+    dtype = result_dtype(a)
+    if dtype == "bool":
+        raise TypeError(f"np.round of booleans gives float16 in NumPy, which graphc does not support "
+                        f"(at {user_line()})")
+    if dtype.startswith("int") and decimals >= 0:
+        return a
+    if decimals == 0:
+        return rint(a)
+    x = cast(a, "float64") if dtype.startswith("int") else a
+    scale = 10.0 ** abs(decimals)
+    rounded = rint(x * scale) / scale if decimals > 0 else rint(x / scale) * scale
+    return cast(rounded, dtype) if dtype.startswith("int") else rounded
+
+
+around = round
+
+
+# -- compositions of existing ops (exact: the same operations NumPy performs) --------------------
+def _floating(x):
+    """``x`` cast to float64 unless it is floating already (NumPy's choice for float ufuncs)."""
+    return mark_weak(cast(x, _float_dtype(x)), x)
+
+
+@implements(ufunc="fabs")
+def fabs(x):
+    """Absolute value of a float (integers become float64), as ``np.fabs``."""
+    return absolute(_floating(x))
+
+
+@implements(ufunc="reciprocal")
+def reciprocal(x):
+    """``1 / x`` keeping the dtype, as ``np.reciprocal`` (integers: 1 // x truncated toward 0,
+    the most negative integer for 0, as NumPy on x86)."""
+    dtype = result_dtype(x)
+    if dtype == "bool":
+        raise TypeError(f"np.reciprocal of booleans is not supported by NumPy either (at {user_line()})")
+    if dtype.startswith("float"):
+        return divide(1, x)
+    unit = equal(absolute(x), 1)
+    return where(equal(x, 0), np.iinfo(dtype).min, where(unit, x, 0))
+
+
+def _scaled(x, factors):
+    x = _floating(x)
+    return multiply(x, factors[x.dtype.name if isinstance(x, Tracer) else np.result_type(x).name])
+
+
+# NumPy's constants: x * (pi / 180) computed in the result's precision (float32: pi_f / 180_f)
+_DEG2RAD = {"float64": np.pi / 180.0, "float32": np.float32(np.float32(np.pi) / np.float32(180.0))}
+_RAD2DEG = {"float64": 180.0 / np.pi, "float32": np.float32(np.float32(180.0) / np.float32(np.pi))}
+
+
+@implements(ufunc="deg2rad")
+def deg2rad(x):
+    """Degrees to radians, as ``np.deg2rad`` (``x * (pi / 180)``)."""
+    return _scaled(x, {k: float(v) for k, v in _DEG2RAD.items()})
+
+
+@implements(ufunc="rad2deg")
+def rad2deg(x):
+    """Radians to degrees, as ``np.rad2deg`` (``x * (180 / pi)``)."""
+    return _scaled(x, {k: float(v) for k, v in _RAD2DEG.items()})
+
+
+radians = implements(ufunc="radians")(deg2rad)
+degrees = implements(ufunc="degrees")(rad2deg)
+
+
+@implements(np.sinc)
+def sinc(x):
+    """``sin(pi x) / (pi x)``, 1 at 0, as ``np.sinc`` (the same operations)."""
+    y = multiply(np.pi, _floating(x))
+    dtype = y.dtype.name if isinstance(y, Tracer) else np.result_type(y).name
+    y = where(not_equal(y, 0), y, float(np.finfo(dtype).eps))
+    return divide(sin(y), y)
+
+
+@implements(ufunc="isnan")
+def isnan(x):
+    """Elementwise ``x != x`` (False for integers), as ``np.isnan``."""
+    return not_equal(x, x)
+
+
+@implements(ufunc="isinf")
+def isinf(x):
+    """``|x| == inf`` (False for integers), as ``np.isinf``."""
+    if not result_dtype(x).startswith("float"):
+        return not_equal(x, x)
+    return equal(absolute(x), np.inf)
+
+
+@implements(ufunc="isfinite")
+def isfinite(x):
+    """``|x| < inf`` (NaN is not finite; integers always are), as ``np.isfinite``."""
+    if not result_dtype(x).startswith("float"):
+        return equal(x, x)
+    return less(absolute(x), np.inf)
+
+
+@implements(np.nan_to_num)
+def nan_to_num(x, copy=True, nan=0.0, posinf=None, neginf=None):
+    """NaN -> ``nan``, inf -> ``posinf`` (default: the dtype's max), -inf -> ``neginf`` (its
+    min), as ``np.nan_to_num``; integers are unchanged."""
+    dtype = result_dtype(x)
+    if not dtype.startswith("float"):
+        return x
+    info = np.finfo(dtype)
+    hi = float(info.max) if posinf is None else posinf
+    lo = float(info.min) if neginf is None else neginf
+    x = where(isnan(x), nan, x)
+    return where(equal(x, np.inf), hi, where(equal(x, -np.inf), lo, x))
+
+
+# -- floor division and remainder (NumPy's semantics: graphc.backend.vecmath helpers) --------------
+def _divmod_scalar(name):
+    def scalar(c, a, b):
+        suffix = {"float32": "f32", "float64": "f64"}.get(c.dtype, "int")
+        return f"{c.helper(f'{name}_{suffix}')}({a}, {b})"
+    return scalar
+
+
+def _integer_operands(name):
+    def check(x, y):
+        if result_dtype(x, y) == "bool":
+            raise TypeError(f"np.{name} of two booleans gives int8 in NumPy, which graphc does not support; "
+                            f"cast them first (at {user_line()})")
+    return check
+
+
+_floordiv_node = _binary("floordiv", np.floor_divide, _divmod_scalar("floor_divide"), (None, None), "floor_divide")
+_mod_node = _binary("mod", np.remainder, _divmod_scalar("remainder"),
+                    (lambda g, x, y, out: g, lambda g, x, y, out: negative(g) * floor_divide(x, y)), "remainder")
+
+
+def _floor_divide(x, y):
+    _integer_operands("floor_divide")(x, y)
+    return _floordiv_node(x, y)
+
+
+def _remainder(x, y):
+    _integer_operands("remainder")(x, y)
+    return _mod_node(x, y)
+
+
+floor_divide = _public("floor_divide", _floor_divide, "``x // y`` rounded toward -inf, as ``np.floor_divide``: "
+                       "integers divided by 0 give 0, floats inf or nan (zero gradient).", "floor_divide")
+remainder = _public("remainder", _remainder, "``x % y`` with the sign of ``y``, as ``np.remainder`` "
+                    "(``np.mod``): 0 for an integer divisor of 0, nan for a float one.", "remainder")
+mod = remainder
+
+
+@implements(ufunc="divmod")
+def divmod(x, y):  # noqa: A001 - NumPy's name
+    """``(x // y, x % y)``, as ``np.divmod``."""
+    return floor_divide(x, y), remainder(x, y)

@@ -125,8 +125,9 @@ OPERATORS = {
     "__or__": _bool_only("|", ew.logical_or), "__ror__": _bool_only("|", ew.logical_or),
     "__xor__": _bool_only("^", ew.logical_xor), "__rxor__": _bool_only("^", ew.logical_xor),
     "__invert__": _bool_only("~", ew.logical_not),
-    "__floordiv__": _unsupported("//"), "__rfloordiv__": _unsupported("//"),
-    "__mod__": _unsupported("%"), "__rmod__": _unsupported("%"),
+    "__floordiv__": ew.floor_divide, "__rfloordiv__": _reflected(ew.floor_divide),
+    "__mod__": ew.remainder, "__rmod__": _reflected(ew.remainder),
+    "__divmod__": ew.divmod, "__rdivmod__": _reflected(ew.divmod),
     "__getitem__": indexing.getitem, "__setitem__": _setitem,
 }
 # in-place operators: those Python would otherwise rewrite as ``x = x op y`` silently

@@ -22,13 +22,18 @@ from numba import njit, prange
 from graphc.backend import vecmath as vm
 
 F32, F64 = np.float32, np.float64
-UNARY = ["exp", "log", "tanh", "sigmoid", "sin", "cos", "sin_cw", "cos_cw"]
+UNARY = ["exp", "log", "tanh", "sigmoid", "sin", "cos", "sin_cw", "cos_cw", "expm1", "log1p", "exp2", "log2",
+         "log10", "sinh", "cosh", "tan", "arcsinh", "arccosh", "arctanh", "arctan", "arcsin", "arccos"]
+
+BINARY = {"pow": "power", "arctan2": "arctan2", "hypot": "hypot"}  # vecmath name -> NumPy's
 
 # Max ulp error allowed (measured maxima are in the vecmath docstring; these
 # are those plus a small margin).
 ULP_BOUND = {
     "exp": 1.25, "log": 1.0, "tanh": 1.75, "sigmoid": 1.75, "sin": 1.0, "cos": 1.0,
-    "sin_cw": 1.0, "cos_cw": 1.0, "pow": 1.0,
+    "sin_cw": 1.0, "cos_cw": 1.0, "pow": 1.0, "expm1": 2.0, "log1p": 1.6, "exp2": 1.0, "log2": 0.75,
+    "log10": 0.75, "sinh": 2.5, "cosh": 1.5, "tan": 2.0, "arcsinh": 2.0, "arccosh": 2.75, "arctanh": 2.0,
+    "arctan": 1.0, "arcsin": 1.75, "arccos": 1.75, "arctan2": 1.25, "hypot": 0.75,
 }
 
 HAS_LONGDOUBLE = np.finfo(np.longdouble).nmant >= 63
@@ -50,7 +55,7 @@ def loop(name, dtype):
     key = (name, np.dtype(dtype).name)
     if key not in _LOOPS:
         f = vm.lookup(name, dtype)
-        if name == "pow":
+        if name in BINARY:
             @njit(error_model="numpy")
             def run(x, y, out):
                 for i in range(x.size):
@@ -75,8 +80,8 @@ def reference(name, x, y=None):
         warnings.simplefilter("ignore")
         if name == "sigmoid":
             return 1 / (1 + np.exp(-x))
-        if name == "pow":
-            return np.power(x, y)
+        if name in BINARY:
+            return getattr(np, BINARY[name])(x, y)
         return getattr(np, name.replace("_cw", ""))(x)
 
 
@@ -121,7 +126,19 @@ DENSE = {
     "sigmoid": {F32: [(-105.0, 20.0)], F64: [(-746.0, 40.0)]},
     "sin": {F32: [(-10.0, 10.0), (-1e5, 1e5)], F64: [(-10.0, 10.0), (-1e6, 1e6)]},
 }
-DENSE["cos"] = DENSE["sin_cw"] = DENSE["cos_cw"] = DENSE["sin"]
+DENSE["cos"] = DENSE["sin_cw"] = DENSE["cos_cw"] = DENSE["tan"] = DENSE["sin"]
+DENSE.update({
+    "expm1": {F32: [(-20.0, 20.0), (-1.0, 1.0), (-1e-3, 1e-3)], F64: [(-40.0, 40.0), (-1.0, 1.0), (-1e-3, 1e-3)]},
+    "log1p": {F32: [(-1.0, 1.0), (-1e-3, 1e-3), (0.0, 1e6)], F64: [(-1.0, 1.0), (-1e-3, 1e-3), (0.0, 1e6)]},
+    "exp2": {F32: [(-150.0, 129.0), (-1.0, 1.0)], F64: [(-1075.0, 1025.0), (-1.0, 1.0)]},
+    "log2": DENSE["log"], "log10": DENSE["log"],
+    "sinh": {F32: [(-1.0, 1.0), (-90.0, 90.0), (-1e-3, 1e-3)], F64: [(-1.0, 1.0), (-711.0, 711.0), (-1e-3, 1e-3)]},
+})
+DENSE["cosh"] = DENSE["sinh"]
+DENSE.update({d: {F32: r, F64: r} for d, r in (
+    ("arcsinh", [(-3.0, 3.0), (-1e-3, 1e-3), (-1e9, 1e9)]), ("arccosh", [(1.0, 3.0), (1.0, 1.01), (1.0, 1e9)]),
+    ("arctanh", [(-1.0, 1.0), (-1e-3, 1e-3), (0.49, 0.51)]), ("arctan", [(-3.0, 3.0), (-1e-3, 1e-3), (-1e6, 1e6)]),
+    ("arcsin", [(-1.0, 1.0), (0.99, 1.0), (-1e-3, 1e-3)]), ("arccos", [(-1.0, 1.0), (0.99, 1.0), (-1e-3, 1e-3)]))})
 
 
 def sweep(name, dtype, n):
@@ -178,7 +195,16 @@ def test_unary_special_values(name, dtype):
         "log": [1.0, -1.0, -fi.max, -fi.smallest_subnormal],
         "tanh": [big, -big, fi.max, -fi.max, 30.0, -30.0],
         "sigmoid": [big, -big, fi.max, -fi.max],
-        "sin": [], "cos": [],
+        "sin": [], "cos": [], "tan": [],
+        "expm1": [big, -big, fi.max, -fi.max, 1e-30, -1e-30],
+        "log1p": [-1.0, -2.0, fi.max, -fi.max, 1e-30, -1e-30],
+        "exp2": [big, -big, fi.max, -fi.max, 1.0, 3.0, -3.0, 10.0, -10.0, 100.0, -100.0],
+        "log2": [1.0, 2.0, 8.0, 0.5, 1024.0, 2.0 ** -20, -1.0, fi.tiny, fi.smallest_subnormal],
+        "log10": [1.0, 10.0, -1.0],  # (NumPy's float32 log10(100) is 2.0000002: not a special value)
+        "sinh": [big, -big, fi.max, -fi.max], "cosh": [big, -big, fi.max, -fi.max],
+        "arcsinh": [], "arccosh": [1.0, 0.5, -1.0, -fi.max],  # (the rest: in the accuracy sweep)
+        "arctanh": [1.0, -1.0, 2.0, -2.0, fi.max, -fi.max],
+        "arctan": [fi.max, -fi.max], "arcsin": [1.0, -1.0, 2.0, -2.0], "arccos": [1.0, -1.0, 2.0, -2.0],
     }[base]
     x = np.array(common + extra, dtype=dtype)
     got = apply(name, x)
@@ -323,6 +349,26 @@ def test_pow_special_values(dtype):
 
 # ---------------------------------------------------------- vectorization --
 
+@pytest.mark.parametrize("name", ["arctan2", "hypot"])
+@pytest.mark.parametrize("dtype", [F32, pytest.param(F64, marks=needs_ld)], ids=["f32", "f64"])
+def test_binary_accuracy_and_special_values(name, dtype):
+    rng = np.random.default_rng(3)
+    n = 1 << 15
+    y = np.concatenate([random_bits(n, dtype, rng), rng.uniform(-3, 3, n).astype(dtype)])
+    x = np.concatenate([random_bits(n, dtype, rng), rng.uniform(-3, 3, n).astype(dtype)])
+    got = apply(name, y, x)
+    with np.errstate(invalid="ignore"):  # (NaN references cast)
+        err, fin = ulp_errors(got, reference(name, y.astype(_ref_dtype(dtype)), x.astype(_ref_dtype(dtype))), dtype)
+    assert err.max() <= ULP_BOUND[name], (y[fin][np.argmax(err)], x[fin][np.argmax(err)], err.max())
+    # every pair of special values (signed zeros, infinities, NaN) bit for bit
+    s = specials(dtype)
+    s = s[(s == 0) | ~np.isfinite(s) | (np.abs(s) == 1)]
+    yy, xx = (a.ravel() for a in np.meshgrid(s, s))
+    keep = (np.abs(yy) != 1) | (np.abs(xx) != 1)  # (NumPy's float32 atan2(1, 1) is 1 ulp below pi/4)
+    yy, xx = yy[keep], xx[keep]
+    assert bits_equal(apply(name, yy, xx), reference(name, yy, xx)).all()
+
+
 def test_cpu_has_simd_floats():
     # Sanity for the checks below: the host's vector width is what LLVM uses.
     x = np.ones(64, F32)
@@ -331,12 +377,12 @@ def test_cpu_has_simd_floats():
 
 
 @pytest.mark.parametrize("name,dtype", [pytest.param(n, d, id="%s-%s" % (n, np.dtype(d).name))
-                                        for n in UNARY + ["pow"] for d in (F32, F64)])
+                                        for n in UNARY + list(BINARY) for d in (F32, F64)])
 def test_range_loop_is_vectorized(name, dtype):
     run = loop(name, dtype)
     if not run.signatures:
         a = np.ones(8, dtype)
-        apply(name, *([a, a] if name == "pow" else [a]))
+        apply(name, *([a, a] if name in BINARY else [a]))
     assert vm.is_vectorized(run)
     llvm = run.inspect_llvm(run.signatures[0])
     lanes = {F32: "float>", F64: "double>"}[dtype]
