@@ -439,3 +439,15 @@ def test_requires_grad_and_add_param_group_take_effect():
     frozen = first.weight.data.copy()
     step(x, y)
     assert np.array_equal(first.weight.data, frozen)
+
+
+def test_comparisons_with_python_ints_beyond_the_dtype_are_exact():
+    x = np.array([-5, 0, 7, 2**31 - 1], np.int32)
+    cases = [lambda x: x < 2**40, lambda x: x > -2**40, lambda x: x == 2**40, lambda x: 2**40 > x,
+             lambda x: x < 2**70, lambda x: x >= -2**70, lambda x: 2**70 <= x, lambda x: x != 3]
+    got = gc.trace(lambda x: [fn(x) for fn in cases])(x)
+    for g, fn in zip(got, cases):
+        assert g.dtype == np.bool_ and np.array_equal(g, fn(x))
+    f = gc.trace(lambda x, k: (x < k, k >= x))
+    for k in (2**40, 3, -2**40):
+        assert all(np.array_equal(a, b) for a, b in zip(f(x, k), (x < k, k >= x)))

@@ -12,7 +12,7 @@ import numpy as np
 from graphc.errors import ShapeError, TraceError
 from graphc.ir import TensorType
 from graphc.ops.registry import ELEMENTWISE, implements, register
-from graphc.trace import Tracer, bind, mark_weak, promote, result_dtype, user_line
+from graphc.trace import Tracer, bind, convert, mark_weak, promote, result_dtype, user_line
 
 
 # -- shape rules -------------------------------------------------------------------
@@ -244,7 +244,31 @@ implements(ufunc="square")(square)
 
 # -- comparisons and logic -----------------------------------------------------------
 def _cmp(name, reference, sym, ufunc):
-    return _binary(name, reference, lambda c, a, b: f"{a} {sym} {b}", None, ufunc, infer=infer_bool)
+    compare = _binary(name, reference, lambda c, a, b: f"{a} {sym} {b}", None, ufunc, infer=infer_bool)
+
+    def fn(x, y):
+        """A Python int compares with an integer array by value, as in NumPy 2 (``x_int32 < 2**40``
+        is True, not an OverflowError): in int64, or known outright beyond int64's range."""
+        for a, b, flipped in ((x, y, False), (y, x, True)):
+            if _python_int(a) and getattr(b, "dtype", np.dtype(float)).kind == "i" and b.dtype != np.int64:
+                if isinstance(a, int) and not -2**63 <= a < 2**63:
+                    less = (a > 0) == flipped  # is the left operand the smaller one everywhere?
+                    outright = {"lt": less, "le": less, "gt": not less, "ge": not less,
+                                "eq": False, "ne": True}[name]
+                    same = equal(b, b)
+                    return same if outright else logical_not(same)
+                wide = convert(b, "int64")
+                return compare(wide, a) if flipped else compare(a, wide)
+        return compare(x, y)
+
+    return _public(ufunc, fn, compare.__doc__, ufunc)
+
+
+def _python_int(a) -> bool:
+    """A Python int, or a traced value born from one (weakly typed)."""
+    if isinstance(a, Tracer):
+        return a.weak and a.dtype.kind == "i"
+    return isinstance(a, int) and not isinstance(a, (bool, np.generic))
 
 
 equal = _cmp("eq", np.equal, "==", "equal")
