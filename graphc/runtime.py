@@ -106,7 +106,7 @@ def _honourable(cls) -> bool:
 
 def _subclass_error(name, path, leaf) -> TypeError:
     if isinstance(leaf, np.ma.MaskedArray):
-        hint = "graphc cannot honour a mask; pass x.filled(value) or x.data"
+        hint = "graphc cannot honour the mask of a masked array; pass x.filled(value) or x.data"
     elif isinstance(leaf, np.matrix):
         hint = "np.matrix multiplies as matrices; pass np.asarray(x) and use @ for products"
     else:
