@@ -297,11 +297,8 @@ def test_a_call_back_into_a_compiling_function_does_not_deadlock(monkeypatch):
     assert np.array_equal(inner[0], np.full(2, 2.0, np.float32))
 
 
-# -- all or nothing ---------------------------------------------------------------------------------
-def test_a_step_that_cannot_write_a_parameter_changes_nothing():
-    model = nn.Sequential(nn.Linear(4, 3), nn.Linear(3, 1))
-    opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
-
+def _compiled_step(model, opt):
+    """The canonical training step, compiled."""
     @gc.trace
     def step(x, y):
         opt.zero_grad()
@@ -309,6 +306,13 @@ def test_a_step_that_cannot_write_a_parameter_changes_nothing():
         loss.backward()
         opt.step()
         return loss
+    return step
+
+
+# -- all or nothing ---------------------------------------------------------------------------------
+def test_a_step_that_cannot_write_a_parameter_changes_nothing():
+    model = nn.Sequential(nn.Linear(4, 3), nn.Linear(3, 1))
+    step = _compiled_step(model, optim.SGD(model.parameters(), lr=0.1, momentum=0.9))
 
     x, y = np.ones((5, 4), np.float32), np.ones((5, 1), np.float32)
     step(x, y)
@@ -421,14 +425,7 @@ def test_requires_grad_and_add_param_group_take_effect():
     model, x, y = _tiny_setup()
     first, last = model[0], model[2]
     opt = optim.SGD(first.parameters(), lr=0.1)
-
-    @gc.trace
-    def step(x, y):
-        opt.zero_grad()
-        loss = nn.MSELoss()(model(x), y)
-        loss.backward()
-        opt.step()
-        return loss
+    step = _compiled_step(model, opt)
 
     step(x, y)
     opt.add_param_group({"params": last.parameters()})
