@@ -7,6 +7,7 @@ function through a copy of it whose global and closure reads are watched:
 * an array (``W``) becomes a graph input that the runtime reads *by reference* on
   every call, from the same global or cell: ``W[:] = 0`` and ``W = new_array``
   both take effect, and the array's values never land in the generated source;
+  so does each array in a dict, list or tuple held there (``params["w"]``);
 * any other value the trace used (a Python number, a model, an optimizer, a
   helper function) is guarded: when the global or cell holds something else at
   call time, the function is traced again, as torch.compile's guards do;
@@ -34,6 +35,7 @@ import types
 
 import numpy as np
 
+from graphc import pytree
 from graphc.errors import TraceError
 from graphc.ir import DTYPES
 from graphc.ops import registry
@@ -112,12 +114,6 @@ def _same(current, value) -> bool:
     return isinstance(value, _SCALARS) and type(current) is type(value) and current == value
 
 
-def _guard_source(builder, getter, value, description):
-    if isinstance(value, types.ModuleType):
-        return  # rebinding `np` is not a thing to guard on every call
-    builder.guard(lambda: _same(getter(), value), True, description)
-
-
 def watch(fn, builder):
     """``fn`` as it should run inside the trace of ``builder``: its captured reads watched."""
     if isinstance(fn, types.MethodType):
@@ -155,15 +151,43 @@ def watch(fn, builder):
         if not f:
             continue
         value = cell.cell_contents
-        where = f"{fn.__qualname__}'s closure variable {name!r}"
-        getter = functools.partial(_contents, cell)
-        if user and capturable(value):
-            new.cell_contents = captured(builder, ("cell", id(cell)), getter, where)
-            continue
         if user:
-            _guard_source(builder, getter, value, where)
-        new.cell_contents = watch(value, builder) if _watchable(cell) else value
+            new.cell_contents = _read(builder, ("cell", id(cell)), functools.partial(_contents, cell), value,
+                                      f"{fn.__qualname__}'s closure variable {name!r}")
+        else:
+            new.cell_contents = watch(value, builder) if _watchable(cell) else value
     return copy
+
+
+def _read(builder, key, getter, value, where):
+    """What traced user code sees for ``value``, read from a global or cell through ``getter``:
+    an array becomes a captured input; a dict, list or tuple holding arrays (``params =
+    {"w": W}``) has each array captured and its keys guarded; anything else is guarded."""
+    if capturable(value):
+        return captured(builder, key, getter, where)
+    if type(value) in (dict, list, tuple) and any(capturable(leaf) for leaf in pytree.flatten(value)[0]):
+        shape = _structure(value)
+        builder.guard(lambda: _structure(getter()) == shape, True, where)
+        items = value.items() if type(value) is dict else enumerate(value)
+        parts = {k: _read(builder, key + (k,), functools.partial(_item, getter, k), v, f"{where}[{k!r}]")
+                 for k, v in items}
+        return parts if type(value) is dict else type(value)(parts.values())
+    if not isinstance(value, types.ModuleType):  # (rebinding `np` is not a thing to guard on every call)
+        builder.guard(lambda: _same(getter(), value), True, where)
+    return watch(value, builder)
+
+
+def _structure(container):
+    """A container's identity and keys (or length): what a captured container's guard compares."""
+    keys = tuple(container) if type(container) is dict else len(container) if type(container) in (list, tuple) else None
+    return id(container), keys
+
+
+def _item(getter, key):
+    try:
+        return getter()[key]
+    except (KeyError, IndexError, TypeError):
+        return None
 
 
 def _contents(cell):
@@ -211,16 +235,13 @@ class _WatchedGlobals(dict):
         if self.snapshot.get(name, _MISSING) is not value:
             self.seen[name] = value  # assigned while tracing: a local fact of this trace
             return value
-        getter = functools.partial(self.real.get, name, None)
         if value is np:
             found = _NUMPY_VIEW
         elif _override(value) is not None:
             found = _override(value)  # `from numpy import asarray`
-        elif capturable(value):
-            found = captured(self.builder, ("global", id(self.real), name), getter, f"global {name!r}")
         else:
-            _guard_source(self.builder, getter, value, f"global {name!r}")
-            found = watch(value, self.builder)
+            found = _read(self.builder, ("global", id(self.real), name),
+                          functools.partial(self.real.get, name, None), value, f"global {name!r}")
         self.seen[name] = found
         return found
 

@@ -448,3 +448,19 @@ def test_comparisons_with_python_ints_beyond_the_dtype_are_exact():
     f = gc.trace(lambda x, k: (x < k, k >= x))
     for k in (2**40, 3, -2**40):
         assert all(np.array_equal(a, b) for a, b in zip(f(x, k), (x < k, k >= x)))
+
+
+PARAMS = {"w": np.ones(3), "b": [np.zeros(3), 2.0]}
+
+
+def test_arrays_in_a_captured_dict_or_list_are_read_by_reference():
+    f = gc.trace(lambda x: x * PARAMS["w"] + PARAMS["b"][0] * PARAMS["b"][1])
+    x = np.ones(3)
+    assert np.array_equal(f(x), np.ones(3))
+    PARAMS["w"][:] = 2
+    PARAMS["b"][0] = np.ones(3)
+    assert np.array_equal(f(x), np.full(3, 4.0))
+    PARAMS["b"][1] = 3.0  # a number inside: retraced
+    assert np.array_equal(f(x), np.full(3, 5.0))
+    PARAMS["extra"] = 1  # new keys: retraced (the function may read them)
+    assert np.array_equal(f(x), np.full(3, 5.0))
