@@ -57,6 +57,7 @@ _LIBRARY_DIRS = tuple(sorted({
 _NOT_AN_ARRAY = np.empty((0, 0, 0, 0, 0, 0, 0, 0), dtype=object)
 _MISSING = object()
 _SCALARS = (int, float, complex, str, bytes, bool, type(None), np.generic)
+_SMALL = 64  # containers of plain values up to this many leaves are guarded by content
 
 
 class CapturedArray(State):
@@ -69,15 +70,15 @@ class CapturedArray(State):
     @property
     def data(self):
         value = self._getter()
-        return value if type(value) is np.ndarray else _NOT_AN_ARRAY
+        return value if capturable(value) else _NOT_AN_ARRAY
 
     def write(self, value):
         raise TraceError(f"{self.name} is captured by the traced function and read-only there")
 
 
 def capturable(value) -> bool:
-    """Arrays graphc reads by reference: plain ndarrays of a dtype graphc compiles."""
-    return type(value) is np.ndarray and value.dtype.name in DTYPES
+    """Arrays graphc reads by reference: plain ndarrays (or memory maps) of a dtype graphc compiles."""
+    return (type(value) is np.ndarray or type(value) is np.memmap) and value.dtype.name in DTYPES
 
 
 def captured(builder, key, getter, name):
@@ -107,11 +108,12 @@ def _assigned_names(code) -> frozenset:
     return frozenset(names)
 
 
-def _same(current, value) -> bool:
-    """Guard test: numbers and strings by value (and type), everything else by identity."""
-    if current is value:
-        return True
-    return isinstance(value, _SCALARS) and type(current) is type(value) and current == value
+def _identity(current, held):
+    """What a guard compares (the value it has when the trace ends, so the traced code's own
+    assignments do not count): numbers and strings by value (typed, the sign of zero and NaN
+    told apart), anything else by identity. ``held`` keeps the traced object alive, so its id
+    cannot be reused."""
+    return scalar_key(current) if isinstance(current, _SCALARS) else ("object", id(current))
 
 
 def watch(fn, builder):
@@ -165,16 +167,63 @@ def _read(builder, key, getter, value, where):
     {"w": W}``) has each array captured and its keys guarded; anything else is guarded."""
     if capturable(value):
         return captured(builder, key, getter, where)
-    if type(value) in (dict, list, tuple) and any(capturable(leaf) for leaf in pytree.flatten(value)[0]):
-        shape = _structure(value)
-        builder.guard(lambda: _structure(getter()) == shape, True, where)
-        items = value.items() if type(value) is dict else enumerate(value)
-        parts = {k: _read(builder, key + (k,), functools.partial(_item, getter, k), v, f"{where}[{k!r}]")
-                 for k, v in items}
-        return parts if type(value) is dict else type(value)(parts.values())
-    if not isinstance(value, types.ModuleType):  # (rebinding `np` is not a thing to guard on every call)
-        builder.guard(lambda: _same(getter(), value), True, where)
+    if type(value) in (dict, list, tuple):
+        leaves = pytree.flatten(value)[0]
+        if any(capturable(leaf) for leaf in leaves):
+            builder.guard_final(("capture",) + key, lambda: _structure(getter()), where)
+            items = value.items() if type(value) is dict else enumerate(value)
+            parts = {k: _read(builder, key + (k,), functools.partial(_item, getter, k), v, f"{where}[{k!r}]")
+                     for k, v in items}
+            return parts if type(value) is dict else type(value)(parts.values())
+        if len(leaves) <= _SMALL and all(isinstance(leaf, _SCALARS) for leaf in leaves):
+            # a small container of numbers and strings (config = {"lr": 0.1}): changed in place too
+            builder.guard_final(("capture",) + key, lambda: _content(getter()), where)
+            return value
+    if isinstance(value, types.ModuleType):  # (rebinding `np` is not a thing to guard on every call)
+        file = getattr(value, "__file__", None)
+        return _UserModuleView(value, builder) if file and not file.startswith(_LIBRARY_DIRS) else value
+    builder.guard_final(("capture",) + key, lambda: _identity(getter(), value), where)
     return watch(value, builder)
+
+
+class _UserModuleView(types.ModuleType):
+    """A module of the user's own (``import config``) as traced code sees it: ``config.W`` and
+    ``config.helper`` are read like globals (arrays captured, the rest guarded and followed)."""
+
+    def __init__(self, module, builder):
+        super().__init__(module.__name__, module.__doc__)
+        object.__setattr__(self, "_graphc_module", module)
+        object.__setattr__(self, "_graphc_builder", builder)
+        object.__setattr__(self, "_graphc_seen", {})
+
+    def __getattr__(self, name):
+        module, builder, seen = self._graphc_module, self._graphc_builder, self._graphc_seen
+        value = getattr(module, name)
+        if builder.finished or name.startswith("__"):
+            return value
+        if name not in seen:
+            seen[name] = _read(builder, ("attribute", id(module), name),
+                               functools.partial(getattr, module, name, None), value, f"{module.__name__}.{name}")
+        return seen[name]
+
+    def __setattr__(self, name, value):
+        setattr(self._graphc_module, name, value)
+
+
+def _content(container):
+    """Identity, structure and leaves (typed, -0.0 and NaN told apart) of a small container."""
+    if type(container) not in (dict, list, tuple):
+        return None
+    leaves, tree = pytree.flatten(container)
+    return id(container), tree, tuple(scalar_key(leaf) for leaf in leaves)
+
+
+def scalar_key(value):
+    """A key equal only for values that trace alike: the type, and for floats the sign of zero
+    and NaN (``0.0 == -0.0`` and ``nan != nan`` in Python)."""
+    if isinstance(value, (float, np.floating)):
+        return type(value), repr(float(value))
+    return type(value), value
 
 
 def _structure(container):
@@ -226,15 +275,17 @@ class _WatchedGlobals(dict):
         self.seen = {}
 
     def __getitem__(self, name):
-        value = dict.__getitem__(self, name)  # KeyError: Python goes on to the builtins
+        stored = dict.get(self, name, _MISSING)
+        if stored is not self.snapshot.get(name, _MISSING):  # assigned or deleted by the traced code
+            if stored is _MISSING:
+                raise KeyError(name)
+            return stored
+        value = self.real[name]  # the module's value now (code graphc does not follow may rebind it)
         if self.builder.finished:
-            return value
+            return value  # KeyError: Python goes on to the builtins
         found = self.seen.get(name, _MISSING)
         if found is not _MISSING:
             return found
-        if self.snapshot.get(name, _MISSING) is not value:
-            self.seen[name] = value  # assigned while tracing: a local fact of this trace
-            return value
         if value is np:
             found = _NUMPY_VIEW
         elif _override(value) is not None:
@@ -285,3 +336,46 @@ def finish(builder):
                 watched.real.pop(name, None)
             else:
                 watched.real[name] = new
+
+
+def concrete(tracer):
+    """The value of ``tracer`` when it is computed from captured arrays and constants alone (a
+    global mask, ``int(SIZES.sum())``): NumPy needs such values concretely, as eager code has
+    them. The trace then depends on those arrays' contents, which are guarded (compared on every
+    call, so keep such arrays small). None when the value depends on an argument."""
+    builder = tracer.builder
+    sources = {v: st for st, v in builder.state_inputs.items() if isinstance(st, CapturedArray)}
+    needed, todo = set(), [tracer.value]
+    while todo:
+        v = todo.pop()
+        if v in needed:
+            continue
+        needed.add(v)
+        if v.producer is None:
+            if v not in sources:
+                return None  # an argument, a State: genuinely traced
+        elif registry.get(v.producer.op).effect:
+            return None
+        else:
+            todo.extend(v.producer.inputs)
+    env = {v: np.array(sources[v].data) for v in needed if v.producer is None}
+    for v, snapshot in env.items():
+        state = sources[v]
+        builder.guard(functools.partial(_same_contents, state, snapshot), True,
+                      f"the contents of {state.name}, used as a concrete value")
+    with np.errstate(all="ignore"):
+        for node in builder.graph.nodes:
+            if not any(o in needed for o in node.outputs):
+                continue
+            result = registry.get(node.op).reference(*[env[i] for i in node.inputs], **node.attrs)
+            results = result if len(node.outputs) > 1 else (result,)
+            for out, r in zip(node.outputs, results):
+                env[out] = np.asarray(r, dtype=out.type.dtype)
+    return env[tracer.value]
+
+
+def _same_contents(state, snapshot) -> bool:
+    current = state.data
+    return (current.shape == snapshot.shape and current.dtype == snapshot.dtype
+            and np.array_equal(current, snapshot, equal_nan=current.dtype.kind == "f"))
+

@@ -54,7 +54,7 @@ def _typed_key(value):
     unhashable values stay unhashable)."""
     if type(value) is tuple:
         return (tuple, tuple(_typed_key(v) for v in value))
-    return (type(value), value)
+    return capture.scalar_key(value)
 
 
 def is_dynamic(leaf) -> bool:
@@ -115,6 +115,9 @@ def _subclass_error(name, path, leaf) -> TypeError:
                      f"ndarray subclass whose semantics graphc cannot compile; {hint}")
 
 
+_PYTHON_TYPE = {"f": float, "i": int, "b": bool}
+
+
 class Compiled:
     """One signature's compiled graph plus how to rebuild the outputs and write back state."""
 
@@ -128,9 +131,11 @@ class Compiled:
         self.state_types = [(st.data.shape, st.data.dtype) for st in self.state_in]
         self.state_out = list(builder.state_writes)
         self.n_user = len(graph.outputs) - len(self.state_out)
-        # 0-d outputs come back from Numba as Python scalars: give them their dtype
-        self.scalar_types = [np.dtype(v.type.dtype).type if not v.type.shape else None
-                             for v in graph.outputs]
+        # 0-d outputs come back from Numba as Python scalars: give them their dtype, unless the eager
+        # code returns a Python number there (a weakly typed value: np.float64 would promote strongly)
+        weak = builder.weak_outputs + [False] * (len(graph.outputs) - len(builder.weak_outputs))
+        self.scalar_types = [(_PYTHON_TYPE[np.dtype(v.type.dtype).kind] if w else np.dtype(v.type.dtype).type)
+                             if not v.type.shape else None for v, w in zip(graph.outputs, weak)]
         # a state update that is (a view of) an input must be copied before any write-back
         views = _input_views(graph)
         self.copy_first = [v in views for v in graph.outputs[self.n_user:]]
@@ -162,7 +167,11 @@ class Compiled:
         # every result is new to the caller, as in eager NumPy
         roots = memory.buffer_roots(graph)
         inputs = set(graph.inputs)
-        copy_user = [roots.get(v, v) in inputs for v in graph.outputs[:self.n_user]]
+        copy_user, returned = [], set()
+        for v in graph.outputs[:self.n_user]:  # (a buffer returned twice, `y, y.copy()`: two arrays)
+            root = roots.get(v, v)
+            copy_user.append(bool(v.type.shape) and (root in inputs or root in returned))
+            returned.add(root)
         self.copy_user = copy_user if any(copy_user) else None
 
     def valid(self) -> bool:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import linecache
+import operator
 import os
 import sys
 import threading
@@ -87,6 +88,7 @@ class Builder:
         self.final_guards = {}  # key -> (check, description): guarded with their values at the end
         self.input_checks = []  # (graph input index, check(array)): run before every call
         self.input_paths = {}  # graph input Value -> the argument it came from ("x", "batch[0]")
+        self.weak_outputs = []  # per returned value: a Python number's (eager code returns a float, not np.float64)
 
     def guard(self, check, value, description: str):
         """The graph depends on Python state: retrace whenever ``check()`` != ``value``."""
@@ -178,29 +180,38 @@ class Tracer:
 
     # -- things that need a concrete value --------------------------------------
     def _concrete(self, what, hint="use gc.where(cond, a, b) to choose between values inside a trace"):
+        """The concrete value, when it comes from captured arrays alone (a global mask or table,
+        guarded by content); else a TraceError explaining ``what`` needed it."""
+        value = capture.concrete(self)
+        if value is not None:
+            return value
         raise TraceError(f"{what} needs a concrete value, but {self!r} is traced "
                          f"(at {user_line()}). {hint[0].upper()}{hint[1:]}.")
 
     def __bool__(self):
-        self._concrete("Python control flow on a traced value (`if`, `while`, `and`, `or`)")
+        return bool(self._concrete("Python control flow on a traced value (`if`, `while`, `and`, `or`)"))
 
     def __float__(self):
-        self._concrete("float() of a traced value", "return the value from the traced function instead, "
-                       "or use gc.where(cond, a, b) to choose between values inside a trace")
+        return float(self._concrete("float() of a traced value", "return the value from the traced function "
+                                    "instead, or use gc.where(cond, a, b) to choose between values inside a trace"))
 
     def __int__(self):
-        self._concrete("int() of a traced value", "return the value from the traced function instead, "
-                       "or use gc.where(cond, a, b) to choose between values inside a trace")
+        return int(self._concrete("int() of a traced value", "return the value from the traced function "
+                                  "instead, or use gc.where(cond, a, b) to choose between values inside a trace"))
 
     def __index__(self):
-        self._concrete("using a traced value as a Python index or size", "pass it as a static argument")
+        return operator.index(self._concrete("using a traced value as a Python index or size",
+                                             "pass it as a static argument")[()])
 
     def __complex__(self):
-        self._concrete("complex() of a traced value", "graphc does not support complex numbers")
+        return complex(self._concrete("complex() of a traced value", "graphc does not support complex numbers"))
 
     def __array__(self, dtype=None, copy=None):
-        self._concrete("converting a traced value to a NumPy array (np.asarray, np.array)",
-                       "use graphc or NumPy functions on it; they are traced")
+        if dtype is not None:  # np.float32(x) asks for an array of its dtype
+            return np.asarray(self._concrete(f"np.{np.dtype(dtype).name}(x) on a traced value",
+                                             f"write x.astype(np.{np.dtype(dtype).name}) instead"), dtype)
+        return self._concrete("converting a traced value to a NumPy array (np.asarray, np.array)",
+                              "use graphc or NumPy functions on it; they are traced")
 
     def __len__(self):
         if not self.shape:
@@ -222,13 +233,32 @@ class Tracer:
                                  f"(at {user_line()}); use the returned value")
             raise unsupported(name)
         kwargs.pop("out", None)
-        return fn(*inputs, **kwargs)
+        return distinct(fn(*inputs, **kwargs), inputs)
 
     def __array_function__(self, func, types, args, kwargs):
         fn = registry.NUMPY_FUNCTIONS.get(func)
         if fn is None:
             raise unsupported(f"{func.__module__.replace('numpy', 'np')}.{func.__name__}")
-        return fn(*args, **kwargs)
+        out = fn(*args, **kwargs)
+        return out if func in _SAME_ARRAY else distinct(out, args)
+
+
+# NumPy functions that may hand back their argument itself or a view of it: the one traced
+# value may be shared. Every other function returns a new array, so a traced result that is
+# one of the arguments' tracer objects is given an object of its own (see ``distinct``)
+_SAME_ARRAY = {np.asarray, np.asanyarray, np.reshape, np.ravel, np.transpose, np.squeeze, np.expand_dims,
+               np.broadcast_to, np.swapaxes, np.moveaxis, np.rollaxis, np.atleast_1d, np.atleast_2d,
+               np.atleast_3d, np.flip, np.fliplr, np.flipud, np.rot90, np.diagonal, np.split, np.array_split,
+               np.hsplit, np.vsplit, np.dsplit, np.matrix_transpose}
+
+
+def distinct(out, args):
+    """``out``, or a tracer object of its own when ``out`` is one of ``args`` (``np.concatenate([x])``
+    is a new array in NumPy: an in-place update of it must not reach ``x``)."""
+    if isinstance(out, Tracer) and any(out is a for a in args if isinstance(a, Tracer)) or (
+            isinstance(out, Tracer) and any(isinstance(a, (list, tuple)) and any(out is b for b in a) for a in args)):
+        return Tracer(out.value, out.builder, out.weak)
+    return out
 
 
 SUPPORTED_LIST = "docs/numpy.md"  # the generated list of what graphc traces (python -m graphc.supported)
@@ -440,9 +470,11 @@ def trace_into_graph(fn, args, kwargs, is_dynamic, name="graph", paths=None):
                 if leaf.builder is not builder:
                     raise TraceError(f"{name} returned a traced value from another trace")
                 builder.graph.outputs.append(leaf.value)
+                builder.weak_outputs.append(leaf.weak)
                 slots.append(DYNAMIC)
             elif isinstance(leaf, (np.ndarray, np.generic, int, float)) and not isinstance(leaf, bool):
                 builder.graph.outputs.append(builder.constant(np.asarray(leaf)))
+                builder.weak_outputs.append(is_weak(leaf))
                 slots.append(DYNAMIC)
             else:
                 slots.append(leaf)  # static output (None, strings...), returned as is

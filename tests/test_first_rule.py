@@ -370,11 +370,14 @@ def test_conversion_and_introspection_trace_as_numpy():
     def f(x, y):
         x = np.asarray(x)
         assert (np.ndim(x), np.shape(x), np.size(x)) == (1, (2,), 2)
-        return (np.array([x[0], x[1], y]) * 2, np.float32(np.sum(x)), np.r_[x, y, 1:3], np.c_[x, x],
-                np.asarray(x, dtype=np.float32), np.array([[x[0]], [y]]), x.astype(np.float32))
+        assert x.dtype.type is np.float64 and issubclass(np.float32, np.floating)  # NumPy's own types
+        return (np.array([x[0], x[1], y]) * 2, np.sum(x).astype(np.float32), np.r_[x, y, 1:3], np.c_[x, x],
+                np.asarray(x, dtype=np.float32), np.array([[x[0]], [y]]), x.astype(np.float32),
+                np.r_[x.astype(np.float32), 0.5], np.c_[x[None, None], x[None, None]], x * np.asarray(y))
 
     args = (np.array([1.0, 2.0]), 3.0)
     for got, want in zip(gc.trace(f)(*args), f(*args)):
+        assert np.shape(got) == np.shape(want)
         assert np.asarray(got).dtype == np.asarray(want).dtype
         assert np.array_equal(got, want)
 
@@ -464,3 +467,136 @@ def test_arrays_in_a_captured_dict_or_list_are_read_by_reference():
     assert np.array_equal(f(x), np.full(3, 5.0))
     PARAMS["extra"] = 1  # new keys: retraced (the function may read them)
     assert np.array_equal(f(x), np.full(3, 5.0))
+
+
+CONFIG = {"scale": 2.0, "names": ("a", "b")}
+BIAS = np.zeros(2)
+
+
+def test_a_small_captured_config_dict_changed_in_place_retraces():
+    f = gc.trace(lambda x: x * CONFIG["scale"])
+    assert np.array_equal(f(np.ones(2)), [2.0, 2.0])
+    CONFIG["scale"] = 3.0
+    try:
+        assert np.array_equal(f(np.ones(2)), [3.0, 3.0])
+    finally:
+        CONFIG["scale"] = 2.0
+
+
+def test_zero_signs_and_nan_keep_their_own_variants():
+    f = gc.trace(lambda x, s: x * s, static_argnums=1)
+    assert np.signbit(f(np.ones(1), -0.0)).all() and not np.signbit(f(np.ones(1), 0.0)).any()
+    g = gc.trace(lambda x, s: x + s, static_argnums=1)
+    g(np.ones(1), float("nan"))
+    g(np.ones(1), float("nan"))
+    assert g.signatures == 1
+
+
+def test_a_modules_forward_reads_its_globals_at_call_time():
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.layer = nn.Linear(3, 2)
+
+        def forward(self, x):
+            return self.layer(x) + BIAS
+
+    net = Net()
+    f = gc.trace(net)
+    x = np.ones((1, 3))
+    assert np.allclose(f(x), net(x))
+    BIAS[:] = 1000
+    try:
+        assert np.allclose(f(x), net(x))
+    finally:
+        BIAS[:] = 0
+
+
+def test_a_users_module_attributes_are_read_at_call_time(tmp_path, monkeypatch):
+    (tmp_path / "user_cfg.py").write_text("import numpy as np\nW = np.ones(3)\nS = 2.0\n"
+                                          "def helper(x):\n    return x * W * S\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import user_cfg
+    f = gc.trace(lambda x: user_cfg.helper(x) + user_cfg.W)
+    x = np.ones(3)
+    assert np.array_equal(f(x), np.full(3, 3.0))
+    user_cfg.W[:] = 2
+    user_cfg.S = 3.0
+    assert np.array_equal(f(x), user_cfg.helper(x) + user_cfg.W)
+
+
+def test_sgd_momentum_switched_on_after_the_first_step():
+    model = nn.Linear(2, 1)
+    model.weight.data[...] = 0.5
+    model.bias.data[...] = 0.0
+    opt = optim.SGD(model.parameters(), lr=0.1)
+    step = _compiled_step(model, opt)
+    x, y = np.ones((4, 2)), np.zeros((4, 1))
+    step(x, y)
+    opt.param_groups[0]["momentum"] = 0.9  # PyTorch starts the buffer at the next step
+    for _ in range(3):
+        step(x, y)
+    w, b, v = np.full((1, 2), 0.5), np.zeros(1), None
+    for k in range(4):  # the same steps by hand
+        err = x @ w.T + b - y
+        gw, gb = 2 * err.T @ x / err.size, 2 * err.sum(0) / err.size
+        if k == 0:
+            w, b = w - 0.1 * gw, b - 0.1 * gb
+            continue
+        v = (gw, gb) if v is None else (0.9 * v[0] + gw, 0.9 * v[1] + gb)
+        w, b = w - 0.1 * v[0], b - 0.1 * v[1]
+    assert np.allclose(model.weight.data, w) and np.allclose(model.bias.data, b)
+
+
+# -- in-place updates and copies -------------------------------------------------------------------
+def test_copies_stay_apart_from_their_source_under_in_place_updates():
+    def f(x):
+        y = x * 2
+        copies = [np.array(y), y.flatten(), np.concatenate([y]), y.copy(), +y, y.astype(y.dtype)]
+        for c in copies:
+            c += 1
+        return (y, *copies)
+
+    x = np.arange(3.0)
+    for got, want in zip(gc.trace(f)(x), f(x)):
+        assert np.array_equal(got, want)
+
+
+def test_in_place_through_a_view_is_refused():
+    def through_view(x):
+        y = x * 2
+        v = y[::2]
+        v += 1
+        return y
+
+    with pytest.raises(gc.TraceError, match="view"):
+        gc.trace(through_view)(np.arange(4.0))
+
+
+def test_returned_buffers_are_distinct():
+    a, b = gc.trace(lambda x: (lambda y: (y, y.copy()))(x * 2))(np.ones(2))
+    a[0] = 9
+    assert np.array_equal(b, [2.0, 2.0])
+
+
+def test_python_numbers_come_back_as_python_numbers():
+    out = gc.trace(lambda x, k: (k * 2, x.sum()))(np.ones(2), 1.5)
+    assert type(out[0]) is float and type(out[1]) is np.float64
+
+
+MASK = np.array([True, False, True])
+SIZES = np.array([2, 1])
+
+
+def test_captured_arrays_used_as_concrete_values_are_guarded_by_content():
+    def f(x):
+        y = x * 2 if MASK[0] else x
+        return y, x[MASK], np.zeros(int(SIZES.sum()))
+
+    g = gc.trace(f)
+    x = np.arange(3.0)
+    for _ in range(2):
+        for got, want in zip(g(x), f(x)):
+            assert np.array_equal(got, want)
+        MASK[0], MASK[1] = False, True
+    MASK[:] = [True, False, True]

@@ -9,6 +9,7 @@ import numpy as np
 from graphc.errors import GraphcError
 from graphc.nn.parameter import Parameter, zero_grad
 from graphc.state import State
+from graphc import capture
 from graphc.trace import current_builder
 
 
@@ -130,6 +131,8 @@ class Module:
             # and on every attribute (a layer or Parameter rebound, Dropout.p, a loss's reduction)
             builder.guard_final(("graphc.nn.module", id(self)), functools.partial(_version, self),
                                 f"{self._label()} attributes")
+            # a forward written by the user reads its globals at call time, as any traced function
+            return capture.watch(self.forward, builder)(*args, **kwargs)
         return self.forward(*args, **kwargs)
 
     @property

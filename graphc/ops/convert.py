@@ -1,9 +1,12 @@
 """Introspection and conversion: ``np.ndim``/``np.shape``/``np.size``, ``np.asarray``,
-``np.array`` (also of lists of traced values), ``np.float32(x)`` and friends, ``np.r_``/``np.c_``.
+``np.array`` (also of lists of traced values), ``np.r_``/``np.c_``.
+
+``np.float32(x)`` on a traced value is refused with a hint (``x.astype(np.float32)``):
+NumPy's scalar types cannot be stood in for without breaking ``x.dtype.type is np.float32``.
 
 ``np.ndim``, ``np.shape`` and ``np.size`` dispatch to tracers through NumPy's
-``__array_function__`` and give static values. ``np.asarray``, ``np.array``,
-the scalar types and ``np.r_``/``np.c_`` do not dispatch: traced user code sees
+``__array_function__`` and give static values. ``np.asarray``, ``np.array`` and
+``np.r_``/``np.c_`` do not dispatch: traced user code sees
 the replacements in ``registry.NUMPY_OVERRIDES`` instead (``graphc.capture``
 hands them out when the code reads ``np``), and each falls back to NumPy's own
 function when no traced value is involved.
@@ -16,8 +19,9 @@ from graphc import pytree
 from graphc.errors import ShapeError
 from graphc.ops import registry
 from graphc.ops.elementwise import cast
+from graphc.ops.methods import _copy
 from graphc.ops.shape import concatenate, reshape, stack
-from graphc.trace import Tracer, type_of, user_line
+from graphc.trace import Tracer, result_dtype, type_of, user_line
 
 
 def _has_tracer(x) -> bool:
@@ -74,6 +78,8 @@ def asarray(a, dtype=None, order=None, **kwargs):
     if not _has_tracer(a):
         return np.asarray(a, dtype=dtype, order=order, **kwargs)
     if isinstance(a, Tracer):
+        if a.weak:  # np.asarray(0.5) is a strong float64 array: a Python number's weak typing ends here
+            a = Tracer(a.value, a.builder)
         return a if dtype is None else cast(a, dtype)
     return _build(a, np.dtype(dtype) if dtype is not None else _dtype_of_leaves(a))
 
@@ -84,34 +90,8 @@ def array(obj, dtype=None, *, copy=True, order="K", subok=False, ndmin=0, **kwar
         return np.array(obj, dtype=dtype, copy=copy, order=order, subok=subok, ndmin=ndmin, **kwargs)
     out = asarray(obj, dtype)
     missing = ndmin - type_of(out).ndim
-    return reshape(out, (1,) * missing + type_of(out).shape) if missing > 0 else out
-
-
-# -- np.float32(x) and the other scalar types ----------------------------------------------
-class _ScalarTypeView(type):
-    """Stands in for ``np.float32`` etc. in traced code: calling it on a traced value casts;
-    everything else (dtype=, isinstance, attributes) behaves as the NumPy type."""
-
-    def __call__(cls, *args, **kwargs):
-        if args and _has_tracer(args[0]):
-            return asarray(args[0], dtype=cls.dtype)
-        return cls.type(*args, **kwargs)
-
-    def __instancecheck__(cls, obj):
-        return isinstance(obj, cls.type)
-
-    def __subclasscheck__(cls, sub):
-        return issubclass(sub, cls.type)
-
-    def __getattr__(cls, name):
-        return getattr(cls.type, name)
-
-    def __repr__(cls):
-        return repr(cls.type)
-
-
-def _scalar_type_view(t):
-    return _ScalarTypeView(t.__name__, (), {"type": t, "dtype": np.dtype(t), "__doc__": t.__doc__})
+    out = reshape(out, (1,) * missing + type_of(out).shape) if missing > 0 else out
+    return _copy(out) if copy is not False and out is obj else out  # a new array, as NumPy's
 
 
 # -- np.r_ and np.c_ -------------------------------------------------------------------
@@ -135,11 +115,13 @@ class _RowJoin:
         if any(isinstance(i, str) for i in items):
             raise ShapeError(f"np.{'c_' if self.columns else 'r_'} with string directives is not supported on "
                              f"traced values (at {user_line()}); use np.concatenate or np.stack")
-        pieces = [asarray(_index_piece(i)) for i in items]
+        pieces = [_index_piece(i) for i in items]
+        dtype = result_dtype(*pieces)  # Python numbers weak, as NumPy's r_ (np.r_[x_f32, 0.5] is float32)
+        pieces = [asarray(p, dtype) for p in pieces]
         if not self.columns:
             return concatenate([reshape(p, (1,)) if type_of(p).ndim == 0 else p for p in pieces])
         cols = [reshape(p, (type_of(p).size, 1)) if type_of(p).ndim <= 1 else p for p in pieces]
-        return concatenate(cols, axis=1)
+        return concatenate(cols, axis=-1)
 
     def __len__(self):
         return 0
@@ -149,5 +131,3 @@ registry.NUMPY_OVERRIDES.update({
     np.asarray: asarray, np.asanyarray: asarray, np.ascontiguousarray: asarray, np.array: array,
     np.r_: _RowJoin(np.r_, columns=False), np.c_: _RowJoin(np.c_, columns=True),
 })
-for _t in (np.float32, np.float64, np.int32, np.int64, np.bool_):
-    registry.NUMPY_OVERRIDES[_t] = _scalar_type_view(_t)

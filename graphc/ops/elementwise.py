@@ -250,7 +250,7 @@ def _cmp(name, reference, sym, ufunc):
         """A Python int compares with an integer array by value, as in NumPy 2 (``x_int32 < 2**40``
         is True, not an OverflowError): in int64, or known outright beyond int64's range."""
         for a, b, flipped in ((x, y, False), (y, x, True)):
-            if _python_int(a) and getattr(b, "dtype", np.dtype(float)).kind == "i" and b.dtype != np.int64:
+            if _python_int(a) and getattr(b, "dtype", np.dtype(float)).kind == "i":
                 if isinstance(a, int) and not -2**63 <= a < 2**63:
                     less = (a > 0) == flipped  # is the left operand the smaller one everywhere?
                     outright = {"lt": less, "le": less, "gt": not less, "ge": not less,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from graphc import capture
 from graphc.errors import ShapeError, TraceError
 from graphc.ir import TensorType
 from graphc.ops.registry import implements, register
@@ -203,15 +204,23 @@ register("scatter_add", "index", _infer_scatter_add, _scatter_add_ref, vjp=_scat
 def _index_array(k, size, where):
     """An integer index array or tracer; constant ones are bounds-checked now."""
     if isinstance(k, Tracer):
-        if k.dtype.kind == "b":
+        known = capture.concrete(k) if k.dtype.kind == "b" else None  # a global mask: its value is known
+        if k.dtype.kind == "b" and known is None:
             raise TraceError(f"boolean mask indexing has a data-dependent shape and cannot be traced "
                              f"(at {user_line()}); use gc.where(mask, x, 0) instead")
-        if k.dtype.kind not in "iu":
+        if k.dtype.kind not in "iub":
             raise IndexError(f"arrays used as indices must be of integer type, got {k.dtype} ({where})")
-        return k
+        if known is None:
+            return k
+        k = known
     arr = np.asarray(k)
+    if arr.dtype.kind == "b" and arr.ndim == 1:  # a known 1-d mask picks known positions
+        if arr.size != size:
+            raise IndexError(f"boolean index did not match indexed array along axis; size of axis is "
+                             f"{size} but size of corresponding boolean axis is {arr.size} ({where})")
+        return np.flatnonzero(arr)
     if arr.dtype.kind == "b":
-        raise TraceError(f"boolean mask indexing of a traced array has a data-dependent shape "
+        raise TraceError(f"boolean mask indexing with a {arr.ndim}-d mask is not supported on traced arrays "
                          f"(at {user_line()}); use gc.where(mask, x, 0) instead")
     if arr.dtype.kind not in "iu":
         raise IndexError(f"arrays used as indices must be of integer type, got {arr.dtype} ({where})")

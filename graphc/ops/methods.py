@@ -76,8 +76,13 @@ def _update_in_place(a, new, what):
     """Give the tracer object ``a`` the value ``new``, as NumPy writes into the array: every
     Python name bound to ``a`` (``y = x``) sees it. A NumPy view taken of ``a`` earlier
     (``y = x[0]``) would see it too, and a traced view cannot: that is refused."""
+    producer = a.value.producer
+    if producer is not None and producer.op in _NUMPY_VIEWS and a.ndim:
+        raise TraceError(f"{what}: this array is a view (a slice, reshape, transpose or .T) of another, which "
+                         f"NumPy would update too and a trace cannot (at {user_line()}); write x = x op value")
     for node in a.builder.graph.nodes:
-        if node.op in _NUMPY_VIEWS and node.inputs and node.inputs[0] is a.value:
+        if (node.op in _NUMPY_VIEWS and node.inputs and node.inputs[0] is a.value
+                and node.outputs[0].type.shape):  # (x[0] of a 1-d array is a copy: a scalar)
             raise TraceError(f"{what}: this array has a view (a slice, reshape, transpose or .T) taken "
                              f"earlier, which NumPy would update too and a trace cannot (at {user_line()}); "
                              f"write x = x op value, or take the view after the update")
@@ -158,7 +163,7 @@ METHODS = {
     "round": lambda a, decimals=0, out=None: np.round(a, decimals) if out is None else np.round(a, decimals, out),
     "transpose": lambda a, *axes: shape.transpose(a, axes[0] if len(axes) == 1 and isinstance(axes[0], (tuple, list)) else (axes or None)),
     "reshape": lambda a, *s, **kw: shape.reshape(a, s[0] if len(s) == 1 else s, **kw),
-    "squeeze": shape.squeeze, "ravel": shape.ravel, "flatten": shape.ravel,
+    "squeeze": shape.squeeze, "ravel": shape.ravel, "flatten": lambda a, order="C": _copy(shape.ravel(a, order)),
     "swapaxes": shape.swapaxes, "repeat": shape.repeat, "astype": _astype, "clip": ew.clip, "take": indexing.take,
     "dot": linalg.dot, "copy": _copy,
     "T": property(lambda a: shape.transpose(a)),
@@ -170,6 +175,8 @@ def install():
     for name, fn in {**OPERATORS, **METHODS}.items():
         setattr(Tracer, name, fn)
     Tracer.__hash__ = object.__hash__  # __eq__ is elementwise; keep identity hashing
-    Tracer.item = lambda self: self._concrete("x.item()", "return the value from the traced function instead")
-    Tracer.tolist = lambda self: self._concrete("x.tolist()", "return the value from the traced function instead")
+    Tracer.item = lambda self, *args: self._concrete("x.item()", "return the value from the traced function "
+                                                      "instead").item(*args)
+    Tracer.tolist = lambda self: self._concrete("x.tolist()", "return the value from the traced function "
+                                                "instead").tolist()
 

@@ -43,7 +43,7 @@ class SGD(Optimizer):
         d = -g if self._guard(group, "maximize") else g
         if self._guard(group, "weight_decay", _nonzero):
             d = d + h("weight_decay") * w
-        if "momentum_buffer" in state:
+        if self._guard(group, "momentum", _nonzero):  # (switched on later: the buffer starts then)
             step = state["step"].read()
             first = ew.equal(step, 0)  # PyTorch starts the momentum buffer at d
             state["step"].write(step + 1)
@@ -117,10 +117,12 @@ class RMSprop(Optimizer):
         for n, v in (("lr", lr), ("eps", eps), ("momentum", momentum), ("weight_decay", weight_decay),
                      ("alpha", alpha)):
             _check(n, v)
-        self._buffers = (("square_avg",) + (("momentum_buffer",) if momentum > 0 else ())
-                         + (("grad_avg",) if centered else ()))
         super().__init__(params, dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay,
                                       momentum=momentum, centered=centered, maximize=maximize))
+
+    def _buffer_names(self, group):
+        return (("square_avg",) + (("momentum_buffer",) if group["momentum"] > 0 else ())
+                + (("grad_avg",) if group["centered"] else ()))
 
     def _update(self, p, g, group, state, dtype):
         h = lambda k: self._h(group, k, dtype)  # noqa: E731
@@ -132,7 +134,7 @@ class RMSprop(Optimizer):
         one_minus_alpha = ew.cast(1 - group.read("alpha"), dtype)
         sq = state["square_avg"].read() * h("alpha") + one_minus_alpha * (g * g)
         state["square_avg"].write(sq)
-        if "grad_avg" in state:
+        if self._guard(group, "centered"):
             small = self._guard(group, "alpha", lambda a: 1 - a < 0.5)
             ga = lerp(state["grad_avg"].read(), g, one_minus_alpha, small)
             state["grad_avg"].write(ga)
@@ -140,7 +142,7 @@ class RMSprop(Optimizer):
         else:
             avg = ew.sqrt(sq)
         avg = avg + h("eps")
-        if "momentum_buffer" in state:
+        if self._guard(group, "momentum", _nonzero):
             buf = state["momentum_buffer"].read() * h("momentum") + g / avg
             state["momentum_buffer"].write(buf)
             p.write(w - h("lr") * buf)

@@ -148,18 +148,16 @@ class Optimizer:
         raise KeyError("parameter is not in this optimizer")
 
     def _state_for(self, p, group=None):
-        st = self.state.get(p)
-        if st is None:
-            group = group or self._group_of(p)
-            st = OrderedDict()
-            names = self._buffer_names(group)
-            if self._counts_steps(group):
-                st["step"] = State(np.zeros((), np.float64))
-            for name in names:
-                st[name] = State(np.full_like(p.data, self._initial(name, group)))
-            for name, s in st.items():
-                s.name = f"{type(self).__name__} {name} of {p.name or 'parameter'}"
-            self.state[p] = st
+        """The parameter's buffers, made when first needed: also later, when an option that needs
+        a buffer (SGD's momentum, RMSprop's centered) is switched on after some steps."""
+        st = self.state.setdefault(p, OrderedDict())
+        group = group or self._group_of(p)
+        wanted = (("step",) if self._counts_steps(group) else ()) + tuple(self._buffer_names(group))
+        for name in wanted:
+            if name not in st:
+                st[name] = State(np.zeros((), np.float64) if name == "step"
+                                 else np.full_like(p.data, self._initial(name, group)))
+                st[name].name = f"{type(self).__name__} {name} of {p.name or 'parameter'}"
         return st
 
     def _initial(self, name, group):
