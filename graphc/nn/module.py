@@ -81,8 +81,11 @@ class Module:
             self._parameters[name] = None
             object.__setattr__(self, name, None)
             return
+        home = (self._parameters if isinstance(value, Parameter)
+                else self._modules if isinstance(value, Module) else None)
         for table in (self._parameters, self._buffers, self._modules):
-            table.pop(name, None)
+            if table is not home:  # (a replacement keeps its place in the order, as in PyTorch)
+                table.pop(name, None)
         if isinstance(value, Parameter):
             self._parameters[name] = value
             if value.name is None:
