@@ -96,8 +96,10 @@ class Emitter:
         return name
 
     def tmp(self, prefix="t") -> str:
+        """A fresh local name. The underscore keeps temporaries apart from ``define``'s value
+        names (``tmp("v")`` once returned a graph value's own name, ``v2``, and overwrote it)."""
         self._tmp += 1
-        return f"{prefix}{self._tmp}"
+        return f"{prefix}_{self._tmp}"
 
     def line(self, text: str):
         self.lines.append("    " * self.depth + text)

@@ -53,6 +53,9 @@ def _elementwise(name, reference, scalar, vjp=None, infer=infer_same, differenti
 
 def _float_dtype(x) -> str:
     dtype = result_dtype(x)
+    if dtype == "bool":  # NumPy computes bool in float16, a dtype graphc lacks: refuse, never float64
+        raise TypeError(f"this NumPy function gives float16 for boolean input, which graphc does not "
+                        f"support; cast first, e.g. x.astype(np.float32) (at {user_line()})")
     return dtype if dtype.startswith("float") else "float64"
 
 
@@ -241,6 +244,24 @@ def square(x):
 
 
 implements(ufunc="square")(square)
+
+
+def _refusing_bool(fn, ufunc, numpy_gives):
+    """``fn`` that refuses all-boolean operands, where NumPy raises or gives int8 (graphc has no
+    int8): a clear TypeError, never a bool or int64 result NumPy would not give."""
+    def checked(*args):
+        if result_dtype(*args) == "bool":
+            raise TypeError(f"np.{ufunc} of booleans {numpy_gives}; cast them first, e.g. "
+                            f"x.astype(np.int32) (at {user_line()})")
+        return fn(*args)
+    return _public(ufunc, checked, fn.__doc__, ufunc)
+
+
+subtract = _refusing_bool(subtract, "subtract", "raises a TypeError in NumPy (use np.logical_xor)")
+negative = _refusing_bool(negative, "negative", "raises a TypeError in NumPy (use np.logical_not)")
+sign = _refusing_bool(sign, "sign", "raises a TypeError in NumPy")
+square = _refusing_bool(square, "square", "gives int8 in NumPy, which graphc does not support")
+power = _refusing_bool(power, "power", "gives int8 in NumPy, which graphc does not support")
 
 # -- comparisons and logic -----------------------------------------------------------
 def _cmp(name, reference, sym, ufunc):
@@ -557,9 +578,12 @@ degrees = implements(ufunc="degrees")(rad2deg)
 def sinc(x):
     """``sin(pi x) / (pi x)``, 1 at 0, as ``np.sinc`` (the same operations)."""
     y = multiply(np.pi, _floating(x))
-    dtype = y.dtype.name if isinstance(y, Tracer) else np.result_type(y).name
-    y = where(not_equal(y, 0), y, float(np.finfo(dtype).eps))
-    return divide(sin(y), y)
+    # near 0 the series 1 - y^2/6 + y^4/120 (within an ulp of sin(y)/y there): its derivatives
+    # at 0 are sinc's own (the second is -pi^2/3), where a stand-in for y = 0 would give 0
+    small = less(absolute(y), 2.0 ** -12)
+    safe = where(small, 1.0, y)
+    y2 = y * y
+    return where(small, 1.0 - y2 / 6.0 + y2 * y2 / 120.0, divide(sin(safe), safe))
 
 
 @implements(ufunc="isnan")
@@ -588,14 +612,17 @@ def isfinite(x):
 def nan_to_num(x, copy=True, nan=0.0, posinf=None, neginf=None):
     """NaN -> ``nan``, inf -> ``posinf`` (default: the dtype's max), -inf -> ``neginf`` (its
     min), as ``np.nan_to_num``; integers are unchanged."""
+    if not copy and isinstance(x, Tracer):
+        raise TraceError(f"np.nan_to_num(x, copy=False) changes x in place, which a traced array cannot "
+                         f"(at {user_line()}); write x = np.nan_to_num(x)")
     dtype = result_dtype(x)
     if not dtype.startswith("float"):
         return x
     info = np.finfo(dtype)
     hi = float(info.max) if posinf is None else posinf
     lo = float(info.min) if neginf is None else neginf
-    x = where(isnan(x), nan, x)
-    return where(equal(x, np.inf), hi, where(equal(x, -np.inf), lo, x))
+    # every mask from the input, as NumPy's (nan=np.inf must stay inf, not become posinf)
+    return where(isnan(x), nan, where(equal(x, np.inf), hi, where(equal(x, -np.inf), lo, x)))
 
 
 # -- floor division and remainder (NumPy's semantics: graphc.backend.vecmath helpers) --------------

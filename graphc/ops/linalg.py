@@ -358,6 +358,12 @@ def einsum(*operands, out=None, dtype=None, order="K", casting="safe", optimize=
         ops, labels, out_labels = _interleaved(operands)
     if not ops:
         raise ShapeError(f"einsum: no operands given\n  at {user_line()}")
+    if dtype is not None:  # NumPy casts the operands to dtype under `casting` ('safe' by default)
+        for x in ops:
+            source = np.dtype(type_of(x).dtype)
+            if not np.can_cast(source, np.dtype(dtype), casting):
+                raise TypeError(f"np.einsum: cannot cast the {source} operand to {np.dtype(dtype)} with "
+                                f"casting={casting!r}, as NumPy (at {user_line()})")
     return contract(list(ops), labels, out_labels, dtype)
 
 

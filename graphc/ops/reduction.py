@@ -383,6 +383,9 @@ def var(a, axis=None, dtype=None, out=None, ddof=0, keepdims=False, *, where=Non
             raise ValueError("ddof and correction can't be provided simultaneously.")
         ddof = correction
     from graphc.trace import convert
+    if dtype is not None and np.dtype(dtype).kind != "f":
+        raise TraceError(f"np.var/np.std with an integer or boolean dtype= (NumPy truncates the result or "
+                         f"raises) is not supported by graphc (at {user_line()}); use a float dtype")
     (a,) = promote(a)
     x = convert(a, np.dtype(dtype).name if dtype is not None else _float_dtype_of(type_of(a).dtype))
     axes = normalize_axes(axis, type_of(x).ndim)

@@ -96,6 +96,10 @@ def _scan(name, a, axis, dtype, out):
     if out is not None:
         raise TraceError(f"np.{name}(..., out=...) is not supported by graphc (at {user_line()})")
     from graphc.ops.shape import ravel
+    if dtype is not None and scan_dtype(np.dtype(dtype).name) != np.dtype(dtype).name:
+        raise TraceError(f"np.{name}(..., dtype={np.dtype(dtype).name}) accumulates in {np.dtype(dtype).name} "
+                         f"in NumPy; graphc accumulates integers and booleans in int64 only (at {user_line()}); "
+                         f"leave dtype out and cast the result")
     (a,) = promote(a) if dtype is None else promote(a, dtype=np.dtype(dtype).name)
     if axis is None:  # over the flattened array, as NumPy
         a, axis = ravel(a), 0

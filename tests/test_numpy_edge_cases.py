@@ -1,0 +1,50 @@
+"""Edge cases a hostile review found in the NumPy surface: each once gave a silently different
+result (or a raw Numba error), now NumPy's result or a clear error."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import graphc as gc
+from graphc.testing import check_grads
+
+
+def test_eigh_of_a_matmul_result():  # a generated temporary once shadowed the output buffer
+    x = np.array([[3.0, 1, 0], [0, 2, 1], [1, 0, 4]])
+    for fn in (lambda x: np.linalg.eigvalsh(x @ x.T), lambda x: np.linalg.eigvalsh(x.T @ x)):
+        np.testing.assert_allclose(gc.trace(fn)(x), fn(x), rtol=1e-12)
+    np.testing.assert_allclose(gc.grad(lambda x: np.sum(np.linalg.eigvalsh(x @ x.T)))(x), 2 * x, atol=1e-12)
+
+
+@pytest.mark.parametrize("kw", [dict(nan=np.inf), dict(nan=-np.inf, neginf=5.0), dict(posinf=1.0), {}])
+def test_nan_to_num_masks_come_from_the_input(kw):
+    x = np.array([np.nan, 2.0, np.inf, -np.inf])
+    np.testing.assert_array_equal(gc.trace(lambda x: np.nan_to_num(x, **kw))(x), np.nan_to_num(x, **kw))
+
+
+def test_nan_to_num_in_place_is_refused():
+    with pytest.raises(gc.TraceError, match="copy=False"):
+        gc.trace(lambda x: np.nan_to_num(x, copy=False))(np.ones(2))
+
+
+def test_sinc_second_derivative_at_zero():
+    x = np.array([0.0, 1e-9, 0.3, -2.5, 1e-5])
+    np.testing.assert_array_equal(gc.trace(np.sinc)(x), np.sinc(x))
+    check_grads(np.sinc, (x,), order=2)
+
+
+@pytest.mark.parametrize("fn", [np.sin, np.exp, lambda x: -x, lambda x: x - x, lambda x: x ** x, np.square,
+                                np.sign])
+def test_booleans_where_numpy_raises_or_gives_a_small_dtype(fn):
+    with pytest.raises(TypeError, match="boolean"):
+        gc.trace(fn)(np.array([True, False]))
+
+
+def test_dtype_arguments_graphc_cannot_follow_are_refused():
+    x = np.arange(4)
+    with pytest.raises(gc.TraceError, match="int64"):
+        gc.trace(lambda x: np.cumsum(x, dtype=np.int32))(x)
+    with pytest.raises(gc.TraceError, match="float dtype"):
+        gc.trace(lambda x: np.var(x, dtype=np.int64))(x)
+    with pytest.raises(TypeError, match="casting"):
+        gc.trace(lambda x: np.einsum("i,i", x, x, dtype=np.float32))(np.ones(3))
