@@ -66,11 +66,17 @@ class CapturedArray(State):
     def __init__(self, getter, name):
         self._getter = getter
         self.name = name
+        self._checked = None  # the array last found capturable (on the hot path: no re-check)
 
     @property
     def data(self):
         value = self._getter()
-        return value if capturable(value) else _NOT_AN_ARRAY
+        if value is self._checked:
+            return value
+        if capturable(value):
+            self._checked = value
+            return value
+        return _NOT_AN_ARRAY
 
     def write(self, value):
         raise TraceError(f"{self.name} is captured by the traced function and read-only there")
@@ -78,7 +84,10 @@ class CapturedArray(State):
 
 def capturable(value) -> bool:
     """Arrays graphc reads by reference: plain ndarrays (or memory maps) of a dtype graphc compiles."""
-    return (type(value) is np.ndarray or type(value) is np.memmap) and value.dtype.name in DTYPES
+    return (type(value) is np.ndarray or type(value) is np.memmap) and value.dtype in _DTYPES
+
+
+_DTYPES = frozenset(np.dtype(name).newbyteorder(order) for name in DTYPES for order in "<>")
 
 
 def captured(builder, key, getter, name):
@@ -108,11 +117,11 @@ def _assigned_names(code) -> frozenset:
     return frozenset(names)
 
 
-def _identity(current, held):
+def _identity(current):
     """What a guard compares (the value it has when the trace ends, so the traced code's own
     assignments do not count): numbers and strings by value (typed, the sign of zero and NaN
-    told apart), anything else by identity. ``held`` keeps the traced object alive, so its id
-    cannot be reused."""
+    told apart), anything else by identity (the guard holds the traced object, so its id
+    cannot be reused)."""
     return scalar_key(current) if isinstance(current, _SCALARS) else ("object", id(current))
 
 
@@ -182,7 +191,13 @@ def _read(builder, key, getter, value, where):
     if isinstance(value, types.ModuleType):  # (rebinding `np` is not a thing to guard on every call)
         file = getattr(value, "__file__", None)
         return _UserModuleView(value, builder) if file and not file.startswith(_LIBRARY_DIRS) else value
-    builder.guard_final(("capture",) + key, lambda: _identity(getter(), value), where)
+    held = _identity(value)
+
+    def check():  # (on every call: the common case, an unchanged global, is one `is`)
+        current = getter()
+        return held if current is value else _identity(current)
+
+    builder.guard_final(("capture",) + key, check, where)
     return watch(value, builder)
 
 

@@ -176,9 +176,14 @@ class Compiled:
 
     def valid(self) -> bool:
         """False when a State changed shape or dtype, or a guarded Python value changed."""
-        return all(st.data.shape == shape and st.data.dtype == dtype
-                   for st, (shape, dtype) in zip(self.state_in, self.state_types)) and all(
-            check() == value for check, value, _ in self.guards)
+        for st, (shape, dtype) in zip(self.state_in, self.state_types):  # (plain loops: the hot path)
+            data = st.data
+            if data.shape != shape or data.dtype != dtype:
+                return False
+        for check, value, _ in self.guards:
+            if check() != value:
+                return False
+        return True
 
     def failed_guard(self) -> str | None:
         """What changed since this variant was traced (for the retrace warning)."""
