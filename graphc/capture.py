@@ -321,11 +321,15 @@ def _override(value):
 
 class _NumPyView(types.ModuleType):
     """``numpy`` as traced user code sees it: the few functions that NumPy does not dispatch
-    to traced values (np.asarray, np.array, np.float32(x), np.r_...) are graphc's."""
+    to traced values (np.asarray, np.array, np.r_...) are graphc's. ``np.float32(x)`` too, but
+    only where the attribute is loaded to be called: anywhere else (``dtype=np.float32``,
+    ``x.dtype.type is np.float32``) the user's code gets NumPy's own type."""
 
     def __getattr__(self, name):
         value = getattr(np, name)
         found = _override(value)
+        if found is None and _CALL_OVERRIDES.get(value) is not None and _loaded_to_call(sys._getframe(1)):
+            found = _CALL_OVERRIDES[value]
         return value if found is None else found
 
     def __dir__(self):
@@ -333,6 +337,48 @@ class _NumPyView(types.ModuleType):
 
 
 _NUMPY_VIEW = _NumPyView("numpy", np.__doc__)
+_CALL_OVERRIDES = registry.NUMPY_CALL_OVERRIDES
+
+
+def _loaded_to_call(frame) -> bool:
+    """Is the attribute being read by ``np.name(...)``, a method-style load (3.11's LOAD_METHOD,
+    3.12's LOAD_ATTR with the method bit), rather than as a value?"""
+    return _call_load(frame.f_code, frame.f_lasti)
+
+
+@functools.lru_cache(maxsize=4096)
+def _call_load(code, lasti) -> bool:
+    instructions = list(dis.get_instructions(code))
+    at = next((k for k, ins in enumerate(instructions) if ins.offset == lasti), None)
+    if at is None:
+        return False
+    load = instructions[at]
+    if load.opname == "LOAD_METHOD" or load.argrepr.startswith("NULL|self"):
+        return True
+    # a plain load (3.11 loads `module.name(...)` so): follow the stack until the loaded value
+    # is consumed; it is the callee when a call's arguments are exactly what was pushed above it
+    above, calls_above = 0, 0
+    for ins in instructions[at + 1:]:
+        if ins.opname in ("PRECALL", "CALL"):
+            if ins.opname == "CALL" and calls_above:  # (the CALL of a PRECALL already counted)
+                calls_above -= 1
+                continue
+            if above == ins.arg:
+                return True
+            if above < ins.arg + 2:
+                return False
+            above -= ins.arg + 1  # a call among the arguments: its callable pair and args become one value
+            calls_above += ins.opname == "PRECALL"
+            continue
+        if ins.opcode in dis.hasjrel or ins.opcode in dis.hasjabs:
+            return False
+        try:
+            above += dis.stack_effect(ins.opcode, ins.arg)
+        except ValueError:
+            return False
+        if above < 0:
+            return False
+    return False
 
 
 def finish(builder):

@@ -371,7 +371,7 @@ def test_conversion_and_introspection_trace_as_numpy():
         x = np.asarray(x)
         assert (np.ndim(x), np.shape(x), np.size(x)) == (1, (2,), 2)
         assert x.dtype.type is np.float64 and issubclass(np.float32, np.floating)  # NumPy's own types
-        return (np.array([x[0], x[1], y]) * 2, np.sum(x).astype(np.float32), np.r_[x, y, 1:3], np.c_[x, x],
+        return (np.array([x[0], x[1], y]) * 2, np.float32(np.sum(x)), np.r_[x, y, 1:3], np.c_[x, x],
                 np.asarray(x, dtype=np.float32), np.array([[x[0]], [y]]), x.astype(np.float32),
                 np.r_[x.astype(np.float32), 0.5], np.c_[x[None, None], x[None, None]], x * np.asarray(y))
 

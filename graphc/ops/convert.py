@@ -1,8 +1,8 @@
 """Introspection and conversion: ``np.ndim``/``np.shape``/``np.size``, ``np.asarray``,
 ``np.array`` (also of lists of traced values), ``np.r_``/``np.c_``.
 
-``np.float32(x)`` on a traced value is refused with a hint (``x.astype(np.float32)``):
-NumPy's scalar types cannot be stood in for without breaking ``x.dtype.type is np.float32``.
+``np.float32(x)`` (and the other scalar types) cast a traced value where user code calls
+them directly; everywhere else the name stays NumPy's own type (see ``graphc.capture``).
 
 ``np.ndim``, ``np.shape`` and ``np.size`` dispatch to tracers through NumPy's
 ``__array_function__`` and give static values. ``np.asarray``, ``np.array`` and
@@ -131,3 +131,18 @@ registry.NUMPY_OVERRIDES.update({
     np.asarray: asarray, np.asanyarray: asarray, np.ascontiguousarray: asarray, np.array: array,
     np.r_: _RowJoin(np.r_, columns=False), np.c_: _RowJoin(np.c_, columns=True),
 })
+
+
+def _scalar_type_call(scalar_type):
+    def convert(value=0, *args, **kwargs):
+        if _has_tracer(value):
+            return asarray(value, dtype=scalar_type)
+        return scalar_type(value, *args, **kwargs)
+    convert.__name__ = convert.__qualname__ = scalar_type.__name__
+    convert.__doc__ = f"``np.{scalar_type.__name__}(x)``: a traced value cast to {scalar_type.__name__}."
+    return convert
+
+
+for _t in (np.float32, np.float64, np.int32, np.int64, np.bool_):
+    registry.NUMPY_CALL_OVERRIDES[_t] = _scalar_type_call(_t)
+

@@ -52,6 +52,9 @@ UFUNCS: dict = {}
 # NumPy objects that dispatch to no protocol (np.asarray, np.array, np.float32, np.r_...) ->
 # what traced user code sees in their place (graphc.capture hands these out for ``np.*``)
 NUMPY_OVERRIDES: dict = {}
+# NumPy's scalar types -> what ``np.float32(x)`` calls in traced user code (the type itself
+# everywhere else: graphc.capture tells the two uses apart)
+NUMPY_CALL_OVERRIDES: dict = {}
 
 
 def register(name, kind, infer, reference, **rules) -> Op:
