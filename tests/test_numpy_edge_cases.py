@@ -48,3 +48,22 @@ def test_dtype_arguments_graphc_cannot_follow_are_refused():
         gc.trace(lambda x: np.var(x, dtype=np.int64))(x)
     with pytest.raises(TypeError, match="casting"):
         gc.trace(lambda x: np.einsum("i,i", x, x, dtype=np.float32))(np.ones(3))
+
+
+@pytest.mark.parametrize("ord", [2, -2, "nuc"])
+def test_matrix_norms_from_singular_values(ord):
+    x = np.random.default_rng(0).standard_normal((2, 3, 4))
+    for axis, keepdims in (((1, 2), False), ((2, 0), True)):
+        got = gc.trace(lambda x: np.linalg.norm(x, ord, axis, keepdims))(x)
+        np.testing.assert_allclose(got, np.linalg.norm(x, ord, axis, keepdims), rtol=1e-12)
+    check_grads(lambda x: np.linalg.norm(x, ord, (1, 2)), (x,), order=1)
+
+
+def test_np_float32_casts_where_called_and_stays_a_type_elsewhere():
+    def f(x):
+        assert x.dtype.type is np.float64 and issubclass(np.float32, np.floating)
+        return np.float32(x.sum()), np.int64(x[0]), np.float64(np.maximum(x, 1).sum()), np.zeros(2, np.float32)
+
+    x = np.arange(3.0)
+    for got, want in zip(gc.trace(f)(x), f(x)):
+        assert np.asarray(got).dtype == np.asarray(want).dtype and np.array_equal(got, want)

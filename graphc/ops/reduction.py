@@ -533,19 +533,20 @@ def _norm_of_matrices(x, ord, axes, keepdims):
     row, col = axes
     if row == col:
         raise ValueError("Duplicate axes given.")
-    if ord in (2, -2, "nuc"):
-        raise TraceError(f"np.linalg.norm(..., ord={ord!r}) of matrices needs singular values, "
-                         f"which graphc cannot trace yet (at {user_line()})")
-    if ord in (1, -1):
-        pick, reduced, across = (max if ord == 1 else min), row, col - (col > row)
-    elif ord in (np.inf, -np.inf):
-        pick, reduced, across = (max if ord == np.inf else min), col, row - (row > col)
-    elif ord in (None, "fro", "f"):
+    if ord in (None, "fro", "f"):
         return sqrt(sum(x * x, axis=axes, keepdims=keepdims))
+    if ord in (2, -2, "nuc"):  # from the singular values, as NumPy's
+        from graphc.ops.linalg_decomp import svdvals
+        from graphc.ops.shape import moveaxis
+        values = svdvals(moveaxis(x, (row, col), (-2, -1)))
+        ret = {2: max, -2: min, "nuc": sum}[ord](values, axis=-1)
+    elif ord in (1, -1, np.inf, -np.inf):
+        pick = max if ord in (1, np.inf) else min
+        reduced, across = (row, col - (col > row)) if ord in (1, -1) else (col, row - (row > col))
+        sums = sum(absolute(x), axis=reduced)
+        ret = _max_from_zero(sums, (across,), False) if pick is max else min(sums, axis=across)
     else:
         raise ValueError("Invalid norm order for matrices.")
-    sums = sum(absolute(x), axis=reduced)
-    ret = _max_from_zero(sums, (across,), False) if pick is max else min(sums, axis=across)
     if keepdims:
         ret = reshape(ret, tuple(1 if d in axes else n for d, n in enumerate(type_of(x).shape)))
     return ret
@@ -553,8 +554,8 @@ def _norm_of_matrices(x, ord, axes, keepdims):
 
 def norm(x, ord=None, axis=None, keepdims=False):
     """``np.linalg.norm``: vector norms (``ord`` None/2, 1, inf, -inf, 0 or any p) along one
-    axis, matrix norms (None/'fro', 1, -1, inf, -inf) over two; integers give float64.
-    Matrix ``ord`` 2, -2 and 'nuc' need an SVD and raise TraceError."""
+    axis, matrix norms (None/'fro', 1, -1, inf, -inf, and from an SVD 2, -2, 'nuc') over two;
+    integers give float64."""
     from graphc.ops.elementwise import sqrt
     from graphc.ops.shape import reshape
     from graphc.trace import convert
