@@ -478,7 +478,7 @@ class TracedFunction:
                     "a gc State), so they are data rather than part of the graph")
             warnings.warn(f"{self.name} has been traced and compiled {RETRACE_WARNING} times: {which}. Each "
                           f"change compiles again (at most {MAX_SIGNATURES} signatures are kept); {hint}",
-                          RetraceWarning, stacklevel=4)
+                          RetraceWarning, stacklevel=5)  # (the user's call: _compile, _call_general, __call__)
 
     def _check_arguments(self, args, kwargs, leaves):
         """Clear TypeErrors naming the parameter, before anything is traced."""

@@ -233,14 +233,14 @@ class Tracer:
                                  f"(at {user_line()}); use the returned value")
             raise unsupported(name)
         kwargs.pop("out", None)
-        return distinct(fn(*inputs, **kwargs), inputs)
+        return strong(distinct(fn(*inputs, **kwargs), inputs))
 
     def __array_function__(self, func, types, args, kwargs):
         fn = registry.NUMPY_FUNCTIONS.get(func)
         if fn is None:
             raise unsupported(f"{func.__module__.replace('numpy', 'np')}.{func.__name__}")
         out = fn(*args, **kwargs)
-        return out if func in _SAME_ARRAY else distinct(out, args)
+        return strong(out if func in _SAME_ARRAY else distinct(out, args))
 
 
 # NumPy functions that may hand back their argument itself or a view of it: the one traced
@@ -250,6 +250,14 @@ _SAME_ARRAY = {np.asarray, np.asanyarray, np.reshape, np.ravel, np.transpose, np
                np.broadcast_to, np.swapaxes, np.moveaxis, np.rollaxis, np.atleast_1d, np.atleast_2d,
                np.atleast_3d, np.flip, np.fliplr, np.flipud, np.rot90, np.diagonal, np.split, np.array_split,
                np.hsplit, np.vsplit, np.dsplit, np.matrix_transpose}
+
+
+def strong(out):
+    """A NumPy function's result is a NumPy scalar or array even from Python numbers
+    (``np.sqrt(2.0)`` is an np.float64, which promotes strongly): never weakly typed."""
+    if isinstance(out, Tracer) and out.weak:
+        return Tracer(out.value, out.builder)
+    return out
 
 
 def distinct(out, args):

@@ -600,3 +600,25 @@ def test_captured_arrays_used_as_concrete_values_are_guarded_by_content():
             assert np.array_equal(got, want)
         MASK[0], MASK[1] = False, True
     MASK[:] = [True, False, True]
+
+
+def test_in_place_on_numbers_rebinds_the_name_only():
+    def f(x, a, n):
+        t, m = a, n
+        a += 1.0
+        n *= 3
+        s = x.sum()
+        u = s
+        s += 1
+        return t, m, u, a, n, s
+
+    args = (np.arange(3.0), 2.5, 4)
+    for got, want in zip(gc.trace(f)(*args), f(*args)):
+        assert got == want and type(got) is type(want)
+
+
+def test_numpy_functions_of_python_numbers_are_strongly_typed():
+    f = lambda x, a: (x * np.sqrt(a), np.sqrt(a), x * (a * 2))  # noqa: E731
+    args = (np.ones(2, np.float32), 2.0)
+    for got, want in zip(gc.trace(f)(*args), f(*args)):
+        assert np.asarray(got).dtype == np.asarray(want).dtype and type(got) is type(want)

@@ -67,3 +67,9 @@ def test_np_float32_casts_where_called_and_stays_a_type_elsewhere():
     x = np.arange(3.0)
     for got, want in zip(gc.trace(f)(x), f(x)):
         assert np.asarray(got).dtype == np.asarray(want).dtype and np.array_equal(got, want)
+
+
+@pytest.mark.parametrize("fn", [lambda b: b ** 2, lambda b: +b, lambda b: np.arctan2(b, b), lambda b: np.hypot(b, b)])
+def test_more_boolean_refusals(fn):
+    with pytest.raises(TypeError, match="boolean"):
+        gc.trace(fn)(np.array([True, False]))

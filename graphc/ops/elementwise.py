@@ -262,6 +262,28 @@ negative = _refusing_bool(negative, "negative", "raises a TypeError in NumPy (us
 sign = _refusing_bool(sign, "sign", "raises a TypeError in NumPy")
 square = _refusing_bool(square, "square", "gives int8 in NumPy, which graphc does not support")
 power = _refusing_bool(power, "power", "gives int8 in NumPy, which graphc does not support")
+_power_any = power
+
+
+def power(x, y):  # noqa: F811  (a boolean base too: `b ** 2` is np.square in NumPy, an int8)
+    if type_of_kind(x) == "b":
+        raise TypeError(f"a power of booleans gives int8 or int64 in NumPy depending on the exponent; cast the "
+                        f"base first, e.g. x.astype(np.int32) (at {user_line()})")
+    return _power_any(x, y)
+
+
+power = _public("power", power, _power_any.__doc__, "power")
+
+
+def positive(x):
+    """``+x``: a copy; NumPy refuses booleans."""
+    if type_of_kind(x) == "b":
+        raise TypeError(f"np.positive of booleans raises a TypeError in NumPy (at {user_line()})")
+    return x
+
+
+def type_of_kind(x) -> str:
+    return np.dtype(result_dtype(x)).kind if not isinstance(x, bool) else "b"
 
 # -- comparisons and logic -----------------------------------------------------------
 def _cmp(name, reference, sym, ufunc):
@@ -447,8 +469,13 @@ arctanh = _libm_unary("arctanh", lambda g, x, out: g / (1 - x * x))
 
 
 def _libm_binary(name, vjp):
-    return _binary(name, getattr(np, name), lambda c, a, b: f"np.{name}({a}, {b})", vjp, name,
-                   infer=infer_float, float_result=True)
+    fn = _binary(name, getattr(np, name), lambda c, a, b: f"np.{name}({a}, {b})", vjp, name,
+                 infer=infer_float, float_result=True)
+
+    def checked(x, y):
+        _float_dtype(x if result_dtype(x, y) == "bool" else y)  # (booleans: float16 in NumPy, refused)
+        return fn(x, y)
+    return _public(name, checked, fn.__doc__, name)
 
 
 arctan2 = _libm_binary("arctan2", (lambda g, y, x, out: g * x / (x * x + y * y),

@@ -59,6 +59,10 @@ def _inplace(symbol, name):
         out = getattr(a, name)(b)
         if out is NotImplemented:
             return out
+        if a.weak or not a.ndim:
+            # a Python number or NumPy scalar (x.sum(), an argument `lr`) cannot change in place:
+            # Python rebinds the name to the result, and other names keep the old value
+            return out
         if out.shape != a.shape:
             raise ValueError(f"x {symbol} value: the result's shape {out.shape} does not fit x's shape "
                              f"{a.shape} (at {user_line()})")
@@ -123,7 +127,7 @@ OPERATORS = {
     "__truediv__": ew.divide, "__rtruediv__": _reflected(ew.divide),
     "__pow__": ew.power, "__rpow__": _reflected(ew.power),
     "__matmul__": linalg.matmul, "__rmatmul__": _reflected(linalg.matmul),
-    "__neg__": ew.negative, "__pos__": lambda a: _copy(a), "__abs__": ew.absolute,
+    "__neg__": ew.negative, "__pos__": lambda a: _copy(ew.positive(a)), "__abs__": ew.absolute,
     "__eq__": ew.equal, "__ne__": ew.not_equal, "__lt__": ew.less, "__le__": ew.less_equal,
     "__gt__": ew.greater, "__ge__": ew.greater_equal,
     "__and__": _bool_only("&", ew.logical_and), "__rand__": _bool_only("&", ew.logical_and),
