@@ -191,14 +191,30 @@ def _read(builder, key, getter, value, where):
     if isinstance(value, types.ModuleType):  # (rebinding `np` is not a thing to guard on every call)
         file = getattr(value, "__file__", None)
         return _UserModuleView(value, builder) if file and not file.startswith(_LIBRARY_DIRS) else value
-    held = _identity(value)
-
-    def check():  # (on every call: the common case, an unchanged global, is one `is`)
-        current = getter()
-        return held if current is value else _identity(current)
-
-    builder.guard_final(("capture",) + key, check, where)
+    builder.guard_final(("capture",) + key, IdentityGuard(getter, value), where)
     return watch(value, builder)
+
+
+class IdentityGuard:
+    """A guard's check on a global, cell or attribute: the value's identity key (``_identity``).
+    ``fast`` tells the runtime how to test, without a call, that the very object read while
+    tracing is still there (the common case on every call): ("cell", cell, object) or
+    ("dict", namespace, name, object); None when there is no such shortcut."""
+
+    __slots__ = ("getter", "value", "held", "fast")
+
+    def __init__(self, getter, value):
+        self.getter, self.value, self.held = getter, value, _identity(value)
+        self.fast = None
+        if isinstance(getter, functools.partial):
+            if getter.func is _contents:
+                self.fast = ("cell", getter.args[0], value)
+            elif isinstance(getattr(getter.func, "__self__", None), dict) and getter.func.__name__ == "get":
+                self.fast = ("dict", getter.func.__self__, getter.args[0], value)
+
+    def __call__(self):
+        current = self.getter()
+        return self.held if current is self.value else _identity(current)
 
 
 class _UserModuleView(types.ModuleType):

@@ -152,6 +152,7 @@ class Compiled:
         self.guards = list(builder.guards)
         self.input_checks = list(builder.input_checks)
         self.needs_validation = bool(self.state_in or self.guards)
+        self.valid = self._validator()
         # Python state a library sets after each call as the trace left it (graphc.nn: p.grad None or not)
         self.after_call = tuple(builder.aux.get("graphc.after_call", ()))
         # argument positions of the States whose update the generated code writes into the
@@ -174,16 +175,46 @@ class Compiled:
             returned.add(root)
         self.copy_user = copy_user if any(copy_user) else None
 
-    def valid(self) -> bool:
-        """False when a State changed shape or dtype, or a guarded Python value changed."""
-        for st, (shape, dtype) in zip(self.state_in, self.state_types):  # (plain loops: the hot path)
-            data = st.data
-            if data.shape != shape or data.dtype != dtype:
-                return False
-        for check, value, _ in self.guards:
-            if check() != value:
-                return False
-        return True
+    def _validator(self):
+        """``valid()``: False when a State changed shape or dtype, or a guarded Python value
+        changed. A closure over plain tuples (it runs on every call): globals and cells that still
+        hold the very object the trace read pass with one ``is`` each (capture.IdentityGuard.fast);
+        anything else runs the guards' checks."""
+        states = tuple((st, shape, dtype) for st, (shape, dtype) in zip(self.state_in, self.state_types))
+        cells, names, others = [], [], []
+        for guard in self.guards:
+            fast = getattr(guard[0], "fast", None)
+            if fast is None:
+                others.append(guard)
+            elif fast[0] == "cell":
+                cells.append(fast[1:])
+            else:
+                names.append(fast[1:])
+        cells, names, others, every = tuple(cells), tuple(names), tuple(others), tuple(self.guards)
+
+        def hold(guards) -> bool:
+            for check, value, _ in guards:
+                if check() != value:
+                    return False
+            return True
+
+        def valid() -> bool:
+            for st, shape, dtype in states:
+                data = st.data
+                if data.shape != shape or data.dtype != dtype:
+                    return False
+            for namespace, name, obj in names:
+                if namespace.get(name) is not obj:
+                    return hold(every)
+            try:
+                for cell, obj in cells:
+                    if cell.cell_contents is not obj:
+                        return hold(every)
+            except ValueError:  # (a cell emptied by `del`)
+                return hold(every)
+            return hold(others) if others else True
+
+        return valid
 
     def failed_guard(self) -> str | None:
         """What changed since this variant was traced (for the retrace warning)."""
