@@ -130,10 +130,9 @@ def test_assigning_a_global_happens_while_tracing_and_a_traced_one_is_refused():
 def test_a_rebound_optimizer_is_used():
     model = nn.Linear(2, 1)
     x, y = np.ones((4, 2)), np.zeros((4, 1))
-    state = {"opt": optim.SGD(model.parameters(), lr=0.1)}
-    opt = state["opt"]
+    opt = optim.SGD(model.parameters(), lr=0.1)
 
-    def step(x, y):
+    def step(x, y):  # (its own closure: the test rebinds `opt` below)
         opt.zero_grad()
         loss = nn.MSELoss()(model(x), y)
         loss.backward()
