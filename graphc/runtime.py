@@ -15,8 +15,9 @@ import weakref
 import numpy as np
 
 from graphc import capture, pytree
+from graphc.ops import registry
 from graphc.backend import cpu
-from graphc.errors import NonFiniteError
+from graphc.errors import GraphcError, NonFiniteError
 from graphc.ir import DTYPES
 from graphc.trace import DYNAMIC, Tracer, current_builder, rebuild_outputs, trace_into_graph
 from graphc.passes import manager, memory
@@ -216,6 +217,18 @@ class Compiled:
 
         return valid
 
+    def _name_the_ops(self, exc):
+        """An error raised inside the compiled code (a singular matrix, an index out of range)
+        gets a note naming the ops of this graph that can raise, with the user's lines."""
+        if isinstance(exc, GraphcError) or getattr(exc, "_graphc_noted", False):
+            return
+        ops = [f"{node.op if node.op != 'fused' else 'a fused loop'} at {node.loc or 'an unknown line'}"
+               for node in self.graph.nodes if registry.can_raise(node)]
+        if ops:
+            exc.add_note(f"raised inside the compiled code of {self.graph.name}; what can raise there: "
+                         f"{'; '.join(ops)}")
+            exc._graphc_noted = True
+
     def failed_guard(self) -> str | None:
         """What changed since this variant was traced (for the retrace warning)."""
         for check, value, description in self.guards:
@@ -235,7 +248,11 @@ class Compiled:
                 name = getattr(st, "name", None) or type(st).__name__
                 raise ValueError(f"cannot update {name}: its array is read-only (a read-only memory map, "
                                  f"or flags.writeable is False); no state was changed")
-        outs = self._call(*arguments)
+        try:
+            outs = self._call(*arguments)
+        except Exception as exc:  # (no cost on the normal path)
+            self._name_the_ops(exc)
+            raise
         if self._call is self.compiled and self.compiled.direct:
             self._call = self.compiled.entry  # compiled now: skip the error-mapping wrapper
         if self.copy_user:

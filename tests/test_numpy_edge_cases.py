@@ -73,3 +73,11 @@ def test_np_float32_casts_where_called_and_stays_a_type_elsewhere():
 def test_more_boolean_refusals(fn):
     with pytest.raises(TypeError, match="boolean"):
         gc.trace(fn)(np.array([True, False]))
+
+
+def test_an_error_raised_in_compiled_code_names_the_users_line():
+    f = gc.trace(lambda a: np.linalg.inv(a) * 2)
+    f(np.eye(2))
+    with pytest.raises(np.linalg.LinAlgError) as err:
+        f(np.zeros((2, 2)))
+    assert any("inv at test_numpy_edge_cases.py:" in note for note in err.value.__notes__)
