@@ -32,7 +32,8 @@ from graphc.errors import CompileError, ExportError, GraphcError, ShapeError, Tr
 from graphc import ops as _ops  # registers every op  # noqa: F401
 from graphc.autodiff import grad, gradient, value_and_grad
 from graphc.interpret import interpret
-from graphc.runtime import TracedFunction, trace
+from graphc.runtime import RetraceWarning, TracedFunction, trace
+from graphc.backend.cache import CacheWarning
 
 # NumPy-compatible functions that work on traced values and on plain arrays
 from graphc.ops.creation import arange, full, full_like, ones, ones_like, zeros, zeros_like
