@@ -184,8 +184,9 @@ def _read(builder, key, getter, value, where):
             parts = {k: _read(builder, key + (k,), functools.partial(_item, getter, k), v, f"{where}[{k!r}]")
                      for k, v in items}
             return parts if type(value) is dict else type(value)(parts.values())
-        if len(leaves) <= _SMALL and all(isinstance(leaf, _SCALARS) for leaf in leaves):
-            # a small container of numbers and strings (config = {"lr": 0.1}): changed in place too
+        if len(leaves) <= _SMALL:
+            # a small container (config = {"lr": 0.1}, params = [w, b], layers = [...]): changed in
+            # place too; numbers by value, other objects (Parameters, modules) by identity
             builder.guard_final(("capture",) + key, lambda: _content(getter()), where)
             return value
     if isinstance(value, types.ModuleType):  # (rebinding `np` is not a thing to guard on every call)
@@ -242,11 +243,12 @@ class _UserModuleView(types.ModuleType):
 
 
 def _content(container):
-    """Identity, structure and leaves (typed, -0.0 and NaN told apart) of a small container."""
+    """Identity, structure and leaves (numbers typed, -0.0 and NaN told apart; other objects by
+    identity) of a small container."""
     if type(container) not in (dict, list, tuple):
         return None
     leaves, tree = pytree.flatten(container)
-    return id(container), tree, tuple(scalar_key(leaf) for leaf in leaves)
+    return id(container), tree, tuple(_identity(leaf) for leaf in leaves)
 
 
 def scalar_key(value):

@@ -621,3 +621,68 @@ def test_numpy_functions_of_python_numbers_are_strongly_typed():
     args = (np.ones(2, np.float32), 2.0)
     for got, want in zip(gc.trace(f)(*args), f(*args)):
         assert np.asarray(got).dtype == np.asarray(want).dtype and type(got) is type(want)
+
+
+def test_array_attributes_of_modules_and_loss_weights_are_read_by_reference():
+    weights = np.array([1.0, 3.0])
+    loss_fn = nn.CrossEntropyLoss(weight=weights)
+    logits, target = np.array([[1.0, 2.0], [0.5, -1.0], [0.3, 0.2]]), np.array([0, 1, 1])
+    f = gc.trace(lambda z, t: loss_fn(z, t))
+    assert np.isclose(f(logits, target), loss_fn(logits, target))
+    weights[1] = 10  # the user's array, changed in place
+    assert np.isclose(f(logits, target), loss_fn(logits, target))
+
+    class Masked(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.mask = np.ones(2)
+
+        def forward(self, x):
+            return x * self.mask
+
+    m = Masked()
+    g = gc.trace(m)
+    m.mask[0] = 0
+    assert np.array_equal(g(np.ones(2)), [0.0, 1.0])
+    m.mask = np.full(2, 5.0)
+    assert np.array_equal(g(np.ones(2)), [5.0, 5.0])
+
+
+PARAM_LIST = []
+
+
+def test_a_captured_list_of_parameters_changed_in_place_retraces():
+    PARAM_LIST[:] = [nn.Parameter(np.ones(2))]
+    f = gc.trace(lambda x: sum(x @ p for p in PARAM_LIST))
+    assert f(np.ones(2)) == 2.0
+    PARAM_LIST[0] = nn.Parameter(np.full(2, 5.0))
+    assert f(np.ones(2)) == 10.0
+    PARAM_LIST.append(nn.Parameter(np.ones(2)))
+    assert f(np.ones(2)) == 12.0
+
+
+def test_train_and_eval_inside_traced_functions_compile_once_each():
+    model = nn.Sequential(nn.Linear(3, 4), nn.Dropout(0.5), nn.Linear(4, 2))
+    opt = optim.SGD(model.parameters(), lr=0.1)
+
+    @gc.trace
+    def train_step(x, y):
+        model.train()
+        opt.zero_grad()
+        loss = nn.MSELoss()(model(x), y)
+        loss.backward()
+        opt.step()
+        return loss
+
+    @gc.trace
+    def evaluate(x):
+        model.eval()
+        return model(x)
+
+    x, y = np.ones((5, 3)), np.zeros((5, 2))
+    for _ in range(3):
+        train_step(x, y)
+        assert model.training  # as the eager code leaves it
+        evaluate(x)
+        assert not model.training
+    assert train_step.signatures == 1 and evaluate.signatures == 1

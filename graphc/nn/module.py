@@ -48,6 +48,11 @@ def _changed(module):
     module.__dict__["_graphc_version"] = module.__dict__.get("_graphc_version", 0) + 1
 
 
+def _set_mode(module, effects, key):
+    """After a compiled call: leave ``module`` in the mode the traced code left it in."""
+    module.__dict__["_training"] = effects[key]
+
+
 def _version(module) -> int:
     return module.__dict__.get("_graphc_version", 0)
 
@@ -59,6 +64,7 @@ class Module:
         object.__setattr__(self, "_parameters", OrderedDict())
         object.__setattr__(self, "_buffers", OrderedDict())
         object.__setattr__(self, "_modules", OrderedDict())
+        object.__setattr__(self, "_arrays", {})  # plain ndarray attributes (a loss's class weights)
         object.__setattr__(self, "training", True)
         object.__setattr__(self, "_path", None)
 
@@ -81,6 +87,15 @@ class Module:
             self._parameters[name] = None
             object.__setattr__(self, name, None)
             return
+        arrays = self.__dict__.get("_arrays")
+        if arrays is not None:
+            arrays.pop(name, None)
+            if type(value) is np.ndarray:  # read through __getattr__: a trace reads it by reference
+                for table in (self._parameters, self._buffers, self._modules):
+                    table.pop(name, None)
+                self.__dict__.pop(name, None)
+                arrays[name] = value
+                return
         home = (self._parameters if isinstance(value, Parameter)
                 else self._modules if isinstance(value, Module) else None)
         for table in (self._parameters, self._buffers, self._modules):
@@ -96,8 +111,25 @@ class Module:
                 object.__setattr__(value, "_path", name)
         object.__setattr__(self, name, value)
 
+    def __getattr__(self, name):
+        """A plain ndarray attribute (``self.mask``, a loss's ``weight``): inside a trace it is read
+        by reference on every call, so ``module.mask[0] = 0`` takes effect as in eager code."""
+        arrays = self.__dict__.get("_arrays")
+        if arrays is None or name not in arrays:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        value = arrays[name]
+        builder = current_builder()
+        if builder is None or not capture.capturable(value):
+            return value
+        return capture.captured(builder, ("module array", id(self), name), functools.partial(arrays.get, name),
+                                f"{self._label()}.{name}")
+
     def __delattr__(self, name):
         _changed(self)
+        arrays = self.__dict__.get("_arrays")
+        if arrays is not None and name in arrays:
+            del arrays[name]
+            return
         for table in (self._parameters, self._buffers, self._modules):
             table.pop(name, None)
         object.__delattr__(self, name)
@@ -146,7 +178,7 @@ class Module:
         builder = current_builder()
         if builder is not None:
             guarded = builder.aux.setdefault("graphc.nn.mode_guards", set())
-            if id(self) not in guarded:
+            if id(self) not in guarded:  # (not when the traced code set the mode itself first)
                 guarded.add(id(self))
                 builder.guard(lambda: self.__dict__["_training"], mode, f"{self._label()} train/eval mode")
         return mode
@@ -154,6 +186,18 @@ class Module:
     @training.setter
     def training(self, mode):
         self.__dict__["_training"] = bool(mode)
+        builder = current_builder()
+        if builder is not None:
+            # model.train()/eval() inside a traced function: the graph follows the mode set here
+            # (no guard on the mode on entry), and every compiled call sets it again afterwards,
+            # as running the function eagerly would
+            builder.aux.setdefault("graphc.nn.mode_guards", set()).add(id(self))
+            effects = builder.aux.setdefault("graphc.nn.mode_effects", {})
+            if id(self) not in effects:
+                effects[id(self)] = None
+                builder.aux.setdefault("graphc.after_call", []).append(
+                    functools.partial(_set_mode, self, effects, id(self)))
+            effects[id(self)] = bool(mode)
 
     # -- traversal ------------------------------------------------------------------
     def named_modules(self, memo=None, prefix: str = ""):

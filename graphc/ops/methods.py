@@ -53,8 +53,9 @@ def _inplace(symbol, name):
     shape); a TraceError on an argument, whose caller's array would change when run eagerly."""
     def method(a, b):
         if _caller_array(a):
-            raise TraceError(f"x {symbol} value on a traced argument (or a view of one) is not supported: "
-                             f"NumPy would change the caller's array, a compiled function cannot "
+            raise TraceError(f"x {symbol} value on a traced argument, State or captured global array (or "
+                             f"a view of one) is not supported: NumPy would change the caller's array, a compiled "
+                             f"function cannot "
                              f"(at {user_line()}); write x = x {symbol[:-1]} value and return x")
         out = getattr(a, name)(b)
         if out is NotImplemented:
