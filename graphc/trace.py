@@ -196,8 +196,9 @@ class Tracer:
                                     "instead, or use gc.where(cond, a, b) to choose between values inside a trace"))
 
     def __int__(self):
-        return int(self._concrete("int() of a traced value", "return the value from the traced function "
-                                  "instead, or use gc.where(cond, a, b) to choose between values inside a trace"))
+        return int(self._concrete("int() of a traced value", "pass it as a static argument "
+                                  "(static_argnums) where it is a size, an axis or a count; else return it "
+                                  "from the traced function, or use gc.where(cond, a, b)"))
 
     def __index__(self):
         return operator.index(self._concrete("using a traced value as a Python index or size",
@@ -210,8 +211,11 @@ class Tracer:
         if dtype is not None:  # np.float32(x) asks for an array of its dtype
             return np.asarray(self._concrete(f"np.{np.dtype(dtype).name}(x) on a traced value",
                                              f"write x.astype(np.{np.dtype(dtype).name}) instead"), dtype)
-        return self._concrete("converting a traced value to a NumPy array (np.asarray, np.array)",
-                              "use graphc or NumPy functions on it; they are traced")
+        return self._concrete("converting a traced value to a NumPy array",
+                              "this usually means a plain NumPy array made inside the function is indexed "
+                              "or filled with traced values (np.eye(n)[labels], out[i] = value): make that "
+                              "array a global, or use gc.one_hot / np.take on a traced array, and build "
+                              "results with np.stack or np.concatenate instead of filling them")
 
     def __len__(self):
         if not self.shape:
@@ -240,6 +244,9 @@ class Tracer:
         if fn is None:
             raise unsupported(f"{func.__module__.replace('numpy', 'np')}.{func.__name__}")
         out = fn(*args, **kwargs)
+        if func in _PYTHON_SCALAR:  # (NumPy returns a Python bool there: weakly typed)
+            out.weak = True
+            return out
         return strong(out if func in _SAME_ARRAY else distinct(out, args))
 
 
@@ -250,6 +257,9 @@ _SAME_ARRAY = {np.asarray, np.asanyarray, np.reshape, np.ravel, np.transpose, np
                np.broadcast_to, np.swapaxes, np.moveaxis, np.rollaxis, np.atleast_1d, np.atleast_2d,
                np.atleast_3d, np.flip, np.fliplr, np.flipud, np.rot90, np.diagonal, np.split, np.array_split,
                np.hsplit, np.vsplit, np.dsplit, np.matrix_transpose}
+
+
+_PYTHON_SCALAR = {np.allclose, np.array_equal, np.array_equiv}
 
 
 def strong(out):
@@ -385,6 +395,10 @@ def _promotion_stand_in(x):
     if isinstance(x, (np.ndarray, np.generic)):
         return x.dtype
     _reject_container(x)
+    if isinstance(x, (list, tuple)):  # a constant list of numbers is an array to NumPy ([0.485, 0.456])
+        array = np.asarray(x)
+        if array.dtype.kind in "biuf":
+            return array.dtype
     raise TypeError(f"graphc cannot use a value of type {type(x).__name__} in an array operation "
                     f"(at {user_line()})")
 

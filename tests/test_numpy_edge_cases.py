@@ -81,3 +81,14 @@ def test_an_error_raised_in_compiled_code_names_the_users_line():
     with pytest.raises(np.linalg.LinAlgError) as err:
         f(np.zeros((2, 2)))
     assert any("inv at test_numpy_edge_cases.py:" in note for note in err.value.__notes__)
+
+
+def test_constant_lists_as_operands_np_take_on_a_plain_table_and_allclose_as_a_bool():
+    def f(img, labels):
+        return ((img - [0.485, 0.456]) / (0.2, 0.3), np.take(np.eye(3), labels, axis=0), img @ [1.0, 2.0],
+                np.allclose(img, img))
+
+    args = (np.ones((2, 2), np.float32), np.array([0, 2]))
+    for got, want in zip(gc.trace(f)(*args), f(*args)):
+        assert type(got) is type(want) and np.asarray(got).dtype == np.asarray(want).dtype
+        assert np.allclose(got, want)

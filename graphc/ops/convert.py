@@ -146,3 +146,14 @@ def _scalar_type_call(scalar_type):
 for _t in (np.float32, np.float64, np.int32, np.int64, np.bool_):
     registry.NUMPY_CALL_OVERRIDES[_t] = _scalar_type_call(_t)
 
+
+def take(a, indices, axis=None, out=None, mode=None):
+    """``np.take`` with traced indices into a plain array (NumPy dispatches on ``a`` alone)."""
+    from graphc.ops.indexing import take as traced_take
+    if isinstance(a, Tracer) or _has_tracer(indices):
+        return traced_take(a, indices, axis=axis, out=out, mode=mode)
+    return np.take(a, indices, axis=axis, out=out, mode=mode if mode is not None else "raise")
+
+
+registry.NUMPY_OVERRIDES[np.take] = take
+
