@@ -37,7 +37,7 @@ def gradient(y, *xs):
         raise TraceError(f"gc.gradient needs a scalar to differentiate, but y has shape {y.shape} "
                          f"(at {user_line()}); reduce it first, e.g. with np.sum(y)")
     if not xs:
-        raise TraceError(f"gc.gradient(y) needs at least one value to differentiate with respect to")
+        raise TraceError("gc.gradient(y) needs at least one value to differentiate with respect to")
     for k, x in enumerate(xs):
         if not isinstance(x, Tracer) or x.builder is not y.builder:
             raise TraceError(f"gc.gradient: argument {k + 1} is not a traced value of this trace "

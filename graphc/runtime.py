@@ -19,7 +19,7 @@ from graphc.ops import registry
 from graphc.backend import cpu
 from graphc.errors import GraphcError, NonFiniteError
 from graphc.ir import DTYPES
-from graphc.trace import DYNAMIC, Tracer, current_builder, rebuild_outputs, trace_into_graph
+from graphc.trace import DYNAMIC, current_builder, rebuild_outputs, trace_into_graph
 from graphc.passes import manager, memory
 
 _SCALAR_TYPES = (int, float, np.integer, np.floating, np.bool_)

@@ -8,7 +8,7 @@ from graphc.backend import codegen
 from graphc.interpret import interpret
 from graphc.ir import parse
 from graphc.ops.fused import subgraph
-from graphc.passes import fusion, manager
+from graphc.passes import fusion
 
 
 def chain(x, w, b):

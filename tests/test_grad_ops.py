@@ -23,7 +23,7 @@ import graphc as gc
 from graphc.ops import registry
 from graphc.testing import GradientCheckError, check_grads
 from graphc.trace import bind
-from conftest import dynamic_leaves, interpret_raw, raw_graph
+from conftest import interpret_raw, raw_graph
 
 
 # -- random shapes ---------------------------------------------------------------------

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from graphc.backend.codegen import CTOR
 from graphc.errors import ShapeError, TraceError
 from graphc.ir import TensorType
 from graphc.ops.reduction import normalize_axes
