@@ -10,15 +10,21 @@ function through a copy of it whose global and closure reads are watched:
   so does each array in a dict, list or tuple held there (``params["w"]``);
 * any other value the trace used (a Python number, a model, an optimizer, a
   helper function) is guarded: when the global or cell holds something else at
-  call time, the function is traced again, as torch.compile's guards do;
-* helper functions the user's code calls (through globals or closures) are
-  watched the same way, recursively; library code (graphc, NumPy, the standard
-  library, installed packages) is not.
+  call time, the function is traced again, as torch.compile's guards do; small
+  containers (``cfg = {"lr": 0.1}``, ``[w, b]``) are guarded item by item;
+* helper functions the user's code calls (through globals or closures) and the
+  user's own modules (``config.W``) are watched the same way, recursively;
+  library code (graphc, NumPy, the standard library, installed packages) is not;
+  ``np`` itself is seen through ``_NumPyView`` (np.asarray, np.float32(x)...);
+* where NumPy needs a concrete value of a captured array (``if MASK[0]``,
+  ``x[MASK]``), ``concrete`` computes it and guards the array's contents.
 
-Arrays reached any other way (an attribute of your own object, a default
-argument) are constants of the trace: their values are taken when the function
-is traced. Keep such arrays in a ``graphc.state.State`` (or an ``nn.Parameter``
-or buffer), or pass them as arguments, when they change between calls.
+Arrays and numbers reached any other way (an attribute of your own plain object,
+a default argument) are constants of the trace: their values are taken when the
+function is traced. Keep such arrays in a ``graphc.state.State`` (or an
+``nn.Parameter`` or buffer; a Module's plain ndarray attributes are read by
+reference, see ``nn.Module.__getattr__``), or pass them as arguments, when they
+change between calls.
 
 Assignments to globals inside a traced function (``global n; n += 1``) happen
 once, while tracing, like every Python side effect; assigning a traced value to
@@ -57,7 +63,7 @@ _LIBRARY_DIRS = tuple(sorted({
 _NOT_AN_ARRAY = np.empty((0, 0, 0, 0, 0, 0, 0, 0), dtype=object)
 _MISSING = object()
 _SCALARS = (int, float, complex, str, bytes, bool, type(None), np.generic)
-_SMALL = 64  # containers of plain values up to this many leaves are guarded by content
+_SMALL = 64  # containers up to this many leaves are guarded item by item (larger: by identity)
 
 
 class CapturedArray(State):
@@ -135,9 +141,7 @@ def watch(fn, builder):
         return fn if func is fn.func else functools.partial(func, *fn.args, **fn.keywords)
     if type(fn) is not types.FunctionType:
         return fn
-    table = builder.aux.setdefault(_WRAPPED, {})
-    if fn in table.values():  # already a watched copy
-        return fn
+    table = builder.aux.setdefault(_WRAPPED, {})  # (a watched copy maps to itself)
     found = table.get(fn)
     if found is not None:
         return found
@@ -157,7 +161,7 @@ def watch(fn, builder):
     copy.__kwdefaults__ = fn.__kwdefaults__
     copy.__dict__.update(fn.__dict__)
     copy.__qualname__, copy.__module__ = fn.__qualname__, fn.__module__
-    table[fn] = copy  # before the cells are filled: a function that closes over itself finds its copy
+    table[fn] = table[copy] = copy  # before the cells are filled: a function closing over itself finds it
     for name, cell, new, f in zip(code.co_freevars, cells, new_cells, fresh):
         if not f:
             continue
@@ -171,9 +175,10 @@ def watch(fn, builder):
 
 
 def _read(builder, key, getter, value, where):
-    """What traced user code sees for ``value``, read from a global or cell through ``getter``:
-    an array becomes a captured input; a dict, list or tuple holding arrays (``params =
-    {"w": W}``) has each array captured and its keys guarded; anything else is guarded."""
+    """What traced user code sees for ``value``, read from a global, cell or module attribute
+    through ``getter``: an array becomes a captured input; a dict, list or tuple holding arrays
+    (``params = {"w": W}``) has each array captured and its keys guarded; another small container
+    is guarded item by item; a module of the user's is watched; anything else is guarded."""
     if capturable(value):
         return captured(builder, key, getter, where)
     if type(value) in (dict, list, tuple):

@@ -244,7 +244,7 @@ class Tracer:
         if fn is None:
             raise unsupported(f"{func.__module__.replace('numpy', 'np')}.{func.__name__}")
         out = fn(*args, **kwargs)
-        if func in _PYTHON_SCALAR:  # (NumPy returns a Python bool there: weakly typed)
+        if func in _PYTHON_SCALAR and isinstance(out, Tracer):  # (NumPy returns a Python bool: weak)
             out.weak = True
             return out
         return strong(out if func in _SAME_ARRAY else distinct(out, args))
@@ -263,8 +263,9 @@ _PYTHON_SCALAR = {np.allclose, np.array_equal, np.array_equiv}
 
 
 def strong(out):
-    """A NumPy function's result is a NumPy scalar or array even from Python numbers
-    (``np.sqrt(2.0)`` is an np.float64, which promotes strongly): never weakly typed."""
+    """A NumPy function's result is a NumPy scalar or array even from Python numbers, as NumPy
+    converts its inputs with ``np.asarray`` (``np.sqrt(2.0)`` is an np.float64, ``np.tile(2.0, 3)
+    * float32`` is float64): never weakly typed."""
     if isinstance(out, Tracer) and out.weak:
         return Tracer(out.value, out.builder)
     return out
@@ -273,8 +274,8 @@ def strong(out):
 def distinct(out, args):
     """``out``, or a tracer object of its own when ``out`` is one of ``args`` (``np.concatenate([x])``
     is a new array in NumPy: an in-place update of it must not reach ``x``)."""
-    if isinstance(out, Tracer) and any(out is a for a in args if isinstance(a, Tracer)) or (
-            isinstance(out, Tracer) and any(isinstance(a, (list, tuple)) and any(out is b for b in a) for a in args)):
+    if isinstance(out, Tracer) and any(
+            out is a or (isinstance(a, (list, tuple)) and any(out is b for b in a)) for a in args):
         return Tracer(out.value, out.builder, out.weak)
     return out
 

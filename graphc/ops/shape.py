@@ -9,20 +9,12 @@ from numpy.lib.array_utils import normalize_axis_index, normalize_axis_tuple
 from graphc.errors import ShapeError, TraceError
 from graphc.ir import DTYPES, TensorType
 from graphc.ops.registry import ELEMENTWISE, implements, register
-from graphc.trace import Tracer, bind, convert, mark_weak, promote, type_of, user_line
+from graphc.trace import Tracer, bind, convert, mark_weak, promote, strong, type_of, user_line
 
 
 def numpy_error(cls, message):
     """The exception NumPy raises for these arguments, with the user's line added."""
     return cls(f"{message} (at {user_line()})")
-
-
-def strong(x):
-    """``x`` as NumPy returns it from a function that converts its input with ``np.asarray``:
-    an array, never weakly typed (``np.tile(2.0, 3) * float32`` is float64)."""
-    if isinstance(x, Tracer) and x.weak:
-        return Tracer(x.value, x.builder)
-    return x
 
 
 def _static(value, what, fn):
