@@ -404,16 +404,16 @@ def _call_load(code, lasti) -> bool:
     return False
 
 
-def finish(builder):
-    """After a trace: copy assignments to globals made while tracing back to the real modules."""
-    from graphc.trace import Tracer
+def finish(builder, is_traced):
+    """After a trace: copy assignments to globals made while tracing back to the real modules
+    (``is_traced(value)``: whether a value is the trace's own, which cannot leave it)."""
     for watched in builder.aux.get(_GLOBALS, {}).values():
         for name in set(watched) | set(watched.snapshot):
             new = dict.get(watched, name, _MISSING)
             old = watched.snapshot.get(name, _MISSING)
             if new is old:
                 continue
-            if isinstance(new, Tracer):
+            if is_traced(new):
                 raise TraceError(f"the traced function assigned a traced value to the global {name!r}; "
                                  f"return it instead (a compiled call runs no Python code)")
             if new is _MISSING:

@@ -7,6 +7,23 @@ A graph prints as readable code, one node per line with the user's line::
       %3:f32[3] = sum(%2, axes=(1,), keepdims=False)   # demo.py:12
       return %3
 
+A node may own nested graphs, its *regions* (a fused group's body today, loop
+and branch bodies next). A region is a closed Graph: it reads only its own inputs,
+which the op binds (for ``fused``, the node's operands). Regions print as indented
+blocks and parse back::
+
+      %5:f32[8] = fused(%1, %2) {   # demo.py:14
+        graph body(%0:f32[8], %1:f32[8]):
+          %2:f32[8] = mul(%0, %1)
+          return %2
+      }
+
+Everything a later stage needs about a graph is a declared field, printed and
+parsed: each input's name and role (``arg``, ``state`` or ``captured``) in the
+header, and *donations* (an output that may be written into an input's buffer:
+a State's update) after the ``return`` line. The IR knows no ops: ``verify``
+takes the type rule from its caller.
+
 ``parse(str(g)) == g`` for every graph; two graphs are equal when they print
 the same (value numbering is positional, so it is canonical).
 """
@@ -95,16 +112,21 @@ class Value:
 
 
 class Node:
-    """One operation: ``outputs = op(*inputs, **attrs)`` at the user's source line ``loc``."""
+    """One operation: ``outputs = op(*inputs, **attrs)`` at the user's source line ``loc``.
 
-    __slots__ = ("op", "inputs", "attrs", "outputs", "loc")
+    ``regions`` are the nested graphs the op runs (a fused body, a loop body): closed
+    graphs whose inputs the op binds.
+    """
 
-    def __init__(self, op: str, inputs, attrs: dict, out_types, loc: str | None = None):
+    __slots__ = ("op", "inputs", "attrs", "outputs", "loc", "regions")
+
+    def __init__(self, op: str, inputs, attrs: dict, out_types, loc: str | None = None, regions=()):
         self.op = op
         self.inputs = list(inputs)
         self.attrs = dict(attrs)
         self.outputs = [Value(t, self) for t in out_types]
         self.loc = loc
+        self.regions = list(regions)
 
     @property
     def output(self) -> Value:
@@ -119,36 +141,64 @@ class Node:
         return f"Node({self.op}, {[str(v.type) for v in self.inputs]} -> {[str(v.type) for v in self.outputs]})"
 
 
+ROLES = ("arg", "state", "captured")  # an argument; a State (Parameter, buffer); a captured array
+
+
 class Graph:
-    """Inputs, nodes in topological order, outputs."""
+    """Inputs, nodes in topological order, outputs, and the declared facts about them.
+
+    * ``input_names``: per input, the user's name for it (``x``, ``fc1.weight``) or None;
+    * ``input_roles``: per input, one of ``ROLES`` (what the runtime passes there);
+    * ``donations``: output position -> input position, an output the caller lets the
+      compiled code write into that input's own buffer (a State's update, as jax.jit's
+      ``donate_argnums``).
+
+    All three print and parse with the graph and survive ``clone``; passes keep the
+    positions of inputs and outputs, so they hold for every graph a pass returns.
+    """
 
     def __init__(self, inputs=(), nodes=(), outputs=(), name: str = "graph"):
         self.inputs = list(inputs)
         self.nodes = list(nodes)
         self.outputs = list(outputs)
         self.name = name
+        self.input_names: list = [None] * len(self.inputs)
+        self.input_roles: list = ["arg"] * len(self.inputs)
+        self.donations: dict = {}
 
-    def add_input(self, type: TensorType) -> Value:
+    def add_input(self, type: TensorType, name: str | None = None, role: str = "arg") -> Value:
+        if role not in ROLES:
+            raise ValueError(f"unknown input role {role!r}; expected one of {', '.join(ROLES)}")
         value = Value(type)
         self.inputs.append(value)
+        self.input_names.append(name)
+        self.input_roles.append(role)
         return value
 
-    def add_node(self, op, inputs, attrs, out_types, loc=None) -> Node:
-        node = Node(op, inputs, attrs, out_types, loc)
+    def add_node(self, op, inputs, attrs, out_types, loc=None, regions=()) -> Node:
+        node = Node(op, inputs, attrs, out_types, loc, regions)
         self.nodes.append(node)
         return node
 
+    def copy_meta(self, other: "Graph") -> "Graph":
+        """Take ``other``'s declared facts (same input and output positions); returns self."""
+        self.input_names = list(other.input_names)
+        self.input_roles = list(other.input_roles)
+        self.donations = dict(other.donations)
+        return self
+
     def clone(self) -> "Graph":
-        """A copy with fresh nodes and values, for passes that edit in place."""
+        """A copy with fresh nodes, values and regions (a pass edits the copy, never its input)."""
         mapping = {}
         g = Graph(name=self.name)
         for v in self.inputs:
             mapping[v] = g.add_input(v.type)
         for n in self.nodes:
-            new = g.add_node(n.op, [mapping[v] for v in n.inputs], n.attrs, [v.type for v in n.outputs], n.loc)
+            new = g.add_node(n.op, [mapping[v] for v in n.inputs], n.attrs, [v.type for v in n.outputs], n.loc,
+                             [r.clone() for r in n.regions])
             mapping.update(zip(n.outputs, new.outputs))
         g.outputs = [mapping[v] for v in self.outputs]
-        return g
+        return g.copy_meta(self)
 
     def users(self) -> dict:
         """Map each value to the nodes that read it (graph outputs are not listed)."""
@@ -169,28 +219,38 @@ class Graph:
         return names
 
     def format_node(self, node: Node, names: dict) -> str:
+        """One node's text: ``%4:f32[64,256] = matmul(%1, %2)   # loc``, its regions as indented blocks."""
         outs = ", ".join(f"{names[v]}:{v.type}" for v in node.outputs)
         args = [names.get(v, "%?") for v in node.inputs]
-        attrs = dict(node.attrs)
-        body = attrs.pop("body", None) if node.op == "fused" else None
-        fused_outputs = attrs.pop("outputs", None) if body is not None else None
-        args += [f"{k}={_format_attr(a)}" for k, a in sorted(attrs.items())]
+        args += [f"{k}={_format_attr(a)}" for k, a in sorted(node.attrs.items())]
         text = f"{outs} = {node.op}({', '.join(args)})"
-        if body is not None:
+        if node.regions:
             text += " {"
         if node.loc:
             text += f"   # {node.loc}"
-        if body is not None:  # a fused group prints its body as a block, values named $k
-            text += "".join("\n      " + line for line in _format_body(body, fused_outputs, len(node.inputs)))
+        for region in node.regions:
+            text += "".join("\n    " + line for line in str(region).splitlines())
+        if node.regions:
             text += "\n  }"
+        return text
+
+    def format_input(self, k: int, names: dict) -> str:
+        v = self.inputs[k]
+        text = f"{names[v]}:{v.type}"
+        if self.input_roles[k] != "arg":
+            text += f" {self.input_roles[k]}"
+        name = self.input_names[k]
+        if name is not None:  # bare when it reads as a name (x, fc1.weight), else quoted
+            text += f" {name}" if _BARE_NAME.fullmatch(name) and name not in ROLES else f" {name!r}"
         return text
 
     def __str__(self):
         names = self.value_names()
-        params = ", ".join(f"{names[v]}:{v.type}" for v in self.inputs)
+        params = ", ".join(self.format_input(k, names) for k in range(len(self.inputs)))
         lines = [f"graph {self.name}({params}):"]
         lines += ["  " + self.format_node(node, names) for node in self.nodes]
         lines.append("  return " + ", ".join(names.get(v, "%?") for v in self.outputs))
+        lines += [f"  donate outputs[{j}] -> inputs[{k}]" for j, k in sorted(self.donations.items())]
         return "\n".join(lines)
 
     __repr__ = __str__
@@ -201,23 +261,39 @@ class Graph:
     __hash__ = object.__hash__
 
     # -- checks and views ----------------------------------------------------------
-    def verify(self) -> "Graph":
-        """Check SSA form, topological order and every node's types; raise VerifyError."""
-        from graphc.ops import registry
+    def verify(self, infer) -> "Graph":
+        """Check SSA form, topological order, regions and every node's types; raise VerifyError.
 
+        ``infer(node) -> [TensorType, ...]`` is the type rule (the IR knows no ops:
+        ``graphc.ops.registry.verify`` passes the registry's).
+        """
         defined = set()
         for v in self.inputs:
             if v in defined:
                 raise VerifyError(f"graph input {v} appears twice")
             defined.add(v)
+        if not (len(self.input_names) == len(self.input_roles) == len(self.inputs)):
+            raise VerifyError(f"graph {self.name}: {len(self.inputs)} inputs, but {len(self.input_names)} "
+                              f"names and {len(self.input_roles)} roles")
+        for j, k in self.donations.items():
+            if not (0 <= j < len(self.outputs) and 0 <= k < len(self.inputs)):
+                raise VerifyError(f"graph {self.name}: donation outputs[{j}] -> inputs[{k}] is out of range")
+            if self.outputs[j].type != self.inputs[k].type:
+                raise VerifyError(f"graph {self.name}: donated output {j} ({self.outputs[j].type}) "
+                                  f"does not fit input {k} ({self.inputs[k].type})")
         names = self.value_names()
         for node in self.nodes:
-            where = self.format_node(node, names)
+            where = self.format_node(node, names).split("\n")[0]
             for v in node.inputs:
                 if v not in defined:
                     raise VerifyError(f"{where}: operand used before it is defined (or never defined)")
+            for region in node.regions:
+                try:
+                    region.verify(infer)
+                except VerifyError as exc:
+                    raise VerifyError(f"{where}: in its region {region.name}: {exc}") from None
             try:
-                expected = registry.infer_types(node.op, [v.type for v in node.inputs], node.attrs)
+                expected = infer(node)
             except Exception as exc:  # the op's own shape error, re-raised as an IR violation
                 raise VerifyError(f"{where}: {exc}") from exc
             got = [v.type for v in node.outputs]
@@ -270,18 +346,6 @@ class Graph:
         return "\n".join(lines)
 
 
-def _format_body(body, outputs, n_operands) -> list:
-    """A fused node's body, one line per node: ``$3:f32[8] = add($0, $1)`` ... ``yield $3``."""
-    lines, count = [], n_operands
-    for op, refs, attr_items, out_types in body:
-        lhs = ", ".join(f"${count + i}:{TensorType(tuple(shape), dtype)}" for i, (shape, dtype) in enumerate(out_types))
-        args = [f"${r}" for r in refs] + [f"{k}={_format_attr(a)}" for k, a in attr_items]
-        lines.append(f"{lhs} = {op}({', '.join(args)})")
-        count += len(out_types)
-    lines.append("yield " + ", ".join(f"${r}" for r in outputs))
-    return lines
-
-
 def _dot_quote(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
@@ -294,7 +358,10 @@ def _format_attr(a) -> str:
 
 # -- parser -------------------------------------------------------------------------
 _HEADER = re.compile(r"^graph\s+(\w+)\((.*)\):\s*$")
-_TYPED = re.compile(r"%(\d+):(\w+)\[([\d,\s]*)\]")
+_BARE_NAME = re.compile(r"[A-Za-z_][\w.]*")
+_INPUT = re.compile(r"%(\d+):(\w+)\[([\d,\s]*)\](?:\s+(arg|state|captured)\b)?"
+                    r"(?:\s+([A-Za-z_][\w.]*|'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"))?")
+_DONATE = re.compile(r"^donate\s+outputs\[(\d+)\]\s*->\s*inputs\[(\d+)\]\s*$")
 
 
 def _parse_type(dtype_short: str, dims: str) -> TensorType:
@@ -350,50 +417,59 @@ def _read_assignment(line: str, sigil: str, lineno: int):
     return [n for n, _, _ in outs], types, m_call.group(1), refs, attrs, loc.strip() or None, opens_block
 
 
-def _read_body(lines, k):
-    """The block of a fused node from ``lines[k]`` on: returns its attrs and the next line index."""
-    body = []
-    while k < len(lines):
-        line, lineno = lines[k].strip(), k + 1
-        k += 1
-        if line.startswith("yield"):
-            outputs = tuple(int(r) for r in re.findall(r"\$(\d+)", line))
-            if k >= len(lines) or lines[k].strip() != "}":
-                raise ValueError(f"line {k + 1}: expected '}}' closing the fused block")
-            return {"body": tuple(body), "outputs": outputs}, k + 1
-        _, types, op, refs, attrs, _, _ = _read_assignment(line, "$", lineno)
-        body.append((op, tuple(int(r) for r in refs), tuple(sorted(attrs.items())),
-                     tuple((t.shape, t.dtype) for t in types)))
-    raise ValueError("fused block has no 'yield' line")
-
-
 def parse(text: str) -> Graph:
-    """Read the text form back into a Graph (inverse of ``str(graph)``)."""
-    lines = [ln for ln in text.strip().splitlines() if ln.strip()]
-    m = _HEADER.match(lines[0].strip())
+    """Read the text form back into a Graph (inverse of ``str(graph)``); lines that are only
+    a ``# comment`` are skipped."""
+    lines = [ln for ln in text.strip().splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+    if not lines:
+        raise ValueError("empty graph text")
+    graph, k = _parse_graph(lines, 0)
+    if k != len(lines):
+        raise ValueError(f"line {k + 1}: unexpected text after the graph: {lines[k].strip()!r}")
+    return graph
+
+
+def _parse_graph(lines, k):
+    """The graph whose header is ``lines[k]``; returns it and the index of the line after it."""
+    m = _HEADER.match(lines[k].strip())
     if not m:
-        raise ValueError(f"expected 'graph name(...):', got {lines[0]!r}")
+        raise ValueError(f"line {k + 1}: expected 'graph name(...):', got {lines[k]!r}")
     values = {}
     graph = Graph(name=m.group(1))
-    for num, dtype, dims in _TYPED.findall(m.group(2)):
-        values[num] = graph.add_input(_parse_type(dtype, dims))
-    k = 1
+    for num, dtype, dims, role, name in _INPUT.findall(m.group(2)):
+        if name[:1] in ("'", '"'):
+            name = ast.literal_eval(name)
+        values[num] = graph.add_input(_parse_type(dtype, dims), name or None, role or "arg")
+    k += 1
     while k < len(lines):
         line, lineno = lines[k].strip(), k + 1
         k += 1
         if line.startswith("return"):
             refs = re.findall(r"%(\d+)", line)
-            graph.outputs = [values[r] for r in refs]
-            return graph
+            try:
+                graph.outputs = [values[r] for r in refs]
+            except KeyError as exc:
+                raise ValueError(f"line {lineno}: output %{exc.args[0]} is not defined") from None
+            while k < len(lines) and _DONATE.match(lines[k].strip()):
+                j, i = _DONATE.match(lines[k].strip()).groups()
+                graph.donations[int(j)] = int(i)
+                k += 1
+            return graph, k
         nums, types, op, refs, attrs, loc, opens_block = _read_assignment(line, "%", lineno)
-        if opens_block:
-            block, k = _read_body(lines, k)
-            attrs.update(block)
+        regions = []
+        while opens_block:  # nested graphs up to the closing brace
+            if k >= len(lines):
+                raise ValueError(f"line {lineno}: the region block of {op} is never closed with '}}'")
+            if lines[k].strip() == "}":
+                k += 1
+                break
+            region, k = _parse_graph(lines, k)
+            regions.append(region)
         try:
             inputs = [values[r] for r in refs]
         except KeyError as exc:
             raise ValueError(f"line {lineno}: operand %{exc.args[0]} is not defined") from None
-        node = graph.add_node(op, inputs, attrs, types, loc)
+        node = graph.add_node(op, inputs, attrs, types, loc, regions)
         for num, v in zip(nums, node.outputs):
             values[num] = v
-    raise ValueError("graph text has no 'return' line")
+    raise ValueError(f"graph {graph.name} has no 'return' line")

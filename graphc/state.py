@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from graphc.context import current_builder
 from graphc.ir import DTYPES
 
 
@@ -26,13 +27,11 @@ class State:
 
     def read(self):
         """The current value: the array itself, or its traced stand-in inside a trace."""
-        from graphc.trace import current_builder
         builder = current_builder()
         return self.data if builder is None else builder.read_state(self)
 
     def write(self, value):
         """Set a new value (same shape and dtype): now, or by the time the compiled call returns."""
-        from graphc.trace import current_builder
         builder = current_builder()
         if builder is None:
             self.data[...] = value

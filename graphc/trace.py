@@ -12,11 +12,11 @@ import linecache
 import operator
 import os
 import sys
-import threading
 
 import numpy as np
 
 from graphc import capture, pytree
+from graphc.context import current_builder, tracing  # noqa: F401  (current_builder: re-exported)
 from graphc.errors import ShapeError, TraceError
 from graphc.ir import DTYPES, Const, Graph, TensorType, Value
 from graphc.ops import registry
@@ -115,19 +115,21 @@ class Builder:
         if state not in self.state_values:
             if self.finished:
                 raise TraceError("a State was read from a finished trace")
-            value = self.graph.add_input(TensorType(state.data.shape, state.data.dtype.name))
+            role = "captured" if isinstance(state, capture.CapturedArray) else "state"
+            name = getattr(state, "name", None)
+            value = self.graph.add_input(TensorType(state.data.shape, state.data.dtype.name),
+                                         name if isinstance(name, str) else None, role)
             self.state_inputs[state] = value
             self.state_values[state] = Tracer(value, self)
         return self.state_values[state]
 
     def write_state(self, state, value):
         """Record ``value`` as the new content of ``state`` (checked against its type)."""
-        from graphc.ops.shape import broadcast_to
         want = TensorType(state.data.shape, state.data.dtype.name)
         got = type_of(value)
         if got.shape != want.shape:
             try:
-                value = broadcast_to(value, want.shape)
+                value = bind("broadcast_to", value, shape=tuple(want.shape))
             except ShapeError:
                 raise ShapeError(f"cannot write a value of shape {got.shape} into state of shape "
                                  f"{want.shape}\n  at {user_line()}") from None
@@ -139,22 +141,6 @@ class Builder:
         node = self.graph.add_node("constant", [], {"value": Const(array)},
                                    [TensorType(array.shape, array.dtype.name)], user_loc())
         return node.output
-
-
-class _Tracing(threading.local):
-    """Traces in progress, per thread: a trace never sees another thread's eager work."""
-
-    def __init__(self):
-        self.active: list[Builder] = []
-
-
-_TRACING = _Tracing()
-
-
-def current_builder() -> Builder | None:
-    """The innermost trace in progress in this thread, or None when running eagerly."""
-    active = _TRACING.active
-    return active[-1] if active else None
 
 
 class Tracer:
@@ -464,27 +450,26 @@ def trace_into_graph(fn, args, kwargs, is_dynamic, name="graph", paths=None):
     traced = []
     for k, leaf in enumerate(leaves):
         if is_dynamic(leaf):
-            value = builder.graph.add_input(type_of(leaf))
+            path = paths[k] if paths is not None and k < len(paths) else None
+            value = builder.graph.add_input(type_of(leaf), path)
             traced.append(Tracer(value, builder, weak=is_weak(leaf)))
-            if paths is not None and k < len(paths):
-                builder.input_paths[value] = paths[k]
+            if path is not None:
+                builder.input_paths[value] = path
         else:
             traced.append(leaf)
     targs, tkwargs = pytree.unflatten(treedef, traced)
-    _TRACING.active.append(builder)
     try:
-        result = fn(*targs, **tkwargs)
-        capture.finish(builder)
-        for check, description in builder.final_guards.values():
-            builder.guard(check, check(), description)
+        with tracing(builder):
+            result = fn(*targs, **tkwargs)
+            capture.finish(builder, is_traced=lambda v: isinstance(v, Tracer))
+            for check, description in builder.final_guards.values():
+                builder.guard(check, check(), description)
     except ShapeError as exc:
         if "\n  at " in str(exc):
             raise
         # raised by a shape rule outside bind (reshape, axis checks...): add the user's line
         raise ShapeError(f"{exc}\n  at {_user_line_of(exc.__traceback__)}").with_traceback(
             exc.__traceback__) from None
-    finally:
-        _TRACING.active.pop()
     try:
         out_leaves, out_tree = pytree.flatten(result)
         slots = []

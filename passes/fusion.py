@@ -21,7 +21,7 @@ import networkx as nx
 
 from graphc.ir import Graph, Node
 from graphc.ops import registry
-from graphc.ops.fused import FUSED, make_attrs
+from graphc.ops.fused import fused_node
 from graphc.ops.registry import ELEMENTWISE
 
 REDUCTIONS = {"sum", "mean", "prod", "max", "min"}
@@ -257,9 +257,8 @@ def run(graph: Graph) -> Graph:
                    if v in graph_outputs or any(u not in member_set for u in users.get(v, ()))]
         if not outputs:
             continue  # nothing reads the group: dead code, dropped
-        attrs = make_attrs(inputs, [nodes[m] for m in members], outputs)
-        fused = Node(FUSED, [replace.get(v, v) for v in inputs], attrs, [v.type for v in outputs],
-                     nodes[members[-1]].loc)
+        fused = fused_node(inputs, [nodes[m] for m in members], outputs, nodes[members[-1]].loc)
+        fused.inputs = [replace.get(v, v) for v in inputs]
         replace.update(zip(outputs, fused.outputs))
         new_nodes.append(fused)
-    return Graph(graph.inputs, new_nodes, [replace.get(v, v) for v in graph.outputs], graph.name)
+    return Graph(graph.inputs, new_nodes, [replace.get(v, v) for v in graph.outputs], graph.name).copy_meta(graph)

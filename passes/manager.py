@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import logging
 
 from graphc.ir import Graph
+from graphc.ops import registry
 from graphc.passes import constfold, cse, dce, fusion, memory, simplify
 
 log = logging.getLogger("graphc.passes")
@@ -58,18 +59,14 @@ def run(graph: Graph, pipeline: str = "O2", verify: bool | None = None):
     if dump:
         _dump(dump, graph, 0, "traced")
     original = graph
-    # output -> input positions whose buffers the caller donates (graphc.trace): passes keep
-    # the positions of inputs and outputs, so the map holds for every graph they return
-    donations = getattr(graph, "donations", None)
     for k, (name, fn) in enumerate(passes, start=1):
         before, start = len(graph.nodes), time.perf_counter()
         note = ""
         try:
             new = fn(graph)
-            if donations is not None:
-                new.donations = donations
+            new.copy_meta(original)  # passes keep input and output positions: the facts still hold
             if verify:
-                new.verify()
+                new.verify(registry.infer_node)
                 if getattr(new, "memory_plan", None) is not None:
                     memory.verify_plan(new, new.memory_plan)
             graph = new
@@ -83,7 +80,7 @@ def run(graph: Graph, pipeline: str = "O2", verify: bool | None = None):
             _dump(dump, graph, k, name)
     if passes and not verify and graph is not original:
         try:  # one cheap check of the result; a broken graph is never compiled
-            graph.verify()
+            graph.verify(registry.infer_node)
         except Exception as exc:
             if os.environ.get("GRAPHC_PASS_ERRORS") == "raise":
                 raise

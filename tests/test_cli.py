@@ -36,7 +36,7 @@ def test_demo_succeeds_and_prints_ir_checks_and_timings(demo_run):
     assert out.count("check vs NumPy: max abs error") == 3
     assert out.count(" OK\n") >= 3 and "MISMATCH" not in out
     # the IR of each function, with the user's file:line on every node
-    assert "graph f(%0:f32[512,64], %1:f32[64,32], %2:f32[32]):" in out
+    assert "graph f(%0:f32[512,64] x, %1:f32[64,32] w, %2:f32[32] b):" in out
     assert "= matmul(" in out and "tanh" in out and "# cli.py:" in out  # tanh may sit in a fused node
     assert "graph value_and_grad_rosenbrock(" in out
     assert "graph value_and_grad_softmax_cross_entropy(" in out

@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import graphc as gc
+from graphc.ops.registry import infer_node
 from graphc.interpret import interpret
 from graphc.runtime import is_dynamic
 from graphc.trace import trace_into_graph
@@ -160,10 +161,10 @@ PASSES = [("constfold", constfold.run), ("simplify", simplify.run), ("cse", cse.
 
 def check_passes(steps, dtype):
     graph, args = traced_graph(steps, dtype)
-    graph.verify()
+    graph.verify(infer_node)
     want = interpret(graph, *args)
     for name, run in PASSES:  # each pass alone
-        got = interpret(run(graph).verify(), *args)
+        got = interpret(run(graph).verify(infer_node), *args)
         for k, (a, b) in enumerate(zip(got, want)):
             assert_close(a, b, dtype, f"{name}, output {k}")
     for pipeline in ("O1", "O2"):

@@ -4,6 +4,7 @@ import networkx as nx
 import pytest
 
 import graphc as gc
+from graphc.ops.registry import infer_node
 from graphc.backend import codegen
 from graphc.interpret import interpret
 from graphc.ir import parse
@@ -36,7 +37,7 @@ def kernel(f, k=0):
 def assert_convex(graph):
     """Every fused node's body, put back in place, would be a convex group (trivially: the
     graph is a DAG with each fused node atomic) -- and the graph verifies."""
-    graph.verify()
+    graph.verify(infer_node)
     assert nx.is_directed_acyclic_graph(graph.to_networkx())
 
 
@@ -71,24 +72,24 @@ def test_fused_graph_prints_parses_and_interprets():
     x = np.linspace(-3, 3, 17)
     f.lower(x, 0.5, 0.25)
     g1 = f.graph
-    g2 = fusion.run(g1).verify()
+    g2 = fusion.run(g1).verify(infer_node)
     assert len(fused_nodes(g2)) == 1
     assert parse(str(g2)) == g2
     (node,) = fused_nodes(g2)
     assert hash(tuple(sorted(node.attrs.items())))  # attrs are hashable
-    assert subgraph(node).verify()
+    assert subgraph(node).verify(infer_node)
     for a, b in zip(interpret(g1, x, 0.5, 0.25), interpret(g2, x, 0.5, 0.25)):
         assert np.allclose(a, b, rtol=1e-14)
 
 
 def test_a_malformed_fused_node_fails_verification():
     g = fusion.run(parse("graph f(%0:f64[4]):\n  %1:f64[4] = exp(%0)\n  %2:f64[4] = neg(%1)\n"
-                         "  return %2")).verify()
+                         "  return %2")).verify(infer_node)
     text = str(g)
-    assert "= exp($0)" in text  # fused bodies print as blocks: $1:f64[4] = exp($0)
-    text = text.replace("= exp($0)", "= sum($0, axes=(0,), keepdims=False)")  # declares f64[4], gives f64[]
+    assert "%1:f64[4] = exp(%0)" in text  # fused bodies print as nested graphs
+    text = text.replace("= exp(%0)", "= sum(%0, axes=(0,), keepdims=False)")  # declares f64[4], gives f64[]
     with pytest.raises(gc.VerifyError):
-        parse(text).verify()
+        parse(text).verify(infer_node)
 
 
 def test_groups_stay_convex():
@@ -105,7 +106,7 @@ def test_groups_stay_convex():
         for m in members:  # no path from a member through an outsider back into the group
             for o in outside & nx.descendants(dag, m):
                 assert not (nx.descendants(dag, o) & inside)
-    h = fusion.run(g).verify()
+    h = fusion.run(g).verify(infer_node)
     assert_convex(h)
     x = np.random.default_rng(0).standard_normal((4, 4))
     assert np.allclose(interpret(g, x)[0], interpret(h, x)[0])

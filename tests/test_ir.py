@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import graphc as gc
+from graphc.ops.registry import infer_node
 from graphc.errors import VerifyError
 from graphc.ir import Const, Graph, Node, TensorType, Value, parse
 from conftest import raw_graph
@@ -44,7 +45,7 @@ def test_round_trip_of_a_graph_with_many_ops(graph):
     again = parse(text)
     assert again == graph
     assert str(again) == text
-    again.verify()
+    again.verify(infer_node)
     # each node kept its source location (this file)
     assert all(n.loc and n.loc.startswith("test_ir.py:") for n in again.nodes)
     # attributes came back with their Python types
@@ -66,7 +67,7 @@ def test_round_trip_of_the_optimized_graph(graph):
     optimized, _ = manager.run(graph.clone(), "O2", verify=True)
     again = parse(str(optimized))
     assert again == optimized
-    again.verify()
+    again.verify(infer_node)
     for a, b in zip(gc.interpret(optimized, X, W, I), gc.interpret(again, X, W, I)):
         np.testing.assert_array_equal(a, b)
 
@@ -111,7 +112,7 @@ graph attrs(%0:f32[4,5,6], %1:i64[2]):
   return %2, %3, %4, %5, %6, %7, %8, %10
 """
     g = parse(text)
-    g.verify()
+    g.verify(infer_node)
     assert str(parse(str(g))) == str(g)
     nodes = {n.op: n for n in g.nodes}
     assert nodes["slice"].attrs["slices"] == ((0, 4, 2), (4, 5, 1), (5, -1, -2))
@@ -158,71 +159,71 @@ def test_parse_rejects_bad_text():
 
 # -- verify() ----------------------------------------------------------------------------
 def test_verify_accepts_traced_graphs(graph):
-    assert graph.verify() is graph
+    assert graph.verify(infer_node) is graph
 
 
 def test_verify_catches_use_before_def():
     g = parse("graph g(%0:f32[2]):\n  %1:f32[2] = exp(%0)\n  %2:f32[2] = tanh(%1)\n  return %2")
     g.nodes.reverse()  # tanh now reads exp's output before it is made
     with pytest.raises(VerifyError, match="before it is defined"):
-        g.verify()
+        g.verify(infer_node)
 
 
 def test_verify_catches_operand_from_elsewhere():
     g = parse("graph g(%0:f32[2]):\n  %1:f32[2] = exp(%0)\n  return %1")
     g.nodes[0].inputs = [Value(TensorType((2,), "float32"))]  # never defined in this graph
     with pytest.raises(VerifyError):
-        g.verify()
+        g.verify(infer_node)
 
 
 def test_verify_catches_wrong_output_type():
     g = parse("graph g(%0:f32[2,3]):\n  %1:f32[2,3] = exp(%0)\n  return %1")
     g.nodes[0].outputs[0].type = TensorType((2, 3), "float64")
     with pytest.raises(VerifyError, match="output types"):
-        g.verify()
+        g.verify(infer_node)
     g = parse("graph g(%0:f32[2,3]):\n  %1:f32[3,2] = exp(%0)\n  return %1")
     with pytest.raises(VerifyError, match="output types"):
-        g.verify()
+        g.verify(infer_node)
 
 
 def test_verify_catches_bad_operand_types():
     g = parse("graph g(%0:f32[2,3], %1:f64[2,3]):\n  %2:f32[2,3] = add(%0, %1)\n  return %2")
     with pytest.raises(VerifyError, match="add"):
-        g.verify()
+        g.verify(infer_node)
     g = parse("graph g(%0:f32[2,3], %1:f32[4,5]):\n  %2:f32[2,5] = matmul(%0, %1)\n  return %2")
     with pytest.raises(VerifyError, match="matmul"):
-        g.verify()
+        g.verify(infer_node)
     g = parse("graph g(%0:i32[2]):\n  %1:i32[2] = exp(%0)\n  return %1")
     with pytest.raises(VerifyError):
-        g.verify()
+        g.verify(infer_node)
 
 
 def test_verify_catches_unknown_op_and_double_definition():
     g = parse("graph g(%0:f32[2]):\n  %1:f32[2] = frobnicate(%0)\n  return %1")
     with pytest.raises(VerifyError, match="frobnicate"):
-        g.verify()
+        g.verify(infer_node)
     g = parse("graph g(%0:f32[2]):\n  %1:f32[2] = exp(%0)\n  return %1")
     g.nodes.append(g.nodes[0])  # the same node (and value) twice
     with pytest.raises(VerifyError, match="defined twice"):
-        g.verify()
+        g.verify(infer_node)
 
 
 def test_verify_catches_undefined_output_and_duplicate_input():
     g = parse("graph g(%0:f32[2]):\n  %1:f32[2] = exp(%0)\n  return %1")
     g.outputs = [Value(TensorType((2,), "float32"))]
     with pytest.raises(VerifyError, match="never defined"):
-        g.verify()
+        g.verify(infer_node)
     g = parse("graph g(%0:f32[2]):\n  return %0")
     g.inputs.append(g.inputs[0])
     with pytest.raises(VerifyError, match="twice"):
-        g.verify()
+        g.verify(infer_node)
 
 
 def test_verify_catches_broken_producer_link():
     g = parse("graph g(%0:f32[2]):\n  %1:f32[2] = exp(%0)\n  %2:f32[2] = tanh(%1)\n  return %2")
     g.nodes[1].outputs = g.nodes[0].outputs + []  # tanh claims exp's output value
     with pytest.raises(VerifyError):
-        g.verify()
+        g.verify(infer_node)
 
 
 def test_tensor_type():
@@ -309,7 +310,72 @@ def test_fused_nodes_print_as_readable_blocks_that_parse_back():
     f(np.ones(5), np.ones(5))
     text = str(f.graph)
     assert "= fused(%0, %1) {" in text
-    assert "$2:f64[5] = mul($0, $1)" in text and "yield $" in text and "\n  }" in text
+    assert "\n    graph body(%0:f64[5], %1:f64[5]):\n      %2:f64[5] = mul(%0, %1)" in text
+    assert "\n      return %5\n  }" in text
     assert "body=" not in text
-    assert parse(text) == f.graph
-    assert parse(text).verify()
+    again = parse(text)
+    assert again == f.graph and again.verify(infer_node)
+    assert again.nodes[0].regions[0] == f.graph.nodes[0].regions[0]
+    assert again.nodes[0].regions[0] is not f.graph.nodes[0].regions[0]
+
+
+def test_regions_are_cloned_verified_and_interpreted():
+    """A node's region is a closed graph: clone copies it, verify descends into it (a wrong
+    type inside is an error naming the region), the interpreter runs it."""
+    text = """graph f(%0:f64[3], %1:f64[3]):
+  %2:f64[], %3:f64[3] = fused(%0, %1) {   # a.py:1
+    graph body(%0:f64[3], %1:f64[3]):
+      %2:f64[3] = mul(%0, %1)   # a.py:1
+      %3:f64[] = sum(%2, axes=(0,), keepdims=False)
+      return %3, %2
+  }
+  return %2, %3"""
+    g = parse(text)
+    assert str(g) == text
+    c = g.clone()
+    assert c == g and c.nodes[0].regions[0] is not g.nodes[0].regions[0]
+    assert c.nodes[0].regions[0].nodes[0] is not g.nodes[0].regions[0].nodes[0]
+    total, prod = gc.interpret(g, np.array([1.0, 2, 3]), np.array([4.0, 5, 6]))
+    assert total == 32.0 and prod.tolist() == [4.0, 10.0, 18.0]
+    with pytest.raises(VerifyError, match="in its region body.*mul"):
+        parse(text.replace("%2:f64[3] = mul", "%2:f32[3] = mul")).verify(infer_node)
+    with pytest.raises(VerifyError, match="fused body takes"):
+        parse(text.replace("graph body(%0:f64[3], %1:f64[3])", "graph body(%0:f64[3], %1:f64[1])")
+              .replace("%2:f64[3] = mul", "%2:f64[3] = mul")).verify(infer_node)
+    with pytest.raises(ValueError, match="line 7: expected .graph name"):
+        parse(text.replace("\n  }", ""))
+
+
+def test_declared_metadata_prints_parses_and_clones():
+    """Input names and roles and donations are fields of the graph: printed, parsed, cloned,
+    part of equality, checked by verify."""
+    text = """graph step(%0:f32[2] x, %1:f32[2] state fc.weight, %2:f32[] captured "cfg['lr']"):
+  %3:f32[2] = sub(%1, %0)
+  return %3, %3
+  donate outputs[1] -> inputs[1]"""
+    g = parse(text)
+    assert g.input_names == ["x", "fc.weight", "cfg['lr']"]
+    assert g.input_roles == ["arg", "state", "captured"]
+    assert g.donations == {1: 1}
+    assert str(g) == text and g.clone() == g and g.verify(infer_node)
+    assert parse(text.replace("donate outputs[1] -> inputs[1]", "")) != g
+    g.donations = {1: 2}
+    with pytest.raises(VerifyError, match="does not fit input 2"):
+        g.verify(infer_node)
+    g.donations = {5: 0}
+    with pytest.raises(VerifyError, match="out of range"):
+        g.verify(infer_node)
+
+
+def test_a_traced_graph_names_its_inputs_and_states():
+    model = gc.nn.Linear(2, 1)
+
+    @gc.trace
+    def step(x):
+        return model(x).sum()
+
+    step(np.ones((3, 2), np.float32))
+    g = step.graph
+    assert g.input_names[0] == "x" and g.input_roles[0] == "arg"
+    assert set(g.input_roles[1:]) == {"state"} and len(g.input_names) == 3
+    assert parse(str(g)) == g

@@ -10,12 +10,13 @@ import numpy as np
 import pytest
 
 import graphc as gc
+from graphc.ops.registry import infer_node
 from graphc.ir import parse
 from graphc.passes import manager, memory
 
 
 def planned(text):
-    graph, _ = manager.run(parse(text).verify(), "O2", verify=True)
+    graph, _ = manager.run(parse(text).verify(infer_node), "O2", verify=True)
     memory.verify_plan(graph, graph.memory_plan)
     return graph, graph.memory_plan
 

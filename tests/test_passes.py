@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import graphc as gc
+from graphc.ops.registry import infer_node
 from graphc.interpret import interpret
 from graphc.ir import parse
 from graphc.passes import constfold, cse, dce, manager, simplify
@@ -33,9 +34,9 @@ def same(a, b, exact=True):
 
 
 def check(text, *args, pass_=simplify.run, exact=True):
-    g = parse(text).verify()
-    h = pass_(g).verify()
-    h = dce.run(h).verify()
+    g = parse(text).verify(infer_node)
+    h = pass_(g).verify(infer_node)
+    h = dce.run(h).verify(infer_node)
     if not args:
         args = [np.resize(SPECIAL, v.type.shape).astype(v.type.dtype) if v.type.shape
                 else np.asarray(1.5, v.type.dtype) for v in g.inputs]
@@ -80,7 +81,7 @@ def test_dump_writes_every_pass(tmp_path, monkeypatch):
     files = sorted(os.listdir(tmp_path))
     assert files[0] == "f.00.traced.txt" and files[-1].endswith(".memory.txt")
     assert len(files) == 1 + len(manager.PIPELINES["O2"])
-    assert parse(open(tmp_path / files[-1]).read()).verify()
+    assert parse(open(tmp_path / files[-1]).read()).verify(infer_node)
 
 
 def test_a_failing_pass_leaves_the_graph_unchanged(monkeypatch):
@@ -244,7 +245,7 @@ def test_reshape_of_a_keepdims_reduction():
 def test_cse_and_dce():
     g = parse(g1("  %1:f64[12] = exp(%0)\n  %2:f64[12] = exp(%0)\n  %3:f64[12] = log(%0)\n"
                  "  %4:f64[12] = add(%1, %2)\n  return %4"))
-    h = dce.run(cse.run(g)).verify()
+    h = dce.run(cse.run(g)).verify(infer_node)
     assert ops(h) == ["exp", "add"]
 
 

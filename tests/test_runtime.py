@@ -33,7 +33,7 @@ def test_issue_example(mlp):
     out = mlp(X, W, B)
     assert_same(out, np_mlp(X, W, B), "mlp", tol=dict(atol=1e-5))
     text = str(mlp.graph)
-    assert text.startswith("graph f(%0:f32[3,4], %1:f32[4,5], %2:f32[5]):")
+    assert text.startswith("graph f(%0:f32[3,4] x, %1:f32[4,5] w, %2:f32[5] b):")
     assert "test_runtime.py:" in text
     assert "def entry(" in mlp.source and "@njit" in mlp.source
     assert mlp.signatures == 1

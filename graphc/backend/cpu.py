@@ -15,11 +15,12 @@ import numba
 from numba.core.compiler_lock import global_compiler_lock
 
 from graphc.backend import cache
-from graphc.backend.codegen import Emitter, emit_elementwise
+from graphc.backend.codegen import Emitter, emit_elementwise, emit_fused
 from graphc.backend.memory import Buffers
 from graphc.errors import CompileError
 from graphc.ir import Graph
 from graphc.ops import registry
+from graphc.ops.fused import FUSED
 from graphc.ops.registry import ELEMENTWISE
 from graphc.passes import memory
 
@@ -88,6 +89,8 @@ def generate(graph: Graph, math: str = "fast"):
         op = registry.get(node.op)
         if op.kind == ELEMENTWISE:
             emit_elementwise(em, [node])
+        elif op.kind == FUSED:
+            emit_fused(em, node)
         else:
             op.emit(em, node)
     em.node = None

@@ -1,73 +1,49 @@
 """The ``fused`` op: a group of elementwise nodes (and trailing reductions) run as one loop nest.
 
-Its attributes hold the subgraph, so a fused node is hashable, prints in the
-IR's text form and parses back::
+Its body is the node's one region, a closed graph whose inputs are the fused
+node's operands and whose outputs are the fused node's outputs::
 
-    %9:f32[], %10:f32[1000] = fused(%0, %1, %2, body=(
-        ('mul', (0, 1), (), (((1000,), 'float32'),)),      # value 3 = mul(value 0, value 1)
-        ...), outputs=(8, 6))
+    %5:f32[], %6:f32[1000] = fused(%0, %1) {   # train.py:12
+      graph body(%0:f32[1000], %1:f32[1000]):
+        %2:f32[1000] = mul(%0, %1)   # train.py:12
+        %3:f32[] = sum(%2, axes=(0,), keepdims=False)   # train.py:12
+        return %3, %2
+    }
 
-``body`` is a tuple of ``(op, operand numbers, sorted attr items, output types)``
-where values are numbered as in a graph: the fused node's operands first, then
-each body node's outputs in order; ``outputs`` names the values the fused node
-returns. The shape rule rebuilds the subgraph and checks every body node's
-declared types against its op's rule; the reference interprets the subgraph.
+The shape rule checks the body against the operands (the body's own nodes are
+checked by ``Graph.verify``, which descends into regions); the reference runs
+the body (the interpreter hands it over as a callable). Fusion (passes/fusion.py)
+builds these nodes with ``fused_node``; backends lower them.
 """
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 
 from graphc.errors import ShapeError
-from graphc.ir import Graph, TensorType
+from graphc.ir import Graph, Node
 from graphc.ops import registry
 from graphc.ops.registry import register
 
 FUSED = "fused"
 
 
-def make_attrs(inputs, nodes, outputs) -> dict:
-    """Attributes of a fused node computing ``outputs`` from ``inputs`` with ``nodes``."""
-    number = {v: k for k, v in enumerate(inputs)}
-    body = []
+def fused_node(inputs, nodes, outputs, loc=None) -> Node:
+    """A fused node computing ``outputs`` from ``inputs`` with ``nodes`` (which stay untouched)."""
+    body = Graph(name="body")
+    mapping = {v: body.add_input(v.type) for v in inputs}
     for node in nodes:
-        body.append((node.op, tuple(number[v] for v in node.inputs), node.attr_key(),
-                     tuple((tuple(v.type.shape), v.type.dtype) for v in node.outputs)))
-        for v in node.outputs:
-            number[v] = len(number)
-    return {"body": tuple(body), "outputs": tuple(number[v] for v in outputs)}
-
-
-@functools.lru_cache(maxsize=512)
-def _subgraph(in_types: tuple, body: tuple, outputs: tuple) -> Graph:
-    g = Graph(name="fused")
-    values = [g.add_input(t) for t in in_types]
-    for k, entry in enumerate(body):
-        try:
-            op, refs, attrs, out_types = entry
-            ins = [values[r] for r in refs]
-            attrs = dict(attrs)
-            declared = [TensorType(tuple(s), d) for s, d in out_types]
-        except (TypeError, ValueError, IndexError) as exc:
-            raise ShapeError(f"fused body entry {k} is malformed: {entry!r}") from exc
-        if op == FUSED:
-            raise ShapeError("a fused body cannot contain another fused node")
-        expected = registry.infer_types(op, [v.type for v in ins], attrs)
-        if expected != declared:
-            raise ShapeError(f"fused body entry {k} ({op}) declares {list(map(str, declared))}, "
-                             f"but the op's rule gives {list(map(str, expected))}")
-        node = g.add_node(op, ins, attrs, declared)
-        values.extend(node.outputs)
-    try:
-        g.outputs = [values[r] for r in outputs]
-    except (TypeError, IndexError):
-        raise ShapeError(f"fused outputs {outputs!r} name values that do not exist") from None
-    return g
+        if node.regions:
+            raise ShapeError(f"a fused body cannot contain a node with regions ({node.op})")
+        new = body.add_node(node.op, [mapping[v] for v in node.inputs], node.attrs,
+                            [v.type for v in node.outputs], node.loc)
+        mapping.update(zip(node.outputs, new.outputs))
+    body.outputs = [mapping[v] for v in outputs]
+    return Node(FUSED, list(inputs), {}, [v.type for v in outputs], loc, [body])
 
 
 def subgraph(node) -> Graph:
-    """The body of fused ``node`` as a Graph whose inputs are the node's operands."""
-    return _subgraph(tuple(v.type for v in node.inputs), node.attrs["body"], node.attrs["outputs"])
+    """The body of fused ``node``: a Graph whose inputs stand for the node's operands."""
+    return node.regions[0]
 
 
 # the reductions a group may end with (passes/fusion.py decides the groups)
@@ -98,21 +74,26 @@ def layout(node) -> Layout:
     return Layout(domain, axes, flat)
 
 
-def _infer(types, body, outputs):
-    g = _subgraph(tuple(types), body, outputs)
-    return [v.type for v in g.outputs]
+def _infer(types, regions=()):
+    if len(regions) != 1:
+        raise ShapeError(f"a fused node has one region (its body), got {len(regions)}")
+    (body,) = regions
+    got = [v.type for v in body.inputs]
+    if got != list(types):
+        raise ShapeError(f"fused body takes {list(map(str, got))}, but the node's operands are "
+                         f"{list(map(str, types))}")
+    for node in body.nodes:
+        if node.regions:
+            raise ShapeError(f"a fused body cannot contain a node with regions ({node.op})")
+        if registry.get(node.op).effect:
+            raise ShapeError(f"a fused body cannot contain {node.op}, an op with an effect")
+    return [v.type for v in body.outputs]
 
 
-def _reference(*args, body, outputs):
-    from graphc.interpret import interpret
-    g = _subgraph(tuple(TensorType(tuple(a.shape), a.dtype.name) for a in args), body, outputs)
-    out = interpret(g, *args)
+def _reference(*args, regions):
+    (body,) = regions
+    out = body(*args)
     return tuple(out) if len(out) > 1 else out[0]
 
 
-def _emit(em, node):
-    from graphc.backend.codegen import emit_fused
-    emit_fused(em, node)
-
-
-register(FUSED, FUSED, _infer, _reference, emit=_emit, differentiable=False)
+register(FUSED, FUSED, _infer, _reference, differentiable=False)

@@ -9,13 +9,20 @@ An op carries everything the rest of graphc needs to know about it:
   graphs: ``vjp(g, *inputs, out=out, **attrs) -> one cotangent (or None) per input``;
 * the lowering: ``scalar`` for elementwise ops (a scalar expression that fusion
   pastes into a loop body) or ``emit`` for the rest (writes statements).
+
+An op whose nodes own regions (nested graphs, ``Node.regions``) gets them as a
+``regions=`` argument: its shape rule sees the region Graphs, its reference gets
+one callable per region (the interpreter runs the region).
+
+The registry also holds the public functions op families offer each other
+(``export``; read through ``graphc.ops.prims``), so no family imports another.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Callable
 
-from graphc.ir import TensorType
+from graphc.ir import TensorType  # (the IR below; nothing above)
 
 ELEMENTWISE = "elementwise"
 REDUCTION = "reduction"
@@ -73,19 +80,42 @@ def get(name: str) -> Op:
 
 
 def can_raise(node) -> bool:
-    """Can the generated code of ``node`` raise when it runs (a fused node: any of its body)?"""
-    if node.op == "fused":
-        if not any(get(entry[0]).raises for entry in node.attrs["body"]):
-            return False  # (the common case, without building the body)
-        from graphc.ops.fused import subgraph
-        return any(can_raise(n) for n in subgraph(node).nodes)
+    """Can the generated code of ``node`` raise when it runs (a node with regions: any of theirs)?"""
+    if any(can_raise(n) for region in node.regions for n in region.nodes):
+        return True
     rule = get(node.op).raises
     return bool(rule(node)) if callable(rule) else bool(rule)
 
 
-def infer_types(name: str, in_types, attrs) -> list[TensorType]:
-    out = get(name).infer(list(in_types), **attrs)
+def infer_types(name: str, in_types, attrs, regions=()) -> list[TensorType]:
+    """The output types op ``name`` gives for these operand types, attributes (and regions)."""
+    extra = {"regions": list(regions)} if regions else {}
+    out = get(name).infer(list(in_types), **attrs, **extra)
     return [out] if isinstance(out, TensorType) else list(out)
+
+
+def infer_node(node) -> list[TensorType]:
+    """What ``node``'s op says its outputs are: the type rule ``Graph.verify`` takes."""
+    return infer_types(node.op, [v.type for v in node.inputs], node.attrs, node.regions)
+
+
+def verify(graph):
+    """``graph.verify`` with every registered op's type rule; returns the graph."""
+    return graph.verify(infer_node)
+
+
+# name -> public function an op family offers the others (graphc.ops.prims reads them)
+FUNCTIONS: dict[str, Callable] = {}
+
+
+def export(*functions, **named):
+    """Offer these functions to the other op families under their ``__name__`` (or the given names)."""
+    for fn in functions:
+        named[fn.__name__] = fn
+    for name, fn in named.items():
+        if FUNCTIONS.get(name, fn) is not fn:
+            raise ValueError(f"two op families export a function named {name!r}")
+        FUNCTIONS[name] = fn
 
 
 def implements(*numpy_functions, ufunc: str | None = None):

@@ -1,0 +1,35 @@
+"""Which trace is in progress, per thread: the lowest layer that knows a trace exists.
+
+``State`` (below the tracer) asks ``current_builder()`` whether to hand out its
+array or a traced stand-in; the tracer pushes and pops builders here.
+"""
+from __future__ import annotations
+
+import threading
+from contextlib import contextmanager
+
+
+class _Tracing(threading.local):
+    """Traces in progress, per thread: a trace never sees another thread's eager work."""
+
+    def __init__(self):
+        self.active: list = []
+
+
+_TRACING = _Tracing()
+
+
+def current_builder():
+    """The innermost trace in progress in this thread (a ``graphc.trace.Builder``), or None."""
+    active = _TRACING.active
+    return active[-1] if active else None
+
+
+@contextmanager
+def tracing(builder):
+    """Make ``builder`` the current trace of this thread for the ``with`` block."""
+    _TRACING.active.append(builder)
+    try:
+        yield builder
+    finally:
+        _TRACING.active.pop()
