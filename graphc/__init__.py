@@ -30,9 +30,10 @@ if "graphc.passes" not in _sys.modules and _os.path.isfile(_os.path.join(_CHECKO
 
 from graphc.errors import CompileError, ExportError, GraphcError, ShapeError, TraceError, VerifyError
 from graphc import ops as _ops  # registers every op  # noqa: F401
-from graphc.autodiff import grad, gradient, value_and_grad
+from graphc.autodiff import gradient
 from graphc.interpret import interpret
 from graphc.runtime import RetraceWarning, TracedFunction, trace
+from graphc.api import grad, value_and_grad
 from graphc.backend.cache import CacheWarning
 
 # NumPy-compatible functions that work on traced values and on plain arrays

@@ -15,7 +15,7 @@ import inspect
 import numpy as np
 
 from graphc import pytree
-from graphc.autodiff import grad
+from graphc.api import grad
 from graphc.interpret import interpret
 from graphc.runtime import TracedFunction, is_dynamic
 from graphc.trace import Tracer, rebuild_outputs, trace_into_graph

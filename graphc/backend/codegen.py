@@ -15,24 +15,7 @@ import numpy as np
 from graphc.ir import Graph, Node, Value
 from graphc.ops import registry
 
-CTOR = {"float32": "np.float32", "float64": "np.float64", "int32": "np.int32",
-        "int64": "np.int64", "bool": "np.bool_"}
-
-
-def literal(value, dtype: str) -> str:
-    """A typed scalar literal for generated source: ``np.float32(0.5)``, ``np.float64(-np.inf)``."""
-    if dtype == "bool":
-        return "True" if bool(value) else "False"
-    if dtype.startswith("int"):
-        return f"{CTOR[dtype]}({int(value)})"
-    v = float(value)
-    if math.isnan(v):
-        text = "np.nan"
-    elif math.isinf(v):
-        text = "np.inf" if v > 0 else "-np.inf"
-    else:
-        text = repr(v)
-    return f"{CTOR[dtype]}({text})"
+from graphc.ops.scalar import CTOR, literal  # noqa: E402,F401  (re-exported for the backend)
 
 
 def index_text(idx) -> str:
@@ -70,6 +53,8 @@ class ScalarContext:
 
 class Emitter:
     """Accumulates the body of the generated entry function."""
+
+    kernel_options = "error_model='numpy', nogil=True"  # @njit options of the kernels it writes
 
     def __init__(self, graph: Graph):
         self.graph = graph

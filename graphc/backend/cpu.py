@@ -109,8 +109,9 @@ def generate(graph: Graph, math: str = "fast"):
         "from numba import njit, prange",
     ]
     modules = {}
-    for name in em.imports:
-        modules.setdefault(HELPERS.get(name, "graphc.backend.vecmath"), set()).add(name)
+    for name in em.imports:  # a helper's name, or "module:name" (an op's own helper)
+        module, _, name = name.rpartition(":")
+        modules.setdefault(module or HELPERS.get(name, "graphc.backend.vecmath"), set()).add(name)
     for module in sorted(modules):
         header.append(f"from {module} import {', '.join(sorted(modules[module]))}")
     header += [

@@ -6,6 +6,7 @@ import functools
 from graphc.autodiff import backward as _graph_backward
 from graphc.errors import TraceError
 from graphc.nn.parameter import _READS, set_traced_grad
+from graphc.ops.shape import broadcast_to
 from graphc.trace import Tracer, user_line
 
 
@@ -39,7 +40,6 @@ def tracer_backward(self, gradient=None):
                          f"with respect to plain arrays")
     seed = None
     if gradient is not None:
-        from graphc.ops.shape import broadcast_to
         seed = gradient if isinstance(gradient, Tracer) else broadcast_to(gradient, self.shape)
         if not isinstance(seed, Tracer):
             seed = Tracer(builder.constant(seed.astype(self.dtype)), builder)

@@ -13,6 +13,7 @@ from graphc.ops.indexing import take, take_along_axis
 from graphc.ops.linalg import matmul
 from graphc.ops.reduction import mean as reduce_mean, sum as reduce_sum
 from graphc.ops.shape import expand_dims, squeeze
+from graphc.nn.random import default_generator
 from graphc.trace import Tracer, type_of, user_line
 
 
@@ -94,7 +95,6 @@ def dropout(x, p=0.5, training=True, generator=None):
         return x
     if p == 1:
         return x * 0
-    from graphc.nn.random import default_generator
     gen = generator or default_generator
     t = type_of(x)
     dtype = t.dtype if t.dtype.startswith("float") else "float64"

@@ -19,6 +19,7 @@ import numpy as np
 from graphc.ops.bitwise import bitxor, lshr
 from graphc.ops.elementwise import add, cast, iota, multiply
 from graphc.state import State
+from graphc.nn import init
 
 _GAMMA = -7046029254386353131     # 0x9E3779B97F4A7C15 as int64
 _M1 = -4658895280553007687        # 0xBF58476D1CE4E5B9
@@ -103,7 +104,6 @@ default_generator = Generator(0)
 
 def manual_seed(seed: int):
     """Seed graphc.nn's default generator (dropout) and the init generator."""
-    from graphc.nn import init
     default_generator.manual_seed(seed)
     init.manual_seed(seed)
     return default_generator

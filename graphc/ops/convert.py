@@ -18,9 +18,7 @@ import numpy as np
 from graphc import pytree
 from graphc.errors import ShapeError
 from graphc.ops import registry
-from graphc.ops.elementwise import cast
-from graphc.ops.methods import _copy
-from graphc.ops.shape import concatenate, reshape, stack
+from graphc.ops import prims
 from graphc.trace import Tracer, result_dtype, type_of, user_line
 
 
@@ -69,8 +67,8 @@ def _build(x, dtype):
         if len(shapes) > 1:
             raise ValueError(f"setting an array element with a sequence: the parts have shapes "
                              f"{sorted(shapes)} (inhomogeneous), at {user_line()}")
-        return stack(parts)
-    return cast(x, dtype) if isinstance(x, Tracer) else np.asarray(x, dtype=dtype)
+        return prims.stack(parts)
+    return prims.cast(x, dtype) if isinstance(x, Tracer) else np.asarray(x, dtype=dtype)
 
 
 def asarray(a, dtype=None, order=None, **kwargs):
@@ -80,7 +78,7 @@ def asarray(a, dtype=None, order=None, **kwargs):
     if isinstance(a, Tracer):
         if a.weak:  # np.asarray(0.5) is a strong float64 array: a Python number's weak typing ends here
             a = Tracer(a.value, a.builder)
-        return a if dtype is None else cast(a, dtype)
+        return a if dtype is None else prims.cast(a, dtype)
     return _build(a, np.dtype(dtype) if dtype is not None else _dtype_of_leaves(a))
 
 
@@ -90,8 +88,8 @@ def array(obj, dtype=None, *, copy=True, order="K", subok=False, ndmin=0, **kwar
         return np.array(obj, dtype=dtype, copy=copy, order=order, subok=subok, ndmin=ndmin, **kwargs)
     out = asarray(obj, dtype)
     missing = ndmin - type_of(out).ndim
-    out = reshape(out, (1,) * missing + type_of(out).shape) if missing > 0 else out
-    return _copy(out) if copy is not False and out is obj else out  # a new array, as NumPy's
+    out = prims.reshape(out, (1,) * missing + type_of(out).shape) if missing > 0 else out
+    return prims.owned_copy(out) if copy is not False and out is obj else out  # a new array, as NumPy's
 
 
 # -- np.r_ and np.c_ -------------------------------------------------------------------
@@ -119,9 +117,9 @@ class _RowJoin:
         dtype = result_dtype(*pieces)  # Python numbers weak, as NumPy's r_ (np.r_[x_f32, 0.5] is float32)
         pieces = [asarray(p, dtype) for p in pieces]
         if not self.columns:
-            return concatenate([reshape(p, (1,)) if type_of(p).ndim == 0 else p for p in pieces])
-        cols = [reshape(p, (type_of(p).size, 1)) if type_of(p).ndim <= 1 else p for p in pieces]
-        return concatenate(cols, axis=-1)
+            return prims.concatenate([prims.reshape(p, (1,)) if type_of(p).ndim == 0 else p for p in pieces])
+        cols = [prims.reshape(p, (type_of(p).size, 1)) if type_of(p).ndim <= 1 else p for p in pieces]
+        return prims.concatenate(cols, axis=-1)
 
     def __len__(self):
         return 0
@@ -149,9 +147,8 @@ for _t in (np.float32, np.float64, np.int32, np.int64, np.bool_):
 
 def take(a, indices, axis=None, out=None, mode=None):
     """``np.take`` with traced indices into a plain array (NumPy dispatches on ``a`` alone)."""
-    from graphc.ops.indexing import take as traced_take
     if isinstance(a, Tracer) or _has_tracer(indices):
-        return traced_take(a, indices, axis=axis, out=out, mode=mode)
+        return prims.take(a, indices, axis=axis, out=out, mode=mode)
     return np.take(a, indices, axis=axis, out=out, mode=mode if mode is not None else "raise")
 
 

@@ -5,10 +5,12 @@ import operator
 
 import numpy as np
 
-from graphc.backend.codegen import literal
+from graphc.ops.scalar import literal
 from graphc.ir import TensorType
-from graphc.ops.registry import implements, register
-from graphc.trace import Tracer, convert, promote, result_dtype, type_of
+from graphc.ops.registry import export, implements, register
+from graphc.ops import prims
+from graphc.ops.rules import numpy_error
+from graphc.trace import Tracer, convert, promote, result_dtype, strong, type_of
 
 
 def _infer_constant(types, value):
@@ -29,12 +31,11 @@ register("constant", "constant", _infer_constant, lambda value: value.array.copy
 
 
 def _like(a, fill, dtype, shape):
-    from graphc.ops.shape import broadcast_to
     if not isinstance(a, Tracer) or shape is not None:
         a = np.asarray(a)
         return np.full(a.shape if shape is None else shape, fill, dtype or a.dtype)
     (value,) = promote(np.asarray(fill), dtype=np.dtype(dtype or a.dtype).name)
-    return broadcast_to(value, a.shape)
+    return prims.broadcast_to(value, a.shape)
 
 
 @implements(np.zeros_like)
@@ -75,9 +76,6 @@ def linspace(start, stop, num=50, endpoint=True, retstep=False, dtype=None, axis
     arrays), NumPy's own arithmetic step by step, so the values match it bit for bit."""
     if not isinstance(start, Tracer) and not isinstance(stop, Tracer):
         return np.linspace(start, stop, num, endpoint, retstep, dtype, axis, device=device)
-    from graphc.ops import elementwise as ew
-    from graphc.ops.reduction import sum as reduce_sum
-    from graphc.ops.shape import broadcast_to, concatenate, expand_dims, moveaxis, numpy_error, strong
     num = operator.index(num)
     if num < 0:
         raise numpy_error(ValueError, f"Number of samples, {num}, must be non-negative.")
@@ -85,34 +83,38 @@ def linspace(start, stop, num=50, endpoint=True, retstep=False, dtype=None, axis
     dt = result_dtype(start, stop)
     if np.dtype(dt).kind in "biu":
         dt = "float64"
-    delta = ew.subtract(convert(stop, dt), convert(start, dt))
+    delta = prims.subtract(convert(stop, dt), convert(start, dt))
     nd = type_of(delta).ndim
-    y = ew.iota((num,) + (1,) * nd, axis=0, dtype=dt)
+    y = prims.iota((num,) + (1,) * nd, axis=0, dtype=dt)
     if div > 0:
-        step = ew.divide(delta, div)
-        zero = ew.equal(step, 0)
+        step = prims.divide(delta, div)
+        zero = prims.equal(step, 0)
         if nd:  # NumPy takes the slower path for every element when any step is zero
-            zero = ew.greater(reduce_sum(ew.cast(zero, "int64")), 0)
-        y = ew.where(zero, ew.multiply(ew.divide(y, div), delta), ew.multiply(y, step))
+            zero = prims.greater(prims.sum(prims.cast(zero, "int64")), 0)
+        y = prims.where(zero, prims.multiply(prims.divide(y, div), delta), prims.multiply(y, step))
     else:
         step = np.nan
-        y = ew.multiply(y, delta)
-    y = ew.add(y, convert(start, dt))  # NumPy: y += start, computed in y's dtype
+        y = prims.multiply(y, delta)
+    y = prims.add(y, convert(start, dt))  # NumPy: y += start, computed in y's dtype
     if endpoint and num > 1:  # NumPy: y[-1, ...] = stop
-        last = broadcast_to(convert(stop, dt), type_of(y).shape[1:])
-        y = concatenate([y[:-1], expand_dims(last, 0)], axis=0)
+        last = prims.broadcast_to(convert(stop, dt), type_of(y).shape[1:])
+        y = prims.concatenate([y[:-1], prims.expand_dims(last, 0)], axis=0)
     if axis != 0:
-        y = moveaxis(y, 0, axis)
+        y = prims.moveaxis(y, 0, axis)
     if dtype is not None and np.issubdtype(dtype, np.integer):
         y = _floor_to_int(y, np.dtype(dtype).name)
     elif dtype is not None:
-        y = ew.cast(y, dtype)
+        y = prims.cast(y, dtype)
     y = strong(y)
     return (y, strong(step) if isinstance(step, Tracer) else step) if retstep else y
 
 
 def _floor_to_int(y, dtype):
     """``np.floor(y).astype(dtype)``: truncation, less one where that rounded up."""
-    from graphc.ops import elementwise as ew
-    t = ew.cast(y, dtype)
-    return ew.where(ew.greater(ew.cast(t, y.dtype), y), ew.subtract(t, ew.cast(1, dtype)), t)
+    t = prims.cast(y, dtype)
+    return prims.where(prims.greater(prims.cast(t, y.dtype), y), prims.subtract(t, prims.cast(1, dtype)), t)
+
+# what the other op families call (through graphc.ops.prims)
+export(
+    floor_to_int=_floor_to_int, linspace=linspace,
+)

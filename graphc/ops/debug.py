@@ -13,15 +13,9 @@ import warnings
 
 import numpy as np
 
-from graphc.backend import cpu
 from graphc.ir import TensorType
 from graphc.ops.registry import register
 from graphc.trace import Tracer, _builder_of, current_builder, type_of, user_line, user_loc
-
-# the generated module imports these by name (graphc.backend.cpu.HELPERS: name -> module)
-cpu.HELPERS.setdefault("debug_print_c", "graphc.ops.debug")
-cpu.HELPERS.setdefault("objmode", "numba")
-
 
 def _quiet_numba():
     """The print block holds the GIL: Numba says so on every compile (and cache load) of a
@@ -56,7 +50,7 @@ def debug_print_c(fmt, keys, dtypes, *values):
 def _emit(em, node):
     args = "".join(f", {em.name(v)}" for v in node.inputs)
     dtypes = tuple(v.type.dtype for v in node.inputs)
-    em.imports.update(("debug_print_c", "objmode"))
+    em.imports.update(("graphc.ops.debug:debug_print_c", "numba:objmode"))  # module:name, imported by name
     _quiet_numba()  # (again: a caller such as pytest may have reset the filters since import)
     with em.block("with objmode():"):
         em.line(f"debug_print_c({node.attrs['fmt']!r}, {node.attrs['keys']!r}, {dtypes!r}{args})")

@@ -11,29 +11,12 @@ import numpy as np
 
 from graphc.errors import ShapeError, TraceError
 from graphc.ir import TensorType
-from graphc.ops.registry import ELEMENTWISE, implements, register
+from graphc.ops.rules import broadcast_types, infer_same, same_dtype as _same_dtype
+from graphc.ops.registry import ELEMENTWISE, export, implements, register
 from graphc.trace import Tracer, bind, convert, mark_weak, promote, result_dtype, user_line
 
 
 # -- shape rules -------------------------------------------------------------------
-def broadcast_types(types) -> tuple:
-    try:
-        return tuple(np.broadcast_shapes(*[t.shape for t in types]))
-    except ValueError:
-        raise ShapeError("operands " + " and ".join(str(t) for t in types)
-                         + " cannot be broadcast together") from None
-
-
-def _same_dtype(types):
-    if len({t.dtype for t in types}) > 1:
-        raise ShapeError("operand dtypes differ: " + ", ".join(str(t) for t in types))
-    return types[0].dtype
-
-
-def infer_same(types, **_):
-    return TensorType(broadcast_types(types), _same_dtype(types))
-
-
 def infer_bool(types, **_):
     _same_dtype(types)
     return TensorType(broadcast_types(types), "bool")
@@ -694,3 +677,11 @@ mod = remainder
 def divmod(x, y):  # noqa: A001 - NumPy's name
     """``(x // y, x % y)``, as ``np.divmod``."""
     return floor_divide(x, y), remainder(x, y)
+
+# what the other op families call (through graphc.ops.prims)
+export(
+    absolute=absolute, add=add, cast=cast, divide=divide, equal=equal, exp=exp, greater=greater,
+    iota=iota, less=less, less_equal=less_equal, log=log, logical_and=logical_and,
+    logical_not=logical_not, logical_or=logical_or, multiply=multiply, not_equal=not_equal,
+    power=power, sqrt=sqrt, subtract=subtract, where=where,
+)

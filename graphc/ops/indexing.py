@@ -15,8 +15,10 @@ import numpy as np
 from graphc import capture
 from graphc.errors import ShapeError, TraceError
 from graphc.ir import TensorType
-from graphc.ops.registry import implements, register
-from graphc.trace import Tracer, bind, mark_weak, type_of, user_line
+from graphc.ops.registry import export, implements, register
+from graphc.ops import prims
+from graphc.ops.rules import numpy_error
+from graphc.trace import Tracer, bind, convert, mark_weak, result_dtype, strong, type_of, user_line
 
 
 # -- slice -------------------------------------------------------------------------
@@ -100,10 +102,9 @@ def _emit_index(em, node):
 
 
 def _index_vjp(g, x, out, indices):
-    from graphc.ops.shape import reshape
     k = len(indices)
     slices = tuple((i, i + 1, 1) for i in indices) + tuple((0, n, 1) for n in x.shape[k:])
-    return bind("scatter_slice", reshape(g, (1,) * k + tuple(x.shape[k:])),
+    return bind("scatter_slice", prims.reshape(g, (1,) * k + tuple(x.shape[k:])),
                 shape=tuple(x.shape), slices=slices)
 
 
@@ -300,7 +301,6 @@ def getitem(x, key):
 
     # 2a. no arrays: ints drop their dimension, None adds one
     if not has_array:
-        from graphc.ops.shape import reshape
         shape, dim = [], 0
         for k in items:
             if k is None:
@@ -309,24 +309,22 @@ def getitem(x, key):
             if not isinstance(k, int):
                 shape.append(sliced[dim])
             dim += 1
-        return reshape(y, shape)
+        return prims.reshape(y, shape)
 
     # 2b. integer arrays (and ints among them): None adds a size-1 dimension, then one gather.
     # Adjacent advanced indices put their broadcast dimensions where they stand; separated by a
     # slice or None, NumPy puts them first: a transpose brings those axes to the front.
     if any(k is None for k in items):
-        from graphc.ops.shape import reshape
         shape, dim = [], 0
         for k in items:
             shape.append(1 if k is None else sliced[dim])
             dim += k is not None
-        y, sliced = reshape(y, shape), tuple(shape)
+        y, sliced = prims.reshape(y, shape), tuple(shape)
         items = [slice(None) if k is None else k for k in items]
     adv = [d for d, k in enumerate(items) if not isinstance(k, slice)]
     arrays = [_index_array(items[d], sliced[d], f"axis {d}") for d in adv]
     if adv != list(range(adv[0], adv[-1] + 1)):
-        from graphc.ops.shape import transpose
-        y = transpose(y, adv + [d for d in range(len(items)) if d not in adv])
+        y = prims.transpose(y, adv + [d for d in range(len(items)) if d not in adv])
         return gather(y, *arrays, axis=0)
     return gather(y, *arrays, axis=adv[0])
 
@@ -334,11 +332,10 @@ def getitem(x, key):
 @implements(np.take)
 def take(a, indices, axis=None, out=None, mode=None):
     """``np.take``: elements of ``a`` at integer ``indices`` along ``axis`` (flattened if None)."""
-    from graphc.ops.shape import ravel
     if out is not None or mode not in (None, "raise"):
         raise TraceError(f"np.take(out=..., mode=...) is not supported (at {user_line()})")
     if axis is None:
-        a, axis = ravel(a), 0
+        a, axis = prims.ravel(a), 0
     t = type_of(a)
     axis %= t.ndim
     return gather(a, _index_array(indices, t.shape[axis], f"axis {axis}"), axis=axis)
@@ -347,25 +344,22 @@ def take(a, indices, axis=None, out=None, mode=None):
 @implements(np.take_along_axis)
 def take_along_axis(arr, indices, axis):
     """``np.take_along_axis``: ``arr`` read at ``indices`` along ``axis``, other axes kept."""
-    from graphc.ops.elementwise import iota
     t = type_of(arr)
     if type_of(indices).ndim != t.ndim:
         raise ShapeError(f"take_along_axis: indices {type_of(indices)} must have as many dimensions "
                          f"as {t}\n  at {user_line()}")
     axis %= t.ndim
     idx = [_index_array(indices, t.shape[axis], f"axis {axis}") if d == axis else
-           iota(tuple(n if e == d else 1 for e in range(t.ndim)), axis=d)
+           prims.iota(tuple(n if e == d else 1 for e in range(t.ndim)), axis=d)
            for d, n in enumerate(t.shape)]
     return gather(arr, *idx, axis=0)
 
 
 def one_hot(x, num_classes, dtype="float32"):
     """``[..., num_classes]`` array with 1 at each label of ``x`` (as ``jax.nn.one_hot``)."""
-    from graphc.ops.elementwise import cast, equal, iota
-    from graphc.ops.shape import expand_dims
     ndim = type_of(x).ndim
-    classes = iota((1,) * ndim + (int(num_classes),), axis=ndim)
-    return cast(equal(expand_dims(x, -1), classes), dtype)
+    classes = prims.iota((1,) * ndim + (int(num_classes),), axis=ndim)
+    return prims.cast(prims.equal(prims.expand_dims(x, -1), classes), dtype)
 
 
 
@@ -373,9 +367,6 @@ def one_hot(x, num_classes, dtype="float32"):
 def select(condlist, choicelist, default=0):
     """``np.select``: from each position, the choice of the first condition that holds there,
     else ``default`` (a chain of ``where``); dtypes as NumPy (Python scalars are weak)."""
-    from graphc.ops.elementwise import where
-    from graphc.ops.shape import broadcast_to, numpy_error, strong
-    from graphc.trace import convert, result_dtype
     if len(condlist) != len(choicelist):
         raise numpy_error(ValueError, "list of cases must be same length as list of conditions")
     if len(condlist) == 0:
@@ -394,5 +385,11 @@ def select(condlist, choicelist, default=0):
     shape = tuple(np.broadcast_shapes(*[type_of(c).shape for c in conds + choices]))
     result = convert(choices[-1], dtype)
     for cond, choice in zip(conds[::-1], choices[-2::-1]):
-        result = where(cond, convert(choice, dtype), result)
-    return strong(broadcast_to(result, shape))
+        result = prims.where(cond, convert(choice, dtype), result)
+    return strong(prims.broadcast_to(result, shape))
+
+# what the other op families call (through graphc.ops.prims)
+export(
+    gather=gather, getitem=getitem, slice_axis=slice_axis, take=take,
+    take_along_axis=take_along_axis,
+)

@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from graphc.backend.codegen import CTOR
+from graphc.ops.scalar import CTOR
 from graphc.errors import ShapeError, TraceError
 from graphc.ir import TensorType
-from graphc.ops.registry import implements, register
-from graphc.trace import bind, mark_weak, promote, type_of, user_line
+from graphc.ops.registry import export, implements, register
+from graphc.ops import prims
+from graphc.trace import Tracer, bind, mark_weak, promote, result_dtype, type_of, user_line
 
 
 def _swap_last(shape):
@@ -90,21 +91,19 @@ def matmul_t(a, b, transpose_a=False, transpose_b=False):
 
 # y = op(A) @ op(B): dA = g op(B)^T (transposed back when A was), dB = op(A)^T g (likewise)
 def _matmul_vjp_a(g, a, b, out, transpose_a=False, transpose_b=False):
-    from graphc.ops.shape import sum_to
     if transpose_a:
         grad = matmul_t(b, g, transpose_a=transpose_b, transpose_b=True)
     else:
         grad = matmul_t(g, b, transpose_b=not transpose_b)
-    return sum_to(grad, a.shape)
+    return prims.sum_to(grad, a.shape)
 
 
 def _matmul_vjp_b(g, a, b, out, transpose_a=False, transpose_b=False):
-    from graphc.ops.shape import sum_to
     if transpose_b:
         grad = matmul_t(g, a, transpose_a=True, transpose_b=transpose_a)
     else:
         grad = matmul_t(a, g, transpose_a=not transpose_a)
-    return sum_to(grad, b.shape)
+    return prims.sum_to(grad, b.shape)
 
 
 register("matmul", "matmul", _infer_matmul, _matmul_ref, vjp=(_matmul_vjp_a, _matmul_vjp_b),
@@ -115,16 +114,15 @@ register("matmul", "matmul", _infer_matmul, _matmul_ref, vjp=(_matmul_vjp_a, _ma
 @implements(np.matmul, np.linalg.matmul, ufunc="matmul")
 def matmul(x1, x2):
     """``x1 @ x2`` with NumPy's rules for 1-D operands and broadcast batch dimensions."""
-    from graphc.ops.shape import reshape
     a, b = promote(x1, x2)
     ta, tb = type_of(a), type_of(b)
     if ta.ndim == 0 or tb.ndim == 0:
         raise ShapeError(f"matmul: operands must be at least 1-D, got {ta} and {tb}\n  at {user_line()}")
-    a2 = reshape(a, (1,) + ta.shape) if ta.ndim == 1 else a
-    b2 = reshape(b, tb.shape + (1,)) if tb.ndim == 1 else b
+    a2 = prims.reshape(a, (1,) + ta.shape) if ta.ndim == 1 else a
+    b2 = prims.reshape(b, tb.shape + (1,)) if tb.ndim == 1 else b
     ra, rb = type_of(a2).ndim, type_of(b2).ndim
-    a2 = reshape(a2, (1,) * (rb - ra) + type_of(a2).shape) if ra < rb else a2
-    b2 = reshape(b2, (1,) * (ra - rb) + type_of(b2).shape) if rb < ra else b2
+    a2 = prims.reshape(a2, (1,) * (rb - ra) + type_of(a2).shape) if ra < rb else a2
+    b2 = prims.reshape(b2, (1,) * (ra - rb) + type_of(b2).shape) if rb < ra else b2
     try:
         out = bind("matmul", a2, b2)
     except ShapeError as exc:
@@ -135,14 +133,13 @@ def matmul(x1, x2):
         shape = shape[:-2] + shape[-1:]
     if tb.ndim == 1:
         shape = shape[:-1]
-    return mark_weak(reshape(out, shape), x1, x2)
+    return mark_weak(prims.reshape(out, shape), x1, x2)
 
 
 # -- contractions: einsum and the functions built on it ------------------------------------
 def _strong(x):
     """``x`` as NumPy's array functions see it: they call np.asarray, which types a Python
     number (and so a weak traced one) strongly: np.dot(x_f32, 2.0) is float64 in NumPy."""
-    from graphc.trace import Tracer
     if isinstance(x, Tracer):
         return Tracer(x.value, x.builder) if x.weak else x
     return np.asarray(x)
@@ -150,7 +147,6 @@ def _strong(x):
 
 def _compute_dtype(operands, dtype=None):
     """The result dtype: ``dtype`` if given, else NumPy's result type of the operands."""
-    from graphc.trace import result_dtype
     return np.dtype(dtype).name if dtype is not None else result_dtype(*operands)
 
 
@@ -172,33 +168,27 @@ def _diagonal_labels(x, labels):
 
 def _sum_labels(x, labels, drop):
     """Sum ``x`` over the axes whose labels are in ``drop`` (keeping x's dtype, as einsum does)."""
-    from graphc.ops.elementwise import cast
-    from graphc.ops.reduction import sum as reduce_sum
     axes = tuple(d for d, l in enumerate(labels) if l in drop)
     if not axes:
         return x, labels
     # integer sums accumulate in int64; the cast back wraps as NumPy's einsum does
-    return cast(reduce_sum(x, axis=axes), type_of(x).dtype), [l for l in labels if l not in drop]
+    return prims.cast(prims.sum(x, axis=axes), type_of(x).dtype), [l for l in labels if l not in drop]
 
 
 def _arrange(x, labels, order):
     """Transpose ``x`` so its axes follow ``order`` (a permutation of ``labels``)."""
-    from graphc.ops.shape import transpose
-    return transpose(x, [labels.index(l) for l in order])
+    return prims.transpose(x, [labels.index(l) for l in order])
 
 
 def _broadcast_labels(x, labels, sizes, which):
     """Broadcast size-1 axes of ``x`` whose labels are in ``which`` to their full size."""
-    from graphc.ops.shape import broadcast_to
     shape = tuple(sizes[l] if l in which else n for l, n in zip(labels, type_of(x).shape))
-    return broadcast_to(x, shape)
+    return prims.broadcast_to(x, shape)
 
 
 def _contract_pair(a, la, b, lb, keep, sizes):
     """Contract two labelled operands over their shared labels not in ``keep``: one matmul
     (batched over shared kept labels), or a broadcast multiply when nothing is summed."""
-    from graphc.ops.elementwise import multiply
-    from graphc.ops.shape import reshape
     a, la = _sum_labels(a, la, {l for l in la if l not in lb and l not in keep})
     b, lb = _sum_labels(b, lb, {l for l in lb if l not in la and l not in keep})
     batch = [l for l in la if l in lb and l in keep]
@@ -208,10 +198,10 @@ def _contract_pair(a, la, b, lb, keep, sizes):
     size_of = lambda x, lab: dict(zip(lab, type_of(x).shape))  # noqa: E731
     if not summed:  # an outer or elementwise product: broadcasting multiply
         sa, sb = size_of(a, la), size_of(b, lb)
-        a2 = reshape(_arrange(a, la, batch + a_free), [sa[l] for l in batch + a_free] + [1] * len(b_free))
-        b2 = reshape(_arrange(b, lb, batch + b_free),
+        a2 = prims.reshape(_arrange(a, la, batch + a_free), [sa[l] for l in batch + a_free] + [1] * len(b_free))
+        b2 = prims.reshape(_arrange(b, lb, batch + b_free),
                      [sb[l] for l in batch] + [1] * len(a_free) + [sb[l] for l in b_free])
-        return multiply(a2, b2), batch + a_free + b_free
+        return prims.multiply(a2, b2), batch + a_free + b_free
     # matmul over (batch..., M, K) @ (batch..., K, N), reading a transposed operand in place
     a = _broadcast_labels(a, la, sizes, summed)
     b = _broadcast_labels(b, lb, sizes, summed)
@@ -224,11 +214,11 @@ def _contract_pair(a, la, b, lb, keep, sizes):
     m = int(np.prod([sa[l] for l in a_free], dtype=np.int64))
     n = int(np.prod([sb[l] for l in b_free], dtype=np.int64))
     k = int(np.prod([sa[l] for l in summed], dtype=np.int64))
-    a2 = reshape(a2, bdims_a + ([k, m] if ta else [m, k]))
-    b2 = reshape(b2, bdims_b + ([n, k] if tb else [k, n]))
+    a2 = prims.reshape(a2, bdims_a + ([k, m] if ta else [m, k]))
+    b2 = prims.reshape(b2, bdims_b + ([n, k] if tb else [k, n]))
     out = matmul_t(a2, b2, transpose_a=ta, transpose_b=tb)
     bshape = list(type_of(out).shape[:-2])
-    return reshape(out, bshape + [sa[l] for l in a_free] + [sb[l] for l in b_free]), batch + a_free + b_free
+    return prims.reshape(out, bshape + [sa[l] for l in a_free] + [sb[l] for l in b_free]), batch + a_free + b_free
 
 
 def contract(operands, labels, out_labels, dtype=None):
@@ -238,7 +228,6 @@ def contract(operands, labels, out_labels, dtype=None):
     the output are summed first; then operands are contracted pairwise, left to right, each
     pair one matmul. Size-1 axes broadcast against their label's size in other operands.
     """
-    from graphc.ops.elementwise import cast, not_equal
     operands = [_strong(x) for x in operands]
     dtype = _compute_dtype(operands, dtype)
     work = "int64" if dtype == "bool" else dtype
@@ -268,7 +257,7 @@ def contract(operands, labels, out_labels, dtype=None):
     x, lab = _sum_labels(x, lab, {l for l in lab if l not in out_labels})
     x = _broadcast_labels(x, lab, sizes, set(lab))
     x = _arrange(x, lab, out_labels)
-    return not_equal(x, 0) if dtype == "bool" else cast(x, dtype)
+    return prims.not_equal(x, 0) if dtype == "bool" else prims.cast(x, dtype)
 
 
 _LETTERS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
@@ -405,8 +394,7 @@ def dot(a, b, out=None):
     a, b = _strong(a), _strong(b)
     ta, tb = type_of(a), type_of(b)
     if ta.ndim == 0 or tb.ndim == 0:
-        from graphc.ops.elementwise import multiply
-        return multiply(a, b)
+        return prims.multiply(a, b)
     if ta.ndim <= 2 and tb.ndim <= 2:
         return matmul(a, b)
     if ta.shape[-1] != tb.shape[max(tb.ndim - 2, 0)]:
@@ -422,8 +410,7 @@ def inner(a, b):
     a, b = _strong(a), _strong(b)
     ta, tb = type_of(a), type_of(b)
     if ta.ndim == 0 or tb.ndim == 0:
-        from graphc.ops.elementwise import multiply
-        return multiply(a, b)
+        return prims.multiply(a, b)
     if ta.shape[-1] != tb.shape[-1]:
         raise ShapeError(f"inner: shapes {ta.shape} and {tb.shape} not aligned: the last dimensions "
                          f"differ\n  at {user_line()}")
@@ -433,35 +420,31 @@ def inner(a, b):
 @implements(np.vdot)
 def vdot(a, b):
     """``np.vdot`` for real arrays: the dot product of the flattened operands."""
-    from graphc.ops.shape import ravel
     if type_of(a).size != type_of(b).size:
         raise ShapeError(f"vdot: vectors have different lengths ({type_of(a)} and {type_of(b)})\n  at {user_line()}")
-    return contract([ravel(a), ravel(b)], [[0], [0]], [])
+    return contract([prims.ravel(a), prims.ravel(b)], [[0], [0]], [])
 
 
 @implements(np.outer, np.linalg.outer)
 def outer(a, b, out=None):
     """``np.outer`` of the flattened operands."""
-    from graphc.ops.shape import reshape
     if out is not None:
         raise TraceError(f"np.outer(..., out=...) cannot be traced (at {user_line()})")
-    return matmul(reshape(_strong(a), (-1, 1)), reshape(_strong(b), (1, -1)))
+    return matmul(prims.reshape(_strong(a), (-1, 1)), prims.reshape(_strong(b), (1, -1)))
 
 
 @implements(np.kron)
 def kron(a, b):
     """``np.kron``: the Kronecker product, a broadcast multiply and a reshape."""
-    from graphc.ops.elementwise import multiply
-    from graphc.ops.shape import reshape
     a, b = _strong(a), _strong(b)
     ta, tb = type_of(a), type_of(b)
     nd = max(ta.ndim, tb.ndim)
     sa, sb = (1,) * (nd - ta.ndim) + ta.shape, (1,) * (nd - tb.ndim) + tb.shape
     if nd == 0:
-        return multiply(a, b)
-    a2 = reshape(a, [n for d in sa for n in (d, 1)])
-    b2 = reshape(b, [n for d in sb for n in (1, d)])
-    return reshape(multiply(a2, b2), [x * y for x, y in zip(sa, sb)])
+        return prims.multiply(a, b)
+    a2 = prims.reshape(a, [n for d in sa for n in (d, 1)])
+    b2 = prims.reshape(b, [n for d in sb for n in (1, d)])
+    return prims.reshape(prims.multiply(a2, b2), [x * y for x, y in zip(sa, sb)])
 
 
 # -- diagonals and triangles ----------------------------------------------------------
@@ -471,8 +454,6 @@ def diagonal(a, offset=0, axis1=0, axis2=1):
 
     The square block holding the diagonal is flattened and read with stride n + 1.
     """
-    from graphc.ops.indexing import getitem
-    from graphc.ops.shape import reshape, transpose
     t = type_of(a)
     if t.ndim < 2:
         raise ShapeError(f"diagonal requires an array of at least two dimensions, got {t}\n  at {user_line()}")
@@ -484,12 +465,12 @@ def diagonal(a, offset=0, axis1=0, axis2=1):
     size = max(0, min(n1, n2 - offset) if offset >= 0 else min(n1 + offset, n2))
     row, col = (0, offset) if offset >= 0 else (-offset, 0)
     rest = [d for d in range(t.ndim) if d not in (ax1, ax2)]
-    x = transpose(a, rest + [ax1, ax2])
+    x = prims.transpose(a, rest + [ax1, ax2])
     if (size, size) != (n1, n2):
-        x = getitem(x, (Ellipsis, slice(row, row + size), slice(col, col + size)))
+        x = prims.getitem(x, (Ellipsis, slice(row, row + size), slice(col, col + size)))
     lead = tuple(t.shape[d] for d in rest)
-    flat = reshape(x, lead + (size * size,))
-    return getitem(flat, (Ellipsis, slice(None, None, size + 1))) if size > 1 else reshape(flat, lead + (size,))
+    flat = prims.reshape(x, lead + (size * size,))
+    return prims.getitem(flat, (Ellipsis, slice(None, None, size + 1))) if size > 1 else prims.reshape(flat, lead + (size,))
 
 
 @implements(np.linalg.diagonal)
@@ -501,10 +482,9 @@ def linalg_diagonal(x, *, offset=0):
 @implements(np.trace)
 def trace(a, offset=0, axis1=0, axis2=1, dtype=None, out=None):
     """``np.trace``: the sum of a diagonal (``dtype`` as np.sum's: small ints sum in int64)."""
-    from graphc.ops.reduction import sum as reduce_sum
     if out is not None:
         raise TraceError(f"np.trace(..., out=...) cannot be traced (at {user_line()})")
-    return reduce_sum(diagonal(a, offset, axis1, axis2), axis=-1, dtype=dtype)
+    return prims.sum(diagonal(a, offset, axis1, axis2), axis=-1, dtype=dtype)
 
 
 @implements(np.linalg.trace)
@@ -514,9 +494,8 @@ def linalg_trace(x, *, offset=0, dtype=None):
 
 
 def _masked(m, mask):
-    from graphc.ops.elementwise import where
     zero = np.zeros((), type_of(m).dtype)
-    return mark_weak(where(mask, m, zero), m)
+    return mark_weak(prims.where(mask, m, zero), m)
 
 
 @implements(np.tril)
@@ -540,7 +519,6 @@ def triu(m, k=0):
 @implements(np.diag)
 def diag(v, k=0):
     """``np.diag``: a 1-D array's diagonal matrix (k-th diagonal), or a 2-D array's k-th diagonal."""
-    from graphc.ops.shape import concatenate, reshape
     t = type_of(v)
     k = int(k)
     if t.ndim == 2:
@@ -550,8 +528,8 @@ def diag(v, k=0):
     n = t.shape[0] + abs(k)
     if k:  # place v[i] at column i + k (k > 0) or row i - k (k < 0) of the row vector spread below
         pad = np.zeros(abs(k), t.dtype)
-        v = concatenate([pad, v] if k > 0 else [v, pad])
-    return _masked(reshape(v, (1, n)), np.eye(n, k=k, dtype=bool))
+        v = prims.concatenate([pad, v] if k > 0 else [v, pad])
+    return _masked(prims.reshape(v, (1, n)), np.eye(n, k=k, dtype=bool))
 
 
 def eye(N, M=None, k=0, dtype=float, order="C", *, device=None, like=None):
@@ -563,25 +541,21 @@ def eye(N, M=None, k=0, dtype=float, order="C", *, device=None, like=None):
 @implements(np.linalg.matrix_transpose)
 def matrix_transpose(x, /):
     """``np.linalg.matrix_transpose``: swap the last two axes."""
-    from graphc.ops.shape import swapaxes
     if type_of(x).ndim < 2:
         raise ShapeError(f"matrix_transpose: input must be at least 2-d, got {type_of(x)}\n  at {user_line()}")
-    return swapaxes(x, -1, -2)
+    return prims.swapaxes(x, -1, -2)
 
 
 @implements(np.linalg.vecdot)
 def vecdot(x1, x2, /, *, axis=-1):
     """``np.linalg.vecdot`` (real): the sum over ``axis`` of ``x1 * x2``, broadcasting the rest."""
-    from graphc.ops.elementwise import multiply
-    from graphc.ops.reduction import sum as reduce_sum
     x1, x2 = _strong(x1), _strong(x2)
     t1, t2 = type_of(x1), type_of(x2)
     nd = max(t1.ndim, t2.ndim)
     if min(t1.ndim, t2.ndim) == 0 or t1.shape[axis] != t2.shape[axis]:
         raise ShapeError(f"vecdot: {t1} and {t2} differ along axis {axis}\n  at {user_line()}")
-    from graphc.ops.elementwise import cast
     # integer sums accumulate in int64: back to the operands' dtype, as NumPy's vecdot keeps it
-    return cast(reduce_sum(multiply(x1, x2), axis=axis % nd), _compute_dtype([x1, x2]))
+    return prims.cast(prims.sum(prims.multiply(x1, x2), axis=axis % nd), _compute_dtype([x1, x2]))
 
 
 @implements(np.linalg.multi_dot)
@@ -600,12 +574,11 @@ def multi_dot(arrays, *, out=None):
     if any(len(s) != 2 for s in shapes[1:-1]) or len(shapes[0]) not in (1, 2) or len(shapes[-1]) not in (1, 2):
         raise ShapeError(f"multi_dot: the inner arrays must be 2-d, the first and last 1-d or 2-d; "
                          f"got shapes {shapes}\n  at {user_line()}")
-    from graphc.ops.shape import reshape
     mats = list(arrays)
     if first_1d:
-        mats[0] = reshape(mats[0], (1, -1))
+        mats[0] = prims.reshape(mats[0], (1, -1))
     if last_1d:
-        mats[-1] = reshape(mats[-1], (-1, 1))
+        mats[-1] = prims.reshape(mats[-1], (-1, 1))
     dims = [type_of(m).shape[0] for m in mats] + [type_of(mats[-1]).shape[1]]
     order = _chain_order(dims)
 
@@ -614,9 +587,9 @@ def multi_dot(arrays, *, out=None):
 
     result = product(0, len(mats) - 1)
     if first_1d and last_1d:
-        return reshape(result, ())
+        return prims.reshape(result, ())
     if first_1d or last_1d:
-        return reshape(result, (-1,))
+        return prims.reshape(result, (-1,))
     return result
 
 
@@ -646,13 +619,10 @@ def matrix_power(a, n):
         raise TypeError("exponent must be an integer")
     n = int(n)
     if n == 0:
-        from graphc.ops.shape import broadcast_to
-        from graphc.trace import Tracer
         eye_n = np.eye(t.shape[-1], dtype=t.dtype)
-        return broadcast_to(eye_n, t.shape) if isinstance(a, Tracer) else np.broadcast_to(eye_n, t.shape).copy()
+        return prims.broadcast_to(eye_n, t.shape) if isinstance(a, Tracer) else np.broadcast_to(eye_n, t.shape).copy()
     if n < 0:
-        from graphc.ops.linalg_decomp import inv
-        a, n = inv(a), -n
+        a, n = prims.inv(a), -n
     result, base = None, a
     while n:  # binary powering, lowest bit first, as NumPy does
         if n & 1:
@@ -661,3 +631,8 @@ def matrix_power(a, n):
         if n:
             base = matmul(base, base)
     return result
+
+# what the other op families call (through graphc.ops.prims)
+export(
+    matmul_t=matmul_t, tril=tril,
+)

@@ -34,12 +34,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from graphc.backend.codegen import CTOR
+from graphc.ops.scalar import CTOR
 from graphc.errors import ShapeError, TraceError
 from graphc.ir import TensorType
-from graphc.ops.linalg import matmul_t, tril
-from graphc.ops.registry import implements, register
-from graphc.trace import bind, promote, type_of, user_line
+from graphc.ops.registry import export, implements, register
+from graphc.ops import prims
+from graphc.trace import bind, promote, result_dtype, type_of, user_line
 
 try:  # NumPy 2's result types, so traced code gets the same named tuples as eager code
     from numpy.linalg._linalg import EighResult, SlogdetResult, SVDResult
@@ -52,27 +52,23 @@ except ImportError:  # pragma: no cover - a NumPy without them: the same fields
 
 # -- helpers ----------------------------------------------------------------------------
 def _mT(x):
-    from graphc.ops.shape import swapaxes
-    return swapaxes(x, -1, -2)
+    return prims.swapaxes(x, -1, -2)
 
 
 def _expand2(x):
     """``x[..., None, None]``."""
-    from graphc.ops.shape import reshape
-    return reshape(x, tuple(type_of(x).shape) + (1, 1))
+    return prims.reshape(x, tuple(type_of(x).shape) + (1, 1))
 
 
 def _safe_reciprocal(x):
     """1 / x, and 0 where x == 0 (degenerate eigenvalue gaps, zero singular values)."""
-    from graphc.ops.elementwise import where
     zero = x == 0
-    return where(zero, 0.0, 1.0 / where(zero, 1.0, x))
+    return prims.where(zero, 0.0, 1.0 / prims.where(zero, 1.0, x))
 
 
 def _gap_reciprocal(w):
     """``F[..., i, j] = 1 / (w[j] - w[i])`` off the diagonal, 0 on it (and at repeated values)."""
-    from graphc.ops.shape import expand_dims
-    return _safe_reciprocal(expand_dims(w, -2) - expand_dims(w, -1))
+    return _safe_reciprocal(prims.expand_dims(w, -2) - prims.expand_dims(w, -1))
 
 
 def _finite(name, *arrays):
@@ -164,7 +160,7 @@ def _inv_body(em, node, ins, at):
 
 def _inv_vjp(g, a, out):
     # d(A^-1) = -A^-1 dA A^-1  =>  gA = -A^-T g A^-T
-    return -matmul_t(matmul_t(out, g, transpose_a=True), out, transpose_b=True)
+    return -prims.matmul_t(prims.matmul_t(out, g, transpose_a=True), out, transpose_b=True)
 
 
 _register("inv", lambda types: _matrix_type(types, "inv"), np.linalg.inv, (_inv_vjp,), _inv_body)
@@ -228,8 +224,7 @@ def _slogdet_body(em, node, ins, at):
 
 def _slogdet_vjp(g, a, out):
     # the sign is piecewise constant; d log|det A| = tr(A^-1 dA)
-    from graphc.ops.indexing import getitem
-    return _expand2(getitem(g, (Ellipsis, 1))) * _mT(inv(a))
+    return _expand2(prims.getitem(g, (Ellipsis, 1))) * _mT(inv(a))
 
 
 register("slogdet", "linalg", _infer_slogdet, _stack_ref(_slogdet_ref), vjp=(_slogdet_vjp,),
@@ -239,12 +234,11 @@ register("slogdet", "linalg", _infer_slogdet, _stack_ref(_slogdet_ref), vjp=(_sl
 @implements(np.linalg.slogdet)
 def slogdet(a):
     """``np.linalg.slogdet``: ``SlogdetResult(sign, logabsdet)``."""
-    from graphc.ops.indexing import getitem
     a = _float_matrices(a, "slogdet")
     if type_of(a).shape[-1] == 0:
         return _empty_result(np.linalg.slogdet, a)
     packed = bind("slogdet", a)
-    return SlogdetResult(getitem(packed, (Ellipsis, 0)), getitem(packed, (Ellipsis, 1)))
+    return SlogdetResult(prims.getitem(packed, (Ellipsis, 0)), prims.getitem(packed, (Ellipsis, 1)))
 
 
 # -- solve -------------------------------------------------------------------------------------
@@ -264,7 +258,7 @@ def _solve_body(em, node, ins, at):
 def _solve_vjp(g, a, b, out):
     # x = A^-1 b: gb = A^-T g, gA = -gb x^T
     gb = bind("solve", _mT(a), g)
-    return -matmul_t(gb, out, transpose_b=True), gb
+    return -prims.matmul_t(gb, out, transpose_b=True), gb
 
 
 register("solve", "linalg", _infer_solve, _stack_ref(np.linalg.solve),
@@ -275,14 +269,12 @@ register("solve", "linalg", _infer_solve, _stack_ref(np.linalg.solve),
 def solve(a, b):
     """``np.linalg.solve(a, b)``: b is a vector when 1-D, else a stack of (n, k) matrices whose
     batch dims broadcast with a's (NumPy 2's rule)."""
-    from graphc.ops.shape import broadcast_to, reshape
-    from graphc.trace import result_dtype
     dtype = result_dtype(a, b)
     a, b = promote(a, b, dtype=dtype if dtype.startswith("float") else "float64")
     a = _float_matrices(a, "solve")
     ta, tb = type_of(a), type_of(b)
     vector = tb.ndim == 1
-    b2 = reshape(b, (tb.shape[0], 1)) if vector else b
+    b2 = prims.reshape(b, (tb.shape[0], 1)) if vector else b
     tb2 = type_of(b2)
     if tb2.ndim < 2 or tb2.shape[-2] != ta.shape[-1]:
         raise ShapeError(f"np.linalg.solve: b of shape {tb.shape} does not fit a of shape {ta.shape}\n"
@@ -292,13 +284,13 @@ def solve(a, b):
     except ValueError:
         raise ShapeError(f"np.linalg.solve: batch dimensions of {ta.shape} and {tb.shape} cannot be "
                          f"broadcast together\n  at {user_line()}") from None
-    a = broadcast_to(a, batch + ta.shape[-2:])
-    b2 = broadcast_to(b2, batch + tb2.shape[-2:])
+    a = prims.broadcast_to(a, batch + ta.shape[-2:])
+    b2 = prims.broadcast_to(b2, batch + tb2.shape[-2:])
     if ta.shape[-1] == 0 or tb2.shape[-1] == 0:
         x = _empty_result(np.linalg.solve, a, b2)
     else:
         x = bind("solve", a, b2)
-    return reshape(x, batch + (ta.shape[-1],)) if vector else x
+    return prims.reshape(x, batch + (ta.shape[-1],)) if vector else x
 
 
 # -- cholesky -------------------------------------------------------------------------------------
@@ -309,16 +301,16 @@ def _cholesky_body(em, node, ins, at):
 def _lower_read(gs):
     """The gradient of a function of A's lower triangle from the one for symmetric perturbations:
     entries below the diagonal stand for both of their symmetric places."""
-    return tril(gs) + tril(gs, -1)
+    return prims.tril(gs) + prims.tril(gs, -1)
 
 
 def _cholesky_vjp(g, a, out):
     # Murray (2016): S = L^-T Phi(L^T gL) L^-1, Phi = lower triangle with half the diagonal
     n = type_of(a).shape[-1]
-    phi = tril(matmul_t(out, g, transpose_a=True))
+    phi = prims.tril(prims.matmul_t(out, g, transpose_a=True))
     phi = phi - 0.5 * (phi * np.eye(n, dtype=type_of(a).dtype))
     linv = inv(out)
-    s = matmul_t(matmul_t(linv, phi, transpose_a=True), linv)
+    s = prims.matmul_t(prims.matmul_t(linv, phi, transpose_a=True), linv)
     return _lower_read(0.5 * (s + _mT(s)))
 
 
@@ -356,19 +348,17 @@ def _eigh_body(em, node, ins, at):
 
 
 def _unpack_eigh(packed):
-    from graphc.ops.indexing import getitem
-    return getitem(packed, (Ellipsis, 0, slice(None))), getitem(packed, (Ellipsis, slice(1, None), slice(None)))
+    return prims.getitem(packed, (Ellipsis, 0, slice(None))), prims.getitem(packed, (Ellipsis, slice(1, None), slice(None)))
 
 
 def _eigh_vjp(g, a, out):
     # gA = V (diag(gw) + F o (V^T gV)) V^T, F_ij = 1 / (w_j - w_i), for symmetric perturbations
-    from graphc.ops.shape import expand_dims
     w, v = _unpack_eigh(out)
     gw, gv = _unpack_eigh(g)
     n = type_of(a).shape[-1]
-    inner = (expand_dims(gw, -2) * np.eye(n, dtype=type_of(a).dtype)
-             + _gap_reciprocal(w) * matmul_t(v, gv, transpose_a=True))
-    full = matmul_t(matmul_t(v, inner), v, transpose_b=True)
+    inner = (prims.expand_dims(gw, -2) * np.eye(n, dtype=type_of(a).dtype)
+             + _gap_reciprocal(w) * prims.matmul_t(v, gv, transpose_a=True))
+    full = prims.matmul_t(prims.matmul_t(v, inner), v, transpose_b=True)
     return _lower_read(0.5 * (full + _mT(full)))
 
 
@@ -428,13 +418,11 @@ def _svd_body(em, node, ins, at):
 
 
 def _unpack_svd(packed, m, n, full_matrices):
-    from graphc.ops.indexing import getitem
-    from graphc.ops.shape import reshape
     k, mu, nv = _svd_sizes(m, n, full_matrices)
     batch = tuple(type_of(packed).shape[:-1])
-    u = reshape(getitem(packed, (Ellipsis, slice(0, m * mu))), batch + (m, mu))
-    s = getitem(packed, (Ellipsis, slice(m * mu, m * mu + k)))
-    vh = reshape(getitem(packed, (Ellipsis, slice(m * mu + k, None))), batch + (nv, n))
+    u = prims.reshape(prims.getitem(packed, (Ellipsis, slice(0, m * mu))), batch + (m, mu))
+    s = prims.getitem(packed, (Ellipsis, slice(m * mu, m * mu + k)))
+    vh = prims.reshape(prims.getitem(packed, (Ellipsis, slice(m * mu + k, None))), batch + (nv, n))
     return u, s, vh
 
 
@@ -442,7 +430,6 @@ def _svd_vjp(g, a, out, full_matrices):
     # Townsend (2016), real case, with F_ij = 1 / (s_j^2 - s_i^2):
     # gA = U [(F o (U^T gU - gU^T U)) S + diag(gS) + S (F o (V^T gV - gV^T V))] V^T
     #      + (I - U U^T) gU S^-1 V^T + U S^-1 gV^T (I - V V^T)
-    from graphc.ops.shape import expand_dims
     m, n = type_of(a).shape[-2:]
     k = min(m, n)
     if full_matrices and m != n:
@@ -453,20 +440,20 @@ def _svd_vjp(g, a, out, full_matrices):
     gu, gs, gvh = _unpack_svd(g, m, n, full_matrices)
     eye = np.eye(k, dtype=type_of(a).dtype)
     f = _gap_reciprocal(s * s)
-    s_row = expand_dims(s, -2)  # X * s_row = X @ diag(s); diag(s) @ X = X * s_col
-    s_col = expand_dims(s, -1)
-    utgu = matmul_t(u, gu, transpose_a=True)
-    vtgv = matmul_t(vh, gvh, transpose_b=True)  # V^T gV = Vh gVh^T
-    inner = ((f * (utgu - _mT(utgu))) * s_row + expand_dims(gs, -2) * eye
+    s_row = prims.expand_dims(s, -2)  # X * s_row = X @ diag(s); diag(s) @ X = X * s_col
+    s_col = prims.expand_dims(s, -1)
+    utgu = prims.matmul_t(u, gu, transpose_a=True)
+    vtgv = prims.matmul_t(vh, gvh, transpose_b=True)  # V^T gV = Vh gVh^T
+    inner = ((f * (utgu - _mT(utgu))) * s_row + prims.expand_dims(gs, -2) * eye
              + s_col * (f * (vtgv - _mT(vtgv))))
-    grad = matmul_t(matmul_t(u, inner), vh)
+    grad = prims.matmul_t(prims.matmul_t(u, inner), vh)
     inv_s = _safe_reciprocal(s)
     if m > k:  # (I - U U^T) gU S^-1 V^T
-        proj = gu - matmul_t(u, utgu)
-        grad = grad + matmul_t(proj * expand_dims(inv_s, -2), vh)
+        proj = gu - prims.matmul_t(u, utgu)
+        grad = grad + prims.matmul_t(proj * prims.expand_dims(inv_s, -2), vh)
     if n > k:  # U S^-1 gV^T (I - V V^T), gV^T = gVh
-        proj = gvh - matmul_t(vtgv, vh, transpose_a=True)
-        grad = grad + matmul_t(u, expand_dims(inv_s, -1) * proj)
+        proj = gvh - prims.matmul_t(vtgv, vh, transpose_a=True)
+        grad = grad + prims.matmul_t(u, prims.expand_dims(inv_s, -1) * proj)
     return grad
 
 
@@ -509,11 +496,11 @@ def _pinv_vjp(g, a, out, rcond):
     # Golub & Pereyra (1973), for A of locally constant rank, X = A+:
     # gA = -X^T g X^T + (I - A X) g^T X X^T + X^T X g^T (I - X A)
     x = out
-    grad = -matmul_t(matmul_t(x, g, transpose_a=True), x, transpose_b=True)
-    left = matmul_t(matmul_t(g, x, transpose_a=True), x, transpose_b=True)  # g^T X X^T
-    grad = grad + left - matmul_t(a, matmul_t(x, left))
-    right = matmul_t(matmul_t(x, x, transpose_a=True), g, transpose_b=True)  # X^T X g^T
-    return grad + right - matmul_t(matmul_t(right, x), a)
+    grad = -prims.matmul_t(prims.matmul_t(x, g, transpose_a=True), x, transpose_b=True)
+    left = prims.matmul_t(prims.matmul_t(g, x, transpose_a=True), x, transpose_b=True)  # g^T X X^T
+    grad = grad + left - prims.matmul_t(a, prims.matmul_t(x, left))
+    right = prims.matmul_t(prims.matmul_t(x, x, transpose_a=True), g, transpose_b=True)  # X^T X g^T
+    return grad + right - prims.matmul_t(prims.matmul_t(right, x), a)
 
 
 register("pinv", "linalg", _infer_pinv, _stack_ref(lambda a, rcond: np.linalg.pinv(a, rcond=rcond)),
@@ -538,3 +525,8 @@ def pinv(a, rcond=None, hermitian=False, *, rtol=np._NoValue):
     if 0 in t.shape[-2:]:
         return _empty_result(np.linalg.pinv, a)
     return bind("pinv", a, rcond=float(rcond))
+
+# what the other op families call (through graphc.ops.prims)
+export(
+    inv=inv, svdvals=svdvals,
+)

@@ -5,7 +5,7 @@ import numpy as np
 
 from graphc.errors import TraceError
 from graphc.state import State
-from graphc.ops import elementwise as ew, indexing, linalg, reduction as red, scan, shape, sort
+from graphc.ops import elementwise as ew, indexing, linalg, reduction as red, registry, scan, shape, sort
 from graphc.trace import Tracer, user_line
 
 
@@ -185,3 +185,7 @@ def install():
     Tracer.tolist = lambda self: self._concrete("x.tolist()", "return the value from the traced function "
                                                 "instead").tolist()
 
+# what the other op families call (through graphc.ops.prims)
+registry.export(
+    owned_copy=_copy,
+)

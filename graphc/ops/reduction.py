@@ -13,32 +13,13 @@ import builtins
 
 import numpy as np
 
-from graphc.backend.codegen import CTOR, literal
+from graphc.ops.scalar import CTOR, literal
 from graphc.errors import ShapeError, TraceError
 from graphc.ir import TensorType
-from graphc.ops.registry import REDUCTION, implements, register
-from graphc.trace import bind, promote, type_of, user_line
-
-
-def normalize_axes(axis, ndim) -> tuple:
-    if axis is None:
-        return tuple(range(ndim))
-    axes = axis if isinstance(axis, (tuple, list)) else (axis,)
-    out = []
-    for a in axes:
-        a = int(a)
-        if not -builtins.max(ndim, 1) <= a < builtins.max(ndim, 1):  # a 0-d array takes axis 0 or -1
-            raise ShapeError(f"axis {a} is out of bounds for an array of dimension {ndim}")
-        out.append(a % builtins.max(ndim, 1) if ndim else 0)
-    if len(set(out)) != len(out):
-        raise ShapeError(f"duplicate value in axis {axis}")
-    return tuple(sorted(out)) if ndim else ()
-
-
-def reduced_shape(shape, axes, keepdims) -> tuple:
-    if keepdims:
-        return tuple(1 if d in axes else n for d, n in enumerate(shape))
-    return tuple(n for d, n in enumerate(shape) if d not in axes)
+from graphc.ops.rules import normalize_axes, reduced_shape
+from graphc.ops.registry import REDUCTION, export, implements, register
+from graphc.ops import prims
+from graphc.trace import bind, convert, is_tracer, promote, result_dtype, type_of, user_line
 
 
 def _accumulate_dtype(dtype):
@@ -226,8 +207,7 @@ def _emit_extreme(which, arg=False):
 # -- vjp helpers --------------------------------------------------------------------
 def _expand_back(g, x, axes, keepdims):
     """Broadcast a reduced cotangent back over the input's shape."""
-    from graphc.ops.shape import broadcast_to, reshape
-    return broadcast_to(reshape(g, reduced_shape(x.shape, axes, True)), x.shape)
+    return prims.broadcast_to(prims.reshape(g, reduced_shape(x.shape, axes, True)), x.shape)
 
 
 def _count(x, axes):
@@ -244,8 +224,7 @@ def _mean_vjp(g, x, out, axes, keepdims):
 
 def _extreme_vjp(g, x, out, axes, keepdims):
     # the gradient goes to the maxima, split evenly among ties (PyTorch's convention)
-    from graphc.ops.elementwise import cast, equal
-    hit = cast(equal(x, _expand_back(out, x, axes, keepdims)), x.dtype)
+    hit = prims.cast(prims.equal(x, _expand_back(out, x, axes, keepdims)), x.dtype)
     ties = bind("sum", hit, axes=axes, keepdims=True)
     return hit * _expand_back(g, x, axes, keepdims) / ties
 
@@ -254,13 +233,12 @@ def _prod_vjp(g, x, out, axes, keepdims):
     # d prod / d x_i = product of the others, exact with zeros in the input. Written as
     # prod(others nonzero) * prod(others zero) with no division by a zero, so that
     # second derivatives are finite and exact where a slice holds at most one zero
-    from graphc.ops.elementwise import equal, where
-    zero = equal(x, 0)
-    nonzero = where(zero, 1, x)
+    zero = prims.equal(x, 0)
+    nonzero = prims.where(zero, 1, x)
     nonzero_prod = bind("prod", nonzero, axes=axes, keepdims=True)
-    zero_prod = bind("prod", where(zero, x, 1), axes=axes, keepdims=True)  # 1, or 0 with its slope
+    zero_prod = bind("prod", prims.where(zero, x, 1), axes=axes, keepdims=True)  # 1, or 0 with its slope
     zeros = bind("sum", zero, axes=axes, keepdims=True)
-    others = nonzero_prod / nonzero * where(zero, where(zeros == 1, 1, 0), zero_prod)
+    others = nonzero_prod / nonzero * prims.where(zero, prims.where(zeros == 1, 1, 0), zero_prod)
     return _expand_back(g, x, axes, keepdims) * others
 
 
@@ -303,7 +281,6 @@ def _check_unsupported(name, **kwargs):
 
 
 def _reduce(name, a, axis, keepdims, dtype=None):
-    from graphc.trace import convert
     (a,) = promote(a) if dtype is None else promote(a, dtype=np.dtype(dtype).name)
     axes = normalize_axes(axis, type_of(a).ndim)
     out = bind(name, a, axes=axes, keepdims=bool(keepdims))
@@ -348,13 +325,12 @@ min = _extreme_function("min", [np.min, np.amin])
 def _arg_function(name, numpy_fn):
     def fn(a, axis=None, out=None, *, keepdims=False):
         _check_unsupported(name, out=out)
-        from graphc.ops.shape import reshape
         (a,) = promote(a)
         ndim = type_of(a).ndim
         if axis is None or ndim == 0:  # over the flattened array (a 0-d array has one element)
             normalize_axes(axis, ndim)  # still an error for a bad axis
-            index = bind(name, reshape(a, (-1,)), axes=(0,), keepdims=False)
-            return reshape(index, (1,) * ndim) if keepdims else index
+            index = bind(name, prims.reshape(a, (-1,)), axes=(0,), keepdims=False)
+            return prims.reshape(index, (1,) * ndim) if keepdims else index
         axes = normalize_axes(axis, ndim)
         return bind(name, a, axes=axes, keepdims=bool(keepdims))
     fn.__name__ = fn.__qualname__ = name
@@ -382,7 +358,6 @@ def var(a, axis=None, dtype=None, out=None, ddof=0, keepdims=False, *, where=Non
         if ddof != 0:
             raise ValueError("ddof and correction can't be provided simultaneously.")
         ddof = correction
-    from graphc.trace import convert
     if dtype is not None and np.dtype(dtype).kind != "f":
         raise TraceError(f"np.var/np.std with an integer or boolean dtype= (NumPy truncates the result or "
                          f"raises) is not supported by graphc (at {user_line()}); use a float dtype")
@@ -398,8 +373,7 @@ def var(a, axis=None, dtype=None, out=None, ddof=0, keepdims=False, *, where=Non
 def std(a, axis=None, dtype=None, out=None, ddof=0, keepdims=False, *, where=None, mean=None,
         correction=None):
     """``np.std``: the square root of ``np.var`` (same arguments)."""
-    from graphc.ops.elementwise import sqrt
-    return sqrt(var(a, axis, dtype, out, ddof, keepdims, where=where, mean=mean, correction=correction))
+    return prims.sqrt(var(a, axis, dtype, out, ddof, keepdims, where=where, mean=mean, correction=correction))
 
 
 @implements(np.average)
@@ -410,8 +384,6 @@ def average(a, axis=None, weights=None, returned=False, *, keepdims=False):
     Weights that sum to zero raise ZeroDivisionError when they are concrete; traced weights
     cannot be checked while tracing and give inf or NaN there.
     """
-    from graphc.ops.shape import broadcast_to, reshape, transpose
-    from graphc.trace import convert, is_tracer
     (a,) = promote(a)
     t = type_of(a)
     if weights is None:
@@ -432,41 +404,38 @@ def average(a, axis=None, weights=None, returned=False, *, keepdims=False):
                 raise ValueError("Shape of weights must be consistent with shape of a along specified axis.")
             order = tuple(int(i) for i in np.argsort(given))
             if order != tuple(range(len(order))):
-                w = transpose(w, order)
-            w = reshape(w, tuple(n if d in given else 1 for d, n in enumerate(t.shape)))
+                w = prims.transpose(w, order)
+            w = prims.reshape(w, tuple(n if d in given else 1 for d, n in enumerate(t.shape)))
         if not is_tracer(weights) and np.any(np.sum(np.asarray(w, dtype), axis=axis, keepdims=True) == 0):
             raise ZeroDivisionError("Weights sum to zero, can't be normalized")
-        scale = sum(broadcast_to(convert(w, dtype), t.shape), axis=axis, keepdims=keepdims)
+        scale = sum(prims.broadcast_to(convert(w, dtype), t.shape), axis=axis, keepdims=keepdims)
         avg = sum(convert(a, dtype) * convert(w, dtype), axis=axis, keepdims=keepdims) / scale
     if not returned:
         return avg
-    return avg, broadcast_to(scale, type_of(avg).shape)
+    return avg, prims.broadcast_to(scale, type_of(avg).shape)
 
 
 def _truth(a):
-    from graphc.ops.elementwise import not_equal
     (a,) = promote(a)
-    return a if type_of(a).dtype == "bool" else not_equal(a, 0)  # NaN is true, as in NumPy
+    return a if type_of(a).dtype == "bool" else prims.not_equal(a, 0)  # NaN is true, as in NumPy
 
 
 @implements(np.all)
 def all(a, axis=None, out=None, keepdims=False, *, where=None):
     """``np.all``: no element along ``axis`` is zero/False (True over an empty axis)."""
-    from graphc.ops.elementwise import equal, logical_not
     _check_unsupported("all", out=out, where=where)
     a = _truth(a)
-    falses = bind("sum", logical_not(a), axes=normalize_axes(axis, type_of(a).ndim), keepdims=bool(keepdims))
-    return equal(falses, 0)
+    falses = bind("sum", prims.logical_not(a), axes=normalize_axes(axis, type_of(a).ndim), keepdims=bool(keepdims))
+    return prims.equal(falses, 0)
 
 
 @implements(np.any)
 def any(a, axis=None, out=None, keepdims=False, *, where=None):
     """``np.any``: some element along ``axis`` is nonzero/True (False over an empty axis)."""
-    from graphc.ops.elementwise import not_equal
     _check_unsupported("any", out=out, where=where)
     a = _truth(a)
     trues = bind("sum", a, axes=normalize_axes(axis, type_of(a).ndim), keepdims=bool(keepdims))
-    return not_equal(trues, 0)
+    return prims.not_equal(trues, 0)
 
 
 @implements(np.isclose)
@@ -474,8 +443,6 @@ def isclose(a, b, rtol=1e-05, atol=1e-08, equal_nan=False):
     """``np.isclose``: ``|a - b| <= atol + rtol * |b|`` where ``b`` is finite, else ``a == b``;
     NaNs are close to each other only with ``equal_nan``. Computed in ``b``'s dtype promoted
     to float, as NumPy 2."""
-    from graphc.ops.elementwise import absolute, equal, less, less_equal, logical_and, logical_or, not_equal
-    from graphc.trace import convert, result_dtype
     for name, tol in (("rtol", rtol), ("atol", atol)):
         if not isinstance(tol, (int, float, np.generic)):
             raise TraceError(f"np.isclose: {name} must be a number in graphc, got {type(tol).__name__} "
@@ -484,10 +451,10 @@ def isclose(a, b, rtol=1e-05, atol=1e-08, equal_nan=False):
         b = float(b)
     elif type(b) is not float:
         b = convert(b, result_dtype(b, 1.0))
-    close = less_equal(absolute(a - b), atol + rtol * absolute(b))
-    result = logical_or(logical_and(close, less(absolute(b), np.inf)), equal(a, b))
+    close = prims.less_equal(prims.absolute(a - b), atol + rtol * prims.absolute(b))
+    result = prims.logical_or(prims.logical_and(close, prims.less(prims.absolute(b), np.inf)), prims.equal(a, b))
     if equal_nan:
-        result = logical_or(result, logical_and(not_equal(a, a), not_equal(b, b)))
+        result = prims.logical_or(result, prims.logical_and(prims.not_equal(a, a), prims.not_equal(b, b)))
     return result
 
 
@@ -508,47 +475,42 @@ def _max_from_zero(x, axes, keepdims):
 
 
 def _norm_of_vectors(x, ord, axis, keepdims):
-    from graphc.ops.elementwise import absolute, cast, not_equal, power, sqrt
     axes = (axis,)
     if ord is None or ord == 2:
-        return sqrt(sum(x * x, axis=axes, keepdims=keepdims))
+        return prims.sqrt(sum(x * x, axis=axes, keepdims=keepdims))
     if isinstance(ord, str):
         raise ValueError(f"Invalid norm order '{ord}' for vectors")
     if ord == np.inf:
-        return _max_from_zero(absolute(x), axes, keepdims)
+        return _max_from_zero(prims.absolute(x), axes, keepdims)
     if ord == -np.inf:
-        return min(absolute(x), axis=axes, keepdims=keepdims)
+        return min(prims.absolute(x), axis=axes, keepdims=keepdims)
     if ord == 0:
-        return sum(cast(not_equal(x, 0), type_of(x).dtype), axis=axes, keepdims=keepdims)
+        return sum(prims.cast(prims.not_equal(x, 0), type_of(x).dtype), axis=axes, keepdims=keepdims)
     if ord == 1:
-        return sum(absolute(x), axis=axes, keepdims=keepdims)
+        return sum(prims.absolute(x), axis=axes, keepdims=keepdims)
     dtype = type_of(x).dtype
-    total = sum(power(absolute(x), np.asarray(ord, dtype)[()]), axis=axes, keepdims=keepdims)
-    return power(total, np.reciprocal(np.asarray(ord, dtype))[()])
+    total = sum(prims.power(prims.absolute(x), np.asarray(ord, dtype)[()]), axis=axes, keepdims=keepdims)
+    return prims.power(total, np.reciprocal(np.asarray(ord, dtype))[()])
 
 
 def _norm_of_matrices(x, ord, axes, keepdims):
-    from graphc.ops.elementwise import absolute, sqrt
-    from graphc.ops.shape import reshape
     row, col = axes
     if row == col:
         raise ValueError("Duplicate axes given.")
     if ord in (None, "fro", "f"):
-        return sqrt(sum(x * x, axis=axes, keepdims=keepdims))
+        return prims.sqrt(sum(x * x, axis=axes, keepdims=keepdims))
     if ord in (2, -2, "nuc"):  # from the singular values, as NumPy's
-        from graphc.ops.linalg_decomp import svdvals
-        from graphc.ops.shape import moveaxis
-        values = svdvals(moveaxis(x, (row, col), (-2, -1)))
+        values = prims.svdvals(prims.moveaxis(x, (row, col), (-2, -1)))
         ret = {2: max, -2: min, "nuc": sum}[ord](values, axis=-1)
     elif ord in (1, -1, np.inf, -np.inf):
         pick = max if ord in (1, np.inf) else min
         reduced, across = (row, col - (col > row)) if ord in (1, -1) else (col, row - (row > col))
-        sums = sum(absolute(x), axis=reduced)
+        sums = sum(prims.absolute(x), axis=reduced)
         ret = _max_from_zero(sums, (across,), False) if pick is max else min(sums, axis=across)
     else:
         raise ValueError("Invalid norm order for matrices.")
     if keepdims:
-        ret = reshape(ret, tuple(1 if d in axes else n for d, n in enumerate(type_of(x).shape)))
+        ret = prims.reshape(ret, tuple(1 if d in axes else n for d, n in enumerate(type_of(x).shape)))
     return ret
 
 
@@ -556,16 +518,13 @@ def norm(x, ord=None, axis=None, keepdims=False):
     """``np.linalg.norm``: vector norms (``ord`` None/2, 1, inf, -inf, 0 or any p) along one
     axis, matrix norms (None/'fro', 1, -1, inf, -inf, and from an SVD 2, -2, 'nuc') over two;
     integers give float64."""
-    from graphc.ops.elementwise import sqrt
-    from graphc.ops.shape import reshape
-    from graphc.trace import convert
     (x,) = promote(x)
     x = convert(x, _float_dtype_of(type_of(x).dtype))
     ndim = type_of(x).ndim
     if axis is None:
         if ord is None or (ord in ("f", "fro") and ndim == 2) or (ord == 2 and ndim == 1):
-            ret = sqrt(sum(x * x))
-            return reshape(ret, (1,) * ndim) if keepdims else ret
+            ret = prims.sqrt(sum(x * x))
+            return prims.reshape(ret, (1,) * ndim) if keepdims else ret
         if ndim not in (1, 2):
             raise ValueError("Improper number of dimensions to norm.")
         axis = tuple(range(ndim))
@@ -584,3 +543,8 @@ def norm(x, ord=None, axis=None, keepdims=False):
 
 
 implements(np.linalg.norm)(norm)
+
+# what the other op families call (through graphc.ops.prims)
+export(
+    max=max, mean=mean, min=min, sum=sum,
+)

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from graphc.backend.codegen import CTOR
+from graphc.ops.scalar import CTOR
 from graphc.errors import ShapeError, TraceError
 from graphc.ir import TensorType
-from graphc.ops.reduction import normalize_axes
 from graphc.ops.registry import implements, register
+from graphc.ops import prims
+from graphc.ops.rules import normalize_axes
 from graphc.trace import bind, is_tracer, promote, type_of, user_line
 
 
@@ -75,16 +76,15 @@ def _cumprod_vjp(g, x, out, axis, reverse):
     first one (1 before the second zero, 0 from there on): no division by a zero anywhere, and
     the second derivatives are exact where a scanned row holds at most one zero.
     """
-    from graphc.ops.elementwise import equal, logical_and, logical_not, where
     scan = dict(axis=axis, reverse=reverse)
     back = dict(axis=axis, reverse=not reverse)
-    zero = equal(x, 0)
-    first = logical_and(zero, equal(bind("cumsum", zero, **scan), 1))
-    at_nonzero = bind("cumsum", g * out, **back) / where(zero, 1, x)
-    nonzero_scan = bind("cumprod", where(zero, 1, x), **scan)
-    later_zeros = bind("cumprod", where(logical_and(zero, logical_not(first)), x, 1), **scan)
+    zero = prims.equal(x, 0)
+    first = prims.logical_and(zero, prims.equal(bind("cumsum", zero, **scan), 1))
+    at_nonzero = bind("cumsum", g * out, **back) / prims.where(zero, 1, x)
+    nonzero_scan = bind("cumprod", prims.where(zero, 1, x), **scan)
+    later_zeros = bind("cumprod", prims.where(prims.logical_and(zero, prims.logical_not(first)), x, 1), **scan)
     at_zero = bind("cumsum", g * nonzero_scan * later_zeros, **back)
-    return where(zero, at_zero, at_nonzero)
+    return prims.where(zero, at_zero, at_nonzero)
 
 
 register("cumsum", "scan", _infer_scan, _scan_reference(np.cumsum), vjp=(_cumsum_vjp,), emit=_emit_scan("+"))
@@ -95,14 +95,13 @@ register("cumprod", "scan", _infer_scan, _scan_reference(np.cumprod), vjp=(_cump
 def _scan(name, a, axis, dtype, out):
     if out is not None:
         raise TraceError(f"np.{name}(..., out=...) is not supported by graphc (at {user_line()})")
-    from graphc.ops.shape import ravel
     if dtype is not None and scan_dtype(np.dtype(dtype).name) != np.dtype(dtype).name:
         raise TraceError(f"np.{name}(..., dtype={np.dtype(dtype).name}) accumulates in {np.dtype(dtype).name} "
                          f"in NumPy; graphc accumulates integers and booleans in int64 only (at {user_line()}); "
                          f"leave dtype out and cast the result")
     (a,) = promote(a) if dtype is None else promote(a, dtype=np.dtype(dtype).name)
     if axis is None:  # over the flattened array, as NumPy
-        a, axis = ravel(a), 0
+        a, axis = prims.ravel(a), 0
     ndim = type_of(a).ndim
     if ndim == 0:
         raise ShapeError(f"np.{name}: axis {axis} is out of bounds for a 0-d array (at {user_line()})")
@@ -128,9 +127,6 @@ def cumprod(a, axis=None, dtype=None, out=None):
 def diff(a, n=1, axis=-1, prepend=np._NoValue, append=np._NoValue):
     """``np.diff``: the ``n``-th differences along ``axis`` (``!=`` for booleans, as NumPy);
     ``prepend``/``append`` values are broadcast along the other axes."""
-    from graphc.ops.elementwise import not_equal, subtract
-    from graphc.ops.indexing import slice_axis
-    from graphc.ops.shape import broadcast_to, concatenate
     if int(n) != n:
         raise TypeError(f"np.diff: n must be an integer, got {n!r}")
     n = int(n)
@@ -149,17 +145,17 @@ def diff(a, n=1, axis=-1, prepend=np._NoValue, append=np._NoValue):
             parts.append(None)
             continue
         extra = extra if is_tracer(extra) else np.asarray(extra)  # as NumPy: an array, never weak
-        parts.append(extra if type_of(extra).ndim else broadcast_to(
+        parts.append(extra if type_of(extra).ndim else prims.broadcast_to(
             extra, tuple(1 if d == axis else m for d, m in enumerate(t.shape))))
     if parts[0] is not None or parts[1] is not None:
         pieces = [p for p in (parts[0], a, parts[1]) if p is not None]
-        a = concatenate(promote(*pieces), axis=axis)
+        a = prims.concatenate(promote(*pieces), axis=axis)
         t = type_of(a)
-    step = not_equal if t.dtype == "bool" else subtract
+    step = prims.not_equal if t.dtype == "bool" else prims.subtract
     for _ in range(n):
         length = type_of(a).shape[axis]
         if length == 0:
             break
-        a = step(slice_axis(a, axis, 1, length), slice_axis(a, axis, 0, length - 1))
+        a = step(prims.slice_axis(a, axis, 1, length), prims.slice_axis(a, axis, 0, length - 1))
     return a
 

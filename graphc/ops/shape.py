@@ -8,13 +8,10 @@ from numpy.lib.array_utils import normalize_axis_index, normalize_axis_tuple
 
 from graphc.errors import ShapeError, TraceError
 from graphc.ir import DTYPES, TensorType
-from graphc.ops.registry import ELEMENTWISE, implements, register
+from graphc.ops.rules import numpy_error
+from graphc.ops.registry import ELEMENTWISE, export, implements, register
+from graphc.ops import prims
 from graphc.trace import Tracer, bind, convert, mark_weak, promote, strong, type_of, user_line
-
-
-def numpy_error(cls, message):
-    """The exception NumPy raises for these arguments, with the user's line added."""
-    return cls(f"{message} (at {user_line()})")
 
 
 def _static(value, what, fn):
@@ -207,14 +204,13 @@ def broadcast_to(array, shape, subok=False):
 
 def sum_to(x, shape):
     """Sum ``x`` down to ``shape`` (the reverse of broadcasting ``shape`` up to x's shape)."""
-    from graphc.ops.reduction import sum as reduce_sum
     t = type_of(x)
     shape = tuple(shape)
     if t.shape == shape:
         return x
     lead = t.ndim - len(shape)
     axes = tuple(range(lead)) + tuple(lead + d for d, n in enumerate(shape) if n == 1 and t.shape[lead + d] != 1)
-    return reshape(reduce_sum(x, axis=axes, keepdims=True), shape) if axes else reshape(x, shape)
+    return reshape(prims.sum(x, axis=axes, keepdims=True), shape) if axes else reshape(x, shape)
 
 
 
@@ -247,10 +243,9 @@ def _emit_concat(em, node):
 
 
 def _concat_vjp(g, *xs, out, axis):
-    from graphc.ops.indexing import slice_axis
     grads, offset = [], 0
     for x in xs:
-        grads.append(slice_axis(g, axis, offset, offset + x.shape[axis]))
+        grads.append(prims.slice_axis(g, axis, offset, offset + x.shape[axis]))
         offset += x.shape[axis]
     return grads
 
@@ -418,14 +413,13 @@ def slice_along(x, axis, start, stop, step=1):
 def take_static(x, axis, index):
     """``np.take(x, index, axis)`` for a static in-range index list, made of slices (a run of
     repeats is a broadcast) when that takes few pieces, else one gather."""
-    from graphc.ops.indexing import gather
     t = type_of(x)
     index = np.asarray(index, np.int64)
     if len(index) == 0:
         return slice_along(x, axis, 0, 0)
     runs = _runs(index)
     if len(runs) > _MAX_RUNS:
-        return gather(x, index, axis=axis)
+        return prims.gather(x, index, axis=axis)
     pieces = []
     for first, length, step in runs:
         if step == 0:
@@ -667,11 +661,10 @@ def _pad_constant(x, axis, before, after, values):
 def _pad_reflect_odd(x, axis, before, after, include_edge):
     """NumPy's odd reflection (``2 * edge - mirror``), chunk by chunk as NumPy builds it, so
     pads wider than the array reflect the already reflected values."""
-    from graphc.ops.elementwise import cast, multiply, subtract
     dtype, n = type_of(x).dtype, type_of(x).shape[axis]
 
     def odd(chunk, edge):  # NumPy writes 2 * edge - chunk into the padded array (a cast)
-        return cast(subtract(multiply(2, edge), chunk), dtype)
+        return prims.cast(prims.subtract(prims.multiply(2, edge), chunk), dtype)
 
     while before > 0 or after > 0:
         length = type_of(x).shape[axis]
@@ -697,21 +690,18 @@ def _pad_reflect_odd(x, axis, before, after, include_edge):
 
 def _round_half_even(m):
     """``np.round(m)`` (halves to even) of a traced float, exactly, from floor and comparisons."""
-    from graphc.ops import elementwise as ew
-    from graphc.ops.creation import _floor_to_int
-    f = ew.cast(_floor_to_int(m, "int64"), m.dtype)
-    frac = ew.subtract(m, f)  # exact: m and floor(m) are within 1 of each other
-    half_f = ew.cast(_floor_to_int(ew.multiply(f, 0.5), "int64"), m.dtype)
-    f_odd = ew.not_equal(ew.multiply(half_f, 2), f)
-    up = ew.logical_or(ew.greater(frac, 0.5), ew.logical_and(ew.equal(frac, 0.5), f_odd))
-    return ew.where(up, ew.add(f, 1), f)
+    f = prims.cast(prims.floor_to_int(m, "int64"), m.dtype)
+    frac = prims.subtract(m, f)  # exact: m and floor(m) are within 1 of each other
+    half_f = prims.cast(prims.floor_to_int(prims.multiply(f, 0.5), "int64"), m.dtype)
+    f_odd = prims.not_equal(prims.multiply(half_f, 2), f)
+    up = prims.logical_or(prims.greater(frac, 0.5), prims.logical_and(prims.equal(frac, 0.5), f_odd))
+    return prims.where(up, prims.add(f, 1), f)
 
 
 def _pad_stat(x, axis, before, after, lengths, mode):
     """maximum / minimum / mean of the first (last) ``stat_length`` elements, as NumPy."""
-    from graphc.ops import reduction as red
     dtype, n = type_of(x).dtype, type_of(x).shape[axis]
-    fn = {"maximum": red.max, "minimum": red.min, "mean": red.mean}[mode]
+    fn = {"maximum": prims.max, "minimum": prims.min, "mean": prims.mean}[mode]
     left = n if lengths[0] is None or n < lengths[0] else int(lengths[0])
     right = n if lengths[1] is None or n < lengths[1] else int(lengths[1])
     if (left == 0 or right == 0) and mode != "mean":
@@ -731,15 +721,14 @@ def _pad_stat(x, axis, before, after, lengths, mode):
 
 def _pad_ramp(x, axis, before, after, ends):
     """Linear ramps from ``end_values`` to the edge values: NumPy's own np.linspace calls."""
-    from graphc.ops.creation import linspace
     dtype, n = type_of(x).dtype, type_of(x).shape[axis]
     pieces = [x]
     if before:
         edge = reshape(slice_along(x, axis, 0, 1), [m for d, m in enumerate(type_of(x).shape) if d != axis])
-        pieces.insert(0, linspace(ends[0], edge, before, endpoint=False, dtype=dtype, axis=axis))
+        pieces.insert(0, prims.linspace(ends[0], edge, before, endpoint=False, dtype=dtype, axis=axis))
     if after:
         edge = reshape(slice_along(x, axis, n - 1, n), [m for d, m in enumerate(type_of(x).shape) if d != axis])
-        pieces.append(flip(linspace(ends[1], edge, after, endpoint=False, dtype=dtype, axis=axis), axis))
+        pieces.append(flip(prims.linspace(ends[1], edge, after, endpoint=False, dtype=dtype, axis=axis), axis))
     return _join(pieces, axis)
 
 
@@ -798,3 +787,10 @@ def pad(array, pad_width, mode="constant", **kwargs):
         else:
             out = take_static(out, ax, np.pad(np.arange(n), (before, after), mode="edge" if n == 1 else mode))
     return out
+
+# what the other op families call (through graphc.ops.prims)
+export(
+    broadcast_to=broadcast_to, concatenate=concatenate, expand_dims=expand_dims, moveaxis=moveaxis,
+    ravel=ravel, reshape=reshape, squeeze=squeeze, stack=stack, sum_to=sum_to, swapaxes=swapaxes,
+    transpose=transpose,
+)

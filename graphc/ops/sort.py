@@ -13,8 +13,9 @@ import numpy as np
 
 from graphc.errors import ShapeError, TraceError
 from graphc.ir import TensorType
-from graphc.ops.reduction import normalize_axes
 from graphc.ops.registry import implements, register
+from graphc.ops import prims
+from graphc.ops.rules import normalize_axes
 from graphc.trace import bind, promote, type_of, user_line
 
 
@@ -78,11 +79,10 @@ def _emit_merge_sort(em, items, spare, n, key, less):
 def _line_kernel(em, dtype: str, arg: bool) -> str:
     """The name of the generated module's function sorting one line of ``dtype`` (values, or
     indices for argsort), written once per graph and shared by every sort node."""
-    from graphc.backend.codegen import NJIT_KERNEL_OPTIONS, Emitter
     name = f"{'argsort' if arg else 'sort'}_line_{dtype}"
     if any(f"def {name}(" in text for text in em.kernels):
         return name
-    k = Emitter(em.graph)
+    k = type(em)(em.graph)  # a fresh emitter of the backend's kind for the kernel's body
     less = lambda a, b: _less(a, b, dtype)  # noqa: E731
     k.line("n = len(keys)")
     if arg:
@@ -92,7 +92,7 @@ def _line_kernel(em, dtype: str, arg: bool) -> str:
     else:
         _emit_merge_sort(k, "keys", "spare", "n", lambda item: item, less)
     params = "keys, items, spare" if arg else "keys, spare"
-    em.kernels.append("\n".join([f"@njit({NJIT_KERNEL_OPTIONS})", f"def {name}({params}):"] + k.lines))
+    em.kernels.append("\n".join([f"@njit({em.kernel_options})", f"def {name}({params}):"] + k.lines))
     return name
 
 
@@ -126,9 +126,8 @@ def _emit_sort(arg):
 def _sort_vjp(g, x, out, axis):
     """The cotangent goes back to where each sorted element came from: g read through the
     inverse of the sorting permutation."""
-    from graphc.ops.indexing import take_along_axis
     inverse = bind("argsort", bind("argsort", x, axis=axis), axis=axis)
-    return take_along_axis(g, inverse, axis)
+    return prims.take_along_axis(g, inverse, axis)
 
 
 register("sort", "sort", _infer_sort(lambda d: d), lambda x, axis: np.sort(x, axis=axis, kind="stable"),
@@ -146,10 +145,9 @@ def _sorted_axis(name, a, axis, kind, order):
         raise TraceError(f"np.{name}(..., order=...) needs a structured array; graphc has none (at {user_line()})")
     if kind not in _KINDS:
         raise ValueError(f"np.{name}: sort kind must be one of {_KINDS[1:]}, got {kind!r}")
-    from graphc.ops.shape import ravel
     (a,) = promote(a)
     if axis is None:  # the flattened array, as NumPy
-        a, axis = ravel(a), 0
+        a, axis = prims.ravel(a), 0
     ndim = type_of(a).ndim
     if ndim == 0:
         raise ShapeError(f"np.{name}: axis {axis} is out of bounds for a 0-d array (at {user_line()})")

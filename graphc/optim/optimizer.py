@@ -18,6 +18,7 @@ from graphc.nn.parameter import Parameter
 from graphc.state import State
 from graphc.errors import TraceError
 from graphc.nn.parameter import zero_grad
+from graphc.nn.module import StateDictError, checked_copy
 from graphc.trace import current_builder, user_line
 
 
@@ -222,7 +223,6 @@ class Optimizer:
         rather than strings or objects); on any error ``ValueError`` is raised and nothing
         has changed.
         """
-        from graphc.nn.module import StateDictError, checked_copy
         groups = state_dict["param_groups"]
         if len(groups) != len(self.param_groups):
             raise ValueError(f"loaded state dict has {len(groups)} parameter groups, this optimizer "

@@ -1,0 +1,58 @@
+"""Shape and dtype rule helpers shared by the op families (broadcasting, axes, NumPy's errors).
+
+They sit below every family, so a family's shape rule never imports a sibling.
+"""
+from __future__ import annotations
+
+import builtins
+
+import numpy as np
+
+from graphc.errors import ShapeError
+from graphc.ir import TensorType
+from graphc.trace import user_line
+
+
+def broadcast_types(types) -> tuple:
+    """The broadcast shape of operand types (NumPy rules), or a ShapeError naming them."""
+    try:
+        return tuple(np.broadcast_shapes(*[t.shape for t in types]))
+    except ValueError:
+        raise ShapeError("operands " + " and ".join(str(t) for t in types)
+                         + " cannot be broadcast together") from None
+
+
+def same_dtype(types):
+    if len({t.dtype for t in types}) > 1:
+        raise ShapeError("operand dtypes differ: " + ", ".join(str(t) for t in types))
+    return types[0].dtype
+
+
+def infer_same(types, **_):
+    return TensorType(broadcast_types(types), same_dtype(types))
+
+
+def normalize_axes(axis, ndim) -> tuple:
+    if axis is None:
+        return tuple(range(ndim))
+    axes = axis if isinstance(axis, (tuple, list)) else (axis,)
+    out = []
+    for a in axes:
+        a = int(a)
+        if not -builtins.max(ndim, 1) <= a < builtins.max(ndim, 1):  # a 0-d array takes axis 0 or -1
+            raise ShapeError(f"axis {a} is out of bounds for an array of dimension {ndim}")
+        out.append(a % builtins.max(ndim, 1) if ndim else 0)
+    if len(set(out)) != len(out):
+        raise ShapeError(f"duplicate value in axis {axis}")
+    return tuple(sorted(out)) if ndim else ()
+
+
+def reduced_shape(shape, axes, keepdims) -> tuple:
+    if keepdims:
+        return tuple(1 if d in axes else n for d, n in enumerate(shape))
+    return tuple(n for d, n in enumerate(shape) if d not in axes)
+
+
+def numpy_error(cls, message):
+    """The exception NumPy raises for these arguments, with the user's line added."""
+    return cls(f"{message} (at {user_line()})")
