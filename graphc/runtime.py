@@ -218,14 +218,14 @@ class Compiled:
         return valid
 
     def _name_the_ops(self, exc):
-        """An error raised inside the compiled code (a singular matrix, an index out of range)
+        """An error raised while the graph runs (a singular matrix, an index out of range)
         gets a note naming the ops of this graph that can raise, with the user's lines."""
         if isinstance(exc, GraphcError) or getattr(exc, "_graphc_noted", False):
             return
         ops = [f"{node.op if node.op != 'fused' else 'a fused loop'} at {node.loc or 'an unknown line'}"
                for node in self.graph.nodes if registry.can_raise(node)]
         if ops:
-            exc.add_note(f"raised inside the compiled code of {self.graph.name}; what can raise there: "
+            exc.add_note(f"raised while running the graph of {self.graph.name}; what can raise there: "
                          f"{'; '.join(ops)}")
             exc._graphc_noted = True
 
