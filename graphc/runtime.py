@@ -14,13 +14,13 @@ import weakref
 
 import numpy as np
 
-from graphc import capture, pytree
+from graphc import backend, capture, pytree
 from graphc.ops import registry
-from graphc.backend import cpu
+from graphc.backend.base import buffer_roots
 from graphc.errors import GraphcError, NonFiniteError
 from graphc.ir import DTYPES
 from graphc.trace import DYNAMIC, current_builder, rebuild_outputs, trace_into_graph
-from graphc.passes import manager, memory
+from graphc.passes import manager
 
 _SCALAR_TYPES = (int, float, np.integer, np.floating, np.bool_)
 
@@ -120,7 +120,9 @@ _PYTHON_TYPE = {"f": float, "i": int, "b": bool}
 
 
 class Compiled:
-    """One signature's compiled graph plus how to rebuild the outputs and write back state."""
+    """One signature's compiled graph plus how to rebuild the outputs and write back state.
+
+    ``compiled`` is the backend's ``Executable`` (graphc/backend/base.py)."""
 
     def __init__(self, graph, compiled, out_spec, pass_stats, builder, check_finite=False):
         self.graph = graph
@@ -156,18 +158,16 @@ class Compiled:
         self.valid = self._validator()
         # Python state a library sets after each call as the trace left it (graphc.nn: p.grad None or not)
         self.after_call = tuple(builder.aux.get("graphc.after_call", ()))
-        # argument positions of the States whose update the generated code writes into the
-        # State's own array (memory planning, passes/memory.py in_place)
-        plan = getattr(graph, "memory_plan", None)
-        inplace = plan.inplace if plan is not None else {}
-        position = {v: i for i, v in enumerate(graph.inputs)}
-        self.inplace_args = [position[inplace[v]] for v in graph.outputs[self.n_user:] if v in inplace]
+        # argument positions of the States whose update the executable writes into the
+        # State's own array (the CPU backend's memory plan: graphc/backend/plan.py in_place)
+        inplace = compiled.inplace
+        self.inplace_args = [inplace[j] for j in range(self.n_user, len(graph.outputs)) if j in inplace]
         self._cached_for = None  # the State arrays that _donated and _always_copy describe
         self._donated, self._always_copy = [], set()
         # a returned input (x, x.reshape(...), x * 1.0 simplified to x) or State value is the
         # caller's or the State's live array: return a copy, taken before the write-back, so
         # every result is new to the caller, as in eager NumPy
-        roots = memory.buffer_roots(graph)
+        roots = buffer_roots(graph)
         inputs = set(graph.inputs)
         copy_user, returned = [], set()
         for v in graph.outputs[:self.n_user]:  # (a buffer returned twice, `y, y.copy()`: two arrays)
@@ -218,14 +218,14 @@ class Compiled:
         return valid
 
     def _name_the_ops(self, exc):
-        """An error raised inside the compiled code (a singular matrix, an index out of range)
+        """An error raised while the graph runs (a singular matrix, an index out of range)
         gets a note naming the ops of this graph that can raise, with the user's lines."""
         if isinstance(exc, GraphcError) or getattr(exc, "_graphc_noted", False):
             return
         ops = [f"{node.op if node.op != 'fused' else 'a fused loop'} at {node.loc or 'an unknown line'}"
                for node in self.graph.nodes if registry.can_raise(node)]
         if ops:
-            exc.add_note(f"raised inside the compiled code of {self.graph.name}; what can raise there: "
+            exc.add_note(f"raised while running the graph of {self.graph.name}; what can raise there: "
                          f"{'; '.join(ops)}")
             exc._graphc_noted = True
 
@@ -253,8 +253,11 @@ class Compiled:
         except Exception as exc:  # (no cost on the normal path)
             self._name_the_ops(exc)
             raise
-        if self._call is self.compiled and self.compiled.direct:
-            self._call = self.compiled.entry  # compiled now: skip the error-mapping wrapper
+        if self._call is self.compiled and self.compiled.ready:
+            # compiled now: call its cheaper entry from here on where it has one (it skips the
+            # error-mapping wrapper), and stop checking
+            entry = self.compiled.fast_entry
+            self._call = entry if entry is not None else self.compiled.__call__
         if self.copy_user:
             outs = [np.array(o) if c else o for o, c in zip(outs, self.copy_user)] + list(outs[self.n_user:])
         if self.state_out:
@@ -315,7 +318,7 @@ class Compiled:
         self._cached_for = tuple(datas)  # (holding them: their ids stay theirs)
 
     def _replaceable(self, graph, views):
-        roots = memory.buffer_roots(graph)
+        roots = buffer_roots(graph)
         counts = {}
         for v in graph.outputs:
             counts[roots.get(v, v)] = counts.get(roots.get(v, v), 0) + 1
@@ -352,29 +355,27 @@ def _owner(a: np.ndarray):
 def _input_views(graph) -> set:
     """Graph values that are graph inputs or views of them (reshape, index) in the generated code."""
     inputs = set(graph.inputs)
-    return {v for v, root in memory.buffer_roots(graph).items() if root in inputs}
+    return {v for v, root in buffer_roots(graph).items() if root in inputs}
 
 
 class TracedFunction:
     """A function compiled by graphc. Call it like the original.
 
-    ``f.graph`` and ``f.source`` show the optimized IR and the generated Numba
-    source of the most recent signature; ``f.stats`` the passes' statistics.
+    ``f.graph`` and ``f.source`` show the optimized IR and the generated source
+    of the most recent signature; ``f.stats`` the passes' statistics.
     """
 
-    def __init__(self, fn, static_argnums=(), passes="O2", device="cpu", name=None, check_finite=False,
-                 math="fast"):
+    def __init__(self, fn, static_argnums=(), passes="O2", device=backend.DEFAULT_DEVICE, name=None,
+                 check_finite=False, math=None):
         if not callable(fn):
             raise TypeError(f"graphc.trace needs a function, got {type(fn).__name__}")
-        if device != "cpu":
-            raise ValueError(f"device {device!r} is not available: graphc's backends are 'cpu' "
-                             f"(a CUDA backend is planned but not built yet)")
+        self.backend = backend.get(device)  # (ValueError listing the devices)
         self.fn = fn
         self.static_argnums = (static_argnums,) if isinstance(static_argnums, int) else tuple(static_argnums)
         self.passes = manager.check_pipeline(passes)
-        if math not in cpu.MATH_MODES:
-            raise ValueError(f"unknown math mode {math!r}; choose one of {', '.join(cpu.MATH_MODES)}")
-        self.math = math  # "fast": vectorizable exp/log/tanh... ; "libm": NumPy's scalar calls
+        # the device's options, checked now (only those given: each device has its defaults)
+        self.math = math  # cpu: "fast" (vectorizable exp/log/tanh...) or "libm" (NumPy's scalar calls)
+        self.options = self.backend.check_options({} if math is None else {"math": math})
         self.device = device
         self.check_finite = check_finite
         self.name = name or getattr(fn, "__name__", "graph")
@@ -489,7 +490,8 @@ class TracedFunction:
                             f"compiled signature)")
         builder, out_spec = trace_into_graph(self._call_python, args, kwargs, is_dynamic, self.name, paths)
         graph, stats = manager.run(builder.graph, self.passes)
-        compiled = Compiled(graph, cpu.compile_graph(graph, self.math), out_spec, stats, builder, self.check_finite)
+        executable = self.backend.compile(graph, {**self.options, "passes": self.passes})
+        compiled = Compiled(graph, executable, out_spec, stats, builder, self.check_finite)
         stale = self._cache.get(key, ())
         self._remember(key, compiled, paths, stale[0].failed_guard() if stale else None)
         return compiled
@@ -580,8 +582,9 @@ class TracedFunction:
         return self._latest().graph
 
     @property
-    def source(self) -> str:
-        """The generated Numba source of the latest signature."""
+    def source(self) -> str | None:
+        """The generated source of the latest signature (None on ``device="numpy"``, which
+        generates none)."""
         return self._latest().compiled.source
 
     @property
@@ -608,8 +611,8 @@ class TracedFunction:
         return f"<graphc.TracedFunction {self.name}: {self.signatures} compiled graph(s)>"
 
 
-def trace(fn=None, *example_args, static_argnums=(), passes="O2", device="cpu", check_finite=False,
-          math="fast", **example_kwargs):
+def trace(fn=None, *example_args, static_argnums=(), passes="O2", device=backend.DEFAULT_DEVICE,
+          check_finite=False, math=None, **example_kwargs):
     """Compile ``fn`` with graphc.
 
     * ``@gc.trace`` or ``gc.trace(fn)``: traces on the first call per input signature.
@@ -617,10 +620,12 @@ def trace(fn=None, *example_args, static_argnums=(), passes="O2", device="cpu", 
     * ``@gc.trace(static_argnums=(1,), passes="O1")``: with options.
 
     Options: ``static_argnums`` (positions of arguments that are compile-time
-    constants), ``passes`` ("O0", "O1" or "O2"), ``device`` ("cpu") and
-    ``check_finite`` (raise ``NonFiniteError`` instead of writing NaN/inf into State) and
-    ``math`` ("fast": vectorizable exp/log/tanh/sigmoid/sin/cos/pow in fused loops, a few
-    ulp from NumPy; "libm": the plain scalar calls).
+    constants), ``passes`` ("O0", "O1" or "O2"), ``device`` ("cpu": compiled with Numba;
+    "numpy": run by the NumPy interpreter, nothing compiled, for debugging and as the
+    oracle), ``check_finite`` (raise ``NonFiniteError`` instead of writing NaN/inf into
+    State) and, on the cpu device, ``math`` ("fast", the default: vectorizable
+    exp/log/tanh/sigmoid/sin/cos/pow in fused loops, a few ulp from NumPy; "libm": the
+    plain scalar calls).
     """
     options = dict(static_argnums=static_argnums, passes=passes, device=device, check_finite=check_finite,
                    math=math)

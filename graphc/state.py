@@ -4,7 +4,7 @@ Parameters, optimizer buffers, BatchNorm statistics, hyperparameters and RNG
 counters are ``State``. Inside a trace, ``read()`` gives a traced value for an
 implicit graph input (the runtime passes the current ``data`` on every call) and
 ``write(v)`` records a new value that ends up *in* ``data`` (written there by the
-generated code when that is safe, passes/memory.py ``in_place``; otherwise copied
+generated code when that is safe, graphc/backend/plan.py ``in_place``; otherwise copied
 in after the call), so other references to the array stay valid. A hyperparameter
 held in a 0-d State changes the numbers, not the graph: no retrace.
 """

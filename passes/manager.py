@@ -1,8 +1,8 @@
 """Named pass pipelines.
 
 ``O0`` runs nothing, ``O1`` the cleanups (constant folding, algebraic
-simplification, CSE, DCE), ``O2`` (the default) the cleanups, then fusion, then
-memory planning (which attaches ``graph.memory_plan`` for the backend).
+simplification, CSE, DCE), ``O2`` (the default) the cleanups, then fusion. (Memory
+planning is the CPU backend's: graphc/backend/plan.py.)
 A pass that raises leaves the graph unchanged (the reason is logged at debug
 level on the ``graphc.passes`` logger and kept in ``PassStat.note``;
 ``GRAPHC_PASS_ERRORS=raise`` re-raises instead, for debugging).
@@ -19,7 +19,7 @@ import logging
 
 from graphc.ir import Graph
 from graphc.ops import registry
-from graphc.passes import constfold, cse, dce, fusion, memory, simplify
+from graphc.passes import constfold, cse, dce, fusion, simplify
 
 log = logging.getLogger("graphc.passes")
 
@@ -31,7 +31,7 @@ _CLEANUPS = (("cse", cse.run), ("constfold", constfold.run), ("simplify", simpli
 PIPELINES = {
     "O0": (),
     "O1": _CLEANUPS,
-    "O2": _CLEANUPS + (("fusion", fusion.run), ("memory", memory.run)),
+    "O2": _CLEANUPS + (("fusion", fusion.run),),
 }
 
 
@@ -67,8 +67,6 @@ def run(graph: Graph, pipeline: str = "O2", verify: bool | None = None):
             new.copy_meta(original)  # passes keep input and output positions: the facts still hold
             if verify:
                 new.verify(registry.infer_node)
-                if getattr(new, "memory_plan", None) is not None:
-                    memory.verify_plan(new, new.memory_plan)
             graph = new
         except Exception as exc:  # a pass that cannot handle a graph leaves it unchanged
             if os.environ.get("GRAPHC_PASS_ERRORS") == "raise":
@@ -95,6 +93,3 @@ def _dump(directory, graph, k, name):
     os.makedirs(directory, exist_ok=True)
     with open(os.path.join(directory, f"{graph.name}.{k:02d}.{name}.txt"), "w") as f:
         f.write(str(graph) + "\n")
-        plan = getattr(graph, "memory_plan", None)
-        if plan is not None:
-            f.write(plan.describe(graph.value_names()) + "\n")

@@ -22,7 +22,8 @@ from graphc.ops.registry import infer_node
 from graphc.interpret import interpret
 from graphc.runtime import is_dynamic
 from graphc.trace import trace_into_graph
-from graphc.passes import constfold, cse, dce, fusion, manager, memory, simplify
+from graphc.backend import plan
+from graphc.passes import constfold, cse, dce, fusion, manager, simplify
 
 SHAPES = [(3, 4), (4,), ()]
 UNARY = ["exp", "tanh", "sin", "cos", "neg", "abs", "sigmoid", "logabs", "square", "relu", "sqrtabs"]
@@ -171,7 +172,7 @@ def check_passes(steps, dtype):
         g, stats = manager.run(graph, pipeline, verify=True)
         assert not any(s.note for s in stats), [s.note for s in stats]
         if pipeline == "O2":
-            memory.verify_plan(g, g.memory_plan)
+            plan.verify_plan(g, plan.plan(g))
         for k, (a, b) in enumerate(zip(interpret(g, *args), want)):
             assert_close(a, b, dtype, f"{pipeline}, output {k}")
 

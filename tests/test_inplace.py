@@ -1,4 +1,4 @@
-"""State updates written in place (passes/memory.py ``in_place``, graphc/runtime.py).
+"""State updates written in place (graphc/backend/plan.py ``in_place``, graphc/runtime.py).
 
 A State's update may be written straight into the State's array when the generated code
 cannot observe the difference; everywhere else it is written back after the call, as
@@ -12,11 +12,12 @@ import graphc as gc
 from graphc import nn, optim
 from graphc.interpret import interpret
 from graphc.state import State
-from graphc.passes import memory
+from graphc.backend.plan import verify_plan
 
 
 def plan_of(f):
-    return f._last.graph.memory_plan
+    """The CPU backend's memory plan of f's latest signature (kept by its executable)."""
+    return f._last.compiled.plan
 
 
 def train(opt_name, dtype, passes, steps=3):
@@ -202,10 +203,10 @@ def test_verify_plan_rejects_an_in_place_output_it_does_not_allow():
 
     f(np.ones(4))
     graph, plan = f._last.graph, plan_of(f)
-    memory.verify_plan(graph, plan)  # the planned one passes
+    verify_plan(graph, plan)  # the planned one passes
     plan.inplace = {graph.outputs[0]: graph.inputs[0]}  # the user's result over the user's x
     with pytest.raises(ValueError, match="cannot be written in place"):
-        memory.verify_plan(graph, plan)
+        verify_plan(graph, plan)
 
 
 def test_the_old_value_is_read_before_the_update_overwrites_it():

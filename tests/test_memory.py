@@ -1,4 +1,4 @@
-"""Memory planning (passes/memory.py) and its runtime side (graphc/backend/memory.py).
+"""Memory planning (graphc/backend/plan.py) and its call-time side (graphc/backend/memory.py).
 
 The plan must never let two live values share bytes, never put a returned array
 in the workspace, and the runtime must never hand the user an array that some
@@ -11,14 +11,17 @@ import pytest
 
 import graphc as gc
 from graphc.ops.registry import infer_node
+from graphc import backend
+from graphc.backend import plan as memory
 from graphc.ir import parse
-from graphc.passes import manager, memory
+from graphc.passes import manager
 
 
 def planned(text):
     graph, _ = manager.run(parse(text).verify(infer_node), "O2", verify=True)
-    memory.verify_plan(graph, graph.memory_plan)
-    return graph, graph.memory_plan
+    memory_plan = memory.plan(graph)
+    memory.verify_plan(graph, memory_plan)
+    return graph, memory_plan
 
 
 MATMUL_CHAIN = """graph f(%0:f64[64,64], %1:f64[64,64]):
@@ -80,16 +83,24 @@ def test_verify_plan_catches_overlap():
         memory.verify_plan(graph, plan)
 
 
-def test_only_o2_plans():
-    graph, _ = manager.run(parse(MATMUL_CHAIN), "O1")
-    assert getattr(graph, "memory_plan", None) is None
+def test_the_cpu_backend_plans_after_o2_only_and_never_on_the_graph():
+    cpu = backend.get("cpu")
+    for pipeline in ("O1", "O2"):
+        graph, _ = manager.run(parse(MATMUL_CHAIN), pipeline)
+        before = str(graph)
+        executable = cpu.compile(graph, {"passes": pipeline})
+        assert (executable.plan is not None) == (pipeline == "O2")
+        assert (executable.buffers is not None) == (pipeline == "O2")  # the workspace
+        assert not hasattr(graph, "memory_plan") and str(graph) == before
 
 
 def test_dump_shows_the_plan(tmp_path, monkeypatch):
     monkeypatch.setenv("GRAPHC_DUMP", str(tmp_path))
-    manager.run(parse(MATMUL_CHAIN), "O2")
-    text = (tmp_path / "f.09.memory.txt").read_text()
+    graph, _ = manager.run(parse(MATMUL_CHAIN), "O2")
+    backend.get("cpu").compile(graph, {"passes": "O2"})
+    text = (tmp_path / "f.memory.txt").read_text()
     assert "# memory plan: workspace 65536 bytes" in text and "workspace[0:32768]" in text
+    assert parse(text).verify(infer_node) == graph  # the graph as compiled, then the plan as comments
 
 
 # -- the compiled code and the runtime -------------------------------------------------------

@@ -56,7 +56,7 @@ class Emitter:
 
     kernel_options = "error_model='numpy', nogil=True"  # @njit options of the kernels it writes
 
-    def __init__(self, graph: Graph):
+    def __init__(self, graph: Graph, plan=None):
         self.graph = graph
         self.lines: list[str] = []
         self.line_nodes: list[Node | None] = []  # which node each line belongs to
@@ -69,7 +69,7 @@ class Emitter:
         self.kernels: list[str] = []  # source of the fused kernels the entry calls
         self.imports: set[str] = set()  # vecmath functions and cpu.HELPERS the code uses
         self.kernel_info: list[dict] = []  # per kernel: name, node, parallel, fastmath, flat
-        self.plan = getattr(graph, "memory_plan", None)  # passes.memory.MemoryPlan, if planned
+        self.plan = plan  # the backend's plan.MemoryPlan, or None: every array fresh
 
     # -- names and lines -----------------------------------------------------------
     def name(self, v: Value) -> str:

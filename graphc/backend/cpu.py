@@ -14,7 +14,8 @@ import llvmlite.binding as llvm
 import numba
 from numba.core.compiler_lock import global_compiler_lock
 
-from graphc.backend import cache
+from graphc.backend import cache, plan
+from graphc.backend.base import Backend, Executable, buffer_roots, register
 from graphc.backend.codegen import Emitter, emit_elementwise, emit_fused
 from graphc.backend.memory import Buffers
 from graphc.errors import CompileError
@@ -22,7 +23,6 @@ from graphc.ir import Graph
 from graphc.ops import registry
 from graphc.ops.fused import FUSED
 from graphc.ops.registry import ELEMENTWISE
-from graphc.passes import memory
 
 BACKEND_VERSION = "cpu-5"
 MATH_MODES = ("fast", "libm")
@@ -68,15 +68,16 @@ def _llvm_options():
             llvm.set_option("graphc", "-force-vector-interleave=0")
 
 
-def generate(graph: Graph, math: str = "fast"):
+def generate(graph: Graph, math: str = "fast", memory_plan: plan.MemoryPlan | None = None):
     """Return ``(source, emitter)`` for ``graph``: deterministic, so it can be hashed.
 
     ``math="fast"`` lowers exp/log/tanh/sigmoid/sin/cos/pow in fused loops to the
     vectorizable functions of ``graphc.backend.vecmath``; ``"libm"`` keeps NumPy's.
+    ``memory_plan`` places the arrays (graphc.backend.plan); without one each is fresh.
     """
     if math not in MATH_MODES:
         raise ValueError(f"unknown math mode {math!r}; choose one of {', '.join(MATH_MODES)}")
-    em = Emitter(graph)
+    em = Emitter(graph, plan=memory_plan)
     em.math = math
     for i, v in enumerate(graph.inputs):
         em.names[v] = f"a{i}"
@@ -95,7 +96,7 @@ def generate(graph: Graph, math: str = "fast"):
             op.emit(em, node)
     em.node = None
     # constant arrays are read-only and shared by every call: return copies (views of them too)
-    root = memory.buffer_roots(graph)
+    root = buffer_roots(graph)
     outs = ", ".join(f"{em.name(v)}.copy()" if v.type.shape and root[v].producer is not None
                      and root[v].producer.op == "constant" else em.name(v) for v in graph.outputs)
     em.line(f"return ({outs}{',' if len(graph.outputs) == 1 else ''})")
@@ -127,20 +128,24 @@ def generate(graph: Graph, math: str = "fast"):
     return "\n".join(header + em.lines + kernels) + "\n", em
 
 
-class CompiledGraph:
+class CompiledGraph(Executable):
     """A compiled graph: call it with the input arrays, get the tuple of outputs."""
 
     def __init__(self, graph: Graph, source: str, em: Emitter, path: str, entry, on_disk: bool = True):
+        memory_plan = em.plan
+        position = {v: i for i, v in enumerate(graph.inputs)}
+        super().__init__({graph.outputs.index(v): position[u] for v, u in memory_plan.inplace.items()}
+                         if memory_plan is not None else None)
         self.graph = graph
+        self.plan = memory_plan  # graphc.backend.plan.MemoryPlan, or None (O0, O1: every array fresh)
         self.source = source
         self.path = path  # the saved source, or a <graphc ...> placeholder when compiled in memory
         self.on_disk = on_disk
         self.entry = entry
         self.const_args = tuple(em.const_args)
-        plan = em.plan
         # the memory plan's workspace and recycled outputs, passed after the constants
-        self.buffers = Buffers(plan.workspace_bytes, plan.out_types) \
-            if plan is not None and (plan.workspace_bytes or plan.out_types) else None
+        self.buffers = Buffers(memory_plan.workspace_bytes, memory_plan.out_types) \
+            if memory_plan is not None and (memory_plan.workspace_bytes or memory_plan.out_types) else None
         self._emitter = em
         self.ready = False  # True once Numba has compiled (or loaded) the entry
 
@@ -148,6 +153,11 @@ class CompiledGraph:
     def direct(self) -> bool:
         """Can the runtime call ``entry`` with just the inputs (no constants, no buffers)?"""
         return self.ready and not self.const_args and self.buffers is None
+
+    @property
+    def fast_entry(self):
+        """The Numba entry itself once compiled, where it takes just the inputs."""
+        return self.entry if self.direct else None
 
     def __call__(self, *args):
         buffers = self.buffers
@@ -232,9 +242,9 @@ class CompiledGraph:
 _IN_PROCESS: dict[str, tuple] = {}
 
 
-def compile_graph(graph: Graph, math: str = "fast") -> CompiledGraph:
+def compile_graph(graph: Graph, math: str = "fast", memory_plan: plan.MemoryPlan | None = None) -> CompiledGraph:
     """Generate and load the module for ``graph`` (compiled, or loaded from the disk cache, on first call)."""
-    source, em = generate(graph, math)
+    source, em = generate(graph, math, memory_plan)
     key = cache.content_hash(source, BACKEND_VERSION)
     if key in _IN_PROCESS:
         path, entry, on_disk = _IN_PROCESS[key]
@@ -247,3 +257,37 @@ def compile_graph(graph: Graph, math: str = "fast") -> CompiledGraph:
         raise CompileError(f"graphc generated invalid Python ({exc.msg}, line {exc.lineno}); {saved}") from None
     _IN_PROCESS[key] = (path, module.entry, on_disk)
     return CompiledGraph(graph, source, em, path, module.entry, on_disk)
+
+
+class CPUBackend(Backend):
+    """``device="cpu"``: Numba on the host, one generated module per graph (see above).
+
+    Option ``math``: ``"fast"`` (the default: vectorizable exp/log/tanh... in fused loops,
+    a few ulp from NumPy) or ``"libm"`` (NumPy's scalar calls). After the full ("O2")
+    pipeline it plans memory (graphc/backend/plan.py): verified under ``GRAPHC_VERIFY``,
+    written next to the passes' dumps under ``GRAPHC_DUMP``.
+    """
+
+    device = "cpu"
+    options = {"math": MATH_MODES}
+
+    def compile(self, graph: Graph, options: dict) -> CompiledGraph:
+        options = self.check_options(options)
+        memory_plan = None
+        if options["passes"] == "O2":
+            memory_plan = plan.plan(graph)
+            if os.environ.get("GRAPHC_VERIFY"):
+                plan.verify_plan(graph, memory_plan)
+            if os.environ.get("GRAPHC_DUMP"):
+                _dump_plan(os.environ["GRAPHC_DUMP"], graph, memory_plan)
+        return compile_graph(graph, options["math"], memory_plan)
+
+
+def _dump_plan(directory: str, graph: Graph, memory_plan: plan.MemoryPlan):
+    """``<graph>.memory.txt``: the graph as compiled, then where each of its arrays lives."""
+    os.makedirs(directory, exist_ok=True)
+    with open(os.path.join(directory, f"{graph.name}.memory.txt"), "w") as f:
+        f.write(str(graph) + "\n" + memory_plan.describe(graph.value_names()) + "\n")
+
+
+BACKEND = register(CPUBackend())

@@ -1,4 +1,4 @@
-"""The runtime side of memory planning (passes/memory.py): workspaces and recycled outputs.
+"""The call-time side of memory planning (graphc/backend/plan.py): workspaces and recycled outputs.
 
 A compiled graph with a plan takes two kinds of extra arguments after its inputs
 and constants: ``ws``, a byte buffer holding every intermediate array, and
@@ -22,7 +22,7 @@ from collections import deque
 
 import numpy as np
 
-from graphc.passes.memory import ALIGN
+from graphc.backend.plan import ALIGN
 
 _KEEP = 2  # arrays remembered per output: double buffering covers `g = f(x)` in a loop
 

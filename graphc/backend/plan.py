@@ -1,9 +1,11 @@
 """Memory planning: decide where every array the generated code writes lives.
 
-The CPU backend used to ``np.empty`` a fresh buffer for every array value on
-every call. Fresh memory costs page faults and cold caches (on our virtual machines a 4 KiB
-page fault costs about 1.8 us: three fresh 800 KB gradients took 1 ms of a
-1.3 ms call); this pass gives each array a home instead:
+A backend decision, so it lives here and not in ``passes/``: the CPU backend computes
+the plan in its compile step (``plan(graph)``) and hands it to its code generator; it
+is never attached to the graph. Without a plan (the O0 and O1 pipelines) every array
+is a fresh ``np.empty`` on every call. Fresh memory costs page faults and cold caches
+(on our virtual machines a 4 KiB page fault costs about 1.8 us: three fresh 800 KB
+gradients took 1 ms of a 1.3 ms call); the plan gives each array a home instead:
 
 * **workspace**: intermediates (arrays that are not returned) live in one byte
   buffer that the runtime allocates once per compiled signature and passes to
@@ -18,9 +20,7 @@ page fault costs about 1.8 us: three fresh 800 KB gradients took 1 ms of a
   fresh outputs. Small outputs are allocated inside the call, which is cheaper
   than passing one more argument.
 
-The pass leaves the graph itself unchanged and attaches the plan as
-``graph.memory_plan``; the backend falls back to fresh buffers for any graph
-without one (the O0 and O1 pipelines) and for any value the plan does not name.
+The code generator falls back to a fresh buffer for any value the plan does not name.
 """
 from __future__ import annotations
 
@@ -29,8 +29,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from graphc.backend.base import buffer_roots
 from graphc.ir import Graph, TensorType, Value
 from graphc.ops import registry
+from graphc.ops.fused import FUSED, layout
 
 # Outputs of at least this many bytes come from the runtime's recycling pool.
 # 128 KiB is glibc's default mmap threshold: above it malloc may hand freed
@@ -68,18 +70,6 @@ def nbytes(t: TensorType) -> int:
     return t.size * np.dtype(t.dtype).itemsize
 
 
-def buffer_roots(graph: Graph) -> dict:
-    """Value -> the value whose buffer it shares (itself unless a view op made it)."""
-    root = {v: v for v in graph.inputs}
-    for node in graph.nodes:
-        op = registry.get(node.op)
-        for out in node.outputs:
-            x = node.inputs[0] if node.inputs else None
-            shares = op.view and x is not None and x.type.shape and out.type.shape
-            root[out] = root[x] if shares else out
-    return root
-
-
 def last_reads(graph: Graph, root: dict) -> dict:
     """Buffer root -> the position of the last node that reads it (or a view of it)."""
     last = {}
@@ -102,7 +92,6 @@ def in_place(graph: Graph, root: dict) -> dict:
     live array); and no node from the group on can raise at run time, so a call that fails
     has written no State.
     """
-    from graphc.ops.fused import FUSED, layout
     donations = getattr(graph, "donations", None)
     if not donations:
         return {}
@@ -131,6 +120,9 @@ def in_place(graph: Graph, root: dict) -> dict:
 
 
 def plan(graph: Graph) -> MemoryPlan:
+    """Place every array ``graph``'s generated code writes: workspace blocks reused once
+    their value (and its views) is dead, recycled out-buffers for large outputs, and
+    donated outputs written in place of their input (``in_place``). Reads ``graph`` only."""
     root = buffer_roots(graph)
     returned = {root[v] for v in graph.outputs}
     last_use = last_reads(graph, root)
@@ -164,11 +156,6 @@ def plan(graph: Graph) -> MemoryPlan:
                 free.append(blocks.pop(root[v]))
     result.workspace_bytes = end
     return result
-
-
-def run(graph: Graph) -> Graph:
-    graph.memory_plan = plan(graph)
-    return graph
 
 
 def verify_plan(graph: Graph, plan: MemoryPlan):
