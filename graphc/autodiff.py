@@ -4,7 +4,9 @@
 every node on a path from some x to y, calls its op's vjp rule. The rules are
 written with ordinary graphc functions, so the backward pass is made of plain
 nodes in the same graph: it compiles and fuses with the forward pass, and it can
-be differentiated again (higher-order gradients).
+be differentiated again (higher-order gradients). A node that owns regions
+(nested graphs) and has no rule of its own is differentiated generically: its
+regions' nodes are replayed inline and differentiated like any other nodes.
 """
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ from graphc.errors import TraceError
 from graphc.ops import registry
 from graphc.ops.creation import zeros_like
 from graphc.ops.shape import broadcast_to, sum_to
-from graphc.trace import Tracer, current_builder, is_weak, user_line
+from graphc.trace import Tracer, bind, current_builder, is_weak, user_line
 
 
 def _is_float(t) -> bool:
@@ -61,7 +63,7 @@ def backward(y: Tracer, wrt, seed=None) -> list:
     # only nodes on a path from some wrt value to y need a rule
     reaches = set(wrt)
     for node in nodes:
-        if any(v in reaches for v in node.inputs) and registry.get(node.op).differentiable:
+        if any(v in reaches for v in node.inputs) and (registry.get(node.op).differentiable or node.regions):
             reaches.update(node.outputs)
     if y.value not in reaches:
         return [None] * len(wrt)
@@ -77,6 +79,18 @@ def backward(y: Tracer, wrt, seed=None) -> list:
     stop = y.value.producer
     start = nodes.index(stop) if stop is not None else -1
     for node in reversed(nodes[:start + 1]):
+        if node.regions and registry.get(node.op).vjp is None:
+            gs = [cts.pop(v, None) for v in node.outputs]
+            found.update((v, g) for v, g in zip(node.outputs, gs) if v in wanted and g is not None)
+            if any(g is not None for g in gs) and any(v in reaches for v in node.inputs):
+                first_new = len(graph.nodes)
+                in_cts = _region_vjp(node, gs, reaches)
+                for new in graph.nodes[first_new:]:
+                    new.loc = node.loc
+                for v, ct in zip(node.inputs, in_cts):
+                    if ct is not None:
+                        cts[v] = ct if v not in cts else cts[v] + ct
+            continue
         out = node.outputs[0]
         g = cts.pop(out, None)
         if out in wanted and g is not None:
@@ -103,6 +117,37 @@ def backward(y: Tracer, wrt, seed=None) -> list:
             new.loc = node.loc
     found.update((v, cts[v]) for v in wanted if v in cts)
     return [found.get(v) for v in wrt]
+
+
+def _region_vjp(node, gs, reaches) -> list:
+    """Cotangents of ``node``'s operands, for a node that runs its one region on its operands
+    (as ``fused`` does): the region is replayed inline and differentiated."""
+    if len(node.regions) != 1 or [v.type for v in node.regions[0].inputs] != [v.type for v in node.inputs]:
+        raise TraceError(f"graphc cannot differentiate op {node.op!r}: it has no vjp rule and its regions "
+                         f"do not simply run on its operands (at {node.loc})")
+    builder = current_builder()
+    operands = [Tracer(v, builder) for v in node.inputs]
+    outs = _inline(node.regions[0], operands)
+    wrt = [v for v in node.inputs if v in reaches and _is_float(v.type)]
+    total = {}
+    for out, g in zip(outs, gs):
+        if g is None or not isinstance(out, Tracer):
+            continue
+        for v, ct in zip(wrt, backward(out, wrt, seed=g)):
+            if ct is not None:
+                total[v] = ct if v not in total else total[v] + ct
+    return [total.get(v) for v in node.inputs]
+
+
+def _inline(region, operands) -> list:
+    """The region's nodes recorded again into the current trace, on ``operands``."""
+    env = dict(zip(region.inputs, operands))
+    for n in region.nodes:
+        if n.regions:
+            raise TraceError(f"graphc cannot yet differentiate a region nested in a region ({n.op}, at {n.loc})")
+        outs = bind(n.op, *[env[v] for v in n.inputs], **n.attrs)
+        env.update(zip(n.outputs, outs if isinstance(outs, tuple) else (outs,)))
+    return [env[v] for v in region.outputs]
 
 
 def _fit(ct, shape):

@@ -371,3 +371,36 @@ def test_nan_from_a_domain_error_propagates():
     # a NaN reaching a max reduction poisons its gradient, as in PyTorch
     gm = interpreted(gc.grad(lambda x: np.max(np.log(x))), x)[0]
     assert np.all(np.isnan(gm))
+
+
+def test_a_node_with_a_region_is_differentiated_through_its_body():
+    """A node that owns a region and has no vjp rule of its own (a fused group) is differentiated
+    generically: its body is replayed and differentiated, every output's cotangent counted."""
+    from graphc.ir import parse
+    from graphc.trace import Tracer, current_builder
+    from graphc.testing import check_grads
+
+    body = parse("""graph body(%0:f64[3], %1:f64[3]):
+  %2:f64[3] = mul(%0, %1)
+  %3:f64[3] = tanh(%2)
+  %4:f64[] = sum(%3, axes=(0,), keepdims=False)
+  return %4, %2""")
+
+    def f(x, y):
+        builder = current_builder()
+        region = body.clone()
+        node = builder.graph.add_node("fused", [x.value, y.value], {}, [v.type for v in region.outputs],
+                                      None, [region])
+        total, prod = (Tracer(v, builder) for v in node.outputs)
+        return total * 2.0 + np.sum(prod * prod)
+
+    def numpy_f(x, y):
+        return np.sum(np.tanh(x * y)) * 2.0 + np.sum((x * y) ** 2)
+
+    x, y = np.array([0.3, -1.2, 2.0]), np.array([1.5, 0.25, -0.5])
+    value, (gx, gy) = gc.value_and_grad(f, argnums=(0, 1))(x, y)
+    assert np.isclose(value, numpy_f(x, y))
+    sech2 = 1 - np.tanh(x * y) ** 2
+    np.testing.assert_allclose(gx, 2 * sech2 * y + 2 * x * y * y, rtol=1e-12)
+    np.testing.assert_allclose(gy, 2 * sech2 * x + 2 * x * x * y, rtol=1e-12)
+    check_grads(f, (x, y), order=2)

@@ -254,7 +254,7 @@ def test_retrace_on_new_shapes_and_dtypes():
     assert f.signatures == 3 and out.dtype == np.float64
     f(X)  # back to the first signature: cached
     assert f.signatures == 3
-    assert str(f.graph).startswith("graph lambda_(%0:f32[3,4])")
+    assert str(f.graph).startswith("graph lambda_(%0:f32[3,4] x)")
 
 
 def test_noncontiguous_inputs_are_accepted():
