@@ -33,6 +33,7 @@ from graphc import ops as _ops  # registers every op  # noqa: F401
 from graphc.autodiff import grad, gradient, value_and_grad
 from graphc.interpret import interpret
 from graphc.runtime import RetraceWarning, TracedFunction, trace
+from graphc.errors import PassWarning
 from graphc.backend.cache import CacheWarning
 
 # NumPy-compatible functions that work on traced values and on plain arrays

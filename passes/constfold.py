@@ -23,6 +23,8 @@ def _fold(rw: Rewriter, node):
         return None
     if any(v.producer is None or v.producer.op != "constant" for v in node.inputs):
         return None
+    if node.op == "broadcast_to" and not node.inputs[0].type.shape:
+        return None  # already the form a uniform result folds to (refolding it never settles)
     out = node.outputs[0]
     biggest = max(v.type.size for v in node.inputs)
     if out.type.size > max(SMALL, biggest):

@@ -12,4 +12,5 @@ def run(graph: Graph) -> Graph:
         if registry.get(node.op).effect or any(v in live for v in node.outputs):
             kept.append(node)
             live.update(node.inputs)
-    return Graph(graph.inputs, reversed(kept), graph.outputs, graph.name)
+    # a fresh copy of what stays (a pass never shares nodes or values with its input)
+    return Graph(graph.inputs, reversed(kept), graph.outputs, graph.name).clone()

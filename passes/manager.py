@@ -1,37 +1,68 @@
 """Named pass pipelines.
 
-``O0`` runs nothing, ``O1`` the cleanups (constant folding, algebraic
-simplification, CSE, DCE), ``O2`` (the default) the cleanups, then fusion, then
-memory planning (which attaches ``graph.memory_plan`` for the backend).
-A pass that raises leaves the graph unchanged (the reason is logged at debug
-level on the ``graphc.passes`` logger and kept in ``PassStat.note``;
-``GRAPHC_PASS_ERRORS=raise`` re-raises instead, for debugging).
+``O0`` runs nothing, ``O1`` the cleanups (CSE, constant folding, algebraic
+simplification, DCE) to a fixpoint, ``O2`` (the default) the cleanups, then
+fusion, then memory planning (which attaches ``graph.memory_plan`` for the backend).
+
+Every pass is a pure function ``Graph -> Graph``: it returns a new graph and
+never edits or shares the nodes of its input. The manager keeps the graph's
+metadata (``_keep_metadata``) across passes.
+
+A pass that raises (or, under ``verify``, returns a graph that fails
+``Graph.verify``) is a bug. ``GRAPHC_PASS_ERRORS`` says what happens then:
+
+* ``warn`` (the default): a ``PassWarning`` names the pass and the graph, the graph
+  from before that pass is used, and the pass is skipped for the rest of the run;
+* ``raise`` (the tests' setting): the exception propagates, with a note naming the
+  pass and the graph.
+
 ``GRAPHC_DUMP=dir`` writes the graph after each pass; ``verify=True`` (the
 tests' setting, or ``GRAPHC_VERIFY=1``) checks the IR after every pass.
 """
 from __future__ import annotations
 
+import logging
 import os
 import time
+import warnings
 from dataclasses import dataclass
 
-import logging
-
+from graphc.errors import PassWarning
 from graphc.ir import Graph
 from graphc.passes import constfold, cse, dce, fusion, memory, simplify
 
 log = logging.getLogger("graphc.passes")
 
-# CSE runs first too: a rewrite that depends on a value having one use (transpose of a
-# matmul) must see duplicates of that value merged already
-_CLEANUPS = (("cse", cse.run), ("constfold", constfold.run), ("simplify", simplify.run),
-             ("constfold", constfold.run), ("simplify", simplify.run), ("cse", cse.run), ("dce", dce.run))
+
+@dataclass(frozen=True)
+class Fixpoint:
+    """Run ``passes`` in turn, round after round, until none of them changes the graph.
+
+    The loop stops as soon as every pass has run once on the current graph without
+    changing it. After ``max_rounds`` rounds it stops anyway: the graph it has is
+    correct (every pass preserves what a graph computes), only perhaps not fully
+    cleaned up; under ``GRAPHC_PASS_ERRORS=raise`` not converging is an error
+    (two rules that undo each other).
+    """
+
+    name: str
+    passes: tuple  # (name, fn) pairs
+    max_rounds: int = 8
+
+
+# CSE runs first: a rewrite that depends on a value having one use (transpose of a
+# matmul) must see duplicates of that value merged already, and DCE ends each round
+# so the next round's rules do not count uses by dead nodes.
+CLEANUPS = Fixpoint("cleanups", (("cse", cse.run), ("constfold", constfold.run),
+                                 ("simplify", simplify.run), ("dce", dce.run)))
 
 PIPELINES = {
     "O0": (),
-    "O1": _CLEANUPS,
-    "O2": _CLEANUPS + (("fusion", fusion.run), ("memory", memory.run)),
+    "O1": (CLEANUPS,),
+    "O2": (CLEANUPS, ("fusion", fusion.run), ("memory", memory.run)),
 }
+
+PASS_ERRORS = ("warn", "raise")
 
 
 @dataclass
@@ -41,6 +72,8 @@ class PassStat:
     nodes_after: int
     seconds: float
     note: str = ""  # why the pass left the graph unchanged, if it failed
+    iteration: int = 1  # the round of its fixpoint loop (1 for a pass outside a loop)
+    changed: bool = True  # the pass returned a graph different from its input
 
 
 def check_pipeline(name: str) -> str:
@@ -49,49 +82,119 @@ def check_pipeline(name: str) -> str:
     return name
 
 
-def run(graph: Graph, pipeline: str = "O2", verify: bool | None = None):
-    """Run the named pipeline; returns ``(graph, [PassStat...])``."""
-    passes = PIPELINES[check_pipeline(pipeline)]
-    verify = bool(os.environ.get("GRAPHC_VERIFY")) if verify is None else verify
-    dump = os.environ.get("GRAPHC_DUMP")
-    stats = []
-    if dump:
-        _dump(dump, graph, 0, "traced")
-    original = graph
-    # output -> input positions whose buffers the caller donates (graphc.trace): passes keep
-    # the positions of inputs and outputs, so the map holds for every graph they return
-    donations = getattr(graph, "donations", None)
-    for k, (name, fn) in enumerate(passes, start=1):
+def pass_errors() -> str:
+    """What a failing pass does: ``GRAPHC_PASS_ERRORS``, ``warn`` unless set."""
+    mode = os.environ.get("GRAPHC_PASS_ERRORS") or "warn"
+    if mode not in PASS_ERRORS:
+        raise ValueError(f"GRAPHC_PASS_ERRORS={mode!r}; choose one of {', '.join(PASS_ERRORS)}")
+    return mode
+
+
+def _keep_metadata(source: Graph, result: Graph) -> Graph:
+    """Carry the graph facts a pass does not change onto its result.
+
+    ``donations`` (output position -> input position whose buffer the caller
+    donates, set by graphc.trace): passes keep the positions of inputs and
+    outputs, so the map holds for every graph they return.
+    """
+    donations = getattr(source, "donations", None)
+    if donations is not None:
+        result.donations = donations
+    return result
+
+
+class _Run:
+    """One run of a pipeline over one graph: the stats, the dumps, the failed passes."""
+
+    def __init__(self, graph: Graph, pipeline: str, verify: bool):
+        self.original = graph
+        self.pipeline = pipeline
+        self.verify = verify
+        self.mode = pass_errors()
+        self.dump = os.environ.get("GRAPHC_DUMP")
+        self.stats: list[PassStat] = []
+        self.failed: set[str] = set()
+        self.count = 0
+        if self.dump:
+            _dump(self.dump, graph, 0, "traced")
+
+    def step(self, graph: Graph, name: str, fn, iteration: int = 1, text: str | None = None):
+        """Run one pass; returns ``(graph, changed, text of the graph returned)``."""
+        if name in self.failed:
+            return graph, False, text
         before, start = len(graph.nodes), time.perf_counter()
-        note = ""
+        note, changed = "", False
         try:
-            new = fn(graph)
-            if donations is not None:
-                new.donations = donations
-            if verify:
+            new = _keep_metadata(self.original, fn(graph))
+            if self.verify:
                 new.verify()
                 if getattr(new, "memory_plan", None) is not None:
                     memory.verify_plan(new, new.memory_plan)
-            graph = new
-        except Exception as exc:  # a pass that cannot handle a graph leaves it unchanged
-            if os.environ.get("GRAPHC_PASS_ERRORS") == "raise":
-                raise
-            note = f"{type(exc).__name__}: {exc}"
-            log.debug("pass %s left graph %s unchanged: %s", name, graph.name, note)
-        stats.append(PassStat(name, before, len(graph.nodes), time.perf_counter() - start, note))
-        if dump:
-            _dump(dump, graph, k, name)
-    if passes and not verify and graph is not original:
+            new_text = None
+            if text is not None:  # in a fixpoint loop: did the pass change anything?
+                new_text = str(new)
+                changed = new_text != text
+            else:
+                changed = True
+            graph, text = new, new_text
+        except Exception as exc:
+            note = self._failed(exc, f"pass {name!r}", graph)
+            self.failed.add(name)
+        self.stats.append(PassStat(name, before, len(graph.nodes), time.perf_counter() - start, note,
+                                   iteration, changed))
+        self.count += 1
+        if self.dump:
+            _dump(self.dump, graph, self.count, name)
+        return graph, changed, text
+
+    def fixpoint(self, graph: Graph, loop: Fixpoint) -> Graph:
+        text = str(graph)
+        unchanged = 0  # passes run in a row that left the graph as it was
+        for iteration in range(1, loop.max_rounds + 1):
+            for name, fn in loop.passes:
+                graph, changed, text = self.step(graph, name, fn, iteration, text)
+                unchanged = 0 if changed else unchanged + 1
+                if unchanged == len(loop.passes):
+                    return graph
+        message = (f"the {loop.name} of pipeline {self.pipeline} still changed graph {graph.name!r} "
+                   f"after {loop.max_rounds} rounds; going on with the graph it has")
+        if self.mode == "raise":
+            raise RuntimeError(message)
+        log.debug(message)
+        self.stats[-1].note = message
+        return graph
+
+    def _failed(self, exc: Exception, what: str, graph: Graph) -> str:
+        note = f"{type(exc).__name__}: {exc}"
+        if self.mode == "raise":
+            exc.add_note(f"(raised by graphc's {what} on graph {graph.name!r}; "
+                         f"GRAPHC_PASS_ERRORS=raise)")
+            raise
+        warnings.warn(f"graphc's {what} failed on graph {graph.name!r} ({note}); using the graph from "
+                      f"before it. Please report this as a graphc bug.", PassWarning, stacklevel=2)
+        return note
+
+
+def run(graph: Graph, pipeline: str = "O2", verify: bool | None = None):
+    """Run the named pipeline; returns ``(graph, [PassStat...])``, one stat per pass run."""
+    steps = PIPELINES[check_pipeline(pipeline)]
+    verify = bool(os.environ.get("GRAPHC_VERIFY")) if verify is None else verify
+    state = _Run(graph, pipeline, verify)
+    original = graph
+    for step in steps:
+        if isinstance(step, Fixpoint):
+            graph = state.fixpoint(graph, step)
+        else:
+            graph, _, _ = state.step(graph, *step)
+    if steps and not verify and graph is not original:
         try:  # one cheap check of the result; a broken graph is never compiled
             graph.verify()
         except Exception as exc:
-            if os.environ.get("GRAPHC_PASS_ERRORS") == "raise":
-                raise
-            log.debug("pipeline %s broke graph %s (%s); compiling it unoptimized", pipeline, graph.name, exc)
-            stats.append(PassStat("verify", len(graph.nodes), len(original.nodes), 0.0,
-                                  f"{type(exc).__name__}: {exc}; fell back to the traced graph"))
+            note = state._failed(exc, f"pipeline {pipeline}", graph)
+            state.stats.append(PassStat("verify", len(graph.nodes), len(original.nodes), 0.0,
+                                        f"{note}; fell back to the traced graph", changed=False))
             graph = original
-    return graph, stats
+    return graph, state.stats
 
 
 def _dump(directory, graph, k, name):
