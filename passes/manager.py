@@ -21,6 +21,8 @@ tests' setting, or ``GRAPHC_VERIFY=1``) checks the IR after every pass.
 """
 from __future__ import annotations
 
+import contextlib
+import gc
 import logging
 import os
 import time
@@ -115,13 +117,14 @@ class _Run:
         self.stats: list[PassStat] = []
         self.failed: set[str] = set()
         self.count = 0
+        self._last = (None, None)  # (graph, its fingerprint): each graph is compared twice at most
         if self.dump:
             _dump(self.dump, graph, 0, "traced")
 
-    def step(self, graph: Graph, name: str, fn, iteration: int = 1, text: str | None = None):
-        """Run one pass; returns ``(graph, changed, text of the graph returned)``."""
+    def step(self, graph: Graph, name: str, fn, iteration: int = 1):
+        """Run one pass; returns ``(graph, changed)``."""
         if name in self.failed:
-            return graph, False, text
+            return graph, False
         before, start = len(graph.nodes), time.perf_counter()
         note, changed = "", False
         try:
@@ -130,13 +133,8 @@ class _Run:
                 new.verify()
                 if getattr(new, "memory_plan", None) is not None:
                     memory.verify_plan(new, new.memory_plan)
-            new_text = None
-            if text is not None:  # in a fixpoint loop: did the pass change anything?
-                new_text = str(new)
-                changed = new_text != text
-            else:
-                changed = True
-            graph, text = new, new_text
+            changed = len(new.nodes) != before or self._fingerprint(graph) != self._fingerprint(new)
+            graph = new
         except Exception as exc:
             note = self._failed(exc, f"pass {name!r}", graph)
             self.failed.add(name)
@@ -145,14 +143,18 @@ class _Run:
         self.count += 1
         if self.dump:
             _dump(self.dump, graph, self.count, name)
-        return graph, changed, text
+        return graph, changed
+
+    def _fingerprint(self, graph: Graph) -> list:
+        if self._last[0] is not graph:
+            self._last = (graph, _fingerprint(graph))
+        return self._last[1]
 
     def fixpoint(self, graph: Graph, loop: Fixpoint) -> Graph:
-        text = str(graph)
         unchanged = 0  # passes run in a row that left the graph as it was
         for iteration in range(1, loop.max_rounds + 1):
             for name, fn in loop.passes:
-                graph, changed, text = self.step(graph, name, fn, iteration, text)
+                graph, changed = self.step(graph, name, fn, iteration)
                 unchanged = 0 if changed else unchanged + 1
                 if unchanged == len(loop.passes):
                     return graph
@@ -181,11 +183,12 @@ def run(graph: Graph, pipeline: str = "O2", verify: bool | None = None):
     verify = bool(os.environ.get("GRAPHC_VERIFY")) if verify is None else verify
     state = _Run(graph, pipeline, verify)
     original = graph
-    for step in steps:
-        if isinstance(step, Fixpoint):
-            graph = state.fixpoint(graph, step)
-        else:
-            graph, _, _ = state.step(graph, *step)
+    with _collector_paused():
+        for step in steps:
+            if isinstance(step, Fixpoint):
+                graph = state.fixpoint(graph, step)
+            else:
+                graph, _ = state.step(graph, *step)
     if steps and not verify and graph is not original:
         try:  # one cheap check of the result; a broken graph is never compiled
             graph.verify()
@@ -195,6 +198,38 @@ def run(graph: Graph, pipeline: str = "O2", verify: bool | None = None):
                                         f"{note}; fell back to the traced graph", changed=False))
             graph = original
     return graph, state.stats
+
+
+@contextlib.contextmanager
+def _collector_paused():
+    """Pause Python's cyclic garbage collector while the passes run.
+
+    Each pass copies the graph (tens of thousands of small objects for a large graph);
+    the collector would otherwise rescan every live object many times over, which costs
+    more than the passes themselves. The discarded graphs are collected afterwards as usual.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _fingerprint(graph: Graph) -> list:
+    """What the text form of ``graph`` says, as tuples (a few times cheaper to build than
+    ``str(graph)``): equal fingerprints, equal graphs. (Attributes compare with ==, so a pass that only turned an attribute 0.0 into -0.0
+    would count as no change: the loop would stop early, with a correct graph.)"""
+    index = {v: k for k, v in enumerate(graph.inputs)}
+    parts = [graph.name, tuple(v.type for v in graph.inputs)]
+    for node in graph.nodes:
+        parts.append((node.op, tuple([index.get(v, -1) for v in node.inputs]), node.attr_key(),
+                      tuple([v.type for v in node.outputs]), node.loc))
+        for v in node.outputs:
+            index[v] = len(index)
+    parts.append(tuple(index.get(v, -1) for v in graph.outputs))
+    return parts
 
 
 def _dump(directory, graph, k, name):
