@@ -69,13 +69,21 @@ def splat(v: Value):
     if node.op != "constant":
         return None
     a = node.attrs["value"].array
-    if a.size == 0:
+    if a.size == 0 or not is_uniform(a):
         return None
-    first = a.reshape(-1)[:1]
-    if a.size > 1 and not np.array_equal(a.view(np.uint8).reshape(a.size, -1),
-                                         np.broadcast_to(first.view(np.uint8), (a.size, a.itemsize))):
-        return None
-    return first.reshape(())
+    return a.reshape(-1)[:1].reshape(())
+
+
+def is_uniform(a) -> bool:
+    """True when every element of ``a`` has the same bits (-0.0 differs from 0.0, NaN matches NaN).
+
+    Works for any memory layout (a folded transpose is Fortran-ordered, a reversed slice has
+    negative strides): the bytes are compared on a C-ordered copy where needed."""
+    if a.size <= 1:
+        return True
+    flat = np.ascontiguousarray(a).reshape(-1)
+    data = flat.view(np.uint8).reshape(a.size, -1)
+    return bool((data == data[:1]).all())
 
 
 def is_const(v: Value, value) -> bool:

@@ -303,6 +303,19 @@ def test_folding_keeps_a_uniform_result_scalar_and_never_grows_the_graph():
     assert ops(h) == ["constant", "broadcast_to", "add"] and h.nodes[0].outputs[0].type.shape == ()
 
 
+def test_folded_constants_in_any_memory_layout():
+    """A folded transpose is a Fortran-ordered array: the uniformity checks must still read it."""
+    for values, folded in (("[[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]", ["constant", "add"]),
+                           ("[[-0.0, -0.0, -0.0], [-0.0, -0.0, -0.0]]", [])):  # x + -0.0 is x
+        text = ("graph f(%0:f64[3,2]):\n"
+                f"  %1:f64[2,3] = constant(value=array({values}, f64))\n"
+                "  %2:f64[3,2] = transpose(%1, perm=(1, 0))\n  %3:f64[3,2] = add(%0, %2)\n  return %3")
+        out, _ = manager.run(parse(text), "O1", verify=True)
+        assert ops(out) == folded
+        x = np.resize(SPECIAL, (3, 2))
+        assert same(interpret(out, x)[0], interpret(parse(text), x)[0])
+
+
 # -- simplification rules ------------------------------------------------------------------
 C = "  %1:f64[] = constant(value=array({v}, f64))\n"
 
