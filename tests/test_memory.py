@@ -87,7 +87,8 @@ def test_only_o2_plans():
 def test_dump_shows_the_plan(tmp_path, monkeypatch):
     monkeypatch.setenv("GRAPHC_DUMP", str(tmp_path))
     manager.run(parse(MATMUL_CHAIN), "O2")
-    text = (tmp_path / "f.09.memory.txt").read_text()
+    (dumped,) = tmp_path.glob("f.*.memory.txt")  # (its number depends on the cleanups' rounds)
+    text = dumped.read_text()
     assert "# memory plan: workspace 65536 bytes" in text and "workspace[0:32768]" in text
 
 
