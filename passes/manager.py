@@ -1,7 +1,7 @@
 """Named pass pipelines.
 
 ``O0`` runs nothing, ``O1`` the cleanups (CSE, constant folding, algebraic
-simplification, DCE) to a fixpoint, ``O2`` (the default) the cleanups, then
+simplification to a fixpoint, then DCE), ``O2`` (the default) the cleanups, then
 fusion, then memory planning (which attaches ``graph.memory_plan`` for the backend).
 
 Every pass is a pure function ``Graph -> Graph``: it returns a new graph and
@@ -53,15 +53,16 @@ class Fixpoint:
 
 
 # CSE runs first: a rewrite that depends on a value having one use (transpose of a
-# matmul) must see duplicates of that value merged already, and DCE ends each round
-# so the next round's rules do not count uses by dead nodes.
-CLEANUPS = Fixpoint("cleanups", (("cse", cse.run), ("constfold", constfold.run),
-                                 ("simplify", simplify.run), ("dce", dce.run)))
+# matmul) must see duplicates of that value merged already. DCE runs once, after the
+# loop: removing dead nodes enables no other cleanup (they match a node and its operands,
+# and simplify counts only live uses), so the loop need not go round again for it.
+CLEANUPS = Fixpoint("cleanups", (("cse", cse.run), ("constfold", constfold.run), ("simplify", simplify.run)))
+_DCE = ("dce", dce.run)
 
 PIPELINES = {
     "O0": (),
-    "O1": (CLEANUPS,),
-    "O2": (CLEANUPS, ("fusion", fusion.run), ("memory", memory.run)),
+    "O1": (CLEANUPS, _DCE),
+    "O2": (CLEANUPS, _DCE, ("fusion", fusion.run), ("memory", memory.run)),
 }
 
 PASS_ERRORS = ("warn", "raise")
@@ -73,7 +74,7 @@ class PassStat:
     nodes_before: int
     nodes_after: int
     seconds: float
-    note: str = ""  # why the pass left the graph unchanged, if it failed
+    note: str = ""  # why the pass left the graph unchanged, if it failed (or its loop did not settle)
     iteration: int = 1  # the round of its fixpoint loop (1 for a pass outside a loop)
     changed: bool = True  # the pass returned a graph different from its input
 

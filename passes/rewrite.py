@@ -21,6 +21,19 @@ class Rewriter:
         self.nodes: list[Node] = []
         self.current: Node | None = None
         self.changed = 0
+        self._uses: dict | None = None
+
+    def uses(self, v: Value) -> int:
+        """How many times live nodes and the graph's outputs read ``v``, in the graph as it came
+        in (dead nodes do not count: they are dropped by DCE). Counted once, on first use."""
+        if self._uses is None:
+            self._uses = {}
+            for node in live_nodes(self.graph.nodes, self.graph.outputs):
+                for u in node.inputs:
+                    self._uses[u] = self._uses.get(u, 0) + 1
+            for u in self.graph.outputs:
+                self._uses[u] = self._uses.get(u, 0) + 1
+        return self._uses.get(v, 0)
 
     def resolve(self, v: Value) -> Value:
         while v in self.replace:
@@ -53,6 +66,18 @@ class Rewriter:
         self.current = None
         outputs = [self.resolve(v) for v in self.graph.outputs]
         return Graph(self.graph.inputs, self.nodes, outputs, self.graph.name)
+
+
+def live_nodes(nodes, outputs) -> list:
+    """The nodes, in order, that ``outputs`` need, and every effect (gc.print) with what it reads."""
+    live = set(outputs)
+    kept = []
+    for node in reversed(nodes):
+        if registry.get(node.op).effect or any(v in live for v in node.outputs):
+            kept.append(node)
+            live.update(node.inputs)
+    kept.reverse()
+    return kept
 
 
 def splat(v: Value):

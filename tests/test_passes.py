@@ -57,17 +57,18 @@ def test_unknown_pipeline_lists_the_pipelines():
 
 def test_pipelines_and_stats():
     assert manager.PIPELINES["O0"] == ()
-    assert manager.PIPELINES["O1"] == (manager.CLEANUPS,)
-    assert [n for n, _ in manager.PIPELINES["O2"][1:]] == ["fusion", "memory"]
+    assert manager.PIPELINES["O1"] == (manager.CLEANUPS, ("dce", dce.run))
+    assert [n for n, _ in manager.PIPELINES["O2"][1:]] == ["dce", "fusion", "memory"]
     cleanups = [n for n, _ in manager.CLEANUPS.passes]
-    assert {"constfold", "simplify", "cse", "dce"} == set(cleanups)
+    assert {"constfold", "simplify", "cse"} == set(cleanups)
     g = parse(g1("  %1:f64[] = constant(value=array(1.0, f64))\n  %2:f64[12] = mul(%0, %1)\n"
                  "  %3:f64[12] = mul(%0, %1)\n  %4:f64[12] = add(%2, %3)\n  return %4"))
     out, stats = manager.run(g, "O1", verify=True)
-    # one stat per pass run, round after round, ending with a whole round that changed nothing
-    assert [s.name for s in stats] == (cleanups * 3)[:len(stats)]
-    assert [s.iteration for s in stats] == [k // len(cleanups) + 1 for k in range(len(stats))]
-    assert not any(s.changed for s in stats[-len(cleanups):]) and stats[0].changed
+    # one stat per pass run, round after round until a whole round changed nothing, then dce
+    loop, last = stats[:-1], stats[-1]
+    assert [s.name for s in loop] == (cleanups * 3)[:len(loop)] and last.name == "dce"
+    assert [s.iteration for s in loop] == [k // len(cleanups) + 1 for k in range(len(loop))]
+    assert not any(s.changed for s in loop[-len(cleanups):]) and loop[0].changed
     assert stats[0].nodes_before == 4 and stats[-1].nodes_after == len(out.nodes) == 1
     assert all(s.seconds >= 0 and s.note == "" for s in stats)
 
@@ -83,6 +84,17 @@ def test_the_cleanups_run_until_the_graph_stops_changing():
     again, _ = manager.run(out, "O1", verify=True)
     assert again == out  # a fixpoint: the cleanups leave their own result alone
     x, y = np.arange(9.0).reshape(3, 3), np.linspace(-1, 1, 9).reshape(3, 3)
+    assert same(interpret(out, x, y)[0], interpret(g, x, y)[0])
+
+
+def test_dead_uses_do_not_block_a_single_use_rewrite():
+    """simplify counts live uses only, so DCE (run once, after the loop) enables nothing new."""
+    g = parse("graph f(%0:f64[2,3], %1:f64[3,4]):\n  %2:f64[2,4] = matmul(%0, %1)\n"
+              "  %3:f64[2,4] = exp(%2)\n  %4:f64[4,2] = transpose(%2, perm=(1, 0))\n  return %4")
+    out, _ = manager.run(g, "O1", verify=True)
+    assert ops(out) == ["matmul"] and out.nodes[0].attrs == {"transpose_a": True, "transpose_b": True}
+    assert manager.run(out, "O1", verify=True)[0] == out
+    x, y = np.arange(6.0).reshape(2, 3), np.linspace(-1, 1, 12).reshape(3, 4)
     assert same(interpret(out, x, y)[0], interpret(g, x, y)[0])
 
 
@@ -261,7 +273,7 @@ def _objects(graph):
 
 
 # memory planning (still in the O2 pipeline) moves to the backend: not a graph pass
-_PURE = [(n, fn) for n, fn in manager.CLEANUPS.passes] + [("fusion", fusion.run)]
+_PURE = [(n, fn) for n, fn in manager.CLEANUPS.passes] + [("dce", dce.run), ("fusion", fusion.run)]
 
 
 def test_every_pass_is_pure():
