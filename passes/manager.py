@@ -118,7 +118,6 @@ class _Run:
         self.stats: list[PassStat] = []
         self.failed: set[str] = set()
         self.count = 0
-        self._last = (None, None)  # (graph, its fingerprint): each graph is compared twice at most
         if self.dump:
             _dump(self.dump, graph, 0, "traced")
 
@@ -134,7 +133,7 @@ class _Run:
                 new.verify()
                 if getattr(new, "memory_plan", None) is not None:
                     memory.verify_plan(new, new.memory_plan)
-            changed = len(new.nodes) != before or self._fingerprint(graph) != self._fingerprint(new)
+            changed = not _same_graph(graph, new)
             graph = new
         except Exception as exc:
             note = self._failed(exc, f"pass {name!r}", graph)
@@ -145,11 +144,6 @@ class _Run:
         if self.dump:
             _dump(self.dump, graph, self.count, name)
         return graph, changed
-
-    def _fingerprint(self, graph: Graph) -> list:
-        if self._last[0] is not graph:
-            self._last = (graph, _fingerprint(graph))
-        return self._last[1]
 
     def fixpoint(self, graph: Graph, loop: Fixpoint) -> Graph:
         unchanged = 0  # passes run in a row that left the graph as it was
@@ -190,14 +184,14 @@ def run(graph: Graph, pipeline: str = "O2", verify: bool | None = None):
                 graph = state.fixpoint(graph, step)
             else:
                 graph, _ = state.step(graph, *step)
-    if steps and not verify and graph is not original:
-        try:  # one cheap check of the result; a broken graph is never compiled
-            graph.verify()
-        except Exception as exc:
-            note = state._failed(exc, f"pipeline {pipeline}", graph)
-            state.stats.append(PassStat("verify", len(graph.nodes), len(original.nodes), 0.0,
-                                        f"{note}; fell back to the traced graph", changed=False))
-            graph = original
+        if steps and not verify and graph is not original:
+            try:  # one cheap check of the result; a broken graph is never compiled
+                graph.verify()
+            except Exception as exc:
+                note = state._failed(exc, f"pipeline {pipeline}", graph)
+                state.stats.append(PassStat("verify", len(graph.nodes), len(original.nodes), 0.0,
+                                            f"{note}; fell back to the traced graph", changed=False))
+                graph = original
     return graph, state.stats
 
 
@@ -218,19 +212,25 @@ def _collector_paused():
             gc.enable()
 
 
-def _fingerprint(graph: Graph) -> list:
-    """What the text form of ``graph`` says, as tuples (a few times cheaper to build than
-    ``str(graph)``): equal fingerprints, equal graphs. (Attributes compare with ==, so a pass that only turned an attribute 0.0 into -0.0
-    would count as no change: the loop would stop early, with a correct graph.)"""
-    index = {v: k for k, v in enumerate(graph.inputs)}
-    parts = [graph.name, tuple(v.type for v in graph.inputs)]
-    for node in graph.nodes:
-        parts.append((node.op, tuple([index.get(v, -1) for v in node.inputs]), node.attr_key(),
-                      tuple([v.type for v in node.outputs]), node.loc))
-        for v in node.outputs:
-            index[v] = len(index)
-    parts.append(tuple(index.get(v, -1) for v in graph.outputs))
-    return parts
+def _same_graph(a: Graph, b: Graph) -> bool:
+    """``str(a) == str(b)``, decided without printing: the same nodes in the same order, reading
+    operands at the same positions. (Attributes compare with ==, so a pass that only turned an
+    attribute 0.0 into -0.0 would count as no change: a loop would stop early, with a correct graph.)"""
+    if (a.name, len(a.nodes), len(a.outputs)) != (b.name, len(b.nodes), len(b.outputs)) or \
+            [v.type for v in a.inputs] != [v.type for v in b.inputs]:
+        return False
+    twin = dict(zip(a.inputs, b.inputs))  # value of a -> the value of b at its position
+    for x, y in zip(a.nodes, b.nodes):
+        if x.op != y.op or x.loc != y.loc or len(x.inputs) != len(y.inputs) or \
+                len(x.outputs) != len(y.outputs) or x.attrs != y.attrs:
+            return False
+        if any(twin.get(u) is not w for u, w in zip(x.inputs, y.inputs)):
+            return False
+        for u, w in zip(x.outputs, y.outputs):
+            if u.type != w.type:
+                return False
+            twin[u] = w
+    return all(twin.get(u) is w for u, w in zip(a.outputs, b.outputs))
 
 
 def _dump(directory, graph, k, name):
