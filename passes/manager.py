@@ -116,14 +116,14 @@ class _Run:
         self.mode = pass_errors()
         self.dump = os.environ.get("GRAPHC_DUMP")
         self.stats: list[PassStat] = []
-        self.failed: set[str] = set()
+        self.skipped: set[str] = set()  # passes that failed: not run again
         self.count = 0
         if self.dump:
             _dump(self.dump, graph, 0, "traced")
 
     def step(self, graph: Graph, name: str, fn, iteration: int = 1):
         """Run one pass; returns ``(graph, changed)``."""
-        if name in self.failed:
+        if name in self.skipped:
             return graph, False
         before, start = len(graph.nodes), time.perf_counter()
         note, changed = "", False
@@ -136,8 +136,8 @@ class _Run:
             changed = not _same_graph(graph, new)
             graph = new
         except Exception as exc:
-            note = self._failed(exc, f"pass {name!r}", graph)
-            self.failed.add(name)
+            note = self.report_failure(exc, f"pass {name!r}", graph)
+            self.skipped.add(name)
         self.stats.append(PassStat(name, before, len(graph.nodes), time.perf_counter() - start, note,
                                    iteration, changed))
         self.count += 1
@@ -161,7 +161,8 @@ class _Run:
         self.stats[-1].note = message
         return graph
 
-    def _failed(self, exc: Exception, what: str, graph: Graph) -> str:
+    def report_failure(self, exc: Exception, what: str, graph: Graph) -> str:
+        """Re-raise ``exc`` (GRAPHC_PASS_ERRORS=raise) or warn; returns the note for PassStat."""
         note = f"{type(exc).__name__}: {exc}"
         if self.mode == "raise":
             exc.add_note(f"(raised by graphc's {what} on graph {graph.name!r}; "
@@ -188,7 +189,7 @@ def run(graph: Graph, pipeline: str = "O2", verify: bool | None = None):
             try:  # one cheap check of the result; a broken graph is never compiled
                 graph.verify()
             except Exception as exc:
-                note = state._failed(exc, f"pipeline {pipeline}", graph)
+                note = state.report_failure(exc, f"pipeline {pipeline}", graph)
                 state.stats.append(PassStat("verify", len(graph.nodes), len(original.nodes), 0.0,
                                             f"{note}; fell back to the traced graph", changed=False))
                 graph = original

@@ -99,7 +99,7 @@ def test_dead_uses_do_not_block_a_single_use_rewrite():
 
 
 def test_a_fixpoint_that_never_settles_stops_at_its_bound(monkeypatch):
-    def flip(graph):  # neg(x) <-> mul(x, -1): two rules that undo each other
+    def flip(graph):  # neg(x) -> abs(x) -> neg(x) ...: like two rules that undo each other
         text = str(graph)
         if "neg(" in text:
             return parse(text.replace("%1:f64[12] = neg(%0)", "%1:f64[12] = abs(%0)"))
