@@ -102,7 +102,7 @@ def _keep_metadata(source: Graph, result: Graph) -> Graph:
     """
     donations = getattr(source, "donations", None)
     if donations is not None:
-        result.donations = donations
+        result.donations = dict(donations)  # a copy: graphs share no mutable state
     return result
 
 

@@ -281,8 +281,10 @@ def test_every_pass_is_pure():
     cleaned-up graph and the fused graph (each pass on each, not just the pipeline's order)."""
     for label, traced in _graphs().items():
         before = _snapshot(traced)
-        manager.run(traced, "O2", verify=True)
+        optimized, _ = manager.run(traced, "O2", verify=True)
         assert _snapshot(traced) == before, f"the O2 pipeline edited the {label} graph"
+        assert optimized.donations == traced.donations  # the manager keeps the graph's metadata
+        assert bool(traced.donations) == (label in ("training step", "state")), label
         cleaned, _ = manager.run(traced, "O1", verify=True)
         fused = fusion.run(cleaned).verify()
         assert any(n.op == "fused" for n in fused.nodes), label
