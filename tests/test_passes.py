@@ -286,6 +286,7 @@ def test_every_pass_is_pure():
         assert optimized.donations == traced.donations  # the manager keeps the graph's metadata
         assert bool(traced.donations) == (label in ("training step", "state")), label
         cleaned, _ = manager.run(traced, "O1", verify=True)
+        assert manager.run(cleaned, "O1", verify=True)[0] == cleaned, f"O1 is no fixpoint on {label}"
         fused = fusion.run(cleaned).verify()
         assert any(n.op == "fused" for n in fused.nodes), label
         for stage, graph in (("traced", traced), ("cleaned", cleaned), ("fused", fused)):
