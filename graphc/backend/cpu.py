@@ -14,16 +14,17 @@ import llvmlite.binding as llvm
 import numba
 from numba.core.compiler_lock import global_compiler_lock
 
-from graphc.backend import cache
+from graphc.backend import cache, schedule
 from graphc.backend.codegen import Emitter, emit_elementwise
 from graphc.backend.memory import Buffers
 from graphc.errors import CompileError
 from graphc.ir import Graph
 from graphc.ops import registry
+from graphc.ops.fused import FUSED
 from graphc.ops.registry import ELEMENTWISE
 from graphc.passes import memory
 
-BACKEND_VERSION = "cpu-5"
+BACKEND_VERSION = "cpu-6"
 MATH_MODES = ("fast", "libm")
 # no cache=True: graphc.backend.cache gives each function of a module its checked disk cache
 NJIT_OPTIONS = "error_model='numpy', nogil=True"
@@ -88,6 +89,10 @@ def generate(graph: Graph, math: str = "fast"):
         op = registry.get(node.op)
         if op.kind == ELEMENTWISE:
             emit_elementwise(em, [node])
+        elif node.op == FUSED:
+            schedule.emit_fused(em, node)
+        elif op.reduction is not None:
+            schedule.emit_reduction(em, node)
         else:
             op.emit(em, node)
     em.node = None
