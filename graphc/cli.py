@@ -27,14 +27,15 @@ def f(x, w, b):
 
 
 def rosenbrock(x):
-    return 100 * (x[1] - x[0] ** 2) ** 2 + (1 - x[0]) ** 2
+    """The Rosenbrock function summed over a batch of points: ``x`` has shape (2, n)."""
+    return np.sum(100 * (x[1] - x[0] ** 2) ** 2 + (1 - x[0]) ** 2)
 
 
 def rosenbrock_value_and_grad_numpy(x):
     """Hand-derived value and gradient: the NumPy baseline and reference."""
     a = x[1] - x[0] ** 2
-    value = 100 * a ** 2 + (1 - x[0]) ** 2
-    grad = np.array([-400 * a * x[0] - 2 * (1 - x[0]), 200 * a])
+    value = np.sum(100 * a ** 2 + (1 - x[0]) ** 2)
+    grad = np.stack([-400 * a * x[0] - 2 * (1 - x[0]), 200 * a])
     return value, grad
 
 
@@ -76,11 +77,13 @@ def demo_cases(seed: int = 0) -> list[DemoCase]:
     b = rng.standard_normal(32).astype(np.float32)
     logits = rng.standard_normal((256, 10)).astype(np.float32)
     onehot = np.eye(10, dtype=np.float32)[rng.integers(0, 10, 256)]
+    points = rng.uniform(-2, 2, (2, 4096))
     return [
         DemoCase("f(x, w, b) = sum(tanh(x @ w + b) * (1 / (1 + exp(-x @ w))), axis=1)   [float32]",
                  lambda: gc.trace(f), (x, w, b), f, 1e-5),
-        DemoCase("Rosenbrock value and gradient: gc.value_and_grad(rosenbrock)(x), x = [-1, 2]",
-                 lambda: gc.value_and_grad(rosenbrock), (np.array([-1.0, 2.0]),),
+        DemoCase("Rosenbrock value and gradient over 4096 points: gc.value_and_grad(rosenbrock)(x)"
+                 "   [float64, x of shape 2 x 4096]",
+                 lambda: gc.value_and_grad(rosenbrock), (points,),
                  rosenbrock_value_and_grad_numpy, 1e-12),
         DemoCase("softmax cross-entropy and its gradient: gc.value_and_grad(xent)(logits, onehot)"
                  "   [float32, 256 x 10]",

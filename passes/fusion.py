@@ -21,10 +21,8 @@ import networkx as nx
 
 from graphc.ir import Graph, Node
 from graphc.ops import registry
-from graphc.ops.fused import FUSED, make_attrs
+from graphc.ops.fused import FUSED, REDUCTIONS, make_attrs  # noqa: F401 (REDUCTIONS: the ops' own data)
 from graphc.ops.registry import ELEMENTWISE
-
-REDUCTIONS = {"sum", "mean", "prod", "max", "min"}
 
 
 def _domain(node):

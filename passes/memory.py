@@ -95,14 +95,15 @@ def in_place(graph: Graph, root: dict) -> dict:
 
     Safe when the output's producer is a fused group that runs flat, so each element of the
     input is read in the iteration that writes the same element of the output, and before
-    it (see emit_fused); that group reads the input directly and is its last reader (nodes
+    it (see schedule.emit_group); that group reads the input directly and is its last reader (nodes
     run one after another in schedule order, so earlier readers, e.g. the forward matmul,
     saw the old value, and no later one, nor a view, reads it); neither the input nor the
     output is returned otherwise, not even as a view (the caller would hold the State's
     live array); and no node from the group on can raise at run time, so a call that fails
     has written no State.
     """
-    from graphc.ops.fused import FUSED, layout
+    from graphc.backend.schedule import layout  # (the loop plan is CPU strategy: graphc/backend)
+    from graphc.ops.fused import FUSED
     donations = getattr(graph, "donations", None)
     if not donations:
         return {}

@@ -6,8 +6,11 @@ one signature), so loop bounds and broadcast indices are literals.
 """
 from __future__ import annotations
 
+import builtins
+import keyword
 import math
 import os
+import re
 from contextlib import contextmanager
 
 import numpy as np
@@ -16,6 +19,33 @@ from graphc.backend import vecmath
 from graphc.ir import Graph, Node, Value
 from graphc.ops import registry
 from graphc.ops.elementwise import pow_expr
+
+# names generated code may use for something else: builtins, modules, the entry's parameters
+RESERVED_NAMES = frozenset(dir(builtins)) | frozenset(keyword.kwlist) | {"np", "njit", "prange", "entry", "ws"}
+# the forms of generated names: values (v3), temporaries (t_5, acc_1), entry parameters
+# (a0, c1, rb2), kernel parameters (p0, o1)
+_GENERATED = re.compile(r"(?:[vacpo]|rb)\d+|[a-z]+_\d+")
+
+
+def readable_names(names, count: int) -> list[str]:
+    """Names for the entry's ``count`` inputs from ``names`` (the user's parameter and State names,
+    or None): Python identifiers, unique, never a generated or reserved name; ``a{i}`` where a
+    name is missing."""
+    out, taken = [], set()
+    for i in range(count):
+        raw = names[i] if names is not None and i < len(names) and names[i] else f"a{i}"
+        base = re.sub(r"\W", "_", str(raw)).strip("_") or f"a{i}"
+        if base[0].isdigit() or base in RESERVED_NAMES or _GENERATED.fullmatch(base) and base != f"a{i}":
+            base = "arg_" + base
+        name, k = base, 1
+        while name in taken or (name in RESERVED_NAMES) or (_GENERATED.fullmatch(name) and name != f"a{i}") \
+                or hasattr(vecmath, name):
+            k += 1
+            name = f"{base}{k}x" if _GENERATED.fullmatch(f"{base}{k}") else f"{base}{k}"
+        taken.add(name)
+        out.append(name)
+    return out
+
 
 CTOR = {"float32": "np.float32", "float64": "np.float64", "int32": "np.int32",
         "int64": "np.int64", "bool": "np.bool_"}
@@ -87,6 +117,7 @@ class Emitter:
         self.imports: set[str] = set()  # vecmath functions and cpu.HELPERS the code uses
         self.kernel_info: list[dict] = []  # per kernel: name, node, parallel, fastmath, flat
         self.plan = getattr(graph, "memory_plan", None)  # passes.memory.MemoryPlan, if planned
+        self._closing: list[int] = []  # per loop opened by open_loop: 1, or 0 where none was written
 
     # -- names and lines -----------------------------------------------------------
     def name(self, v: Value) -> str:
@@ -118,15 +149,36 @@ class Emitter:
 
     @contextmanager
     def loops(self, shape):
-        """A loop nest over ``shape``; yields the index variable names, outermost first."""
-        idx = [self.tmp("i") for _ in shape]
+        """A loop nest over ``shape``; yields the index of each dim, outermost first: a loop
+        variable, or ``0`` for a dim of size 1 (which gets no loop)."""
+        idx = ["0" if n == 1 else self.tmp("i") for n in shape]
+        opened = 0
         for i, n in zip(idx, shape):
-            self.line(f"for {i} in range({n}):")
-            self.depth += 1
+            if n != 1:
+                self.line(f"for {i} in range({n}):")
+                self.depth += 1
+                opened += 1
         try:
             yield idx
         finally:
-            self.depth -= len(shape)
+            self.depth -= opened
+
+    def open_loop(self, n: int, prefix: str = "i", rng: str = "range") -> str:
+        """Open one loop over ``n`` (``rng``: range or prange) and return its index; a size-1
+        dim gets no loop and index ``0`` (close with ``close_loops``)."""
+        if n == 1 and rng == "range":
+            self._closing.append(0)
+            return "0"
+        i = self.tmp(prefix)
+        self.line(f"for {i} in {rng}({n}):")
+        self.depth += 1
+        self._closing.append(1)
+        return i
+
+    def close_loops(self, count: int):
+        """Close the last ``count`` loops opened by ``open_loop``."""
+        for _ in range(count):
+            self.depth -= self._closing.pop()
 
     # -- buffers ---------------------------------------------------------------------
     def alloc(self, v: Value, fill: str | None = None) -> str:
@@ -183,6 +235,36 @@ class Emitter:
             self.line(f"{self.name(v)} = {expr}")
 
 
+# ops whose scalar expression, given float operands of one dtype, has that dtype in Numba (so
+# their result needs no cast): float arithmetic, comparisons-and-selects of the operands, abs,
+# sqrt (and every vecmath call); ``where``'s value operands (its condition is a bool)
+_FLOAT_CLOSED = frozenset({"add", "sub", "mul", "div", "neg", "abs", "sqrt", "relu",
+                           "maximum", "minimum", "fmax", "fmin", "where"})
+
+
+def typed(node: Node, expr: str, vector: bool) -> str:
+    """``expr`` (node's scalar expression) as a value of the node's dtype: cast only where
+    Numba's type of the expression could differ (``vector``: it is a vecmath call)."""
+    dtype = node.outputs[0].type.dtype
+    values = node.inputs[1:] if node.op == "where" else node.inputs
+    if dtype.startswith("float") and all(v.type.dtype == dtype for v in values) \
+            and (vector or node.op in _FLOAT_CLOSED):
+        return expr
+    return f"{CTOR[dtype]}({expr})"
+
+
+def emit_scalar_node(em: Emitter, node: Node, local: dict, idx, shape, prefix: str = "t") -> str:
+    """One line computing elementwise ``node`` from ``local`` operand names; returns its name."""
+    ctx = ScalarContext(node, idx, shape, em.imports)
+    args = [local[v] for v in node.inputs]
+    expr, vector = _scalar_expr(em, node, ctx, args, with_kind=True)
+    if expr in args and node.inputs[args.index(expr)].type.dtype == node.outputs[0].type.dtype:
+        return expr  # the operand itself (a broadcast, a cast to its own dtype): no new local
+    name = em.tmp(prefix)
+    em.line(f"{name} = {typed(node, expr, vector)}")
+    return name
+
+
 def emit_elementwise(em: Emitter, nodes):
     """One loop nest computing a chain of elementwise nodes; intermediates stay in locals.
 
@@ -192,19 +274,21 @@ def emit_elementwise(em: Emitter, nodes):
     """
     out = nodes[-1].outputs[0]
     shape = out.type.shape
-    em.alloc(out)
     inside = {n.outputs[0] for n in nodes}
+    if not shape and len(nodes) == 1:  # a scalar op: one line
+        node = nodes[0]
+        ctx = ScalarContext(node, [], (), em.imports)
+        expr, vector = _scalar_expr(em, node, ctx, [em.name(v) for v in node.inputs], with_kind=True)
+        em.line(f"{em.define(out)} = {typed(node, expr, vector)}")
+        return
+    em.alloc(out)
     with em.loops(shape) as idx:
         local = {}
         for v in dict.fromkeys(v for n in nodes for v in n.inputs if v not in inside):
             local[v] = em.tmp("x")
             em.line(f"{local[v]} = {em.load(v, idx, shape)}")
         for node in nodes:
-            ctx = ScalarContext(node, idx, shape, em.imports)
-            expr = _scalar_expr(em, node, ctx, [local[v] for v in node.inputs])
-            v = node.outputs[0]
-            local[v] = em.tmp("t")
-            em.line(f"{local[v]} = {CTOR[v.type.dtype]}({expr})")
+            local[node.outputs[0]] = emit_scalar_node(em, node, local, idx, shape)
         em.store(out, idx, local[out])
 
 
@@ -248,18 +332,20 @@ def scalar_only_ops() -> dict:
     return {name: op.scalar_reason for name, op in registry.OPS.items() if op.scalar_reason}
 
 
-def _scalar_expr(em, node, ctx, args):
+def _scalar_expr(em, node, ctx, args, with_kind=False):
     """The scalar expression of elementwise ``node``: its vocabulary math, vectorized where the
-    backend has it and ``em.math == "fast"``, else the op's own ``scalar`` rule."""
+    backend has it and ``em.math == "fast"``, else the op's own ``scalar`` rule. ``with_kind``:
+    return ``(expr, is a vecmath call)``."""
     op = registry.get(node.op)
     fn = vector_math(op.math, node.outputs[0].type.dtype) if em.math == "fast" else None
     if fn is None:
-        return op.scalar(ctx, *args)
-    em.imports.add(fn)
-    call = f"{fn}({', '.join(args)})"
-    if op.math == "pow":  # NumPy's sqrt fast path for x ** 0.5 (graphc.ops.elementwise)
-        return pow_expr(ctx, *args, call)
-    return call
+        expr = op.scalar(ctx, *args)
+    else:
+        em.imports.add(fn)
+        expr = f"{fn}({', '.join(args)})"
+        if op.math == "pow":  # NumPy's sqrt fast path for x ** 0.5 (graphc.ops.elementwise)
+            expr = pow_expr(ctx, *args, expr)
+    return (expr, fn is not None) if with_kind else expr
 
 
 NJIT_KERNEL_OPTIONS = "error_model='numpy', nogil=True"  # disk cache: graphc.backend.cache

@@ -15,7 +15,7 @@ import numba
 from numba.core.compiler_lock import global_compiler_lock
 
 from graphc.backend import cache, schedule
-from graphc.backend.codegen import Emitter, emit_elementwise
+from graphc.backend.codegen import Emitter, emit_elementwise, readable_names
 from graphc.backend.memory import Buffers
 from graphc.errors import CompileError
 from graphc.ir import Graph
@@ -78,8 +78,9 @@ def generate(graph: Graph, math: str = "fast"):
         raise ValueError(f"unknown math mode {math!r}; choose one of {', '.join(MATH_MODES)}")
     em = Emitter(graph)
     em.math = math
-    for i, v in enumerate(graph.inputs):
-        em.names[v] = f"a{i}"
+    inputs = readable_names(getattr(graph, "input_names", None), len(graph.inputs))
+    for name, v in zip(inputs, graph.inputs):
+        em.names[v] = name
     names = graph.value_names()
     for node in graph.nodes:
         em.node = node
@@ -101,7 +102,7 @@ def generate(graph: Graph, math: str = "fast"):
     outs = ", ".join(f"{em.name(v)}.copy()" if v.type.shape and root[v].producer is not None
                      and root[v].producer.op == "constant" else em.name(v) for v in graph.outputs)
     em.line(f"return ({outs}{',' if len(graph.outputs) == 1 else ''})")
-    params = [f"a{i}" for i in range(len(graph.inputs))] + [f"c{i}" for i in range(len(em.const_args))]
+    params = inputs + [f"c{i}" for i in range(len(em.const_args))]
     if em.plan is not None:
         params += ["ws"] * bool(em.plan.workspace_bytes) + [f"rb{k}" for k in range(len(em.plan.out_types))]
     header = [
@@ -115,9 +116,7 @@ def generate(graph: Graph, math: str = "fast"):
         modules.setdefault(HELPERS.get(name, "graphc.backend.vecmath"), set()).add(name)
     for module in sorted(modules):
         header.append(f"from {module} import {', '.join(sorted(modules[module]))}")
-    header += [
-        "",
-        "",
+    header += ["", ""] + workspace_comment(em) + [
         f"@njit({NJIT_OPTIONS})",
         f"def entry({', '.join(params)}):",
     ]
@@ -126,6 +125,26 @@ def generate(graph: Graph, math: str = "fast"):
     for text in em.kernels:  # after the entry, so the entry's line numbers stay put
         kernels += ["", "", text]
     return "\n".join(header + em.lines + kernels) + "\n", em
+
+
+def workspace_comment(em: Emitter) -> list[str]:
+    """Comment lines describing where the entry's arrays live (the memory plan, ``em.plan``)."""
+    plan = em.plan
+    if plan is None or not (plan.workspace or plan.outputs or plan.inplace):
+        return []
+    lines = []
+    if plan.workspace:
+        lines.append(f"# workspace ws: {plan.workspace_bytes} bytes, reused across calls")
+        for v, (offset, size) in sorted(plan.workspace.items(), key=lambda kv: kv[1]):
+            if v in em.names:
+                lines.append(f"#   ws[{offset}:{offset + size}]  {em.names[v]}: {v.type}")
+    for v, k in sorted(plan.outputs.items(), key=lambda kv: kv[1]):
+        if v in em.names:
+            lines.append(f"# rb{k}: {em.names[v]}: {v.type}, returned (a buffer recycled from an earlier call)")
+    for v, u in plan.inplace.items():
+        if v in em.names and u in em.names:
+            lines.append(f"# {em.names[v]}: {v.type}, written in place of input {em.names[u]}")
+    return lines
 
 
 class CompiledGraph:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from graphc.backend import codegen
-from graphc.backend.codegen import CTOR, Emitter, ScalarContext, _scalar_expr, literal
+from graphc.backend.codegen import CTOR, RESERVED_NAMES, Emitter, emit_scalar_node, literal
 from graphc.ir import Graph, Node
 from graphc.ops import registry
 from graphc.ops.fused import REDUCTIONS, subgraph
@@ -129,6 +129,7 @@ def emit_group(em: Emitter, node: Node, sub: Graph, standalone: bool = False):
     # reductions that accumulate per block first (the flat, reassociated path below fills this
     # before body() runs): their block partial's dtype, which fold() casts to instead
     part_dtypes = {}
+    value_dtypes = {}  # the dtype of each accumulator when finish() reads it, where not acc_dtypes'
 
     def init_accs():
         for r in reds:
@@ -160,10 +161,8 @@ def emit_group(em: Emitter, node: Node, sub: Graph, standalone: bool = False):
             if n in accs:
                 k.line(fold(n, accs[n], local[n.inputs[0]], part_dtypes.get(n)))
                 continue
-            ctx = ScalarContext(n, idx, loop_shape, k.imports)
             out = n.outputs[0]
-            local[out] = k.tmp("t")
-            k.line(f"{local[out]} = {CTOR[out.type.dtype]}({_scalar_expr(k, n, ctx, [local[v] for v in n.inputs])})")
+            local[out] = emit_scalar_node(k, n, local, idx, loop_shape)
             if out in array_outs:
                 k.store(out, idx, local[out])
 
@@ -171,10 +170,11 @@ def emit_group(em: Emitter, node: Node, sub: Graph, standalone: bool = False):
         count = int(np.prod([domain[d] for d in axes], dtype=np.int64))
         for r in reds:
             out = r.outputs[0]
-            value = accs[r]
+            value, dtype = accs[r], value_dtypes.get(r, acc_dtypes[r])
             if data[r].finalize == "mean":
-                value = f"{value} / {literal(count, 'float64')}"
-            value = f"{CTOR[out.type.dtype]}({value})"
+                value, dtype = f"{value} / {literal(count, 'float64')}", "float64"
+            if dtype != out.type.dtype:
+                value = f"{CTOR[out.type.dtype]}({value})"
             if out in scalar_outs:
                 k.line(f"{k.names.setdefault(out, k.tmp('r'))} = {value}")
             elif out in array_outs:
@@ -323,7 +323,7 @@ def emit_group(em: Emitter, node: Node, sub: Graph, standalone: bool = False):
         lanes.setup()
         lanes.init()
         lanes.loop(size, lambda j: body([j], (size,)), accs)
-        lanes.combine(accs)
+        lanes.combine(accs, value_dtypes)
         finish([])
     elif flat:
         init_accs()
@@ -342,10 +342,9 @@ def emit_group(em: Emitter, node: Node, sub: Graph, standalone: bool = False):
             if lane_axis is not None else None
         if lanes and not parallel:
             lanes.setup()
-        kidx = [k.tmp("i") for _ in kept]
-        for j, (d, i) in enumerate(zip(kept, kidx)):
-            k.line(f"for {i} in {rng if j == 0 else 'range'}({domain[d]}):")
-            k.depth += 1
+        kidx = []
+        for j, d in enumerate(kept):
+            kidx.append(k.open_loop(domain[d], "i", rng if j == 0 else "range"))
             if lanes and parallel and j == 0:  # each thread its own lanes
                 lanes.setup()
         if lanes and parallel and not kept:
@@ -355,20 +354,17 @@ def emit_group(em: Emitter, node: Node, sub: Graph, standalone: bool = False):
         else:
             init_accs()
         outer_axes = [d for d in axes if d != lane_axis]
-        ridx = [k.tmp("j") for _ in outer_axes]
-        for d, i in zip(outer_axes, ridx):
-            k.line(f"for {i} in range({domain[d]}):")
-            k.depth += 1
+        ridx = [k.open_loop(domain[d], "j") for d in outer_axes]
         pos = dict(zip(kept, kidx)) | dict(zip(outer_axes, ridx))
         if lanes:
             lanes.loop(domain[lane_axis], lambda j: body([pos.get(d, j) for d in range(nd)], domain), accs)
         else:
             body([pos[d] for d in range(nd)], domain)
-        k.depth -= len(outer_axes)
+        k.close_loops(len(outer_axes))
         if lanes:
-            lanes.combine(accs)
+            lanes.combine(accs, value_dtypes)
         finish(kidx)
-        k.depth -= len(kept)
+        k.close_loops(len(kept))
     if inline:
         em.lines += k.lines
         em.line_nodes += [em.node] * len(k.lines)
@@ -379,7 +375,7 @@ def emit_group(em: Emitter, node: Node, sub: Graph, standalone: bool = False):
         names = ", ".join(k.name(v) for v in scalar_outs)
         k.line(f"return ({names}{',' if len(scalar_outs) == 1 else ''})")
 
-    kname = f"kernel_{len(em.kernels)}"  # never a tmp() name (k3 is a reduction counter)
+    kname = kernel_name(em, sub, lay)
     opts = [codegen.NJIT_KERNEL_OPTIONS]
     if parallel:
         opts.append("parallel=True")
@@ -454,16 +450,26 @@ class Lanes:
         chunks, rest = divmod(n, width)
         wide = [r for r in self.reds if self.wide[r]]
         per_flush = LANE_FLUSH // width
-        c, lane, j = k.tmp("c"), k.tmp("l"), k.tmp("j")
-        with k.block(f"for {c} in range({chunks}):"):
+        def chunk(c):
+            lane = k.tmp("l")
             with k.block(f"for {lane} in range({width}):"):
-                k.line(f"{j} = {c} * {width} + {lane}")
+                j = lane
+                if c is not None:
+                    j = k.tmp("j")
+                    k.line(f"{j} = {c} * {width} + {lane}")
                 for r in self.reds:
                     accs[r] = f"{self.names[r]}[{lane}]"
                 at(j)
-            if wide and chunks > per_flush:
-                with k.block(f"if {c} % {per_flush} == {per_flush - 1}:"):
-                    self._flush(wide)
+
+        if chunks == 1:
+            chunk(None)
+        else:
+            c = k.tmp("c")
+            with k.block(f"for {c} in range({chunks}):"):
+                chunk(c)
+                if wide and chunks > per_flush:
+                    with k.block(f"if {c} % {per_flush} == {per_flush - 1}:"):
+                        self._flush(wide)
         if rest:
             j = k.tmp("j")
             with k.block(f"for {j} in range({chunks * width}, {n}):"):
@@ -482,7 +488,7 @@ class Lanes:
                                  self.acc_dtypes[r], self.dtype[r]))
             k.line(f"{self.names[r]}[...] = {self._init_value(r)}")
 
-    def combine(self, accs):
+    def combine(self, accs, value_dtypes):
         """Fold every reduction's lanes pairwise (lane l with l + h, h = width/2 ... 1)."""
         k = self.k
         for r in self.reds:
@@ -494,7 +500,7 @@ class Lanes:
                     k.line(self.fold(r, f"{arr}[{lane}]", f"{arr}[{lane} + {h}]", dtype, dtype))
                 h //= 2
             k.line(self.fold(r, f"{arr}[0]", f"{arr}[1]", dtype, dtype))
-            accs[r] = f"{arr}[0]"
+            accs[r], value_dtypes[r] = f"{arr}[0]", dtype
 
 
 def initial_value_of(r):
@@ -661,3 +667,31 @@ def _flat_index(idx, sizes) -> str:
         stride = int(np.prod(sizes[d + 1:], dtype=np.int64))
         terms.append(i if stride == 1 else f"{i} * {stride}")
     return " + ".join(terms) if terms else "0"
+
+
+def kernel_name(em: Emitter, sub: Graph, lay: Layout) -> str:
+    """A name saying what a group's kernel computes: its reductions and up to three of its other
+    ops, and where it reduces (``sum_tanh_rows``, ``exp_sub_max_all``); unique in the module, and
+    never of a temporary's form (``t_3``)."""
+    ops = [n.op for n in sub.nodes if n.op in REDUCTIONS]
+    ops += [op for op in dict.fromkeys(n.op for n in reversed(sub.nodes) if n.op not in REDUCTIONS)][:3]
+    nd = len(lay.domain)
+    if not lay.axes:
+        where = []
+    elif len(lay.axes) == nd:
+        where = ["all"]
+    elif lay.axes == tuple(range(nd - len(lay.axes), nd)):
+        where = ["rows"]  # the trailing axes: one result per row
+    elif lay.axes == tuple(range(len(lay.axes))):
+        where = ["cols"]  # the leading axes: one result per column
+    else:
+        where = ["axes" + "".join(map(str, lay.axes))]
+    base = "_".join(dict.fromkeys(ops)) + "".join("_" + w for w in where) or "kernel"
+    if base in RESERVED_NAMES:  # (a group of one ``abs``: never shadow a builtin the code calls)
+        base += "_loop"
+    taken = {info["name"] for info in em.kernel_info}
+    name, k = base, 1
+    while name in taken:
+        k += 1
+        name = f"{base}{k}"
+    return name
