@@ -113,7 +113,7 @@ def emit_group(em: Emitter, node: Node, sub: Graph, standalone: bool = False):
             k.names[v] = f"o{i}"
             params.append(f"o{i}")
     if inline:
-        fastmath = False  # the entry has no fastmath: inlined sums stay sequential (and exact as before)
+        fastmath = False  # the entry has no fastmath: inlined reductions fold into lanes (see LANES)
         for v in scalar_outs:
             k.names[v] = em.define(outer[v])
         k._tmp, k.depth = em._tmp, em.depth  # fresh local names, at the entry's indentation
@@ -335,18 +335,38 @@ def emit_group(em: Emitter, node: Node, sub: Graph, standalone: bool = False):
         # the innermost reduced axis, when it is the contiguous one, folds into lanes
         live = [d for d in range(nd) if domain[d] != 1]
         lane_axis = next((d for d in reversed(axes) if domain[d] != 1), None)
-        if fastmath or lane_axis is None or lane_axis != live[-1] or domain[lane_axis] < LANE_MIN:
+        if lane_axis is None or lane_axis != live[-1] or domain[lane_axis] < LANE_MIN:
             lane_axis = None
+        else:  # lanes vectorize at float32 width where a reassociated float64 sum would not
+            fastmath = False
         count = int(np.prod([domain[d] for d in axes], dtype=np.int64))
         lanes = Lanes(k, reds, acc_dtypes, acc_inits, count, fold, part_dtypes, domain[lane_axis]) \
             if lane_axis is not None else None
         if lanes and not parallel:
             lanes.setup()
+        # operands constant along the inner loops (broadcast over the reduced axes, or over the
+        # last axis of a group without reductions) are read once per row, before those loops:
+        # LLVM cannot hoist such a load past the stores into a workspace view it may alias
+        inner_dims = list(axes) if axes else kept[-1:]
+        row_kept = kept if axes else kept[:-1]
+        row_invariant = [v for v in sub.inputs if v not in hoisted and v.type.shape
+                         and all(d - (nd - v.type.ndim) < 0 or v.type.shape[d - (nd - v.type.ndim)] == 1
+                                 for d in inner_dims)]
         kidx = []
         for j, d in enumerate(kept):
+            if j == len(row_kept):
+                pos0 = dict(zip(kept, kidx))
+                for v in row_invariant:
+                    hoisted[v] = k.tmp("s")
+                    k.line(f"{hoisted[v]} = {k.load(v, [pos0.get(e, '0') for e in range(nd)], domain)}")
             kidx.append(k.open_loop(domain[d], "i", rng if j == 0 else "range"))
             if lanes and parallel and j == 0:  # each thread its own lanes
                 lanes.setup()
+        if len(kept) == len(row_kept):
+            pos0 = dict(zip(kept, kidx))
+            for v in row_invariant:
+                hoisted[v] = k.tmp("s")
+                k.line(f"{hoisted[v]} = {k.load(v, [pos0.get(e, '0') for e in range(nd)], domain)}")
         if lanes and parallel and not kept:
             lanes.setup()
         if lanes:
