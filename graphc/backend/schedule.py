@@ -335,9 +335,13 @@ def emit_group(em: Emitter, node: Node, sub: Graph, standalone: bool = False):
         # the innermost reduced axis, when it is the contiguous one, folds into lanes
         live = [d for d in range(nd) if domain[d] != 1]
         lane_axis = next((d for d in reversed(axes) if domain[d] != 1), None)
-        if lane_axis is None or lane_axis != live[-1] or domain[lane_axis] < LANE_MIN:
+        # (a kernel's reassociated sums keep their accumulators in registers: faster, except for
+        # float32 sums, whose float64 accumulator halves the vector width; lanes keep float32)
+        narrow_sums = any(data[r].combine == "add" and r.inputs[0].type.dtype == "float32" for r in reds)
+        if lane_axis is None or lane_axis != live[-1] or domain[lane_axis] < LANE_MIN \
+                or (fastmath and not narrow_sums):
             lane_axis = None
-        else:  # lanes vectorize at float32 width where a reassociated float64 sum would not
+        else:
             fastmath = False
         count = int(np.prod([domain[d] for d in axes], dtype=np.int64))
         lanes = Lanes(k, reds, acc_dtypes, acc_inits, count, fold, part_dtypes, domain[lane_axis]) \
