@@ -21,7 +21,8 @@ from graphc.ops import registry
 from graphc.ops.elementwise import pow_expr
 
 # names generated code may use for something else: builtins, modules, the entry's parameters
-RESERVED_NAMES = frozenset(dir(builtins)) | frozenset(keyword.kwlist) | {"np", "njit", "prange", "entry", "ws"}
+RESERVED_NAMES = frozenset(dir(builtins)) | frozenset(keyword.kwlist) | {
+    "np", "njit", "prange", "entry", "ws", "empty_c", "zeros_c", "reshape_c", "view_c", "gemm"}  # (cpu.HELPERS)
 # the forms of generated names: values (v3), temporaries (t_5, acc_1), entry parameters
 # (a0, c1, rb2), kernel parameters (p0, o1)
 _GENERATED = re.compile(r"(?:[vacpo]|rb)\d+|[a-z]+_\d+")

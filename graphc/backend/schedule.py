@@ -714,7 +714,7 @@ def kernel_name(em: Emitter, sub: Graph, lay: Layout) -> str:
     base = "_".join(dict.fromkeys(ops)) + "".join("_" + w for w in where) or "kernel"
     if base in RESERVED_NAMES:  # (a group of one ``abs``: never shadow a builtin the code calls)
         base += "_loop"
-    taken = {info["name"] for info in em.kernel_info}
+    taken = {info["name"] for info in em.kernel_info} | set(em.names.values())  # (the entry's inputs too)
     name, k = base, 1
     while name in taken:
         k += 1
