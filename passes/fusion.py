@@ -19,12 +19,10 @@ from __future__ import annotations
 
 import networkx as nx
 
-from graphc.ir import Graph, Node
+from graphc.ir import Graph
 from graphc.ops import registry
-from graphc.ops.fused import fused_node
+from graphc.ops.fused import REDUCTIONS, fused_node
 from graphc.ops.registry import ELEMENTWISE
-
-REDUCTIONS = {"sum", "mean", "prod", "max", "min"}
 
 
 def _domain(node):

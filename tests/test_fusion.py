@@ -62,7 +62,7 @@ def test_forward_and_backward_fuse_into_one_vectorized_loop(fresh_cache):
     assert np.allclose(gx, want[1], rtol=1e-5, atol=1e-6)
     assert np.isclose(gw, want[2], rtol=1e-5) and np.isclose(gb, want[3], rtol=1e-5)
     assert len(fused_nodes(f.graph)) == 1 and all(n.op in ("fused", "constant") for n in f.graph.nodes)
-    assert f.source.count("def k") == 1  # one loop nest for forward and backward
+    assert len(f._last.compiled._emitter.kernel_info) == 1  # one loop nest for forward and backward
     assert "tanh_f32" in f.source and "np.tanh" not in f.source
     assert is_vectorized(kernel(f))
 
@@ -345,13 +345,19 @@ def _all_ops_loop(names):
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_every_float_elementwise_op_vectorizes_or_is_listed_as_scalar(fresh_cache, dtype):
-    """One fused loop calling every float elementwise op that is not in codegen.SCALAR_MATH must be
-    SIMD code as wide as a plain loop of the dtype (float32: the width tanh_f32 * 2 gets)."""
+    """One fused loop calling every float elementwise op that does not declare itself scalar
+    (``Op.scalar_reason``) must be SIMD code as wide as a plain loop of the dtype (float32: the
+    width tanh_f32 * 2 gets). The ops' own declarations drive it: an op with vectorizable math
+    names it in the scalar vocabulary (``Op.math``), nothing in the backend names ops."""
     from graphc.backend.vecmath import is_vectorized
+    from graphc.ops import registry
     ops = _float_elementwise_ops()
-    unknown = set(codegen.SCALAR_MATH) - {name for name, _ in ops}
-    assert not unknown, f"codegen.SCALAR_MATH names ops that are not float elementwise ops: {sorted(unknown)}"
-    vector = [(name, k) for name, k in ops if name not in codegen.SCALAR_MATH]
+    scalar_only = codegen.scalar_only_ops()
+    unknown = set(scalar_only) - {name for name, _ in ops}
+    assert not unknown, f"ops declared scalar that are not float elementwise ops: {sorted(unknown)}"
+    assert all(reason.strip() for reason in scalar_only.values())
+    assert all(op.math in registry.SCALAR_MATH for op in registry.OPS.values() if op.math)
+    vector = [(name, k) for name, k in ops if name not in scalar_only]
     x = np.linspace(0.1, 0.9, 1001).astype(dtype)
     f = _all_ops_loop(vector)
     f(x, x[::-1].copy(), x + 1)
@@ -365,4 +371,79 @@ def test_every_float_elementwise_op_vectorizes_or_is_listed_as_scalar(fresh_cach
             if not is_vectorized(kernel(g), min_lanes=lanes):
                 scalar.append(name)
         pytest.fail(f"{dtype}: these float elementwise ops do not vectorize in a fused loop: {scalar}; "
-                    f"give them a vectorizable lowering or list them in codegen.SCALAR_MATH with the reason")
+                    f"give them math= in the scalar vocabulary, or declare scalar_reason= on the op")
+
+
+# -- issue 13: reductions as data, lanes, readable source ---------------------------------------
+def test_a_reduction_declared_as_data_fuses_and_lowers():
+    """A new reduction op is one registration with ``registry.Reduction`` data: fusion takes it
+    into groups (ops.fused.REDUCTIONS is read from the registry) and the schedule lowers it."""
+    from graphc.ops import registry
+    from graphc.ops.fused import REDUCTIONS
+    from graphc.ops.reduction import _infer, _reduction, _ref
+    from graphc.trace import bind
+    assert set(REDUCTIONS) == {"sum", "mean", "prod", "max", "min"}
+    registry.register("sum_for_test", registry.REDUCTION, _infer(lambda d: d),
+                      _ref(lambda x, **k: np.sum(x, **k).astype(x.dtype)), reduction=_reduction("add"))
+    try:
+        assert "sum_for_test" in REDUCTIONS
+        f = gc.trace(lambda x: bind("sum_for_test", np.tanh(x) * 2, axes=(1,), keepdims=False))
+        x = np.linspace(-2, 2, 6 * 70).reshape(6, 70)
+        np.testing.assert_allclose(f(x), np.sum(np.tanh(x) * 2, axis=1), rtol=1e-13)
+        (node,) = fused_nodes(f.graph)
+        assert [n.op for n in subgraph(node).nodes] == ["tanh", "mul", "sum_for_test"]
+    finally:
+        del registry.OPS["sum_for_test"]
+
+
+def test_var_fuses_and_log1p_expm1_use_vector_math_by_their_declaration():
+    from graphc.ops import registry
+    assert registry.get("log1p").math == "log1p" and registry.get("expm1").math == "expm1"
+    f = gc.trace(lambda x: (np.var(x, axis=1), np.log1p(x) + np.expm1(x)))
+    x = np.random.default_rng(3).uniform(0, 1, (5, 300)).astype(np.float32)
+    v, e = f(x)
+    np.testing.assert_allclose(v, np.var(x, axis=1), rtol=1e-5)
+    np.testing.assert_allclose(e, np.log1p(x) + np.expm1(x), rtol=1e-6)
+    assert "log1p_f32" in f.source and "expm1_f32" in f.source
+    assert {n.op for n in f.graph.nodes} <= {"fused", "constant"}
+    sums = [n.op for node in fused_nodes(f.graph) for n in subgraph(node).nodes if n.op in ("sum", "mean")]
+    assert sorted(sums) == ["mean", "sum"]
+
+
+def test_inlined_row_reductions_vectorize_in_lanes(fresh_cache, monkeypatch):
+    """Groups inlined into the entry (no fastmath) fold rows into independent lanes: the loop is
+    SIMD code, NaN still wins, float32 partials are folded into float64 every LANE_FLUSH elements."""
+    from graphc.backend import schedule
+    from graphc.backend.vecmath import is_vectorized
+    monkeypatch.setattr(codegen, "INLINE_MAX", 1 << 16)  # (fresh_cache set it to 0)
+    f = gc.trace(lambda x: (np.sum(np.tanh(x), axis=1), np.max(x, axis=1), np.mean(x * 2, axis=1)))
+    x = np.random.default_rng(1).standard_normal((7, 1000)).astype(np.float32)
+    x[2, 999] = np.nan  # in the tail after the last full chunk of lanes
+    x[3, 5] = np.nan
+    got = f(x)
+    assert f.source.count("@njit") == 1 and "lanes" in f.source
+    assert is_vectorized(f._last.compiled.entry)
+    want = (np.sum(np.tanh(x), axis=1), np.max(x, axis=1), np.mean(x * 2, axis=1))
+    for g, w in zip(got, want):
+        assert g.dtype == w.dtype
+        np.testing.assert_allclose(g, w, rtol=2e-6, equal_nan=True)
+    long = np.full((1, 60_000), 0.1, np.float32)  # 60000 float32 adds: ~1e-3 off in one lane
+    g = gc.trace(lambda x: np.sum(x, axis=1))
+    assert abs(g(long)[0] - 60_000 * np.float64(np.float32(0.1))) / 6000 < 1e-6
+    assert "wide" in g.source and schedule.LANE_FLUSH <= 4096
+
+
+def test_generated_source_reads_as_written_by_hand(monkeypatch):
+    from graphc.backend.codegen import readable_names
+    monkeypatch.setattr(codegen, "INLINE_MAX", 0)
+    f = gc.trace(lambda x, b: (np.sum(np.tanh(x + b), axis=2, keepdims=True), np.exp(x) * 2))
+    x = np.ones((1, 64, 40), np.float32)
+    f(x, np.float32(0.5))
+    src = f.source
+    import re
+    assert re.search(r"def sum_(\w+_)?tanh(_\w+)?_rows\(", src), src  # kernels named after what they compute
+    assert "range(1)" not in src  # size-1 dims get no loop
+    assert "np.float32(np.float32(" not in src and "np.float32(tanh_f32(" not in src
+    assert "# workspace" in src or "ws" not in src.split("def entry(")[1].split(")")[0]
+    names = readable_names(["x", "x", "fc1.weight", "range", "v3", None], 6)
+    assert names == ["x", "x2", "fc1_weight", "arg_range", "arg_v3", "a5"]

@@ -2,7 +2,7 @@
 
 ``np.sum(x, axis=0)`` of a C-contiguous matrix used to run a strided inner loop (one
 scalar accumulator per column); it now loops in memory order and accumulates into an
-array indexed by the column. These tests check the plan (``reduction.memory_order``),
+array indexed by the column. These tests check the plan (``schedule.memory_order``),
 every reduction op against NumPy in each place the loops are generated (inlined into
 the entry, a kernel of its own, a parallel kernel, the standalone emitter of ``O0``),
 NaN and tie semantics, empty and size-1 dims, float32 accuracy, and that the new inner
@@ -16,7 +16,7 @@ import pytest
 import graphc as gc
 from graphc.backend import codegen
 from graphc.backend.vecmath import is_vectorized
-from graphc.ops.reduction import memory_order
+from graphc.backend.schedule import memory_order
 from conftest import assert_same
 
 OPS = {"sum": np.sum, "mean": np.mean, "prod": np.prod, "max": np.max, "min": np.min}
@@ -56,7 +56,7 @@ MODES = ["inline", "kernel", "parallel", "O0"]
 
 def traced(fn, mode, monkeypatch):
     if mode == "O0":
-        return gc.trace(fn, passes="O0")  # no fusion: graphc.ops.reduction.emit_reduction
+        return gc.trace(fn, passes="O0")  # no fusion: graphc.backend.schedule.emit_reduction
     if mode in ("kernel", "parallel"):
         monkeypatch.setattr(codegen, "INLINE_MAX", 0)
     if mode == "parallel":

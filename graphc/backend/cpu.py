@@ -14,9 +14,9 @@ import llvmlite.binding as llvm
 import numba
 from numba.core.compiler_lock import global_compiler_lock
 
-from graphc.backend import cache, plan
+from graphc.backend import cache, plan, schedule
 from graphc.backend.base import Backend, Executable, buffer_roots, register
-from graphc.backend.codegen import Emitter, emit_elementwise, emit_fused
+from graphc.backend.codegen import Emitter, emit_elementwise, readable_names
 from graphc.backend.memory import Buffers
 from graphc.errors import CompileError
 from graphc.ir import Graph
@@ -24,7 +24,7 @@ from graphc.ops import registry
 from graphc.ops.fused import FUSED
 from graphc.ops.registry import ELEMENTWISE
 
-BACKEND_VERSION = "cpu-5"
+BACKEND_VERSION = "cpu-6"
 MATH_MODES = ("fast", "libm")
 # no cache=True: graphc.backend.cache gives each function of a module its checked disk cache
 NJIT_OPTIONS = "error_model='numpy', nogil=True"
@@ -79,8 +79,9 @@ def generate(graph: Graph, math: str = "fast", memory_plan: plan.MemoryPlan | No
         raise ValueError(f"unknown math mode {math!r}; choose one of {', '.join(MATH_MODES)}")
     em = Emitter(graph, plan=memory_plan)
     em.math = math
-    for i, v in enumerate(graph.inputs):
-        em.names[v] = f"a{i}"
+    inputs = readable_names(getattr(graph, "input_names", None), len(graph.inputs))
+    for name, v in zip(inputs, graph.inputs):
+        em.names[v] = name
     names = graph.value_names()
     for node in graph.nodes:
         em.node = node
@@ -90,8 +91,10 @@ def generate(graph: Graph, math: str = "fast", memory_plan: plan.MemoryPlan | No
         op = registry.get(node.op)
         if op.kind == ELEMENTWISE:
             emit_elementwise(em, [node])
-        elif op.kind == FUSED:
-            emit_fused(em, node)
+        elif node.op == FUSED:
+            schedule.emit_fused(em, node)
+        elif op.reduction is not None:
+            schedule.emit_reduction(em, node)
         else:
             op.emit(em, node)
     em.node = None
@@ -100,7 +103,7 @@ def generate(graph: Graph, math: str = "fast", memory_plan: plan.MemoryPlan | No
     outs = ", ".join(f"{em.name(v)}.copy()" if v.type.shape and root[v].producer is not None
                      and root[v].producer.op == "constant" else em.name(v) for v in graph.outputs)
     em.line(f"return ({outs}{',' if len(graph.outputs) == 1 else ''})")
-    params = [f"a{i}" for i in range(len(graph.inputs))] + [f"c{i}" for i in range(len(em.const_args))]
+    params = inputs + [f"c{i}" for i in range(len(em.const_args))]
     if em.plan is not None:
         params += ["ws"] * bool(em.plan.workspace_bytes) + [f"rb{k}" for k in range(len(em.plan.out_types))]
     header = [
@@ -115,9 +118,7 @@ def generate(graph: Graph, math: str = "fast", memory_plan: plan.MemoryPlan | No
         modules.setdefault(module or HELPERS.get(name, "graphc.backend.vecmath"), set()).add(name)
     for module in sorted(modules):
         header.append(f"from {module} import {', '.join(sorted(modules[module]))}")
-    header += [
-        "",
-        "",
+    header += ["", ""] + workspace_comment(em) + [
         f"@njit({NJIT_OPTIONS})",
         f"def entry({', '.join(params)}):",
     ]
@@ -126,6 +127,26 @@ def generate(graph: Graph, math: str = "fast", memory_plan: plan.MemoryPlan | No
     for text in em.kernels:  # after the entry, so the entry's line numbers stay put
         kernels += ["", "", text]
     return "\n".join(header + em.lines + kernels) + "\n", em
+
+
+def workspace_comment(em: Emitter) -> list[str]:
+    """Comment lines describing where the entry's arrays live (the memory plan, ``em.plan``)."""
+    plan = em.plan
+    if plan is None or not (plan.workspace or plan.outputs or plan.inplace):
+        return []
+    lines = []
+    if plan.workspace:
+        lines.append(f"# workspace ws: {plan.workspace_bytes} bytes, reused across calls")
+        for v, (offset, size) in sorted(plan.workspace.items(), key=lambda kv: kv[1]):
+            if v in em.names:
+                lines.append(f"#   ws[{offset}:{offset + size}]  {em.names[v]}: {v.type}")
+    for v, k in sorted(plan.outputs.items(), key=lambda kv: kv[1]):
+        if v in em.names:
+            lines.append(f"# rb{k}: {em.names[v]}: {v.type}, returned (a buffer recycled from an earlier call)")
+    for v, u in plan.inplace.items():
+        if v in em.names and u in em.names:
+            lines.append(f"# {em.names[v]}: {v.type}, written in place of input {em.names[u]}")
+    return lines
 
 
 class CompiledGraph(Executable):

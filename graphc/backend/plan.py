@@ -32,7 +32,8 @@ import numpy as np
 from graphc.backend.base import buffer_roots
 from graphc.ir import Graph, TensorType, Value
 from graphc.ops import registry
-from graphc.ops.fused import FUSED, layout
+from graphc.backend.schedule import layout  # (the loop plan is CPU strategy)
+from graphc.ops.fused import FUSED
 
 # Outputs of at least this many bytes come from the runtime's recycling pool.
 # 128 KiB is glibc's default mmap threshold: above it malloc may hand freed
@@ -85,7 +86,7 @@ def in_place(graph: Graph, root: dict) -> dict:
 
     Safe when the output's producer is a fused group that runs flat, so each element of the
     input is read in the iteration that writes the same element of the output, and before
-    it (see emit_fused); that group reads the input directly and is its last reader (nodes
+    it (see schedule.emit_group); that group reads the input directly and is its last reader (nodes
     run one after another in schedule order, so earlier readers, e.g. the forward matmul,
     saw the old value, and no later one, nor a view, reads it); neither the input nor the
     output is returned otherwise, not even as a view (the caller would hold the State's

@@ -10,7 +10,6 @@ import numpy as np
 from graphc.errors import ShapeError
 from graphc.ir import TensorType
 from graphc.ops.registry import ELEMENTWISE, register
-from graphc.ops import prims
 from graphc.ops.rules import broadcast_types
 from graphc.trace import bind, promote
 

@@ -29,9 +29,14 @@ def infer_float(types, **_):
     return TensorType(broadcast_types(types), dtype)
 
 
-def _elementwise(name, reference, scalar, vjp=None, infer=infer_same, differentiable=True, raises=False):
+def _elementwise(name, reference, scalar, vjp=None, infer=infer_same, differentiable=True, raises=False,
+                 math=None, scalar_reason=None):
+    """Register an elementwise op. ``math`` names its function in the scalar vocabulary
+    (registry.SCALAR_MATH), which backends map to fast (vectorizable) code; ``scalar`` is the
+    plain rule, used where a backend has no mapping. ``scalar_reason``: why a float op keeps
+    scalar code in fused loops."""
     return register(name, ELEMENTWISE, infer, reference, scalar=scalar, vjp=vjp,
-                    differentiable=differentiable, raises=raises)
+                    differentiable=differentiable, raises=raises, math=math, scalar_reason=scalar_reason)
 
 
 def _float_dtype(x) -> str:
@@ -51,9 +56,9 @@ def _public(name, fn, doc, ufunc=None):
     return fn
 
 
-def _unary_float(name, reference, scalar, vjp, ufunc=None):
+def _unary_float(name, reference, scalar, vjp, ufunc=None, math=None):
     """exp, log, tanh...: integer inputs are computed in float64 as NumPy does."""
-    _elementwise(name, reference, scalar, vjp, infer=infer_float)
+    _elementwise(name, reference, scalar, vjp, infer=infer_float, math=math)
 
     def fn(x):
         (x2,) = promote(x, dtype=_float_dtype(x))
@@ -72,8 +77,10 @@ def _unary_same(name, reference, scalar, vjp, ufunc=None):
     return _public(name, fn, f"Elementwise {name}, as ``np.{ufunc or name}``.", ufunc)
 
 
-def _binary(name, reference, scalar, vjp, ufunc, infer=infer_same, float_result=False, raises=False):
-    _elementwise(name, reference, scalar, vjp, infer=infer, differentiable=vjp is not None, raises=raises)
+def _binary(name, reference, scalar, vjp, ufunc, infer=infer_same, float_result=False, raises=False,
+            math=None, scalar_reason=None):
+    _elementwise(name, reference, scalar, vjp, infer=infer, differentiable=vjp is not None, raises=raises,
+                 math=math, scalar_reason=scalar_reason)
 
     def fn(x, y):
         dtype = result_dtype(x, y)
@@ -157,7 +164,7 @@ def _check_int_power(x, y):
 
 _power_node = _binary("pow", np.power, lambda c, a, b: pow_expr(c, a, b, f"{a} ** {b}"), (_pow_dx, _pow_dy), "power",
         # power_int raises ValueError for a negative exponent (NumPy does too)
-        raises=lambda node: not node.outputs[0].type.dtype.startswith("float"))
+        raises=lambda node: not node.outputs[0].type.dtype.startswith("float"), math="pow")
 
 
 def _power(x, y):
@@ -199,13 +206,13 @@ relu = _unary_same("relu", _relu_ref, lambda c, a: f"{c.lit(0)} if {a} < {c.lit(
                    (lambda g, x, out: where(greater(x, 0), g, 0),))
 
 # -- transcendental ------------------------------------------------------------------
-exp = _unary_float("exp", np.exp, lambda c, a: f"np.exp({a})", (lambda g, x, out: g * out,))
-log = _unary_float("log", np.log, lambda c, a: f"np.log({a})", (lambda g, x, out: g / x,))
+exp = _unary_float("exp", np.exp, lambda c, a: f"np.exp({a})", (lambda g, x, out: g * out,), math="exp")
+log = _unary_float("log", np.log, lambda c, a: f"np.log({a})", (lambda g, x, out: g / x,), math="log")
 tanh = _unary_float("tanh", np.tanh, lambda c, a: f"np.tanh({a})",
-                    (lambda g, x, out: g * (1 - out * out),))
-sin = _unary_float("sin", np.sin, lambda c, a: f"np.sin({a})", (lambda g, x, out: g * cos(x),))
+                    (lambda g, x, out: g * (1 - out * out),), math="tanh")
+sin = _unary_float("sin", np.sin, lambda c, a: f"np.sin({a})", (lambda g, x, out: g * cos(x),), math="sin")
 cos = _unary_float("cos", np.cos, lambda c, a: f"np.cos({a})",
-                   (lambda g, x, out: negative(g) * sin(x),))
+                   (lambda g, x, out: negative(g) * sin(x),), math="cos")
 sqrt = _unary_float("sqrt", np.sqrt, lambda c, a: f"np.sqrt({a})",
                     (lambda g, x, out: g * 0.5 / out,))
 
@@ -217,7 +224,7 @@ def _sigmoid_ref(x):
 
 sigmoid = _unary_float("sigmoid", _sigmoid_ref,
                        lambda c, a: f"{c.lit(1)} / ({c.lit(1)} + np.exp(-{a}))",
-                       (lambda g, x, out: g * out * (1 - out),))
+                       (lambda g, x, out: g * out * (1 - out),), math="sigmoid")
 sigmoid.__doc__ = "The logistic function 1 / (1 + exp(-x)), stable for large |x|."
 
 
@@ -427,12 +434,12 @@ def iota(shape, axis=0, dtype="int64"):
     return bind("iota", shape=tuple(shape), axis=axis, dtype=np.dtype(dtype).name)
 
 
-# -- more transcendental functions (libm calls: codegen.SCALAR_MATH says why) -----------------
+# -- more transcendental functions: vectorized math by their ``math`` name, NumPy's otherwise ----
 _LN2, _LN10 = float(np.log(2.0)), float(np.log(10.0))
 
 
 def _libm_unary(name, vjp):
-    return _unary_float(name, getattr(np, name), lambda c, a: f"np.{name}({a})", (vjp,))
+    return _unary_float(name, getattr(np, name), lambda c, a: f"np.{name}({a})", (vjp,), math=name)
 
 
 log1p = _libm_unary("log1p", lambda g, x, out: g / (1 + x))
@@ -451,9 +458,10 @@ arccosh = _libm_unary("arccosh", lambda g, x, out: g / (sqrt(x - 1) * sqrt(x + 1
 arctanh = _libm_unary("arctanh", lambda g, x, out: g / (1 - x * x))
 
 
-def _libm_binary(name, vjp):
+def _libm_binary(name, vjp, scalar_reason=None):
     fn = _binary(name, getattr(np, name), lambda c, a, b: f"np.{name}({a}, {b})", vjp, name,
-                 infer=infer_float, float_result=True)
+                 infer=infer_float, float_result=True, math=None if scalar_reason else name,
+                 scalar_reason=scalar_reason)
 
     def checked(x, y):
         _float_dtype(x if result_dtype(x, y) == "bool" else y)  # (booleans: float16 in NumPy, refused)
@@ -464,10 +472,12 @@ def _libm_binary(name, vjp):
 arctan2 = _libm_binary("arctan2", (lambda g, y, x, out: g * x / (x * x + y * y),
                                    lambda g, y, x, out: negative(g) * y / (x * x + y * y)))
 hypot = _libm_binary("hypot", (lambda g, x, y, out: g * x / out, lambda g, x, y, out: g * y / out))
+_LOGADDEXP_SCALAR = ("NumPy's formula m + log1p(exp(-|x - y|)) cancels where m is near -log(2): "
+                     "vectorized exp and log1p errors would grow there, so NumPy's libm calls are kept")
 logaddexp = _libm_binary("logaddexp", (lambda g, x, y, out: g * exp(x - out),
-                                       lambda g, x, y, out: g * exp(y - out)))
+                                       lambda g, x, y, out: g * exp(y - out)), _LOGADDEXP_SCALAR)
 logaddexp2 = _libm_binary("logaddexp2", (lambda g, x, y, out: g * exp2(x - out),
-                                         lambda g, x, y, out: g * exp2(y - out)))
+                                         lambda g, x, y, out: g * exp2(y - out)), _LOGADDEXP_SCALAR)
 
 # fmax/fmin: like maximum/minimum, but a NaN loses (the other operand wins). On a tie of 0.0 and
 # -0.0 NumPy's result depends on the memory layout (its SIMD loops return y, its scalar loop x):
@@ -651,9 +661,12 @@ def _integer_operands(name):
     return check
 
 
-_floordiv_node = _binary("floordiv", np.floor_divide, _divmod_scalar("floor_divide"), (None, None), "floor_divide")
+_FMOD_SCALAR = "NumPy's floor division needs fmod, which has no SIMD form (LLVM's frem is a libm call per lane)"
+_floordiv_node = _binary("floordiv", np.floor_divide, _divmod_scalar("floor_divide"), (None, None), "floor_divide",
+                         scalar_reason=_FMOD_SCALAR)
 _mod_node = _binary("mod", np.remainder, _divmod_scalar("remainder"),
-                    (lambda g, x, y, out: g, lambda g, x, y, out: negative(g) * floor_divide(x, y)), "remainder")
+                    (lambda g, x, y, out: g, lambda g, x, y, out: negative(g) * floor_divide(x, y)), "remainder",
+                    scalar_reason=_FMOD_SCALAR)
 
 
 def _floor_divide(x, y):

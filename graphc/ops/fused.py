@@ -17,8 +17,6 @@ builds these nodes with ``fused_node``; backends lower them.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from graphc.errors import ShapeError
 from graphc.ir import Graph, Node
 from graphc.ops import registry
@@ -46,32 +44,21 @@ def subgraph(node) -> Graph:
     return node.regions[0]
 
 
-# the reductions a group may end with (passes/fusion.py decides the groups)
-REDUCTIONS = frozenset({"sum", "mean", "prod", "max", "min"})
+class _FusableReductions:
+    """The reductions a group may end with (passes/fusion.py decides the groups): the ops that
+    declare fusable reduction data (``registry.Reduction``), read from the registry when asked,
+    so a reduction registered later is one too."""
+
+    def __contains__(self, name) -> bool:
+        op = registry.OPS.get(name)
+        return op is not None and op.reduction is not None and op.reduction.fusable
+
+    def __iter__(self):
+        return iter(sorted(name for name in registry.OPS if name in self))
 
 
-@dataclass(frozen=True)
-class Layout:
-    """How a fused group's loop nest runs (graphc.backend.codegen.emit_fused lowers it)."""
-
-    domain: tuple  # the loop domain: the elementwise nodes' shape (or the reduced input's)
-    axes: tuple  # the axes its reductions reduce (empty without reductions)
-    # one contiguous run over the domain, every operand read and every array output written
-    # at the loop index itself: operands have the domain's shape or one element, and any
-    # reduction is over every axis
-    flat: bool
-
-
-def layout(node) -> Layout:
-    sub = subgraph(node)
-    reds = [n for n in sub.nodes if n.op in REDUCTIONS]
-    ews = [n for n in sub.nodes if n.op not in REDUCTIONS]
-    domain = tuple(ews[0].outputs[0].type.shape if ews else reds[0].inputs[0].type.shape)
-    axes = tuple(reds[0].attrs["axes"]) if reds else ()
-    flat = (len(domain) >= 1 and (not reds or axes == tuple(range(len(domain))))
-            and all(n.op != "iota" for n in sub.nodes)
-            and all(v.type.shape == domain or v.type.size == 1 for v in sub.inputs))
-    return Layout(domain, axes, flat)
+REDUCTIONS = _FusableReductions()
+# (the loop plan of a fused node, ``layout``, is CPU strategy: graphc.backend.schedule.layout)
 
 
 def _infer(types, regions=()):
@@ -96,4 +83,5 @@ def _reference(*args, regions):
     return tuple(out) if len(out) > 1 else out[0]
 
 
+# lowered by each backend's schedule (graphc/backend/schedule.py on the CPU)
 register(FUSED, FUSED, _infer, _reference, differentiable=False)

@@ -2,10 +2,10 @@
 NumPy functions composed of them: var, std, average, all, any, isclose, allclose, linalg.norm.
 
 Every reduction primitive has attrs ``axes`` (sorted, non-negative) and
-``keepdims``. The CPU lowering loops over the input with a scalar accumulator per
-output element, or, when the innermost axis is kept, in memory order with an array of
-accumulators (see ``memory_order``); float32 sums accumulate in float64, so they stay at
-NumPy's accuracy.
+``keepdims``, and declares what it computes as data (``registry.Reduction``: how an element
+folds in, the accumulator's dtype and start, the finalization); fusion and the backends'
+schedules (graphc/backend/schedule.py on the CPU) read that. float32 sums accumulate in
+float64, so they stay at NumPy's accuracy.
 """
 from __future__ import annotations
 
@@ -13,11 +13,10 @@ import builtins
 
 import numpy as np
 
-from graphc.ops.scalar import CTOR, literal
 from graphc.errors import ShapeError, TraceError
 from graphc.ir import TensorType
 from graphc.ops.rules import normalize_axes, reduced_shape
-from graphc.ops.registry import REDUCTION, export, implements, register
+from graphc.ops.registry import REDUCTION, Reduction, export, implements, register
 from graphc.ops import prims
 from graphc.trace import bind, convert, is_tracer, promote, result_dtype, type_of, user_line
 
@@ -38,170 +37,33 @@ def _infer(out_dtype, needs_elements=False):
     return infer
 
 
-# -- CPU lowering -------------------------------------------------------------------
-# Memory-order loops keep one accumulator per kept position in a scratch array; when that
-# array would not fit in L2 (and the reduced extent is too short to repay the extra scratch
-# traffic), the classic order is cheaper: measured on (2, 2**22) float32, axis 0.
-SCRATCH_MAX = 1 << 17
+def accumulator_dtype(combine: str, dtype: str, finalize: str = "none") -> str:
+    """What a reduction folding elements of ``dtype`` by ``combine`` accumulates in.
 
-
-def memory_order(shape, axes):
-    """The loop plan of a reduction of ``shape`` over ``axes`` whose innermost axis is kept.
-
-    Returns None where the classic order (kept dims outer, reduced dims inner, a scalar
-    accumulator) already reads memory contiguously: no reduced axis, all axes, or the last
-    axis of size > 1 reduced (trailing-axis reductions and mixed ones such as axes (0, 2)
-    of a 3-D array, whose inner loop runs along the contiguous reduced axis). Otherwise
-    ``(lead, nest, inner)``: ``lead`` are the kept dims before the first reduced axis of
-    size > 1, looped outermost; ``nest`` the other dims, looped in memory order inside
-    them; ``inner`` the kept dims of ``nest``, which index the accumulator array, so the
-    innermost loop runs along the contiguous kept axis and vectorizes.
+    Integer sums and products use int64 (as NumPy); means and float sums use float64
+    (NumPy's mean of integers accumulates in float64, so it cannot overflow), so float32
+    sums keep NumPy's (pairwise) accuracy at any length; max/min keep the dtype.
     """
-    live = [d for d, n in enumerate(shape) if n != 1]
-    red = [a for a in axes if shape[a] != 1]
-    if not red or live[-1] in axes:
-        return None
-    lead = [d for d in range(red[0]) if d not in axes]
-    nest = [d for d in range(len(shape)) if d not in lead]
-    inner = [d for d in nest if d not in axes]
-    scratch = int(np.prod([shape[d] for d in inner], dtype=np.int64))
-    if scratch > SCRATCH_MAX and int(np.prod([shape[a] for a in axes], dtype=np.int64)) < 8:
-        return None
-    return lead, nest, inner
-
-
-def flat_index(idx, sizes) -> str:
-    """Row-major flat index of loop indices ``idx`` over ``sizes``: ``j1 * 12 + j2 * 4 + j3``."""
-    terms = []
-    for d, i in enumerate(idx):
-        stride = int(np.prod(sizes[d + 1:], dtype=np.int64))
-        terms.append(i if stride == 1 else f"{i} * {stride}")
-    return " + ".join(terms) if terms else "0"
-
-
-def emit_reduction(em, node, acc_dtype, init, combine, finalize="{acc}", extra=()):
-    """A reduction as loops over the input: in memory order where the last axis is kept.
-
-    ``combine(acc, v, k, **extras)`` returns the statements folding element ``v`` (with
-    flat reduced index ``k``) into accumulator ``acc``; ``extra`` are ``(key, dtype,
-    initial value)`` of more accumulators, passed to ``combine`` by key; ``finalize``
-    formats the stored result from ``{acc}``, ``{count}`` and the extras' ``{key}``.
-    Accumulators are scalar locals in the classic order (kept dims outer, reduced dims
-    inner) and arrays indexed by the kept position in memory order (see ``memory_order``).
-    """
-    (x,), out = node.inputs, node.outputs[0]
-    axes, keepdims = node.attrs["axes"], node.attrs["keepdims"]
-    shape = x.type.shape
-    kept = [d for d in range(len(shape)) if d not in axes]
-    count = literal(int(np.prod([shape[d] for d in axes], dtype=np.int64)), acc_dtype)
-    em.alloc(out)
-
-    def store(kpos, value):
-        if keepdims:
-            out_idx = ["0" if d in axes else kpos[d] for d in range(len(shape))]
-        else:
-            out_idx = [kpos[d] for d in kept]
-        em.store(out, out_idx, f"{CTOR[out.type.dtype]}({value})")
-
-    order = memory_order(shape, axes)
-    if order is None:
-        with em.loops([shape[d] for d in kept]) as kidx:
-            acc, k = em.tmp("acc"), em.tmp("k")
-            extras = {key: em.tmp(key) for key, _, _ in extra}
-            em.line(f"{acc} = {literal(init, acc_dtype)}")
-            em.line(f"{k} = 0")
-            for key, dtype, value in extra:
-                em.line(f"{extras[key]} = {literal(value, dtype)}")
-            with em.loops([shape[d] for d in axes]) as ridx:
-                pos = dict(zip(kept, kidx)) | dict(zip(axes, ridx))
-                v = em.tmp("x")
-                em.line(f"{v} = {em.load(x, [pos[d] for d in range(len(shape))], shape)}")
-                for stmt in combine(acc, v, k, **extras):
-                    em.line(stmt)
-                em.line(f"{k} += 1")
-            store(dict(zip(kept, kidx)), finalize.format(acc=acc, count=count, **extras))
-        return
-
-    # memory order: accumulator arrays over the inner kept dims, reset per lead position
-    lead, nest, inner = order
-    ishape = tuple(shape[d] for d in inner)
-    acc = em.tmp("acc")
-    arrays = [(acc, acc_dtype, init)] + [(em.tmp(key), dtype, value) for key, dtype, value in extra]
-    for name, dtype, _ in arrays:
-        em.line(f"{name} = {em.scratch(ishape, dtype)}")
-    with em.loops([shape[d] for d in lead]) as lidx:
-        for name, dtype, value in arrays:
-            em.line(f"{name}[...] = {literal(value, dtype)}")
-        with em.loops([shape[d] for d in nest]) as nidx:
-            pos = dict(zip(lead, lidx)) | dict(zip(nest, nidx))
-            at = f"[{', '.join(pos[d] for d in inner)}]"
-            v = em.tmp("x")
-            em.line(f"{v} = {em.load(x, [pos[d] for d in range(len(shape))], shape)}")
-            k = flat_index([pos[a] for a in axes], [shape[a] for a in axes])
-            extras = {key: name + at for (key, _, _), (name, _, _) in zip(extra, arrays[1:])}
-            for stmt in combine(acc + at, v, k, **extras):
-                em.line(stmt)
-        with em.loops(ishape) as iidx:
-            at = f"[{', '.join(iidx)}]"
-            extras = {key: name + at for (key, _, _), (name, _, _) in zip(extra, arrays[1:])}
-            store(dict(zip(lead, lidx)) | dict(zip(inner, iidx)),
-                  finalize.format(acc=acc + at, count=count, **extras))
-
-
-def accumulator_dtype(op: str, dtype: str) -> str:
-    """What reduction ``op`` over ``dtype`` accumulates in (also used by fused loops).
-
-    Integer sums and products use int64 (as NumPy); integer means and float sums use
-    float64 (NumPy's mean of integers accumulates in float64, so it cannot overflow), so
-    float32 sums keep NumPy's (pairwise) accuracy at any length; max/min keep the dtype.
-    """
-    if op == "mean":
+    if finalize == "mean":
         return "float64"
-    if op in ("sum", "prod"):
+    if combine in ("add", "mul"):
         return "int64" if dtype in ("bool", "int32", "int64") else "float64"
     return dtype
 
 
-def initial_value(op: str, dtype: str):
+def initial_value(combine: str, dtype: str):
     """The accumulator's start: 0, 1, or the lowest/highest value of ``dtype`` for max/min."""
-    if op in ("sum", "mean"):
+    if combine == "add":
         return 0
-    if op == "prod":
+    if combine == "mul":
         return 1
-    high = op == "min"  # min starts from the highest value, max from the lowest
+    high = combine in ("min", "argmin")  # min starts from the highest value, max from the lowest
     if dtype == "bool":
         return high
     if dtype.startswith("int"):
         info = np.iinfo(dtype)
         return info.max if high else info.min
     return np.inf if high else -np.inf
-
-
-def _emit_simple(init, combine, finalize="{acc}"):
-    def emit(em, node):
-        acc_dtype = accumulator_dtype(node.op, node.inputs[0].type.dtype)
-        emit_reduction(em, node, acc_dtype, init, combine, finalize)
-    return emit
-
-
-def _emit_extreme(which, arg=False):
-    cmp = ">" if which == "max" else "<"
-
-    def emit(em, node):
-        dtype = node.inputs[0].type.dtype
-        start = initial_value(which, dtype)
-
-        def combine(acc, v, k, best=None):
-            # NaN wins and stays (NumPy's max/argmax propagate the first NaN); ties keep the first
-            beats = f"{v} {cmp} {acc}" if dtype == "bool" or dtype.startswith("int") \
-                else f"{v} {cmp} {acc} or ({v} != {v} and {acc} == {acc})"
-            return [f"if {beats}:", f"    {acc} = {v}"] + ([f"    {best} = {k}"] if best else [])
-
-        if arg:
-            emit_reduction(em, node, dtype, start, combine, "{best}", extra=[("best", "int64", 0)])
-        else:
-            emit_reduction(em, node, dtype, start, combine)
-    return emit
 
 
 # -- vjp helpers --------------------------------------------------------------------
@@ -248,17 +110,22 @@ def _ref(fn):
     return reference
 
 
+def _reduction(combine, finalize="none", fusable=True):
+    return Reduction(combine, accumulator=lambda dtype: accumulator_dtype(combine, dtype, finalize),
+                     initial=lambda dtype: initial_value(combine, dtype), finalize=finalize, fusable=fusable)
+
+
 register("sum", REDUCTION, _infer(_accumulate_dtype), _ref(lambda x, **k: np.sum(x, dtype=_accumulate_dtype(x.dtype.name), **k)),
-         vjp=(_sum_vjp,), emit=_emit_simple(0, lambda acc, v, k: [f"{acc} += {v}"]))
+         vjp=(_sum_vjp,), reduction=_reduction("add"))
 register("prod", REDUCTION, _infer(_accumulate_dtype), _ref(lambda x, **k: np.prod(x, dtype=_accumulate_dtype(x.dtype.name), **k)),
-         vjp=(_prod_vjp,), emit=_emit_simple(1, lambda acc, v, k: [f"{acc} *= {v}"]))
+         vjp=(_prod_vjp,), reduction=_reduction("mul"))
 register("mean", REDUCTION, _infer(lambda d: d if d.startswith("float") else "float64"),
          _ref(lambda x, **k: np.mean(x, dtype=np.float64 if x.dtype.kind in "biu" else None, **k)),
-         vjp=(_mean_vjp,), emit=_emit_simple(0, lambda acc, v, k: [f"{acc} += {v}"], "{acc} / {count}"))
+         vjp=(_mean_vjp,), reduction=_reduction("add", finalize="mean"))
 register("max", REDUCTION, _infer(lambda d: d, needs_elements=True), _ref(np.max),
-         vjp=(_extreme_vjp,), emit=_emit_extreme("max"))
+         vjp=(_extreme_vjp,), reduction=_reduction("max"))
 register("min", REDUCTION, _infer(lambda d: d, needs_elements=True), _ref(np.min),
-         vjp=(_extreme_vjp,), emit=_emit_extreme("min"))
+         vjp=(_extreme_vjp,), reduction=_reduction("min"))
 
 
 def _infer_arg(types, axes, keepdims):
@@ -268,9 +135,9 @@ def _infer_arg(types, axes, keepdims):
 
 
 register("argmax", REDUCTION, _infer_arg, lambda x, axes, keepdims: np.argmax(x, axis=axes[0], keepdims=keepdims),
-         emit=_emit_extreme("max", arg=True), differentiable=False)
+         reduction=_reduction("argmax", fusable=False), differentiable=False)
 register("argmin", REDUCTION, _infer_arg, lambda x, axes, keepdims: np.argmin(x, axis=axes[0], keepdims=keepdims),
-         emit=_emit_extreme("min", arg=True), differentiable=False)
+         reduction=_reduction("argmin", fusable=False), differentiable=False)
 
 
 # -- public functions ------------------------------------------------------------------

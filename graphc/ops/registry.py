@@ -49,6 +49,39 @@ class Op:
     # the op has an effect beyond its outputs (gc.print): passes never remove, merge, fold or
     # reorder it, even when nothing uses its result
     effect: bool = False
+    # (fields added for issue 13: ops own their lowering facts)
+    # an elementwise op's math, named in the backend-neutral scalar vocabulary (SCALAR_MATH
+    # below): each backend maps the name to its own implementation (vectorized functions on CPU)
+    math: str | None = None
+    # why a float elementwise op deliberately has no vectorizable math (its loop stays scalar)
+    scalar_reason: str | None = None
+    # a reduction as data (``Reduction``): read by fusion and by every backend's schedule
+    reduction: "Reduction | None" = None
+
+
+# The scalar vocabulary: the math functions an elementwise op may name in ``Op.math``. A backend
+# maps each to its implementation (graphc/backend/codegen.py for the CPU); one it lacks falls back
+# to the op's ``scalar`` rule.
+SCALAR_MATH = frozenset({
+    "exp", "exp2", "expm1", "log", "log2", "log10", "log1p", "pow", "sigmoid",
+    "sin", "cos", "tan", "arcsin", "arccos", "arctan", "arctan2", "hypot",
+    "sinh", "cosh", "tanh", "arcsinh", "arccosh", "arctanh",
+})
+
+
+@dataclass(frozen=True)
+class Reduction:
+    """What a reduction computes, as data: each element of the reduced axes is folded into an
+    accumulator by ``combine``, which starts from ``initial(dtype)``; ``finalize`` turns the
+    accumulator into the result. Backends pick the loop strategy (graphc/backend/schedule.py)."""
+
+    # how one element folds in: "add", "mul", "max", "min" (NaN wins and stays, as in NumPy),
+    # or "argmax"/"argmin" (the index of the first extreme, NaN first)
+    combine: str
+    accumulator: Callable  # input dtype -> the dtype the accumulator holds
+    initial: Callable  # input dtype -> the accumulator's start value
+    finalize: str = "none"  # "none", or "mean": the accumulator divided by the element count
+    fusable: bool = True  # may end a fused group (arg-reductions track an index: they may not)
 
 
 OPS: dict[str, Op] = {}
