@@ -297,7 +297,7 @@ BLOCK_MIN_ROWS = 8  # ... and only when each block gets at least this many rows
 # (a float32 partial can overflow where a float64 running sum would not, as NumPy's can)
 FLAT_BLOCK = 256
 
-# The CPU mapping of the scalar vocabulary (registry.SCALAR_MATH, named by ops in ``Op.math``):
+# The CPU mapping of the scalar vocabulary (graphc.ops.scalar.MATH, named by ops in ``Op.math``):
 # graphc.backend.vecmath's branch-free functions, which vectorize in loops (math="fast")
 _SHORT = {"float32": "f32", "float64": "f64"}
 

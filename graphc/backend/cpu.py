@@ -87,7 +87,7 @@ def generate(graph: Graph, math: str = "fast", memory_plan: plan.MemoryPlan | No
         em.node = node
         # the IR line without the user's file:line: moving code must not change the cache key
         for text in graph.format_node(node, names).splitlines():  # fused nodes print as a block
-            em.line("# " + text.split("   # ")[0].strip())
+            em.line("# " + text.split("   # ")[0].rstrip())
         op = registry.get(node.op)
         if op.kind == ELEMENTWISE:
             emit_elementwise(em, [node])

@@ -32,7 +32,7 @@ def infer_float(types, **_):
 def _elementwise(name, reference, scalar, vjp=None, infer=infer_same, differentiable=True, raises=False,
                  math=None, scalar_reason=None):
     """Register an elementwise op. ``math`` names its function in the scalar vocabulary
-    (registry.SCALAR_MATH), which backends map to fast (vectorizable) code; ``scalar`` is the
+    (graphc.ops.scalar.MATH), which backends map to fast (vectorizable) code; ``scalar`` is the
     plain rule, used where a backend has no mapping. ``scalar_reason``: why a float op keeps
     scalar code in fused loops."""
     return register(name, ELEMENTWISE, infer, reference, scalar=scalar, vjp=vjp,

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from graphc.ir import TensorType  # (the IR below; nothing above)
+from graphc.ops.scalar import MATH
 
 ELEMENTWISE = "elementwise"
 REDUCTION = "reduction"
@@ -49,24 +50,13 @@ class Op:
     # the op has an effect beyond its outputs (gc.print): passes never remove, merge, fold or
     # reorder it, even when nothing uses its result
     effect: bool = False
-    # (fields added for issue 13: ops own their lowering facts)
-    # an elementwise op's math, named in the backend-neutral scalar vocabulary (SCALAR_MATH
-    # below): each backend maps the name to its own implementation (vectorized functions on CPU)
+    # an elementwise op's math, named in the backend-neutral scalar vocabulary (scalar.MATH):
+    # each backend maps the name to its own implementation (vectorized functions on CPU)
     math: str | None = None
     # why a float elementwise op deliberately has no vectorizable math (its loop stays scalar)
     scalar_reason: str | None = None
     # a reduction as data (``Reduction``): read by fusion and by every backend's schedule
     reduction: "Reduction | None" = None
-
-
-# The scalar vocabulary: the math functions an elementwise op may name in ``Op.math``. A backend
-# maps each to its implementation (graphc/backend/codegen.py for the CPU); one it lacks falls back
-# to the op's ``scalar`` rule.
-SCALAR_MATH = frozenset({
-    "exp", "exp2", "expm1", "log", "log2", "log10", "log1p", "pow", "sigmoid",
-    "sin", "cos", "tan", "arcsin", "arccos", "arctan", "arctan2", "hypot",
-    "sinh", "cosh", "tanh", "arcsinh", "arccosh", "arctanh",
-})
 
 
 @dataclass(frozen=True)
@@ -100,6 +90,9 @@ NUMPY_CALL_OVERRIDES: dict = {}
 def register(name, kind, infer, reference, **rules) -> Op:
     if name in OPS:
         raise ValueError(f"op {name!r} is registered twice")
+    if rules.get("math") is not None and rules["math"] not in MATH:
+        raise ValueError(f"op {name!r} names math {rules['math']!r}, which is not in the scalar "
+                         f"vocabulary (graphc.ops.scalar.MATH)")
     op = Op(name, kind, infer, reference, **rules)
     OPS[name] = op
     return op

@@ -1,12 +1,21 @@
-"""The backend-neutral scalar vocabulary: dtype constructors and typed literals in generated source.
+"""The backend-neutral scalar vocabulary: the math functions ops name, and typed literals.
 
-Every backend generates Python source for Numba (njit on the CPU, numba-cuda on a
-GPU), where ``np.float32(0.5)`` is a typed scalar; ops' lowering rules write
-their constants with ``literal`` so the text means the same on every backend.
+An elementwise op names its math here (``Op.math``: "exp", "log1p", "tanh"...);
+each backend maps these names to its own implementation (vectorizable functions
+on the CPU: graphc/backend/codegen.py), and an op whose math a backend lacks
+falls back to the op's ``scalar`` rule. Every backend generates Python source
+for Numba (njit on the CPU, numba-cuda on a GPU), where ``np.float32(0.5)`` is a
+typed scalar: lowering rules write their constants with ``literal``.
 """
 from __future__ import annotations
 
 import math
+
+MATH = frozenset({
+    "exp", "exp2", "expm1", "log", "log2", "log10", "log1p", "pow", "sigmoid",
+    "sin", "cos", "tan", "arcsin", "arccos", "arctan", "arctan2", "hypot",
+    "sinh", "cosh", "tanh", "arcsinh", "arccosh", "arctanh",
+})
 
 # dtype name -> the constructor generated source calls
 CTOR = {"float32": "np.float32", "float64": "np.float64", "int32": "np.int32",
