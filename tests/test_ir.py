@@ -379,3 +379,61 @@ def test_a_traced_graph_names_its_inputs_and_states():
     assert g.input_names[0] == "x" and g.input_roles[0] == "arg"
     assert set(g.input_roles[1:]) == {"state"} and len(g.input_names) == 3
     assert parse(str(g)) == g
+
+
+# any text a user can put into a name or a string attribute, including the text form's own syntax
+AWKWARD = ["state", "arg", "captured", "state.x", "captured.w", "arg.b", "args[0]", "", " ", "a b", "a'b", 'a"b',
+           "a'\"b", "a\\b", "a\nb", "é", "x²", "\u2028", ")", ",", "a):", "%1:f32[3]", "a %1:f32[3] b", "a   # b",
+           "x {", "}", "graph", "return", "donate outputs[0] -> inputs[0]"]
+
+
+@pytest.mark.parametrize("role", ["arg", "state", "captured"])
+def test_any_input_name_survives_the_text_form(role):
+    """A name is printed bare only when it cannot be misread (``state.x`` is not the role
+    ``state`` with the name ``.x``; an empty name is not no name)."""
+    for name in AWKWARD:
+        g = Graph(name="f")
+        a = g.add_input(TensorType((3,), "float32"), name, role)
+        b = g.add_input(TensorType((), "float64"), "y")
+        g.outputs = [g.add_node("add", [a, a], {}, [a.type]).output, b]
+        again = parse(str(g))
+        assert (again.input_names, again.input_roles) == ([name, "y"], [role, "arg"]), (name, str(g))
+        assert again == g and again.verify(infer_node)
+
+
+def test_string_attributes_and_graph_names_survive_the_text_form():
+    """gc.print's format is the user's text: '%1', '   # ', braces and quotes in it are not syntax.
+    A graph's name need not be a word (a function renamed to 'my-fn')."""
+    for text in AWKWARD:
+        fmt = text.replace("{", "{{").replace("}", "}}") + " {}"
+
+        def f(x):
+            gc.print(fmt, x)
+            return x + 1
+        g = raw_graph(f, np.ones(2))
+        g.name = text or "f"
+        again = parse(str(g))
+        assert again.name == g.name and again.nodes[0].attrs["fmt"] == fmt, (fmt, str(g))
+        assert again == g and [n.loc for n in again.nodes] == [n.loc for n in g.nodes]
+
+
+def test_the_header_is_read_whole():
+    """Text the parser cannot place in the header is an error, never silently dropped."""
+    for params in ["%0:f32[3] x y", "%0:f32[3] stat x", "%0:f32[3]; %1:f32[]", "%0:f32[3] 'x"]:
+        with pytest.raises(ValueError, match="cannot read the inputs of graph f"):
+            parse(f"graph f({params}):\n  return %0")
+    g = parse("graph f( %0:f32[3] , %1:f32[] state 'a,b' ):\n  return %1")
+    assert g.input_names == [None, "a,b"] and g.input_roles == ["arg", "state"]
+
+
+def test_verify_rejects_malformed_metadata():
+    g = parse("graph f(%0:f32[2] state w, %1:f32[2] state v):\n  %2:f32[2] = neg(%0)\n  return %2, %2")
+    for change, message in [(lambda g: g.input_roles.__setitem__(0, "param"), "input 0 has role 'param'"),
+                            (lambda g: g.input_names.__setitem__(1, 3), "input 1's name is a int"),
+                            (lambda g: g.donations.update({0: 0, 1: 0}), "outputs 0 and 1 are both donated input 0"),
+                            (lambda g: g.donations.update({"0": 1}), "is not output position -> input position"),
+                            (lambda g: g.input_names.pop(), "2 inputs, but 1 names")]:
+        bad = g.clone()
+        change(bad)
+        with pytest.raises(VerifyError, match=re.escape(message)):
+            bad.verify(infer_node)
