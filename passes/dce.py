@@ -12,4 +12,4 @@ def run(graph: Graph) -> Graph:
         if registry.get(node.op).effect or any(v in live for v in node.outputs):
             kept.append(node)
             live.update(node.inputs)
-    return Graph(graph.inputs, reversed(kept), graph.outputs, graph.name)
+    return Graph(graph.inputs, reversed(kept), graph.outputs, graph.name).copy_meta(graph)

@@ -52,7 +52,7 @@ class Rewriter:
             self.nodes.append(node)
         self.current = None
         outputs = [self.resolve(v) for v in self.graph.outputs]
-        return Graph(self.graph.inputs, self.nodes, outputs, self.graph.name)
+        return Graph(self.graph.inputs, self.nodes, outputs, self.graph.name).copy_meta(self.graph)
 
 
 def splat(v: Value):

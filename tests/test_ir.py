@@ -437,3 +437,44 @@ def test_verify_rejects_malformed_metadata():
         change(bad)
         with pytest.raises(VerifyError, match=re.escape(message)):
             bad.verify(infer_node)
+
+
+def test_every_pass_keeps_regions_and_declared_metadata():
+    """Called on its own (not only through the manager), each pass returns a graph with the
+    input names, roles and donations of its input; CSE never merges nodes whose regions differ,
+    and constant folding leaves a region node to the interpreter."""
+    from graphc.interpret import interpret
+    from graphc.passes import constfold, cse, dce, fusion, simplify
+
+    g = parse("""graph f(%0:f64[3] x, %1:f64[3] state w):
+  %2:f64[] = constant(value=array(2.0, f64))
+  %3:f64[3] = fused(%0) {
+    graph body(%0:f64[3]):
+      %1:f64[3] = exp(%0)
+      return %1
+  }
+  %4:f64[3] = fused(%0) {
+    graph body(%0:f64[3]):
+      %1:f64[3] = neg(%0)
+      return %1
+  }
+  %5:f64[3] = constant(value=array([1.0, 2.0, 3.0], f64))
+  %6:f64[3] = fused(%5, %2) {
+    graph body(%0:f64[3], %1:f64[]):
+      %2:f64[3] = mul(%0, %1)
+      return %2
+  }
+  %7:f64[3] = add(%3, %4)
+  %8:f64[3] = add(%7, %6)
+  %9:f64[3] = sub(%1, %8)
+  return %8, %9
+  donate outputs[1] -> inputs[1]""")
+    x, w = np.array([0.5, -1.0, 2.0]), np.ones(3)
+    want = interpret(g, x, w)
+    for name, run in [("cse", cse.run), ("dce", dce.run), ("constfold", constfold.run),
+                      ("simplify", simplify.run), ("fusion", fusion.run)]:
+        h = run(g)
+        h.verify(infer_node)
+        assert (h.input_names, h.input_roles, h.donations) == (["x", "w"], ["arg", "state"], {1: 1}), name
+        for a, b in zip(interpret(h, x, w), want):
+            np.testing.assert_array_equal(a, b, err_msg=name)
