@@ -478,3 +478,20 @@ def test_every_pass_keeps_regions_and_declared_metadata():
         assert (h.input_names, h.input_roles, h.donations) == (["x", "w"], ["arg", "state"], {1: 1}), name
         for a, b in zip(interpret(h, x, w), want):
             np.testing.assert_array_equal(a, b, err_msg=name)
+
+
+def test_a_fused_body_computes_each_output_once():
+    """What the loop nest of a fused group stores: a body returning an operand as is, or one value
+    twice, is rejected by verify (the cpu backend returned uninitialized memory or raised KeyError)."""
+    text = """graph f(%0:f64[3], %1:f64[3]):
+  %2:f64[3], %3:f64[3] = fused(%0, %1) {
+    graph body(%0:f64[3], %1:f64[3]):
+      %2:f64[3] = mul(%0, %1)
+      return %2, RESULT
+  }
+  return %2, %3"""
+    with pytest.raises(VerifyError, match="fused body output 1 is not computed in the body"):
+        parse(text.replace("RESULT", "%1")).verify(infer_node)
+    with pytest.raises(VerifyError, match=r"fused body returns one value twice \(outputs 0 and 1\)"):
+        parse(text.replace("RESULT", "%2")).verify(infer_node)
+    parse(text.replace("return %2, RESULT", "%3:f64[3] = neg(%1)\n      return %2, %3")).verify(infer_node)

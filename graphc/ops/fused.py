@@ -82,6 +82,14 @@ def _infer(types, regions=()):
     if got != list(types):
         raise ShapeError(f"fused body takes {list(map(str, got))}, but the node's operands are "
                          f"{list(map(str, types))}")
+    # each output is a value the body computes, returned once (what the loop nest stores; an
+    # operand passed through or a value returned twice would be an output no loop writes)
+    computed = {v for node in body.nodes for v in node.outputs}
+    for k, v in enumerate(body.outputs):
+        if v not in computed:
+            raise ShapeError(f"fused body output {k} is not computed in the body (an operand returned as is)")
+        if v in body.outputs[:k]:
+            raise ShapeError(f"fused body returns one value twice (outputs {body.outputs.index(v)} and {k})")
     for node in body.nodes:
         if node.regions:
             raise ShapeError(f"a fused body cannot contain a node with regions ({node.op})")
