@@ -30,6 +30,7 @@ the same (value numbering is positional, so it is canonical).
 from __future__ import annotations
 
 import ast
+import math
 import re
 from dataclasses import dataclass
 
@@ -87,7 +88,7 @@ class Const:
 
     def __repr__(self):
         shape = f", {self.array.shape!r}" if self.array.size == 0 else ""  # [] alone loses (0, 3)
-        return f"array({self.array.tolist()!r}, {DTYPES[self.array.dtype.name]}{shape})"
+        return f"array({_format_value(self.array.tolist())}, {DTYPES[self.array.dtype.name]}{shape})"
 
 
 class Value:
@@ -364,8 +365,19 @@ def _dot_quote(text: str) -> str:
 
 
 def _format_attr(a) -> str:
+    return _format_value(a)
+
+
+def _format_value(a) -> str:
+    """repr, except that a NaN with its sign bit set is ``-nan`` (repr writes ``nan`` for both,
+    and the sign is visible to np.signbit and np.copysign)."""
     if isinstance(a, float):
-        return repr(a)  # 'nan', 'inf' and exact round-trip digits
+        return "-nan" if a != a and math.copysign(1.0, a) < 0 else repr(a)  # exact round-trip digits
+    if isinstance(a, (list, tuple)):
+        items = ", ".join(map(_format_value, a))
+        if isinstance(a, list):
+            return f"[{items}]"
+        return f"({items},)" if len(a) == 1 else f"({items})"
     return repr(a)
 
 

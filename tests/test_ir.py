@@ -495,3 +495,13 @@ def test_a_fused_body_computes_each_output_once():
     with pytest.raises(VerifyError, match=r"fused body returns one value twice \(outputs 0 and 1\)"):
         parse(text.replace("RESULT", "%2")).verify(infer_node)
     parse(text.replace("return %2, RESULT", "%3:f64[3] = neg(%1)\n      return %2, %3")).verify(infer_node)
+
+
+def test_constants_round_trip_bit_for_bit():
+    """Every special value keeps its bits through the text form, the sign of a NaN included."""
+    for dtype in ("float32", "float64"):
+        a = np.array([[-np.nan, np.nan, -0.0], [np.inf, -np.inf, np.finfo(dtype).smallest_subnormal]], dtype)
+        g = Graph(name="f")
+        g.outputs = [g.add_node("constant", [], {"value": Const(a)}, [TensorType((2, 3), dtype)]).output]
+        again = parse(str(g)).nodes[0].attrs["value"].array
+        assert again.tobytes() == a.tobytes() and again.dtype == a.dtype, str(g)
