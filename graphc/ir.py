@@ -76,7 +76,8 @@ class Const:
     __slots__ = ("array", "_key")
 
     def __init__(self, array):
-        self.array = np.array(array)  # private copy: later edits of the user's array cannot leak in
+        self.array = np.array(array, order="C")  # private copy (later edits of the user's array cannot
+        # leak in), C-ordered: passes read constants' bytes (a transposed array kept its F order)
         self.array.setflags(write=False)
         self._key = (self.array.dtype.str, self.array.shape, self.array.tobytes())
 

@@ -505,3 +505,39 @@ def test_constants_round_trip_bit_for_bit():
         g.outputs = [g.add_node("constant", [], {"value": Const(a)}, [TensorType((2, 3), dtype)]).output]
         again = parse(str(g)).nodes[0].attrs["value"].array
         assert again.tobytes() == a.tobytes() and again.dtype == a.dtype, str(g)
+
+
+@pytest.mark.parametrize("body,message", [
+    ("%1:f64[3,2] = transpose(%0, perm=(1, 0))\n      %2:f64[3,2] = exp(%1)\n      return %2",
+     "elementwise ops and reductions only, not transpose"),
+    ("%1:f64[2] = sum(%0, axes=(1,), keepdims=False)\n      %2:f64[3] = sum(%0, axes=(0,), keepdims=False)\n"
+     "      return %1, %2", r"reduce different axes \(\(1,\) and \(0,\)\)"),
+    ("%1:f64[2] = sum(%0, axes=(1,), keepdims=False)\n      %2:f64[2] = exp(%1)\n      return %2",
+     "exp in a fused body reads a reduction of the same body"),
+    ("%1:f64[2,3] = exp(%0)\n      %2:f64[] = sum(%1, axes=(0, 1), keepdims=False)\n      %3:f64[] = neg(%2)\n"
+     "      return %3", "neg in a fused body reads a reduction"),
+])
+def test_a_fused_body_is_one_loop_nest(body, message):
+    """verify rejects the fused bodies no loop nest computes (the cpu backend raised TypeError or
+    KeyError on them, or returned uninitialized memory for reductions over different axes)."""
+    outs = re.findall(r"return (.*)", body)[0].split(", ")
+    types = [re.search(re.escape(o) + r":(\S+) =", body).group(1) for o in outs]
+    text = (f"graph f(%0:f64[2,3]):\n  {', '.join(f'%{k + 1}:{t}' for k, t in enumerate(types))} = fused(%0) {{\n"
+            f"    graph body(%0:f64[2,3]):\n      {body}\n  }}\n  return %1")
+    with pytest.raises(VerifyError, match=message):
+        parse(text).verify(infer_node)
+
+
+def test_a_constant_holds_a_c_ordered_copy():
+    """Passes read a constant's bytes (rewrite.splat): a transposed array made a ValueError there
+    ('the last axis must be contiguous'), which the pass manager hid by skipping the pass."""
+    from graphc.passes.rewrite import splat
+
+    user = np.arange(6.0).reshape(2, 3).T
+    c = Const(user)
+    assert c.array.flags.c_contiguous and not c.array.flags.writeable and np.array_equal(c.array, user)
+    user[0, 0] = 99.0
+    assert c.array[0, 0] == 0.0 and c == Const(np.arange(6.0).reshape(2, 3).T)
+    g = Graph(name="f")
+    g.outputs = [g.add_node("constant", [], {"value": Const(np.full((3, 2), 2.0).T)}, [TensorType((2, 3), "float64")]).output]
+    assert splat(g.outputs[0]) == 2.0

@@ -95,7 +95,33 @@ def _infer(types, regions=()):
             raise ShapeError(f"a fused body cannot contain a node with regions ({node.op})")
         if registry.get(node.op).effect:
             raise ShapeError(f"a fused body cannot contain {node.op}, an op with an effect")
+    _check_loop_nest(body)
     return [v.type for v in body.outputs]
+
+
+def _check_loop_nest(body):
+    """A body is one loop nest (what passes/fusion.py builds and backends lower): elementwise
+    nodes over one domain and trailing reductions of that domain over the same axes."""
+    domain, axes, reduced = None, None, set()
+    for node in body.nodes:
+        if node.op in REDUCTIONS:
+            shape = node.inputs[0].type.shape
+            if axes is not None and tuple(node.attrs.get("axes", ())) != axes:
+                raise ShapeError(f"the reductions of a fused body reduce different axes ({axes} and "
+                                 f"{tuple(node.attrs.get('axes', ()))})")
+            axes = tuple(node.attrs.get("axes", ()))
+        elif registry.get(node.op).kind == registry.ELEMENTWISE:
+            shape = node.outputs[0].type.shape
+        else:
+            raise ShapeError(f"a fused body holds elementwise ops and reductions only, not {node.op}")
+        if any(v in reduced for v in node.inputs):
+            raise ShapeError(f"{node.op} in a fused body reads a reduction of the same body (a reduction "
+                             f"is done only after the loop)")
+        if domain is not None and shape != domain:
+            raise ShapeError(f"a fused body runs over one domain: {node.op} runs over {shape}, not {domain}")
+        domain = shape
+        if node.op in REDUCTIONS:
+            reduced.update(node.outputs)
 
 
 def _reference(*args, regions):
