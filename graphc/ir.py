@@ -303,6 +303,8 @@ class Graph:
                 if v not in defined:
                     raise VerifyError(f"{where}: operand used before it is defined (or never defined)")
             for region in node.regions:
+                if not isinstance(region, Graph):
+                    raise VerifyError(f"{where}: a region is a Graph, not a {type(region).__name__}")
                 try:
                     region.verify(infer)
                 except VerifyError as exc:

@@ -541,3 +541,11 @@ def test_a_constant_holds_a_c_ordered_copy():
     g = Graph(name="f")
     g.outputs = [g.add_node("constant", [], {"value": Const(np.full((3, 2), 2.0).T)}, [TensorType((2, 3), "float64")]).output]
     assert splat(g.outputs[0]) == 2.0
+
+
+def test_verify_rejects_a_region_that_is_not_a_graph():
+    g = parse("graph f(%0:f64[3]):\n  %1:f64[3] = fused(%0) {\n    graph body(%0:f64[3]):\n"
+              "      %1:f64[3] = exp(%0)\n      return %1\n  }\n  return %1")
+    g.nodes[0].regions = [("the old tuple encoding",)]
+    with pytest.raises(VerifyError, match="a region is a Graph, not a tuple"):
+        g.verify(infer_node)
