@@ -10,10 +10,12 @@ node's operands and whose outputs are the fused node's outputs::
         return %3, %2
     }
 
-The shape rule checks the body against the operands (the body's own nodes are
-checked by ``Graph.verify``, which descends into regions); the reference runs
-the body (the interpreter hands it over as a callable). Fusion (passes/fusion.py)
-builds these nodes with ``fused_node``; backends lower them.
+The shape rule checks the body against the operands and that it is one loop nest
+(elementwise nodes over one domain, trailing reductions over the same axes, each
+output computed in the body and returned once: what fusion builds and backends
+lower); the body's own nodes are checked by ``Graph.verify``, which descends into
+regions. The reference runs the body (the interpreter hands it over as a callable).
+Fusion (passes/fusion.py) builds these nodes with ``fused_node``; backends lower them.
 """
 from __future__ import annotations
 
