@@ -375,7 +375,7 @@ def _format_value(a) -> str:
     """repr, except that a NaN with its sign bit set is ``-nan`` (repr writes ``nan`` for both,
     and the sign is visible to np.signbit and np.copysign)."""
     if isinstance(a, float):
-        return "-nan" if a != a and math.copysign(1.0, a) < 0 else repr(a)  # exact round-trip digits
+        return "-nan" if math.isnan(a) and math.copysign(1.0, a) < 0 else repr(a)  # exact round-trip digits
     if isinstance(a, (list, tuple)):
         items = ", ".join(map(_format_value, a))
         if isinstance(a, list):
