@@ -34,6 +34,7 @@ from graphc.autodiff import gradient
 from graphc.interpret import interpret
 from graphc.runtime import RetraceWarning, TracedFunction, trace
 from graphc.api import grad, value_and_grad
+from graphc.errors import PassWarning
 from graphc.backend.cache import CacheWarning
 
 # NumPy-compatible functions that work on traced values and on plain arrays

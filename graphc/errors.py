@@ -27,3 +27,10 @@ class VerifyError(GraphcError, AssertionError):
 
 class NonFiniteError(GraphcError, FloatingPointError):
     """``check_finite=True`` found NaN or inf in updated state; nothing was written back."""
+
+
+class PassWarning(UserWarning):
+    """An optimization pass failed on a graph (a graphc bug); the graph from before it was used.
+
+    ``GRAPHC_PASS_ERRORS=raise`` raises the pass's exception instead.
+    """

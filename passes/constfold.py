@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from graphc.ops import registry
-from graphc.passes.rewrite import Rewriter
+from graphc.passes.rewrite import Rewriter, is_uniform
 
 # results up to this many elements are always folded
 SMALL = 4096
@@ -24,6 +24,8 @@ def _fold(rw: Rewriter, node):
         return None
     if any(v.producer is None or v.producer.op != "constant" for v in node.inputs):
         return None
+    if node.op == "broadcast_to" and not node.inputs[0].type.shape:
+        return None  # already the form a uniform result folds to (refolding it never settles)
     out = node.outputs[0]
     biggest = max(v.type.size for v in node.inputs)
     if out.type.size > max(SMALL, biggest):
@@ -34,11 +36,8 @@ def _fold(rw: Rewriter, node):
     result = np.asarray(result).astype(out.type.dtype, copy=False)
     if result.shape != out.type.shape:
         return None  # a reference that disagrees with the type rule: leave it alone
-    flat = result.reshape(-1)
-    if result.ndim and result.size > 1 and np.array_equal(
-            flat.view(np.uint8).reshape(result.size, -1),
-            np.broadcast_to(flat[:1].view(np.uint8), (result.size, result.itemsize))):
-        scalar = rw.constant(np.array(flat[0], dtype=out.type.dtype))
+    if result.ndim and result.size > 1 and is_uniform(result):
+        scalar = rw.constant(np.array(result.reshape(-1)[0], dtype=out.type.dtype))
         return rw.make("broadcast_to", [scalar], shape=out.type.shape)
     return rw.constant(result)
 

@@ -2,14 +2,10 @@
 from __future__ import annotations
 
 from graphc.ir import Graph
-from graphc.ops import registry
+from graphc.passes.rewrite import live_nodes
 
 
 def run(graph: Graph) -> Graph:
-    live = set(graph.outputs)
-    kept = []
-    for node in reversed(graph.nodes):
-        if registry.get(node.op).effect or any(v in live for v in node.outputs):
-            kept.append(node)
-            live.update(node.inputs)
-    return Graph(graph.inputs, reversed(kept), graph.outputs, graph.name).copy_meta(graph)
+    kept = live_nodes(graph.nodes, graph.outputs)
+    # a fresh copy of what stays (a pass never shares nodes or values with its input)
+    return Graph(graph.inputs, kept, graph.outputs, graph.name).copy_meta(graph).clone()

@@ -21,6 +21,19 @@ class Rewriter:
         self.nodes: list[Node] = []
         self.current: Node | None = None
         self.changed = 0
+        self._uses: dict | None = None
+
+    def uses(self, v: Value) -> int:
+        """How many times live nodes and the graph's outputs read ``v``, in the graph as it came
+        in (dead nodes do not count: they are dropped by DCE). Counted once, on first use."""
+        if self._uses is None:
+            self._uses = {}
+            for node in live_nodes(self.graph.nodes, self.graph.outputs):
+                for u in node.inputs:
+                    self._uses[u] = self._uses.get(u, 0) + 1
+            for u in self.graph.outputs:
+                self._uses[u] = self._uses.get(u, 0) + 1
+        return self._uses.get(v, 0)
 
     def resolve(self, v: Value) -> Value:
         while v in self.replace:
@@ -55,6 +68,18 @@ class Rewriter:
         return Graph(self.graph.inputs, self.nodes, outputs, self.graph.name).copy_meta(self.graph)
 
 
+def live_nodes(nodes, outputs) -> list:
+    """The nodes, in order, that ``outputs`` need, and every effect (gc.print) with what it reads."""
+    live = set(outputs)
+    kept = []
+    for node in reversed(nodes):
+        if registry.get(node.op).effect or any(v in live for v in node.outputs):
+            kept.append(node)
+            live.update(node.inputs)
+    kept.reverse()
+    return kept
+
+
 def splat(v: Value):
     """The scalar (0-d NumPy array) ``v`` holds everywhere, if it is a uniform constant.
 
@@ -69,13 +94,21 @@ def splat(v: Value):
     if node.op != "constant":
         return None
     a = node.attrs["value"].array
-    if a.size == 0:
+    if a.size == 0 or not is_uniform(a):
         return None
-    first = a.reshape(-1)[:1]
-    if a.size > 1 and not np.array_equal(a.view(np.uint8).reshape(a.size, -1),
-                                         np.broadcast_to(first.view(np.uint8), (a.size, a.itemsize))):
-        return None
-    return first.reshape(())
+    return a.reshape(-1)[:1].reshape(())
+
+
+def is_uniform(a) -> bool:
+    """True when every element of ``a`` has the same bits (-0.0 differs from 0.0, NaN matches NaN).
+
+    Works for any memory layout (a folded transpose is Fortran-ordered, a reversed slice has
+    negative strides): the bytes are compared on a C-ordered copy where needed."""
+    if a.size <= 1:
+        return True
+    flat = np.ascontiguousarray(a).reshape(-1)
+    data = flat.view(np.uint8).reshape(a.size, -1)
+    return bool((data == data[:1]).all())
 
 
 def is_const(v: Value, value) -> bool:

@@ -217,8 +217,7 @@ def log(rw, node, x):
 
 
 def _single_use(rw, v) -> bool:
-    uses = sum(u is v for n in rw.graph.nodes for u in n.inputs) + sum(u is v for u in rw.graph.outputs)
-    return uses == 1
+    return rw.uses(v) == 1
 
 
 def transpose(rw, node, x):

@@ -3,6 +3,8 @@
 * Every test session gets its own GRAPHC_CACHE_DIR (a temporary directory) unless
   one is set already, so tests never read or pollute ``~/.cache/graphc``.
 * ``GRAPHC_VERIFY=1``: the pass manager verifies the IR after every pass.
+* ``GRAPHC_PASS_ERRORS=raise``: a pass that raises fails the test (users get a
+  PassWarning and the graph from before the pass); subprocesses inherit it.
 * Hypothesis runs with no deadline (the first example of a test may compile).
 
 Compiling a graph costs ~0.3-1 s of Numba time and shapes are baked into the
@@ -39,6 +41,7 @@ def pytest_configure(config):
         _TMP_CACHE = tempfile.mkdtemp(prefix="graphc-test-cache-")
         os.environ["GRAPHC_CACHE_DIR"] = _TMP_CACHE
     os.environ.setdefault("GRAPHC_VERIFY", "1")
+    os.environ.setdefault("GRAPHC_PASS_ERRORS", "raise")
 
 
 def pytest_unconfigure(config):
