@@ -58,26 +58,37 @@ def gradient(y, *xs):
 def backward(y: Tracer, wrt, seed=None) -> list:
     """Cotangents of values ``wrt`` (None where y does not depend on them)."""
     builder = y.builder
-    graph = builder.graph
-    nodes = list(graph.nodes)  # the backward nodes are appended while we walk
-    # only nodes on a path from some wrt value to y need a rule
-    reaches = set(wrt)
-    for node in nodes:
-        if any(v in reaches for v in node.inputs) and (registry.get(node.op).differentiable or node.regions):
-            reaches.update(node.outputs)
+    reaches = _reaching(builder.graph.nodes, wrt)
     if y.value not in reaches:
         return [None] * len(wrt)
     if seed is None:  # a traced constant, so broadcasting it makes nodes, not big constant arrays
         seed = Tracer(builder.constant(np.ones((), y.dtype)), builder)
-    cts = {y.value: seed}
+    return _walk(builder, {y.value: seed}, wrt, reaches, 0)
+
+
+def _reaching(nodes, wrt) -> set:
+    """The values on a path from some ``wrt`` value (only those nodes need a rule)."""
+    reaches = set(wrt)
+    for node in nodes:
+        if any(v in reaches for v in node.inputs) and (registry.get(node.op).differentiable or node.regions):
+            reaches.update(node.outputs)
+    return reaches
+
+
+def _walk(builder, seeds: dict, wrt, reaches, first: int) -> list:
+    """Cotangents of ``wrt`` given the cotangents ``seeds`` (value -> traced cotangent),
+    walking back over ``graph.nodes[first:]`` only (a replayed region stops at its operands)."""
+    graph = builder.graph
+    nodes = graph.nodes[first:]  # (a copy: the backward nodes are appended while we walk)
+    cts = dict(seeds)
 
     def tracer(v):
         return Tracer(v, builder)
 
     wanted = set(wrt)
     found = {}
-    stop = y.value.producer
-    start = nodes.index(stop) if stop is not None else -1
+    produced = [nodes.index(v.producer) for v in seeds if v.producer is not None and v.producer in nodes]
+    start = max(produced, default=-1)
     for node in reversed(nodes[:start + 1]):
         if node.regions and registry.get(node.op).vjp is None:
             gs = [cts.pop(v, None) for v in node.outputs]
@@ -121,22 +132,26 @@ def backward(y: Tracer, wrt, seed=None) -> list:
 
 def _region_vjp(node, gs, reaches) -> list:
     """Cotangents of ``node``'s operands, for a node that runs its one region on its operands
-    (as ``fused`` does): the region is replayed inline and differentiated."""
+    (as ``fused`` does): the region is replayed inline and differentiated.
+
+    The replay is walked back only as far as the operands, which count as independent
+    values here (the walk that called us carries their cotangents on from there), and an
+    operand passed twice gets its cotangent once."""
     if len(node.regions) != 1 or [v.type for v in node.regions[0].inputs] != [v.type for v in node.inputs]:
         raise TraceError(f"graphc cannot differentiate op {node.op!r}: it has no vjp rule and its regions "
                          f"do not simply run on its operands (at {node.loc})")
     builder = current_builder()
-    operands = [Tracer(v, builder) for v in node.inputs]
-    outs = _inline(node.regions[0], operands)
-    wrt = [v for v in node.inputs if v in reaches and _is_float(v.type)]
-    total = {}
+    graph = builder.graph
+    first = len(graph.nodes)
+    outs = _inline(node.regions[0], [Tracer(v, builder) for v in node.inputs])
+    wrt = list(dict.fromkeys(v for v in node.inputs if v in reaches and _is_float(v.type)))
+    seeds = {}
     for out, g in zip(outs, gs):
-        if g is None or not isinstance(out, Tracer):
-            continue
-        for v, ct in zip(wrt, backward(out, wrt, seed=g)):
-            if ct is not None:
-                total[v] = ct if v not in total else total[v] + ct
-    return [total.get(v) for v in node.inputs]
+        if g is not None and isinstance(out, Tracer) and _is_float(out.value.type):
+            seeds[out.value] = g if out.value not in seeds else seeds[out.value] + g
+    in_cts = _walk(builder, seeds, wrt, _reaching(graph.nodes[first:], wrt), first) if seeds else []
+    total = dict(zip(wrt, in_cts))
+    return [total.pop(v, None) for v in node.inputs]  # (pop: a repeated operand's ct counts once)
 
 
 def _inline(region, operands) -> list:

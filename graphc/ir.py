@@ -30,6 +30,7 @@ the same (value numbering is positional, so it is canonical).
 from __future__ import annotations
 
 import ast
+import math
 import re
 from dataclasses import dataclass
 
@@ -75,7 +76,8 @@ class Const:
     __slots__ = ("array", "_key")
 
     def __init__(self, array):
-        self.array = np.array(array)  # private copy: later edits of the user's array cannot leak in
+        self.array = np.array(array, order="C")  # private copy (later edits of the user's array cannot
+        # leak in), C-ordered: passes read constants' bytes (a transposed array kept its F order)
         self.array.setflags(write=False)
         self._key = (self.array.dtype.str, self.array.shape, self.array.tobytes())
 
@@ -87,7 +89,7 @@ class Const:
 
     def __repr__(self):
         shape = f", {self.array.shape!r}" if self.array.size == 0 else ""  # [] alone loses (0, 3)
-        return f"array({self.array.tolist()!r}, {DTYPES[self.array.dtype.name]}{shape})"
+        return f"array({_format_value(self.array.tolist())}, {DTYPES[self.array.dtype.name]}{shape})"
 
 
 class Value:
@@ -247,7 +249,8 @@ class Graph:
     def __str__(self):
         names = self.value_names()
         params = ", ".join(self.format_input(k, names) for k in range(len(self.inputs)))
-        lines = [f"graph {self.name}({params}):"]
+        name = self.name if re.fullmatch(r"\w+", self.name) else repr(self.name)  # ('my-fn': quoted)
+        lines = [f"graph {name}({params}):"]
         lines += ["  " + self.format_node(node, names) for node in self.nodes]
         lines.append("  return " + ", ".join(names.get(v, "%?") for v in self.outputs))
         lines += [f"  donate outputs[{j}] -> inputs[{k}]" for j, k in sorted(self.donations.items())]
@@ -275,7 +278,19 @@ class Graph:
         if not (len(self.input_names) == len(self.input_roles) == len(self.inputs)):
             raise VerifyError(f"graph {self.name}: {len(self.inputs)} inputs, but {len(self.input_names)} "
                               f"names and {len(self.input_roles)} roles")
+        for k, (name, role) in enumerate(zip(self.input_names, self.input_roles)):
+            if role not in ROLES:
+                raise VerifyError(f"graph {self.name}: input {k} has role {role!r}; expected one of {', '.join(ROLES)}")
+            if name is not None and not isinstance(name, str):
+                raise VerifyError(f"graph {self.name}: input {k}'s name is a {type(name).__name__}, not a string")
+        donated = {}
         for j, k in self.donations.items():
+            if not (isinstance(j, int) and isinstance(k, int)):
+                raise VerifyError(f"graph {self.name}: donation {j!r} -> {k!r} is not output position -> "
+                                  f"input position")
+            if k in donated:  # two outputs written into one buffer: the second overwrites the first
+                raise VerifyError(f"graph {self.name}: outputs {donated[k]} and {j} are both donated input {k}")
+            donated[k] = j
             if not (0 <= j < len(self.outputs) and 0 <= k < len(self.inputs)):
                 raise VerifyError(f"graph {self.name}: donation outputs[{j}] -> inputs[{k}] is out of range")
             if self.outputs[j].type != self.inputs[k].type:
@@ -288,6 +303,8 @@ class Graph:
                 if v not in defined:
                     raise VerifyError(f"{where}: operand used before it is defined (or never defined)")
             for region in node.regions:
+                if not isinstance(region, Graph):
+                    raise VerifyError(f"{where}: a region is a Graph, not a {type(region).__name__}")
                 try:
                     region.verify(infer)
                 except VerifyError as exc:
@@ -351,16 +368,28 @@ def _dot_quote(text: str) -> str:
 
 
 def _format_attr(a) -> str:
+    return _format_value(a)
+
+
+def _format_value(a) -> str:
+    """repr, except that a NaN with its sign bit set is ``-nan`` (repr writes ``nan`` for both,
+    and the sign is visible to np.signbit and np.copysign)."""
     if isinstance(a, float):
-        return repr(a)  # 'nan', 'inf' and exact round-trip digits
+        return "-nan" if math.isnan(a) and math.copysign(1.0, a) < 0 else repr(a)  # exact round-trip digits
+    if isinstance(a, (list, tuple)):
+        items = ", ".join(map(_format_value, a))
+        if isinstance(a, list):
+            return f"[{items}]"
+        return f"({items},)" if len(a) == 1 else f"({items})"
     return repr(a)
 
 
 # -- parser -------------------------------------------------------------------------
-_HEADER = re.compile(r"^graph\s+(\w+)\((.*)\):\s*$")
+_HEADER = re.compile(r"^graph\s+(\w+|'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\")\((.*)\):\s*$")
 _BARE_NAME = re.compile(r"[A-Za-z_][\w.]*")
-_INPUT = re.compile(r"%(\d+):(\w+)\[([\d,\s]*)\](?:\s+(arg|state|captured)\b)?"
-                    r"(?:\s+([A-Za-z_][\w.]*|'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"))?")
+# one input of the header: ``%k:T [role] [name]``; a role word is whole (``state.x`` is a name)
+_INPUT = re.compile(r"\s*%(\d+):(\w+)\[([\d,\s]*)\](?:\s+(arg|state|captured)(?![\w.]))?"
+                    r"(?:\s+([A-Za-z_][\w.]*|'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"))?\s*(?:,|$)")
 _DONATE = re.compile(r"^donate\s+outputs\[(\d+)\]\s*->\s*inputs\[(\d+)\]\s*$")
 
 
@@ -392,9 +421,25 @@ def _literal(node):
     raise ValueError(f"cannot read attribute {ast.unparse(node)!r}")
 
 
+# a string literal as repr writes it: what the scanners below step over whole
+_STRING = r"'(?:[^'\\\n]|\\.)*'|\"(?:[^\"\\\n]|\\.)*\""
+
+
+def _operand_name(m) -> str:
+    return m.group(1) or f"_v{m.group(2)}"
+
+
+def _split_comment(line: str):
+    """``code   # loc`` -> (code, loc): the first ``   # `` outside a string attribute."""
+    for m in re.finditer(_STRING + r"|   # ", line):
+        if m.group() == "   # ":
+            return line[:m.start()], line[m.end():]
+    return line, ""
+
+
 def _read_assignment(line: str, sigil: str, lineno: int):
     """``<sigil>k:T, ... = op(<sigil>i, ..., key=value) [{]   # loc``, read apart."""
-    code, _, loc = line.partition("   # ")
+    code, loc = _split_comment(line)
     code = code.strip()
     opens_block = code.endswith("{")
     if opens_block:
@@ -402,10 +447,14 @@ def _read_assignment(line: str, sigil: str, lineno: int):
     lhs, _, rhs = code.partition(" = ")
     mark = re.escape(sigil)
     outs = re.findall(mark + r"(\d+):(\w+)\[([\d,\s]*)\]", lhs)
-    # the op name is read apart: 'and', 'or', 'not' are Python keywords
+    # the op name is read apart: 'and', 'or', 'not' are Python keywords; operands become
+    # names _v<k> (string attributes, gc.print's format, may hold '%1' themselves)
     m_call = re.fullmatch(r"\s*([A-Za-z_]\w*)\((.*)\)\s*", rhs)
-    call = m_call and ast.parse("_op(" + re.sub(mark + r"(\d+)", r"_v\1", m_call.group(2)) + ")",
-                                mode="eval").body
+    try:
+        call = m_call and ast.parse("_op(" + re.sub(f"({_STRING})|{mark}(\\d+)", _operand_name, m_call.group(2))
+                                    + ")", mode="eval").body
+    except SyntaxError:
+        call = None
     if not isinstance(call, ast.Call) or not outs or not all(isinstance(a, ast.Name) for a in call.args):
         raise ValueError(f"line {lineno}: cannot read {line!r}")
     attrs = {}
@@ -435,11 +484,18 @@ def _parse_graph(lines, k):
     if not m:
         raise ValueError(f"line {k + 1}: expected 'graph name(...):', got {lines[k]!r}")
     values = {}
-    graph = Graph(name=m.group(1))
-    for num, dtype, dims, role, name in _INPUT.findall(m.group(2)):
-        if name[:1] in ("'", '"'):
-            name = ast.literal_eval(name)
-        values[num] = graph.add_input(_parse_type(dtype, dims), name or None, role or "arg")
+    name = m.group(1)
+    graph = Graph(name=ast.literal_eval(name) if name[0] in "'\"" else name)
+    params, at = m.group(2), 0
+    while at < len(params.rstrip()):  # every input whole, separated by commas: nothing skipped
+        m_in = _INPUT.match(params, at)
+        if not m_in:
+            raise ValueError(f"line {k + 1}: cannot read the inputs of graph {graph.name} "
+                             f"from {params[at:]!r}")
+        num, dtype, dims, role, name = m_in.groups()
+        name = ast.literal_eval(name) if name and name[0] in "'\"" else name  # ('' is a name, quoted)
+        values[num] = graph.add_input(_parse_type(dtype, dims), name, role or "arg")
+        at = m_in.end()
     k += 1
     while k < len(lines):
         line, lineno = lines[k].strip(), k + 1

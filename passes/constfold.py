@@ -19,7 +19,8 @@ NEVER = {"constant", "iota"}
 
 
 def _fold(rw: Rewriter, node):
-    if node.op in NEVER or not node.inputs or len(node.outputs) != 1 or registry.get(node.op).effect:
+    if (node.op in NEVER or not node.inputs or len(node.outputs) != 1 or registry.get(node.op).effect
+            or node.regions):  # (a region node's reference needs its regions run: left to the interpreter)
         return None
     if any(v.producer is None or v.producer.op != "constant" for v in node.inputs):
         return None

@@ -15,7 +15,8 @@ def run(graph: Graph) -> Graph:
         if registry.get(node.op).effect:  # (two gc.print calls print twice)
             nodes.append(node)
             continue
-        key = (node.op, tuple(node.inputs), node.attr_key())
+        # (two nodes with the same operands but different regions, fused bodies, differ)
+        key = (node.op, tuple(node.inputs), node.attr_key(), tuple(map(str, node.regions)))
         twin = seen.get(key)
         if twin is not None and len(twin.outputs) == len(node.outputs):
             replace.update(zip(node.outputs, twin.outputs))
@@ -23,4 +24,4 @@ def run(graph: Graph) -> Graph:
         seen[key] = node
         nodes.append(node)
     outputs = [replace.get(v, v) for v in graph.outputs]
-    return Graph(graph.inputs, nodes, outputs, graph.name)
+    return Graph(graph.inputs, nodes, outputs, graph.name).copy_meta(graph)

@@ -8,4 +8,4 @@ from graphc.passes.rewrite import live_nodes
 def run(graph: Graph) -> Graph:
     kept = live_nodes(graph.nodes, graph.outputs)
     # a fresh copy of what stays (a pass never shares nodes or values with its input)
-    return Graph(graph.inputs, kept, graph.outputs, graph.name).clone()
+    return Graph(graph.inputs, kept, graph.outputs, graph.name).copy_meta(graph).clone()

@@ -65,7 +65,7 @@ class Rewriter:
             self.nodes.append(node)
         self.current = None
         outputs = [self.resolve(v) for v in self.graph.outputs]
-        return Graph(self.graph.inputs, self.nodes, outputs, self.graph.name)
+        return Graph(self.graph.inputs, self.nodes, outputs, self.graph.name).copy_meta(self.graph)
 
 
 def live_nodes(nodes, outputs) -> list:

@@ -379,3 +379,173 @@ def test_a_traced_graph_names_its_inputs_and_states():
     assert g.input_names[0] == "x" and g.input_roles[0] == "arg"
     assert set(g.input_roles[1:]) == {"state"} and len(g.input_names) == 3
     assert parse(str(g)) == g
+
+
+# any text a user can put into a name or a string attribute, including the text form's own syntax
+AWKWARD = ["state", "arg", "captured", "state.x", "captured.w", "arg.b", "args[0]", "", " ", "a b", "a'b", 'a"b',
+           "a'\"b", "a\\b", "a\nb", "é", "x²", "\u2028", ")", ",", "a):", "%1:f32[3]", "a %1:f32[3] b", "a   # b",
+           "x {", "}", "graph", "return", "donate outputs[0] -> inputs[0]"]
+
+
+@pytest.mark.parametrize("role", ["arg", "state", "captured"])
+def test_any_input_name_survives_the_text_form(role):
+    """A name is printed bare only when it cannot be misread (``state.x`` is not the role
+    ``state`` with the name ``.x``; an empty name is not no name)."""
+    for name in AWKWARD:
+        g = Graph(name="f")
+        a = g.add_input(TensorType((3,), "float32"), name, role)
+        b = g.add_input(TensorType((), "float64"), "y")
+        g.outputs = [g.add_node("add", [a, a], {}, [a.type]).output, b]
+        again = parse(str(g))
+        assert (again.input_names, again.input_roles) == ([name, "y"], [role, "arg"]), (name, str(g))
+        assert again == g and again.verify(infer_node)
+
+
+def test_string_attributes_and_graph_names_survive_the_text_form():
+    """gc.print's format is the user's text: '%1', '   # ', braces and quotes in it are not syntax.
+    A graph's name need not be a word (a function renamed to 'my-fn')."""
+    for text in AWKWARD:
+        fmt = text.replace("{", "{{").replace("}", "}}") + " {}"
+
+        def f(x, fmt=fmt):
+            gc.print(fmt, x)
+            return x + 1
+        g = raw_graph(f, np.ones(2))
+        g.name = text or "f"
+        again = parse(str(g))
+        assert again.name == g.name and again.nodes[0].attrs["fmt"] == fmt, (fmt, str(g))
+        assert again == g and [n.loc for n in again.nodes] == [n.loc for n in g.nodes]
+
+
+def test_the_header_is_read_whole():
+    """Text the parser cannot place in the header is an error, never silently dropped."""
+    for params in ["%0:f32[3] x y", "%0:f32[3] stat x", "%0:f32[3]; %1:f32[]", "%0:f32[3] 'x"]:
+        with pytest.raises(ValueError, match="cannot read the inputs of graph f"):
+            parse(f"graph f({params}):\n  return %0")
+    g = parse("graph f( %0:f32[3] , %1:f32[] state 'a,b' ):\n  return %1")
+    assert g.input_names == [None, "a,b"] and g.input_roles == ["arg", "state"]
+
+
+def test_verify_rejects_malformed_metadata():
+    g = parse("graph f(%0:f32[2] state w, %1:f32[2] state v):\n  %2:f32[2] = neg(%0)\n  return %2, %2")
+    for change, message in [(lambda g: g.input_roles.__setitem__(0, "param"), "input 0 has role 'param'"),
+                            (lambda g: g.input_names.__setitem__(1, 3), "input 1's name is a int"),
+                            (lambda g: g.donations.update({0: 0, 1: 0}), "outputs 0 and 1 are both donated input 0"),
+                            (lambda g: g.donations.update({"0": 1}), "is not output position -> input position"),
+                            (lambda g: g.input_names.pop(), "2 inputs, but 1 names")]:
+        bad = g.clone()
+        change(bad)
+        with pytest.raises(VerifyError, match=re.escape(message)):
+            bad.verify(infer_node)
+
+
+def test_every_pass_keeps_regions_and_declared_metadata():
+    """Called on its own (not only through the manager), each pass returns a graph with the
+    input names, roles and donations of its input; CSE never merges nodes whose regions differ,
+    and constant folding leaves a region node to the interpreter."""
+    from graphc.interpret import interpret
+    from graphc.passes import constfold, cse, dce, fusion, simplify
+
+    g = parse("""graph f(%0:f64[3] x, %1:f64[3] state w):
+  %2:f64[] = constant(value=array(2.0, f64))
+  %3:f64[3] = fused(%0) {
+    graph body(%0:f64[3]):
+      %1:f64[3] = exp(%0)
+      return %1
+  }
+  %4:f64[3] = fused(%0) {
+    graph body(%0:f64[3]):
+      %1:f64[3] = neg(%0)
+      return %1
+  }
+  %5:f64[3] = constant(value=array([1.0, 2.0, 3.0], f64))
+  %6:f64[3] = fused(%5, %2) {
+    graph body(%0:f64[3], %1:f64[]):
+      %2:f64[3] = mul(%0, %1)
+      return %2
+  }
+  %7:f64[3] = add(%3, %4)
+  %8:f64[3] = add(%7, %6)
+  %9:f64[3] = sub(%1, %8)
+  return %8, %9
+  donate outputs[1] -> inputs[1]""")
+    x, w = np.array([0.5, -1.0, 2.0]), np.ones(3)
+    want = interpret(g, x, w)
+    for name, run in [("cse", cse.run), ("dce", dce.run), ("constfold", constfold.run),
+                      ("simplify", simplify.run), ("fusion", fusion.run)]:
+        h = run(g)
+        h.verify(infer_node)
+        assert (h.input_names, h.input_roles, h.donations) == (["x", "w"], ["arg", "state"], {1: 1}), name
+        for a, b in zip(interpret(h, x, w), want):
+            np.testing.assert_array_equal(a, b, err_msg=name)
+
+
+def test_a_fused_body_computes_each_output_once():
+    """What the loop nest of a fused group stores: a body returning an operand as is, or one value
+    twice, is rejected by verify (the cpu backend returned uninitialized memory or raised KeyError)."""
+    text = """graph f(%0:f64[3], %1:f64[3]):
+  %2:f64[3], %3:f64[3] = fused(%0, %1) {
+    graph body(%0:f64[3], %1:f64[3]):
+      %2:f64[3] = mul(%0, %1)
+      return %2, RESULT
+  }
+  return %2, %3"""
+    with pytest.raises(VerifyError, match="fused body output 1 is not computed in the body"):
+        parse(text.replace("RESULT", "%1")).verify(infer_node)
+    with pytest.raises(VerifyError, match=r"fused body returns one value twice \(outputs 0 and 1\)"):
+        parse(text.replace("RESULT", "%2")).verify(infer_node)
+    parse(text.replace("return %2, RESULT", "%3:f64[3] = neg(%1)\n      return %2, %3")).verify(infer_node)
+
+
+def test_constants_round_trip_bit_for_bit():
+    """Every special value keeps its bits through the text form, the sign of a NaN included."""
+    for dtype in ("float32", "float64"):
+        a = np.array([[-np.nan, np.nan, -0.0], [np.inf, -np.inf, np.finfo(dtype).smallest_subnormal]], dtype)
+        g = Graph(name="f")
+        g.outputs = [g.add_node("constant", [], {"value": Const(a)}, [TensorType((2, 3), dtype)]).output]
+        again = parse(str(g)).nodes[0].attrs["value"].array
+        assert again.tobytes() == a.tobytes() and again.dtype == a.dtype, str(g)
+
+
+@pytest.mark.parametrize("body,message", [
+    ("%1:f64[3,2] = transpose(%0, perm=(1, 0))\n      %2:f64[3,2] = exp(%1)\n      return %2",
+     "elementwise ops and reductions only, not transpose"),
+    (("%1:f64[2] = sum(%0, axes=(1,), keepdims=False)\n      %2:f64[3] = sum(%0, axes=(0,), keepdims=False)"
+      "\n      return %1, %2"), r"reduce different axes \(\(1,\) and \(0,\)\)"),
+    ("%1:f64[2] = sum(%0, axes=(1,), keepdims=False)\n      %2:f64[2] = exp(%1)\n      return %2",
+     "exp in a fused body reads a reduction of the same body"),
+    (("%1:f64[2,3] = exp(%0)\n      %2:f64[] = sum(%1, axes=(0, 1), keepdims=False)\n      %3:f64[] = neg(%2)"
+      "\n      return %3"), "neg in a fused body reads a reduction"),
+])
+def test_a_fused_body_is_one_loop_nest(body, message):
+    """verify rejects the fused bodies no loop nest computes (the cpu backend raised TypeError or
+    KeyError on them, or returned uninitialized memory for reductions over different axes)."""
+    outs = re.findall(r"return (.*)", body)[0].split(", ")
+    types = [re.search(re.escape(o) + r":(\S+) =", body).group(1) for o in outs]
+    text = (f"graph f(%0:f64[2,3]):\n  {', '.join(f'%{k + 1}:{t}' for k, t in enumerate(types))} = fused(%0) {{\n"
+            f"    graph body(%0:f64[2,3]):\n      {body}\n  }}\n  return %1")
+    with pytest.raises(VerifyError, match=message):
+        parse(text).verify(infer_node)
+
+
+def test_a_constant_holds_a_c_ordered_copy():
+    """Passes read a constant's bytes (rewrite.splat): a transposed array made a ValueError there
+    ('the last axis must be contiguous'), which the pass manager hid by skipping the pass."""
+    from graphc.passes.rewrite import splat
+
+    user = np.arange(6.0).reshape(2, 3).T
+    c = Const(user)
+    assert c.array.flags.c_contiguous and not c.array.flags.writeable and np.array_equal(c.array, user)
+    user[0, 0] = 99.0
+    assert c.array[0, 0] == 0.0 and c == Const(np.arange(6.0).reshape(2, 3).T)
+    g = Graph(name="f")
+    g.outputs = [g.add_node("constant", [], {"value": Const(np.full((3, 2), 2.0).T)}, [TensorType((2, 3), "float64")]).output]
+    assert splat(g.outputs[0]) == 2.0
+
+
+def test_verify_rejects_a_region_that_is_not_a_graph():
+    g = parse("graph f(%0:f64[3]):\n  %1:f64[3] = fused(%0) {\n    graph body(%0:f64[3]):\n"
+              "      %1:f64[3] = exp(%0)\n      return %1\n  }\n  return %1")
+    g.nodes[0].regions = [("the old tuple encoding",)]
+    with pytest.raises(VerifyError, match="a region is a Graph, not a tuple"):
+        g.verify(infer_node)

@@ -66,20 +66,45 @@ def _modules() -> dict:
 MODULES = _modules()
 
 
-def _imports(path: str):
+def _imports(module: str, path: str):
     """(imported graphc module, line, inside a function?) for every import in the file."""
-    tree = ast.parse(open(path).read())
+    return _imports_in(module, open(path).read(), path.endswith("__init__.py"))
+
+
+# calls that import a module named by their first argument
+_DYNAMIC_IMPORTS = {"import_module", "__import__"}
+
+
+def _imports_in(module: str, source: str, is_package: bool = False):
+    """The imports of ``module`` given its source: ``import a.b [as c]``, ``from a import b``,
+    relative ``from . import b`` / ``from ..a import b``, and ``importlib.import_module("a.b")``
+    or ``__import__("a.b")`` (an f-string counts as its constant prefix: ``f"graphc.{x}"`` is
+    ``graphc``)."""
+    tree = ast.parse(source)
+    package = module if is_package else module.rpartition(".")[0]
     local = set()
     for fn in ast.walk(tree):
-        if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
-            local |= {id(st) for st in ast.walk(fn) if isinstance(st, (ast.Import, ast.ImportFrom))}
+        if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            local |= {id(st) for st in ast.walk(fn) if isinstance(st, (ast.Import, ast.ImportFrom, ast.Call))}
     for st in ast.walk(tree):
         if isinstance(st, ast.Import):
             targets = [a.name for a in st.names]
-        elif isinstance(st, ast.ImportFrom) and st.module and st.level == 0:
+        elif isinstance(st, ast.ImportFrom):
+            base = st.module or ""
+            if st.level:  # relative: resolved against the module's own package
+                parts = package.split(".")
+                parent = ".".join(parts[:len(parts) - (st.level - 1)])
+                base = f"{parent}.{base}" if base else parent
             # `from graphc.ops import prims`: the submodule when there is one, else the package
-            targets = [f"{st.module}.{a.name}" if f"{st.module}.{a.name}" in MODULES else st.module
-                       for a in st.names]
+            targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in MODULES else base for a in st.names]
+        elif isinstance(st, ast.Call) and st.args and _called_name(st.func) in _DYNAMIC_IMPORTS:
+            arg = st.args[0]
+            if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
+                targets = [arg.value]
+            elif isinstance(arg, ast.JoinedStr) and arg.values and isinstance(arg.values[0], ast.Constant):
+                targets = [str(arg.values[0].value).rstrip(".")]
+            else:
+                continue
         else:
             continue
         for target in targets:
@@ -89,11 +114,15 @@ def _imports(path: str):
                 yield target, st.lineno, id(st) in local
 
 
+def _called_name(func) -> str:
+    return func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+
+
 def import_graph() -> nx.DiGraph:
     g = nx.DiGraph()
     for module, path in MODULES.items():
         g.add_node(module)
-        for target, line, in_function in _imports(path):
+        for target, line, in_function in _imports(module, path):
             if target != module:
                 g.add_edge(module, target, line=line, in_function=in_function)
     return g
@@ -157,3 +186,22 @@ def test_a_layer_loads_without_the_layers_above(module):
     assert not above, f"importing {module} loaded {above}"
     if layer_of(module) < layer_of("graphc.backend"):
         assert not loaded["numba"], f"importing {module} loaded Numba"
+
+
+def test_the_import_scan_sees_every_spelling_of_an_import():
+    """Relative imports, aliases and importlib calls are imports too (or the checks above miss them)."""
+    source = """
+import graphc.runtime as rt
+from . import autodiff
+from ..backend import plan
+from .registry import get
+import importlib
+importlib.import_module("graphc.passes.manager")
+def later(name):
+    return __import__(f"graphc.backend.{name}")
+"""
+    found = sorted(_imports_in("graphc.ops.shape", source))
+    assert found == [("graphc.backend", 9, True), ("graphc.backend.plan", 4, False),
+                     ("graphc.ops.autodiff" if "graphc.ops.autodiff" in MODULES else "graphc.ops", 3, False),
+                     ("graphc.ops.registry", 5, False), ("graphc.passes.manager", 7, False),
+                     ("graphc.runtime", 2, False)]

@@ -10,10 +10,12 @@ node's operands and whose outputs are the fused node's outputs::
         return %3, %2
     }
 
-The shape rule checks the body against the operands (the body's own nodes are
-checked by ``Graph.verify``, which descends into regions); the reference runs
-the body (the interpreter hands it over as a callable). Fusion (passes/fusion.py)
-builds these nodes with ``fused_node``; backends lower them.
+The shape rule checks the body against the operands and that it is one loop nest
+(elementwise nodes over one domain, trailing reductions over the same axes, each
+output computed in the body and returned once: what fusion builds and backends
+lower); the body's own nodes are checked by ``Graph.verify``, which descends into
+regions. The reference runs the body (the interpreter hands it over as a callable).
+Fusion (passes/fusion.py) builds these nodes with ``fused_node``; backends lower them.
 """
 from __future__ import annotations
 
@@ -69,12 +71,46 @@ def _infer(types, regions=()):
     if got != list(types):
         raise ShapeError(f"fused body takes {list(map(str, got))}, but the node's operands are "
                          f"{list(map(str, types))}")
+    # each output is a value the body computes, returned once (what the loop nest stores; an
+    # operand passed through or a value returned twice would be an output no loop writes)
+    computed = {v for node in body.nodes for v in node.outputs}
+    for k, v in enumerate(body.outputs):
+        if v not in computed:
+            raise ShapeError(f"fused body output {k} is not computed in the body (an operand returned as is)")
+        if v in body.outputs[:k]:
+            raise ShapeError(f"fused body returns one value twice (outputs {body.outputs.index(v)} and {k})")
     for node in body.nodes:
         if node.regions:
             raise ShapeError(f"a fused body cannot contain a node with regions ({node.op})")
         if registry.get(node.op).effect:
             raise ShapeError(f"a fused body cannot contain {node.op}, an op with an effect")
+    _check_loop_nest(body)
     return [v.type for v in body.outputs]
+
+
+def _check_loop_nest(body):
+    """A body is one loop nest (what passes/fusion.py builds and backends lower): elementwise
+    nodes over one domain and trailing reductions of that domain over the same axes."""
+    domain, axes, reduced = None, None, set()
+    for node in body.nodes:
+        if node.op in REDUCTIONS:
+            shape = node.inputs[0].type.shape
+            if axes is not None and tuple(node.attrs.get("axes", ())) != axes:
+                raise ShapeError(f"the reductions of a fused body reduce different axes ({axes} and "
+                                 f"{tuple(node.attrs.get('axes', ()))})")
+            axes = tuple(node.attrs.get("axes", ()))
+        elif registry.get(node.op).kind == registry.ELEMENTWISE:
+            shape = node.outputs[0].type.shape
+        else:
+            raise ShapeError(f"a fused body holds elementwise ops and reductions only, not {node.op}")
+        if any(v in reduced for v in node.inputs):
+            raise ShapeError(f"{node.op} in a fused body reads a reduction of the same body (a reduction "
+                             f"is done only after the loop)")
+        if domain is not None and shape != domain:
+            raise ShapeError(f"a fused body runs over one domain: {node.op} runs over {shape}, not {domain}")
+        domain = shape
+        if node.op in REDUCTIONS:
+            reduced.update(node.outputs)
 
 
 def _reference(*args, regions):
