@@ -448,3 +448,6 @@ def test_generated_source_reads_as_written_by_hand(monkeypatch):
     assert "# workspace" in src or "ws" not in src.split("def entry(")[1].split(")")[0]
     names = readable_names(["x", "x", "fc1.weight", "range", "v3", None], 6)
     assert names == ["x", "x2", "fc1_weight", "arg_range", "arg_v3", "a5"]
+    # ASCII only: 'x²' and 'ﬁ' are no Python identifiers ('ﬁ' would even read as 'fi')
+    names = readable_names(["x²", "ﬁ", "fi", "é"], 4)
+    assert all(n.isidentifier() and n.isascii() for n in names) and len(set(names)) == 4, names

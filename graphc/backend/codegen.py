@@ -35,7 +35,7 @@ def readable_names(names, count: int) -> list[str]:
     out, taken = [], set()
     for i in range(count):
         raw = names[i] if names is not None and i < len(names) and names[i] else f"a{i}"
-        base = re.sub(r"\W", "_", str(raw)).strip("_") or f"a{i}"
+        base = re.sub(r"[^0-9A-Za-z_]", "_", str(raw)).strip("_") or f"a{i}"  # ASCII: x² and ﬁ are no identifiers
         if base[0].isdigit() or base in RESERVED_NAMES or _GENERATED.fullmatch(base) and base != f"a{i}":
             base = "arg_" + base
         name, k = base, 1
