@@ -208,3 +208,28 @@ def check(fn, *args, ref=None, tol=None):
 def check_interp(fn, *args, ref=None, tol=None):
     """Interpreter-only check of a single function (no compile)."""
     check_interpreted([Case(getattr(fn, "__name__", "fn"), fn, args, ref=ref, tol=tol)])
+
+
+def small_training_step(opt_name: str, dtype: str = "float32", **trace_options):
+    """``(model, step)``: a 6-5-3 tanh MLP with MSE loss and SGD (momentum) or Adam, its whole
+    training step traced with ``trace_options`` (``step(x, t)`` returns the loss)."""
+    import graphc as gc
+    from graphc import nn, optim
+
+    nn.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 5), nn.Tanh(), nn.Linear(5, 3))
+    for p in model.parameters():
+        p.data = p.data.astype(dtype)
+    opt = {"sgd": lambda ps: optim.SGD(ps, lr=0.1, momentum=0.9),
+           "adam": lambda ps: optim.Adam(ps, lr=0.01)}[opt_name](model.parameters())
+    loss_fn = nn.MSELoss()
+
+    @gc.trace(**trace_options)
+    def step(x, t):
+        opt.zero_grad()
+        loss = loss_fn(model(x), t)
+        loss.backward()
+        opt.step()
+        return loss
+
+    return model, step

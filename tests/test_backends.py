@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 import graphc as gc
-from graphc import backend, nn, optim
+from graphc import backend
 from graphc.backend import base, cpu
 from graphc.state import State
 
-from conftest import assert_same
+from conftest import assert_same, small_training_step
 
 
 # -- choosing a device ---------------------------------------------------------------------------
@@ -149,19 +149,7 @@ def test_the_numpy_device_writes_state_back_all_or_nothing():
 
 
 def _training(device, opt_name, steps=3):
-    nn.manual_seed(0)
-    model = nn.Sequential(nn.Linear(6, 5), nn.Tanh(), nn.Linear(5, 3))
-    opt = {"sgd": lambda ps: optim.SGD(ps, lr=0.1, momentum=0.9),
-           "adam": lambda ps: optim.Adam(ps, lr=0.01)}[opt_name](model.parameters())
-    loss_fn = nn.MSELoss()
-
-    @gc.trace(device=device)
-    def step(x, t):
-        opt.zero_grad()
-        loss = loss_fn(model(x), t)
-        loss.backward()
-        opt.step()
-        return loss
+    model, step = small_training_step(opt_name, device=device)
 
     rng = np.random.default_rng(0)
     x, t = rng.standard_normal((4, 6)).astype(np.float32), rng.standard_normal((4, 3)).astype(np.float32)

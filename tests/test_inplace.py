@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 
 import graphc as gc
-from graphc import nn, optim
+from graphc import nn
 from graphc.interpret import interpret
 from graphc.state import State
 from graphc.backend.plan import verify_plan
+from conftest import small_training_step
 
 
 def plan_of(f):
@@ -22,21 +23,7 @@ def plan_of(f):
 
 def train(opt_name, dtype, passes, steps=3):
     rng = np.random.default_rng(0)
-    nn.manual_seed(0)
-    model = nn.Sequential(nn.Linear(6, 5), nn.Tanh(), nn.Linear(5, 3))
-    for p in model.parameters():
-        p.data = p.data.astype(dtype)
-    opt = {"sgd": lambda ps: optim.SGD(ps, lr=0.1, momentum=0.9),
-           "adam": lambda ps: optim.Adam(ps, lr=0.01)}[opt_name](model.parameters())
-    loss_fn = nn.MSELoss()
-
-    @gc.trace(passes=passes)
-    def step(x, t):
-        opt.zero_grad()
-        loss = loss_fn(model(x), t)
-        loss.backward()
-        opt.step()
-        return loss
+    model, step = small_training_step(opt_name, dtype, passes=passes)
 
     x, t = rng.standard_normal((4, 6)).astype(dtype), rng.standard_normal((4, 3)).astype(dtype)
     arrays = [p.data for p in model.parameters()]
