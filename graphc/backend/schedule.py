@@ -197,8 +197,10 @@ def emit_group(em: Emitter, node: Node, sub: Graph, standalone: bool = False):
         if combine == "mul":
             return f"{acc} *= {value}"
         cmp = ">" if combine == "max" else "<"
-        if x_dtype.startswith("float"):  # NaN wins and stays, as in NumPy
-            return f"{acc} = {v} if ({v} {cmp} {acc} or {v} != {v}) else {acc}"
+        if x_dtype.startswith("float"):
+            # NumPy's np.maximum(acc, v): NaN wins and stays, and a tie takes the later element,
+            # which decides the sign of a zero result (max of [-0.0, 0.0] is 0.0, as NumPy's)
+            return f"{acc} = {acc} if ({acc} {cmp} {v} or {acc} != {acc}) else {v}"
         return f"{acc} = {v} if {v} {cmp} {acc} else {acc}"
 
     rng = "prange" if parallel else "range"
@@ -404,7 +406,9 @@ def emit_group(em: Emitter, node: Node, sub: Graph, standalone: bool = False):
     if parallel:
         opts.append("parallel=True")
     if fastmath:
-        opts.append("fastmath={'reassoc', 'contract'}")
+        # reassoc only: 'contract' lets LLVM fuse the group's own a * b + c into an FMA, whose
+        # single rounding changes values NumPy rounds twice (sum(x * x - 1) off by 1e-4 in float32)
+        opts.append("fastmath={'reassoc'}")
     em.kernels.append("\n".join([f"@njit({', '.join(opts)})", f"def {kname}({', '.join(params)}):"] + k.lines))
     em.imports |= k.imports
     em.kernel_info.append({"name": kname, "node": node, "parallel": parallel, "fastmath": fastmath,
