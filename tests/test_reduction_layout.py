@@ -222,14 +222,24 @@ def test_max_min_ties_take_the_later_element_as_numpy(mode, monkeypatch):
 
 
 def test_kernels_round_each_operation_as_numpy(monkeypatch):
-    # a kernel's reassociated sums must not let LLVM contract x * x - 1 into an FMA (one
-    # rounding where NumPy has two): 2**-11 + 2**-24 instead of NumPy's 2**-11 per element
+    # a kernel's fastmath flags cover its elementwise ops too: LLVM must neither contract
+    # x * x - 1 into an FMA (one rounding where NumPy has two: 2**-11 + 2**-24 per element
+    # instead of 2**-11) nor reassociate x * 1e30 * 1e-30 into x (finite where NumPy overflows)
     monkeypatch.setattr(codegen, "INLINE_MAX", 0)
-    fn = lambda x: (np.sum(x * x - 1.0), np.sum(x * x - 1.0, axis=-1), x * x - 1.0)  # noqa: E731
+
+    def fn(x):
+        return (np.sum(x * x - 1.0), np.sum(x * x - 1.0, axis=-1), x * x - 1.0,
+                np.sum(x * 1e30 * 1e-30), x * 1e30 * 1e-30, np.sum(x * 3.0 / 3.0, axis=-1))
+
     f = gc.trace(fn)
     x = np.full((4, 300), 1 + 2.0 ** -12, np.float32)
-    got, want = f(x), fn(x)
-    assert "fastmath" in f.source
+    x[1] = 1e10
+    with np.errstate(over="ignore"):
+        got, want = f(x), fn(x)
     for g, w in zip(got, want):
         assert_same(g, w, "float32")
     np.testing.assert_array_equal(got[2], want[2])
+    # a sum of one product per element still vectorizes as reassociated partials
+    h = gc.trace(lambda x, y: np.sum(np.tanh(x) * y))
+    assert_same(h(x, x), np.sum(np.tanh(x) * x), "float32")
+    assert "fastmath={'reassoc'}" in h.source
