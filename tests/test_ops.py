@@ -1027,3 +1027,13 @@ def test_random_fused_programs(program, data):
         return (out, h) if both else out
 
     check(f, a, b, c, tol=dict(rtol=1e-4, atol=1e-5))
+
+
+def test_relu_of_negative_zero_is_zero_as_np_maximum():
+    # relu is np.maximum(x, 0): a tie takes the 0, so -0.0 gives +0.0; NaN stays
+    f = gc.trace(lambda x: (gc.relu(x), np.sum(gc.relu(x), axis=-1)))
+    for dtype in ("float32", "float64"):
+        x = np.array([[-0.0, 0.0, np.nan, -1.0, 2.0, -np.inf, np.inf]], dtype)
+        for got, want in zip(f(x), (np_relu(x), np.sum(np_relu(x), axis=-1))):
+            assert_same(got, want, dtype)
+            np.testing.assert_array_equal(np.signbit(got), np.signbit(want))

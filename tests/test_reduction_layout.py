@@ -201,3 +201,45 @@ def test_size_one_lead_dims_still_split_into_blocks(monkeypatch):
         assert_same(s, x.sum(1), "sum", TOL[dtype])
         assert_same(m, x.max(1, keepdims=True), "max")
         assert "prange(8)" in f.source
+
+
+@pytest.mark.parametrize("mode", ["inline", "O0"])
+def test_max_min_ties_take_the_later_element_as_numpy(mode, monkeypatch):
+    # NumPy folds np.maximum(acc, x), which returns x on a tie: the sign of a zero result is
+    # the last zero's (short runs and columns; NumPy's own SIMD loops differ on long rows)
+    def fn(x):
+        return (np.max(x, axis=0), np.min(x, axis=0, keepdims=True), np.max(x, axis=1), np.min(x, axis=1),
+                np.max(x), np.min(x))
+
+    f = traced(fn, mode, monkeypatch)
+    rng = np.random.default_rng(4)
+    for dtype in ("float32", "float64"):
+        for _ in range(20):
+            x = rng.choice(np.array([0.0, -0.0, 0.0, -0.0, -1.0, np.nan], dtype), size=(5, 3))
+            for got, want in zip(f(x), fn(x)):
+                assert_same(got, want, mode)
+                np.testing.assert_array_equal(np.signbit(got), np.signbit(want), err_msg=f"{mode} {x}")
+
+
+def test_kernels_round_each_operation_as_numpy(monkeypatch):
+    # a kernel's fastmath flags cover its elementwise ops too: LLVM must neither contract
+    # x * x - 1 into an FMA (one rounding where NumPy has two: 2**-11 + 2**-24 per element
+    # instead of 2**-11) nor reassociate x * 1e30 * 1e-30 into x (finite where NumPy overflows)
+    monkeypatch.setattr(codegen, "INLINE_MAX", 0)
+
+    def fn(x):
+        return (np.sum(x * x - 1.0), np.sum(x * x - 1.0, axis=-1), x * x - 1.0,
+                np.sum(x * 1e30 * 1e-30), x * 1e30 * 1e-30, np.sum(x * 3.0 / 3.0, axis=-1))
+
+    f = gc.trace(fn)
+    x = np.full((4, 300), 1 + 2.0 ** -12, np.float32)
+    x[1] = 1e10
+    with np.errstate(over="ignore"):
+        got, want = f(x), fn(x)
+    for g, w in zip(got, want):
+        assert_same(g, w, "float32")
+    np.testing.assert_array_equal(got[2], want[2])
+    # a sum of one product per element still vectorizes as reassociated partials
+    h = gc.trace(lambda x, y: np.sum(np.tanh(x) * y))
+    assert_same(h(x, x), np.sum(np.tanh(x) * x), "float32")
+    assert "fastmath={'reassoc'}" in h.source

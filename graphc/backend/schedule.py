@@ -58,7 +58,8 @@ def emit_group(em: Emitter, node: Node, sub: Graph, standalone: bool = False):
     nd = len(domain)
     size = int(np.prod(domain, dtype=np.int64))
     kept = [d for d in range(nd) if d not in axes]
-    sum_like = all(data[r].combine in ("add", "mul") for r in reds)
+    # sums a kernel may reassociate (fastmath) without changing what its elementwise ops compute
+    sum_like = all(data[r].combine in ("add", "mul") for r in reds) and reassociation_safe(sub, em.math)
     parallel = not standalone and size >= codegen.PARALLEL_MIN and (bool(kept) if not flat else (sum_like or not reds))
     fastmath = bool(reds) and sum_like
     order = memory_order(domain, axes) if reds and not flat else None
@@ -197,8 +198,10 @@ def emit_group(em: Emitter, node: Node, sub: Graph, standalone: bool = False):
         if combine == "mul":
             return f"{acc} *= {value}"
         cmp = ">" if combine == "max" else "<"
-        if x_dtype.startswith("float"):  # NaN wins and stays, as in NumPy
-            return f"{acc} = {v} if ({v} {cmp} {acc} or {v} != {v}) else {acc}"
+        if x_dtype.startswith("float"):
+            # NumPy's np.maximum(acc, v): NaN wins and stays, and a tie takes the later element,
+            # which decides the sign of a zero result (max of [-0.0, 0.0] is 0.0, as NumPy's)
+            return f"{acc} = {acc} if ({acc} {cmp} {v} or {acc} != {acc}) else {v}"
         return f"{acc} = {v} if {v} {cmp} {acc} else {acc}"
 
     rng = "prange" if parallel else "range"
@@ -404,7 +407,9 @@ def emit_group(em: Emitter, node: Node, sub: Graph, standalone: bool = False):
     if parallel:
         opts.append("parallel=True")
     if fastmath:
-        opts.append("fastmath={'reassoc', 'contract'}")
+        # reassoc only: 'contract' lets LLVM fuse the group's own a * b + c into an FMA, whose
+        # single rounding changes values NumPy rounds twice (sum(x * x - 1) off by 1e-4 in float32)
+        opts.append("fastmath={'reassoc'}")
     em.kernels.append("\n".join([f"@njit({', '.join(opts)})", f"def {kname}({', '.join(params)}):"] + k.lines))
     em.imports |= k.imports
     em.kernel_info.append({"name": kname, "node": node, "parallel": parallel, "fastmath": fastmath,
@@ -526,6 +531,43 @@ class Lanes:
             with k.block(f"for {lane} in range(1, 8):"):
                 k.line(self.fold(r, f"{arr}[0]", f"{arr}[{lane}]", dtype, dtype))
             accs[r], value_dtypes[r] = f"{arr}[0]", dtype
+
+
+# float ops that round, by the families LLVM's reassociation (fastmath 'reassoc', without 'nsz')
+# merges within: (x * a) * b, (x * a) / b, (x + a) - b; and ops that are exact, selects or
+# comparisons (nothing to reassociate). vecmath calls keep strict flags whatever the caller's
+_FAMILY = {"add": "add", "sub": "add", "mul": "mul", "div": "mul"}
+_EXACT = frozenset({"abs", "sqrt", "maximum", "minimum", "fmax", "fmin", "where", "relu", "clip", "cast",
+                    "broadcast_to", "stop_gradient", "eq", "ne", "lt", "le", "gt", "ge", "and", "or", "xor",
+                    "not", "floor", "ceil", "rint", "sign", "iota"})
+
+
+def reassociation_safe(sub: Graph, math: str) -> bool:
+    """Whether a kernel computing ``sub`` may run with fastmath 'reassoc', so that its sums
+    vectorize as reassociated partials. The flag covers every float instruction of the kernel:
+    two rounding ops of one family in a row would be merged (``x * 1e30 * 1e-30`` -> ``x``,
+    finite where NumPy overflows; ``x * 3 / 3`` -> ``x``), in the sums and in the elementwise
+    values the group stores. (Only a product's or sum's feed into the reduction itself is
+    reassociated: within a sum's own error.)"""
+    family = {}  # node -> the family of the rounding op it is (or, for a negation, forwards)
+    for n in sub.nodes:
+        dtype = n.outputs[0].type.dtype
+        if n.op in REDUCTIONS or not dtype.startswith("float"):
+            continue
+        fed = {family[v.producer] for v in n.inputs if v.producer in family}
+        if n.op == "neg":  # exact, but -(a * b) * c folds the negation into one product
+            if len(fed) == 1:
+                family[n] = fed.pop()
+            elif fed:
+                return False
+        elif n.op in _FAMILY:
+            if _FAMILY[n.op] in fed:
+                return False
+            family[n] = _FAMILY[n.op]
+        elif n.op not in _EXACT and (math != "fast" or codegen.vector_math(registry.get(n.op).math, dtype) is None
+                                     or n.op == "pow"):  # (pow: x ** 0.5 takes np.sqrt, others inline)
+            return False
+    return True
 
 
 def initial_value_of(r):

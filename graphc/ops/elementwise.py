@@ -202,7 +202,8 @@ def _relu_ref(x):
     return np.maximum(x, np.zeros((), x.dtype))
 
 
-relu = _unary_same("relu", _relu_ref, lambda c, a: f"{c.lit(0)} if {a} < {c.lit(0)} else {a}",
+# np.maximum(x, 0): NaN stays, and -0.0 gives 0.0 (a tie takes the zero)
+relu = _unary_same("relu", _relu_ref, lambda c, a: f"{a} if ({a} > {c.lit(0)} or {a} != {a}) else {c.lit(0)}",
                    (lambda g, x, out: where(greater(x, 0), g, 0),))
 
 # -- transcendental ------------------------------------------------------------------
