@@ -167,7 +167,7 @@ class Emitter:
     def alloc(self, v: Value, fill: str | None = None) -> str:
         """Define ``v``: a C-contiguous buffer for rank >= 1 (filled with ``fill`` if given), else a local.
 
-        Where the buffer lives is the graph's memory plan (passes/memory.py): a block of the
+        Where the buffer lives is the graph's memory plan (graphc/backend/plan.py): a block of the
         workspace argument ``ws``, a recycled out-buffer argument ``rbK`` (an array the runtime
         returned on an earlier call and the user has since dropped), or, for values the plan
         does not name, a fresh array.

@@ -97,7 +97,7 @@ def emit_group(em: Emitter, node: Node, sub: Graph, standalone: bool = False):
         else:
             k.names[v] = f"p{i}"
             params.append(f"p{i}")
-    # outputs written over one of the group's operands (a State's update, passes/memory.py
+    # outputs written over one of the group's operands (a State's update, graphc/backend/plan.py
     # in_place): stored through the operand's own name, so LLVM sees one pointer, a load and a
     # store at the same index, and vectorizes (two names for one array fail its alias check)
     plan_inplace = em.plan.inplace if em.plan is not None else {}
@@ -149,7 +149,7 @@ def emit_group(em: Emitter, node: Node, sub: Graph, standalone: bool = False):
     def body(idx, loop_shape):
         local = dict(hoisted)
         if flat:  # every operand first: an output written in place of one (a State's update,
-            # passes/memory.py) must not be stored before that operand's element is read
+            # graphc/backend/plan.py) must not be stored before that operand's element is read
             for v in sub.inputs:
                 if v not in local:
                     local[v] = k.tmp("x")
