@@ -243,3 +243,25 @@ def test_kernels_round_each_operation_as_numpy(monkeypatch):
     h = gc.trace(lambda x, y: np.sum(np.tanh(x) * y))
     assert_same(h(x, x), np.sum(np.tanh(x) * x), "float32")
     assert "fastmath={'reassoc'}" in h.source
+
+
+def test_sums_a_kernel_may_not_reassociate_still_run_in_threads(monkeypatch):
+    """A flat sum over a chain LLVM must not reassociate (x * 1e30 * 1e-30) splits over threads in
+    fixed blocks folded into lanes: prange, no fastmath, NumPy's values (inf where NumPy overflows),
+    the same result on every call; blocks of uneven length and a tail shorter than the lanes."""
+    monkeypatch.setattr(codegen, "PARALLEL_MIN", 1 << 10)
+
+    def fn(x):
+        return np.sum(x * 1e30 * 1e-30), np.mean(x * 3.0 / 3.0 - x), x * 1e30 * 1e-30
+
+    f = gc.trace(fn)
+    x = np.random.default_rng(3).standard_normal(5003).astype(np.float32)
+    got = f(x)
+    assert "prange" in f.source and "fastmath" not in f.source
+    for g, w in zip(got, fn(x)):
+        assert_same(g, w, "float32")
+    assert f(x)[0] == got[0]  # fixed blocks: deterministic
+    x[77] = 1e10
+    with np.errstate(over="ignore"):
+        got, want = f(x), fn(x)
+    assert np.isinf(got[0]) and np.isinf(want[0]) and np.isinf(got[2][77])

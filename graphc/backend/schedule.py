@@ -60,7 +60,12 @@ def emit_group(em: Emitter, node: Node, sub: Graph, standalone: bool = False):
     kept = [d for d in range(nd) if d not in axes]
     # sums a kernel may reassociate (fastmath) without changing what its elementwise ops compute
     sum_like = all(data[r].combine in ("add", "mul") for r in reds) and reassociation_safe(sub, em.math)
+    # flat sums a kernel may not reassociate still use threads: fixed blocks, each folding into
+    # lanes, the blocks' partials combined in block order (deterministic, no fastmath)
+    block_lanes = (flat and bool(reds) and not sum_like and not standalone and size >= codegen.PARALLEL_MIN
+                   and all(data[r].combine in ("add", "mul") for r in reds))
     parallel = not standalone and size >= codegen.PARALLEL_MIN and (bool(kept) if not flat else (sum_like or not reds))
+    parallel = parallel or block_lanes
     fastmath = bool(reds) and sum_like
     order = memory_order(domain, axes) if reds and not flat else None
     if order is not None:
@@ -321,6 +326,33 @@ def emit_group(em: Emitter, node: Node, sub: Graph, standalone: bool = False):
                 k.line(fold(r, totals[r], accs[r]))
         accs.update(totals)
         finish([])
+    elif block_lanes:
+        nb = codegen.PARALLEL_BLOCKS
+        per = -(-size // nb)  # block b covers [b * per, min((b + 1) * per, size))
+        totals = dict(accs)
+        parts = {r: k.tmp("part") for r in reds}
+        for r in reds:
+            k.line(f"{parts[r]} = {k.scratch((nb,), acc_dtypes[r])}")
+        b = k.tmp("b")
+        with k.block(f"for {b} in prange({nb}):"):
+            lo, hi = k.tmp("lo"), k.tmp("hi")
+            k.line(f"{lo} = {b} * {per}")
+            k.line(f"{hi} = min({lo} + {per}, {size})")
+            lanes = Lanes(k, reds, acc_dtypes, acc_inits, per, fold, part_dtypes, per)
+            lanes.setup()
+            lanes.init()
+            lanes.loop_between(lo, hi, lambda j: body([j], (size,)), accs)
+            lanes.combine(accs, value_dtypes)
+            for r in reds:
+                k.line(f"{parts[r]}[{b}] = {accs[r]}")
+        accs.update(totals)
+        init_accs()
+        for r in reds:
+            value_dtypes.pop(r, None)
+            c = k.tmp("c")
+            with k.block(f"for {c} in range({nb}):"):
+                k.line(fold(r, accs[r], f"{parts[r]}[{c}]", acc_dtypes[r], acc_dtypes[r]))
+        finish([])
     elif flat and reds and size >= LANE_MIN:
         lanes = Lanes(k, reds, acc_dtypes, acc_inits, size, fold, part_dtypes, size)
         lanes.setup()
@@ -505,6 +537,33 @@ class Lanes:
                 for r in self.reds:
                     accs[r] = f"{self.names[r]}[{j} - {chunks * width}]"
                 at(j)
+        if wide:
+            self._flush(wide)
+
+    def loop_between(self, lo: str, hi: str, at, accs):
+        """Like ``loop``, over the run ``lo <= j < hi`` whose bounds are known only at run time."""
+        k, width = self.k, self.width
+        wide = [r for r in self.reds if self.wide[r]]
+        per_flush = LANE_FLUSH // width
+        # unsigned indices: with signed ones Numba's negative-index wraparound turns every load
+        # and store into a gather/scatter (the bounds are not known when compiling)
+        ci, lane, j, start = k.tmp("c"), k.tmp("l"), k.tmp("j"), k.tmp("s")
+        with k.block(f"for {ci} in range(({hi} - {lo}) // {width}):"):
+            k.line(f"{start} = np.uint64({lo} + {ci} * {width})")
+            with k.block(f"for {lane} in range(np.uint64({width})):"):
+                k.line(f"{j} = {start} + {lane}")
+                for r in self.reds:
+                    accs[r] = f"{self.names[r]}[{lane}]"
+                at(j)
+            if wide:
+                with k.block(f"if {ci} % {per_flush} == {per_flush - 1}:"):
+                    self._flush(wide)
+        rest, j = k.tmp("r"), k.tmp("j")
+        k.line(f"{rest} = np.uint64({lo} + ({hi} - {lo}) // {width} * {width})")
+        with k.block(f"for {j} in range({rest}, np.uint64({hi})):"):
+            for r in self.reds:
+                accs[r] = f"{self.names[r]}[{j} - {rest}]"
+            at(j)
         if wide:
             self._flush(wide)
 
