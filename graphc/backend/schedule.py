@@ -529,14 +529,9 @@ class Lanes:
             with k.block(f"for {c} in range({chunks}):"):
                 chunk(c)
                 if wide and chunks > per_flush:
-                    with k.block(f"if {c} % {per_flush} == {per_flush - 1}:"):
-                        self._flush(wide)
+                    self._flush_every(c, wide)
         if rest:
-            j = k.tmp("j")
-            with k.block(f"for {j} in range({chunks * width}, {n}):"):
-                for r in self.reds:
-                    accs[r] = f"{self.names[r]}[{j} - {chunks * width}]"
-                at(j)
+            self._tail(chunks * width, n, chunks * width, at, accs)
         if wide:
             self._flush(wide)
 
@@ -544,7 +539,6 @@ class Lanes:
         """Like ``loop``, over the run ``lo <= j < hi`` whose bounds are known only at run time."""
         k, width = self.k, self.width
         wide = [r for r in self.reds if self.wide[r]]
-        per_flush = LANE_FLUSH // width
         # unsigned indices: with signed ones Numba's negative-index wraparound turns every load
         # and store into a gather/scatter (the bounds are not known when compiling)
         ci, lane, j, start = k.tmp("c"), k.tmp("l"), k.tmp("j"), k.tmp("s")
@@ -556,15 +550,25 @@ class Lanes:
                     accs[r] = f"{self.names[r]}[{lane}]"
                 at(j)
             if wide:
-                with k.block(f"if {ci} % {per_flush} == {per_flush - 1}:"):
-                    self._flush(wide)
-        rest, j = k.tmp("r"), k.tmp("j")
+                self._flush_every(ci, wide)
+        rest = k.tmp("r")
         k.line(f"{rest} = np.uint64({lo} + ({hi} - {lo}) // {width} * {width})")
-        with k.block(f"for {j} in range({rest}, np.uint64({hi})):"):
-            for r in self.reds:
-                accs[r] = f"{self.names[r]}[{j} - {rest}]"
-            at(j)
+        self._tail(rest, f"np.uint64({hi})", rest, at, accs)
         if wide:
+            self._flush(wide)
+
+    def _tail(self, start, stop, first, at, accs):
+        """The elements after the full chunks, ``start <= j < stop``: element j into lane j - first."""
+        j = self.k.tmp("j")
+        with self.k.block(f"for {j} in range({start}, {stop}):"):
+            for r in self.reds:
+                accs[r] = f"{self.names[r]}[{j} - {first}]"
+            at(j)
+
+    def _flush_every(self, counter: str, wide):
+        """Fold the float32 lanes into the float64 ones after every LANE_FLUSH elements."""
+        per_flush = LANE_FLUSH // self.width
+        with self.k.block(f"if {counter} % {per_flush} == {per_flush - 1}:"):
             self._flush(wide)
 
     def _flush(self, wide):
