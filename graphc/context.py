@@ -14,6 +14,7 @@ class _Tracing(threading.local):
 
     def __init__(self):
         self.active: list = []
+        self.probes: frozenset = frozenset()  # sizes a symbolic dimension takes while probed
 
 
 _TRACING = _Tracing()
@@ -33,3 +34,19 @@ def tracing(builder):
         yield builder
     finally:
         _TRACING.active.pop()
+
+
+def probe_sizes() -> frozenset:
+    """The sizes that stand for a symbolic dimension in the trace in progress (graphc/symbolic.py):
+    a trace-time decision that holds only because a dim is that large must raise NotGeneric."""
+    return _TRACING.probes
+
+
+@contextmanager
+def probing(sizes):
+    """Mark ``sizes`` as symbolic-dimension probes for the ``with`` block (this thread)."""
+    saved, _TRACING.probes = _TRACING.probes, frozenset(sizes)
+    try:
+        yield
+    finally:
+        _TRACING.probes = saved

@@ -9,6 +9,10 @@ class TraceError(GraphcError, TypeError):
     """The function cannot be traced (data-dependent control flow, unsupported call...)."""
 
 
+class NotGeneric(TraceError):
+    """A function traced for a symbolic dimension depends on its size (graphc/symbolic.py)."""
+
+
 class ShapeError(GraphcError, ValueError):
     """Shapes or dtypes of an op's operands do not fit together."""
 

@@ -41,11 +41,39 @@ from graphc.errors import VerifyError
 # dtype name -> short name used in the text form
 DTYPES = {"bool": "bool", "int32": "i32", "int64": "i64", "float32": "f32", "float64": "f64"}
 SHORT_DTYPES = {short: name for name, short in DTYPES.items()}
+SYMBOL = re.compile(r"[A-Za-z_]\w{0,63}")  # a symbolic dimension's name ...
+_NOT_SYMBOLS = frozenset(SHORT_DTYPES) | {"nan", "inf", "array", "True", "False", "None"}  # ... not these
+
+
+def is_symbol(name) -> bool:
+    """Whether ``name`` can name a symbolic dimension."""
+    return isinstance(name, str) and bool(SYMBOL.fullmatch(name)) and name not in _NOT_SYMBOLS
+
+
+class Sym(str):
+    """A symbolic dimension's name (``B``) where an int would be: in a type's shape, or in an
+    attribute that holds a size (a reshape's target). Prints bare, so attributes read back."""
+
+    __slots__ = ()
+
+    def __repr__(self):
+        return str.__str__(self)
+
+    def _no_arithmetic(self, *_):
+        raise TypeError(f"symbolic dimension {str.__str__(self)} used in arithmetic: graphc has no "
+                        f"symbolic shape arithmetic (a str would repeat or concatenate silently)")
+
+    __add__ = __radd__ = __mul__ = __rmul__ = __mod__ = __rmod__ = _no_arithmetic
 
 
 @dataclass(frozen=True)
 class TensorType:
-    """Static type of a value: a shape of ints and a NumPy dtype name."""
+    """Static type of a value: a shape and a NumPy dtype name.
+
+    A dim is an int, or a ``str`` naming a *symbolic* dimension (``f32[B,64]``): the graph
+    holds for every value of ``B`` (graphc/symbolic.py makes such graphs and instantiates
+    them; passes and backends only ever see int shapes).
+    """
 
     shape: tuple
     dtype: str
@@ -53,6 +81,16 @@ class TensorType:
     def __post_init__(self):
         if self.dtype not in DTYPES:
             raise TypeError(f"graphc does not support dtype {self.dtype!r}; supported: {', '.join(DTYPES)}")
+        if any(isinstance(d, str) for d in self.shape):
+            for d in self.shape:
+                if isinstance(d, str) and not is_symbol(d):
+                    raise TypeError(f"a symbolic dimension is a name like 'B', got {d!r}")
+            object.__setattr__(self, "shape", tuple(Sym(d) if isinstance(d, str) else d for d in self.shape))
+
+    @property
+    def symbolic(self) -> bool:
+        """Whether a dim is a symbol."""
+        return any(isinstance(d, str) for d in self.shape)
 
     @property
     def ndim(self) -> int:
@@ -60,6 +98,8 @@ class TensorType:
 
     @property
     def size(self) -> int:
+        if self.symbolic:
+            raise TypeError(f"{self} has a symbolic dimension: its size is known only at a call")
         return int(np.prod(self.shape, dtype=np.int64))
 
     @property
@@ -388,7 +428,7 @@ def _format_value(a) -> str:
 _HEADER = re.compile(r"^graph\s+(\w+|'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\")\((.*)\):\s*$")
 _BARE_NAME = re.compile(r"[A-Za-z_][\w.]*")
 # one input of the header: ``%k:T [role] [name]``; a role word is whole (``state.x`` is a name)
-_INPUT = re.compile(r"\s*%(\d+):(\w+)\[([\d,\s]*)\](?:\s+(arg|state|captured)(?![\w.]))?"
+_INPUT = re.compile(r"\s*%(\d+):(\w+)\[([\w,\s]*)\](?:\s+(arg|state|captured)(?![\w.]))?"
                     r"(?:\s+([A-Za-z_][\w.]*|'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"))?\s*(?:,|$)")
 _DONATE = re.compile(r"^donate\s+outputs\[(\d+)\]\s*->\s*inputs\[(\d+)\]\s*$")
 
@@ -396,7 +436,7 @@ _DONATE = re.compile(r"^donate\s+outputs\[(\d+)\]\s*->\s*inputs\[(\d+)\]\s*$")
 def _parse_type(dtype_short: str, dims: str) -> TensorType:
     if dtype_short not in SHORT_DTYPES:
         raise ValueError(f"unknown dtype {dtype_short!r}")
-    shape = tuple(int(d) for d in dims.split(",") if d.strip())
+    shape = tuple(int(d) if d.strip().isdigit() else d.strip() for d in dims.split(",") if d.strip())
     return TensorType(shape, SHORT_DTYPES[dtype_short])
 
 
@@ -414,6 +454,8 @@ def _literal(node):
         return float(node.id)
     if isinstance(node, ast.Name) and node.id in SHORT_DTYPES:
         return node.id
+    if isinstance(node, ast.Name) and is_symbol(node.id):
+        return Sym(node.id)
     if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "array":
         data, dtype, *shape = (_literal(a) for a in node.args)
         array = np.array(data, dtype=SHORT_DTYPES[dtype])
@@ -446,7 +488,7 @@ def _read_assignment(line: str, sigil: str, lineno: int):
         code = code[:-1].rstrip()
     lhs, _, rhs = code.partition(" = ")
     mark = re.escape(sigil)
-    outs = re.findall(mark + r"(\d+):(\w+)\[([\d,\s]*)\]", lhs)
+    outs = re.findall(mark + r"(\d+):(\w+)\[([\w,\s]*)\]", lhs)
     # the op name is read apart: 'and', 'or', 'not' are Python keywords; operands become
     # names _v<k> (string attributes, gc.print's format, may hold '%1' themselves)
     m_call = re.fullmatch(r"\s*([A-Za-z_]\w*)\((.*)\)\s*", rhs)

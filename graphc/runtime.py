@@ -14,10 +14,10 @@ import weakref
 
 import numpy as np
 
-from graphc import backend, capture, pytree
+from graphc import backend, capture, pytree, symbolic
 from graphc.ops import registry
 from graphc.backend.base import buffer_roots
-from graphc.errors import GraphcError, NonFiniteError
+from graphc.errors import GraphcError, NonFiniteError, ShapeError
 from graphc.ir import DTYPES
 from graphc.trace import DYNAMIC, current_builder, rebuild_outputs, trace_into_graph
 from graphc.passes import manager
@@ -366,7 +366,7 @@ class TracedFunction:
     """
 
     def __init__(self, fn, static_argnums=(), passes="O2", device=backend.DEFAULT_DEVICE, name=None,
-                 check_finite=False, math=None):
+                 check_finite=False, math=None, dynamic=None):
         if not callable(fn):
             raise TypeError(f"graphc.trace needs a function, got {type(fn).__name__}")
         self.backend = backend.get(device)  # (ValueError listing the devices)
@@ -385,6 +385,8 @@ class TracedFunction:
             self._signature = inspect.signature(fn)
         except (TypeError, ValueError):
             self._signature = None
+        self.dynamic = _check_dynamic(dynamic, self._signature, self.name)
+        self._templates: dict = {}  # symbolic signature -> [(template, builder, out_spec)]
         self._cache: dict = {}
         self._compile_lock = threading.RLock()
         self._warned = False
@@ -437,7 +439,7 @@ class TracedFunction:
             method.__signature__ = self._signature.replace(parameters=params)
         traced = TracedFunction(method, static_argnums=tuple(i - 1 for i in self.static_argnums if i > 0),
                                 passes=self.passes, device=self.device, name=self.name,
-                                check_finite=self.check_finite, math=self.math)
+                                check_finite=self.check_finite, math=self.math, dynamic=self.dynamic)
         bound[id(obj)] = (ref, traced)
         return traced
 
@@ -488,13 +490,92 @@ class TracedFunction:
         if key is None:
             raise TypeError(f"{self.name}: static arguments must be hashable (they are part of the "
                             f"compiled signature)")
-        builder, out_spec = trace_into_graph(self._call_python, args, kwargs, is_dynamic, self.name, paths)
-        graph, stats = manager.run(builder.graph, self.passes)
+        sizes = self._symbol_sizes(args, kwargs) if self.dynamic else None
+        traced = None
+        if sizes is not None and min(sizes.values()) >= 2:  # (sizes 0 and 1 trace as themselves:
+            # NumPy code may treat them apart, np.squeeze does; the template is the general case)
+            template, builder, out_spec = self._template(args, kwargs, paths)
+            try:
+                traced = symbolic.instantiate(template, sizes)
+            except ShapeError:  # a shape rule decides otherwise at this size (x[:k] with k > B):
+                traced = None  # this size traces as itself, as the eager code would run
+        if traced is None:
+            builder, out_spec = trace_into_graph(self._call_python, args, kwargs, is_dynamic, self.name, paths)
+            traced = builder.graph
+        graph, stats = manager.run(traced, self.passes)
         executable = self.backend.compile(graph, {**self.options, "passes": self.passes})
         compiled = Compiled(graph, executable, out_spec, stats, builder, self.check_finite)
         stale = self._cache.get(key, ())
         self._remember(key, compiled, paths, stale[0].failed_guard() if stale else None)
         return compiled
+
+    # -- symbolic dimensions (graphc/symbolic.py) ----------------------------------------------
+    def _dynamic_arguments(self, args, kwargs):
+        """``inspect.BoundArguments`` of a call, for reading and replacing the dynamic arguments."""
+        bound = self._signature.bind(*args, **kwargs)
+        for name, axes in self.dynamic.items():
+            value = bound.arguments.get(name)
+            if not isinstance(value, np.ndarray) or any(axis >= value.ndim for axis in axes):
+                raise ShapeError(f"{self.name}: dynamic={{{name!r}: ...}} marks dimension(s) "
+                                 f"{sorted(axes)} of {name!r}, but the call passes "
+                                 f"{_describe(value)}")
+        return bound
+
+    def _symbol_sizes(self, args, kwargs) -> dict:
+        """Each symbol's size in this call; ShapeError where two arguments disagree."""
+        bound, sizes = self._dynamic_arguments(args, kwargs), {}
+        for name, axes in self.dynamic.items():
+            shape = bound.arguments[name].shape
+            for axis, symbol in axes.items():
+                if sizes.setdefault(symbol, shape[axis]) != shape[axis]:
+                    raise ShapeError(f"{self.name}: dimension {axis} of {name!r} is {symbol}, which is "
+                                     f"{sizes[symbol]} in an earlier argument but {shape[axis]} here")
+        return sizes
+
+    def _at_size(self, args, kwargs, size):
+        """The call's arguments with every dynamic dimension set to ``size`` (zero-strided
+        stand-ins: tracing reads only shapes and dtypes)."""
+        bound = self._dynamic_arguments(args, kwargs)
+        for name, axes in self.dynamic.items():
+            a = bound.arguments[name]
+            shape = tuple(size if axis in axes else n for axis, n in enumerate(a.shape))
+            bound.arguments[name] = np.broadcast_to(np.zeros((), a.dtype), shape)
+        return bound.args, bound.kwargs
+
+    def _template(self, args, kwargs, paths):
+        """(template, builder, out_spec) of this call's symbolic signature: traced at the two
+        probe sizes and generalized once, then reused while the trace's guards hold."""
+        small = self._at_size(args, kwargs, symbolic.PROBES[0])
+        leaves, treedef = pytree.flatten(small)
+        key = (treedef, tuple(_leaf_key(leaf) for leaf in leaves))
+        entries = self._templates.setdefault(key, [])
+        for entry in entries:
+            if all(check() == value for check, value, _ in entry[1].guards):
+                return entry
+        large = self._at_size(args, kwargs, symbolic.PROBES[1])
+        with symbolic.probing(symbolic.PROBES):
+            builder, out_spec = trace_into_graph(self._call_python, *small, is_dynamic, self.name, paths)
+            other, other_spec = trace_into_graph(self._call_python, *large, is_dynamic, self.name, paths)
+        try:
+            same_outputs = bool(out_spec == other_spec)
+        except Exception:  # (static outputs that do not compare)
+            same_outputs = False
+        if not same_outputs:
+            raise symbolic.NotGeneric(f"{self.name} returns Python values (not arrays) that depend on "
+                                      f"the batch size, which is symbolic here (dynamic=...)")
+        (symbol,) = {s for axes in self.dynamic.values() for s in axes.values()}
+        template = symbolic.generalize(builder.graph, other.graph, symbol)
+        entries.insert(0, (template, builder, out_spec))
+        del entries[MAX_VARIANTS:]
+        return entries[0]
+
+    def template(self, *args, **kwargs):
+        """The symbolic graph (before passes) for these example arguments: the function traced
+        for every size of the dimensions marked ``dynamic``."""
+        if not self.dynamic:
+            raise ValueError(f"{self.name} has no symbolic dimensions: trace it with dynamic=...")
+        leaves = pytree.flatten((args, kwargs))[0]
+        return self._template(args, kwargs, self._check_arguments(args, kwargs, leaves))[0]
 
     def _remember(self, key, compiled, paths, failed_guard=None):
         """Keep at most MAX_SIGNATURES signatures (the oldest go first) and MAX_VARIANTS variants of
@@ -611,8 +692,41 @@ class TracedFunction:
         return f"<graphc.TracedFunction {self.name}: {self.signatures} compiled graph(s)>"
 
 
+def _describe(value) -> str:
+    return f"an array of shape {value.shape}" if isinstance(value, np.ndarray) else type(value).__name__
+
+
+def _check_dynamic(dynamic, signature, name) -> dict:
+    """``dynamic`` as {parameter name: {axis: symbol}}; TypeError/ValueError naming what is wrong."""
+    if not dynamic:
+        return {}
+    if not isinstance(dynamic, dict):
+        raise TypeError(f"{name}: dynamic must be a dict like {{'x': {{0: 'B'}}}}, got {type(dynamic).__name__}")
+    if signature is None:
+        raise TypeError(f"{name}: dynamic=... needs a function with an inspectable signature")
+    out = {}
+    for param, axes in dynamic.items():
+        if param not in signature.parameters:
+            raise ValueError(f"{name}: dynamic names {param!r}, which is not a parameter of "
+                             f"{name}{signature}")
+        if isinstance(axes, int) and not isinstance(axes, bool):
+            axes = {axes: "B"}
+        if not isinstance(axes, dict) or not all(isinstance(a, int) and not isinstance(a, bool) and a >= 0
+                                                 for a in axes):
+            raise TypeError(f"{name}: dynamic[{param!r}] must be {{axis: symbol}} with axes >= 0, "
+                            f"like {{0: 'B'}}; got {axes!r}")
+        for symbol in axes.values():
+            if not symbolic.is_symbol(symbol):
+                raise ValueError(f"{name}: {symbol!r} cannot name a dimension; use a name like 'B'")
+        out[param] = dict(axes)
+    if len({s for axes in out.values() for s in axes.values()}) > 1:
+        raise ValueError(f"{name}: one symbolic dimension per function for now (got "
+                         f"{sorted({s for axes in out.values() for s in axes.values()})})")
+    return out
+
+
 def trace(fn=None, *example_args, static_argnums=(), passes="O2", device=backend.DEFAULT_DEVICE,
-          check_finite=False, math=None, **example_kwargs):
+          check_finite=False, math=None, dynamic=None, **example_kwargs):
     """Compile ``fn`` with graphc.
 
     * ``@gc.trace`` or ``gc.trace(fn)``: traces on the first call per input signature.
@@ -626,9 +740,15 @@ def trace(fn=None, *example_args, static_argnums=(), passes="O2", device=backend
     State) and, on the cpu device, ``math`` ("fast", the default: vectorizable
     exp/log/tanh/sigmoid/sin/cos/pow in fused loops, a few ulp from NumPy; "libm": the
     plain scalar calls).
+
+    ``dynamic={"x": {0: "B"}}`` makes dimension 0 of argument ``x`` symbolic: the function
+    is traced once for every size ``B`` (graphc/symbolic.py), and a size it has not seen
+    compiles that graph without tracing again. ``{"x": 0}`` is short for ``{"x": {0: "B"}}``.
+    Code that depends on the size (``x / len(x)``, a branch on ``x.shape[0]``) raises
+    ``graphc.symbolic.NotGeneric`` naming the line; ``np.mean`` and friends are generic.
     """
     options = dict(static_argnums=static_argnums, passes=passes, device=device, check_finite=check_finite,
-                   math=math)
+                   math=math, dynamic=dynamic)
     if fn is None:
         return functools.partial(trace, **options)
     traced = TracedFunction(fn, **options)

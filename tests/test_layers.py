@@ -29,7 +29,7 @@ LAYERS = [
                      "graphc.ops.creation", "graphc.ops.scan", "graphc.ops.sort", "graphc.ops.nn",
                      "graphc.ops.convert", "graphc.ops.bitwise", "graphc.ops.debug", "graphc.ops.fused"]),
     ("ops", ["graphc.ops.methods", "graphc.ops"]),
-    ("transforms", ["graphc.interpret", "graphc.autodiff"]),
+    ("transforms", ["graphc.interpret", "graphc.autodiff", "graphc.symbolic"]),
     ("passes", ["graphc.passes.*"]),
     ("backend", ["graphc.backend.*"]),
     ("runtime", ["graphc.runtime"]),

@@ -306,6 +306,11 @@ for dtype in ("float32", "float64"):
         cases.append(Case(f"{name} 0-d:{dtype}", lambda x, fn=fn: (fn(x), fn(x, axis=0), fn(x, keepdims=True)),
                           (np.asarray(A((), dtype)),), jit=False))
 
+    # np.var divides by a ``count`` node (the element count, generic in a symbolic batch size)
+    cases.append(Case(f"var ddof:{dtype}", lambda x: (np.var(x, axis=(0, 2), ddof=1), np.std(x, ddof=1.5)), (x,),
+                      ops=("count",), jit=dtype == "float32"))
+    cases.append(Case(f"var over empty:{dtype}", lambda x: np.var(x, axis=0), (A((0, 3), dtype),), jit=False))
+
 cases = group("reduce-int-bool")
 for dtype in ("int32", "int64", "bool"):
     x = A((3, 4), dtype, -3, 3)

@@ -98,7 +98,7 @@ def dropout(x, p=0.5, training=True, generator=None):
     gen = generator or default_generator
     t = type_of(x)
     dtype = t.dtype if t.dtype.startswith("float") else "float64"
-    keep = ew.greater_equal(gen.uniform(t.shape, dtype), np.asarray(p, dtype))
+    keep = ew.greater_equal(gen.uniform(t.shape, dtype, like=x), np.asarray(p, dtype))
     return ew.where(keep, x * np.asarray(1.0 / (1.0 - p), dtype), np.zeros((), dtype))
 
 

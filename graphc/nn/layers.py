@@ -10,7 +10,7 @@ from graphc.errors import ShapeError
 from graphc.nn import functional as F, init
 from graphc.nn.module import Module
 from graphc.nn.parameter import Parameter
-from graphc.ops.reduction import mean as reduce_mean
+from graphc.ops.reduction import element_count, mean as reduce_mean
 from graphc.ops.shape import reshape
 from graphc.trace import type_of, user_line
 
@@ -205,7 +205,9 @@ class BatchNorm1d(Module):
                     f = np.asarray(self.momentum, dtype)
                 rm, rv = self.running_mean.read(), self.running_var.read()
                 m1, v1 = reshape(mean, (self.num_features,)), reshape(var, (self.num_features,))
-                unbiased = v1 * np.asarray(n / (n - 1), dtype)
+                # n / (n - 1) from nodes, not Python numbers: generic in a symbolic batch size
+                ratio = ew.divide(element_count(x, axes, "float64"), element_count(x, axes, "float64", offset=-1))
+                unbiased = v1 * ew.cast(ratio, dtype)
                 self.running_mean.write((1 - f) * rm + f * m1)
                 self.running_var.write((1 - f) * rv + f * unbiased)
         else:

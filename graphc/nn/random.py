@@ -18,6 +18,7 @@ import numpy as np
 
 from graphc.ops.bitwise import bitxor, lshr
 from graphc.ops.elementwise import add, cast, iota, multiply
+from graphc.ops.reduction import element_count
 from graphc.state import State
 from graphc.nn import init
 
@@ -69,10 +70,14 @@ class Generator:
         self.counter.data[...] = 0
         return self
 
-    def bits(self, shape):
-        """int64 random bits of ``shape``; advances the counter (inside a trace: on each call)."""
+    def bits(self, shape, like=None):
+        """int64 random bits of ``shape``; advances the counter (inside a trace: on each call).
+        ``like``: an array of that shape, whose element count (a node, generic in a symbolic batch
+        size) advances the counter instead of a Python number."""
         shape = tuple(int(n) for n in shape)
-        n = int(np.prod(shape)) if shape else 1
+        n = np.int64(int(np.prod(shape)) if shape else 1)
+        if like is not None:
+            n = element_count(like, range(len(shape)), "int64")
         base = self.counter.read()
         seed = self.seed_state.read()
 
@@ -80,15 +85,15 @@ class Generator:
             start = add(multiply(seed, np.int64(_SEED_K)), multiply(base, np.int64(_GAMMA)))
             z = add(start, multiply(_flat_index(shape), np.int64(_GAMMA)))
             # write last: eagerly, ``base`` is the counter's own array
-            self.counter.write(add(base, np.int64(n)))
+            self.counter.write(add(base, n))
             return mix64(z)
         return _wrapping(run)
 
-    def uniform(self, shape, dtype="float32"):
-        """Uniform floats in [0, 1) (24 random bits for float32, 53 for float64)."""
+    def uniform(self, shape, dtype="float32", like=None):
+        """Uniform floats in [0, 1) (24 random bits for float32, 53 for float64); ``like`` as in ``bits``."""
         dtype = np.dtype(dtype).name
         nbits = 24 if dtype == "float32" else 53
-        u = cast(lshr(self.bits(shape), 64 - nbits), dtype)
+        u = cast(lshr(self.bits(shape, like), 64 - nbits), dtype)
         return multiply(u, np.asarray(2.0 ** -nbits, dtype))
 
     def state_dict(self):

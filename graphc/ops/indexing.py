@@ -17,7 +17,7 @@ from graphc.errors import ShapeError, TraceError
 from graphc.ir import TensorType
 from graphc.ops.registry import export, implements, register
 from graphc.ops import prims
-from graphc.ops.rules import numpy_error
+from graphc.ops.rules import numpy_error, slice_bounds
 from graphc.trace import Tracer, bind, convert, mark_weak, result_dtype, strong, type_of, user_line
 
 
@@ -26,6 +26,10 @@ def _infer_slice(types, slices):
     (t,) = types
     if len(slices) != t.ndim:
         raise ShapeError(f"{len(slices)} slices for {t}")
+    for s, n in zip(slices, t.shape):  # (a graph read from a file, or made for another size)
+        r = range(*s)
+        if len(r) and not (0 <= r[0] < n and 0 <= r[-1] < n):
+            raise ShapeError(f"slice {s[0]}:{s[1]}:{s[2]} reads outside a dimension of size {n} of {t}")
     return TensorType(tuple(len(range(*s)) for s in slices), t.dtype)
 
 
@@ -285,7 +289,7 @@ def getitem(x, key):
             continue
         n = t.shape[dim]
         if isinstance(k, slice):
-            slices.append(k.indices(n))
+            slices.append(slice_bounds(k, n))
         elif isinstance(k, int) and not has_array:
             if not -n <= k < n:
                 raise IndexError(f"index {k} is out of bounds for axis {dim} with size {n} "

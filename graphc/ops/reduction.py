@@ -18,6 +18,7 @@ from graphc.ir import TensorType
 from graphc.ops.rules import normalize_axes, reduced_shape
 from graphc.ops.registry import REDUCTION, Reduction, export, implements, register
 from graphc.ops import prims
+from graphc.ops.scalar import literal
 from graphc.trace import bind, convert, is_tracer, promote, result_dtype, type_of, user_line
 
 
@@ -72,8 +73,34 @@ def _expand_back(g, x, axes, keepdims):
     return prims.broadcast_to(prims.reshape(g, reduced_shape(x.shape, axes, True)), x.shape)
 
 
-def _count(x, axes):
-    return int(np.prod([x.shape[a] for a in axes], dtype=np.int64))
+def _infer_count(types, axes, dtype, offset, minimum):
+    (t,) = types
+    for a in axes:
+        if not 0 <= a < t.ndim:
+            raise ShapeError(f"axis {a} is out of bounds for {t}")
+    return TensorType((), dtype)
+
+
+def _count_reference(x, axes, dtype, offset, minimum):
+    n = int(np.prod([x.shape[a] for a in axes], dtype=np.int64))
+    return np.array(builtins.max(n + offset, minimum), dtype=dtype)
+
+
+def _emit_count(em, node):
+    x = node.inputs[0]
+    value = _count_reference(np.broadcast_to(np.zeros((), x.type.dtype), x.type.shape), **node.attrs)
+    em.line(f"{em.define(node.outputs[0])} = {literal(value[()], node.outputs[0].type.dtype)}")
+
+
+# ``max(prod(x.shape[axes]) + offset, minimum)`` as a node, not a Python number: the divisor
+# of a mean's gradient and of np.var stays right when the batch size is symbolic
+register("count", "shape", _infer_count, _count_reference, emit=_emit_count, differentiable=False,
+         shape_only=True)
+
+
+def element_count(x, axes, dtype, offset=0, minimum=0):
+    """The number of elements of ``x`` over ``axes`` (plus ``offset``, at least ``minimum``)."""
+    return bind("count", x, axes=tuple(axes), dtype=dtype, offset=offset, minimum=minimum)
 
 
 def _sum_vjp(g, x, out, axes, keepdims):
@@ -81,7 +108,7 @@ def _sum_vjp(g, x, out, axes, keepdims):
 
 
 def _mean_vjp(g, x, out, axes, keepdims):
-    return _expand_back(g, x, axes, keepdims) / builtins.max(_count(x, axes), 1)
+    return _expand_back(g, x, axes, keepdims) / element_count(x, axes, type_of(g).dtype, minimum=1)
 
 
 def _extreme_vjp(g, x, out, axes, keepdims):
@@ -233,7 +260,7 @@ def var(a, axis=None, dtype=None, out=None, ddof=0, keepdims=False, *, where=Non
     axes = normalize_axes(axis, type_of(x).ndim)
     deviation = x - bind("mean", x, axes=axes, keepdims=True)
     total = bind("sum", deviation * deviation, axes=axes, keepdims=bool(keepdims))
-    return total / builtins.max(_count(type_of(x), axes) - ddof, 0)
+    return total / element_count(x, axes, type_of(total).dtype, offset=-ddof, minimum=0)
 
 
 @implements(np.std)

@@ -57,6 +57,10 @@ class Op:
     scalar_reason: str | None = None
     # a reduction as data (``Reduction``): read by fusion and by every backend's schedule
     reduction: "Reduction | None" = None
+    # the result depends only on the operands' types, not their values (``count``): constant
+    # folding evaluates it once shapes are concrete; until then (a graph generic in its batch
+    # size, graphc/symbolic.py) it stays a node
+    shape_only: bool = False
 
 
 @dataclass(frozen=True)

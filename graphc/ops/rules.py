@@ -8,7 +8,8 @@ import builtins
 
 import numpy as np
 
-from graphc.errors import ShapeError
+from graphc.context import probe_sizes
+from graphc.errors import NotGeneric, ShapeError
 from graphc.ir import TensorType
 from graphc.trace import user_line
 
@@ -56,3 +57,16 @@ def reduced_shape(shape, axes, keepdims) -> tuple:
 def numpy_error(cls, message):
     """The exception NumPy raises for these arguments, with the user's line added."""
     return cls(f"{message} (at {user_line()})")
+
+
+def slice_bounds(k: slice, n: int) -> tuple:
+    """``k.indices(n)``. While a symbolic dimension is probed (``n`` is a probe size), a bound that
+    fits only because ``n`` is that large (``x[:1500]`` of a batch probed at 1009, which is all
+    of it) raises NotGeneric: at a larger batch the same code slices."""
+    if n in probe_sizes():
+        for bound in (k.start, k.stop):
+            if bound is not None and not -n <= bound <= n:
+                raise NotGeneric(f"slice {k.start}:{k.stop}:{k.step} of the symbolic dimension depends "
+                                 f"on the batch size (it is the whole axis only while the batch holds "
+                                 f"at least {abs(bound)}), at {user_line()}")
+    return k.indices(n)

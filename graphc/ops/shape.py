@@ -8,7 +8,7 @@ from numpy.lib.array_utils import normalize_axis_index, normalize_axis_tuple
 
 from graphc.errors import ShapeError, TraceError
 from graphc.ir import DTYPES, TensorType
-from graphc.ops.rules import numpy_error
+from graphc.ops.rules import numpy_error, slice_bounds
 from graphc.ops.registry import ELEMENTWISE, export, implements, register
 from graphc.ops import prims
 from graphc.trace import Tracer, bind, convert, mark_weak, promote, strong, type_of, user_line
@@ -403,7 +403,7 @@ def _runs(index) -> list:
 def slice_along(x, axis, start, stop, step=1):
     """``x[..., start:stop:step, ...]`` along ``axis``; ``x`` itself when that is all of it."""
     t = type_of(x)
-    bounds = slice(start, stop, step).indices(t.shape[axis])
+    bounds = slice_bounds(slice(start, stop, step), t.shape[axis])
     if bounds == (0, t.shape[axis], 1):
         return x
     slices = tuple(bounds if d == axis else (0, n, 1) for d, n in enumerate(t.shape))
