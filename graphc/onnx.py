@@ -22,6 +22,7 @@ from __future__ import annotations
 import inspect
 import math
 import os
+import re
 import tempfile
 import warnings
 
@@ -37,7 +38,7 @@ from graphc.passes import manager
 from graphc.runtime import Static, TracedFunction, is_dynamic
 from graphc.trace import DYNAMIC, trace_into_graph
 
-__all__ = ["export", "to_model"]
+__all__ = ["export"]
 
 DEFAULT_OPSET = 18
 MIN_OPSET = 13  # ReduceSum takes its axes as an input from 13 on (the others from 18)
@@ -66,13 +67,14 @@ def export(obj, path, *example_args, opset: int = DEFAULT_OPSET, dynamic_batch="
     directory = os.path.dirname(os.path.abspath(os.fspath(path)))
     if not os.path.isdir(directory):
         raise ExportError(f"cannot write {os.fspath(path)!r}: directory {directory!r} does not exist")
-    model = to_model(obj, *example_args, opset=opset, dynamic_batch=dynamic_batch, **example_kwargs)
+    model = _to_model(obj, *example_args, opset=opset, dynamic_batch=dynamic_batch, **example_kwargs)
     _write_atomically(model, path)
     return model
 
 
-def to_model(obj, *example_args, opset: int = DEFAULT_OPSET, dynamic_batch="auto", **example_kwargs):
-    """The checked ``onnx.ModelProto`` that ``export`` writes (see there)."""
+def _to_model(obj, *example_args, opset: int = DEFAULT_OPSET, dynamic_batch="auto", **example_kwargs):
+    """The checked ``onnx.ModelProto`` that ``export`` writes (see there); warnings name the
+    line that called ``export``."""
     if not isinstance(opset, int) or opset < MIN_OPSET:
         raise ValueError(f"opset must be an int >= {MIN_OPSET}, got {opset!r}")
     if opset > onnx.defs.onnx_opset_version():
@@ -81,6 +83,10 @@ def to_model(obj, *example_args, opset: int = DEFAULT_OPSET, dynamic_batch="auto
     if dynamic_batch not in ("auto", True, False):
         raise ValueError(f"dynamic_batch must be 'auto', True or False, got {dynamic_batch!r}")
     traced = _trace(obj, example_args, example_kwargs)
+    if traced.updates_state:
+        warnings.warn(f"{traced.name} updates State when called (BatchNorm statistics in training mode?); "
+                      f"the ONNX model computes its outputs only (call model.eval() for inference)",
+                      stacklevel=3)
     shapes = {}
     if dynamic_batch is not False:
         shapes, reason = _batch_shapes(traced)
@@ -125,6 +131,7 @@ class _Traced:
         self.graph = graph
         self.initial = initial  # graph input position -> the array of a State / captured array
         self.n_user = n_user  # the user's outputs (the rest are State updates)
+        self.updates_state = len(graph.outputs) > n_user
         self.state_names = state_names  # graph input position -> a parameter's qualified name
         self.retrace = retrace  # (args, kwargs) -> _Traced
         self.examples = examples  # the (args, kwargs) it was traced with
@@ -138,6 +145,7 @@ def _trace(obj, args, kwargs) -> _Traced:
     function = obj if isinstance(obj, TracedFunction) else TracedFunction(obj)
     if isinstance(obj, Module):  # inputs named after forward's parameters ("x"), not __call__'s
         function._signature = inspect.signature(obj.forward)
+        function.name = type(obj).__name__
     names = _qualified_names(obj)
 
     def run(examples, kwargs):
@@ -152,10 +160,6 @@ def _trace(obj, args, kwargs) -> _Traced:
         state_names = {positions[v]: names[id(state)] for state, v in builder.state_inputs.items()
                        if id(state) in names}
         n_user = sum(s is DYNAMIC for s in slots)
-        if len(graph.outputs) > n_user:
-            warnings.warn(f"{function.name} updates State when called (BatchNorm statistics in training "
-                          f"mode?); the ONNX model computes its outputs only (call model.eval() for "
-                          f"inference)", stacklevel=4)
         return _Traced(function.name, graph, initial, n_user, state_names, run, (examples, kwargs))
 
     return run(args, kwargs)
@@ -415,8 +419,8 @@ class _Builder:
         inputs = []
         for k, v in enumerate(graph.inputs):
             if k in traced.initial:
-                hint = traced.state_names.get(k) or graph.input_names[k] or f"param_{k}"
-                name = self.fresh(hint)
+                hint = traced.state_names.get(k) or graph.input_names[k] or ""
+                name = self.fresh(_clean(hint) or f"param_{k}")
                 self.initializers.append(numpy_helper.from_array(
                     np.array(traced.initial[k], dtype=v.type.dtype, order="C"), name))
             else:
@@ -509,8 +513,13 @@ class _Builder:
         return wanted
 
 
+def _clean(name: str) -> str:
+    """A tensor name without quotes, spaces or brackets ("batch[0]" -> "batch_0")."""
+    return re.sub(r"[^\w.\-/:]+", "_", name).strip("_")
+
+
 def _input_name(path, k) -> str:
-    return path if path else f"input_{k}"
+    return _clean(path) if path and _clean(path) else f"input_{k}"
 
 
 def _graph_name(name: str) -> str:
@@ -632,11 +641,6 @@ def _clip(b, node, ins):
 @_rule("cast")
 def _cast(b, node, ins):
     return ins[0], _dtype(node)  # (the builder casts to the node's dtype)
-
-
-@_rule("stop_gradient")
-def _identity(b, node, ins):
-    return b.add("Identity", ins), _dtype(node)
 
 
 @_rule("constant")

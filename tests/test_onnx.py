@@ -177,6 +177,69 @@ def test_exported_model_matches_graphc_interpreter(exported, name):
     assert_outputs(ReferenceEvaluator(path).run(None, feeds_of(model, *args)), eager(interpreted, *args), name)
 
 
+# -- every mapped op, on both runtimes ----------------------------------------------------------------
+CAPTURED = np.linspace(-1.0, 1.0, 5).astype(np.float32)  # a global the function reads: an initializer
+
+
+def float_zoo(x, y):
+    return (np.sin(x) + np.cos(x) * np.tan(x * 0.1), np.sinh(x * 0.1) - np.cosh(x * 0.1),
+            np.arctan(x) + np.arcsin(x * 0.1) + np.arccos(x * 0.1),
+            np.arcsinh(x) + np.arccosh(np.abs(x) + 1) + np.arctanh(x * 0.1),
+            np.floor(x) + np.ceil(x) + np.rint(x * 2.5), np.sign(x) * np.sqrt(np.abs(x)),
+            np.exp2(x) + np.log2(np.abs(x) + 1) + np.log10(np.abs(x) + 1), np.power(np.abs(x), y),
+            np.clip(x, -0.5, y), gc.sigmoid(x), np.cumsum(x, axis=1), np.prod(x, axis=0), np.argmin(x, axis=1),
+            np.min(x), x.astype(np.int32), (x > 0).astype(np.float32), x @ y.T, x * CAPTURED)
+
+
+def int_zoo(i, j, p, q):
+    return (i + j, i * j, i - j, np.maximum(i, j), gc.relu(i), -i, np.abs(i), i // j, i % j, np.cumsum(i, axis=0),
+            np.sum(i, axis=1), i.mean(), p & q, p | q, p ^ q, ~p, p + q, p * q, np.maximum(p, q), np.minimum(p, q),
+            p == q, p != q, i < j, i <= j, i > j, i >= j, np.any(p, axis=1), np.all(p, axis=1), p.sum(),
+            np.where(p, i, j), i ** 2, i.max(axis=1), i.astype(np.float64) / 3)
+
+
+def index_zoo(x, k, m):
+    return (x[k], x[1], x[:, k], x[k, m], x[::-1, 1::2], x[None, 2:, :3], x[k][:, m],
+            np.concatenate([x, x[:, :1]], axis=1), np.broadcast_to(x[:1], x.shape), np.stack([x, x]),
+            np.transpose(x)[::2], gc.one_hot(k, 5), np.arange(5.0) * x[0, 0])
+
+
+def _zoo_cases():
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(4, 5)).astype(np.float32)
+    i = np.arange(12).reshape(4, 3) - 5
+    return {"float": (float_zoo, (x, rng.uniform(0.5, 1.5, size=(4, 5)).astype(np.float32))),
+            "int": (int_zoo, (i, np.array([3, -2, 5]), i > 0, i % 2 == 0)),
+            "index": (index_zoo, (x, np.array([0, 3, -1]), np.array([1, 2, 4])))}
+
+
+ZOO = _zoo_cases()
+
+
+@pytest.fixture(scope="module")
+def zoo(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("zoo")
+    return {name: (str(folder / f"{name}.onnx"), gc.onnx.export(fn, str(folder / f"{name}.onnx"), *args,
+                                                                dynamic_batch=False))
+            for name, (fn, args) in ZOO.items()}
+
+
+@pytest.mark.parametrize("name", list(ZOO))
+def test_op_zoo(zoo, runtime, name):
+    fn, args = ZOO[name]
+    path, model = zoo[name]
+    assert_outputs(runtime(path, feeds_of(model, *args)), eager(fn, *args), f"{name} zoo")
+
+
+def test_every_mapped_op_is_exported_by_a_test():
+    """Each graphc op with an ONNX rule occurs in the O1 graph of a model above."""
+    seen = set()
+    for fn, args, *_ in list(CASES.values()) + list(ZOO.values()):
+        graph = gc.trace(fn, device="numpy", passes="O1").lower(*args).graph
+        seen |= {n.op for n in graph.nodes}
+    assert set(gc.onnx._RULES) - seen == set()
+
+
 def test_the_model_is_standard_onnx(exported):
     path, model = exported["mlp"]
     loaded = onnx.load(path)
@@ -230,6 +293,29 @@ def test_a_traced_function_exports_without_examples(tmp_path):
     assert [n.op_type for n in model.graph.node] == ["Mul", "Add", "Tanh", "ReduceSum"]
     x3 = x[:3].copy()
     assert_outputs(ReferenceEvaluator(model).run(None, feeds_of(model, x3)), [f(x3)], "traced function")
+
+
+def test_outputs_that_are_inputs_repeated_or_constants(tmp_path, runtime):
+    """Returned inputs, a value returned twice, Python numbers and nested arguments."""
+    x = np.arange(6.0).reshape(3, 2)
+    fn = lambda a, batch: (a, a * 2, a * 2, 3.0, batch[0] - batch[1], np.float32(2) * a.sum())  # noqa: E731
+    path = str(tmp_path / "outputs.onnx")
+    model = gc.onnx.export(fn, path, x, [x, x + 1])
+    assert [i.name for i in model.graph.input] == ["a", "batch_0", "batch_1"]
+    assert len({o.name for o in model.graph.output}) == 6
+    assert_outputs(runtime(path, feeds_of(model, x, x, x + 1)), eager(fn, x, [x, x + 1]), "outputs")
+
+
+def test_a_module_in_training_mode_warns_that_state_updates_are_not_exported(tmp_path):
+    nn.manual_seed(2)
+    model = nn.Sequential(nn.Linear(2, 3), nn.BatchNorm1d(3))  # training mode: batch statistics
+    x = np.random.default_rng(4).normal(size=(4, 2)).astype(np.float32)
+    with pytest.warns(UserWarning, match="Sequential updates State"):
+        onnx_model = gc.onnx.export(model, tmp_path / "train.onnx", x, dynamic_batch=False)
+    before = model[1].running_mean.data.copy()
+    want = model(x)
+    assert_outputs(ReferenceEvaluator(onnx_model).run(None, feeds_of(onnx_model, x)), [want], "train mode")
+    assert not np.array_equal(model[1].running_mean.data, before)  # (the eager call did update them)
 
 
 def test_a_graph_fixed_to_its_batch_size_exports_static(tmp_path):
