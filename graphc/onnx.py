@@ -105,18 +105,23 @@ def _to_model(obj, *example_args, opset: int = DEFAULT_OPSET, dynamic_batch="aut
 
 
 def _write_atomically(model, path):
+    """Write to a temporary file beside ``path``, then rename it over ``path``: a reader never
+    sees a half-written model, and a failed write leaves an existing file as it was."""
     path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".graphc-onnx-", suffix=".tmp", dir=directory)
+    tmp = None
     try:
+        fd, tmp = tempfile.mkstemp(prefix=".graphc-onnx-", suffix=".tmp", dir=os.path.dirname(os.path.abspath(path)))
         with os.fdopen(fd, "wb") as f:
             f.write(model.SerializeToString())
+            f.flush()
+            os.fsync(f.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # (mkstemp creates it private: give it a new file's mode)
         os.replace(tmp, path)
     except BaseException as exc:
-        try:
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
-        except OSError:
-            pass
         if isinstance(exc, OSError):
             raise ExportError(f"cannot write {path!r}: {exc}") from exc
         raise
@@ -330,6 +335,7 @@ class _Builder:
         self.names = {}  # graphc Value -> ONNX name
         self.used = set()  # every ONNX name given out
         self.symbol_dims = {}  # symbol -> name of a 1-D int64 tensor holding its size
+        self.shape_tensors = {}  # shape with symbols -> name of its int64 tensor
         self.constants = {}  # (dtype, bytes, shape) -> initializer name
         self.fold = {}  # matmul node -> the add node folded into its Gemm
 
@@ -381,8 +387,11 @@ class _Builder:
 
     def shape_tensor(self, shape) -> str:
         """An int64 shape tensor for ``shape``, whose entries may be symbols."""
+        shape = tuple(shape)
         if all(isinstance(d, int) for d in shape):
             return self.ints(shape)
+        if shape in self.shape_tensors:
+            return self.shape_tensors[shape]
         pieces, run = [], []
         for d in shape:
             if isinstance(d, int):
@@ -394,7 +403,8 @@ class _Builder:
             pieces.append(self.symbol_dim(d))
         if run:
             pieces.append(self.ints(run))
-        return self.add("Concat", pieces, hint="shape", axis=0)
+        self.shape_tensors[shape] = self.add("Concat", pieces, hint="shape", axis=0)
+        return self.shape_tensors[shape]
 
     def supports(self, op_type: str, dtype: str) -> bool:
         schema = onnx.defs.get_schema(op_type, self.opset, "")
@@ -653,11 +663,18 @@ def _constant(b, node, ins):
 def _iota(b, node, ins):
     shape, axis, dtype = (b.shapes.get((node, "shape"), node.attrs["shape"]), node.attrs["axis"],
                           node.attrs["dtype"])
-    if not all(isinstance(d, int) for d in shape):
-        raise _no_mapping(node, "its shape depends on the batch size")
-    ramp = np.arange(shape[axis], dtype=dtype).reshape([-1 if d == axis % len(shape) else 1
-                                                        for d in range(len(shape))])
-    return b.const(np.broadcast_to(ramp, shape).copy()), dtype
+    axis %= len(shape)
+    ramp_shape = [-1 if d == axis else 1 for d in range(len(shape))]
+    if all(isinstance(d, int) for d in shape):  # a constant
+        ramp = np.arange(shape[axis], dtype=dtype).reshape(ramp_shape)
+        return b.const(np.broadcast_to(ramp, shape).copy()), dtype
+    # 0, 1, ... along the axis, then spread over the (symbolic) shape
+    size = shape[axis]
+    limit = (b.add("Reshape", [b.symbol_dim(size), b.ints([])]) if isinstance(size, str)
+             else b.const(np.asarray(size, np.int64)))
+    ramp = b.add("Range", [b.const(np.asarray(0, np.int64)), limit, b.const(np.asarray(1, np.int64))])
+    ramp = b.add("Reshape", [b.cast(ramp, "int64", dtype), b.ints(ramp_shape)])
+    return b.add("Expand", [ramp, b.shape_tensor(shape)]), dtype
 
 
 @_rule("broadcast_to")

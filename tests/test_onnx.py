@@ -109,6 +109,13 @@ def float64_ops(x, idx):
     return (np.log(gram.sum(axis=(1, 2)) ** 2 + 1.0), picked * first, np.squeeze(stacked[:, ::-2][:, 1:2], axis=1), np.tanh(stacked[:, 2:7:2]).T)
 
 
+def labels_ops(x, labels):
+    """Row gathers, one_hot and iota over a dynamic batch."""
+    rows = x[labels % 3]
+    return ((gc.one_hot(labels, 4) * x).sum(axis=1), rows * gc.iota(x.shape, axis=0, dtype="float32"),
+            gc.iota(x.shape, axis=1, dtype="int32") + labels[:, None].astype(np.int32))
+
+
 def integer_ops(a, b):
     """Integer arithmetic with NumPy's floor semantics and casts both ways."""
     return a // b, a % b, (a * 3 - b).astype(np.float32) / 2, np.maximum(a, b), np.abs(a - 7)
@@ -133,6 +140,7 @@ def _cases():
         "softmax": (softmaxes, (big,), (x4(2) * 300,)),  # (softmax over axis 0 reduces over the batch)
         "float64": (float64_ops, (xd(5), idx), (xd(3), idx)),
         "integers": (integer_ops, (ints(6), nonzero), (ints(2), nonzero)),
+        "labels": (labels_ops, (x4(5), rng.integers(0, 4, size=5)), (x4(8), rng.integers(0, 4, size=8))),
     }
 
 
@@ -169,7 +177,7 @@ def test_exported_model_matches_compiled_graphc(exported, name):
     assert_outputs(ReferenceEvaluator(path).run(None, feeds_of(model, *args)), eager(compiled, *args), name)
 
 
-@pytest.mark.parametrize("name", ["softmax", "float64", "integers"])
+@pytest.mark.parametrize("name", ["softmax", "float64", "integers", "labels"])
 def test_exported_model_matches_graphc_interpreter(exported, name):
     fn, args, _ = CASES[name]
     path, model = exported[name]
