@@ -17,6 +17,7 @@ import pytest
 
 import graphc as gc
 from graphc import nn
+from graphc.ir import Graph, TensorType
 
 onnx = pytest.importorskip("onnx")
 from onnx.reference import ReferenceEvaluator  # noqa: E402
@@ -324,6 +325,29 @@ def test_a_module_in_training_mode_warns_that_state_updates_are_not_exported(tmp
     want = model(x)
     assert_outputs(ReferenceEvaluator(onnx_model).run(None, feeds_of(onnx_model, x)), [want], "train mode")
     assert not np.array_equal(model[1].running_mean.data, before)  # (the eager call did update them)
+
+
+def test_symbolic_dims_of_the_graph_become_dim_params(runtime, tmp_path):
+    """A graph whose types already carry a symbol (graphc.symbolic's form: a str in the shape)
+    exports it as a dim_param, in value types and in shape attributes."""
+    g = Graph(name="sym")
+    x = g.add_input(TensorType(("N", 4), "float32"), "x")
+    w = g.add_input(TensorType((3, 4), "float32"), "w", "state")
+    y = g.add_node("matmul", [x, w], {"transpose_b": True}, [TensorType(("N", 3), "float32")]).outputs[0]
+    r = g.add_node("reshape", [y], {"shape": ("N", 3, 1)}, [TensorType(("N", 3, 1), "float32")]).outputs[0]
+    b = g.add_node("broadcast_to", [r], {"shape": ("N", 3, 2)}, [TensorType(("N", 3, 2), "float32")]).outputs[0]
+    g.outputs = [b]
+    weights = np.arange(12.0, dtype=np.float32).reshape(3, 4)
+    traced = gc.onnx._Traced("sym", g, {1: weights}, 1, {}, None, None)
+    model = gc.onnx._Builder(traced, {}, 18).model()
+    onnx.checker.check_model(model, full_check=True)
+    assert dims(model.graph.input[0]) == ["N", 4] and dims(model.graph.output[0]) == ["N", 3, 2]
+    path = str(tmp_path / "sym.onnx")
+    onnx.save(model, path)
+    for n in (1, 6):
+        xs = np.ones((n, 4), np.float32)
+        want = np.broadcast_to((xs @ weights.T)[:, :, None], (n, 3, 2))
+        assert_outputs(runtime(path, {"x": xs}), [want], f"N={n}")
 
 
 def test_a_graph_fixed_to_its_batch_size_exports_static(tmp_path):
