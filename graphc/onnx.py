@@ -634,10 +634,13 @@ def _mod_floordiv(b, node, ins):
     dtype = _dtype(node)
     if not dtype.startswith("int"):
         raise _no_mapping(node, "only integer operands map exactly (ONNX's float Mod is C's fmod)")
-    rem = b.add("Mod", ins, fmod=0)  # the remainder takes the divisor's sign, as in NumPy
-    if node.op == "mod":
-        return rem, dtype
-    return b.add("Div", [b.add("Sub", [ins[0], rem]), ins[1]]), dtype  # exact: a - rem divides
+    # NumPy gives 0 for an integer divided by 0 (ONNX leaves it undefined): divide by 1 there
+    zero, one = b.const(np.zeros((), dtype)), b.const(np.ones((), dtype))
+    by_zero = b.add("Equal", [ins[1], zero])
+    divisor = b.add("Where", [by_zero, one, ins[1]])
+    rem = b.add("Mod", [ins[0], divisor], fmod=0)  # the remainder takes the divisor's sign, as in NumPy
+    result = rem if node.op == "mod" else b.add("Div", [b.add("Sub", [ins[0], rem]), divisor])  # exact
+    return b.add("Where", [by_zero, zero, result]), dtype
 
 
 @_rule("clip")
@@ -743,23 +746,22 @@ def _index(b, node, ins):
 @_rule("gather")
 def _gather(b, node, ins):
     x, *idx = node.inputs
-    axis = node.attrs["axis"]
-    if len(idx) == 1:
+    axis, k = node.attrs["axis"], len(idx)
+    if k == 1:
         return b.add("Gather", ins, axis=axis), _dtype(node)
-    # several index arrays: one flat index into the merged axes (each wrapped like NumPy's)
-    sizes = x.type.shape[axis:axis + len(idx)]
-    if not all(isinstance(n, int) for n in sizes):
-        raise _no_mapping(node, "the indexed axes depend on the batch size")
-    flat = None
-    for name, v, n, stride in zip(ins[1:], idx, sizes, np.cumprod((sizes[1:] + (1,))[::-1])[::-1]):
-        j = b.add("Mod", [b.cast(name, v.type.dtype, "int64"), b.const(np.asarray(n, np.int64))], fmod=0)
-        j = b.add("Mul", [j, b.const(np.asarray(int(stride), np.int64))]) if stride != 1 else j
-        flat = j if flat is None else b.add("Add", [flat, j])
-    source = list(b.shape_of(x))
-    merged = source[:axis] + [int(np.prod(sizes))] + source[axis + len(idx):]
-    merged = [0 if isinstance(d, str) and k < axis else d for k, d in enumerate(merged)]
-    flat_x = b.add("Reshape", [ins[0], b.shape_tensor(merged)])
-    return b.add("Gather", [flat_x, flat], axis=axis), _dtype(node)
+    # x[:, ..., i1, ..., ik, ...] with k index arrays: GatherND on the indexed axes moved to
+    # the front (it checks bounds and wraps negative indices as NumPy does), moved back after
+    ndim, out_shape = x.type.ndim, b.shape_of(node.outputs[0])
+    front = list(range(axis, axis + k)) + list(range(axis)) + list(range(axis + k, ndim))
+    data = b.add("Transpose", [ins[0]], perm=front) if front != list(range(ndim)) else ins[0]
+    batch = b.shape_tensor(out_shape[axis:len(out_shape) - (ndim - axis - k)])
+    last = b.ints([-1])
+    columns = [b.add("Unsqueeze", [b.add("Expand", [b.cast(name, v.type.dtype, "int64"), batch]), last])
+               for name, v in zip(ins[1:], idx)]
+    out = b.add("GatherND", [data, b.add("Concat", columns, axis=-1)])
+    nb = len(out_shape) - (ndim - k)  # result now: batch, pre, post -> pre, batch, post
+    back = list(range(nb, nb + axis)) + list(range(nb)) + list(range(nb + axis, len(out_shape)))
+    return (b.add("Transpose", [out], perm=back) if back != list(range(len(out_shape))) else out), _dtype(node)
 
 
 @_rule("matmul")

@@ -60,7 +60,8 @@ def assert_outputs(got, want, what):
 
 def eager(fn, *args):
     """What NumPy gives, run eagerly, as a flat list."""
-    out = fn(*args)
+    with np.errstate(divide="ignore"):  # (integer division by zero: 0 and a warning in NumPy)
+        out = fn(*args)
     return list(out) if isinstance(out, tuple) else [out]
 
 
@@ -119,7 +120,8 @@ def labels_ops(x, labels):
 
 def integer_ops(a, b):
     """Integer arithmetic with NumPy's floor semantics and casts both ways."""
-    return a // b, a % b, (a * 3 - b).astype(np.float32) / 2, np.maximum(a, b), np.abs(a - 7)
+    return (a // b, a % b, (a * 3 - b).astype(np.float32) / 2, np.maximum(a, b), np.abs(a - 7),
+            a // (b - 3), a % (b - 3))  # (integer division by zero gives 0 in NumPy)
 
 
 # each case: (name, model or function, example args, args at another batch size or None)
@@ -133,7 +135,7 @@ def _cases():
     xd = lambda n: rng.normal(size=(n, 4))  # noqa: E731
     idx = np.array([0, 8, -1, 4])
     ints = lambda n: rng.integers(-20, 20, size=(n, 5)).astype(np.int64)  # noqa: E731
-    nonzero = np.array([3, -4, 5, -2, 7], np.int64)
+    nonzero = np.array([3, -4, 5, -2, 7], np.int64)  # (b - 3 has a zero)
     return {
         "mlp": (mlp(), (x6(5),), (x6(9),)),
         "batchnorm_dropout": (batchnorm_dropout(), (x6(5),), (x6(2),)),
@@ -208,7 +210,8 @@ def int_zoo(i, j, p, q):
 
 
 def index_zoo(x, k, m):
-    return (x[k], x[1], x[:, k], x[k, m], x[::-1, 1::2], x[None, 2:, :3], x[k][:, m],
+    cube = x.reshape(2, 2, 5)
+    return (x[k], x[1], x[:, k], x[k, m], cube[:, k[:2] % 2, m[1:]], cube[k[:, None] % 2, :, m[None, :2]], x[::-1, 1::2], x[None, 2:, :3], x[k][:, m],
             np.concatenate([x, x[:, :1]], axis=1), np.broadcast_to(x[:1], x.shape), np.stack([x, x]),
             np.transpose(x)[::2], gc.one_hot(k, 5), np.arange(5.0) * x[0, 0])
 
