@@ -796,18 +796,38 @@ def _reduce(b, node, ins):
     x = b.cast(ins[0], src, work)
     if not axes:
         return b.add("Identity", [x]), work
-    if b.opset >= 18 or op_type == "ReduceSum":
-        return b.add(op_type, [x, b.ints(axes)], keepdims=int(keepdims)), work
-    return b.add(op_type, [x], axes=list(axes), keepdims=int(keepdims)), work
+    result = _reduce_node(b, op_type, x, axes, keepdims)
+    if node.op in ("max", "min") and work.startswith("float"):
+        # a NaN wins, as in NumPy (onnxruntime's ReduceMax/ReduceMin skip it)
+        nan = _any_nan(b, x, work, axes, keepdims)
+        result = b.add("Where", [nan, b.const(np.asarray(np.nan, work)), result])
+    return result, work
+
+
+def _reduce_node(b, op_type, x, axes, keepdims):
+    if b.opset >= 18 or op_type == "ReduceSum":  # (axes became an input)
+        return b.add(op_type, [x, b.ints(axes)], keepdims=int(keepdims))
+    return b.add(op_type, [x], axes=list(axes), keepdims=int(keepdims))
+
+
+def _any_nan(b, x, dtype, axes, keepdims):
+    """Booleans: does the slice of ``x`` reduced over ``axes`` hold a NaN?"""
+    flags = b.cast(b.add("IsNaN", [x]), "bool", dtype)
+    return b.cast(_reduce_node(b, "ReduceMax", flags, axes, keepdims), dtype, "bool")
 
 
 @_rule("argmax", "argmin")
 def _argmax(b, node, ins):
     op_type = "ArgMax" if node.op == "argmax" else "ArgMin"
-    dtype = _dtype(node)
+    dtype, axis, keepdims = _dtype(node), node.attrs["axes"][0], int(node.attrs["keepdims"])
     work = b.compute_dtype(op_type, dtype, node)
-    return b.add(op_type, [b.cast(ins[0], dtype, work)], axis=node.attrs["axes"][0],
-                 keepdims=int(node.attrs["keepdims"])), "int64"
+    x = b.cast(ins[0], dtype, work)
+    result = b.add(op_type, [x], axis=axis, keepdims=keepdims)
+    if work.startswith("float"):  # the first NaN wins, as in NumPy (onnxruntime skips NaN)
+        flags = b.cast(b.add("IsNaN", [x]), "bool", "int32")
+        first_nan = b.add("ArgMax", [flags], axis=axis, keepdims=keepdims)
+        result = b.add("Where", [_any_nan(b, x, work, (axis,), keepdims), first_nan, result])
+    return result, "int64"
 
 
 @_rule("cumsum")

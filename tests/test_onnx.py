@@ -295,6 +295,15 @@ def test_special_values(tmp_path, runtime):
     assert_outputs(runtime(path, feeds_of(model, x)), eager(fn, x), "special values")
 
 
+def test_nan_wins_in_max_min_and_their_arg_reductions(tmp_path, runtime):
+    x = np.array([[1, np.nan, 3, np.nan], [5, 2, np.inf, 1], [np.nan, 0, 9, 9]], np.float32)
+    fn = lambda a: (np.argmax(a, axis=1), np.argmin(a, axis=0), np.max(a, axis=1), np.min(a, axis=0),  # noqa: E731
+                    np.max(a), np.maximum(a, 2.0), np.minimum(a, 2.0), np.clip(a, 0, 2))
+    path = str(tmp_path / "nan.onnx")
+    model = gc.onnx.export(fn, path, x, dynamic_batch=False)
+    assert_outputs(runtime(path, feeds_of(model, x)), eager(fn, x), "NaN")
+
+
 def test_a_traced_function_exports_without_examples(tmp_path):
     """gc.onnx.export(gc.trace(fn, x), path): the latest signature, traced again before fusion."""
     x = np.random.default_rng(2).normal(size=(5, 4)).astype(np.float32)
