@@ -52,8 +52,10 @@ def export(obj, path, *example_args, opset: int = DEFAULT_OPSET, dynamic_batch="
 
     ``obj``: an ``nn.Module`` (in its current mode: call ``model.eval()`` for inference), a
     ``TracedFunction`` or any callable, traced with ``example_args``. A ``TracedFunction`` that
-    has been called may be given without examples: its latest signature is exported. Array arguments become the model's inputs, named after the parameters; the
-    model's parameters and buffers become initializers with their current values.
+    has been called may be given without examples: its latest signature is exported. Array
+    arguments become the model's inputs, named after the parameters ("batch[0]" becomes
+    "batch_0"); the model's parameters and buffers become initializers with their current
+    values, named as in ``state_dict()``.
 
     ``dynamic_batch``: ``"auto"`` (the default) makes the leading dimension of the batched
     inputs (those whose first dimension equals the first argument's) the symbol ``B`` where

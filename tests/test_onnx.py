@@ -108,7 +108,8 @@ def float64_ops(x, idx):
     gram = batched @ np.transpose(batched, (0, 2, 1))  # (B, 3, 3) batched matmul
     picked = np.take(stacked, idx, axis=1)  # gather
     first = np.expand_dims(stacked[:, 0], 1)
-    return (np.log(gram.sum(axis=(1, 2)) ** 2 + 1.0), picked * first, np.squeeze(stacked[:, ::-2][:, 1:2], axis=1), np.tanh(stacked[:, 2:7:2]).T)
+    return (np.log(gram.sum(axis=(1, 2)) ** 2 + 1.0), picked * first, np.squeeze(stacked[:, ::-2][:, 1:2], axis=1),
+            np.tanh(stacked[:, 2:7:2]).T)
 
 
 def labels_ops(x, labels):
@@ -211,7 +212,8 @@ def int_zoo(i, j, p, q):
 
 def index_zoo(x, k, m):
     cube = x.reshape(2, 2, 5)
-    return (x[k], x[1], x[:, k], x[k, m], cube[:, k[:2] % 2, m[1:]], cube[k[:, None] % 2, :, m[None, :2]], x[::-1, 1::2], x[None, 2:, :3], x[k][:, m],
+    return (x[k], x[1], x[:, k], x[k, m], cube[:, k[:2] % 2, m[1:]], cube[k[:, None] % 2, :, m[None, :2]],
+            x[::-1, 1::2], x[None, 2:, :3], x[k][:, m],
             np.concatenate([x, x[:, :1]], axis=1), np.broadcast_to(x[:1], x.shape), np.stack([x, x]),
             np.transpose(x)[::2], gc.one_hot(k, 5), np.arange(5.0) * x[0, 0])
 
@@ -265,6 +267,8 @@ def test_the_model_is_standard_onnx(exported):
     # parameters are initializers with their module names and current values
     inits = {t.name: onnx.numpy_helper.to_array(t) for t in loaded.graph.initializer}
     np.testing.assert_array_equal(inits["0.weight"], CASES["mlp"][0][0].weight.data)
+    # a batched product (3-D, one operand transposed) is a MatMul
+    assert {"MatMul", "Transpose"} <= {n.op_type for n in exported["float64"][1].graph.node}
     # reductions take their axes as inputs from opset 18 on
     reduce = next(n for n in exported["softmax"][1].graph.node if n.op_type == "ReduceMax")
     assert len(reduce.input) == 2 and not any(a.name == "axes" for a in reduce.attribute)
