@@ -78,8 +78,8 @@ astype = cast
 __version__ = "0.1.0"
 
 
-def __getattr__(name):  # graphc.nn, graphc.optim, graphc.data, graphc.testing load on first use
-    if name in ("nn", "optim", "data", "testing"):
+def __getattr__(name):  # graphc.nn, .optim, .data, .testing, .onnx load on first use
+    if name in ("nn", "optim", "data", "testing", "onnx"):
         import importlib
         return importlib.import_module(f"graphc.{name}")
     raise AttributeError(f"module 'graphc' has no attribute {name!r}")
