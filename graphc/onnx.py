@@ -8,11 +8,16 @@ ONNX operator gives, an explicit ``Cast`` follows; every value is declared with 
 type, so ``onnx.checker.check_model(full_check=True)`` (run before writing) verifies each
 dtype against ONNX's own inference.
 
-Dynamic batch: the function is traced a second time at another batch size, and the two
-graphs must agree except where a dimension is the batch size (then it is the symbol ``B``,
-an ONNX ``dim_param``); a graph that bakes the batch size into a constant is exported with
-its static batch (with a warning) or refused when ``dynamic_batch=True`` was asked for.
-A dimension that is already a symbol (a ``str`` in ``TensorType.shape``) is a ``dim_param``.
+Dynamic batch: the function is traced at the two probe batch sizes of ``graphc.symbolic``
+(``PROBES``, sizes no layer is likely to have), each trace cleaned up by ``O1``, and
+``symbolic.generalize`` makes them one template whose types and shape attributes hold the
+symbol ``B``. The model is built from the template: a symbolic dimension in a type is an ONNX
+``dim_param``; in a reshape's target it is 0 (copy) or -1 (infer), in a broadcast or iota a
+shape computed from an input's ``Shape``, in a slice an open end. A graph that bakes the batch
+size into a constant (``x / len(x)``; ``np.var`` over the batch, whose element count ``O1``
+folds) is exported with the example's static batch (with a warning) or refused when
+``dynamic_batch=True`` was asked for, and so is one whose template does not hold at the
+example's batch size (``x[:5]`` of a batch of 3; ``np.squeeze`` of a batch of 1).
 
 This module imports ``onnx`` at its top: ``import graphc`` never loads it (``gc.onnx``
 does, on first use).
@@ -30,8 +35,8 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from graphc import __version__, pytree
-from graphc.errors import ExportError
+from graphc import __version__, pytree, symbolic
+from graphc.errors import ExportError, NotGeneric, ShapeError
 from graphc.ir import Const
 from graphc.nn.module import Module
 from graphc.passes import manager
@@ -58,9 +63,10 @@ def export(obj, path, *example_args, opset: int = DEFAULT_OPSET, dynamic_batch="
     values, named as in ``state_dict()``.
 
     ``dynamic_batch``: ``"auto"`` (the default) makes the leading dimension of the batched
-    inputs (those whose first dimension equals the first argument's) the symbol ``B`` where
-    the graph is generic in it, and warns and keeps the example's batch otherwise; ``True``
-    raises ``ExportError`` instead of falling back; ``False`` keeps every shape static.
+    inputs (those whose first dimension equals the first array argument's) the symbol ``B``
+    where the graph is generic in it (see ``graphc.symbolic``), and warns and keeps the
+    example's batch otherwise, saying why; ``True`` raises ``ExportError`` instead of falling
+    back; ``False`` keeps every shape static.
 
     Raises ``ExportError`` for an op with no ONNX mapping (naming it, its types and your
     line), a model ONNX's checker rejects, or a path that cannot be written. The file is
@@ -89,16 +95,17 @@ def _to_model(obj, *example_args, opset: int = DEFAULT_OPSET, dynamic_batch="aut
         warnings.warn(f"{traced.name} updates State when called (BatchNorm statistics in training mode?); "
                       f"the ONNX model computes its outputs only (call model.eval() for inference)",
                       stacklevel=3)
-    shapes = {}
     if dynamic_batch is not False:
-        shapes, reason = _batch_shapes(traced)
-        if reason is not None:
+        template, reason = _generic(traced)
+        if reason is None:
+            traced = template
+        else:
             if dynamic_batch is True:
                 raise ExportError(f"{traced.name}: cannot export a dynamic batch dimension: {reason}")
             if reason != _NO_BATCH:
                 warnings.warn(f"{traced.name}: exported with the example's static batch size, since {reason}",
                               stacklevel=3)
-    model = _Builder(traced, shapes, opset).model()
+    model = _Builder(traced, opset).model()
     try:
         onnx.checker.check_model(model, full_check=True)
     except Exception as exc:  # (onnx raises ValidationError, InferenceError...)
@@ -142,6 +149,11 @@ class _Traced:
         self.state_names = state_names  # graph input position -> a parameter's qualified name
         self.retrace = retrace  # (args, kwargs) -> _Traced
         self.examples = examples  # the (args, kwargs) it was traced with
+
+    def with_graph(self, graph) -> _Traced:
+        """This trace with ``graph`` (the template) in place of its own: same inputs and outputs."""
+        return _Traced(self.name, graph, self.initial, self.n_user, self.state_names, self.retrace,
+                       self.examples)
 
 
 def _trace(obj, args, kwargs) -> _Traced:
@@ -204,107 +216,45 @@ def _qualified_names(obj) -> dict:
 
 # -- the dynamic batch dimension ----------------------------------------------------------------
 _NO_BATCH = "no argument has a batch dimension"
-# attributes that may hold the batch size (shape targets, slice bounds); any other attribute,
-# or a constant array, that differs between the two traces fixes the batch size
-_SHAPE_ATTRS = {("reshape", "shape"), ("broadcast_to", "shape"), ("slice", "slices"), ("iota", "shape")}
 
 
-class _NotGeneric(Exception):
-    pass
-
-
-def _batch_shapes(traced: _Traced):
-    """``({Value: shape with BATCH entries}, None)`` for the values of ``traced.graph`` that carry
-    the batch size and the shape attributes holding it, or ``({}, reason)`` when the graph is not
-    generic in it."""
+def _generic(traced: _Traced):
+    """``(the _Traced of the template, None)``: the function traced for every batch size (graphc's
+    symbolic.generalize of two probe traces, its batch dimension the symbol ``BATCH``), or
+    ``(None, reason)`` when the graph is not generic in it."""
     leaves, treedef = pytree.flatten(traced.examples)
     first = next((leaf for leaf in leaves if isinstance(leaf, np.ndarray) and leaf.ndim), None)
     if first is None:
-        return {}, _NO_BATCH
+        return None, _NO_BATCH
     n = first.shape[0]
-    other = n + 1 if n > 1 else 2
-    resized = [_resize(leaf, n, other) if isinstance(leaf, np.ndarray) and leaf.ndim and leaf.shape[0] == n
-               else leaf for leaf in leaves]
-    again_args, again_kwargs = pytree.unflatten(treedef, resized)
+
+    def at(size):  # the batched arguments (first dimension n) as zero-strided stand-ins of that size
+        resized = [np.broadcast_to(np.zeros((), leaf.dtype), (size,) + leaf.shape[1:])
+                   if isinstance(leaf, np.ndarray) and leaf.ndim and leaf.shape[0] == n else leaf
+                   for leaf in leaves]
+        return traced.retrace(*pytree.unflatten(treedef, resized))
+
+    probes = " and ".join(map(str, symbolic.PROBES))
     try:
-        again = traced.retrace(again_args, again_kwargs)
+        with symbolic.probing(symbolic.PROBES):
+            small, large = at(symbolic.PROBES[0]), at(symbolic.PROBES[1])
+        template = symbolic.generalize(small.graph, large.graph, BATCH, symbolic.PROBES)
+    except NotGeneric as exc:
+        return None, f"{exc} (traced at batch sizes {probes})"
     except Exception as exc:  # noqa: BLE001  (the function itself depends on the batch size)
-        return {}, f"tracing it at batch size {other} failed ({type(exc).__name__}: {exc})"
+        return None, f"tracing it at batch sizes {probes} failed ({type(exc).__name__}: {exc})"
+    # the example's size must be one the template stands for (x[:5] of a batch of 3 is not;
+    # nor is a batch of 1 where the code treats it apart, as np.squeeze does)
     try:
-        return _generalize(traced.graph, again.graph, n, other), None
-    except _NotGeneric as exc:
-        return {}, f"the graph depends on the batch size ({n} in the example): {exc}"
-
-
-def _resize(array, n, other):
-    """``array`` with ``other`` rows instead of ``n`` (its rows repeated; zeros when it has none)."""
-    if not n:
-        return np.zeros((other,) + array.shape[1:], array.dtype)
-    return np.take(array, np.arange(other) % n, axis=0)
-
-
-def _generalize(g1, g2, n1, n2) -> dict:
-    """Match two traces value by value; returns the symbolic shapes and shape attributes."""
-    if (len(g1.inputs), len(g1.nodes), len(g1.outputs)) != (len(g2.inputs), len(g2.nodes), len(g2.outputs)):
-        raise _NotGeneric(f"traced at batch size {n2} it has {len(g2.nodes)} nodes instead of {len(g1.nodes)}")
-    pairs = dict(zip(g2.inputs, g1.inputs))
-    out = {}
-
-    def same_type(v1, v2, what):
-        if v1.type.dtype != v2.type.dtype or len(v1.type.shape) != len(v2.type.shape):
-            raise _NotGeneric(f"{what} is {v1.type} at batch size {n1} but {v2.type} at {n2}")
-        shape = _merge(v1.type.shape, v2.type.shape, n1, n2, what)
-        if shape != v1.type.shape:
-            out[v1] = shape
-
-    for v1, v2 in zip(g1.inputs, g2.inputs):
-        same_type(v1, v2, "an input")
-    for a, b in zip(g1.nodes, g2.nodes):
-        where = f"{a.op} at {a.loc}"
-        if a.op != b.op or len(a.inputs) != len(b.inputs) or any(pairs.get(y) is not x
-                                                                for x, y in zip(a.inputs, b.inputs)):
-            raise _NotGeneric(f"the traces differ at {where}")
-        if a.regions or set(a.attrs) != set(b.attrs):
-            raise _NotGeneric(f"the traces differ at {where}")
-        for key in a.attrs:
-            x, y = a.attrs[key], b.attrs[key]
-            if (a.op, key) in _SHAPE_ATTRS:
-                merged = _merge(x, y, n1, n2, f"attribute {key} of {where}")
-                if merged != x:
-                    out[(a, key)] = merged
-            elif not _same_attr(x, y):
-                raise _NotGeneric(f"attribute {key} of {where} is {_short(x)} at batch size {n1} but "
-                                  f"{_short(y)} at {n2}")
-        for v1, v2 in zip(a.outputs, b.outputs):
-            same_type(v1, v2, f"the result of {where}")
-            pairs[v2] = v1
-    for v1, v2 in zip(g1.outputs, g2.outputs):
-        if pairs.get(v2) is not v1:
-            raise _NotGeneric("the outputs differ")
-    return out
-
-
-def _merge(x, y, n1, n2, what):
-    """``x`` with the ints where ``x`` has n1 and ``y`` has n2 replaced by BATCH."""
-    if isinstance(x, tuple) and isinstance(y, tuple) and len(x) == len(y):
-        return tuple(_merge(a, b, n1, n2, what) for a, b in zip(x, y))
-    if x == y and type(x) is type(y):
-        return x
-    if isinstance(x, int) and isinstance(y, int) and (x, y) == (n1, n2):
-        return BATCH
-    raise _NotGeneric(f"{what} is {_short(x)} at batch size {n1} but {_short(y)} at {n2}")
-
-
-def _same_attr(x, y) -> bool:
-    if isinstance(x, Const) or isinstance(y, Const):
-        return (isinstance(x, Const) and isinstance(y, Const) and x.array.dtype == y.array.dtype
-                and x.array.shape == y.array.shape and np.array_equal(x.array, y.array, equal_nan=True))
-    return type(x) is type(y) and x == y
-
-
-def _short(a) -> str:
-    text = repr(a.array if isinstance(a, Const) else a)
-    return text if len(text) < 60 else text[:57] + "..."
+        example = symbolic.instantiate(template, {BATCH: n})
+    except ShapeError as exc:
+        return None, f"the graph traced for a general batch does not hold at the example's batch size: {exc}"
+    general = [str(v.type) for v in example.outputs]
+    specific = [str(v.type) for v in traced.graph.outputs]
+    if general != specific:
+        return None, (f"at the example's batch size {n} it returns {', '.join(specific)}, but "
+                      f"{', '.join(general)} for a general batch")
+    return small.with_graph(template), None
 
 
 # -- building the ONNX graph ------------------------------------------------------------------
@@ -328,10 +278,9 @@ _WIDER = {"bool": "int32", "int32": "int64", "float32": "float64"}
 
 
 class _Builder:
-    def __init__(self, traced: _Traced, shapes: dict, opset: int):
+    def __init__(self, traced: _Traced, opset: int):
         self.traced = traced
-        self.graph = traced.graph
-        self.shapes = shapes  # Value -> shape with symbols; (node, attr) -> attr with symbols
+        self.graph = traced.graph  # its types and shape attributes may hold symbols (str dims)
         self.opset = opset
         self.nodes, self.initializers, self.value_info = [], [], []
         self.names = {}  # graphc Value -> ONNX name
@@ -370,14 +319,11 @@ class _Builder:
     def cast(self, name, src: str, dst: str) -> str:
         return name if src == dst else self.add("Cast", [name], to=_elem_type(dst))
 
-    def shape_of(self, value):
-        return self.shapes.get(value, value.type.shape)
-
     def symbol_dim(self, symbol: str) -> str:
         """A 1-D int64 tensor holding the size of ``symbol``, read from an input that has it."""
         if symbol not in self.symbol_dims:
             for k, v in enumerate(self.graph.inputs):
-                shape = self.shape_of(v)
+                shape = v.type.shape
                 if symbol in shape and k not in self.traced.initial:
                     dims = self.add("Shape", [self.names[v]], hint="shape")
                     self.symbol_dims[symbol] = self.add("Gather", [dims, self.ints([shape.index(symbol)])],
@@ -472,7 +418,7 @@ class _Builder:
                                            **attrs))
 
     def _info(self, name, value):
-        shape = [d if isinstance(d, (int, str)) else str(d) for d in self.shape_of(value)]
+        shape = [str(d) if isinstance(d, str) else d for d in value.type.shape]  # (a Sym as a plain str)
         return helper.make_tensor_value_info(name, _elem_type(value.type.dtype), shape)
 
     def _plan_gemm(self):
@@ -536,6 +482,11 @@ def _input_name(path, k) -> str:
 
 def _graph_name(name: str) -> str:
     return name if name.isidentifier() else "graph"
+
+
+def _short(a) -> str:
+    text = repr(a.array if isinstance(a, Const) else a)
+    return text if len(text) < 60 else text[:57] + "..."
 
 
 def _no_mapping(node, why: str) -> ExportError:
@@ -666,7 +617,7 @@ def _constant(b, node, ins):
 
 @_rule("iota")
 def _iota(b, node, ins):
-    shape, axis, dtype = (b.shapes.get((node, "shape"), node.attrs["shape"]), node.attrs["axis"],
+    shape, axis, dtype = (node.attrs["shape"], node.attrs["axis"],
                           node.attrs["dtype"])
     axis %= len(shape)
     ramp_shape = [-1 if d == axis else 1 for d in range(len(shape))]
@@ -685,17 +636,17 @@ def _iota(b, node, ins):
 @_rule("broadcast_to")
 def _broadcast_to(b, node, ins):
     x = node.inputs[0]
-    target = list(b.shapes.get((node, "shape"), node.attrs["shape"]))
+    target = list(node.attrs["shape"])
     # a symbolic target dim the input already has broadcasts as 1 (Expand keeps the input's dim)
-    source = (None,) * (len(target) - x.type.ndim) + tuple(b.shape_of(x))
+    source = (None,) * (len(target) - x.type.ndim) + x.type.shape
     target = [1 if isinstance(d, str) and source[k] == d else d for k, d in enumerate(target)]
     return b.add("Expand", [ins[0], b.shape_tensor(target)]), _dtype(node)
 
 
 @_rule("reshape")
 def _reshape(b, node, ins):
-    source = b.shape_of(node.inputs[0])
-    target = list(b.shapes.get((node, "shape"), node.attrs["shape"]))
+    source = node.inputs[0].type.shape
+    target = list(node.attrs["shape"])
     if 0 in target:  # a real zero-size dimension: allowzero, so 0 is not "copy the input's"
         return b.add("Reshape", [ins[0], b.shape_tensor(target)], allowzero=1), _dtype(node)
     for k, d in enumerate(target):  # a symbol in the same place as in the input: 0 copies it
@@ -719,8 +670,8 @@ def _concatenate(b, node, ins):
 
 @_rule("slice")
 def _slice(b, node, ins):
-    slices = b.shapes.get((node, "slices"), node.attrs["slices"])
-    shape = b.shape_of(node.inputs[0])
+    slices = node.attrs["slices"]
+    shape = node.inputs[0].type.shape
     axes, starts, ends, steps = [], [], [], []
     for axis, ((start, stop, step), n) in enumerate(zip(slices, shape)):
         if (start, stop, step) == (0, n, 1):
@@ -753,7 +704,7 @@ def _gather(b, node, ins):
         return b.add("Gather", ins, axis=axis), _dtype(node)
     # x[:, ..., i1, ..., ik, ...] with k index arrays: GatherND on the indexed axes moved to
     # the front (it checks bounds and wraps negative indices as NumPy does), moved back after
-    ndim, out_shape = x.type.ndim, b.shape_of(node.outputs[0])
+    ndim, out_shape = x.type.ndim, node.outputs[0].type.shape
     front = list(range(axis, axis + k)) + list(range(axis)) + list(range(axis + k, ndim))
     data = b.add("Transpose", [ins[0]], perm=front) if front != list(range(ndim)) else ins[0]
     batch = b.shape_tensor(out_shape[axis:len(out_shape) - (ndim - axis - k)])
