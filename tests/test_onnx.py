@@ -383,6 +383,50 @@ def test_a_graph_fixed_to_its_batch_size_exports_static(tmp_path):
     assert dims(model.graph.input[0]) == [5, 4]
 
 
+def test_variance_is_dynamic_except_over_the_batch(tmp_path, runtime):
+    """np.var divides by a count node, which O1 folds to a constant in each probe trace: over the
+    batch axis that constant differs between the probes (exported static, with a warning naming
+    the line; refused under dynamic_batch=True), over another axis it is the same (dynamic)."""
+    x = np.random.default_rng(6).normal(size=(5, 3)).astype(np.float32)
+    line = sys._getframe().f_lineno + 1
+    over_batch = lambda a: np.var(a, axis=0, ddof=1)  # noqa: E731
+    path = str(tmp_path / "var_batch.onnx")
+    with pytest.warns(UserWarning, match=f"static batch size.*test_onnx.py:{line} depends.*constant"):
+        model = gc.onnx.export(over_batch, path, x)
+    assert dims(model.graph.input[0]) == [5, 3]
+    assert_outputs(runtime(path, feeds_of(model, x)), eager(over_batch, x), "var over the batch")
+    with pytest.raises(gc.ExportError, match=f"dynamic batch.*test_onnx.py:{line}"):
+        gc.onnx.export(over_batch, tmp_path / "refused.onnx", x, dynamic_batch=True)
+    over_features = lambda a: (np.var(a, axis=1, ddof=1), np.std(a, axis=-1))  # noqa: E731
+    path = str(tmp_path / "var_features.onnx")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model = gc.onnx.export(over_features, path, x, dynamic_batch=True)
+    assert dims(model.graph.input[0]) == ["B", 3]
+    for xs in (x, x[:2], np.tile(x, (3, 1))):
+        assert_outputs(runtime(path, feeds_of(model, xs)), eager(over_features, xs), f"var at {len(xs)}")
+
+
+def test_the_template_must_hold_at_the_examples_batch_size(tmp_path):
+    """The batch is probed at sizes no model dim is likely to have (graphc.symbolic.PROBES), and
+    the graph for a general batch must hold at the example's: x[:5] of a batch of 3 (which a
+    second trace at 4 would mistake for the whole batch) and np.squeeze of a batch of 1 export
+    static, saying why; x[:5] of a batch of 8 is dynamic."""
+    head = lambda a: a[:5] * 2  # noqa: E731
+    x3, x8 = np.arange(6.0).reshape(3, 2), np.arange(16.0).reshape(8, 2)
+    with pytest.warns(UserWarning, match="does not hold at the example's batch size.*B=3"):
+        model = gc.onnx.export(head, tmp_path / "head3.onnx", x3)
+    assert dims(model.graph.input[0]) == [3, 2]
+    assert_outputs(ReferenceEvaluator(model).run(None, feeds_of(model, x3)), eager(head, x3), "x[:5] of 3")
+    model = gc.onnx.export(head, tmp_path / "head8.onnx", x8, dynamic_batch=True)
+    assert dims(model.graph.input[0]) == ["B", 2] and dims(model.graph.output[0]) == [5, 2]
+    for xs in (x8, np.arange(12.0).reshape(6, 2)):
+        assert_outputs(ReferenceEvaluator(model).run(None, feeds_of(model, xs)), eager(head, xs), "x[:5]")
+    with pytest.warns(UserWarning, match=r"batch size 1 it returns f64\[2\], but f64\[1,2\] for a general"):
+        model = gc.onnx.export(np.squeeze, tmp_path / "squeeze.onnx", x3[:1])
+    assert dims(model.graph.input[0]) == [1, 2] and dims(model.graph.output[0]) == [2]
+
+
 def test_an_op_with_no_mapping_names_the_op_types_and_line(tmp_path):
     x = np.ones((5, 4), np.float32)
     path = tmp_path / "sorted.onnx"
