@@ -238,11 +238,14 @@ def _generic(traced: _Traced):
     try:
         with symbolic.probing(symbolic.PROBES):
             small, large = at(symbolic.PROBES[0]), at(symbolic.PROBES[1])
-        template = symbolic.generalize(small.graph, large.graph, BATCH, symbolic.PROBES)
-    except NotGeneric as exc:
+    except NotGeneric as exc:  # (x[:1500] is all of a batch of 1009, but not of every batch)
         return None, f"{exc} (traced at batch sizes {probes})"
     except Exception as exc:  # noqa: BLE001  (the function itself depends on the batch size)
         return None, f"tracing it at batch sizes {probes} failed ({type(exc).__name__}: {exc})"
+    try:
+        template = symbolic.generalize(small.graph, large.graph, BATCH, symbolic.PROBES)
+    except NotGeneric as exc:
+        return None, f"{exc} (traced at batch sizes {probes})"
     # the example's size must be one the template stands for (x[:5] of a batch of 3 is not;
     # nor is a batch of 1 where the code treats it apart, as np.squeeze does)
     try:

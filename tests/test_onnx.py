@@ -411,7 +411,7 @@ def test_the_template_must_hold_at_the_examples_batch_size(tmp_path):
     """The batch is probed at sizes no model dim is likely to have (graphc.symbolic.PROBES), and
     the graph for a general batch must hold at the example's: x[:5] of a batch of 3 (which a
     second trace at 4 would mistake for the whole batch) and np.squeeze of a batch of 1 export
-    static, saying why; x[:5] of a batch of 8 is dynamic."""
+    static, saying why, and so does x[:1500]; x[:5] of a batch of 8 is dynamic."""
     head = lambda a: a[:5] * 2  # noqa: E731
     x3, x8 = np.arange(6.0).reshape(3, 2), np.arange(16.0).reshape(8, 2)
     with pytest.warns(UserWarning, match="does not hold at the example's batch size.*B=3"):
@@ -425,6 +425,11 @@ def test_the_template_must_hold_at_the_examples_batch_size(tmp_path):
     with pytest.warns(UserWarning, match=r"batch size 1 it returns f64\[2\], but f64\[1,2\] for a general"):
         model = gc.onnx.export(np.squeeze, tmp_path / "squeeze.onnx", x3[:1])
     assert dims(model.graph.input[0]) == [1, 2] and dims(model.graph.output[0]) == [2]
+    # the probe traces run under symbolic.probing: x[:1500] is all of a probe batch only
+    probes = " and ".join(map(str, gc.symbolic.PROBES))
+    with pytest.warns(UserWarning, match=f"1500.*depends on the batch size.*traced at batch sizes {probes}"):
+        model = gc.onnx.export(lambda a: a[:1500], tmp_path / "head1500.onnx", x3)
+    assert dims(model.graph.input[0]) == [3, 2]
 
 
 def test_an_op_with_no_mapping_names_the_op_types_and_line(tmp_path):
