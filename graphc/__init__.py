@@ -78,8 +78,10 @@ astype = cast
 __version__ = "0.1.0"
 
 
-def __getattr__(name):  # graphc.nn, graphc.optim, graphc.data, graphc.testing load on first use
-    if name in ("nn", "optim", "data", "testing"):
+def __getattr__(name):  # graphc.nn, .optim, .data, .testing, .export (gc.save, gc.load) load on first use
+    if name in ("nn", "optim", "data", "testing", "export"):
         import importlib
         return importlib.import_module(f"graphc.{name}")
+    if name in ("save", "load"):  # graphc.export's (it imports graphc.nn and graphc.optim)
+        return getattr(__getattr__("export"), name)
     raise AttributeError(f"module 'graphc' has no attribute {name!r}")
