@@ -170,6 +170,11 @@ def _traced(obj, example_args):
                           f"gc.save(obj, path, *example_args)")
     name = type(obj).__name__ if isinstance(obj, Module) else getattr(obj, "__name__", "graph")
     traced = TracedFunction(obj, name=_sanitized(name))
+    if isinstance(obj, Module):  # arguments named as forward's parameters (x), not __call__'s (args[0])
+        try:
+            traced._signature = inspect.signature(obj.forward)
+        except (TypeError, ValueError):
+            pass
     traced.lower(*example_args)
     return traced, _owners(obj)
 
@@ -469,7 +474,9 @@ def load(path, entry: str | None = None, device: str | None = None) -> "LoadedFu
         entry = "main" if "main" in entries or len(entries) != 1 else next(iter(entries))
     if entry not in entries:
         raise ExportError(f"{path}: no entry {entry!r}; the file holds {', '.join(map(repr, entries))}")
-    return LoadedFunction(entries[entry], tensors, path, device)
+    loaded = LoadedFunction(entries[entry], tensors, path, device)
+    loaded.format_version, loaded.graphc_version = doc["format_version"], str(doc.get("graphc_version"))
+    return loaded
 
 
 def read(path):
