@@ -321,7 +321,7 @@ def _entry_of(traced: TracedFunction, owners):
         record = _state_record(st, roles)
         if st in compiled.state_in:
             record["input"] = n_args + compiled.state_in.index(st)
-            record["tensor"] = f"state.{i}"
+            record["tensor"] = f"main.state.{i}"
             arrays[record["tensor"]] = np.array(st.data, order="C")
         else:
             record["input"] = None
@@ -332,9 +332,10 @@ def _entry_of(traced: TracedFunction, owners):
         "kind": "training_step" if any(r["kind"] in ("optimizer", "hyperparameter") for r in records)
         else "function",
         "name": graph.name if _GRAPH_NAME.fullmatch(graph.name) else _sanitized(graph.name),
-        "device": traced.device, "options": {k: v for k, v in traced.options.items()},
+        "device": traced.device,
+        "options": {k: v for k, v in traced.options.items() if k not in backend.base.RUNTIME_OPTIONS},
         "passes": traced.passes, "check_finite": bool(traced.check_finite),
-        "graph": _encode_graph(graph, arrays, "const"),
+        "graph": _encode_graph(graph, arrays, "main.const"),
         "signature": {"inputs": _encode_treedef(treedef, traced.name), "leaves": leaves,
                       "outputs": _encode_treedef(out_tree, traced.name), "slots": outputs, "scalars": scalars},
         "states": records, "optimizers": optimizers, "input_checks": checks,
@@ -434,7 +435,7 @@ def _write(path, doc, arrays):
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
         raise ExportError(f"cannot save to {path}: the directory {directory} does not exist")
-    text = json.dumps(doc, allow_nan=False, indent=1).encode()
+    text = json.dumps(doc, allow_nan=False, separators=(",", ":")).encode()
     weights = safetensors.numpy.save(arrays, metadata={"format": FORMAT})
     fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
     try:
@@ -624,11 +625,15 @@ def _decode_attr(v, expected, where, out_type):
         return math.copysign(math.nan, -1.0) if x == "-nan" else float(x)
     if tag == "$tensor":
         _need(type(x) is str and 0 < len(x) <= 256, where, f"$tensor names a tensor, got {x!r}")
-        _need(x not in expected, where, f"tensor {x!r} is used twice")
         _need(out_type is not None, where, "a constant array appears where none is allowed")
-        expected[x] = out_type
+        _expect(expected, x, out_type, where)
         return _TensorRef(x)
     raise ExportError(f"{where}: unknown attribute tag {tag!r}")
+
+
+def _expect(expected: dict, key: str, t: TensorType, where):
+    """Note that tensor ``key`` must have type ``t`` (entries may share a tensor of one type)."""
+    _need(expected.setdefault(key, t) == t, where, f"tensor {key!r} is used as {t} and as {expected[key]}")
 
 
 class _TensorRef:
@@ -808,8 +813,8 @@ def _decode_entry(entry, expected, where) -> dict:
             _need(type(k) is int and n_args <= k < len(graph.inputs) and k not in state_inputs, at,
                   f"input {k!r} is not a state input of the graph")
             tensor = st.get("tensor")
-            _need(isinstance(tensor, str) and tensor not in expected, at, "an input state names its own tensor")
-            expected[tensor] = graph.inputs[k].type
+            _need(isinstance(tensor, str) and 0 < len(tensor) <= 256, at, "an input state names its tensor")
+            _expect(expected, tensor, graph.inputs[k].type, at)
             state_inputs[k] = i
         if j is not None:
             _need(type(j) is int and n_user <= j < len(graph.outputs) and j not in state_outputs, at,
@@ -995,9 +1000,23 @@ class LoadedFunction:
         return f"({', '.join(args)}) -> {outs[0] if len(outs) == 1 else '(' + ', '.join(outs) + ')'}"
 
     def parameters(self):
-        """``(key, kind, array)`` of every saved state array (parameters, buffers, optimizer state...)."""
-        return [(rec.get("key") or rec.get("name") or f"state{i}", rec["kind"], st.data)
+        """``(key, kind, array)`` of every saved state array: parameters and buffers by their
+        module names, optimizer state by its path in ``state_dict()``
+        (``optimizer.state.0.exp_avg``, ``optimizer.param_groups.0.betas[1]``). The arrays are
+        live: writing into a hyperparameter's array changes it for the next call."""
+        return [(self._label(i, rec), rec["kind"], st.data)
                 for i, (rec, st) in enumerate(zip(self._records, self.states)) if rec.get("input") is not None]
+
+    @staticmethod
+    def _label(i, rec) -> str:
+        key = rec.get("key") or rec.get("name") or f"state{i}"
+        opt = f"optimizer{rec['optimizer'] or ''}" if type(rec.get("optimizer")) is int else "optimizer"
+        if rec["kind"] == "optimizer":
+            return f"{opt}.state.{rec.get('param')}.{key}"
+        if rec["kind"] == "hyperparameter":
+            index = f"[{rec['index']}]" if rec.get("index") is not None else ""
+            return f"{opt}.param_groups.{rec.get('group')}.{key}{index}"
+        return key
 
     def state_dict(self):
         """The state by PyTorch's names (live arrays, as ``Module.state_dict``).
@@ -1115,14 +1134,14 @@ class LoadedFunction:
         arrays = {}
         raw = self._entry_json
         entry = {k: v for k, v in raw.items() if k not in ("graph", "in_tree", "out_tree", "slots")}
-        entry["graph"] = _encode_graph(self._graph, arrays, "const")
-        entry["options"] = dict(self.options)
+        entry["graph"] = _encode_graph(self._graph, arrays, "main.const")
+        entry["options"] = {k: v for k, v in self.options.items() if k not in backend.base.RUNTIME_OPTIONS}
         entry["device"] = self.device
         entry["states"] = []
         for i, (rec, st) in enumerate(zip(self._records, self.states)):
             rec = dict(rec)
             if rec.get("input") is not None:
-                rec["tensor"] = f"state.{i}"
+                rec["tensor"] = f"main.state.{i}"
                 arrays[rec["tensor"]] = np.array(st.data, order="C")
             entry["states"].append(rec)
         sig = dict(entry["signature"])

@@ -13,6 +13,7 @@ import zipfile
 
 import numpy as np
 import pytest
+import safetensors.numpy
 
 import graphc as gc
 from graphc import export
@@ -438,3 +439,19 @@ def test_refuses_pickles_and_object_arrays_without_running_them(saved_fn, tmp_pa
              "dtype 'O' is refused")
     _refused(_write_zip(tmp_path / "pkl-json.gcx", {**members, "graphc.json": payload}), "not valid JSON")
     assert not marker.exists()
+
+
+def test_a_file_may_hold_several_named_entries(saved_fn, tmp_path):
+    traced, path, (a, b) = saved_fn
+    members = _members(path)
+    doc = json.loads(members["graphc.json"])
+    arrays = safetensors.numpy.load(members["weights.safetensors"])
+    text = json.dumps(doc["entries"]["main"]).replace('"main.', '"second.')  # its own tensor names
+    doc["entries"]["second"] = json.loads(text)
+    arrays.update({"second." + k[5:]: v for k, v in arrays.items()})
+    members = {"graphc.json": json.dumps(doc).encode(), "weights.safetensors": safetensors.numpy.save(arrays)}
+    both = _write_zip(tmp_path / "both.gcx", members)
+    first, second = gc.load(both), gc.load(both, entry="second")
+    assert same_bits(first(a, b)["sum"], second(a, b)["sum"])
+    with pytest.raises(gc.ExportError, match="no entry 'third'; the file holds 'main', 'second'"):
+        gc.load(both, entry="third")
