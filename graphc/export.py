@@ -838,9 +838,9 @@ def _decode_entry(entry, expected, where) -> dict:
             _need(c.get("dtype") in ("int32", "int64"), where, "an int_fits check names int32 or int64")
         else:
             raise ExportError(f"{where}: unknown input check {c.get('kind')!r}")
-    optimizers = entry.get("optimizers", [])
-    _need(isinstance(optimizers, list) and all(isinstance(o, dict) for o in optimizers), where,
-          "optimizers is a list of objects")
+    optimizers = _decode_optimizers(entry.get("optimizers", []), where)
+    for i, st in enumerate(states):
+        _check_state_fields(st, optimizers, f"{where}: state {i}")
     kind = entry.get("kind", "function")
     _need(kind in ("function", "training_step"), where, f"unknown entry kind {kind!r}")
     name = entry.get("name", graph.name)
@@ -849,6 +849,49 @@ def _decode_entry(entry, expected, where) -> dict:
             "options": options, "in_tree": in_tree, "out_tree": out_tree, "slots": decoded_slots,
             "check_finite": bool(entry.get("check_finite", False)), "input_checks": checks,
             "optimizers": optimizers}
+
+
+def _decode_optimizers(optimizers, where) -> list:
+    """Each optimizer's type and parameter groups (options decoded)."""
+    _need(isinstance(optimizers, list), where, "optimizers is a list")
+    out = []
+    for k, opt in enumerate(optimizers):
+        at = f"{where}: optimizer {k}"
+        _need(isinstance(opt, dict) and isinstance(opt.get("type"), str) and isinstance(opt.get("param_groups"), list),
+              at, "an optimizer is {type, param_groups}")
+        groups = []
+        for g, group in enumerate(opt["param_groups"]):
+            _need(isinstance(group, dict), at, f"group {g} is an object")
+            params, options = group.get("params", []), group.get("options", {})
+            _need(isinstance(params, list) and all(type(p) is int and p >= 0 for p in params), at,
+                  f"group {g}'s params are parameter indices")
+            _need(isinstance(options, dict), at, f"group {g}'s options are an object")
+            groups.append({"params": params, "param_names": group.get("param_names"),
+                           "options": {key: _json_value(v, f"{at}: option {key}") for key, v in options.items()}})
+        out.append({"type": opt["type"], "param_groups": groups})
+    return out
+
+
+def _check_state_fields(st, optimizers, where):
+    """The fields a state's kind needs: which optimizer, parameter, group and tuple index."""
+    _need(isinstance(st.get("key"), str) or st["kind"] in ("state", "captured"), where, "key is a string")
+    _need(st.get("order") is None or type(st["order"]) is int, where, "order is an int")
+    if st["kind"] not in ("optimizer", "hyperparameter"):
+        return
+    k = st.get("optimizer")
+    _need(type(k) is int and 0 <= k < len(optimizers), where, f"optimizer {k!r} is not one of the entry's")
+    if st["kind"] == "optimizer":
+        _need(type(st.get("param")) is int and st["param"] >= 0, where, "param is a parameter index")
+        return
+    groups = optimizers[k]["param_groups"]
+    g, index = st.get("group"), st.get("index")
+    _need(type(g) is int and 0 <= g < len(groups), where, f"group {g!r} is not one of the optimizer's")
+    option = groups[g]["options"].get(st["key"])
+    if index is None:
+        _need(type(option) is not tuple, where, f"option {st['key']!r} is a tuple: the state needs an index")
+    else:
+        _need(type(index) is int and type(option) is tuple and 0 <= index < len(option), where,
+              f"index {index!r} does not fit option {st['key']!r} = {option!r}")
 
 
 def _read_weights(raw: bytes, expected: dict, path) -> dict:
@@ -1029,7 +1072,8 @@ class LoadedFunction:
         ``graphc.optim`` optimizers load with ``load_state_dict``.
         """
         model = OrderedDict()
-        held = [(rec.get("order", len(self._records)), i) for i, rec in enumerate(self._records)
+        held = [(rec["order"] if type(rec.get("order")) is int else len(self._records), i)
+                for i, rec in enumerate(self._records)
                 if rec["kind"] in ("parameter", "buffer") and rec.get("input") is not None]
         for _, i in sorted(held):  # in the module's state_dict order
             model[self._records[i].get("key") or self._records[i].get("name")] = self.states[i].data
@@ -1041,8 +1085,8 @@ class LoadedFunction:
             for rec, st in zip(self._records, self.states):
                 if rec["kind"] == "optimizer" and rec.get("optimizer") == k:
                     state.setdefault(rec["param"], {})[rec["key"]] = st.data
-            for g, group in enumerate(opt.get("param_groups", [])):
-                options = {key: _json_value(v, self.path) for key, v in group.get("options", {}).items()}
+            for g, group in enumerate(opt["param_groups"]):
+                options = dict(group["options"])
                 for rec, st in zip(self._records, self.states):  # the live hyperparameters
                     if rec["kind"] == "hyperparameter" and rec.get("optimizer") == k and rec.get("group") == g:
                         value = float(st.data)
@@ -1052,7 +1096,7 @@ class LoadedFunction:
                             items = list(options.get(rec["key"], ()))
                             items[rec["index"]] = value
                             options[rec["key"]] = tuple(items)
-                groups.append({**options, "params": list(group.get("params", []))})
+                groups.append({**options, "params": list(group["params"])})
             optimizers.append({"state": dict(sorted(state.items())), "param_groups": groups})
         out = {"model": model}
         for k, opt in enumerate(optimizers):
@@ -1144,6 +1188,9 @@ class LoadedFunction:
                 rec["tensor"] = f"main.state.{i}"
                 arrays[rec["tensor"]] = np.array(st.data, order="C")
             entry["states"].append(rec)
+        entry["optimizers"] = [{"type": opt["type"], "param_groups": [
+            {**group, "options": {k: _json_option(v) for k, v in group["options"].items()}}
+            for group in opt["param_groups"]]} for opt in self._optimizers]
         sig = dict(entry["signature"])
         sig["leaves"] = [{**leaf, "value": _json_option(leaf["value"])} if leaf["kind"] == "static" else leaf
                          for leaf in sig["leaves"]]

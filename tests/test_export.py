@@ -173,6 +173,14 @@ def test_saved_training_step_resumes_bit_for_bit(tmp_path):
         assert k == k2 and same_bits(v, v2), k
     x, t = batches[0]
     assert same_bits(loaded(x, t), again(x, t))
+    # hyperparameters are live state: a learning rate of 0 leaves the parameters as they are
+    lr = next(a for key, _, a in loaded.parameters() if key == "optimizer.param_groups.0.lr")
+    lr[...] = 0.0
+    before = {k: v.copy() for k, v in loaded.state_dict()["model"].items()}
+    loaded(x, t)
+    assert loaded.state_dict()["optimizer"]["param_groups"][0]["lr"] == 0.0
+    for k, v in loaded.state_dict()["model"].items():
+        assert same_bits(before[k], v), k
 
 
 MODEL_SOURCE = textwrap.dedent('''
@@ -455,3 +463,58 @@ def test_a_file_may_hold_several_named_entries(saved_fn, tmp_path):
     assert same_bits(first(a, b)["sum"], second(a, b)["sum"])
     with pytest.raises(gc.ExportError, match="no entry 'third'; the file holds 'main', 'second'"):
         gc.load(both, entry="third")
+
+
+def scaled(x, n, s, flip):
+    """Python int and float arguments (weakly typed) and a static bool."""
+    y = (x + n) * s
+    return -y if flip else y
+
+
+def test_python_scalar_and_static_arguments_round_trip(tmp_path):
+    x = np.arange(6, dtype=np.int32).reshape(2, 3)
+    traced = gc.trace(scaled, x, 2, 0.5, True)
+    gc.save(traced, tmp_path / "scaled.gcx")
+    loaded = gc.load(tmp_path / "scaled.gcx")
+    assert loaded.signature() == "(x: i32[2,3], n: int, s: float, True) -> f64[2,3]"
+    assert same_bits(loaded(x, 7, 1.25, True), traced(x, 7, 1.25, True))
+    with pytest.raises(gc.ShapeError, match="argument 's' was a Python float when saved, got int"):
+        loaded(x, 7, 1, True)
+    with pytest.raises(TypeError, match="a static argument was True when saved, got False"):
+        loaded(x, 7, 1.25, False)
+    with pytest.raises(OverflowError, match="out of bounds for int32"):  # the saved input check
+        loaded(x, 2 ** 40, 1.25, True)
+
+
+def test_random_edits_of_a_file_load_or_raise_export_error(saved_fn, tmp_path):
+    """Structured fuzzing: any value of graphc.json replaced by another JSON value gives a
+    working function or an ExportError, never another exception."""
+    _, path, _ = saved_fn
+    members = _members(path)
+    doc = json.loads(members["graphc.json"])
+
+    def paths(x, p=()):
+        yield p
+        children = x.items() if isinstance(x, dict) else enumerate(x) if isinstance(x, list) else ()
+        for k, v in children:
+            yield from paths(v, p + (k,))
+    every = [p for p in paths(doc) if p]
+    values = [None, True, 0, -1, 2 ** 62, 2 ** 70, 1.5, "", "float32", "B", "../x", [], [0], [[0, 1]], {},
+              {"$tuple": []}, {"$tensor": "main.const.0.value"}, {"$float": "nan"}, {"tuple": []}, {"dict": [["a", "*"]]}]
+    rng = np.random.default_rng(0)
+    loaded = 0
+    for _ in range(300):
+        edited = json.loads(members["graphc.json"])
+        where = every[rng.integers(len(every))]
+        target = edited
+        for k in where[:-1]:
+            target = target[k]
+        target[where[-1]] = values[rng.integers(len(values))]
+        _write_zip(tmp_path / "edited.gcx", {**members, "graphc.json": json.dumps(edited).encode()})
+        try:
+            f = gc.load(tmp_path / "edited.gcx")
+            f.signature(), f.state_dict(), f.parameters()
+            loaded += 1
+        except gc.ExportError:
+            pass
+    assert 0 < loaded < 300
