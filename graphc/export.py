@@ -115,10 +115,20 @@ _EXTRA_ATTRIBUTES = {"lshr": ("shift",)}
 def op_attributes(name: str) -> tuple:
     """The attribute names op ``name`` takes: its shape rule's keyword parameters (after the
     operand types; ``regions`` is not an attribute) and those its lowering reads."""
+    return tuple(_attribute_params(name)) + _EXTRA_ATTRIBUTES.get(name, ())
+
+
+def required_attributes(name: str) -> tuple:
+    """The attributes every node of op ``name`` must have: those its shape rule has no default
+    for, and those its lowering reads."""
+    return tuple(p for p, default in _attribute_params(name).items() if default is inspect.Parameter.empty) \
+        + _EXTRA_ATTRIBUTES.get(name, ())
+
+
+def _attribute_params(name: str) -> dict:
     params = list(inspect.signature(registry.get(name).infer).parameters.values())[1:]
-    named = tuple(p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
-                  and p.name != "regions")
-    return named + _EXTRA_ATTRIBUTES.get(name, ())
+    return {p.name: p.default for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+            and p.name != "regions"}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -489,7 +499,10 @@ def read(path):
     entries = _check_header(doc, path)
     decoded = {}
     for name, entry in entries.items():
-        decoded[name] = _decode_entry(entry, expected, f"{path}: entry {name!r}")
+        try:
+            decoded[name] = _decode_entry(entry, expected, f"{path}: entry {name!r}")
+        except RecursionError:
+            raise ExportError(f"{path}: entry {name!r} nests too deeply") from None
     tensors = _read_weights(data[WEIGHTS_MEMBER], expected, path)
     for name, entry in decoded.items():
         _build_constants(entry["graph"], tensors)
@@ -680,6 +693,8 @@ def _decode_graph(g, expected, where, depth=0) -> Graph:
         attrs = node.get("attrs", {})
         _need(isinstance(attrs, dict), at, "attrs is an object")
         allowed = op_attributes(op)
+        missing = [a for a in required_attributes(op) if a not in attrs]
+        _need(not missing, at, f"op {op} needs attribute(s) {', '.join(missing)}")
         decoded = {}
         for key, raw in attrs.items():
             _need(key in allowed, at, f"op {op} takes no attribute {key!r} (it takes {', '.join(allowed) or 'none'})")
@@ -913,7 +928,7 @@ def _read_weights(raw: bytes, expected: dict, path) -> dict:
         at = f"{where}: tensor {key!r}"
         _need(isinstance(info, dict) and {"dtype", "shape", "data_offsets"} <= set(info), at,
               "a tensor is {dtype, shape, data_offsets}")
-        dtype = _SAFETENSORS_DTYPES.get(info["dtype"])
+        dtype = _SAFETENSORS_DTYPES.get(info["dtype"]) if isinstance(info["dtype"], str) else None
         _need(dtype is not None, at, f"dtype {info['dtype']!r} is refused (graphc reads "
               f"{', '.join(_SAFETENSORS_DTYPES)}; no object arrays)")
         shape, offsets = info["shape"], info["data_offsets"]

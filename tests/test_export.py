@@ -351,6 +351,11 @@ def test_refuses_bad_versions_ops_and_attributes(saved_fn, tmp_path):
         target["attrs"]["axes"] = "0); __import__('os').system('touch pwned')  # "
     _refused(_edit_json(path, tmp_path / "axes.gcx", bad_axes), "attribute axes must be a tuple of ints")
 
+    def missing_attr(doc):
+        node = next(n for n in _main_graph(doc)["nodes"] if n["op"] == "constant")
+        del node["attrs"]["value"]
+    _refused(_edit_json(path, tmp_path / "noattr.gcx", missing_attr), "op constant needs attribute.s. value")
+
     def extra_attr(doc):
         _first(doc, "constant")["attrs"]["shift"] = 3
     _refused(_edit_json(path, tmp_path / "attr.gcx", extra_attr), "takes no attribute 'shift'")
