@@ -1123,6 +1123,9 @@ class LoadedFunction:
 
     # -- calling ----------------------------------------------------------------------------
     def __call__(self, *args, **kwargs):
+        if kwargs:  # keyword arguments in the saved order, whatever order they come in
+            saved = self._in_tree[1][1][1]
+            kwargs = {k: kwargs[k] for k in saved if k in kwargs} | kwargs
         leaves, treedef = pytree.flatten((args, kwargs))
         if treedef != self._in_tree:
             raise TypeError(f"{self.name}: called with arguments of another structure than saved; "

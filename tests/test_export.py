@@ -478,17 +478,19 @@ def scaled(x, n, s, flip):
 
 def test_python_scalar_and_static_arguments_round_trip(tmp_path):
     x = np.arange(6, dtype=np.int32).reshape(2, 3)
-    traced = gc.trace(scaled, x, 2, 0.5, True)
+    traced = gc.trace(scaled)
+    traced(x, 2, s=0.5, flip=True)
     gc.save(traced, tmp_path / "scaled.gcx")
     loaded = gc.load(tmp_path / "scaled.gcx")
     assert loaded.signature() == "(x: i32[2,3], n: int, s: float, True) -> f64[2,3]"
-    assert same_bits(loaded(x, 7, 1.25, True), traced(x, 7, 1.25, True))
+    # keyword arguments in any order, as in Python
+    assert same_bits(loaded(x, 7, flip=True, s=1.25), traced(x, 7, s=1.25, flip=True))
     with pytest.raises(gc.ShapeError, match="argument 's' was a Python float when saved, got int"):
-        loaded(x, 7, 1, True)
+        loaded(x, 7, s=1, flip=True)
     with pytest.raises(TypeError, match="a static argument was True when saved, got False"):
-        loaded(x, 7, 1.25, False)
+        loaded(x, 7, s=1.25, flip=False)
     with pytest.raises(OverflowError, match="out of bounds for int32"):  # the saved input check
-        loaded(x, 2 ** 40, 1.25, True)
+        loaded(x, 2 ** 40, s=1.25, flip=True)
 
 
 def test_random_edits_of_a_file_load_or_raise_export_error(saved_fn, tmp_path):
