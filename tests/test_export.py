@@ -525,3 +525,39 @@ def test_random_edits_of_a_file_load_or_raise_export_error(saved_fn, tmp_path):
         except gc.ExportError:
             pass
     assert 0 < loaded < 300
+
+
+def test_shapes_may_name_symbols():
+    t = export._decode_type({"dtype": "float32", "shape": ["B", 3]}, "here")
+    assert t.shape == ("B", 3) and export._encode_type(t) == {"dtype": "float32", "shape": ["B", 3]}
+    for bad in (["B-1"], [""], ["1B"], [1.5], [-1], [True], [2 ** 62], [None]):
+        with pytest.raises(gc.ExportError, match="a dimension is an int in"):
+            export._decode_type({"dtype": "float32", "shape": bad}, "here")
+
+
+def _symbolic_add_file(path):
+    """A hand-written file: ``add(x, y)`` over ``f32[B,3]`` (B symbolic)."""
+    t = {"dtype": "float32", "shape": ["B", 3]}
+    doc = {"format": "graphc-export", "format_version": "1.0", "graphc_version": "test", "opset": 1,
+           "entries": {"main": {
+               "kind": "function", "name": "add", "device": "cpu", "options": {}, "passes": "O2", "states": [],
+               "graph": {"name": "add", "inputs": [{**t, "name": "x", "role": "arg"}, {**t, "name": "y", "role": "arg"}],
+                         "nodes": [{"op": "add", "inputs": [0, 1], "attrs": {}, "outputs": [t]}],
+                         "outputs": [2], "donations": []},
+               "signature": {"inputs": {"tuple": [{"tuple": ["*", "*"]}, {"dict": []}]},
+                             "leaves": [{"kind": "array", "path": "x", **t}, {"kind": "array", "path": "y", **t}],
+                             "outputs": "*", "slots": ["*"], "scalars": [None]}}}}
+    return _write_zip(path, {"graphc.json": json.dumps(doc).encode(), "weights.safetensors": safetensors.numpy.save({})})
+
+
+@pytest.mark.xfail(strict=True, raises=gc.ExportError,
+                   reason="shape rules on symbolic dims come with the symbolic-dimension part of issue 14: "
+                          "remove this mark when they land")
+def test_symbolic_dims_bind_across_arguments(tmp_path):
+    f = gc.load(_symbolic_add_file(tmp_path / "sym.gcx"))
+    assert f.signature() == "(x: f32[B,3], y: f32[B,3]) -> f32[B,3]"
+    with pytest.raises(gc.ShapeError, match="argument 'y' has size 5 in dimension 0, which is B = 4"):
+        f(np.ones((4, 3), np.float32), np.ones((5, 3), np.float32))
+    for n in (4, 7):
+        x = np.arange(n * 3, dtype=np.float32).reshape(n, 3)
+        assert same_bits(f(x, x), x + x)
