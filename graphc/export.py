@@ -292,15 +292,16 @@ def _entry_of(traced: TracedFunction, owners):
     graph = compiled.graph
     arrays = {}
     n_args = graph.input_roles.count("arg")
+    paths = _forward_paths(traced.fn, treedef) if isinstance(traced.fn, Module) else None
     leaves, k = [], 0
-    for leaf in leaf_keys:
+    for i, leaf in enumerate(leaf_keys):
+        path = paths[i] if paths else graph.input_names[k] if k < len(graph.input_names) else None
         if isinstance(leaf, tuple) and len(leaf) == 2 and isinstance(leaf[0], tuple):  # an array
-            leaves.append({"kind": "array", "path": graph.input_names[k], "dtype": np.dtype(leaf[1]).name,
-                           "shape": list(leaf[0])})
+            leaves.append({"kind": "array", "path": path, "dtype": np.dtype(leaf[1]).name, "shape": list(leaf[0])})
             k += 1
         elif leaf in ("float", "int"):
-            leaves.append({"kind": "scalar", "path": graph.input_names[k], "python": leaf,
-                           "dtype": graph.inputs[k].type.dtype, "shape": []})
+            leaves.append({"kind": "scalar", "path": path, "python": leaf, "dtype": graph.inputs[k].type.dtype,
+                           "shape": []})
             k += 1
         else:
             value = leaf[2].value if isinstance(leaf[2], Static) else leaf[2]
@@ -352,6 +353,25 @@ def _entry_of(traced: TracedFunction, owners):
     }
     entry["graph"]["name"] = entry["name"]
     return entry, arrays
+
+
+def _forward_paths(module, treedef):
+    """Argument paths of a module's call named after its forward's parameters (``x``, not the
+    ``args[0]`` of ``Module.__call__(*args)``), or None."""
+    try:
+        params = [p for p in inspect.signature(module.forward).parameters.values()
+                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    except (TypeError, ValueError):
+        return None
+    args, kwargs = pytree.unflatten(treedef, [None] * _count_leaves(treedef))
+    if len(args) > len(params):
+        return None
+    paths = []
+    for param, value in zip(params, args):
+        paths += pytree.leaf_paths(value, param.name)
+    for name, value in kwargs.items():
+        paths += pytree.leaf_paths(value, name)
+    return paths
 
 
 def _state_record(st, roles) -> dict:

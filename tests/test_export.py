@@ -131,6 +131,8 @@ def test_module_round_trip_eval_and_train_mode(tmp_path):
     for k, v in model.state_dict().items():
         assert same_bits(v, loaded.state_dict()[k]), k
     assert {kind for _, kind, _ in loaded.parameters()} == {"parameter", "buffer", "rng"}
+    gc.save(traced, tmp_path / "traced.gcx")  # gc.trace(model): arguments named after forward's
+    assert gc.load(tmp_path / "traced.gcx").signature() == loaded.signature() == "(x: f32[6,5]) -> f32[6,2]"
     model.eval()
     gc.save(model, tmp_path / "eval.gcx", x)
     evaluated = gc.load(tmp_path / "eval.gcx")
