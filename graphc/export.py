@@ -1040,9 +1040,9 @@ class LoadedFunction:
         for rec in self._records:
             if rec.get("input") is not None:
                 data = np.array(tensors[rec["tensor"]])  # own, writable copy
-            else:  # only written (a gradient): its array appears after the first call
+            else:  # only written (a gradient): allocated when first compiled, not from a size in the file
                 t = self._graph.outputs[rec["output"]].type
-                data = np.zeros(tuple(d if type(d) is int else 0 for d in t.shape), t.dtype)
+                data = np.zeros((0,) * len(t.shape), t.dtype)
             self.states.append(LoadedState(data, rec.get("name"), rec["kind"]))
         self._checks = [(c["input"], self._make_check(c)) for c in entry["input_checks"]]
         self._compiled = {}
@@ -1193,6 +1193,10 @@ class LoadedFunction:
         key = ()
         compiled = self._compiled.get(key)
         if compiled is None:
+            for rec, st in zip(self._records, self.states):
+                if rec.get("input") is None:  # a state only written: its array, to write into
+                    t = self._graph.outputs[rec["output"]].type
+                    st.data = np.zeros(tuple(d if type(d) is int else bindings.get(d, 0) for d in t.shape), t.dtype)
             executable = self.backend.compile(self._graph, {**self.options, "passes": self.passes})
             compiled = Compiled(self._graph, executable, (self._out_tree, self._slots), [], self._builder(),
                                 self.check_finite)

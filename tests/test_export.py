@@ -563,3 +563,32 @@ def test_symbolic_dims_bind_across_arguments(tmp_path):
     for n in (4, 7):
         x = np.arange(n * 3, dtype=np.float32).reshape(n, 3)
         assert same_bits(f(x, x), x + x)
+
+
+def test_loading_allocates_nothing_from_the_graphs_declared_sizes(tmp_path):
+    """A graph may declare a huge intermediate (a broadcast to 2**40 elements): loading reads
+    it as types only; memory is the compiled code's business when it runs."""
+    import tracemalloc
+    huge = [1 << 20, 1 << 20]
+    doc = {"format": "graphc-export", "format_version": "1.0", "graphc_version": "test", "opset": 1,
+           "entries": {"main": {
+               "kind": "function", "name": "big", "device": "cpu", "options": {}, "passes": "O2", "states": [],
+               "graph": {"name": "big", "inputs": [{"dtype": "float32", "shape": [1], "name": "x", "role": "arg"}],
+                         "nodes": [{"op": "broadcast_to", "inputs": [0], "attrs": {"shape": {"$tuple": huge}},
+                                    "outputs": [{"dtype": "float32", "shape": huge}]},
+                                   {"op": "sum", "inputs": [1], "attrs": {"axes": {"$tuple": [0, 1]}, "keepdims": False},
+                                    "outputs": [{"dtype": "float32", "shape": []}]}],
+                         "outputs": [2], "donations": []},
+               "signature": {"inputs": {"tuple": [{"tuple": ["*"]}, {"dict": []}]},
+                             "leaves": [{"kind": "array", "path": "x", "dtype": "float32", "shape": [1]}],
+                             "outputs": "*", "slots": ["*"], "scalars": ["numpy"]}}}}
+    path = _write_zip(tmp_path / "big.gcx", {"graphc.json": json.dumps(doc).encode(),
+                                             "weights.safetensors": safetensors.numpy.save({})})
+    tracemalloc.start()
+    try:
+        f = gc.load(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert str(f.graph.nodes[0].outputs[0].type) == "f32[1048576,1048576]"
+    assert peak < 16 << 20
