@@ -540,7 +540,7 @@ def _read_members(path) -> dict:
     with f:
         try:
             zf = zipfile.ZipFile(f)
-        except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+        except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError) as exc:
             raise ExportError(f"{path} is not a graphc model file: not a readable zip archive ({exc}); "
                               f"a truncated or damaged file reads this way too") from None
         with zf:
@@ -565,6 +565,8 @@ def _read_members(path) -> dict:
                 if info.file_size > size or info.compress_size > size:
                     raise ExportError(f"{path}: member {info.filename} declares {info.file_size} bytes in a "
                                       f"file of {size} bytes; refused before inflating (a zip bomb?)")
+                if info.flag_bits & 0x1:
+                    raise ExportError(f"{path}: member {info.filename} is encrypted; graphc model files are not")
                 if info.compress_type != zipfile.ZIP_STORED or info.compress_size != info.file_size:
                     raise ExportError(f"{path}: member {info.filename} is compressed; graphc model files "
                                       f"hold stored (uncompressed) members only")
@@ -578,7 +580,7 @@ def _read_members(path) -> dict:
                 raise ExportError(f"{path}: {JSON_MEMBER} is larger than {MAX_JSON_BYTES} bytes")
             try:
                 return {m: zf.read(m) for m in MEMBERS}
-            except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+            except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as exc:
                 raise ExportError(f"{path}: cannot read its members ({exc}); the file is damaged or "
                                   f"truncated") from None
 

@@ -322,6 +322,14 @@ def test_refuses_damaged_archives(saved_fn, tmp_path):
     _refused(_write_zip(tmp_path / "escape.gcx", {**members, "../evil.py": b"print(1)"}), "path traversal")
     _refused(_write_zip(tmp_path / "abs.gcx", {**members, "/etc/evil": b"x"}), "path traversal")
     _refused(_write_zip(tmp_path / "deflated.gcx", members, zipfile.ZIP_DEFLATED, 0), "compressed")
+    flagged = bytearray(raw)  # the "encrypted" flag set in every local and central header
+    for signature, at in ((b"PK\x03\x04", 6), (b"PK\x01\x02", 8)):
+        start = flagged.find(signature)
+        while start >= 0:
+            flagged[start + at] |= 1
+            start = flagged.find(signature, start + 4)
+    (tmp_path / "encrypted.gcx").write_bytes(bytes(flagged))
+    _refused(tmp_path / "encrypted.gcx", "is encrypted")
 
 
 def test_refuses_a_zip_bomb_before_inflating(tmp_path):
@@ -592,3 +600,20 @@ def test_loading_allocates_nothing_from_the_graphs_declared_sizes(tmp_path):
         tracemalloc.stop()
     assert str(f.graph.nodes[0].outputs[0].type) == "f32[1048576,1048576]"
     assert peak < 16 << 20
+
+
+def test_random_byte_damage_loads_or_raises_export_error(saved_fn, tmp_path):
+    """Bytes flipped anywhere (headers, names, sizes, data: zip CRCs catch data) give a working
+    function or an ExportError, never another exception."""
+    _, path, _ = saved_fn
+    raw = path.read_bytes()
+    rng = np.random.default_rng(1)
+    for _ in range(300):
+        damaged = bytearray(raw)
+        for at in rng.integers(0, len(raw), rng.integers(1, 4)):
+            damaged[at] = rng.integers(256)
+        (tmp_path / "damaged.gcx").write_bytes(bytes(damaged))
+        try:
+            gc.load(tmp_path / "damaged.gcx")
+        except gc.ExportError:
+            pass
