@@ -196,25 +196,32 @@ def _sanitized(name: str) -> str:
 
 def _owners(fn) -> list:
     """Modules and optimizers the function can reach: itself, a bound method's object, the
-    values of its closure and the globals its code names. They give State its PyTorch names."""
-    found, seen, todo = [], set(), [fn]
+    values of its closure and the globals its code names, and (a few levels down) the items
+    and attributes of what those hold. They give State its PyTorch names."""
+    found, seen, todo = [], set(), [(fn, 0)]
     while todo:
-        o = todo.pop()
-        if id(o) in seen:
+        o, depth = todo.pop()
+        if id(o) in seen or depth > 4 or isinstance(o, (type, types.ModuleType, np.ndarray, str, bytes)):
             continue
         seen.add(id(o))
         if isinstance(o, (Module, Optimizer)):
             found.append(o)
             continue
+        children = []
         if isinstance(o, TracedFunction):
-            todo.append(o.fn)
+            children = [o.fn]
         elif isinstance(o, types.MethodType):
-            todo += [o.__self__, o.__func__]
+            children = [o.__self__, o.__func__]
         elif isinstance(o, types.FunctionType):
-            todo += [c.cell_contents for c in (o.__closure__ or ()) if _filled(c)]
-            todo += [o.__globals__[n] for n in _code_names(o.__code__) if n in o.__globals__]
-        elif isinstance(o, (list, tuple)) and len(o) < 64:
-            todo += list(o)
+            children = [c.cell_contents for c in (o.__closure__ or ()) if _filled(c)]
+            children += [o.__globals__[n] for n in _code_names(o.__code__) if n in o.__globals__]
+        elif isinstance(o, (list, tuple, set, frozenset)) and len(o) <= 64:
+            children = list(o)
+        elif isinstance(o, dict) and len(o) <= 64:
+            children = list(o.values())
+        elif isinstance(getattr(o, "__dict__", None), dict) and len(o.__dict__) <= 64:
+            children = list(o.__dict__.values())
+        todo += [(c, depth + 1) for c in children]
     return found
 
 

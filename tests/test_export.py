@@ -617,3 +617,37 @@ def test_random_byte_damage_loads_or_raises_export_error(saved_fn, tmp_path):
             gc.load(tmp_path / "damaged.gcx")
         except gc.ExportError:
             pass
+
+
+class _Trainer:
+    """A training step as a method: the model and optimizer are attributes of ``self``."""
+
+    def __init__(self):
+        from graphc import nn, optim
+        nn.manual_seed(0)
+        self.model = nn.Sequential(nn.Linear(4, 3))
+        self.opt = optim.SGD(self.model.parameters(), lr=0.1, momentum=0.5, nesterov=True)
+        self.step = gc.trace(self._step)
+
+    def _step(self, x, y):
+        self.opt.zero_grad()
+        loss = np.mean((self.model(x) - y) ** 2)
+        loss.backward()
+        self.opt.step()
+        return loss
+
+
+def test_state_names_come_from_modules_and_optimizers_held_by_an_object(tmp_path):
+    trainer = _Trainer()
+    x, y = np.ones((2, 4), np.float32), np.zeros((2, 3), np.float32)
+    trainer.step(x, y)
+    gc.save(trainer.step, tmp_path / "trainer.gcx")
+    sd = gc.load(tmp_path / "trainer.gcx").state_dict()
+    want = trainer.opt.state_dict()
+    assert list(sd["model"]) == ["0.weight", "0.bias"]
+    assert sd["optimizer"]["param_groups"] == want["param_groups"]
+    assert sd["optimizer"]["state"].keys() == want["state"].keys()
+    for i, buffers in want["state"].items():
+        assert sd["optimizer"]["state"][i].keys() == buffers.keys() == {"step", "momentum_buffer"}
+        for k, v in buffers.items():
+            assert same_bits(v, sd["optimizer"]["state"][i][k]), (i, k)
