@@ -272,6 +272,8 @@ def cmd_show(args) -> int:
     f = _load(args.file, args.entry)
     print(f"{args.file}: {export.FORMAT} {f.format_version} written by graphc {f.graphc_version}; "
           f"{f.kind.replace('_', ' ')} {f.name}, device {f.device}, passes {f.passes}")
+    if len(f.entries) > 1:
+        print(f"entries: {', '.join(f.entries)} (this is {f.entry!r}; pick one with --entry)")
     print(f"signature: {f.signature()}")
     print("graph (as compiled: after the pass pipeline):")
     print(_indent(str(f.graph), "  "))

@@ -514,6 +514,7 @@ def load(path, entry: str | None = None, device: str | None = None) -> "LoadedFu
         raise ExportError(f"{path}: no entry {entry!r}; the file holds {', '.join(map(repr, entries))}")
     loaded = LoadedFunction(entries[entry], tensors, path, device)
     loaded.format_version, loaded.graphc_version = doc["format_version"], str(doc.get("graphc_version"))
+    loaded.entry, loaded.entries = entry, list(entries)  # this entry's name, and every entry of the file
     return loaded
 
 

@@ -475,6 +475,7 @@ def test_a_file_may_hold_several_named_entries(saved_fn, tmp_path):
     members = {"graphc.json": json.dumps(doc).encode(), "weights.safetensors": safetensors.numpy.save(arrays)}
     both = _write_zip(tmp_path / "both.gcx", members)
     first, second = gc.load(both), gc.load(both, entry="second")
+    assert first.entries == second.entries == ["main", "second"]
     assert same_bits(first(a, b)["sum"], second(a, b)["sum"])
     with pytest.raises(gc.ExportError, match="no entry 'third'; the file holds 'main', 'second'"):
         gc.load(both, entry="third")
