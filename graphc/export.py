@@ -788,6 +788,7 @@ _STATE_KINDS = ("parameter", "buffer", "optimizer", "hyperparameter", "gradient"
 
 
 def _decode_entry(entry, expected, where) -> dict:
+    """One entry, checked: its graph, signature, state table, input checks and optimizers."""
     _need(isinstance(entry, dict), where, "an entry is an object")
     for key in ("graph", "signature", "states"):
         _need(key in entry, where, f"missing {key!r}")
@@ -799,7 +800,24 @@ def _decode_entry(entry, expected, where) -> dict:
     options = entry.get("options", {})
     _need(isinstance(options, dict) and all(isinstance(v, (str, bool, int, float)) or v is None
                                             for v in options.values()), where, "options is an object of scalars")
-    sig = entry["signature"]
+    signature = _decode_signature(entry["signature"], graph, where)
+    _decode_states(entry["states"], graph, signature, expected, where)
+    checks = _decode_checks(entry.get("input_checks", []), graph, where)
+    optimizers = _decode_optimizers(entry.get("optimizers", []), where)
+    for i, st in enumerate(entry["states"]):
+        _check_state_fields(st, optimizers, f"{where}: state {i}")
+    kind = entry.get("kind", "function")
+    _need(kind in ("function", "training_step"), where, f"unknown entry kind {kind!r}")
+    name = entry.get("name", graph.name)
+    _need(isinstance(name, str) and _GRAPH_NAME.fullmatch(name), where, f"name {name!r} is not an identifier")
+    return {**entry, "name": name, "kind": kind, "graph": graph, "device": device, "passes": passes,
+            "options": options, "in_tree": signature["in_tree"], "out_tree": signature["out_tree"],
+            "slots": signature["slots"], "check_finite": bool(entry.get("check_finite", False)),
+            "input_checks": checks, "optimizers": optimizers}
+
+
+def _decode_signature(sig, graph, where) -> dict:
+    """The input and output trees, checked against the graph's argument inputs and outputs."""
     _need(isinstance(sig, dict) and {"inputs", "leaves", "outputs", "slots", "scalars"} <= set(sig), where,
           "signature is {inputs, leaves, outputs, slots, scalars}")
     in_tree = _decode_treedef(sig["inputs"], where)
@@ -824,29 +842,36 @@ def _decode_entry(entry, expected, where) -> dict:
         _need(leaf.get("path") is None or (isinstance(leaf["path"], str) and leaf["path"].isprintable()), at,
               "path is a string")
         arg_types.append(t)
-    out_tree = _decode_treedef(sig["outputs"], where)
-    slots = sig["slots"]
-    _need(isinstance(slots, list) and len(slots) == _count_leaves(out_tree), where, "one slot per output leaf")
-    decoded_slots = []
-    for s in slots:
-        if s == "*":
-            decoded_slots.append(DYNAMIC)
-        else:
-            _need(isinstance(s, dict) and set(s) == {"static"}, where, f"a slot is '*' or {{static: value}}, got {s!r}")
-            decoded_slots.append(_json_value(s["static"], where))
-    n_user = decoded_slots.count(DYNAMIC)
-    scalars = sig["scalars"]
-    _need(isinstance(scalars, list) and len(scalars) == n_user and all(s in (None, "python", "numpy")
-                                                                      for s in scalars), where,
-          "one scalar kind (null, python, numpy) per array output")
     n_args = len(arg_types)
     _need(len(graph.inputs) >= n_args and [v.type for v in graph.inputs[:n_args]] == arg_types
           and all(r == "arg" for r in graph.input_roles[:n_args])
           and all(r != "arg" for r in graph.input_roles[n_args:]), where,
           "the signature's arrays do not match the graph's argument inputs")
-    states = entry["states"]
+    out_tree = _decode_treedef(sig["outputs"], where)
+    slots = sig["slots"]
+    _need(isinstance(slots, list) and len(slots) == _count_leaves(out_tree), where, "one slot per output leaf")
+    decoded = []
+    for slot in slots:
+        if slot == "*":
+            decoded.append(DYNAMIC)
+        else:
+            _need(isinstance(slot, dict) and set(slot) == {"static"}, where,
+                  f"a slot is '*' or {{static: value}}, got {slot!r}"[:300])
+            decoded.append(_json_value(slot["static"], where))
+    n_user = decoded.count(DYNAMIC)
+    scalars = sig["scalars"]
+    _need(isinstance(scalars, list) and len(scalars) == n_user and n_user <= len(graph.outputs)
+          and all(s in (None, "python", "numpy") for s in scalars), where,
+          "one scalar kind (null, python, numpy) per array output")
+    return {"in_tree": in_tree, "out_tree": out_tree, "slots": decoded, "n_args": n_args, "n_user": n_user}
+
+
+def _decode_states(states, graph, signature, expected, where):
+    """The state table: every graph input after the arguments is a state read, every output
+    after the results a state's update, each state's tensor has its input's type."""
+    n_args, n_user = signature["n_args"], signature["n_user"]
     _need(isinstance(states, list), where, "states is a list")
-    state_inputs, state_outputs = {}, {}
+    state_inputs, state_outputs = set(), set()
     for i, st in enumerate(states):
         at = f"{where}: state {i}"
         _need(isinstance(st, dict) and st.get("kind") in _STATE_KINDS, at, f"kind is one of {', '.join(_STATE_KINDS)}")
@@ -860,18 +885,21 @@ def _decode_entry(entry, expected, where) -> dict:
             tensor = st.get("tensor")
             _need(isinstance(tensor, str) and 0 < len(tensor) <= 256, at, "an input state names its tensor")
             _expect(expected, tensor, graph.inputs[k].type, at)
-            state_inputs[k] = i
+            state_inputs.add(k)
         if j is not None:
             _need(type(j) is int and n_user <= j < len(graph.outputs) and j not in state_outputs, at,
                   f"output {j!r} is not a state output of the graph")
             if k is not None:
                 _need(graph.outputs[j].type == graph.inputs[k].type, at, "its update's type differs from its input's")
-            state_outputs[j] = i
+            state_outputs.add(j)
     _need(sorted(state_inputs) == list(range(n_args, len(graph.inputs))), where,
           "every non-argument input of the graph is a state")
     _need(sorted(state_outputs) == list(range(n_user, len(graph.outputs))), where,
           "every output after the function's results is a state's update")
-    checks = entry.get("input_checks", [])
+
+
+def _decode_checks(checks, graph, where) -> list:
+    """The input checks a loaded function runs before each call (graphc's two kinds only)."""
     _need(isinstance(checks, list), where, "input_checks is a list")
     for c in checks:
         _need(isinstance(c, dict) and type(c.get("input")) is int and 0 <= c["input"] < len(graph.inputs), where,
@@ -882,18 +910,8 @@ def _decode_entry(entry, expected, where) -> dict:
         elif c.get("kind") == "int_fits":
             _need(c.get("dtype") in ("int32", "int64"), where, "an int_fits check names int32 or int64")
         else:
-            raise ExportError(f"{where}: unknown input check {c.get('kind')!r}")
-    optimizers = _decode_optimizers(entry.get("optimizers", []), where)
-    for i, st in enumerate(states):
-        _check_state_fields(st, optimizers, f"{where}: state {i}")
-    kind = entry.get("kind", "function")
-    _need(kind in ("function", "training_step"), where, f"unknown entry kind {kind!r}")
-    name = entry.get("name", graph.name)
-    _need(isinstance(name, str) and _GRAPH_NAME.fullmatch(name), where, f"name {name!r} is not an identifier")
-    return {**entry, "name": name, "kind": kind, "graph": graph, "device": device, "passes": passes,
-            "options": options, "in_tree": in_tree, "out_tree": out_tree, "slots": decoded_slots,
-            "check_finite": bool(entry.get("check_finite", False)), "input_checks": checks,
-            "optimizers": optimizers}
+            raise ExportError(f"{where}: unknown input check {c.get('kind')!r}"[:300])
+    return checks
 
 
 def _decode_optimizers(optimizers, where) -> list:
