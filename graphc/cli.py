@@ -5,6 +5,18 @@
     graphc cache-dir     print the directory compiled modules are cached in
     graphc clear-cache   delete the files graphc wrote there (nothing else)
     graphc --version     print graphc's, Numba's and NumPy's versions
+
+Commands on model files written by ``gc.save`` (docs/format.md):
+
+    graphc show FILE                  signature, IR and parameter table
+    graphc dot FILE [-o g.dot]        the graph in Graphviz DOT, fused groups as clusters
+    graphc run FILE x.npy [y.npz ...] [-o out.npy|out.npz]
+                                      call the model on arrays, print or write the results
+    graphc bench FILE [--batch N]     median time per call on random inputs of its signature
+
+Exit codes: 0 success; 1 the model raised while running; 2 wrong command line;
+3 the model file is missing or not a valid graphc model file; 4 the input arrays are
+missing, unreadable (pickled object arrays are refused) or do not fit the signature.
 """
 from __future__ import annotations
 
@@ -19,7 +31,10 @@ import numba
 import numpy as np
 
 import graphc as gc
+from graphc import export, pytree
 from graphc.backend import cache
+from graphc.errors import ExportError, ShapeError
+from graphc.trace import DYNAMIC
 
 # ----------------------------------------------------------------------------------------
 # The demo's functions: plain NumPy code, traced unchanged.
@@ -229,6 +244,269 @@ def cmd_clear_cache(args) -> int:
     return 0
 
 
+# ----------------------------------------------------------------------------------------
+# Model files: show, dot, run, bench
+
+EXIT_RUN_FAILED, EXIT_USAGE, EXIT_BAD_MODEL, EXIT_BAD_INPUT = 1, 2, 3, 4
+EXIT_CODES = ("exit codes: 0 success; 1 the model raised while running; 2 wrong command line; 3 the model "
+              "file is missing or not a valid graphc model file; 4 input arrays missing, unreadable or not "
+              "fitting the signature")
+
+
+class CommandError(Exception):
+    """A failure the command reports in one line, with its exit code."""
+
+    def __init__(self, message: str, code: int):
+        super().__init__(message)
+        self.code = code
+
+
+def _load(path, entry=None):
+    try:
+        return export.load(path, entry=entry)
+    except ExportError as exc:
+        raise CommandError(str(exc), EXIT_BAD_MODEL) from None
+
+
+def cmd_show(args) -> int:
+    f = _load(args.file, args.entry)
+    print(f"{args.file}: {export.FORMAT} {f.format_version} written by graphc {f.graphc_version}; "
+          f"{f.kind.replace('_', ' ')} {f.name}, device {f.device}, passes {f.passes}")
+    if len(f.entries) > 1:
+        print(f"entries: {', '.join(f.entries)} (this is {f.entry!r}; pick one with --entry)")
+    print(f"signature: {f.signature()}")
+    print("graph (as compiled: after the pass pipeline):")
+    print(_indent(str(f.graph), "  "))
+    rows = [(key, kind, "x".join(map(str, a.shape)) or "scalar", a.dtype.name, a.nbytes)
+            for key, kind, a in f.parameters()]
+    print(f"state: {len(rows)} array(s), {_fmt_bytes(sum(r[4] for r in rows))}")
+    if rows:
+        widths = [max(len(str(r[i])) for r in rows + [("name", "kind", "shape", "dtype", "bytes")])
+                  for i in range(5)]
+        header = ("name", "kind", "shape", "dtype", "bytes")
+        for row in [header] + rows:
+            print("  " + "  ".join(str(c).ljust(w) if i < 4 else str(c).rjust(w)
+                                   for i, (c, w) in enumerate(zip(row, widths))))
+    return 0
+
+
+def graph_dot(graph) -> str:
+    """Graphviz DOT of ``graph``: inputs and outputs as ellipses, ops as boxes, each fused node's
+    body as a cluster of its own ops."""
+    lines = [f"digraph {_dot_quote(graph.name)} {{", "  node [shape=box, fontname=monospace];"]
+    names = graph.value_names()
+    source, counter = {}, [0]
+
+    def new_id():
+        counter[0] += 1
+        return f"n{counter[0]}"
+
+    for v in graph.inputs:
+        k = graph.inputs.index(v)
+        label = f"{names[v]}:{v.type}" + (f" {graph.input_names[k]}" if graph.input_names[k] else "")
+        source[v] = new_id()
+        lines.append(f"  {source[v]} [label={_dot_quote(label)}, shape=ellipse];")
+
+    def add_nodes(nodes, indent, source):
+        for node in nodes:
+            if node.regions and node.op == "fused":
+                (region,) = node.regions[:1]
+                inner = dict(zip(region.inputs, (source[v] for v in node.inputs)))
+                lines.append(f"{indent}subgraph cluster_{new_id()} {{")
+                lines.append(f"{indent}  label={_dot_quote('fused' + (' at ' + node.loc if node.loc else ''))};"
+                             f" style=rounded; color=blue;")
+                add_nodes(region.nodes, indent + "  ", inner)
+                lines.append(f"{indent}}}")
+                for out, v in zip(node.outputs, region.outputs):
+                    source[out] = inner[v]
+                continue
+            me = new_id()
+            types = ", ".join(str(v.type) for v in node.outputs)
+            lines.append(f"{indent}{me} [label={_dot_quote(f'{node.op} -> {types}')}];")
+            for v in node.inputs:
+                lines.append(f"{indent}{source[v]} -> {me};")
+            for v in node.outputs:
+                source[v] = me
+
+    add_nodes(graph.nodes, "  ", source)
+    for j, v in enumerate(graph.outputs):
+        out = new_id()
+        lines.append(f"  {out} [label={_dot_quote(f'output {j}: {v.type}')}, shape=ellipse];")
+        lines.append(f"  {source[v]} -> {out};")
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def _dot_quote(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def cmd_dot(args) -> int:
+    f = _load(args.file, args.entry)
+    text = graph_dot(f.graph)
+    if args.output:
+        try:
+            with open(args.output, "w") as out:
+                out.write(text)
+        except OSError as exc:
+            raise CommandError(f"cannot write {args.output}: {exc.strerror or exc}", EXIT_USAGE) from None
+        print(f"wrote {args.output} ({len(f.graph.nodes)} nodes; render with: dot -Tsvg {args.output} -o g.svg)")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def _read_arrays(paths) -> list:
+    """The arrays of .npy files and .npz archives (in the archive's order), never unpickling."""
+    arrays = []
+    for path in paths:
+        try:
+            data = np.load(path, allow_pickle=False)
+        except FileNotFoundError:
+            raise CommandError(f"input file {path} does not exist", EXIT_BAD_INPUT) from None
+        except (OSError, ValueError, EOFError) as exc:
+            raise CommandError(f"cannot read {path} as a .npy or .npz file ({exc})", EXIT_BAD_INPUT) from None
+        if isinstance(data, np.lib.npyio.NpzFile):
+            with data:
+                try:
+                    arrays += [data[k] for k in data.files]
+                except ValueError as exc:
+                    raise CommandError(f"cannot read {path}: {exc}", EXIT_BAD_INPUT) from None
+        else:
+            arrays.append(data)
+    return arrays
+
+
+def _arguments(f, arrays):
+    """The call's (args, kwargs) from arrays given in the order of the saved signature."""
+    specs = [leaf for leaf in f._leaves if leaf["kind"] != "static"]
+    if len(arrays) != len(specs):
+        raise CommandError(f"{f.name} takes {len(specs)} array(s) {f.signature()}, got {len(arrays)}",
+                           EXIT_BAD_INPUT)
+    it, leaves = iter(arrays), []
+    for leaf in f._leaves:
+        if leaf["kind"] == "static":
+            leaves.append(leaf["value"])
+        elif leaf["kind"] == "scalar":
+            a = next(it)
+            leaves.append(export._PYTHON_SCALARS[leaf["python"]](a) if np.ndim(a) == 0 else a)
+        else:
+            leaves.append(next(it))
+    return pytree.unflatten(f._in_tree, leaves)
+
+
+def _call(f, args, kwargs):
+    try:
+        return f(*args, **kwargs)
+    except (ShapeError, TypeError) as exc:
+        raise CommandError(str(exc), EXIT_BAD_INPUT) from None
+    except Exception as exc:  # the model itself raised (a label out of range...)
+        raise CommandError(f"{f.name} raised {type(exc).__name__}: {exc}", EXIT_RUN_FAILED) from None
+
+
+def _named_outputs(result) -> list:
+    leaves, _ = pytree.flatten(result)
+    paths = pytree.leaf_paths(result, "out")
+    return [(p, np.asarray(v)) for p, v in zip(paths, leaves) if v is not None]
+
+
+def cmd_run(args) -> int:
+    f = _load(args.file, args.entry)
+    call_args, call_kwargs = _arguments(f, _read_arrays(args.inputs))
+    outputs = _named_outputs(_call(f, call_args, call_kwargs))
+    if args.output is None:
+        for path, a in outputs:
+            print(f"{path}: {a.dtype}{list(a.shape)}")
+            print(_indent(np.array2string(a, threshold=200), "  "))
+        return 0
+    try:
+        if args.output.endswith(".npz"):
+            np.savez(args.output, **{p: a for p, a in outputs})
+        elif len(outputs) == 1:
+            np.save(args.output, outputs[0][1])
+        else:
+            raise CommandError(f"{f.name} returns {len(outputs)} arrays: write them to a .npz file",
+                               EXIT_USAGE)
+    except OSError as exc:
+        raise CommandError(f"cannot write {args.output}: {exc.strerror or exc}", EXIT_USAGE) from None
+    print(f"wrote {len(outputs)} array(s) to {args.output}")
+    return 0
+
+
+def random_inputs(f, batch=None, seed=0):
+    """Random arguments of ``f``'s saved signature: normal floats, integers in [0, 2) (class
+    labels in range where the model checks them), random booleans. ``batch`` sets symbolic
+    leading dimensions; a fixed one must equal it."""
+    rng = np.random.default_rng(seed)
+    labels = {c["input"]: c["classes"] for c in f._entry_json.get("input_checks", [])
+              if c.get("kind") == "class_labels"}
+    arrays, k = [], 0
+    for leaf in f._leaves:
+        if leaf["kind"] == "static":
+            continue
+        shape = []
+        for axis, d in enumerate(leaf["shape"]):
+            if type(d) is str:
+                if batch is None:
+                    raise CommandError(f"argument {leaf.get('path')!r} has symbolic dimension {d}: give its size "
+                                       f"with --batch", EXIT_USAGE)
+                d = batch
+            elif axis == 0 and batch is not None and d != batch:
+                raise CommandError(f"argument {leaf.get('path')!r} was saved with a fixed leading dimension {d} "
+                                   f"(not symbolic); use --batch {d} or leave --batch out", EXIT_USAGE)
+            shape.append(d)
+        dtype = np.dtype(leaf["dtype"])
+        if dtype.kind == "f":
+            a = rng.standard_normal(shape).astype(dtype)
+        elif dtype.kind == "b":
+            a = rng.random(shape) < 0.5
+        else:
+            a = rng.integers(0, labels.get(k, 2), shape).astype(dtype)
+        arrays.append(a[()] if leaf["kind"] == "scalar" else a)
+        k += 1
+    return arrays
+
+
+def cmd_bench(args) -> int:
+    f = _load(args.file, args.entry)
+    call_args, call_kwargs = _arguments(f, random_inputs(f, args.batch))
+    start = time.perf_counter()
+    _call(f, call_args, call_kwargs)
+    first = time.perf_counter() - start
+    times = []
+    for _ in range(args.repeat):
+        start = time.perf_counter()
+        f(*call_args, **call_kwargs)
+        times.append(time.perf_counter() - start)
+    print(f"{f.name}{f.signature()}")
+    print(f"first call (compile or cache load + run): {_fmt_time(first)}")
+    print(f"median per call over {args.repeat} calls: {_fmt_time(float(np.median(times)))} "
+          f"(min {_fmt_time(min(times))})")
+    return 0
+
+
+def _add_model_commands(sub):
+    def command(name, help, func):
+        p = sub.add_parser(name, help=help, description=help, epilog=EXIT_CODES)
+        p.add_argument("file", help="a model file written by gc.save")
+        p.add_argument("--entry", default=None, help="which graph of the file (default: its only one, or main)")
+        p.set_defaults(func=func)
+        return p
+    command("show", "print a model file's signature, IR and parameter table (name, kind, shape, dtype, "
+            "bytes)", cmd_show)
+    dot = command("dot", "write the graph as Graphviz DOT (fused groups as clusters)", cmd_dot)
+    dot.add_argument("-o", "--output", help="the .dot file to write (default: standard output)")
+    run = command("run", "call the model on arrays from .npy/.npz files (in the order of its arguments) "
+                  "and print or write its results", cmd_run)
+    run.add_argument("inputs", nargs="*", help=".npy files (one array each) and .npz archives (their arrays "
+                     "in order); pickled object arrays are refused")
+    run.add_argument("-o", "--output", help="write the results to a .npy (one result) or .npz file")
+    bench = command("bench", "time the model on random inputs of its saved signature (median per call)",
+                    cmd_bench)
+    bench.add_argument("--batch", type=int, default=None, help="size of the symbolic (batch) dimensions")
+    bench.add_argument("--repeat", type=int, default=50, help="timed calls after the first (default 50)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="graphc",
@@ -247,6 +525,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                "(nothing else there)")
     clear.add_argument("--verbose", "-v", action="store_true", help="list every file removed")
     clear.set_defaults(func=cmd_clear_cache)
+    _add_model_commands(sub)
     return parser
 
 
@@ -261,6 +540,9 @@ def main(argv=None) -> int:
         return 2
     try:
         return args.func(args)
+    except CommandError as exc:
+        print(f"graphc {args.command}: error: {exc}", file=sys.stderr)
+        return exc.code
     except BrokenPipeError:  # e.g. `graphc demo | head`
         sys.stderr.close()
         return 1

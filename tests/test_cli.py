@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -131,3 +132,104 @@ def test_demo_fails_with_nonzero_exit_on_a_mismatch(monkeypatch, tmp_path, capsy
     assert cli.main(["demo", "--quiet", "--no-timing"]) == 1
     out = capsys.readouterr().out
     assert "MISMATCH" in out and "demo FAILED" in out
+
+
+# -- commands on model files (gc.save) ----------------------------------------------------------
+
+def two_results(x, w):
+    """A saved function with two results (run writes them to a .npz)."""
+    y = x @ w
+    return {"y": y, "total": np.sum(y)}
+
+
+@pytest.fixture(scope="module")
+def model_files(tmp_path_factory):
+    """A saved eval-mode module (one result) and a saved two-result function, with input files."""
+    import graphc as gc
+    from graphc import nn
+    d = tmp_path_factory.mktemp("models")
+    nn.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
+    model.eval()
+    x = np.linspace(-1, 1, 20, dtype=np.float32).reshape(5, 4)
+    gc.save(model, d / "mlp.gcx", x)
+    np.save(d / "x.npy", x)
+    w = np.arange(12, dtype=np.float32).reshape(4, 3)
+    traced = gc.trace(two_results, x, w)
+    gc.save(traced, d / "two.gcx")
+    np.savez(d / "xw.npz", x=x, w=w)
+    return d, gc.trace(model)(x), traced(x, w)
+
+
+def test_show_prints_signature_ir_and_parameter_table(model_files):
+    d, _, _ = model_files
+    out = _run(["show", str(d / "mlp.gcx")], os.environ["GRAPHC_CACHE_DIR"])
+    assert out.returncode == 0, out.stderr
+    assert "signature: (x: f32[5,4]) -> f32[5,3]" in out.stdout
+    assert "graph Sequential(" in out.stdout and "= matmul(" in out.stdout
+    assert "state: 4 array(s), 268 bytes" in out.stdout
+    assert [line.split() for line in out.stdout.splitlines() if "0.weight" in line] == \
+        [["0.weight", "parameter", "8x4", "float32", "128"]]
+
+
+def test_dot_writes_graphviz_with_fused_clusters(model_files, tmp_path):
+    d, _, _ = model_files
+    out = _run(["dot", str(d / "mlp.gcx"), "-o", str(tmp_path / "g.dot")], os.environ["GRAPHC_CACHE_DIR"])
+    assert out.returncode == 0, out.stderr
+    text = (tmp_path / "g.dot").read_text()
+    assert text.startswith('digraph "Sequential" {') and text.rstrip().endswith("}")
+    assert "subgraph cluster_" in text and '"relu -> f32[5,8]"' in text and '"matmul -> f32[5,8]"' in text
+    import networkx as nx  # the edges form one connected DAG from the inputs to the output
+    g = nx.DiGraph([tuple(line.strip().rstrip(";").split(" -> ")) for line in text.splitlines()
+                    if " -> " in line and "label" not in line])
+    assert nx.is_directed_acyclic_graph(g) and nx.is_weakly_connected(g)
+
+
+def test_run_writes_results_that_match_the_original(model_files, tmp_path):
+    d, want_mlp, want_two = model_files
+    cache_dir = os.environ["GRAPHC_CACHE_DIR"]
+    out = _run(["run", str(d / "two.gcx"), str(d / "xw.npz"), "-o", str(tmp_path / "out.npz")], cache_dir)
+    assert out.returncode == 0, out.stderr
+    got = np.load(tmp_path / "out.npz")
+    assert sorted(got.files) == ["out['total']", "out['y']"]
+    assert np.array_equal(got["out['y']"], want_two["y"]) and got["out['total']"] == want_two["total"]
+
+
+def test_bench_times_random_inputs_of_the_signature(model_files):
+    d, _, _ = model_files
+    out = _run(["bench", str(d / "mlp.gcx"), "--batch", "5", "--repeat", "3"], os.environ["GRAPHC_CACHE_DIR"])
+    assert out.returncode == 0, out.stderr
+    assert "median per call over 3 calls:" in out.stdout and "Sequential(x: f32[5,4])" in out.stdout
+
+
+def test_model_commands_report_errors_with_their_exit_codes(model_files, tmp_path, capsys):
+    d, want_mlp, _ = model_files
+    assert cli.main(["run", str(d / "mlp.gcx"), str(d / "x.npy"), "-o", str(tmp_path / "y.npy")]) == 0
+    assert np.array_equal(np.load(tmp_path / "y.npy"), want_mlp)
+    assert cli.main(["run", str(d / "mlp.gcx"), str(d / "x.npy")]) == 0
+    assert "out: float32[5, 3]" in capsys.readouterr().out
+    cases = [
+        (["show", str(tmp_path / "missing.gcx")], cli.EXIT_BAD_MODEL, "cannot read"),
+        (["dot", str(d / "x.npy")], cli.EXIT_BAD_MODEL, "not a readable zip archive"),
+        (["run", str(d / "mlp.gcx"), str(tmp_path / "none.npy")], cli.EXIT_BAD_INPUT, "does not exist"),
+        (["run", str(d / "mlp.gcx")], cli.EXIT_BAD_INPUT, r"takes 1 array\(s\)"),
+        (["run", str(d / "mlp.gcx"), str(tmp_path / "wide.npy")], cli.EXIT_BAD_INPUT,
+         r"argument 'x' must be f32\[5,4\], got float32\[5, 6\]"),
+        (["run", str(d / "mlp.gcx"), str(tmp_path / "f64.npy")], cli.EXIT_BAD_INPUT, "got float64"),
+        (["run", str(d / "mlp.gcx"), str(tmp_path / "obj.npy")], cli.EXIT_BAD_INPUT, "allow_pickle"),
+        (["run", str(d / "two.gcx"), str(d / "xw.npz"), "-o", str(tmp_path / "one.npy")], cli.EXIT_USAGE,
+         "returns 2 arrays"),
+        (["bench", str(d / "mlp.gcx"), "--batch", "7"], cli.EXIT_USAGE, "fixed leading dimension 5"),
+    ]
+    np.save(tmp_path / "wide.npy", np.ones((5, 6), np.float32))
+    np.save(tmp_path / "f64.npy", np.ones((5, 4)))
+    np.save(tmp_path / "obj.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    for argv, code, message in cases:
+        assert cli.main(argv) == code, argv
+        err = capsys.readouterr().err
+        assert re.search(message, err), (argv, err)
+    for command in ("show", "dot", "run", "bench"):
+        with pytest.raises(SystemExit) as exc:
+            cli.main([command, "--help"])
+        assert exc.value.code == 0
+        assert "exit codes: 0 success" in capsys.readouterr().out.replace("\n", " ")

@@ -34,7 +34,7 @@ LAYERS = [
     ("backend", ["graphc.backend.*"]),
     ("runtime", ["graphc.runtime"]),
     ("api", ["graphc", "graphc.api", "graphc.nn.*", "graphc.optim.*", "graphc.data.*", "graphc.testing",
-             "graphc.supported", "graphc.cli", "graphc.__main__", "graphc.onnx"]),
+             "graphc.supported", "graphc.cli", "graphc.__main__", "graphc.onnx", "graphc.export"]),
 ]
 # layers whose modules must not import each other (they talk through graphc.ops.prims)
 SIBLINGS_APART = {"op families"}

@@ -160,6 +160,7 @@ def _label_check(num_classes, ignore_index):
             raise ValueError(f"CrossEntropyLoss: target label {bad} is out of range for {num_classes} "
                              f"classes (labels must be in [0, {num_classes - 1}]; largest label given "
                              f"is {hi}, smallest {lo}). Nothing was computed or updated.")
+    check.spec = {"kind": "class_labels", "classes": int(num_classes), "ignore_index": int(ignore_index)}  # (gc.save)
     return check
 
 
