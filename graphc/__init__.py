@@ -78,13 +78,8 @@ astype = cast
 __version__ = "0.1.0"
 
 
-<<<<<<< HEAD
-def __getattr__(name):  # graphc.nn, .optim, .data, .testing, .onnx load on first use
-    if name in ("nn", "optim", "data", "testing", "onnx"):
-=======
-def __getattr__(name):  # graphc.nn, .optim, .data, .testing, .export (gc.save, gc.load) load on first use
-    if name in ("nn", "optim", "data", "testing", "export"):
->>>>>>> h-export
+def __getattr__(name):  # graphc.nn, .optim, .data, .testing, .onnx, .export (gc.save, gc.load) load on first use
+    if name in ("nn", "optim", "data", "testing", "onnx", "export"):
         import importlib
         return importlib.import_module(f"graphc.{name}")
     if name in ("save", "load"):  # graphc.export's (it imports graphc.nn and graphc.optim)
