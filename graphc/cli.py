@@ -275,7 +275,10 @@ def cmd_show(args) -> int:
     if len(f.entries) > 1:
         print(f"entries: {', '.join(f.entries)} (this is {f.entry!r}; pick one with --entry)")
     print(f"signature: {f.signature()}")
-    print("graph (as compiled: after the pass pipeline):")
+    for symbol, spec in f.symbols.items():
+        print(f"symbolic dimension {symbol}: any size >= {spec['min']} (saved with {symbol}={spec['example']})")
+    print("graph (as saved: traced, before the pass pipeline" + (", for every size of "
+          + ", ".join(f.symbols) if f.symbols else "") + "):")
     print(_indent(str(f.graph), "  "))
     rows = [(key, kind, "x".join(map(str, a.shape)) or "scalar", a.dtype.name, a.nbytes)
             for key, kind, a in f.parameters()]
@@ -343,14 +346,19 @@ def _dot_quote(text: str) -> str:
 
 def cmd_dot(args) -> int:
     f = _load(args.file, args.entry)
-    text = graph_dot(f.graph)
+    sizes = {s: args.batch for s in f.symbols} if args.batch is not None else {}
+    try:
+        graph = f.compiled_graph(**sizes)  # as compiled: fused groups are clusters
+    except ShapeError as exc:
+        raise CommandError(str(exc), EXIT_BAD_INPUT) from None
+    text = graph_dot(graph)
     if args.output:
         try:
             with open(args.output, "w") as out:
                 out.write(text)
         except OSError as exc:
             raise CommandError(f"cannot write {args.output}: {exc.strerror or exc}", EXIT_USAGE) from None
-        print(f"wrote {args.output} ({len(f.graph.nodes)} nodes; render with: dot -Tsvg {args.output} -o g.svg)")
+        print(f"wrote {args.output} ({len(graph.nodes)} nodes; render with: dot -Tsvg {args.output} -o g.svg)")
     else:
         sys.stdout.write(text)
     return 0
@@ -436,7 +444,7 @@ def cmd_run(args) -> int:
 def random_inputs(f, batch=None, seed=0):
     """Random arguments of ``f``'s saved signature: normal floats, integers in [0, 2) (class
     labels in range where the model checks them), random booleans. ``batch`` sets symbolic
-    leading dimensions; a fixed one must equal it."""
+    leading dimensions (default: the size the file was saved with); a fixed one must equal it."""
     rng = np.random.default_rng(seed)
     labels = {c["input"]: c["classes"] for c in f._entry_json.get("input_checks", [])
               if c.get("kind") == "class_labels"}
@@ -447,10 +455,7 @@ def random_inputs(f, batch=None, seed=0):
         shape = []
         for axis, d in enumerate(leaf["shape"]):
             if type(d) is str:
-                if batch is None:
-                    raise CommandError(f"argument {leaf.get('path')!r} has symbolic dimension {d}: give its size "
-                                       f"with --batch", EXIT_USAGE)
-                d = batch
+                d = f.symbols[d]["example"] if batch is None else batch
             elif axis == 0 and batch is not None and d != batch:
                 raise CommandError(f"argument {leaf.get('path')!r} was saved with a fixed leading dimension {d} "
                                    f"(not symbolic); use --batch {d} or leave --batch out", EXIT_USAGE)
@@ -496,6 +501,8 @@ def _add_model_commands(sub):
             "bytes)", cmd_show)
     dot = command("dot", "write the graph as Graphviz DOT (fused groups as clusters)", cmd_dot)
     dot.add_argument("-o", "--output", help="the .dot file to write (default: standard output)")
+    dot.add_argument("--batch", type=int, default=None, help="size of the symbolic (batch) dimension the graph "
+                     "is compiled for (default: the size it was saved with)")
     run = command("run", "call the model on arrays from .npy/.npz files (in the order of its arguments) "
                   "and print or write its results", cmd_run)
     run.add_argument("inputs", nargs="*", help=".npy files (one array each) and .npz archives (their arrays "
@@ -503,7 +510,8 @@ def _add_model_commands(sub):
     run.add_argument("-o", "--output", help="write the results to a .npy (one result) or .npz file")
     bench = command("bench", "time the model on random inputs of its saved signature (median per call)",
                     cmd_bench)
-    bench.add_argument("--batch", type=int, default=None, help="size of the symbolic (batch) dimensions")
+    bench.add_argument("--batch", type=int, default=None, help="size of the symbolic (batch) dimensions "
+                       "(default: the size the file was saved with)")
     bench.add_argument("--repeat", type=int, default=50, help="timed calls after the first (default 50)")
 
 

@@ -10,9 +10,14 @@ allocated) and the graph (``registry.verify``), and any failure is an
 ``ExportError`` saying what was wrong. The loaded graph is compiled with
 graphc's own code generator, with the backend and options it was saved with.
 
-What is saved is the graph the runtime compiled: after the whole pass pipeline
-(fusion included), so the loaded function runs the very same generated code
-and gives bit-identical results on the same machine (and hits the disk cache).
+What is saved is the traced graph before the passes, generic in the batch size
+by default: the leading dimension of the batched arguments is the symbol ``B``
+(graphc/symbolic.py), and ``gc.save`` refuses, naming the op and line, a function
+that depends on it (``dynamic=False`` saves one fixed size). Loading binds ``B``
+from the arguments, instantiates the graph at that size and runs the saved pass
+pipeline and backend: at the saved example's size that is the very graph the
+runtime compiled (``gc.save`` checks it), so the loaded function runs the same
+generated code and gives bit-identical results on the same machine.
 """
 from __future__ import annotations
 
@@ -32,18 +37,18 @@ from collections import OrderedDict
 import numpy as np
 import safetensors.numpy
 
-from graphc import backend, pytree
-from graphc.errors import ExportError, ShapeError, VerifyError
-from graphc.ir import DTYPES, Const, Graph, TensorType
+from graphc import backend, pytree, symbolic
+from graphc.errors import ExportError, NotGeneric, ShapeError, VerifyError
+from graphc.ir import DTYPES, Const, Graph, Sym, TensorType, is_symbol
 from graphc.nn.functional import _label_check
 from graphc.nn.module import Module
 from graphc.nn.parameter import Parameter
 from graphc.ops import registry
 from graphc.optim.optimizer import Optimizer
 from graphc.passes import manager
-from graphc.runtime import Compiled, Static, TracedFunction, _as_argument, _honourable
+from graphc.runtime import Compiled, Static, TracedFunction, _as_argument, _honourable, is_dynamic
 from graphc.state import State
-from graphc.trace import DYNAMIC, _check_fits
+from graphc.trace import DYNAMIC, _check_fits, trace_into_graph
 
 FORMAT = "graphc-export"
 FORMAT_VERSION = (1, 0)  # major.minor: a newer major is refused, any minor of our major loads
@@ -67,13 +72,18 @@ def _ints(v):
     return type(v) is tuple and all(type(i) is int for i in v)
 
 
+def _size(i) -> bool:
+    """An int >= 0, or a symbolic size (decoded from ``{"$sym": name}``)."""
+    return (type(i) is int and i >= 0) or (type(i) is Sym and is_symbol(i))
+
+
 def _dims(v):
-    return type(v) is tuple and all((type(i) is int and i >= 0) or (type(i) is str and _SYMBOL.fullmatch(i))
-                                    for i in v)
+    return type(v) is tuple and all(_size(i) for i in v)
 
 
 def _slices(v):
-    return type(v) is tuple and all(type(s) is tuple and len(s) == 3 and _ints(s) for s in v)
+    return type(v) is tuple and all(type(s) is tuple and len(s) == 3 and all(type(i) is int or _size(i) for i in s)
+                                    for s in v)
 
 
 def _format_string(v):
@@ -104,6 +114,8 @@ ATTRIBUTE_TYPES = {
     "full_matrices": ("a bool", lambda v: type(v) is bool),
     "rcond": ("a number or None", lambda v: v is None or type(v) in (int, float)),
     "shift": ("an int in [1, 63]", lambda v: type(v) is int and 1 <= v <= 63),
+    "offset": ("a finite number", lambda v: type(v) in (int, float) and math.isfinite(v)),
+    "minimum": ("an int", lambda v: type(v) is int),
     "fmt": ("a format string without attribute or index lookups", _format_string),
     "keys": ("a tuple of identifiers", lambda v: type(v) is tuple and all(type(k) is str and k.isidentifier()
                                                                            for k in v)),
@@ -134,7 +146,7 @@ def _attribute_params(name: str) -> dict:
 # ---------------------------------------------------------------------------------------------
 # saving
 
-def save(obj, path, *example_args):
+def save(obj, path, *example_args, dynamic: bool = True):
     """Save a traced function, an ``nn.Module``, any callable or a compiled training step to ``path``.
 
     * ``gc.save(gc.trace(fn, a, b), "fn.gcx")``: a TracedFunction already traced (or called);
@@ -146,6 +158,11 @@ def save(obj, path, *example_args):
       optimizer state (their current values); ``gc.save(gc.load(...), path)`` writes a loaded
       function back with its current state.
 
+    ``dynamic=True`` (the default) saves the graph for every batch size: the leading
+    dimension of the array arguments that share the first one's leading size is the
+    symbol ``B``. A function that depends on that size (``x / len(x)``) is refused with an
+    ``ExportError`` naming the op and line; ``dynamic=False`` saves the example's sizes.
+
     The file is written to a temporary file in the same directory and renamed into place,
     so ``path`` is never left half-written. Raises ``ExportError`` when the object cannot
     be saved.
@@ -156,7 +173,7 @@ def save(obj, path, *example_args):
         entry, arrays = obj._entry()
     else:
         traced, owners = _traced(obj, example_args)
-        entry, arrays = _entry_of(traced, owners)
+        entry, arrays = _entry_of(traced, owners, dynamic)
     doc = {"format": FORMAT, "format_version": f"{FORMAT_VERSION[0]}.{FORMAT_VERSION[1]}",
            "graphc_version": getattr(sys.modules.get("graphc"), "__version__", "unknown"),
            "opset": OPSET, "entries": {"main": entry}}
@@ -290,13 +307,101 @@ def _json_option(v):
     return repr(v)  # (an option graphc does not know: kept as text, for reading only)
 
 
-def _entry_of(traced: TracedFunction, owners):
+def _stand_ins(treedef, leaf_keys):
+    """Arguments of the saved signature for tracing again: zero-strided arrays of its shapes
+    (nothing allocated), numbers, and the static values themselves."""
+    leaves = []
+    for leaf in leaf_keys:
+        if isinstance(leaf, tuple) and len(leaf) == 2 and isinstance(leaf[0], tuple):
+            leaves.append(np.broadcast_to(np.zeros((), leaf[1]), leaf[0]))
+        elif leaf in ("float", "int"):
+            leaves.append(0.0 if leaf == "float" else 0)
+        else:
+            leaves.append(leaf[2])
+    return pytree.unflatten(treedef, leaves)
+
+
+def _signature_of(traced: TracedFunction):
+    """The parameters a user names: a module's forward's (its __call__ takes ``*args``)."""
+    if isinstance(traced.fn, Module):
+        try:
+            return inspect.signature(traced.fn.forward)
+        except (TypeError, ValueError):
+            return None
+    return traced._signature
+
+
+def _batched(signature, args, kwargs) -> dict:
+    """{parameter: 0} for the top-level array arguments whose leading size is the first one's."""
+    if signature is None:
+        return {}
+    bound = signature.bind(*args, **kwargs).arguments
+    arrays = {k: v for k, v in bound.items() if isinstance(v, np.ndarray) and v.ndim}
+    if not arrays:
+        return {}
+    lead = next(iter(arrays.values())).shape[0]
+    return {k: 0 for k, v in arrays.items() if v.shape[0] == lead}
+
+
+def _saved_graph(traced: TracedFunction, compiled, key, dynamic: bool):
+    """(the graph to save: traced, before the passes, generic in ``B`` when ``dynamic``;
+    {symbol: example size}). Checked: at the example's size it becomes, after the passes, the
+    very graph the runtime compiled."""
+    treedef, leaf_keys = key
+    args, kwargs = _stand_ins(treedef, leaf_keys)
+    signature = _signature_of(traced)
+    batched = _batched(signature, args, kwargs) if dynamic else {}
+    symbols = {}
+    if batched:
+        generic = TracedFunction(traced.fn, passes=traced.passes, device=traced.device, name=traced.name,
+                                 math=traced.math)
+        generic._signature = signature
+        generic.dynamic = {name: {0: "B"} for name in batched}
+        try:
+            graph = generic.template(*args, **kwargs)
+        except NotGeneric as exc:
+            raise ExportError(f"gc.save: {traced.name} is not generic in its batch size, so it cannot be "
+                              f"saved for every batch: {exc}. Save one fixed size with "
+                              f"gc.save(..., dynamic=False)") from None
+        first = next(iter(batched))
+        symbols = {"B": signature.bind(*args, **kwargs).arguments[first].shape[0]}
+        instance = _instantiated(graph, symbols, traced.name)
+    else:
+        builder, _ = trace_into_graph(traced._call_python, args, kwargs, is_dynamic, traced.name,
+                                      traced._check_arguments(args, kwargs, pytree.flatten((args, kwargs))[0]))
+        graph = instance = builder.graph
+    optimized, _ = manager.run(instance, traced.passes)
+    if _program(optimized) != _program(compiled.graph):
+        raise ExportError(f"gc.save: tracing {traced.name} again gives another graph than the compiled one "
+                          f"(its Python code read something that changed since the call?); call it again "
+                          f"and save" + ("" if not symbols else ", or save with dynamic=False"))
+    return graph, symbols
+
+
+def _program(graph: Graph) -> str:
+    """What a graph computes: its text without source lines and input names (a module's
+    parameters are named ``weight`` or ``0.weight`` depending on what asked for them first)."""
+    anonymous = graph.clone()
+    anonymous.input_names = [None] * len(anonymous.inputs)
+    return re.sub(r"   # [^\n]*", "", str(anonymous))
+
+
+def _instantiated(graph, symbols, name):
+    try:
+        return symbolic.instantiate(graph, symbols)
+    except ShapeError as exc:
+        raise ExportError(f"gc.save: {name}'s graph for every batch size does not hold at the example's "
+                          f"size ({exc}); save it with dynamic=False") from None
+
+
+def _entry_of(traced: TracedFunction, owners, dynamic: bool = True):
     compiled = traced._latest()
     key = next((k for k, variants in traced._cache.items() if compiled in variants), None)
     if key is None:
         raise ExportError(f"gc.save: cannot find the signature of {traced.name}'s latest graph")
     treedef, leaf_keys = key
-    graph = compiled.graph
+    graph, symbols = _saved_graph(traced, compiled, key, dynamic) if isinstance(traced, TracedFunction) \
+        else (compiled.graph, {})
     arrays = {}
     n_args = graph.input_roles.count("arg")
     paths = _forward_paths(traced.fn, treedef) if isinstance(traced.fn, Module) else None
@@ -304,7 +409,8 @@ def _entry_of(traced: TracedFunction, owners):
     for i, leaf in enumerate(leaf_keys):
         path = paths[i] if paths else graph.input_names[k] if k < len(graph.input_names) else None
         if isinstance(leaf, tuple) and len(leaf) == 2 and isinstance(leaf[0], tuple):  # an array
-            leaves.append({"kind": "array", "path": path, "dtype": np.dtype(leaf[1]).name, "shape": list(leaf[0])})
+            leaves.append({"kind": "array", "path": path, "dtype": np.dtype(leaf[1]).name,
+                           "shape": _encode_type(graph.inputs[k].type)["shape"]})
             k += 1
         elif leaf in ("float", "int"):
             leaves.append({"kind": "scalar", "path": path, "python": leaf, "dtype": graph.inputs[k].type.dtype,
@@ -354,6 +460,7 @@ def _entry_of(traced: TracedFunction, owners):
         "options": {k: v for k, v in traced.options.items() if k not in backend.base.RUNTIME_OPTIONS},
         "passes": traced.passes, "check_finite": bool(traced.check_finite),
         "graph": _encode_graph(graph, arrays, "main.const"),
+        "symbols": {s: {"min": 1, "example": n} for s, n in symbols.items()},
         "signature": {"inputs": _encode_treedef(treedef, traced.name), "leaves": leaves,
                       "outputs": _encode_treedef(out_tree, traced.name), "slots": outputs, "scalars": scalars},
         "states": records, "optimizers": optimizers, "input_checks": checks,
@@ -424,7 +531,7 @@ def _encode_treedef(d, name):
 
 
 def _encode_type(t: TensorType) -> dict:
-    return {"dtype": t.dtype, "shape": list(t.shape)}
+    return {"dtype": t.dtype, "shape": [str(d) if isinstance(d, Sym) else d for d in t.shape]}
 
 
 def _encode_graph(graph: Graph, arrays: dict, prefix: str) -> dict:
@@ -451,6 +558,8 @@ def _encode_graph(graph: Graph, arrays: dict, prefix: str) -> dict:
 
 
 def _encode_attr(a, arrays, key):
+    if isinstance(a, Sym):  # a symbolic size (reshape(shape=(B, 64))): tagged, never a plain string
+        return {"$sym": str(a)}
     if a is None or isinstance(a, (bool, str)) or type(a) is int:
         return a
     if type(a) is float:
@@ -534,7 +643,7 @@ def read(path):
     tensors = _read_weights(data[WEIGHTS_MEMBER], expected, path)
     for name, entry in decoded.items():
         _build_constants(entry["graph"], tensors)
-        _verify(entry["graph"], f"{path}: entry {name!r}")
+        _verify(entry["graph"], entry["symbols"], f"{path}: entry {name!r}")
     return {**doc, "entries": decoded}, tensors
 
 
@@ -645,7 +754,7 @@ def _decode_type(t, where) -> TensorType:
     _need(isinstance(dtype, str) and dtype in DTYPES, where, f"unknown dtype {dtype!r} (graphc has {', '.join(DTYPES)})")
     _need(isinstance(shape, list) and len(shape) <= 32, where, f"a shape is a list of at most 32 dims, got {shape!r}")
     for d in shape:
-        _need((type(d) is int and 0 <= d < 2**62) or (type(d) is str and _SYMBOL.fullmatch(d)), where,
+        _need((type(d) is int and 0 <= d < 2**62) or (type(d) is str and is_symbol(d)), where,
               f"a dimension is an int in [0, 2**62) or a symbol name, got {d!r}")
     known = [d for d in shape if type(d) is int]
     _need(math.prod(known) < 2**62, where, f"shape {shape} has more than 2**62 elements")
@@ -663,6 +772,9 @@ def _decode_attr(v, expected, where, out_type):
     if tag == "$tuple":
         _need(type(x) is list, where, "$tuple holds a list")
         return tuple(_decode_attr(e, expected, where, None) for e in x)
+    if tag == "$sym":
+        _need(type(x) is str and is_symbol(x), where, f"$sym names a symbolic dimension, got {x!r}"[:300])
+        return Sym(x)
     if tag == "$float":
         _need(x in ("nan", "-nan", "inf", "-inf"), where, f"$float is nan, -nan, inf or -inf, got {x!r}")
         return math.copysign(math.nan, -1.0) if x == "-nan" else float(x)
@@ -806,6 +918,7 @@ def _decode_entry(entry, expected, where) -> dict:
     optimizers = _decode_optimizers(entry.get("optimizers", []), where)
     for i, st in enumerate(entry["states"]):
         _check_state_fields(st, optimizers, f"{where}: state {i}")
+    symbols = _decode_symbols(entry.get("symbols", {}), graph, where)
     kind = entry.get("kind", "function")
     _need(kind in ("function", "training_step"), where, f"unknown entry kind {kind!r}")
     name = entry.get("name", graph.name)
@@ -813,7 +926,42 @@ def _decode_entry(entry, expected, where) -> dict:
     return {**entry, "name": name, "kind": kind, "graph": graph, "device": device, "passes": passes,
             "options": options, "in_tree": signature["in_tree"], "out_tree": signature["out_tree"],
             "slots": signature["slots"], "check_finite": bool(entry.get("check_finite", False)),
-            "input_checks": checks, "optimizers": optimizers}
+            "input_checks": checks, "optimizers": optimizers, "symbols": symbols}
+
+
+def _decode_symbols(symbols, graph, where) -> dict:
+    """{symbol: {"min": int, "example": int}}: every symbol of the graph declared, with sizes."""
+    _need(isinstance(symbols, dict) and len(symbols) <= 8, where, "symbols is an object of at most 8 symbols")
+    for name, spec in symbols.items():
+        _need(is_symbol(name), where, f"{name!r} cannot name a symbolic dimension")
+        _need(isinstance(spec, dict) and set(spec) == {"min", "example"}
+              and all(type(spec[k]) is int for k in spec) and 1 <= spec["min"] <= spec["example"] < 2**62, where,
+              f"symbol {name} is {{min, example}} with 1 <= min <= example, got {spec!r}"[:300])
+    used = set()
+    _symbols_in(graph, used)
+    _need(used <= set(symbols), where, f"the graph uses undeclared symbol(s) {sorted(used - set(symbols))}")
+    declared = set(symbolic.symbols(graph))
+    _need(used <= declared, where, f"symbol(s) {sorted(used - declared)} appear in no argument's shape, so no "
+          f"call could give them a size")
+    return symbols
+
+
+def _symbols_in(graph, found: set):
+    def scan(a):
+        if isinstance(a, Sym):
+            found.add(str(a))
+        elif isinstance(a, (tuple, list)):
+            for x in a:
+                scan(x)
+    for v in graph.inputs:
+        scan(v.type.shape)
+    for node in graph.nodes:
+        for v in node.outputs:
+            scan(v.type.shape)
+        for a in node.attrs.values():
+            scan(a)
+        for region in node.regions:
+            _symbols_in(region, found)
 
 
 def _decode_signature(sig, graph, where) -> dict:
@@ -1014,8 +1162,11 @@ def _build_constants(graph: Graph, tensors: dict):
             _build_constants(region, tensors)
 
 
-def _verify(graph: Graph, where):
+def _verify(graph: Graph, symbols: dict, where):
+    """A symbolic graph is verified at its example's sizes (its shape rules run there)."""
     try:
+        if symbols:
+            graph = symbolic.instantiate(graph, {s: spec["example"] for s, spec in symbols.items()})
         registry.verify(graph)
     except VerifyError as exc:
         raise ExportError(f"{where}: the graph is not valid: {exc}") from None
@@ -1073,6 +1224,7 @@ class LoadedFunction:
                 data = np.zeros((0,) * len(t.shape), t.dtype)
             self.states.append(LoadedState(data, rec.get("name"), rec["kind"]))
         self._checks = [(c["input"], self._make_check(c)) for c in entry["input_checks"]]
+        self.symbols = entry["symbols"]  # {symbol: {"min", "example"}}: the batch dim's name and sizes
         self._compiled = {}
 
     @staticmethod
@@ -1084,13 +1236,26 @@ class LoadedFunction:
     # -- inspection -------------------------------------------------------------------------
     @property
     def graph(self) -> Graph:
-        """The saved graph (as the runtime compiled it: after the pass pipeline)."""
+        """The saved graph: as traced, before the passes; generic in its symbols (``f32[B,64]``)."""
         return self._graph
+
+    def _example(self) -> dict:
+        return {s: spec["example"] for s, spec in self.symbols.items()}
+
+    def compiled_graph(self, **sizes) -> Graph:
+        """The graph as compiled for ``sizes`` of the symbols (``B=64``; default: the sizes it
+        was saved with): after the pass pipeline, fused groups included."""
+        for symbol, n in sizes.items():
+            if symbol not in self.symbols:
+                raise ShapeError(f"{self.name} has no symbolic dimension {symbol} (it has {', '.join(self.symbols) or 'none'})")
+            if type(n) is not int or n < self.symbols[symbol]["min"]:
+                raise ShapeError(f"{self.name}: {symbol} must be at least {self.symbols[symbol]['min']}, got {n!r}")
+        return self._compile({**self._example(), **sizes}).graph
 
     @property
     def source(self) -> str | None:
-        """The generated source (compiles the graph if no call has yet)."""
-        return self._compile({}).compiled.source
+        """The generated source at the saved example's sizes (compiled now if need be)."""
+        return self._compile(self._example()).compiled.source
 
     def signature(self) -> str:
         """The call signature, e.g. ``(x: f32[B,64]) -> f32[B,10]``."""
@@ -1204,6 +1369,10 @@ class LoadedFunction:
             raise ShapeError(f"{self.name}: argument {path!r} must be {want}, got {leaf.dtype}{list(leaf.shape)}")
         for axis, (want_dim, got) in enumerate(zip(spec["shape"], leaf.shape)):
             if type(want_dim) is str:
+                least = self.symbols[want_dim]["min"]
+                if got < least:
+                    raise ShapeError(f"{self.name}: argument {path!r} has size {got} in dimension {axis}, which "
+                                     f"is {want_dim}; {want_dim} must be at least {least}")
                 bound = bindings.setdefault(want_dim, got)
                 if bound != got:
                     raise ShapeError(f"{self.name}: argument {path!r} has size {got} in dimension {axis}, which "
@@ -1214,19 +1383,19 @@ class LoadedFunction:
         return _as_argument(leaf)
 
     def _compile(self, bindings: dict) -> Compiled:
-        """The compiled graph for these symbol values (``{"B": 64}``), compiled once per key.
-
-        Today every symbol's value shares one compiled graph (the generated loops take their
-        bounds from the arrays); a backend that needs concrete sizes instantiates here."""
-        key = ()
+        """The compiled graph for these symbol values (``{"B": 64}``): the saved graph instantiated
+        at them (graphc/symbolic.py), the saved passes, the backend; once per size."""
+        key = tuple(sorted(bindings.items()))
         compiled = self._compiled.get(key)
         if compiled is None:
             for rec, st in zip(self._records, self.states):
                 if rec.get("input") is None:  # a state only written: its array, to write into
                     t = self._graph.outputs[rec["output"]].type
                     st.data = np.zeros(tuple(d if type(d) is int else bindings.get(d, 0) for d in t.shape), t.dtype)
-            executable = self.backend.compile(self._graph, {**self.options, "passes": self.passes})
-            compiled = Compiled(self._graph, executable, (self._out_tree, self._slots), [], self._builder(),
+            graph = symbolic.instantiate(self._graph, bindings) if self.symbols else self._graph
+            graph, stats = manager.run(graph, self.passes)
+            executable = self.backend.compile(graph, {**self.options, "passes": self.passes})
+            compiled = Compiled(graph, executable, (self._out_tree, self._slots), stats, self._builder(),
                                 self.check_finite)
             self._compiled[key] = compiled
         return compiled

@@ -153,6 +153,7 @@ def model_files(tmp_path_factory):
     model.eval()
     x = np.linspace(-1, 1, 20, dtype=np.float32).reshape(5, 4)
     gc.save(model, d / "mlp.gcx", x)
+    gc.save(model, d / "fixed.gcx", x, dynamic=False)
     np.save(d / "x.npy", x)
     w = np.arange(12, dtype=np.float32).reshape(4, 3)
     traced = gc.trace(two_results, x, w)
@@ -165,7 +166,8 @@ def test_show_prints_signature_ir_and_parameter_table(model_files):
     d, _, _ = model_files
     out = _run(["show", str(d / "mlp.gcx")], os.environ["GRAPHC_CACHE_DIR"])
     assert out.returncode == 0, out.stderr
-    assert "signature: (x: f32[5,4]) -> f32[5,3]" in out.stdout
+    assert "signature: (x: f32[B,4]) -> f32[B,3]" in out.stdout
+    assert "symbolic dimension B: any size >= 1 (saved with B=5)" in out.stdout
     assert "graph Sequential(" in out.stdout and "= matmul(" in out.stdout
     assert "state: 4 array(s), 268 bytes" in out.stdout
     assert [line.split() for line in out.stdout.splitlines() if "0.weight" in line] == \
@@ -197,9 +199,9 @@ def test_run_writes_results_that_match_the_original(model_files, tmp_path):
 
 def test_bench_times_random_inputs_of_the_signature(model_files):
     d, _, _ = model_files
-    out = _run(["bench", str(d / "mlp.gcx"), "--batch", "5", "--repeat", "3"], os.environ["GRAPHC_CACHE_DIR"])
+    out = _run(["bench", str(d / "mlp.gcx"), "--batch", "9", "--repeat", "3"], os.environ["GRAPHC_CACHE_DIR"])
     assert out.returncode == 0, out.stderr
-    assert "median per call over 3 calls:" in out.stdout and "Sequential(x: f32[5,4])" in out.stdout
+    assert "median per call over 3 calls:" in out.stdout and "Sequential(x: f32[B,4])" in out.stdout
 
 
 def test_model_commands_report_errors_with_their_exit_codes(model_files, tmp_path, capsys):
@@ -214,12 +216,13 @@ def test_model_commands_report_errors_with_their_exit_codes(model_files, tmp_pat
         (["run", str(d / "mlp.gcx"), str(tmp_path / "none.npy")], cli.EXIT_BAD_INPUT, "does not exist"),
         (["run", str(d / "mlp.gcx")], cli.EXIT_BAD_INPUT, r"takes 1 array\(s\)"),
         (["run", str(d / "mlp.gcx"), str(tmp_path / "wide.npy")], cli.EXIT_BAD_INPUT,
-         r"argument 'x' must be f32\[5,4\], got float32\[5, 6\]"),
+         r"argument 'x' must be f32\[B,4\], got float32\[5, 6\]"),
         (["run", str(d / "mlp.gcx"), str(tmp_path / "f64.npy")], cli.EXIT_BAD_INPUT, "got float64"),
         (["run", str(d / "mlp.gcx"), str(tmp_path / "obj.npy")], cli.EXIT_BAD_INPUT, "allow_pickle"),
         (["run", str(d / "two.gcx"), str(d / "xw.npz"), "-o", str(tmp_path / "one.npy")], cli.EXIT_USAGE,
          "returns 2 arrays"),
-        (["bench", str(d / "mlp.gcx"), "--batch", "7"], cli.EXIT_USAGE, "fixed leading dimension 5"),
+        (["bench", str(d / "fixed.gcx"), "--batch", "7"], cli.EXIT_USAGE, "fixed leading dimension 5"),
+        (["dot", str(d / "mlp.gcx"), "--batch", "0"], cli.EXIT_BAD_INPUT, "B must be at least 1|does not hold"),
     ]
     np.save(tmp_path / "wide.npy", np.ones((5, 6), np.float32))
     np.save(tmp_path / "f64.npy", np.ones((5, 4)))

@@ -16,6 +16,7 @@ import pytest
 import safetensors.numpy
 
 import graphc as gc
+from graphc import nn
 from graphc import export
 from graphc.ops import registry
 
@@ -56,9 +57,10 @@ def test_function_round_trip_is_bit_identical(saved_fn):
     for w, g in ((want["sum"], got["sum"]), (want["parts"][0], got["parts"][0]),
                  (want["parts"][1], got["parts"][1])):
         assert same_bits(w, g) and type(w) is type(g)
-    assert loaded.graph == traced.graph  # the graph the runtime compiled, unchanged
+    assert loaded.compiled_graph() == traced.graph  # at the saved size: the graph the runtime compiled
+    assert "f32[B,4]" in str(loaded.graph)  # saved generic in the batch size
     assert loaded.source == traced.source  # the same generated code
-    assert "(a: f32[3,4], b: f32[3,4])" in loaded.signature()
+    assert "(a: f32[B,4], b: f32[B,4])" in loaded.signature()
     # the file: an uncompressed zip of exactly the two members
     with zipfile.ZipFile(path) as zf:
         assert [i.filename for i in zf.infolist()] == ["graphc.json", "weights.safetensors"]
@@ -71,9 +73,9 @@ def test_function_round_trip_is_bit_identical(saved_fn):
 def test_loaded_function_checks_its_arguments(saved_fn):
     _, path, (a, b) = saved_fn
     loaded = gc.load(path)
-    with pytest.raises(gc.ShapeError, match=r"argument 'b' must be f32\[3,4\], got float32\[3, 5\]"):
+    with pytest.raises(gc.ShapeError, match=r"argument 'b' must be f32\[B,4\], got float32\[3, 5\]"):
         loaded(a, np.zeros((3, 5), np.float32))
-    with pytest.raises(gc.ShapeError, match=r"argument 'a' must be f32\[3,4\], got float64"):
+    with pytest.raises(gc.ShapeError, match=r"argument 'a' must be f32\[B,4\], got float64"):
         loaded(a.astype(np.float64), b)
     with pytest.raises(gc.ShapeError, match="argument 'a' must be a NumPy array"):
         loaded("a string", b)
@@ -132,7 +134,7 @@ def test_module_round_trip_eval_and_train_mode(tmp_path):
         assert same_bits(v, loaded.state_dict()[k]), k
     assert {kind for _, kind, _ in loaded.parameters()} == {"parameter", "buffer", "rng"}
     gc.save(traced, tmp_path / "traced.gcx")  # gc.trace(model): arguments named after forward's
-    assert gc.load(tmp_path / "traced.gcx").signature() == loaded.signature() == "(x: f32[6,5]) -> f32[6,2]"
+    assert gc.load(tmp_path / "traced.gcx").signature() == loaded.signature() == "(x: f32[B,5]) -> f32[B,2]"
     model.eval()
     gc.save(model, tmp_path / "eval.gcx", x)
     evaluated = gc.load(tmp_path / "eval.gcx")
@@ -493,7 +495,7 @@ def test_python_scalar_and_static_arguments_round_trip(tmp_path):
     traced(x, 2, s=0.5, flip=True)
     gc.save(traced, tmp_path / "scaled.gcx")
     loaded = gc.load(tmp_path / "scaled.gcx")
-    assert loaded.signature() == "(x: i32[2,3], n: int, s: float, True) -> f64[2,3]"
+    assert loaded.signature() == "(x: i32[B,3], n: int, s: float, True) -> f64[B,3]"
     # keyword arguments in any order, as in Python
     assert same_bits(loaded(x, 7, flip=True, s=1.25), traced(x, 7, s=1.25, flip=True))
     with pytest.raises(gc.ShapeError, match="argument 's' was a Python float when saved, got int"):
@@ -546,12 +548,13 @@ def test_shapes_may_name_symbols():
             export._decode_type({"dtype": "float32", "shape": bad}, "here")
 
 
-def _symbolic_add_file(path):
+def _symbolic_add_file(path, symbols=None, attrs=None):
     """A hand-written file: ``add(x, y)`` over ``f32[B,3]`` (B symbolic)."""
     t = {"dtype": "float32", "shape": ["B", 3]}
     doc = {"format": "graphc-export", "format_version": "1.0", "graphc_version": "test", "opset": 1,
            "entries": {"main": {
                "kind": "function", "name": "add", "device": "cpu", "options": {}, "passes": "O2", "states": [],
+               "symbols": {"B": {"min": 1, "example": 4}} if symbols is None else symbols,
                "graph": {"name": "add", "inputs": [{**t, "name": "x", "role": "arg"}, {**t, "name": "y", "role": "arg"}],
                          "nodes": [{"op": "add", "inputs": [0, 1], "attrs": {}, "outputs": [t]}],
                          "outputs": [2], "donations": []},
@@ -561,17 +564,68 @@ def _symbolic_add_file(path):
     return _write_zip(path, {"graphc.json": json.dumps(doc).encode(), "weights.safetensors": safetensors.numpy.save({})})
 
 
-@pytest.mark.xfail(strict=True, raises=gc.ExportError,
-                   reason="shape rules on symbolic dims come with the symbolic-dimension part of issue 14: "
-                          "remove this mark when they land")
 def test_symbolic_dims_bind_across_arguments(tmp_path):
+    for symbols, message in (({}, "undeclared symbol"), ({"B": {"min": 0, "example": 4}}, "1 <= min"),
+                             ({"B-1": {"min": 1, "example": 4}}, "cannot name"),
+                             ({"B": {"min": 1, "example": 4}, "N": {"min": 1, "example": 2}}, None)):
+        path = _symbolic_add_file(tmp_path / "bad.gcx", symbols)
+        if message is None:
+            gc.load(path)  # (an unused declared symbol is harmless)
+            continue
+        with pytest.raises(gc.ExportError, match=message):
+            gc.load(path)
     f = gc.load(_symbolic_add_file(tmp_path / "sym.gcx"))
     assert f.signature() == "(x: f32[B,3], y: f32[B,3]) -> f32[B,3]"
     with pytest.raises(gc.ShapeError, match="argument 'y' has size 5 in dimension 0, which is B = 4"):
         f(np.ones((4, 3), np.float32), np.ones((5, 3), np.float32))
-    for n in (4, 7):
+    for n in (4, 7, 1):
         x = np.arange(n * 3, dtype=np.float32).reshape(n, 3)
         assert same_bits(f(x, x), x + x)
+    with pytest.raises(gc.ShapeError, match="B must be at least 1"):
+        f(np.ones((0, 3), np.float32), np.ones((0, 3), np.float32))
+
+
+def test_saved_for_every_batch_size(tmp_path):
+    """gc.save makes the batch dimension symbolic: the loaded function runs any batch size, bit
+    for bit as the function traced at that size; size-dependent code is refused with its line."""
+    model = nn.Sequential(nn.Linear(5, 7), nn.Tanh(), nn.Linear(7, 3))
+    model.eval()
+
+    def scores(x, shift):
+        return gc.softmax(model(x) - np.mean(x, axis=1, keepdims=True) + shift, axis=1).reshape(x.shape[0], 3, 1)
+    rng = np.random.default_rng(3)
+    shift = np.float32(0.5) * np.ones(3, np.float32)
+    gc.save(scores, tmp_path / "scores.gcx", rng.standard_normal((4, 5)).astype(np.float32), shift)
+    loaded, reference = gc.load(tmp_path / "scores.gcx"), gc.trace(scores)
+    assert loaded.signature() == "(x: f32[B,5], shift: f32[3]) -> f32[B,3,1]"
+    assert "reshape(" in str(loaded.graph) and "shape=(B, 3, 1)" in str(loaded.graph)
+    for n in (4, 9, 2, 1):
+        x = rng.standard_normal((n, 5)).astype(np.float32)
+        assert same_bits(loaded(x, shift), reference(x, shift)), n
+    with pytest.raises(gc.ExportError, match=r"not generic in its batch size.*test_export.py:\d+.*dynamic=False"):
+        gc.save(lambda x: x / len(x), tmp_path / "len.gcx", np.ones((3, 2)))
+    gc.save(lambda x: x / len(x), tmp_path / "len.gcx", np.ones((3, 2)), dynamic=False)
+    fixed = gc.load(tmp_path / "len.gcx")
+    assert fixed.signature() == "(x: f64[3,2]) -> f64[3,2]"
+    with pytest.raises(gc.ShapeError, match="dimension 0 is 4, not 3"):
+        fixed(np.ones((4, 2)))
+
+
+def test_symbolic_attributes_are_tagged(tmp_path):
+    """A size in an attribute is {"$sym": "B"}: a plain string there is refused (it would reach
+    the generated code as text), and so is a symbol the file does not declare."""
+    gc.save(lambda x: x.reshape(x.shape[0], 2, 2), tmp_path / "r.gcx", np.ones((3, 4), np.float32))
+    doc = json.loads(zipfile.ZipFile(tmp_path / "r.gcx").read("graphc.json"))
+    node = doc["entries"]["main"]["graph"]["nodes"][0]
+    assert node["op"] == "reshape" and node["attrs"]["shape"] == {"$tuple": [{"$sym": "B"}, 2, 2]}
+    weights = zipfile.ZipFile(tmp_path / "r.gcx").read("weights.safetensors")
+    for bad, message in (("B", "attribute shape must be"), ({"$sym": "N"}, "undeclared symbol"),
+                         ({"$sym": "1x"}, r"\$sym names")):
+        node["attrs"]["shape"] = {"$tuple": [bad, 2, 2]}
+        path = _write_zip(tmp_path / "bad.gcx", {"graphc.json": json.dumps(doc).encode(),
+                                                 "weights.safetensors": weights})
+        with pytest.raises(gc.ExportError, match=message):
+            gc.load(path)
 
 
 def test_loading_allocates_nothing_from_the_graphs_declared_sizes(tmp_path):
