@@ -353,16 +353,7 @@ def _saved_graph(traced: TracedFunction, compiled, key, dynamic: bool):
     batched = _batched(signature, args, kwargs) if dynamic else {}
     symbols = {}
     if batched:
-        generic = TracedFunction(traced.fn, passes=traced.passes, device=traced.device, name=traced.name,
-                                 math=traced.math)
-        generic._signature = signature
-        generic.dynamic = {name: {0: "B"} for name in batched}
-        try:
-            graph = generic.template(*args, **kwargs)
-        except NotGeneric as exc:
-            raise ExportError(f"gc.save: {traced.name} is not generic in its batch size, so it cannot be "
-                              f"saved for every batch: {exc}. Save one fixed size with "
-                              f"gc.save(..., dynamic=False)") from None
+        graph, batched = _generic_graph(traced, signature, args, kwargs, batched)
         first = next(iter(batched))
         symbols = {"B": signature.bind(*args, **kwargs).arguments[first].shape[0]}
         instance = _instantiated(graph, symbols, traced.name)
@@ -376,6 +367,59 @@ def _saved_graph(traced: TracedFunction, compiled, key, dynamic: bool):
                           f"(its Python code read something that changed since the call?); call it again "
                           f"and save" + ("" if not symbols else ", or save with dynamic=False"))
     return graph, symbols
+
+
+def _generic_graph(traced: TracedFunction, signature, args, kwargs, batched: dict):
+    """(the template of ``traced`` with dimension 0 of the ``batched`` arguments the symbol ``B``,
+    the arguments that are batched). Arguments whose leading size only happens to equal the
+    batch (a (4, 5) weight beside a batch of 4) are left fixed when batching them fails. The
+    template is checked against traces at other sizes (symbolic.check_sizes): code that decides
+    by the size alike at both probes (``if len(x) > 100``) is refused too."""
+    try:
+        return _template_of(traced, signature, args, kwargs, list(batched)), batched
+    except ExportError as failure:
+        first, *others = batched
+        if not others:
+            raise
+        try:
+            graph, names = _template_of(traced, signature, args, kwargs, [first]), [first]
+        except ExportError:
+            raise failure from None
+    for name in others:
+        try:
+            graph = _template_of(traced, signature, args, kwargs, names + [name])
+            names.append(name)
+        except ExportError:
+            pass
+    return graph, {name: 0 for name in names}
+
+
+def _template_of(traced: TracedFunction, signature, args, kwargs, names) -> Graph:
+    generic = TracedFunction(traced.fn, passes=traced.passes, device=traced.device, name=traced.name,
+                             math=traced.math)
+    generic._signature = signature
+    generic.dynamic = {name: {0: "B"} for name in names}
+    refusal = (f"gc.save: {traced.name} is not generic in its batch size (dimension 0 of "
+               f"{', '.join(names)}), so it cannot be saved for every batch")
+    hint = "Save one fixed size with gc.save(..., dynamic=False)"
+    try:
+        graph = generic.template(*args, **kwargs)
+    except NotGeneric as exc:
+        raise ExportError(f"{refusal}: {exc}. {hint}") from None
+    except Exception as exc:  # noqa: BLE001  (the code fails at the probe sizes)
+        raise ExportError(f"{refusal}: traced at batch sizes {symbolic.PROBES[0]} and "
+                          f"{symbolic.PROBES[1]} it raises {type(exc).__name__}: {exc}. {hint}") from None
+    leaves = pytree.flatten((args, kwargs))[0]
+    paths = generic._check_arguments(args, kwargs, leaves)
+
+    def trace_at(n):
+        builder, _ = trace_into_graph(generic._call_python, *generic._at_size(args, kwargs, n), is_dynamic,
+                                      traced.name, paths)
+        return builder.graph
+    try:
+        return symbolic.check_sizes(graph, trace_at, "B")
+    except NotGeneric as exc:
+        raise ExportError(f"{refusal}: {exc}. {hint}") from None
 
 
 def _program(graph: Graph) -> str:

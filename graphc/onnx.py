@@ -257,6 +257,10 @@ def _generic(traced: _Traced):
     if general != specific:
         return None, (f"at the example's batch size {n} it returns {', '.join(specific)}, but "
                       f"{', '.join(general)} for a general batch")
+    try:  # (code that decides by the size alike at both probes, `if len(x) > 100`, differs elsewhere)
+        symbolic.check_sizes(template, lambda size: at(size).graph, BATCH)
+    except NotGeneric as exc:
+        return None, str(exc)
     return small.with_graph(template), None
 
 

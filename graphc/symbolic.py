@@ -30,7 +30,8 @@ from graphc.ops import registry
 PROBES = (1009, 1013)
 
 
-__all__ = ["NotGeneric", "PROBES", "bind", "check_template", "generalize", "instantiate", "probing", "symbols"]
+__all__ = ["CHECK_SIZES", "NotGeneric", "PROBES", "bind", "check_sizes", "check_template", "generalize", "instantiate",
+           "probing", "symbols"]
 
 
 def symbols(graph: Graph) -> list[str]:
@@ -57,23 +58,25 @@ class _Mismatch(Exception):
 
 
 class _Generalizer:
-    def __init__(self, symbol, probes):
+    def __init__(self, symbol, probes, where=None):
         self.symbol, self.probes = Sym(symbol), tuple(probes)
+        # how messages name the two graphs compared
+        self.where = where or tuple(f"at batch {p}" for p in self.probes)
 
     def dim(self, a, b):
         if a == b:
             return a
         if (a, b) == self.probes:
             return self.symbol
-        raise _Mismatch(f"a size {a} at batch {self.probes[0]} is {b} at batch {self.probes[1]}")
+        raise _Mismatch(f"a size {a} {self.where[0]} is {b} {self.where[1]}")
 
     def type(self, s: TensorType, t: TensorType) -> TensorType:
         if s.dtype != t.dtype or s.ndim != t.ndim:
-            raise _Mismatch(f"its type {s} at batch {self.probes[0]} is {t} at batch {self.probes[1]}")
+            raise _Mismatch(f"its type {s} {self.where[0]} is {t} {self.where[1]}")
         try:
             return TensorType(tuple(self.dim(a, b) for a, b in zip(s.shape, t.shape)), s.dtype)
         except _Mismatch:
-            raise _Mismatch(f"its type {s} at batch {self.probes[0]} is {t} at batch {self.probes[1]}") from None
+            raise _Mismatch(f"its type {s} {self.where[0]} is {t} {self.where[1]}") from None
 
     def attr(self, a, b):
         if type(a) is not type(b):
@@ -92,16 +95,14 @@ class _Generalizer:
                             if a.array.shape != b.array.shape else
                             f"a constant whose value depends on the batch size ({_short(a)} vs {_short(b)})")
         if _format_value(a) != _format_value(b):  # floats by their exact digits (NaN's sign too)
-            raise _Mismatch(f"{_format_value(a)} at batch {self.probes[0]} vs {_format_value(b)} "
-                            f"at batch {self.probes[1]}")
+            raise _Mismatch(f"{_format_value(a)} {self.where[0]} vs {_format_value(b)} {self.where[1]}")
         return a
 
     def graph(self, s: Graph, t: Graph) -> Graph:
         where = f"graph {s.name}"
-        if len(s.inputs) != len(t.inputs) or len(s.nodes) != len(t.nodes) or len(s.outputs) != len(t.outputs):
-            raise NotGeneric(f"{where} has {len(s.nodes)} operations at batch size {self.probes[0]} but "
-                             f"{len(t.nodes)} at {self.probes[1]}: the Python code branches or loops on "
-                             f"the batch size")
+        if len(s.inputs) != len(t.inputs) or len(s.outputs) != len(t.outputs):
+            raise NotGeneric(f"{where} has {len(s.inputs)} inputs and {len(s.outputs)} outputs "
+                             f"{self.where[0]} but {len(t.inputs)} and {len(t.outputs)} {self.where[1]}")
         out = Graph(name=s.name)
         values = {}
         for k, (a, b) in enumerate(zip(s.inputs, t.inputs)):
@@ -112,6 +113,7 @@ class _Generalizer:
             values[a] = out.add_input(typ, s.input_names[k], s.input_roles[k])
         t_index = {v: i for i, v in enumerate(t.inputs)}
         s_index = {v: i for i, v in enumerate(s.inputs)}
+        # node by node, so that code which branches on the size is named by its first differing op
         for n, m in zip(s.nodes, t.nodes):
             try:
                 node = self.node(out, n, m, values, s_index, t_index)
@@ -121,22 +123,59 @@ class _Generalizer:
             for v, w, u in zip(n.outputs, m.outputs, node.outputs):
                 values[v] = u
                 s_index[v], t_index[w] = len(s_index), len(t_index)
+        if len(s.nodes) != len(t.nodes):
+            extra = (s.nodes if len(s.nodes) > len(t.nodes) else t.nodes)[min(len(s.nodes), len(t.nodes))]
+            raise NotGeneric(f"{where} has {len(s.nodes)} operations {self.where[0]} but {len(t.nodes)} "
+                             f"{self.where[1]} (the first one apart: {extra.op} at "
+                             f"{extra.loc or 'an unknown line'}): the Python code branches or loops on "
+                             f"the batch size")
         for v, w in zip(s.outputs, t.outputs):
             if s_index.get(v) != t_index.get(w):
-                raise NotGeneric(f"{where}: its outputs differ at batch sizes {self.probes}")
+                raise NotGeneric(f"{where}: its outputs differ {self.where[0]} and {self.where[1]}")
         out.outputs = [values[v] for v in s.outputs]
         return out.copy_meta(s)
 
     def node(self, out, n, m, values, s_index, t_index):
         if n.op != m.op or len(n.inputs) != len(m.inputs) or len(n.outputs) != len(m.outputs) \
                 or set(n.attrs) != set(m.attrs) or len(n.regions) != len(m.regions):
-            raise _Mismatch(f"the operation itself changes ({n.op} vs {m.op})")
+            raise _Mismatch(f"the operation itself changes ({n.op} vs {m.op}): the Python code "
+                            f"branches or loops on the batch size")
         if [s_index.get(v) for v in n.inputs] != [t_index.get(w) for w in m.inputs]:
-            raise _Mismatch("its operands change")
+            raise _Mismatch("its operands change: the Python code branches or loops on the batch size")
         attrs = {k: self.attr(n.attrs[k], m.attrs[k]) for k in n.attrs}
         types = [self.type(v.type, w.type) for v, w in zip(n.outputs, m.outputs)]
         regions = [self.graph(r, q) for r, q in zip(n.regions, m.regions)]
         return out.add_node(n.op, [values[v] for v in n.inputs], attrs, types, n.loc, regions)
+
+
+# sizes at which gc.save and gc.onnx.export also trace the function as itself: a Python decision
+# on the size that both probes take alike (``if len(x) > 100``, ``min(len(x), 64)``, ``len(x) % 2``,
+# ``if len(x) < 5000``) shows there as another graph than the template's
+CHECK_SIZES = (2, 3, 1 << 20)
+
+
+def check_sizes(template: Graph, trace_at, symbol: str, sizes=CHECK_SIZES) -> Graph:
+    """Raise NotGeneric unless ``trace_at(n)`` (the function traced with the symbol's dimension
+    set to ``n``) is ``template`` instantiated at ``n``, for each size in ``sizes``. A size the
+    template refuses (``x[:5]`` at 3: ShapeError when called there) is not compared."""
+    for n in sizes:
+        try:
+            expected = instantiate(template, {symbol: n})
+        except ShapeError:
+            continue
+        try:
+            actual = trace_at(n)
+        except Exception as exc:  # noqa: BLE001  (the eager code raises there; the template would not)
+            raise NotGeneric(f"traced at batch size {n} it raises {type(exc).__name__}: {exc}; the graph "
+                             f"traced at batch sizes {PROBES[0]} and {PROBES[1]} would run there") from None
+        where = ("in the graph for every batch size", f"when traced at batch size {n}")
+        try:
+            _Generalizer(symbol, (None, None), where).graph(expected, actual)
+        except NotGeneric as exc:
+            raise NotGeneric(f"the code decides something by the batch size that batch sizes "
+                             f"{PROBES[0]} and {PROBES[1]} decide alike, but batch size {n} does "
+                             f"not: {exc}") from None
+    return template
 
 
 def _short(c: Const) -> str:

@@ -611,6 +611,33 @@ def test_saved_for_every_batch_size(tmp_path):
         fixed(np.ones((4, 2)))
 
 
+def _doubles_big_batches(x):
+    return x * 2 if len(x) > 100 else x
+
+
+def test_save_refuses_code_that_decides_by_the_batch_size_alike_at_both_probes(tmp_path):
+    """Both probe sizes (1009, 1013) take ``len(x) > 100`` and ``min(len(x), 64)`` alike: the
+    template would silently give x * 2 (x * 64) at a batch of 8 where NumPy gives x (x * 8)."""
+    x = np.ones((8, 3), np.float32)
+    for fn in (_doubles_big_batches, lambda x: x * min(len(x), 64)):
+        with pytest.raises(gc.ExportError, match=r"not generic in its batch size.*batch size 2.*"
+                                                 r"test_export.py:\d+.*dynamic=False"):
+            gc.save(fn, tmp_path / "d.gcx", x)
+    assert not (tmp_path / "d.gcx").exists()
+
+
+def test_an_argument_whose_leading_size_only_equals_the_batch_stays_fixed(tmp_path):
+    """A (4, 5) weight passed beside a batch of 4 cannot be batched (x @ w would not hold at
+    other sizes): it keeps its size, and x alone is batched (not a ShapeError about size 1009)."""
+    rng = np.random.default_rng(5)
+    x, w = rng.standard_normal((4, 4)).astype(np.float32), rng.standard_normal((4, 5)).astype(np.float32)
+    gc.save(lambda x, w: x @ w + 1, tmp_path / "mm.gcx", x, w)
+    loaded = gc.load(tmp_path / "mm.gcx")
+    assert loaded.signature() == "(x: f32[B,4], w: f32[4,5]) -> f32[B,5]"
+    x7 = rng.standard_normal((7, 4)).astype(np.float32)
+    np.testing.assert_allclose(loaded(x7, w), x7 @ w + 1, rtol=1e-5)
+
+
 def test_symbolic_attributes_are_tagged(tmp_path):
     """A size in an attribute is {"$sym": "B"}: a plain string there is refused (it would reach
     the generated code as text), and so is a symbol the file does not declare."""

@@ -383,6 +383,20 @@ def test_a_graph_fixed_to_its_batch_size_exports_static(tmp_path):
     assert dims(model.graph.input[0]) == [5, 4]
 
 
+def test_code_deciding_by_the_batch_size_alike_at_both_probes_exports_static(tmp_path):
+    """``len(a) > 100`` holds at both probe sizes: a dynamic model would double a batch of 5,
+    which NumPy does not; the trace at batch size 2 shows it (static, with a warning)."""
+    x = np.ones((5, 4), np.float32)
+    line = sys._getframe().f_lineno + 1
+    fn = lambda a: a * 2 if len(a) > 100 else a + 1  # noqa: E731
+    with pytest.warns(UserWarning, match=f"static batch size.*batch size 2.*test_onnx.py:{line}"):
+        model = gc.onnx.export(fn, tmp_path / "big.onnx", x)
+    assert dims(model.graph.input[0]) == [5, 4]
+    assert_outputs(ReferenceEvaluator(model).run(None, feeds_of(model, x)), eager(fn, x), "static")
+    with pytest.raises(gc.ExportError, match="dynamic batch.*batch size 2"):
+        gc.onnx.export(fn, tmp_path / "dynamic.onnx", x, dynamic_batch=True)
+
+
 def test_variance_is_dynamic_except_over_the_batch(tmp_path, runtime):
     """np.var divides by a count node, which O1 folds to a constant in each probe trace: over the
     batch axis that constant differs between the probes (exported static, with a warning naming

@@ -67,6 +67,46 @@ def test_size_dependent_code_is_named():
         symbolic.instantiate(t, {"B": 3})
 
 
+def _gt100(x):
+    return x * 2 if x.shape[0] > 100 else x
+
+
+def _at_most_64(x):
+    return x * min(len(x), 64)
+
+
+def _parity(x):
+    return x + len(x) % 2
+
+
+def _below_5000(x):
+    return x * 2 if len(x) < 5000 else x
+
+
+def _refuses_small(x):
+    if len(x) < 4:
+        raise ValueError("batch too small")
+    return x * 2
+
+
+@pytest.mark.parametrize("fn", [_gt100, _at_most_64, _parity, _below_5000, _refuses_small])
+def test_decisions_both_probes_take_alike_are_caught_at_other_sizes(fn):
+    """Both probes (1009, 1013) take these branches alike, so the two traces generalize; at the
+    check sizes the code traces otherwise, and the template would silently differ from NumPy."""
+    x = np.ones((3, 4))
+    t = _template(fn, x)
+    with pytest.raises(symbolic.NotGeneric, match=r"test_symbolic.py:\d+|raises ValueError"):
+        symbolic.check_sizes(t, lambda n: _traced(fn, (x,), n), "B")
+
+
+def test_check_sizes_passes_generic_code_and_skips_sizes_the_template_refuses():
+    x = np.ones((3, 4), np.float32)
+    t = _template(mlp, x, W, BIAS)
+    assert symbolic.check_sizes(t, lambda n: _traced(mlp, (x, W, BIAS), n), "B") is t
+    head = _template(lambda x: x[:5] * 2, x)  # (at 2 and 3 the template refuses: a ShapeError there)
+    symbolic.check_sizes(head, lambda n: _traced(lambda x: x[:5] * 2, (x,), n), "B")
+
+
 def test_bind_names_the_dimension():
     t = gc.trace(lambda x, y: x + y, dynamic={"x": 0, "y": 0}).template(np.ones((3, 4)), np.ones((3, 4)))
     assert symbolic.bind(t, [(5, 4), (5, 4)]) == {"B": 5}
