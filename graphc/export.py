@@ -345,15 +345,15 @@ def _batched(signature, args, kwargs) -> dict:
 
 def _saved_graph(traced: TracedFunction, compiled, key, dynamic: bool):
     """(the graph to save: traced, before the passes, generic in ``B`` when ``dynamic``;
-    {symbol: example size}). Checked: at the example's size it becomes, after the passes, the
-    very graph the runtime compiled."""
+    {symbol: {"min": smallest size, "example": size}}). Checked: at the example's size it
+    becomes, after the passes, the very graph the runtime compiled."""
     treedef, leaf_keys = key
     args, kwargs = _stand_ins(treedef, leaf_keys)
     signature = _signature_of(traced)
     batched = _batched(signature, args, kwargs) if dynamic else {}
-    symbols = {}
+    symbols, minimum = {}, 1
     if batched:
-        graph, batched = _generic_graph(traced, signature, args, kwargs, batched)
+        graph, minimum, batched = _generic_graph(traced, signature, args, kwargs, batched)
         first = next(iter(batched))
         symbols = {"B": signature.bind(*args, **kwargs).arguments[first].shape[0]}
         instance = _instantiated(graph, symbols, traced.name)
@@ -366,35 +366,36 @@ def _saved_graph(traced: TracedFunction, compiled, key, dynamic: bool):
         raise ExportError(f"gc.save: tracing {traced.name} again gives another graph than the compiled one "
                           f"(its Python code read something that changed since the call?); call it again "
                           f"and save" + ("" if not symbols else ", or save with dynamic=False"))
-    return graph, symbols
+    return graph, {s: {"min": minimum, "example": n} for s, n in symbols.items()}
 
 
 def _generic_graph(traced: TracedFunction, signature, args, kwargs, batched: dict):
     """(the template of ``traced`` with dimension 0 of the ``batched`` arguments the symbol ``B``,
-    the arguments that are batched). Arguments whose leading size only happens to equal the
+    the smallest batch it stands for, the arguments that are batched). Arguments whose leading size only happens to equal the
     batch (a (4, 5) weight beside a batch of 4) are left fixed when batching them fails. The
     template is checked against traces at other sizes (symbolic.check_sizes): code that decides
     by the size alike at both probes (``if len(x) > 100``) is refused too."""
     try:
-        return _template_of(traced, signature, args, kwargs, list(batched)), batched
+        return *_template_of(traced, signature, args, kwargs, list(batched)), batched
     except ExportError as failure:
         first, *others = batched
         if not others:
             raise
         try:
-            graph, names = _template_of(traced, signature, args, kwargs, [first]), [first]
+            found, names = _template_of(traced, signature, args, kwargs, [first]), [first]
         except ExportError:
             raise failure from None
     for name in others:
         try:
-            graph = _template_of(traced, signature, args, kwargs, names + [name])
+            found = _template_of(traced, signature, args, kwargs, names + [name])
             names.append(name)
         except ExportError:
             pass
-    return graph, {name: 0 for name in names}
+    return *found, {name: 0 for name in names}
 
 
-def _template_of(traced: TracedFunction, signature, args, kwargs, names) -> Graph:
+def _template_of(traced: TracedFunction, signature, args, kwargs, names):
+    """(the template with dimension 0 of ``names`` batched, the smallest batch it stands for)."""
     generic = TracedFunction(traced.fn, passes=traced.passes, device=traced.device, name=traced.name,
                              math=traced.math)
     generic._signature = signature
@@ -417,9 +418,14 @@ def _template_of(traced: TracedFunction, signature, args, kwargs, names) -> Grap
                                       traced.name, paths)
         return builder.graph
     try:
-        return symbolic.check_sizes(graph, trace_at, "B")
+        symbolic.check_sizes(graph, trace_at, "B")
     except NotGeneric as exc:
         raise ExportError(f"{refusal}: {exc}. {hint}") from None
+    try:  # NumPy code may treat a batch of 1 apart (np.squeeze): the file then refuses it
+        symbolic.check_sizes(graph, trace_at, "B", sizes=(1,))
+        return graph, 1
+    except NotGeneric:
+        return graph, 2
 
 
 def _program(graph: Graph) -> str:
@@ -504,7 +510,7 @@ def _entry_of(traced: TracedFunction, owners, dynamic: bool = True):
         "options": {k: v for k, v in traced.options.items() if k not in backend.base.RUNTIME_OPTIONS},
         "passes": traced.passes, "check_finite": bool(traced.check_finite),
         "graph": _encode_graph(graph, arrays, "main.const"),
-        "symbols": {s: {"min": 1, "example": n} for s, n in symbols.items()},
+        "symbols": symbols,
         "signature": {"inputs": _encode_treedef(treedef, traced.name), "leaves": leaves,
                       "outputs": _encode_treedef(out_tree, traced.name), "slots": outputs, "scalars": scalars},
         "states": records, "optimizers": optimizers, "input_checks": checks,
@@ -1416,7 +1422,9 @@ class LoadedFunction:
                 least = self.symbols[want_dim]["min"]
                 if got < least:
                     raise ShapeError(f"{self.name}: argument {path!r} has size {got} in dimension {axis}, which "
-                                     f"is {want_dim}; {want_dim} must be at least {least}")
+                                     f"is {want_dim}; {want_dim} must be at least {least}" + (
+                                         " (the saved code treats a batch of 1 apart, as np.squeeze does)"
+                                         if least == 2 and got == 1 else ""))
                 bound = bindings.setdefault(want_dim, got)
                 if bound != got:
                     raise ShapeError(f"{self.name}: argument {path!r} has size {got} in dimension {axis}, which "

@@ -257,8 +257,10 @@ def _generic(traced: _Traced):
     if general != specific:
         return None, (f"at the example's batch size {n} it returns {', '.join(specific)}, but "
                       f"{', '.join(general)} for a general batch")
-    try:  # (code that decides by the size alike at both probes, `if len(x) > 100`, differs elsewhere)
+    try:  # (code that decides by the size alike at both probes, `if len(x) > 100`, differs elsewhere;
+        # np.squeeze treats a batch of 1 apart, which a dim_param cannot exclude)
         symbolic.check_sizes(template, lambda size: at(size).graph, BATCH)
+        symbolic.check_sizes(template, lambda size: at(size).graph, BATCH, sizes=(1,))
     except NotGeneric as exc:
         return None, str(exc)
     return small.with_graph(template), None

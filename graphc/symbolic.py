@@ -31,7 +31,7 @@ PROBES = (1009, 1013)
 
 
 __all__ = ["CHECK_SIZES", "NotGeneric", "PROBES", "bind", "check_sizes", "check_template", "generalize", "instantiate",
-           "probing", "symbols"]
+           "probing", "sizes_to_check", "symbols"]
 
 
 def symbols(graph: Graph) -> list[str]:
@@ -150,15 +150,25 @@ class _Generalizer:
 
 # sizes at which gc.save and gc.onnx.export also trace the function as itself: a Python decision
 # on the size that both probes take alike (``if len(x) > 100``, ``min(len(x), 64)``, ``len(x) % 2``,
-# ``if len(x) < 5000``) shows there as another graph than the template's
+# ``if len(x) < 5000``) shows there as another graph than the template's; so do the other sizes
+# of the inputs (``if x.shape[0] == x.shape[1]``), at most MAX_INPUT_SIZES of them
 CHECK_SIZES = (2, 3, 1 << 20)
+MAX_INPUT_SIZES = 8
 
 
-def check_sizes(template: Graph, trace_at, symbol: str, sizes=CHECK_SIZES) -> Graph:
+def sizes_to_check(template: Graph) -> tuple:
+    """CHECK_SIZES and the fixed sizes (>= 2) of ``template``'s inputs, smallest first."""
+    fixed = sorted({d for v in template.inputs for d in v.type.shape
+                    if isinstance(d, int) and d >= 2 and d not in CHECK_SIZES and d not in PROBES})
+    return CHECK_SIZES + tuple(fixed[:MAX_INPUT_SIZES])
+
+
+def check_sizes(template: Graph, trace_at, symbol: str, sizes=None) -> Graph:
     """Raise NotGeneric unless ``trace_at(n)`` (the function traced with the symbol's dimension
-    set to ``n``) is ``template`` instantiated at ``n``, for each size in ``sizes``. A size the
-    template refuses (``x[:5]`` at 3: ShapeError when called there) is not compared."""
-    for n in sizes:
+    set to ``n``) is ``template`` instantiated at ``n``, for each size in ``sizes`` (default
+    ``sizes_to_check(template)``). A size the template refuses (``x[:5]`` at 3: ShapeError
+    when called there) is not compared."""
+    for n in sizes_to_check(template) if sizes is None else sizes:
         try:
             expected = instantiate(template, {symbol: n})
         except ShapeError:

@@ -626,6 +626,29 @@ def test_save_refuses_code_that_decides_by_the_batch_size_alike_at_both_probes(t
     assert not (tmp_path / "d.gcx").exists()
 
 
+def _square_or_triple(x):
+    return x @ x if x.shape[0] == x.shape[1] else x * 3
+
+
+def test_save_checks_the_inputs_other_sizes_and_a_batch_of_one(tmp_path):
+    """``x.shape[0] == x.shape[1]`` is False at every probe and check size but 4: the inputs' other
+    sizes are checked too. np.squeeze treats a batch of 1 apart: the file says B >= 2, so a
+    batch of 1 is a ShapeError rather than a result of another shape than NumPy's."""
+    with pytest.raises(gc.ExportError, match=r"batch size 4.*test_export.py:\d+"):
+        gc.save(_square_or_triple, tmp_path / "sq.gcx", np.ones((6, 4), np.float32))
+    squeeze = lambda x: np.squeeze(x) * 2  # noqa: E731
+    gc.save(squeeze, tmp_path / "squeeze.gcx", np.ones((4, 1), np.float32))
+    doc = json.loads(zipfile.ZipFile(tmp_path / "squeeze.gcx").read("graphc.json"))
+    assert doc["entries"]["main"]["symbols"] == {"B": {"min": 2, "example": 4}}
+    loaded = gc.load(tmp_path / "squeeze.gcx")
+    x3 = np.arange(3, dtype=np.float32).reshape(3, 1)
+    assert same_bits(loaded(x3), squeeze(x3))
+    with pytest.raises(gc.ShapeError, match="B must be at least 2 .*batch of 1 apart"):
+        loaded(x3[:1])
+    gc.save(lambda x: x * 2, tmp_path / "double.gcx", np.ones((4, 1), np.float32))  # the same at 1
+    assert gc.load(tmp_path / "double.gcx")._entry()[0]["symbols"]["B"]["min"] == 1
+
+
 def test_an_argument_whose_leading_size_only_equals_the_batch_stays_fixed(tmp_path):
     """A (4, 5) weight passed beside a batch of 4 cannot be batched (x @ w would not hold at
     other sizes): it keeps its size, and x alone is batched (not a ShapeError about size 1009)."""
