@@ -356,6 +356,12 @@ def _saved_graph(traced: TracedFunction, compiled, key, dynamic: bool):
         graph, minimum, batched = _generic_graph(traced, signature, args, kwargs, batched)
         first = next(iter(batched))
         symbols = {"B": signature.bind(*args, **kwargs).arguments[first].shape[0]}
+        if symbols["B"] < minimum:  # (the file's example must be a size it stands for)
+            raise ExportError(f"gc.save: {traced.name} was traced with the example's batch size "
+                              f"{symbols['B']}, but its graph for every batch size holds for batches of at "
+                              f"least {minimum}" + (" (its code treats a batch of 1 apart)" if minimum == 2
+                                                    else "") + ": save it with an example batch of at least "
+                              f"{minimum}, or with dynamic=False")
         instance = _instantiated(graph, symbols, traced.name)
     else:
         builder, _ = trace_into_graph(traced._call_python, args, kwargs, is_dynamic, traced.name,

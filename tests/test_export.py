@@ -649,6 +649,18 @@ def test_save_checks_the_inputs_other_sizes_and_a_batch_of_one(tmp_path):
     assert gc.load(tmp_path / "double.gcx")._entry()[0]["symbols"]["B"]["min"] == 1
 
 
+def test_save_refuses_an_example_batch_below_the_smallest_it_stands_for(tmp_path):
+    """An empty example batch wrote a file gc.load refused (example 0 < min 1); a batch of 1 of
+    code that treats it apart was refused as if the code had changed since the call."""
+    with pytest.raises(gc.ExportError, match=r"example's batch size 0.*at least 1.*dynamic=False"):
+        gc.save(lambda x: x * 2, tmp_path / "empty.gcx", np.ones((0, 3), np.float32))
+    with pytest.raises(gc.ExportError, match=r"example's batch size 1.*at least 2.*dynamic=False"):
+        gc.save(lambda x: np.squeeze(x) * 2, tmp_path / "one.gcx", np.ones((1, 1), np.float32))
+    assert not (tmp_path / "empty.gcx").exists() and not (tmp_path / "one.gcx").exists()
+    gc.save(lambda x: x * 2, tmp_path / "empty.gcx", np.ones((0, 3), np.float32), dynamic=False)
+    assert gc.load(tmp_path / "empty.gcx")(np.ones((0, 3), np.float32)).shape == (0, 3)
+
+
 def test_an_argument_whose_leading_size_only_equals_the_batch_stays_fixed(tmp_path):
     """A (4, 5) weight passed beside a batch of 4 cannot be batched (x @ w would not hold at
     other sizes): it keeps its size, and x alone is batched (not a ShapeError about size 1009)."""
