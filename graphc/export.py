@@ -46,7 +46,7 @@ from graphc.nn.parameter import Parameter
 from graphc.ops import registry
 from graphc.optim.optimizer import Optimizer
 from graphc.passes import manager
-from graphc.runtime import Compiled, Static, TracedFunction, _as_argument, _honourable, is_dynamic
+from graphc.runtime import Compiled, Static, TracedFunction, _as_argument, _honourable, _typed_key, is_dynamic
 from graphc.state import State
 from graphc.trace import DYNAMIC, _check_fits, trace_into_graph
 
@@ -1402,7 +1402,7 @@ class LoadedFunction:
         arrays, bindings = [], {}
         for leaf, spec in zip(leaves, self._leaves):
             if spec["kind"] == "static":
-                if type(leaf) is not type(spec["value"]) or leaf != spec["value"]:
+                if _typed_key(leaf) != _typed_key(spec["value"]):  # (-0.0 is not 0.0; nan is nan)
                     raise TypeError(f"{self.name}: a static argument was {spec['value']!r} when saved, got {leaf!r}")
                 continue
             arrays.append(self._checked(leaf, spec, bindings))

@@ -506,6 +506,23 @@ def test_python_scalar_and_static_arguments_round_trip(tmp_path):
         loaded(x, 2 ** 40, s=1.25, flip=True)
 
 
+def _divide(x, d):
+    return x / d
+
+
+def test_static_floats_compare_by_sign_of_zero_and_nan(tmp_path):
+    """A graph saved for d=0.0 gave +inf for d=-0.0 (0.0 == -0.0 in Python) where NumPy gives
+    -inf; a graph saved for d=nan could never be called (nan != nan)."""
+    x = np.ones((2, 3))
+    for saved, other in ((0.0, -0.0), (-0.0, 0.0), (float("nan"), 1.0)):
+        gc.save(gc.trace(_divide, static_argnums=(1,)), tmp_path / "d.gcx", x, saved)
+        loaded = gc.load(tmp_path / "d.gcx")
+        with np.errstate(all="ignore"):
+            assert same_bits(loaded(x, saved), _divide(x, saved))
+        with pytest.raises(TypeError, match="a static argument was"):
+            loaded(x, other)
+
+
 def test_random_edits_of_a_file_load_or_raise_export_error(saved_fn, tmp_path):
     """Structured fuzzing: any value of graphc.json replaced by another JSON value gives a
     working function or an ExportError, never another exception."""
