@@ -1086,6 +1086,10 @@ def _decode_states(states, graph, signature, expected, where):
         if k is not None:
             _need(type(k) is int and n_args <= k < len(graph.inputs) and k not in state_inputs, at,
                   f"input {k!r} is not a state input of the graph")
+            # (its array has the size it was saved with: a symbol, bound from the arguments, could
+            # make the kernels read past its end)
+            _need(not graph.inputs[k].type.symbolic, at, f"input {k} ({graph.input_names[k]}) is "
+                  f"{graph.inputs[k].type}, but a state's shape is fixed")
             tensor = st.get("tensor")
             _need(isinstance(tensor, str) and 0 < len(tensor) <= 256, at, "an input state names its tensor")
             _expect(expected, tensor, graph.inputs[k].type, at)

@@ -707,6 +707,24 @@ def test_symbolic_attributes_are_tagged(tmp_path):
             gc.load(path)
 
 
+def test_refuses_a_state_whose_shape_names_a_symbol(tmp_path):
+    """A state's array has the size it was saved with: a file declaring it f32[B,3] (bound from
+    the arguments) loaded, and x + weight read past the weight's end at a larger batch."""
+    nn.manual_seed(0)
+    model = nn.Linear(3, 4)
+    model.eval()
+    gc.save(model, tmp_path / "lin.gcx", np.ones((4, 3), np.float32))
+
+    def symbolic_state(doc):
+        g = _main_graph(doc)
+        g["inputs"][1]["shape"] = ["B", 3]  # the (4, 3) weight
+        g["nodes"] = [{"op": "add", "inputs": [0, 1], "attrs": {},
+                       "outputs": [{"dtype": "float32", "shape": ["B", 3]}]}]
+        g["outputs"] = [3]
+    _refused(_edit_json(tmp_path / "lin.gcx", tmp_path / "bad.gcx", symbolic_state),
+             r"state 0: .*weight.*f32\[B,3\].*fixed")
+
+
 def test_loading_allocates_nothing_from_the_graphs_declared_sizes(tmp_path):
     """A graph may declare a huge intermediate (a broadcast to 2**40 elements): loading reads
     it as types only; memory is the compiled code's business when it runs."""
