@@ -28,6 +28,7 @@ import inspect
 import math
 import os
 import re
+import sys
 import tempfile
 import warnings
 
@@ -157,6 +158,12 @@ class _Traced:
 
 
 def _trace(obj, args, kwargs) -> _Traced:
+    # (a gc.load'ed function is a graph, not Python code to trace: tracing it failed with a
+    # ShapeError about a Tracer argument; graphc.export is only loaded once gc.load was used)
+    loaded = getattr(sys.modules.get("graphc.export"), "LoadedFunction", None)
+    if loaded is not None and isinstance(obj, loaded):
+        raise ExportError(f"gc.onnx.export: {obj.name} was loaded from {obj.path}, and exporting a loaded "
+                          f"file to ONNX is not supported yet: export the original model or function")
     if isinstance(obj, TracedFunction) and not args and not kwargs:
         args, kwargs = _latest_examples(obj)
     if not args and not kwargs:

@@ -495,6 +495,10 @@ def test_bad_arguments(tmp_path):
         gc.onnx.export(lambda a: a, tmp_path / "m.onnx", x, dynamic_batch="yes")
     with pytest.raises(TypeError, match="example arguments"):
         gc.onnx.export(lambda a: a, tmp_path / "m.onnx")
+    gc.save(lambda a: a * 2, tmp_path / "double.gcx", x)
+    for examples in ((), (x,)):  # (with examples it was a ShapeError: "must be a NumPy array, got Tracer")
+        with pytest.raises(gc.ExportError, match="loaded from .*double.gcx.*not supported"):
+            gc.onnx.export(gc.load(tmp_path / "double.gcx"), tmp_path / "m.onnx", *examples)
 
 
 def test_import_graphc_does_not_load_onnx():
