@@ -99,6 +99,21 @@ def test_decisions_both_probes_take_alike_are_caught_at_other_sizes(fn):
         symbolic.check_sizes(t, lambda n: _traced(fn, (x,), n), "B")
 
 
+def _square_or_triple(x):
+    return x @ x if x.shape[0] == x.shape[1] else x * 3
+
+
+@pytest.mark.xfail(strict=True, reason="gc.trace(dynamic=...) reuses the template at every size >= 2, also "
+                   "where the Python code decides otherwise (graphc/runtime.py, TracedFunction._compile: "
+                   "compare the template at the call's size with a trace at that size, symbolic.check_sizes)")
+@pytest.mark.parametrize("fn", [_gt100, _at_most_64, _parity, _square_or_triple])
+def test_trace_dynamic_gives_numpys_result_where_the_code_decides_by_the_size(fn):
+    f = gc.trace(fn, dynamic={"x": 0}, device="numpy")
+    for n in (1013, 8, 4, 2):
+        x = np.arange(n * 4.0).reshape(n, 4)
+        np.testing.assert_array_equal(f(x), fn(x), err_msg=f"batch {n}")
+
+
 def test_check_sizes_passes_generic_code_and_skips_sizes_the_template_refuses():
     x = np.ones((3, 4), np.float32)
     t = _template(mlp, x, W, BIAS)
