@@ -166,26 +166,76 @@ def sizes_to_check(template: Graph) -> tuple:
 def check_sizes(template: Graph, trace_at, symbol: str, sizes=None) -> Graph:
     """Raise NotGeneric unless ``trace_at(n)`` (the function traced with the symbol's dimension
     set to ``n``) is ``template`` instantiated at ``n``, for each size in ``sizes`` (default
-    ``sizes_to_check(template)``). A size the template refuses (``x[:5]`` at 3: ShapeError
-    when called there) is not compared."""
+    ``sizes_to_check(template)``). A size from 2 up to the probes that the template refuses
+    (``x[:5]`` at 3: a ShapeError when called there) stands for the smallest larger one it
+    holds at (5), so that ``x[:5] * (2 if len(x) > 100 else 1)`` is still compared below 100."""
+    checked = set()
     for n in sizes_to_check(template) if sizes is None else sizes:
-        try:
-            expected = instantiate(template, {symbol: n})
-        except ShapeError:
+        n = _smallest_holding(template, symbol, n) if 2 <= n < PROBES[0] else n if _holds(template, symbol, n) \
+            else None
+        if n is None or n in checked:
             continue
+        checked.add(n)
+        expected = instantiate(template, {symbol: n})
         try:
             actual = trace_at(n)
         except Exception as exc:  # noqa: BLE001  (the eager code raises there; the template would not)
             raise NotGeneric(f"traced at batch size {n} it raises {type(exc).__name__}: {exc}; the graph "
                              f"traced at batch sizes {PROBES[0]} and {PROBES[1]} would run there") from None
         where = ("in the graph for every batch size", f"when traced at batch size {n}")
-        try:
-            _Generalizer(symbol, (None, None), where).graph(expected, actual)
+        try:  # (x[:5] of a batch of 5 traces as x itself: identities at n are not differences)
+            _Generalizer(symbol, (None, None), where).graph(_without_identities(expected),
+                                                            _without_identities(actual))
         except NotGeneric as exc:
             raise NotGeneric(f"the code decides something by the batch size that batch sizes "
                              f"{PROBES[0]} and {PROBES[1]} decide alike, but batch size {n} does "
                              f"not: {exc}") from None
     return template
+
+
+# ops that the tracer leaves out where they would change nothing (a slice of all of an axis, a
+# reshape or broadcast to the same shape), which a template instantiated at that size keeps
+_IDENTITY_OPS = ("slice", "reshape", "broadcast_to")
+
+
+def _without_identities(graph: Graph) -> Graph:
+    """``graph`` without the nodes of _IDENTITY_OPS that return their operand unchanged."""
+    out = Graph(name=graph.name)
+    values = {v: out.add_input(v.type, graph.input_names[k], graph.input_roles[k])
+              for k, v in enumerate(graph.inputs)}
+    for node in graph.nodes:
+        if node.op in _IDENTITY_OPS and len(node.inputs) == 1 and len(node.outputs) == 1 \
+                and node.outputs[0].type == node.inputs[0].type \
+                and all(tuple(s) == (0, d, 1) for s, d in zip(node.attrs.get("slices", ()), node.inputs[0].type.shape)):
+            values[node.outputs[0]] = values[node.inputs[0]]
+            continue
+        new = out.add_node(node.op, [values[v] for v in node.inputs], node.attrs, [v.type for v in node.outputs],
+                           node.loc, node.regions)
+        values.update(zip(node.outputs, new.outputs))
+    out.outputs = [values[v] for v in graph.outputs]
+    return out.copy_meta(graph)
+
+
+def _holds(template: Graph, symbol: str, n: int) -> bool:
+    try:
+        instantiate(template, {symbol: n})
+        return True
+    except ShapeError:
+        return False
+
+
+def _smallest_holding(template: Graph, symbol: str, n: int):
+    """The smallest size >= ``n`` (below the probes) at which ``template`` instantiates, or None:
+    doubling, then bisecting (the sizes a template holds at are those from some size on)."""
+    low, high = n - 1, n  # (low fails or is below n; high is tried)
+    while not _holds(template, symbol, high):
+        low, high = high, 2 * high
+        if high >= PROBES[0]:
+            return None
+    while high - low > 1:
+        mid = (low + high) // 2
+        low, high = (low, mid) if _holds(template, symbol, mid) else (mid, high)
+    return high
 
 
 def _short(c: Const) -> str:

@@ -89,7 +89,11 @@ def _refuses_small(x):
     return x * 2
 
 
-@pytest.mark.parametrize("fn", [_gt100, _at_most_64, _parity, _below_5000, _refuses_small])
+def _head_of_big(x):
+    return x[:5] * (2 if len(x) > 100 else 1)  # (the template holds from 5 on: compared at 5)
+
+
+@pytest.mark.parametrize("fn", [_gt100, _at_most_64, _parity, _below_5000, _refuses_small, _head_of_big])
 def test_decisions_both_probes_take_alike_are_caught_at_other_sizes(fn):
     """Both probes (1009, 1013) take these branches alike, so the two traces generalize; at the
     check sizes the code traces otherwise, and the template would silently differ from NumPy."""
@@ -118,8 +122,10 @@ def test_check_sizes_passes_generic_code_and_skips_sizes_the_template_refuses():
     x = np.ones((3, 4), np.float32)
     t = _template(mlp, x, W, BIAS)
     assert symbolic.check_sizes(t, lambda n: _traced(mlp, (x, W, BIAS), n), "B") is t
-    head = _template(lambda x: x[:5] * 2, x)  # (at 2 and 3 the template refuses: a ShapeError there)
-    symbolic.check_sizes(head, lambda n: _traced(lambda x: x[:5] * 2, (x,), n), "B")
+    # at 2 and 3 the template of x[:5] refuses (a ShapeError there): compared at 5, where the
+    # trace leaves the slice of the whole batch out; so at 2 for x[:2] and at 4 (x's width) for x[:4]
+    for head in (lambda x: x[:5] * 2, lambda x: x[:2] * 2, lambda x: x[:4].reshape(4, 4) + 1):
+        symbolic.check_sizes(_template(head, x), lambda n: _traced(head, (x,), n), "B")
 
 
 def test_bind_names_the_dimension():
