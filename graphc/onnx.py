@@ -234,11 +234,27 @@ def _generic(traced: _Traced):
     if first is None:
         return None, _NO_BATCH
     n = first.shape[0]
+    batched = [k for k, leaf in enumerate(leaves) if isinstance(leaf, np.ndarray) and leaf.ndim and leaf.shape[0] == n]
+    template, reason = _generic_in(traced, leaves, treedef, n, batched)
+    if reason is None or len(batched) == 1:
+        return template, reason
+    # a leaf whose leading size only happens to equal the batch (a (4, 5) weight beside a batch
+    # of 4): batch the first one alone, then each other one where the graph stays generic
+    chosen, found = batched[:1], _generic_in(traced, leaves, treedef, n, batched[:1])
+    if found[1] is not None:
+        return template, reason
+    for k in batched[1:]:
+        attempt = _generic_in(traced, leaves, treedef, n, chosen + [k])
+        if attempt[1] is None:
+            chosen, found = chosen + [k], attempt
+    return found
 
-    def at(size):  # the batched arguments (first dimension n) as zero-strided stand-ins of that size
-        resized = [np.broadcast_to(np.zeros((), leaf.dtype), (size,) + leaf.shape[1:])
-                   if isinstance(leaf, np.ndarray) and leaf.ndim and leaf.shape[0] == n else leaf
-                   for leaf in leaves]
+
+def _generic_in(traced: _Traced, leaves, treedef, n, batched):
+    """``_generic`` with the leading dimension of ``leaves[k]``, k in ``batched``, the batch."""
+    def at(size):  # the batched arguments as zero-strided stand-ins of that size
+        resized = [np.broadcast_to(np.zeros((), leaf.dtype), (size,) + leaf.shape[1:]) if k in batched else leaf
+                   for k, leaf in enumerate(leaves)]
         return traced.retrace(*pytree.unflatten(treedef, resized))
 
     probes = " and ".join(map(str, symbolic.PROBES))

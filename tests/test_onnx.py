@@ -402,6 +402,20 @@ def test_code_deciding_by_the_batch_size_alike_at_both_probes_exports_static(tmp
         assert dims(model.graph.input[0]) == [5, 4]
 
 
+def test_an_argument_whose_leading_size_only_equals_the_batch_stays_static(tmp_path, runtime):
+    """A (4, 5) weight beside a batch of 4: batching both failed and the whole model went static
+    with a warning; now only x is batched."""
+    rng = np.random.default_rng(7)
+    x, w = rng.standard_normal((4, 4)).astype(np.float32), rng.standard_normal((4, 5)).astype(np.float32)
+    fn = lambda a, b: np.tanh(a @ b)  # noqa: E731
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model = gc.onnx.export(fn, tmp_path / "mm.onnx", x, w)
+    assert dims(model.graph.input[0]) == ["B", 4] and dims(model.graph.input[1]) == [4, 5]
+    x7 = rng.standard_normal((7, 4)).astype(np.float32)
+    assert_outputs(runtime(str(tmp_path / "mm.onnx"), feeds_of(model, x7, w)), eager(fn, x7, w), "batch 7")
+
+
 def test_variance_is_dynamic_except_over_the_batch(tmp_path, runtime):
     """np.var divides by a count node, which O1 folds to a constant in each probe trace: over the
     batch axis that constant differs between the probes (exported static, with a warning naming
