@@ -725,6 +725,24 @@ def test_refuses_a_state_whose_shape_names_a_symbol(tmp_path):
              r"state 0: .*weight.*f32\[B,3\].*fixed")
 
 
+def test_refuses_a_scatter_slice_writing_outside_its_result(tmp_path):
+    """scatter_slice's shape rule checked the update against its slices but not the slices
+    against the result's shape: a file scattering 3000000 rows into a (2, 3) result loaded and
+    wrote past the buffer (a segfault)."""
+    gc.save(lambda x: -x, tmp_path / "neg.gcx", np.ones((4, 3), np.float32), dynamic=False)
+
+    def overflow(doc):
+        entry = doc["entries"]["main"]
+        g = entry["graph"]
+        g["inputs"][0]["shape"] = entry["signature"]["leaves"][0]["shape"] = [5, 3]
+        g["nodes"] = [{"op": "scatter_slice", "inputs": [0],
+                       "attrs": {"shape": {"$tuple": [2, 3]},
+                                 "slices": {"$tuple": [{"$tuple": [0, 5, 1]}, {"$tuple": [0, 3, 1]}]}},
+                       "outputs": [{"dtype": "float32", "shape": [2, 3]}]}]
+        g["outputs"] = [1]
+    _refused(_edit_json(tmp_path / "neg.gcx", tmp_path / "bad.gcx", overflow), "scatter_slice.*outside")
+
+
 def test_loading_allocates_nothing_from_the_graphs_declared_sizes(tmp_path):
     """A graph may declare a huge intermediate (a broadcast to 2**40 elements): loading reads
     it as types only; memory is the compiled code's business when it runs."""

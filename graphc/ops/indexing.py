@@ -57,10 +57,12 @@ register("slice", "index", _infer_slice, _slice_ref, emit=_emit_slice,
 
 def _infer_scatter_slice(types, shape, slices):
     (g,) = types
+    target = TensorType(tuple(shape), g.dtype)
+    _infer_slice([target], slices)  # every slice inside the target (a graph read from a file)
     expect = tuple(len(range(*s)) for s in slices)
     if g.shape != expect:
         raise ShapeError(f"update {g} does not fit slices {slices} of shape {shape}")
-    return TensorType(tuple(shape), g.dtype)
+    return target
 
 
 def _scatter_slice_ref(g, shape, slices):
