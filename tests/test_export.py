@@ -743,6 +743,19 @@ def test_refuses_a_scatter_slice_writing_outside_its_result(tmp_path):
     _refused(_edit_json(tmp_path / "neg.gcx", tmp_path / "bad.gcx", overflow), "scatter_slice.*outside")
 
 
+def test_refuses_a_gather_with_a_negative_axis(tmp_path):
+    """The tracer gives gather a normalized axis; a file with axis=-1 passed the shape rule and
+    failed to compile on the first call (a CompileError from Numba), not at load."""
+    gc.save(lambda x, i: x[i], tmp_path / "g.gcx", np.ones((2, 3), np.float32), np.array([0, 1, 1, 0]),
+            dynamic=False)
+
+    def negative_axis(doc):
+        node = _first(doc, "gather")
+        node["attrs"]["axis"] = -1
+        node["outputs"][0]["shape"] = [2, 4, 2, 3]
+    _refused(_edit_json(tmp_path / "g.gcx", tmp_path / "bad.gcx", negative_axis), "axis must be >= 0")
+
+
 def test_loading_allocates_nothing_from_the_graphs_declared_sizes(tmp_path):
     """A graph may declare a huge intermediate (a broadcast to 2**40 elements): loading reads
     it as types only; memory is the compiled code's business when it runs."""

@@ -121,6 +121,8 @@ register("index", "index", _infer_index, lambda x, indices: x[tuple(indices)].co
 # -- gather and scatter_add ---------------------------------------------------------------
 def _gather_dims(x, idx_types, axis):
     k = len(idx_types)
+    if axis < 0:  # (the tracer passes it normalized; a graph read from a file may not)
+        raise ShapeError(f"gather/scatter_add axis must be >= 0, got {axis}")
     if axis + k > x.ndim:
         raise ShapeError(f"{k} index arrays from axis {axis} is too many for {x}")
     for t in idx_types:
