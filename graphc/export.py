@@ -331,16 +331,15 @@ def _signature_of(traced: TracedFunction):
     return traced._signature
 
 
-def _batched(signature, args, kwargs) -> dict:
-    """{parameter: 0} for the top-level array arguments whose leading size is the first one's."""
+def _batched(signature, args, kwargs) -> list:
+    """Candidate batches: per leading size of the top-level array arguments (the first one's
+    first), {parameter: 0} for the arguments of that leading size."""
     if signature is None:
-        return {}
+        return []
     bound = signature.bind(*args, **kwargs).arguments
     arrays = {k: v for k, v in bound.items() if isinstance(v, np.ndarray) and v.ndim}
-    if not arrays:
-        return {}
-    lead = next(iter(arrays.values())).shape[0]
-    return {k: 0 for k, v in arrays.items() if v.shape[0] == lead}
+    leads = dict.fromkeys(v.shape[0] for v in arrays.values())
+    return [{k: 0 for k, v in arrays.items() if v.shape[0] == lead} for lead in leads]
 
 
 def _saved_graph(traced: TracedFunction, compiled, key, dynamic: bool):
@@ -350,10 +349,21 @@ def _saved_graph(traced: TracedFunction, compiled, key, dynamic: bool):
     treedef, leaf_keys = key
     args, kwargs = _stand_ins(treedef, leaf_keys)
     signature = _signature_of(traced)
-    batched = _batched(signature, args, kwargs) if dynamic else {}
+    candidates = _batched(signature, args, kwargs) if dynamic else []
+    batched = candidates[0] if candidates else {}
     symbols, minimum = {}, 1
     if batched:
-        graph, minimum, batched = _generic_graph(traced, signature, args, kwargs, batched)
+        try:
+            graph, minimum, batched = _generic_graph(traced, signature, args, kwargs, batched)
+        except ExportError as failure:  # (f(w, x) with the weights first: the batch is x's)
+            for other in candidates[1:]:
+                try:
+                    graph, minimum, batched = _generic_graph(traced, signature, args, kwargs, other)
+                    break
+                except ExportError:
+                    pass
+            else:
+                raise failure from None
         first = next(iter(batched))
         symbols = {"B": signature.bind(*args, **kwargs).arguments[first].shape[0]}
         if symbols["B"] < minimum:  # (the file's example must be a size it stands for)

@@ -688,6 +688,13 @@ def test_an_argument_whose_leading_size_only_equals_the_batch_stays_fixed(tmp_pa
     assert loaded.signature() == "(x: f32[B,4], w: f32[4,5]) -> f32[B,5]"
     x7 = rng.standard_normal((7, 4)).astype(np.float32)
     np.testing.assert_allclose(loaded(x7, w), x7 @ w + 1, rtol=1e-5)
+    # the weights first: the first argument's leading size is no batch, the next one's is
+    # the weights first, (5, 4): batching their leading size fails, so the next leading size is tried
+    w, x9 = w.T.copy(), rng.standard_normal((9, 5)).astype(np.float32)
+    gc.save(lambda w, x: x @ w, tmp_path / "wx.gcx", w, x9)
+    loaded = gc.load(tmp_path / "wx.gcx")
+    assert loaded.signature() == "(w: f32[5,4], x: f32[B,5]) -> f32[B,4]"
+    np.testing.assert_allclose(loaded(w, x9[:2]), x9[:2] @ w, rtol=1e-5)
 
 
 def test_symbolic_attributes_are_tagged(tmp_path):
