@@ -445,6 +445,8 @@ def random_inputs(f, batch=None, seed=0):
     """Random arguments of ``f``'s saved signature: normal floats, integers in [0, 2) (class
     labels in range where the model checks them), random booleans. ``batch`` sets symbolic
     leading dimensions (default: the size the file was saved with); a fixed one must equal it."""
+    if batch is not None and batch < 0:
+        raise CommandError(f"--batch must be at least 0, got {batch}", EXIT_USAGE)
     rng = np.random.default_rng(seed)
     labels = {c["input"]: c["classes"] for c in f._entry_json.get("input_checks", [])
               if c.get("kind") == "class_labels"}
@@ -456,20 +458,27 @@ def random_inputs(f, batch=None, seed=0):
         for axis, d in enumerate(leaf["shape"]):
             if type(d) is str:
                 d = f.symbols[d]["example"] if batch is None else batch
-            elif axis == 0 and batch is not None and d != batch:
+            elif axis == 0 and batch is not None and d != batch and not f.symbols:
+                # (a file with symbols keeps its fixed arguments, a weight passed beside the batch)
                 raise CommandError(f"argument {leaf.get('path')!r} was saved with a fixed leading dimension {d} "
                                    f"(not symbolic); use --batch {d} or leave --batch out", EXIT_USAGE)
             shape.append(d)
-        dtype = np.dtype(leaf["dtype"])
-        if dtype.kind == "f":
-            a = rng.standard_normal(shape).astype(dtype)
-        elif dtype.kind == "b":
-            a = rng.random(shape) < 0.5
-        else:
-            a = rng.integers(0, labels.get(k, 2), shape).astype(dtype)
+        try:
+            a = _random_array(rng, shape, np.dtype(leaf["dtype"]), labels.get(k, 2))
+        except (MemoryError, ValueError) as exc:
+            raise CommandError(f"cannot make random inputs of shape {tuple(shape)} for argument "
+                               f"{leaf.get('path')!r}: {exc}", EXIT_USAGE) from None
         arrays.append(a[()] if leaf["kind"] == "scalar" else a)
         k += 1
     return arrays
+
+
+def _random_array(rng, shape, dtype, classes):
+    if dtype.kind == "f":
+        return rng.standard_normal(shape).astype(dtype)
+    if dtype.kind == "b":
+        return rng.random(shape) < 0.5
+    return rng.integers(0, classes, shape).astype(dtype)
 
 
 def cmd_bench(args) -> int:

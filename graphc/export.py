@@ -46,7 +46,7 @@ from graphc.nn.parameter import Parameter
 from graphc.ops import registry
 from graphc.optim.optimizer import Optimizer
 from graphc.passes import manager
-from graphc.runtime import Compiled, Static, TracedFunction, _as_argument, _honourable, is_dynamic
+from graphc.runtime import Compiled, Static, TracedFunction, _as_argument, _honourable, _typed_key, is_dynamic
 from graphc.state import State
 from graphc.trace import DYNAMIC, _check_fits, trace_into_graph
 
@@ -331,40 +331,47 @@ def _signature_of(traced: TracedFunction):
     return traced._signature
 
 
-def _batched(signature, args, kwargs) -> dict:
-    """{parameter: 0} for the top-level array arguments whose leading size is the first one's."""
+def _batched(signature, args, kwargs) -> list:
+    """Candidate batches: per leading size of the top-level array arguments (the first one's
+    first), {parameter: 0} for the arguments of that leading size."""
     if signature is None:
-        return {}
+        return []
     bound = signature.bind(*args, **kwargs).arguments
     arrays = {k: v for k, v in bound.items() if isinstance(v, np.ndarray) and v.ndim}
-    if not arrays:
-        return {}
-    lead = next(iter(arrays.values())).shape[0]
-    return {k: 0 for k, v in arrays.items() if v.shape[0] == lead}
+    leads = dict.fromkeys(v.shape[0] for v in arrays.values())
+    return [{k: 0 for k, v in arrays.items() if v.shape[0] == lead} for lead in leads]
 
 
 def _saved_graph(traced: TracedFunction, compiled, key, dynamic: bool):
     """(the graph to save: traced, before the passes, generic in ``B`` when ``dynamic``;
-    {symbol: example size}). Checked: at the example's size it becomes, after the passes, the
-    very graph the runtime compiled."""
+    {symbol: {"min": smallest size, "example": size}}). Checked: at the example's size it
+    becomes, after the passes, the very graph the runtime compiled."""
     treedef, leaf_keys = key
     args, kwargs = _stand_ins(treedef, leaf_keys)
     signature = _signature_of(traced)
-    batched = _batched(signature, args, kwargs) if dynamic else {}
-    symbols = {}
+    candidates = _batched(signature, args, kwargs) if dynamic else []
+    batched = candidates[0] if candidates else {}
+    symbols, minimum = {}, 1
     if batched:
-        generic = TracedFunction(traced.fn, passes=traced.passes, device=traced.device, name=traced.name,
-                                 math=traced.math)
-        generic._signature = signature
-        generic.dynamic = {name: {0: "B"} for name in batched}
         try:
-            graph = generic.template(*args, **kwargs)
-        except NotGeneric as exc:
-            raise ExportError(f"gc.save: {traced.name} is not generic in its batch size, so it cannot be "
-                              f"saved for every batch: {exc}. Save one fixed size with "
-                              f"gc.save(..., dynamic=False)") from None
+            graph, minimum, batched = _generic_graph(traced, signature, args, kwargs, batched)
+        except ExportError as failure:  # (f(w, x) with the weights first: the batch is x's)
+            for other in candidates[1:]:
+                try:
+                    graph, minimum, batched = _generic_graph(traced, signature, args, kwargs, other)
+                    break
+                except ExportError:
+                    pass
+            else:
+                raise failure from None
         first = next(iter(batched))
         symbols = {"B": signature.bind(*args, **kwargs).arguments[first].shape[0]}
+        if symbols["B"] < minimum:  # (the file's example must be a size it stands for)
+            raise ExportError(f"gc.save: {traced.name} was traced with the example's batch size "
+                              f"{symbols['B']}, but its graph for every batch size holds for batches of at "
+                              f"least {minimum}" + (" (its code treats a batch of 1 apart)" if minimum == 2
+                                                    else "") + ": save it with an example batch of at least "
+                              f"{minimum}, or with dynamic=False")
         instance = _instantiated(graph, symbols, traced.name)
     else:
         builder, _ = trace_into_graph(traced._call_python, args, kwargs, is_dynamic, traced.name,
@@ -375,7 +382,66 @@ def _saved_graph(traced: TracedFunction, compiled, key, dynamic: bool):
         raise ExportError(f"gc.save: tracing {traced.name} again gives another graph than the compiled one "
                           f"(its Python code read something that changed since the call?); call it again "
                           f"and save" + ("" if not symbols else ", or save with dynamic=False"))
-    return graph, symbols
+    return graph, {s: {"min": minimum, "example": n} for s, n in symbols.items()}
+
+
+def _generic_graph(traced: TracedFunction, signature, args, kwargs, batched: dict):
+    """(the template of ``traced`` with dimension 0 of the ``batched`` arguments the symbol ``B``,
+    the smallest batch it stands for, the arguments that are batched). Arguments whose leading size only happens to equal the
+    batch (a (4, 5) weight beside a batch of 4) are left fixed when batching them fails. The
+    template is checked against traces at other sizes (symbolic.check_sizes): code that decides
+    by the size alike at both probes (``if len(x) > 100``) is refused too."""
+    try:
+        return *_template_of(traced, signature, args, kwargs, list(batched)), batched
+    except ExportError as failure:
+        first, *others = batched
+        if not others:
+            raise
+        try:
+            found, names = _template_of(traced, signature, args, kwargs, [first]), [first]
+        except ExportError:
+            raise failure from None
+    for name in others:
+        try:
+            found = _template_of(traced, signature, args, kwargs, names + [name])
+            names.append(name)
+        except ExportError:
+            pass
+    return *found, {name: 0 for name in names}
+
+
+def _template_of(traced: TracedFunction, signature, args, kwargs, names):
+    """(the template with dimension 0 of ``names`` batched, the smallest batch it stands for)."""
+    generic = TracedFunction(traced.fn, passes=traced.passes, device=traced.device, name=traced.name,
+                             math=traced.math)
+    generic._signature = signature
+    generic.dynamic = {name: {0: "B"} for name in names}
+    refusal = (f"gc.save: {traced.name} is not generic in its batch size (dimension 0 of "
+               f"{', '.join(names)}), so it cannot be saved for every batch")
+    hint = "Save one fixed size with gc.save(..., dynamic=False)"
+    try:
+        graph = generic.template(*args, **kwargs)
+    except NotGeneric as exc:
+        raise ExportError(f"{refusal}: {exc}. {hint}") from None
+    except Exception as exc:  # noqa: BLE001  (the code fails at the probe sizes)
+        raise ExportError(f"{refusal}: traced at batch sizes {symbolic.PROBES[0]} and "
+                          f"{symbolic.PROBES[1]} it raises {type(exc).__name__}: {exc}. {hint}") from None
+    leaves = pytree.flatten((args, kwargs))[0]
+    paths = generic._check_arguments(args, kwargs, leaves)
+
+    def trace_at(n):
+        builder, _ = trace_into_graph(generic._call_python, *generic._at_size(args, kwargs, n), is_dynamic,
+                                      traced.name, paths)
+        return builder.graph
+    try:
+        symbolic.check_sizes(graph, trace_at, "B")
+    except NotGeneric as exc:
+        raise ExportError(f"{refusal}: {exc}. {hint}") from None
+    try:  # NumPy code may treat a batch of 1 apart (np.squeeze): the file then refuses it
+        symbolic.check_sizes(graph, trace_at, "B", sizes=(1,))
+        return graph, 1
+    except NotGeneric:
+        return graph, 2
 
 
 def _program(graph: Graph) -> str:
@@ -460,7 +526,7 @@ def _entry_of(traced: TracedFunction, owners, dynamic: bool = True):
         "options": {k: v for k, v in traced.options.items() if k not in backend.base.RUNTIME_OPTIONS},
         "passes": traced.passes, "check_finite": bool(traced.check_finite),
         "graph": _encode_graph(graph, arrays, "main.const"),
-        "symbols": {s: {"min": 1, "example": n} for s, n in symbols.items()},
+        "symbols": symbols,
         "signature": {"inputs": _encode_treedef(treedef, traced.name), "leaves": leaves,
                       "outputs": _encode_treedef(out_tree, traced.name), "slots": outputs, "scalars": scalars},
         "states": records, "optimizers": optimizers, "input_checks": checks,
@@ -1030,6 +1096,10 @@ def _decode_states(states, graph, signature, expected, where):
         if k is not None:
             _need(type(k) is int and n_args <= k < len(graph.inputs) and k not in state_inputs, at,
                   f"input {k!r} is not a state input of the graph")
+            # (its array has the size it was saved with: a symbol, bound from the arguments, could
+            # make the kernels read past its end)
+            _need(not graph.inputs[k].type.symbolic, at, f"input {k} ({graph.input_names[k]}) is "
+                  f"{graph.inputs[k].type}, but a state's shape is fixed")
             tensor = st.get("tensor")
             _need(isinstance(tensor, str) and 0 < len(tensor) <= 256, at, "an input state names its tensor")
             _expect(expected, tensor, graph.inputs[k].type, at)
@@ -1346,7 +1416,7 @@ class LoadedFunction:
         arrays, bindings = [], {}
         for leaf, spec in zip(leaves, self._leaves):
             if spec["kind"] == "static":
-                if type(leaf) is not type(spec["value"]) or leaf != spec["value"]:
+                if _typed_key(leaf) != _typed_key(spec["value"]):  # (-0.0 is not 0.0; nan is nan)
                     raise TypeError(f"{self.name}: a static argument was {spec['value']!r} when saved, got {leaf!r}")
                 continue
             arrays.append(self._checked(leaf, spec, bindings))
@@ -1372,7 +1442,9 @@ class LoadedFunction:
                 least = self.symbols[want_dim]["min"]
                 if got < least:
                     raise ShapeError(f"{self.name}: argument {path!r} has size {got} in dimension {axis}, which "
-                                     f"is {want_dim}; {want_dim} must be at least {least}")
+                                     f"is {want_dim}; {want_dim} must be at least {least}" + (
+                                         " (the saved code treats a batch of 1 apart, as np.squeeze does)"
+                                         if least == 2 and got == 1 else ""))
                 bound = bindings.setdefault(want_dim, got)
                 if bound != got:
                     raise ShapeError(f"{self.name}: argument {path!r} has size {got} in dimension {axis}, which "

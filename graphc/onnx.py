@@ -28,6 +28,7 @@ import inspect
 import math
 import os
 import re
+import sys
 import tempfile
 import warnings
 
@@ -157,6 +158,12 @@ class _Traced:
 
 
 def _trace(obj, args, kwargs) -> _Traced:
+    # (a gc.load'ed function is a graph, not Python code to trace: tracing it failed with a
+    # ShapeError about a Tracer argument; graphc.export is only loaded once gc.load was used)
+    loaded = getattr(sys.modules.get("graphc.export"), "LoadedFunction", None)
+    if loaded is not None and isinstance(obj, loaded):
+        raise ExportError(f"gc.onnx.export: {obj.name} was loaded from {obj.path}, and exporting a loaded "
+                          f"file to ONNX is not supported yet: export the original model or function")
     if isinstance(obj, TracedFunction) and not args and not kwargs:
         args, kwargs = _latest_examples(obj)
     if not args and not kwargs:
@@ -227,11 +234,27 @@ def _generic(traced: _Traced):
     if first is None:
         return None, _NO_BATCH
     n = first.shape[0]
+    batched = [k for k, leaf in enumerate(leaves) if isinstance(leaf, np.ndarray) and leaf.ndim and leaf.shape[0] == n]
+    template, reason = _generic_in(traced, leaves, treedef, n, batched)
+    if reason is None or len(batched) == 1:
+        return template, reason
+    # a leaf whose leading size only happens to equal the batch (a (4, 5) weight beside a batch
+    # of 4): batch the first one alone, then each other one where the graph stays generic
+    chosen, found = batched[:1], _generic_in(traced, leaves, treedef, n, batched[:1])
+    if found[1] is not None:
+        return template, reason
+    for k in batched[1:]:
+        attempt = _generic_in(traced, leaves, treedef, n, chosen + [k])
+        if attempt[1] is None:
+            chosen, found = chosen + [k], attempt
+    return found
 
-    def at(size):  # the batched arguments (first dimension n) as zero-strided stand-ins of that size
-        resized = [np.broadcast_to(np.zeros((), leaf.dtype), (size,) + leaf.shape[1:])
-                   if isinstance(leaf, np.ndarray) and leaf.ndim and leaf.shape[0] == n else leaf
-                   for leaf in leaves]
+
+def _generic_in(traced: _Traced, leaves, treedef, n, batched):
+    """``_generic`` with the leading dimension of ``leaves[k]``, k in ``batched``, the batch."""
+    def at(size):  # the batched arguments as zero-strided stand-ins of that size
+        resized = [np.broadcast_to(np.zeros((), leaf.dtype), (size,) + leaf.shape[1:]) if k in batched else leaf
+                   for k, leaf in enumerate(leaves)]
         return traced.retrace(*pytree.unflatten(treedef, resized))
 
     probes = " and ".join(map(str, symbolic.PROBES))
@@ -257,6 +280,12 @@ def _generic(traced: _Traced):
     if general != specific:
         return None, (f"at the example's batch size {n} it returns {', '.join(specific)}, but "
                       f"{', '.join(general)} for a general batch")
+    try:  # (code that decides by the size alike at both probes, `if len(x) > 100`, differs elsewhere;
+        # np.squeeze treats a batch of 1 apart, which a dim_param cannot exclude)
+        symbolic.check_sizes(template, lambda size: at(size).graph, BATCH)
+        symbolic.check_sizes(template, lambda size: at(size).graph, BATCH, sizes=(1,))
+    except NotGeneric as exc:
+        return None, str(exc)
     return small.with_graph(template), None
 
 

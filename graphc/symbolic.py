@@ -30,7 +30,8 @@ from graphc.ops import registry
 PROBES = (1009, 1013)
 
 
-__all__ = ["NotGeneric", "PROBES", "bind", "check_template", "generalize", "instantiate", "probing", "symbols"]
+__all__ = ["CHECK_SIZES", "NotGeneric", "PROBES", "bind", "check_sizes", "check_template", "generalize", "instantiate",
+           "probing", "sizes_to_check", "symbols"]
 
 
 def symbols(graph: Graph) -> list[str]:
@@ -57,23 +58,25 @@ class _Mismatch(Exception):
 
 
 class _Generalizer:
-    def __init__(self, symbol, probes):
+    def __init__(self, symbol, probes, where=None):
         self.symbol, self.probes = Sym(symbol), tuple(probes)
+        # how messages name the two graphs compared
+        self.where = where or tuple(f"at batch {p}" for p in self.probes)
 
     def dim(self, a, b):
         if a == b:
             return a
         if (a, b) == self.probes:
             return self.symbol
-        raise _Mismatch(f"a size {a} at batch {self.probes[0]} is {b} at batch {self.probes[1]}")
+        raise _Mismatch(f"a size {a} {self.where[0]} is {b} {self.where[1]}")
 
     def type(self, s: TensorType, t: TensorType) -> TensorType:
         if s.dtype != t.dtype or s.ndim != t.ndim:
-            raise _Mismatch(f"its type {s} at batch {self.probes[0]} is {t} at batch {self.probes[1]}")
+            raise _Mismatch(f"its type {s} {self.where[0]} is {t} {self.where[1]}")
         try:
             return TensorType(tuple(self.dim(a, b) for a, b in zip(s.shape, t.shape)), s.dtype)
         except _Mismatch:
-            raise _Mismatch(f"its type {s} at batch {self.probes[0]} is {t} at batch {self.probes[1]}") from None
+            raise _Mismatch(f"its type {s} {self.where[0]} is {t} {self.where[1]}") from None
 
     def attr(self, a, b):
         if type(a) is not type(b):
@@ -92,16 +95,14 @@ class _Generalizer:
                             if a.array.shape != b.array.shape else
                             f"a constant whose value depends on the batch size ({_short(a)} vs {_short(b)})")
         if _format_value(a) != _format_value(b):  # floats by their exact digits (NaN's sign too)
-            raise _Mismatch(f"{_format_value(a)} at batch {self.probes[0]} vs {_format_value(b)} "
-                            f"at batch {self.probes[1]}")
+            raise _Mismatch(f"{_format_value(a)} {self.where[0]} vs {_format_value(b)} {self.where[1]}")
         return a
 
     def graph(self, s: Graph, t: Graph) -> Graph:
         where = f"graph {s.name}"
-        if len(s.inputs) != len(t.inputs) or len(s.nodes) != len(t.nodes) or len(s.outputs) != len(t.outputs):
-            raise NotGeneric(f"{where} has {len(s.nodes)} operations at batch size {self.probes[0]} but "
-                             f"{len(t.nodes)} at {self.probes[1]}: the Python code branches or loops on "
-                             f"the batch size")
+        if len(s.inputs) != len(t.inputs) or len(s.outputs) != len(t.outputs):
+            raise NotGeneric(f"{where} has {len(s.inputs)} inputs and {len(s.outputs)} outputs "
+                             f"{self.where[0]} but {len(t.inputs)} and {len(t.outputs)} {self.where[1]}")
         out = Graph(name=s.name)
         values = {}
         for k, (a, b) in enumerate(zip(s.inputs, t.inputs)):
@@ -112,6 +113,7 @@ class _Generalizer:
             values[a] = out.add_input(typ, s.input_names[k], s.input_roles[k])
         t_index = {v: i for i, v in enumerate(t.inputs)}
         s_index = {v: i for i, v in enumerate(s.inputs)}
+        # node by node, so that code which branches on the size is named by its first differing op
         for n, m in zip(s.nodes, t.nodes):
             try:
                 node = self.node(out, n, m, values, s_index, t_index)
@@ -121,22 +123,119 @@ class _Generalizer:
             for v, w, u in zip(n.outputs, m.outputs, node.outputs):
                 values[v] = u
                 s_index[v], t_index[w] = len(s_index), len(t_index)
+        if len(s.nodes) != len(t.nodes):
+            extra = (s.nodes if len(s.nodes) > len(t.nodes) else t.nodes)[min(len(s.nodes), len(t.nodes))]
+            raise NotGeneric(f"{where} has {len(s.nodes)} operations {self.where[0]} but {len(t.nodes)} "
+                             f"{self.where[1]} (the first one apart: {extra.op} at "
+                             f"{extra.loc or 'an unknown line'}): the Python code branches or loops on "
+                             f"the batch size")
         for v, w in zip(s.outputs, t.outputs):
             if s_index.get(v) != t_index.get(w):
-                raise NotGeneric(f"{where}: its outputs differ at batch sizes {self.probes}")
+                raise NotGeneric(f"{where}: its outputs differ {self.where[0]} and {self.where[1]}")
         out.outputs = [values[v] for v in s.outputs]
         return out.copy_meta(s)
 
     def node(self, out, n, m, values, s_index, t_index):
         if n.op != m.op or len(n.inputs) != len(m.inputs) or len(n.outputs) != len(m.outputs) \
                 or set(n.attrs) != set(m.attrs) or len(n.regions) != len(m.regions):
-            raise _Mismatch(f"the operation itself changes ({n.op} vs {m.op})")
+            raise _Mismatch(f"the operation itself changes ({n.op} vs {m.op}): the Python code "
+                            f"branches or loops on the batch size")
         if [s_index.get(v) for v in n.inputs] != [t_index.get(w) for w in m.inputs]:
-            raise _Mismatch("its operands change")
+            raise _Mismatch("its operands change: the Python code branches or loops on the batch size")
         attrs = {k: self.attr(n.attrs[k], m.attrs[k]) for k in n.attrs}
         types = [self.type(v.type, w.type) for v, w in zip(n.outputs, m.outputs)]
         regions = [self.graph(r, q) for r, q in zip(n.regions, m.regions)]
         return out.add_node(n.op, [values[v] for v in n.inputs], attrs, types, n.loc, regions)
+
+
+# sizes at which gc.save and gc.onnx.export also trace the function as itself: a Python decision
+# on the size that both probes take alike (``if len(x) > 100``, ``min(len(x), 64)``, ``len(x) % 2``,
+# ``if len(x) < 5000``) shows there as another graph than the template's; so do the other sizes
+# of the inputs (``if x.shape[0] == x.shape[1]``), at most MAX_INPUT_SIZES of them
+CHECK_SIZES = (2, 3, 1 << 20)
+MAX_INPUT_SIZES = 8
+
+
+def sizes_to_check(template: Graph) -> tuple:
+    """CHECK_SIZES and the fixed sizes (>= 2) of ``template``'s inputs, smallest first."""
+    fixed = sorted({d for v in template.inputs for d in v.type.shape
+                    if isinstance(d, int) and d >= 2 and d not in CHECK_SIZES and d not in PROBES})
+    return CHECK_SIZES + tuple(fixed[:MAX_INPUT_SIZES])
+
+
+def check_sizes(template: Graph, trace_at, symbol: str, sizes=None) -> Graph:
+    """Raise NotGeneric unless ``trace_at(n)`` (the function traced with the symbol's dimension
+    set to ``n``) is ``template`` instantiated at ``n``, for each size in ``sizes`` (default
+    ``sizes_to_check(template)``). A size from 2 up to the probes that the template refuses
+    (``x[:5]`` at 3: a ShapeError when called there) stands for the smallest larger one it
+    holds at (5), so that ``x[:5] * (2 if len(x) > 100 else 1)`` is still compared below 100."""
+    checked = set()
+    for n in sizes_to_check(template) if sizes is None else sizes:
+        n = _smallest_holding(template, symbol, n) if 2 <= n < PROBES[0] else n if _holds(template, symbol, n) \
+            else None
+        if n is None or n in checked:
+            continue
+        checked.add(n)
+        expected = instantiate(template, {symbol: n})
+        try:
+            actual = trace_at(n)
+        except Exception as exc:  # noqa: BLE001  (the eager code raises there; the template would not)
+            raise NotGeneric(f"traced at batch size {n} it raises {type(exc).__name__}: {exc}; the graph "
+                             f"traced at batch sizes {PROBES[0]} and {PROBES[1]} would run there") from None
+        where = ("in the graph for every batch size", f"when traced at batch size {n}")
+        try:  # (x[:5] of a batch of 5 traces as x itself: identities at n are not differences)
+            _Generalizer(symbol, (None, None), where).graph(_without_identities(expected),
+                                                            _without_identities(actual))
+        except NotGeneric as exc:
+            raise NotGeneric(f"the code decides something by the batch size that batch sizes "
+                             f"{PROBES[0]} and {PROBES[1]} decide alike, but batch size {n} does "
+                             f"not: {exc}") from None
+    return template
+
+
+# ops that the tracer leaves out where they would change nothing (a slice of all of an axis, a
+# reshape or broadcast to the same shape), which a template instantiated at that size keeps
+_IDENTITY_OPS = ("slice", "reshape", "broadcast_to")
+
+
+def _without_identities(graph: Graph) -> Graph:
+    """``graph`` without the nodes of _IDENTITY_OPS that return their operand unchanged."""
+    out = Graph(name=graph.name)
+    values = {v: out.add_input(v.type, graph.input_names[k], graph.input_roles[k])
+              for k, v in enumerate(graph.inputs)}
+    for node in graph.nodes:
+        if node.op in _IDENTITY_OPS and len(node.inputs) == 1 and len(node.outputs) == 1 \
+                and node.outputs[0].type == node.inputs[0].type \
+                and all(tuple(s) == (0, d, 1) for s, d in zip(node.attrs.get("slices", ()), node.inputs[0].type.shape)):
+            values[node.outputs[0]] = values[node.inputs[0]]
+            continue
+        new = out.add_node(node.op, [values[v] for v in node.inputs], node.attrs, [v.type for v in node.outputs],
+                           node.loc, node.regions)
+        values.update(zip(node.outputs, new.outputs))
+    out.outputs = [values[v] for v in graph.outputs]
+    return out.copy_meta(graph)
+
+
+def _holds(template: Graph, symbol: str, n: int) -> bool:
+    try:
+        instantiate(template, {symbol: n})
+        return True
+    except ShapeError:
+        return False
+
+
+def _smallest_holding(template: Graph, symbol: str, n: int):
+    """The smallest size >= ``n`` (below the probes) at which ``template`` instantiates, or None:
+    doubling, then bisecting (the sizes a template holds at are those from some size on)."""
+    low, high = n - 1, n  # (low fails or is below n; high is tried)
+    while not _holds(template, symbol, high):
+        low, high = high, 2 * high
+        if high >= PROBES[0]:
+            return None
+    while high - low > 1:
+        mid = (low + high) // 2
+        low, high = (low, mid) if _holds(template, symbol, mid) else (mid, high)
+    return high
 
 
 def _short(c: Const) -> str:

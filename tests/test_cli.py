@@ -223,6 +223,10 @@ def test_model_commands_report_errors_with_their_exit_codes(model_files, tmp_pat
          "returns 2 arrays"),
         (["bench", str(d / "fixed.gcx"), "--batch", "7"], cli.EXIT_USAGE, "fixed leading dimension 5"),
         (["dot", str(d / "mlp.gcx"), "--batch", "0"], cli.EXIT_BAD_INPUT, "B must be at least 1|does not hold"),
+        (["bench", str(d / "mlp.gcx"), "--batch", "-5"], cli.EXIT_USAGE, "--batch must be at least 0"),
+        (["bench", str(d / "mlp.gcx"), "--batch", str(10 ** 13)], cli.EXIT_USAGE, "cannot make random inputs"),
+        # two.gcx: x is batched, the (4, 3) w keeps its size at any --batch
+        (["bench", str(d / "two.gcx"), "--batch", "2", "--repeat", "1"], 0, ""),
     ]
     np.save(tmp_path / "wide.npy", np.ones((5, 6), np.float32))
     np.save(tmp_path / "f64.npy", np.ones((5, 4)))

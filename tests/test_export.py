@@ -506,6 +506,23 @@ def test_python_scalar_and_static_arguments_round_trip(tmp_path):
         loaded(x, 2 ** 40, s=1.25, flip=True)
 
 
+def _divide(x, d):
+    return x / d
+
+
+def test_static_floats_compare_by_sign_of_zero_and_nan(tmp_path):
+    """A graph saved for d=0.0 gave +inf for d=-0.0 (0.0 == -0.0 in Python) where NumPy gives
+    -inf; a graph saved for d=nan could never be called (nan != nan)."""
+    x = np.ones((2, 3))
+    for saved, other in ((0.0, -0.0), (-0.0, 0.0), (float("nan"), 1.0)):
+        gc.save(gc.trace(_divide, static_argnums=(1,)), tmp_path / "d.gcx", x, saved)
+        loaded = gc.load(tmp_path / "d.gcx")
+        with np.errstate(all="ignore"):
+            assert same_bits(loaded(x, saved), _divide(x, saved))
+        with pytest.raises(TypeError, match="a static argument was"):
+            loaded(x, other)
+
+
 def test_random_edits_of_a_file_load_or_raise_export_error(saved_fn, tmp_path):
     """Structured fuzzing: any value of graphc.json replaced by another JSON value gives a
     working function or an ExportError, never another exception."""
@@ -611,6 +628,75 @@ def test_saved_for_every_batch_size(tmp_path):
         fixed(np.ones((4, 2)))
 
 
+def _doubles_big_batches(x):
+    return x * 2 if len(x) > 100 else x
+
+
+def test_save_refuses_code_that_decides_by_the_batch_size_alike_at_both_probes(tmp_path):
+    """Both probe sizes (1009, 1013) take ``len(x) > 100`` and ``min(len(x), 64)`` alike: the
+    template would silently give x * 2 (x * 64) at a batch of 8 where NumPy gives x (x * 8)."""
+    x = np.ones((8, 3), np.float32)
+    for fn in (_doubles_big_batches, lambda x: x * min(len(x), 64)):
+        with pytest.raises(gc.ExportError, match=r"not generic in its batch size.*batch size 2.*"
+                                                 r"test_export.py:\d+.*dynamic=False"):
+            gc.save(fn, tmp_path / "d.gcx", x)
+    assert not (tmp_path / "d.gcx").exists()
+
+
+def _square_or_triple(x):
+    return x @ x if x.shape[0] == x.shape[1] else x * 3
+
+
+def test_save_checks_the_inputs_other_sizes_and_a_batch_of_one(tmp_path):
+    """``x.shape[0] == x.shape[1]`` is False at every probe and check size but 4: the inputs' other
+    sizes are checked too. np.squeeze treats a batch of 1 apart: the file says B >= 2, so a
+    batch of 1 is a ShapeError rather than a result of another shape than NumPy's."""
+    with pytest.raises(gc.ExportError, match=r"batch size 4.*test_export.py:\d+"):
+        gc.save(_square_or_triple, tmp_path / "sq.gcx", np.ones((6, 4), np.float32))
+    squeeze = lambda x: np.squeeze(x) * 2  # noqa: E731
+    gc.save(squeeze, tmp_path / "squeeze.gcx", np.ones((4, 1), np.float32))
+    doc = json.loads(zipfile.ZipFile(tmp_path / "squeeze.gcx").read("graphc.json"))
+    assert doc["entries"]["main"]["symbols"] == {"B": {"min": 2, "example": 4}}
+    loaded = gc.load(tmp_path / "squeeze.gcx")
+    x3 = np.arange(3, dtype=np.float32).reshape(3, 1)
+    assert same_bits(loaded(x3), squeeze(x3))
+    with pytest.raises(gc.ShapeError, match="B must be at least 2 .*batch of 1 apart"):
+        loaded(x3[:1])
+    gc.save(lambda x: x * 2, tmp_path / "double.gcx", np.ones((4, 1), np.float32))  # the same at 1
+    assert gc.load(tmp_path / "double.gcx")._entry()[0]["symbols"]["B"]["min"] == 1
+
+
+def test_save_refuses_an_example_batch_below_the_smallest_it_stands_for(tmp_path):
+    """An empty example batch wrote a file gc.load refused (example 0 < min 1); a batch of 1 of
+    code that treats it apart was refused as if the code had changed since the call."""
+    with pytest.raises(gc.ExportError, match=r"example's batch size 0.*at least 1.*dynamic=False"):
+        gc.save(lambda x: x * 2, tmp_path / "empty.gcx", np.ones((0, 3), np.float32))
+    with pytest.raises(gc.ExportError, match=r"example's batch size 1.*at least 2.*dynamic=False"):
+        gc.save(lambda x: np.squeeze(x) * 2, tmp_path / "one.gcx", np.ones((1, 1), np.float32))
+    assert not (tmp_path / "empty.gcx").exists() and not (tmp_path / "one.gcx").exists()
+    gc.save(lambda x: x * 2, tmp_path / "empty.gcx", np.ones((0, 3), np.float32), dynamic=False)
+    assert gc.load(tmp_path / "empty.gcx")(np.ones((0, 3), np.float32)).shape == (0, 3)
+
+
+def test_an_argument_whose_leading_size_only_equals_the_batch_stays_fixed(tmp_path):
+    """A (4, 5) weight passed beside a batch of 4 cannot be batched (x @ w would not hold at
+    other sizes): it keeps its size, and x alone is batched (not a ShapeError about size 1009)."""
+    rng = np.random.default_rng(5)
+    x, w = rng.standard_normal((4, 4)).astype(np.float32), rng.standard_normal((4, 5)).astype(np.float32)
+    gc.save(lambda x, w: x @ w + 1, tmp_path / "mm.gcx", x, w)
+    loaded = gc.load(tmp_path / "mm.gcx")
+    assert loaded.signature() == "(x: f32[B,4], w: f32[4,5]) -> f32[B,5]"
+    x7 = rng.standard_normal((7, 4)).astype(np.float32)
+    np.testing.assert_allclose(loaded(x7, w), x7 @ w + 1, rtol=1e-5)
+    # the weights first: the first argument's leading size is no batch, the next one's is
+    # the weights first, (5, 4): batching their leading size fails, so the next leading size is tried
+    w, x9 = w.T.copy(), rng.standard_normal((9, 5)).astype(np.float32)
+    gc.save(lambda w, x: x @ w, tmp_path / "wx.gcx", w, x9)
+    loaded = gc.load(tmp_path / "wx.gcx")
+    assert loaded.signature() == "(w: f32[5,4], x: f32[B,5]) -> f32[B,4]"
+    np.testing.assert_allclose(loaded(w, x9[:2]), x9[:2] @ w, rtol=1e-5)
+
+
 def test_symbolic_attributes_are_tagged(tmp_path):
     """A size in an attribute is {"$sym": "B"}: a plain string there is refused (it would reach
     the generated code as text), and so is a symbol the file does not declare."""
@@ -626,6 +712,55 @@ def test_symbolic_attributes_are_tagged(tmp_path):
                                                  "weights.safetensors": weights})
         with pytest.raises(gc.ExportError, match=message):
             gc.load(path)
+
+
+def test_refuses_a_state_whose_shape_names_a_symbol(tmp_path):
+    """A state's array has the size it was saved with: a file declaring it f32[B,3] (bound from
+    the arguments) loaded, and x + weight read past the weight's end at a larger batch."""
+    nn.manual_seed(0)
+    model = nn.Linear(3, 4)
+    model.eval()
+    gc.save(model, tmp_path / "lin.gcx", np.ones((4, 3), np.float32))
+
+    def symbolic_state(doc):
+        g = _main_graph(doc)
+        g["inputs"][1]["shape"] = ["B", 3]  # the (4, 3) weight
+        g["nodes"] = [{"op": "add", "inputs": [0, 1], "attrs": {},
+                       "outputs": [{"dtype": "float32", "shape": ["B", 3]}]}]
+        g["outputs"] = [3]
+    _refused(_edit_json(tmp_path / "lin.gcx", tmp_path / "bad.gcx", symbolic_state),
+             r"state 0: .*weight.*f32\[B,3\].*fixed")
+
+
+def test_refuses_a_scatter_slice_writing_outside_its_result(tmp_path):
+    """scatter_slice's shape rule checked the update against its slices but not the slices
+    against the result's shape: a file scattering 3000000 rows into a (2, 3) result loaded and
+    wrote past the buffer (a segfault)."""
+    gc.save(lambda x: -x, tmp_path / "neg.gcx", np.ones((4, 3), np.float32), dynamic=False)
+
+    def overflow(doc):
+        entry = doc["entries"]["main"]
+        g = entry["graph"]
+        g["inputs"][0]["shape"] = entry["signature"]["leaves"][0]["shape"] = [5, 3]
+        g["nodes"] = [{"op": "scatter_slice", "inputs": [0],
+                       "attrs": {"shape": {"$tuple": [2, 3]},
+                                 "slices": {"$tuple": [{"$tuple": [0, 5, 1]}, {"$tuple": [0, 3, 1]}]}},
+                       "outputs": [{"dtype": "float32", "shape": [2, 3]}]}]
+        g["outputs"] = [1]
+    _refused(_edit_json(tmp_path / "neg.gcx", tmp_path / "bad.gcx", overflow), "scatter_slice.*outside")
+
+
+def test_refuses_a_gather_with_a_negative_axis(tmp_path):
+    """The tracer gives gather a normalized axis; a file with axis=-1 passed the shape rule and
+    failed to compile on the first call (a CompileError from Numba), not at load."""
+    gc.save(lambda x, i: x[i], tmp_path / "g.gcx", np.ones((2, 3), np.float32), np.array([0, 1, 1, 0]),
+            dynamic=False)
+
+    def negative_axis(doc):
+        node = _first(doc, "gather")
+        node["attrs"]["axis"] = -1
+        node["outputs"][0]["shape"] = [2, 4, 2, 3]
+    _refused(_edit_json(tmp_path / "g.gcx", tmp_path / "bad.gcx", negative_axis), "axis must be >= 0")
 
 
 def test_loading_allocates_nothing_from_the_graphs_declared_sizes(tmp_path):

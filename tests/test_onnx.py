@@ -383,6 +383,39 @@ def test_a_graph_fixed_to_its_batch_size_exports_static(tmp_path):
     assert dims(model.graph.input[0]) == [5, 4]
 
 
+def test_code_deciding_by_the_batch_size_alike_at_both_probes_exports_static(tmp_path):
+    """``len(a) > 100`` holds at both probe sizes: a dynamic model would double a batch of 5,
+    which NumPy does not; the trace at batch size 2 shows it (static, with a warning)."""
+    x = np.ones((5, 4), np.float32)
+    line = sys._getframe().f_lineno + 1
+    fn = lambda a: a * 2 if len(a) > 100 else a + 1  # noqa: E731
+    with pytest.warns(UserWarning, match=f"static batch size.*batch size 2.*test_onnx.py:{line}"):
+        model = gc.onnx.export(fn, tmp_path / "big.onnx", x)
+    assert dims(model.graph.input[0]) == [5, 4]
+    assert_outputs(ReferenceEvaluator(model).run(None, feeds_of(model, x)), eager(fn, x), "static")
+    with pytest.raises(gc.ExportError, match="dynamic batch.*batch size 2"):
+        gc.onnx.export(fn, tmp_path / "dynamic.onnx", x, dynamic_batch=True)
+    # x.shape[0] == x.shape[1] holds only at 4 (an input's other size); np.squeeze treats 1 apart
+    for fn, n in ((lambda a: a @ a if a.shape[0] == a.shape[1] else a * 3, 4), (np.squeeze, 1)):
+        with pytest.warns(UserWarning, match=f"static batch size.*batch size {n} does not"):
+            model = gc.onnx.export(fn, tmp_path / "other.onnx", x)
+        assert dims(model.graph.input[0]) == [5, 4]
+
+
+def test_an_argument_whose_leading_size_only_equals_the_batch_stays_static(tmp_path, runtime):
+    """A (4, 5) weight beside a batch of 4: batching both failed and the whole model went static
+    with a warning; now only x is batched."""
+    rng = np.random.default_rng(7)
+    x, w = rng.standard_normal((4, 4)).astype(np.float32), rng.standard_normal((4, 5)).astype(np.float32)
+    fn = lambda a, b: np.tanh(a @ b)  # noqa: E731
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model = gc.onnx.export(fn, tmp_path / "mm.onnx", x, w)
+    assert dims(model.graph.input[0]) == ["B", 4] and dims(model.graph.input[1]) == [4, 5]
+    x7 = rng.standard_normal((7, 4)).astype(np.float32)
+    assert_outputs(runtime(str(tmp_path / "mm.onnx"), feeds_of(model, x7, w)), eager(fn, x7, w), "batch 7")
+
+
 def test_variance_is_dynamic_except_over_the_batch(tmp_path, runtime):
     """np.var divides by a count node, which O1 folds to a constant in each probe trace: over the
     batch axis that constant differs between the probes (exported static, with a warning naming
@@ -476,6 +509,10 @@ def test_bad_arguments(tmp_path):
         gc.onnx.export(lambda a: a, tmp_path / "m.onnx", x, dynamic_batch="yes")
     with pytest.raises(TypeError, match="example arguments"):
         gc.onnx.export(lambda a: a, tmp_path / "m.onnx")
+    gc.save(lambda a: a * 2, tmp_path / "double.gcx", x)
+    for examples in ((), (x,)):  # (with examples it was a ShapeError: "must be a NumPy array, got Tracer")
+        with pytest.raises(gc.ExportError, match="loaded from .*double.gcx.*not supported"):
+            gc.onnx.export(gc.load(tmp_path / "double.gcx"), tmp_path / "m.onnx", *examples)
 
 
 def test_import_graphc_does_not_load_onnx():

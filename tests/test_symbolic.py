@@ -67,6 +67,67 @@ def test_size_dependent_code_is_named():
         symbolic.instantiate(t, {"B": 3})
 
 
+def _gt100(x):
+    return x * 2 if x.shape[0] > 100 else x
+
+
+def _at_most_64(x):
+    return x * min(len(x), 64)
+
+
+def _parity(x):
+    return x + len(x) % 2
+
+
+def _below_5000(x):
+    return x * 2 if len(x) < 5000 else x
+
+
+def _refuses_small(x):
+    if len(x) < 4:
+        raise ValueError("batch too small")
+    return x * 2
+
+
+def _head_of_big(x):
+    return x[:5] * (2 if len(x) > 100 else 1)  # (the template holds from 5 on: compared at 5)
+
+
+@pytest.mark.parametrize("fn", [_gt100, _at_most_64, _parity, _below_5000, _refuses_small, _head_of_big])
+def test_decisions_both_probes_take_alike_are_caught_at_other_sizes(fn):
+    """Both probes (1009, 1013) take these branches alike, so the two traces generalize; at the
+    check sizes the code traces otherwise, and the template would silently differ from NumPy."""
+    x = np.ones((3, 4))
+    t = _template(fn, x)
+    with pytest.raises(symbolic.NotGeneric, match=r"test_symbolic.py:\d+|raises ValueError"):
+        symbolic.check_sizes(t, lambda n: _traced(fn, (x,), n), "B")
+
+
+def _square_or_triple(x):
+    return x @ x if x.shape[0] == x.shape[1] else x * 3
+
+
+@pytest.mark.xfail(strict=True, reason="gc.trace(dynamic=...) reuses the template at every size >= 2, also "
+                   "where the Python code decides otherwise (graphc/runtime.py, TracedFunction._compile: "
+                   "compare the template at the call's size with a trace at that size, symbolic.check_sizes)")
+@pytest.mark.parametrize("fn", [_gt100, _at_most_64, _parity, _square_or_triple])
+def test_trace_dynamic_gives_numpys_result_where_the_code_decides_by_the_size(fn):
+    f = gc.trace(fn, dynamic={"x": 0}, device="numpy")
+    for n in (1013, 8, 4, 2):
+        x = np.arange(n * 4.0).reshape(n, 4)
+        np.testing.assert_array_equal(f(x), fn(x), err_msg=f"batch {n}")
+
+
+def test_check_sizes_passes_generic_code_and_skips_sizes_the_template_refuses():
+    x = np.ones((3, 4), np.float32)
+    t = _template(mlp, x, W, BIAS)
+    assert symbolic.check_sizes(t, lambda n: _traced(mlp, (x, W, BIAS), n), "B") is t
+    # at 2 and 3 the template of x[:5] refuses (a ShapeError there): compared at 5, where the
+    # trace leaves the slice of the whole batch out; so at 2 for x[:2] and at 4 (x's width) for x[:4]
+    for head in (lambda x: x[:5] * 2, lambda x: x[:2] * 2, lambda x: x[:4].reshape(4, 4) + 1):
+        symbolic.check_sizes(_template(head, x), lambda n: _traced(head, (x,), n), "B")
+
+
 def test_bind_names_the_dimension():
     t = gc.trace(lambda x, y: x + y, dynamic={"x": 0, "y": 0}).template(np.ones((3, 4)), np.ones((3, 4)))
     assert symbolic.bind(t, [(5, 4), (5, 4)]) == {"B": 5}

@@ -57,10 +57,12 @@ register("slice", "index", _infer_slice, _slice_ref, emit=_emit_slice,
 
 def _infer_scatter_slice(types, shape, slices):
     (g,) = types
+    target = TensorType(tuple(shape), g.dtype)
+    _infer_slice([target], slices)  # every slice inside the target (a graph read from a file)
     expect = tuple(len(range(*s)) for s in slices)
     if g.shape != expect:
         raise ShapeError(f"update {g} does not fit slices {slices} of shape {shape}")
-    return TensorType(tuple(shape), g.dtype)
+    return target
 
 
 def _scatter_slice_ref(g, shape, slices):
@@ -119,6 +121,8 @@ register("index", "index", _infer_index, lambda x, indices: x[tuple(indices)].co
 # -- gather and scatter_add ---------------------------------------------------------------
 def _gather_dims(x, idx_types, axis):
     k = len(idx_types)
+    if axis < 0:  # (the tracer passes it normalized; a graph read from a file may not)
+        raise ShapeError(f"gather/scatter_add axis must be >= 0, got {axis}")
     if axis + k > x.ndim:
         raise ShapeError(f"{k} index arrays from axis {axis} is too many for {x}")
     for t in idx_types:
