@@ -17,7 +17,7 @@ from graphc.errors import ShapeError, TraceError
 from graphc.ir import TensorType
 from graphc.ops.registry import export, implements, register
 from graphc.ops import prims
-from graphc.ops.rules import numpy_error, slice_bounds
+from graphc.ops.rules import broadcast_shapes, numpy_error, slice_bounds
 from graphc.trace import Tracer, bind, convert, mark_weak, result_dtype, strong, type_of, user_line
 
 
@@ -125,7 +125,7 @@ def _gather_dims(x, idx_types, axis):
         if not t.dtype.startswith("int"):
             raise ShapeError(f"index arrays must be integers, got {t}")
     try:
-        batch = tuple(np.broadcast_shapes(*[t.shape for t in idx_types]))
+        batch = broadcast_shapes(*[t.shape for t in idx_types])
     except ValueError:
         raise ShapeError("index arrays " + ", ".join(map(str, idx_types))
                          + " cannot be broadcast together") from None
