@@ -30,7 +30,8 @@ from graphc.ops import registry
 PROBES = (1009, 1013)
 
 
-__all__ = ["NotGeneric", "PROBES", "bind", "check_template", "generalize", "instantiate", "probing", "symbols"]
+__all__ = ["NotGeneric", "PROBES", "bind", "check_template", "generalize", "instantiate", "probing", "rename",
+           "symbols"]
 
 
 def symbols(graph: Graph) -> list[str]:
@@ -149,6 +150,12 @@ def instantiate(template: Graph, bindings: dict) -> Graph:
     """``template`` with each symbol replaced by its size in ``bindings``; every node's shape rule
     runs again at those sizes and must agree (else ShapeError naming the op and its line)."""
     return _instantiate(template, {Sym(k): int(v) for k, v in bindings.items()})
+
+
+def rename(graph: Graph, names: dict) -> Graph:
+    """``graph`` with each symbol ``s`` in ``names`` renamed ``names[s]`` (the CPU backend names
+    a symbol's run-time value ``dim_B`` in its generated code); shape rules re-checked."""
+    return _instantiate(graph, {Sym(k): Sym(v) for k, v in names.items()})
 
 
 def _substitute(a, bindings):
