@@ -734,8 +734,9 @@ class TracedFunction:
 
     @property
     def signatures(self) -> int:
-        """How many graphs have been compiled (signatures times guarded variants)."""
-        return sum(len(v) for v in self._cache.values())
+        """How many graphs have been compiled (signatures times guarded variants; a graph compiled
+        once for every size of a symbolic dimension counts once)."""
+        return len({id(c) for variants in self._cache.values() for c in variants})
 
     def lower(self, *args, **kwargs) -> "TracedFunction":
         """Trace and compile for these example arguments now; returns self."""
