@@ -510,7 +510,8 @@ class TracedFunction:
                 traced = symbolic.instantiate(template, sizes)
             except ShapeError:  # a shape rule decides otherwise at this size (x[:k] with k > B):
                 traced = None  # this size traces as itself, as the eager code would run
-            if traced is not None:  # the template holds at this size: its one compile for every size
+            if traced is not None and self.backend.symbolic_dims:  # the template holds at this size:
+                # its one compile for every size
                 generic = self._generic_compiled(template, builder, out_spec, leaves)
                 if generic is not None:
                     self._remember(key, generic, paths, compiled_now=False)

@@ -131,7 +131,7 @@ def test_wrong_shapes_name_the_dimension():
 def reductions(x, b, s):
     e = np.exp(x - np.max(x, axis=1, keepdims=True))
     return (np.sum(x, axis=0), np.mean(x, axis=0), e / np.sum(e, axis=1, keepdims=True), np.var(x, axis=0),
-            np.sum(x * x), x * b + s, np.maximum(x, b).max(axis=0))
+            np.sum(x * x), x * b + s, np.maximum(x, b).max(axis=0), np.std(x, axis=1, ddof=1))
 
 
 def test_reductions_over_the_batch_and_broadcasts_compile_once(monkeypatch):
@@ -149,7 +149,7 @@ def test_reductions_over_the_batch_and_broadcasts_compile_once(monkeypatch):
         x = rng.standard_normal((n, 64)).astype(np.float32)
         got, want = generic(x, b, s), reductions(x, b, s)
         scale = [np.sum(np.abs(x), axis=0), np.mean(np.abs(x), axis=0), 1, np.var(x, axis=0),
-                 np.sum(x * x), 1, 1]
+                 np.sum(x * x), 1, 1, 1]
         for g, w, sc in zip(got, want, scale):
             assert g.dtype == w.dtype and g.shape == w.shape
             np.testing.assert_allclose(g, w, rtol=2e-6, atol=np.max(sc) * 2e-6)

@@ -88,6 +88,9 @@ class Backend:
 
     device: str = ""
     options: dict[str, tuple] = {}
+    # compiles a graph with symbolic dimensions (``f32[B,64]``) into one executable for every
+    # size of them >= 2, or raises; the runtime tries that only on backends that say so
+    symbolic_dims: bool = False
 
     def check_options(self, options: dict) -> dict:
         """The options with defaults filled in; ``ValueError`` naming the device and the

@@ -332,13 +332,15 @@ class CPUBackend(Backend):
     """``device="cpu"``: Numba on the host, one generated module per graph (see above).
 
     Option ``math``: ``"fast"`` (the default: vectorizable exp/log/tanh... in fused loops,
-    a few ulp from NumPy) or ``"libm"`` (NumPy's scalar calls). After the full ("O2")
+    a few ulp from NumPy) or ``"libm"`` (NumPy's scalar calls). A graph with symbolic dimensions
+    compiles to one module for every size of them (>= 2), or raises. After the full ("O2")
     pipeline it plans memory (graphc/backend/plan.py): verified under ``GRAPHC_VERIFY``,
     written next to the passes' dumps under ``GRAPHC_DUMP``.
     """
 
     device = "cpu"
     options = {"math": MATH_MODES}
+    symbolic_dims = True  # one module for every size (named_symbols, graphc/backend/schedule.py)
 
     def compile(self, graph: Graph, options: dict) -> CompiledGraph:
         options = self.check_options(options)

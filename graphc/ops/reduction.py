@@ -89,13 +89,13 @@ def _count_reference(x, axes, dtype, offset, minimum):
 def _emit_count(em, node):
     x, out = node.inputs[0], node.outputs[0]
     dims = [x.type.shape[a] for a in node.attrs["axes"]]
+    known = int(np.prod([n for n in dims if not isinstance(n, str)], dtype=np.int64))
+    offset, minimum = node.attrs["offset"], node.attrs["minimum"]
     if builtins.any(isinstance(n, str) for n in dims):  # a symbolic dim: counted when the code runs
-        known = int(np.prod([n for n in dims if not isinstance(n, str)], dtype=np.int64))
         product = " * ".join([str(n) for n in dims if isinstance(n, str)] + ([str(known)] if known != 1 else []))
-        em.line(f"{em.define(out)} = {CTOR[out.type.dtype]}(max({product} + {node.attrs['offset']!r}, "
-                f"{node.attrs['minimum']!r}))")
+        em.line(f"{em.define(out)} = {CTOR[out.type.dtype]}(max({product} + {offset!r}, {minimum!r}))")
         return
-    value = _count_reference(np.broadcast_to(np.zeros((), x.type.dtype), x.type.shape), **node.attrs)
+    value = np.array(builtins.max(known + offset, minimum), dtype=out.type.dtype)  # (as _count_reference)
     em.line(f"{em.define(out)} = {literal(value[()], out.type.dtype)}")
 
 
