@@ -11,7 +11,9 @@ the reason the function is not generic, with the op and the user's line.
 ``instantiate`` turns a template back into an ordinary graph for one size and
 re-runs every op's shape rule on it: a shape rule that would have decided
 differently at that size (a slice ``x[:10]`` probed only below 10) is caught
-there, never run. Passes and backends only ever see instantiated graphs.
+there, never run. The runtime compiles the template itself where the passes and the
+backend can (one compile for every size: graphc/runtime.py, graphc/backend/cpu.py), and
+otherwise an instantiated graph per size; either way only at sizes where it instantiates.
 
 Semantics: a template is the function as traced for a general batch. Code whose
 NumPy behaviour changes at size 1 (``np.squeeze`` of the batch axis) keeps the

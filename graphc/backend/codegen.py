@@ -2,7 +2,10 @@
 
 Every value of rank >= 1 is a C-contiguous NumPy array in the generated code;
 a rank-0 value is a plain scalar local. Shapes are static (a graph is traced for
-one signature), so loop bounds and broadcast indices are literals.
+one signature), so loop bounds and broadcast indices are literals, except a
+symbolic dimension (``f32[B,64]``, a graph compiled for every batch size): it prints
+as the entry's local ``dim_B`` (SYMBOL_PREFIX; graphc/backend/cpu.py named_symbols),
+read from an argument's shape, and a symbolic dim is never 1.
 """
 from __future__ import annotations
 
