@@ -264,3 +264,17 @@ def test_training_step_compiles_once_for_every_batch_size(monkeypatch, loss):
     assert calls == [True]
     (compiled,) = _generic(generic)
     assert len(compiled.compiled.entry.signatures) == 1
+
+
+def test_sorts_and_scans_compile_once(monkeypatch):
+    """Sorts along any axis and scans across the batch read their lengths at run time."""
+    def fn(x):
+        return np.sort(x, axis=0), np.argsort(x, axis=1), np.cumsum(x, axis=1), np.cumprod(x[:, :3], axis=1)
+    f = gc.trace(fn, dynamic={"x": 0})
+    calls = _counting(monkeypatch, f)
+    rng = np.random.default_rng(5)
+    for n in (2, 3, 37):
+        x = rng.standard_normal((n, 6))
+        for g, w in zip(f(x), fn(x)):
+            np.testing.assert_array_equal(g, w)
+    assert calls == [True]
