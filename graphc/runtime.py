@@ -556,7 +556,6 @@ class TracedFunction:
             symbolic.bind(template, [np.shape(a) for a in arguments])  # ShapeError naming the dim
         return compiled
 
-
     def _dynamic_arguments(self, args, kwargs):
         """``inspect.BoundArguments`` of a call, for reading and replacing the dynamic arguments."""
         bound = self._signature.bind(*args, **kwargs)
@@ -631,20 +630,17 @@ class TracedFunction:
         for one more size: no compile, no warning.)"""
         variants = self._cache.setdefault(key, [])
         variants.insert(0, compiled)
-        if not compiled_now:
-            dropped = variants[MAX_VARIANTS:]
-            del variants[MAX_VARIANTS:]
-            while len(self._cache) > MAX_SIGNATURES:
-                dropped += self._cache.pop(next(iter(self._cache)))
-            self._forget(dropped)
-            return
-        self._compiles += 1
+        self._compiles += compiled_now
         dropped = variants[MAX_VARIANTS:]  # guarded Python values that keep changing
         del variants[MAX_VARIANTS:]
         while len(self._cache) > MAX_SIGNATURES:
             dropped += self._cache.pop(next(iter(self._cache)))
-        self._forget(dropped)
-        if self._compiles == RETRACE_WARNING and not self._warned:
+        if dropped:  # (a Compiled serving every size leaves the fast path for all of them)
+            for fast_key, entries in list(self._fast.items()):
+                entries[:] = [c for c in entries if c not in dropped]
+                if not entries:
+                    del self._fast[fast_key]
+        if compiled_now and self._compiles == RETRACE_WARNING and not self._warned:
             self._warned = True
             shapes = [[leaf[0] if type(leaf) is tuple and len(leaf) == 2 and type(leaf[0]) is tuple else None
                        for leaf in k[1]] for k in self._cache if k[0] == key[0]]
@@ -662,14 +658,6 @@ class TracedFunction:
             warnings.warn(f"{self.name} has been traced and compiled {RETRACE_WARNING} times: {which}. Each "
                           f"change compiles again (at most {MAX_SIGNATURES} signatures are kept); {hint}",
                           RetraceWarning, stacklevel=5)  # (the user's call: _compile, _call_general, __call__)
-
-    def _forget(self, dropped):
-        """Take the Compiled objects ``dropped`` from the cache out of the fast path too."""
-        if dropped:
-            for fast_key, entries in list(self._fast.items()):
-                entries[:] = [c for c in entries if c not in dropped]
-                if not entries:
-                    del self._fast[fast_key]
 
     def _check_arguments(self, args, kwargs, leaves):
         """Clear TypeErrors naming the parameter, before anything is traced."""
