@@ -115,6 +115,11 @@ def test_mlp_compiles_once_for_every_batch_size(monkeypatch):
     assert "dim_B = x.shape[0]" in generic.source and "f32[B,10]" in str(generic.graph)
     generic(np.ones((1, 64), np.float32), *w)  # size 1 traces as itself (np.squeeze would differ)
     assert calls == [True, False]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # more sizes than RETRACE_WARNING: no warning, no compile
+        for n in range(10, 20):
+            generic(np.ones((n, 64), np.float32), *w)
+    assert calls == [True, False] and generic.signatures == 2
 
 
 def test_wrong_shapes_name_the_dimension():
