@@ -72,7 +72,8 @@ class TensorType:
 
     A dim is an int, or a ``str`` naming a *symbolic* dimension (``f32[B,64]``): the graph
     holds for every value of ``B`` (graphc/symbolic.py makes such graphs and instantiates
-    them; passes and backends only ever see int shapes).
+    them; the runtime also tries the passes and a backend with ``symbolic_dims`` on the
+    symbolic graph itself, which either handle a symbol exactly or raise).
     """
 
     shape: tuple

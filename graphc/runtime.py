@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import logging
 import threading
 import warnings
 import weakref
@@ -23,6 +24,7 @@ from graphc.trace import DYNAMIC, current_builder, rebuild_outputs, trace_into_g
 from graphc.passes import manager
 
 _SCALAR_TYPES = (int, float, np.integer, np.floating, np.bool_)
+log = logging.getLogger("graphc.runtime")
 
 
 MAX_SIGNATURES = 64  # compiled signatures kept per traced function (least recently traced go first)
@@ -272,6 +274,13 @@ class Compiled:
             return tuple(outs)
         return rebuild_outputs(self.out_spec, outs)
 
+    def prepare(self, arguments):
+        """Compile the executable for these arguments now (a backend that compiles on its first
+        call does it here, running nothing): a failure to compile is known before any call."""
+        if self.state_in:
+            arguments = list(arguments) + [_as_argument(st.data) for st in self.state_in]
+        self.compiled.prepare(*arguments)
+
     def _protect_inplace(self, arguments):
         """Hand a State written in place a copy of its array instead when writing into the
         array itself would be unsafe: a user argument shares its memory (the user passed the
@@ -387,6 +396,8 @@ class TracedFunction:
             self._signature = None
         self.dynamic = _check_dynamic(dynamic, self._signature, self.name)
         self._templates: dict = {}  # symbolic signature -> [(template, builder, out_spec)]
+        # id(template) -> (template, its Compiled for every size, or None where it has none)
+        self._generic: dict = {}
         self._cache: dict = {}
         self._compile_lock = threading.RLock()
         self._warned = False
@@ -499,6 +510,12 @@ class TracedFunction:
                 traced = symbolic.instantiate(template, sizes)
             except ShapeError:  # a shape rule decides otherwise at this size (x[:k] with k > B):
                 traced = None  # this size traces as itself, as the eager code would run
+            if traced is not None and self.backend.symbolic_dims:  # the template holds at this size:
+                # its one compile for every size
+                generic = self._generic_compiled(template, builder, out_spec, leaves)
+                if generic is not None:
+                    self._remember(key, generic, paths, compiled_now=False)
+                    return generic
         if traced is None:
             builder, out_spec = trace_into_graph(self._call_python, args, kwargs, is_dynamic, self.name, paths)
             traced = builder.graph
@@ -510,6 +527,35 @@ class TracedFunction:
         return compiled
 
     # -- symbolic dimensions (graphc/symbolic.py) ----------------------------------------------
+    def _generic_compiled(self, template, builder, out_spec, leaves):
+        """The Compiled of ``template`` itself, which serves every size of its symbols (>= 2,
+        where the template holds: the caller instantiated it at this call's sizes), or None
+        where the passes or the backend cannot compile it for every size: then each size
+        compiles its own graph, as before. Tried once per template; a failure is silent (a
+        debug log), since the per-size path computes the same thing."""
+        arguments = [_as_argument(leaf) for leaf in leaves if is_dynamic(leaf)]
+        found = self._generic.get(id(template))
+        if found is None or found[0] is not template:
+            compiled = None
+            try:
+                # passes and backend raise on what they cannot do for every size (a .size of a
+                # symbolic type, a shape comparison, a Numba error): never a PassWarning here
+                graph, stats = manager.run(template, self.passes, errors="raise")
+                executable = self.backend.compile(graph, {**self.options, "passes": self.passes})
+                compiled = Compiled(graph, executable, out_spec, stats, builder, self.check_finite)
+                compiled.prepare(arguments)  # Numba compiles here, for the argument types
+            except Exception as exc:  # (any failure: the per-size path is always there)
+                log.debug("%s: no code for every size of its symbolic dimensions (%s: %s); compiling "
+                          "each size", self.name, type(exc).__name__, exc)
+                compiled = None
+            self._generic[id(template)] = (template, compiled)
+            if len(self._generic) > MAX_SIGNATURES:
+                del self._generic[next(iter(self._generic))]
+        compiled = self._generic[id(template)][1]
+        if compiled is not None:
+            symbolic.bind(template, [np.shape(a) for a in arguments])  # ShapeError naming the dim
+        return compiled
+
     def _dynamic_arguments(self, args, kwargs):
         """``inspect.BoundArguments`` of a call, for reading and replacing the dynamic arguments."""
         bound = self._signature.bind(*args, **kwargs)
@@ -577,22 +623,24 @@ class TracedFunction:
         leaves = pytree.flatten((args, kwargs))[0]
         return self._template(args, kwargs, self._check_arguments(args, kwargs, leaves))[0]
 
-    def _remember(self, key, compiled, paths, failed_guard=None):
+    def _remember(self, key, compiled, paths, failed_guard=None, compiled_now=True):
         """Keep at most MAX_SIGNATURES signatures (the oldest go first) and MAX_VARIANTS variants of
-        each, and warn once when the function keeps being traced again, naming what changes."""
+        each, and warn once when the function keeps being traced again, naming what changes.
+        (``compiled_now=False``: a Compiled that serves every size of a symbolic dimension, kept
+        for one more size: no compile, no warning.)"""
         variants = self._cache.setdefault(key, [])
         variants.insert(0, compiled)
-        self._compiles += 1
+        self._compiles += compiled_now
         dropped = variants[MAX_VARIANTS:]  # guarded Python values that keep changing
         del variants[MAX_VARIANTS:]
         while len(self._cache) > MAX_SIGNATURES:
             dropped += self._cache.pop(next(iter(self._cache)))
-        if dropped:
+        if dropped:  # (a Compiled serving every size leaves the fast path for all of them)
             for fast_key, entries in list(self._fast.items()):
                 entries[:] = [c for c in entries if c not in dropped]
                 if not entries:
                     del self._fast[fast_key]
-        if self._compiles == RETRACE_WARNING and not self._warned:
+        if compiled_now and self._compiles == RETRACE_WARNING and not self._warned:
             self._warned = True
             shapes = [[leaf[0] if type(leaf) is tuple and len(leaf) == 2 and type(leaf[0]) is tuple else None
                        for leaf in k[1]] for k in self._cache if k[0] == key[0]]
@@ -675,8 +723,9 @@ class TracedFunction:
 
     @property
     def signatures(self) -> int:
-        """How many graphs have been compiled (signatures times guarded variants)."""
-        return sum(len(v) for v in self._cache.values())
+        """How many graphs have been compiled (signatures times guarded variants; a graph compiled
+        once for every size of a symbolic dimension counts once)."""
+        return len({id(c) for variants in self._cache.values() for c in variants})
 
     def lower(self, *args, **kwargs) -> "TracedFunction":
         """Trace and compile for these example arguments now; returns self."""

@@ -11,7 +11,9 @@ the reason the function is not generic, with the op and the user's line.
 ``instantiate`` turns a template back into an ordinary graph for one size and
 re-runs every op's shape rule on it: a shape rule that would have decided
 differently at that size (a slice ``x[:10]`` probed only below 10) is caught
-there, never run. Passes and backends only ever see instantiated graphs.
+there, never run. The runtime compiles the template itself where the passes and the
+backend can (one compile for every size: graphc/runtime.py, graphc/backend/cpu.py), and
+otherwise an instantiated graph per size; either way only at sizes where it instantiates.
 
 Semantics: a template is the function as traced for a general batch. Code whose
 NumPy behaviour changes at size 1 (``np.squeeze`` of the batch axis) keeps the
@@ -31,7 +33,7 @@ PROBES = (1009, 1013)
 
 
 __all__ = ["CHECK_SIZES", "NotGeneric", "PROBES", "bind", "check_sizes", "check_template", "generalize", "instantiate",
-           "probing", "sizes_to_check", "symbols"]
+           "probing", "rename", "sizes_to_check", "symbols"]
 
 
 def symbols(graph: Graph) -> list[str]:
@@ -248,6 +250,12 @@ def instantiate(template: Graph, bindings: dict) -> Graph:
     """``template`` with each symbol replaced by its size in ``bindings``; every node's shape rule
     runs again at those sizes and must agree (else ShapeError naming the op and its line)."""
     return _instantiate(template, {Sym(k): int(v) for k, v in bindings.items()})
+
+
+def rename(graph: Graph, names: dict) -> Graph:
+    """``graph`` with each symbol ``s`` in ``names`` renamed ``names[s]`` (the CPU backend names
+    a symbol's run-time value ``dim_B`` in its generated code); shape rules re-checked."""
+    return _instantiate(graph, {Sym(k): Sym(v) for k, v in names.items()})
 
 
 def _substitute(a, bindings):

@@ -30,6 +30,8 @@ def _fold(rw: Rewriter, node):
     if node.op == "broadcast_to" and not node.inputs[0].type.shape:
         return None  # already the form a uniform result folds to (refolding it never settles)
     out = node.outputs[0]
+    if out.type.symbolic:
+        return None  # (broadcast_to(c, shape=(B, 64)): an array constant has one size)
     biggest = max(v.type.size for v in node.inputs)
     if out.type.size > max(SMALL, biggest):
         return None

@@ -105,11 +105,13 @@ def _keep_metadata(source: Graph, result: Graph) -> Graph:
 class _Run:
     """One run of a pipeline over one graph: the stats, the dumps, the failed passes."""
 
-    def __init__(self, graph: Graph, pipeline: str, verify: bool):
+    def __init__(self, graph: Graph, pipeline: str, verify: bool, errors: str | None = None):
         self.original = graph
         self.pipeline = pipeline
         self.verify = verify
-        self.mode = pass_errors()
+        if errors is not None and errors not in PASS_ERRORS:
+            raise ValueError(f"errors={errors!r}; choose one of {', '.join(PASS_ERRORS)}")
+        self.mode = errors or pass_errors()
         self.dump = os.environ.get("GRAPHC_DUMP")
         self.stats: list[PassStat] = []
         self.skipped: set[str] = set()  # passes that failed: not run again
@@ -167,11 +169,15 @@ class _Run:
         return note
 
 
-def run(graph: Graph, pipeline: str = "O2", verify: bool | None = None):
-    """Run the named pipeline; returns ``(graph, [PassStat...])``, one stat per pass run."""
+def run(graph: Graph, pipeline: str = "O2", verify: bool | None = None, errors: str | None = None):
+    """Run the named pipeline; returns ``(graph, [PassStat...])``, one stat per pass run.
+
+    ``errors`` overrides ``GRAPHC_PASS_ERRORS`` for this run: ``"raise"`` where a caller has a
+    fallback of its own (the runtime's shape-generic attempt: graphc/runtime.py), so a failing
+    pass ends that attempt instead of warning the user."""
     steps = PIPELINES[check_pipeline(pipeline)]
     verify = bool(os.environ.get("GRAPHC_VERIFY")) if verify is None else verify
-    state = _Run(graph, pipeline, verify)
+    state = _Run(graph, pipeline, verify, errors)
     original = graph
     with _collector_paused():
         for step in steps:

@@ -58,6 +58,10 @@ class Executable:
 
     source: str | None = None  # the generated source, where the backend generates one
     ready: bool = True  # False while the first call still has to compile
+
+    def prepare(self, *args):
+        """Compile for these inputs now, where the backend would compile on the first call;
+        raises what that call would (CompileError), running nothing."""
     cache_hits: int = 0  # machine code loaded from a disk cache / compiled afresh (0 where no cache)
     cache_misses: int = 0
 
@@ -84,6 +88,9 @@ class Backend:
 
     device: str = ""
     options: dict[str, tuple] = {}
+    # compiles a graph with symbolic dimensions (``f32[B,64]``) into one executable for every
+    # size of them >= 2, or raises; the runtime tries that only on backends that say so
+    symbolic_dims: bool = False
 
     def check_options(self, options: dict) -> dict:
         """The options with defaults filled in; ``ValueError`` naming the device and the

@@ -2,7 +2,10 @@
 
 Every value of rank >= 1 is a C-contiguous NumPy array in the generated code;
 a rank-0 value is a plain scalar local. Shapes are static (a graph is traced for
-one signature), so loop bounds and broadcast indices are literals.
+one signature), so loop bounds and broadcast indices are literals, except a
+symbolic dimension (``f32[B,64]``, a graph compiled for every batch size): it prints
+as the entry's local ``dim_B`` (SYMBOL_PREFIX; graphc/backend/cpu.py named_symbols),
+read from an argument's shape, and a symbolic dim is never 1.
 """
 from __future__ import annotations
 
@@ -23,6 +26,9 @@ from graphc.ops.scalar import CTOR, literal  # noqa: F401  (CTOR: re-exported fo
 # names generated code may use for something else: builtins, modules, the entry's parameters
 RESERVED_NAMES = frozenset(dir(builtins)) | frozenset(keyword.kwlist) | {
     "np", "njit", "prange", "entry", "ws", "empty_c", "zeros_c", "reshape_c", "view_c", "gemm"}  # (cpu.HELPERS)
+# a symbolic dimension's run-time value is named SYMBOL_PREFIX + its name (``dim_B``), a form no
+# input or generated name takes
+SYMBOL_PREFIX = "dim_"
 # the forms of generated names: values (v3), temporaries (t_5, acc_1), entry parameters
 # (a0, c1, rb2), kernel parameters (p0, o1)
 _GENERATED = re.compile(r"(?:[vacpo]|rb)\d+|[a-z]+_\d+")
@@ -36,7 +42,8 @@ def readable_names(names, count: int) -> list[str]:
     for i in range(count):
         raw = names[i] if names is not None and i < len(names) and names[i] else f"a{i}"
         base = re.sub(r"[^0-9A-Za-z_]", "_", str(raw)).strip("_") or f"a{i}"  # ASCII: x² and ﬁ are no identifiers
-        if base[0].isdigit() or base in RESERVED_NAMES or _GENERATED.fullmatch(base) and base != f"a{i}":
+        if base[0].isdigit() or base in RESERVED_NAMES or _GENERATED.fullmatch(base) and base != f"a{i}" \
+                or base.startswith(SYMBOL_PREFIX):
             base = "arg_" + base
         name, k = base, 1
         while name in taken or (name in RESERVED_NAMES) or (_GENERATED.fullmatch(name) and name != f"a{i}") \

@@ -16,9 +16,10 @@ from numba.core.compiler_lock import global_compiler_lock
 
 from graphc.backend import cache, plan, schedule
 from graphc.backend.base import Backend, Executable, buffer_roots, register
-from graphc.backend.codegen import Emitter, emit_elementwise, readable_names
+from graphc.backend.codegen import SYMBOL_PREFIX, Emitter, emit_elementwise, readable_names
 from graphc.backend.memory import Buffers
 from graphc.errors import CompileError
+from graphc import symbolic
 from graphc.ir import Graph
 from graphc.ops import registry
 from graphc.ops.fused import FUSED
@@ -77,11 +78,17 @@ def generate(graph: Graph, math: str = "fast", memory_plan: plan.MemoryPlan | No
     """
     if math not in MATH_MODES:
         raise ValueError(f"unknown math mode {math!r}; choose one of {', '.join(MATH_MODES)}")
+    if memory_plan is None:
+        graph = named_symbols(graph)
+    elif any(not str(s).startswith(SYMBOL_PREFIX) for s in symbolic.symbols(graph)):
+        raise ValueError("generate: plan the memory of named_symbols(graph), not of the graph itself")
     em = Emitter(graph, plan=memory_plan)
     em.math = math
     inputs = readable_names(getattr(graph, "input_names", None), len(graph.inputs))
     for name, v in zip(inputs, graph.inputs):
         em.names[v] = name
+    for sym, (k, axis) in symbol_sources(graph).items():  # one module for every size of each symbol
+        em.line(f"{sym} = {inputs[k]}.shape[{axis}]")
     names = graph.value_names()
     for node in graph.nodes:
         em.node = node
@@ -127,6 +134,30 @@ def generate(graph: Graph, math: str = "fast", memory_plan: plan.MemoryPlan | No
     for text in em.kernels:  # after the entry, so the entry's line numbers stay put
         kernels += ["", "", text]
     return "\n".join(header + em.lines + kernels) + "\n", em
+
+
+def named_symbols(graph: Graph) -> Graph:
+    """``graph`` with each symbolic dimension ``B`` renamed ``dim_B`` (codegen.SYMBOL_PREFIX), the
+    generated code's name for its run-time value, which no input or generated name takes: the
+    emitters print a shape ``(B, 64)`` as that code, ``(dim_B, 64)``. (A graph with symbols
+    compiles to one module for every size of them.)"""
+    names = {s: SYMBOL_PREFIX + s for s in symbolic.symbols(graph) if not s.startswith(SYMBOL_PREFIX)}
+    for node in graph.nodes:
+        for v in node.outputs:
+            for d in v.type.shape:
+                if isinstance(d, str) and d not in names and not d.startswith(SYMBOL_PREFIX):
+                    raise ValueError(f"symbol {d} of {node.op} is not a dimension of any input")
+    return symbolic.rename(graph, names) if names else graph
+
+
+def symbol_sources(graph: Graph) -> dict:
+    """Each symbol -> (input position, axis) of the first input dimension that holds it."""
+    sources = {}
+    for k, v in enumerate(graph.inputs):
+        for axis, d in enumerate(v.type.shape):
+            if isinstance(d, str):
+                sources.setdefault(str(d), (k, axis))
+    return sources
 
 
 def workspace_comment(em: Emitter) -> list[str]:
@@ -209,6 +240,23 @@ class CompiledGraph(Executable):
         self.ready = True
         return out
 
+    def prepare(self, *args):
+        """Compile (or load from the disk cache) the entry for these inputs, running nothing."""
+        if self.ready:
+            return
+        buffers = self.buffers
+        extra = buffers.acquire() if buffers is not None else []
+        try:
+            full = (*args, *self.const_args, *extra)
+            with _llvm_options():
+                self.entry.compile(tuple(map(self.entry.typeof_pyval, full)))
+        except numba.core.errors.NumbaError as exc:
+            raise self._compile_error(exc) from None
+        finally:
+            if extra:
+                buffers.release(extra)
+        self.ready = True
+
     def _compile_and_run(self, args):
         with _llvm_options():  # compiles, or loads the cached machine code
             self.entry.compile(tuple(map(self.entry.typeof_pyval, args)))
@@ -284,16 +332,19 @@ class CPUBackend(Backend):
     """``device="cpu"``: Numba on the host, one generated module per graph (see above).
 
     Option ``math``: ``"fast"`` (the default: vectorizable exp/log/tanh... in fused loops,
-    a few ulp from NumPy) or ``"libm"`` (NumPy's scalar calls). After the full ("O2")
+    a few ulp from NumPy) or ``"libm"`` (NumPy's scalar calls). A graph with symbolic dimensions
+    compiles to one module for every size of them (>= 2), or raises. After the full ("O2")
     pipeline it plans memory (graphc/backend/plan.py): verified under ``GRAPHC_VERIFY``,
     written next to the passes' dumps under ``GRAPHC_DUMP``.
     """
 
     device = "cpu"
     options = {"math": MATH_MODES}
+    symbolic_dims = True  # one module for every size (named_symbols, graphc/backend/schedule.py)
 
     def compile(self, graph: Graph, options: dict) -> CompiledGraph:
         options = self.check_options(options)
+        graph = named_symbols(graph)
         memory_plan = None
         if options["passes"] == "O2":
             memory_plan = plan.plan(graph)

@@ -20,7 +20,9 @@ gradients took 1 ms of a 1.3 ms call); the plan gives each array a home instead:
   fresh outputs. Small outputs are allocated inside the call, which is cheaper
   than passing one more argument.
 
-The code generator falls back to a fresh buffer for any value the plan does not name.
+The code generator falls back to a fresh buffer for any value the plan does not name,
+and the plan names no value of symbolic shape (``f32[B,64]``, a graph compiled once for
+every batch size: graphc/runtime.py): those are fresh arrays on every call.
 """
 from __future__ import annotations
 
@@ -134,7 +136,10 @@ def plan(graph: Graph) -> MemoryPlan:
     for i, node in enumerate(graph.nodes):
         for v in node.outputs:
             # only a buffer of its own is placed (not a view, a constant or a scalar local)
-            if not v.type.shape or root[v] is not v or node.op == "constant" or nbytes(v.type) == 0:
+            # (a value of symbolic shape, in a graph compiled for every batch size, is fresh on
+            # every call: its size is known only then)
+            if not v.type.shape or root[v] is not v or node.op == "constant" or v.type.symbolic \
+                    or nbytes(v.type) == 0:
                 continue
             if v in returned:
                 if nbytes(v.type) >= OUT_MIN and v not in result.inplace:

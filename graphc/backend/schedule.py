@@ -8,6 +8,18 @@ kernel of its own (threads, reassociated sums) and how reductions vectorize (``L
 decided here; arg-reductions (argmax/argmin, which track an index) by ``emit_arg_reduction``.
 The settings tests and benchmarks tune (INLINE_MAX, PARALLEL_MIN, FLAT_BLOCK...) live in
 graphc.backend.codegen.
+
+Symbolic domains (``(B, 64)``: a graph compiled once for every batch size B >= 2, see
+graphc/runtime.py; the backend names B's run-time value ``dim_B``): the loops take their bounds
+from ``dim_B`` and flat views have the run-time size ``dim_B * 64``. Every size-dependent choice
+is made the same way for every B, each right at every size: such a group runs serially and
+inline in the entry (no prange, no kernel of its own: as a small group does, so it costs no
+extra compile; a large batch loses the threads of the per-size kernels); a reduced run of
+symbolic length folds into LANES lanes with run-time bounds (``Lanes.loop_between``), float32
+lanes flushed into float64 ones as for a long run; memory-order float32 row sums flush every
+ROW_FLUSH rows and once more at a run-time check. A symbolic dim is never 1 (B >= 2), so tests
+``n == 1`` and ``n != 1`` hold as written. A choice not converted raises TypeError (a symbol
+takes no arithmetic or ordering), which ends the generic attempt: never code wrong at some size.
 """
 from __future__ import annotations
 
@@ -56,15 +68,18 @@ def emit_group(em: Emitter, node: Node, sub: Graph, standalone: bool = False):
     lay = layout_of(sub)
     domain, axes, flat = lay.domain, lay.axes, lay.flat
     nd = len(domain)
-    size = int(np.prod(domain, dtype=np.int64))
+    size = extent(domain)  # an int, or a run-time expression (``dim_B * 64``)
+    symbolic = isinstance(size, str)
     kept = [d for d in range(nd) if d not in axes]
     # sums a kernel may reassociate (fastmath) without changing what its elementwise ops compute
     sum_like = all(data[r].combine in ("add", "mul") for r in reds) and reassociation_safe(sub, em.math)
     # flat sums a kernel may not reassociate still use threads: fixed blocks, each folding into
     # lanes, the blocks' partials combined in block order (deterministic, no fastmath)
-    block_lanes = (flat and bool(reds) and not sum_like and not standalone and size >= codegen.PARALLEL_MIN
+    # (a symbolic domain runs serially and inline: see the module's docstring)
+    large = not symbolic and size >= codegen.PARALLEL_MIN
+    block_lanes = (flat and bool(reds) and not sum_like and not standalone and large
                    and all(data[r].combine in ("add", "mul") for r in reds))
-    parallel = not standalone and size >= codegen.PARALLEL_MIN and (bool(kept) if not flat else (sum_like or not reds))
+    parallel = not standalone and large and (bool(kept) if not flat else (sum_like or not reds))
     parallel = parallel or block_lanes
     fastmath = bool(reds) and sum_like
     order = memory_order(domain, axes) if reds and not flat else None
@@ -72,7 +87,7 @@ def emit_group(em: Emitter, node: Node, sub: Graph, standalone: bool = False):
         # threads take a lead (kept, outer) dim of size > 1, or else blocks of the first reduced
         # axis, each block with its own accumulators, combined in block order at the end
         lead, nest, inner = order
-        pdim = next((d for d in lead if domain[d] > 1), None)
+        pdim = next((d for d in lead if above_one(domain[d])), None)
         red0 = next(d for d in nest if d in axes and domain[d] != 1)
         # (lead dims all of size 1 leave nothing to split: the blocks run inside their loops)
         blocks = parallel and pdim is None and domain[red0] >= codegen.BLOCK_MIN_ROWS * codegen.PARALLEL_BLOCKS
@@ -82,7 +97,9 @@ def emit_group(em: Emitter, node: Node, sub: Graph, standalone: bool = False):
     # Small groups are written straight into the entry: every separate @njit function costs
     # Numba ~0.3-0.5 s to compile, which dominated cold start. Only groups big enough to want
     # threads (prange) or reassociated reductions (fastmath) become kernels of their own.
-    inline = standalone or (not parallel and size < codegen.INLINE_MAX)
+    inline = standalone or symbolic or (not parallel and size < codegen.INLINE_MAX)
+    if not inline and any(isinstance(n, str) for v in sub.inputs + sub.outputs for n in v.type.shape):
+        raise ValueError(f"a kernel of a fixed domain {domain} with symbolic operands is not supported")
 
     def passed_flat(v):
         """Whether array output ``v`` is passed flattened. (A reduction's output is stored
@@ -146,7 +163,7 @@ def emit_group(em: Emitter, node: Node, sub: Graph, standalone: bool = False):
     for v in sub.inputs:
         if not v.type.shape:
             hoisted[v] = k.name(v)
-        elif v.type.size == 1:
+        elif one_element(v.type):
             hoisted[v] = k.tmp("s")
             ndim = 1 if flat and nd > 1 and v.type.shape == domain else v.type.ndim  # passed flattened
             k.line(f"{hoisted[v]} = {k.name(v)}[{', '.join('0' * ndim)}]")
@@ -173,12 +190,13 @@ def emit_group(em: Emitter, node: Node, sub: Graph, standalone: bool = False):
                 k.store(out, idx, local[out])
 
     def finish(kidx):
-        count = int(np.prod([domain[d] for d in axes], dtype=np.int64))
+        count = extent([domain[d] for d in axes])
         for r in reds:
             out = r.outputs[0]
             value, dtype = accs[r], value_dtypes.get(r, acc_dtypes[r])
             if data[r].finalize == "mean":
-                value, dtype = f"{value} / {literal(count, 'float64')}", "float64"
+                divisor = f"np.float64({count})" if isinstance(count, str) else literal(count, "float64")
+                value, dtype = f"{value} / {divisor}", "float64"
             if dtype != out.type.dtype:
                 value = f"{CTOR[out.type.dtype]}({value})"
             if out in scalar_outs:
@@ -242,7 +260,7 @@ def emit_group(em: Emitter, node: Node, sub: Graph, standalone: bool = False):
         if row_axis is not None and any(d in inner and domain[d] != 1 for d in nest[:nest.index(row_axis)]):
             row_axis = None
         narrow = [r for r in reds if row_axis is not None and data[r].combine == "add"
-                  and r.inputs[0].type.dtype == "float32" and domain[row_axis] > 1]
+                  and r.inputs[0].type.dtype == "float32" and above_one(domain[row_axis])]
         rows = {r: k.tmp("rows") for r in narrow}
         for r in narrow:
             k.line(f"{rows[r]} = {k.scratch(ishape, 'float32')}")
@@ -275,12 +293,16 @@ def emit_group(em: Emitter, node: Node, sub: Graph, standalone: bool = False):
 
         if narrow:
             after = len(nest) - nest.index(row_axis) - 1
+            rows_n = domain[row_axis]
             k.depth -= after
-            if domain[row_axis] > ROW_FLUSH:
+            if isinstance(rows_n, str) or rows_n >= ROW_FLUSH:
                 with k.block(f"if {pos[row_axis]} % {ROW_FLUSH} == {ROW_FLUSH - 1}:"):
                     flush_rows()
             k.depth -= len(nest) - after
-            if domain[row_axis] % ROW_FLUSH or domain[row_axis] < ROW_FLUSH:
+            if isinstance(rows_n, str):  # the rows after the last full ROW_FLUSH (B >= 1)
+                with k.block(f"if {rows_n} % {ROW_FLUSH} != 0:"):
+                    flush_rows()
+            elif rows_n % ROW_FLUSH:
                 flush_rows()
         else:
             k.depth -= len(nest)
@@ -353,7 +375,7 @@ def emit_group(em: Emitter, node: Node, sub: Graph, standalone: bool = False):
             with k.block(f"for {c} in range({nb}):"):
                 k.line(fold(r, accs[r], f"{parts[r]}[{c}]", acc_dtypes[r], acc_dtypes[r]))
         finish([])
-    elif flat and reds and size >= LANE_MIN:
+    elif flat and reds and (symbolic or size >= LANE_MIN):
         lanes = Lanes(k, reds, acc_dtypes, acc_inits, size, fold, part_dtypes, size)
         lanes.setup()
         lanes.init()
@@ -373,12 +395,13 @@ def emit_group(em: Emitter, node: Node, sub: Graph, standalone: bool = False):
         # (a kernel's reassociated sums keep their accumulators in registers: faster, except for
         # float32 sums, whose float64 accumulator halves the vector width; lanes keep float32)
         narrow_sums = any(data[r].combine == "add" and r.inputs[0].type.dtype == "float32" for r in reds)
-        if lane_axis is None or lane_axis != live[-1] or domain[lane_axis] < LANE_MIN \
+        if lane_axis is None or lane_axis != live[-1] \
+                or (not isinstance(domain[lane_axis], str) and domain[lane_axis] < LANE_MIN) \
                 or (fastmath and not narrow_sums):
             lane_axis = None
         else:
             fastmath = False
-        count = int(np.prod([domain[d] for d in axes], dtype=np.int64))
+        count = extent([domain[d] for d in axes])
         lanes = Lanes(k, reds, acc_dtypes, acc_inits, count, fold, part_dtypes, domain[lane_axis]) \
             if lane_axis is not None else None
         if lanes and not parallel:
@@ -473,17 +496,19 @@ class Lanes:
     the lanes in a fixed order into element 0, which becomes each reduction's accumulator.
     """
 
-    def __init__(self, k: "Emitter", reds, acc_dtypes, acc_inits, count: int, fold, part_dtypes, n: int):
+    def __init__(self, k: "Emitter", reds, acc_dtypes, acc_inits, count, fold, part_dtypes, n):
+        # ``count`` (elements per result) and ``n`` (the run's length) are ints, or run-time
+        # expressions (a symbolic extent), which count as long: right at every length
         self.k, self.reds, self.fold = k, reds, fold
         self.acc_dtypes, self.acc_inits = acc_dtypes, acc_inits
-        self.width = LANES if n >= LANES else LANES // 2
+        self.width = LANES if isinstance(n, str) or n >= LANES else LANES // 2
         self.dtype, self.wide, self.names, self.wide_names = {}, {}, {}, {}
         for r in reds:
             x_dtype = r.inputs[0].type.dtype
             narrow = registry.get(r.op).reduction.combine == "add" and x_dtype == "float32"
             self.dtype[r] = "float32" if narrow else acc_dtypes[r]
             # float32 lanes of a long sum are folded into float64 ones every LANE_FLUSH elements
-            self.wide[r] = self.dtype[r] != acc_dtypes[r] and count > LANE_FLUSH
+            self.wide[r] = self.dtype[r] != acc_dtypes[r] and (isinstance(count, str) or count > LANE_FLUSH)
             part_dtypes[r] = self.dtype[r]  # what body() folds each element into
 
     def _init_value(self, r):
@@ -505,8 +530,12 @@ class Lanes:
             else:
                 self.k.line(f"{self.names[r]}[...] = {self._init_value(r)}")
 
-    def loop(self, n: int, at, accs):
-        """Full chunks of ``width`` elements, then the rest; ``at(j)`` emits the body at ``j``."""
+    def loop(self, n, at, accs):
+        """Full chunks of ``width`` elements, then the rest; ``at(j)`` emits the body at ``j``.
+        (A run of symbolic length ``n``, a run-time expression: ``loop_between(0, n)``.)"""
+        if isinstance(n, str):
+            self.loop_between("0", n, at, accs)
+            return
         k, width = self.k, self.width
         chunks, rest = divmod(n, width)
         wide = [r for r in self.reds if self.wide[r]]
@@ -638,6 +667,27 @@ def initial_value_of(r):
     return registry.get(r.op).reduction.initial(r.inputs[0].type.dtype)
 
 
+def extent(dims):
+    """The number of elements of ``dims``: an int, or where a dim is a symbol the run-time
+    expression of it (``dim_B * 64``: the backend names each symbol's value)."""
+    symbols = [str(n) for n in dims if isinstance(n, str)]
+    known = int(np.prod([n for n in dims if not isinstance(n, str)], dtype=np.int64))
+    if not symbols:
+        return known
+    return " * ".join(symbols + ([str(known)] if known != 1 else []))
+
+
+def one_element(t) -> bool:
+    """Whether a value of type ``t`` has exactly one element (a symbolic dim never: B >= 2
+    wherever a graph is compiled for every size)."""
+    return all(n == 1 for n in t.shape)
+
+
+def above_one(n) -> bool:
+    """``n > 1`` for a dim that may be a symbol (B >= 2 in a graph compiled for every size)."""
+    return isinstance(n, str) or n > 1
+
+
 def _flat_alias(em: Emitter, name: str, flatten: bool, size: int) -> str:
     """``name``, or a flat view of it (a new local of the entry) when the group runs flat."""
     if not flatten:
@@ -674,7 +724,7 @@ def layout_of(sub: Graph) -> Layout:
     axes = tuple(reds[0].attrs["axes"]) if reds else ()
     flat = (len(domain) >= 1 and (not reds or axes == tuple(range(len(domain))))
             and all(n.op != "iota" for n in sub.nodes)
-            and all(v.type.shape == domain or v.type.size == 1 for v in sub.inputs))
+            and all(v.type.shape == domain or one_element(v.type) for v in sub.inputs))
     return Layout(domain, axes, flat)
 
 
@@ -708,8 +758,10 @@ def memory_order(shape, axes):
     lead = [d for d in range(red[0]) if d not in axes]
     nest = [d for d in range(len(shape)) if d not in lead]
     inner = [d for d in nest if d not in axes]
-    scratch = int(np.prod([shape[d] for d in inner], dtype=np.int64))
-    if scratch > SCRATCH_MAX and int(np.prod([shape[a] for a in axes], dtype=np.int64)) < 8:
+    scratch, reduced = extent([shape[d] for d in inner]), extent([shape[a] for a in axes])
+    # (a symbolic extent keeps memory order: right at every size, and the short reduced runs
+    # that favour the classic order are the rare case)
+    if not isinstance(scratch, str) and not isinstance(reduced, str) and scratch > SCRATCH_MAX and reduced < 8:
         return None
     return lead, nest, inner
 

@@ -17,7 +17,7 @@ from graphc.errors import ShapeError, TraceError
 from graphc.ir import TensorType
 from graphc.ops.registry import export, implements, register
 from graphc.ops import prims
-from graphc.ops.rules import numpy_error, slice_bounds
+from graphc.ops.rules import broadcast_shapes, numpy_error, slice_bounds
 from graphc.trace import Tracer, bind, convert, mark_weak, result_dtype, strong, type_of, user_line
 
 
@@ -26,11 +26,22 @@ def _infer_slice(types, slices):
     (t,) = types
     if len(slices) != t.ndim:
         raise ShapeError(f"{len(slices)} slices for {t}")
-    for s, n in zip(slices, t.shape):  # (a graph read from a file, or made for another size)
-        r = range(*s)
-        if len(r) and not (0 <= r[0] < n and 0 <= r[-1] < n):
-            raise ShapeError(f"slice {s[0]}:{s[1]}:{s[2]} reads outside a dimension of size {n} of {t}")
-    return TensorType(tuple(len(range(*s)) for s in slices), t.dtype)
+    return TensorType(tuple(_slice_length(s, n, t) for s, n in zip(slices, t.shape)), t.dtype)
+
+
+def _slice_length(s, n, t) -> int:
+    """The length of slice ``s`` (start, stop, step) of a dimension of size ``n`` of ``t``; ShapeError
+    where it reads outside. Of a symbolic dimension only the whole axis: other bounds hold at some
+    sizes only."""
+    if isinstance(n, str) or any(isinstance(b, str) for b in s):
+        if tuple(s) == (0, n, 1):
+            return n
+        raise ShapeError(f"slice {s[0]}:{s[1]}:{s[2]} of the symbolic dimension {n} of {t} fits only some "
+                         f"of its sizes")
+    r = range(*s)  # (a graph read from a file, or made for another size)
+    if len(r) and not (0 <= r[0] < n and 0 <= r[-1] < n):
+        raise ShapeError(f"slice {s[0]}:{s[1]}:{s[2]} reads outside a dimension of size {n} of {t}")
+    return len(r)
 
 
 def _py_slices(slices):
@@ -57,9 +68,10 @@ register("slice", "index", _infer_slice, _slice_ref, emit=_emit_slice,
 
 def _infer_scatter_slice(types, shape, slices):
     (g,) = types
+    if len(slices) != len(shape):
+        raise ShapeError(f"{len(slices)} slices for shape {tuple(shape)}")
     target = TensorType(tuple(shape), g.dtype)
-    _infer_slice([target], slices)  # every slice inside the target (a graph read from a file)
-    expect = tuple(len(range(*s)) for s in slices)
+    expect = tuple(_slice_length(s, n, target) for s, n in zip(slices, shape))
     if g.shape != expect:
         raise ShapeError(f"update {g} does not fit slices {slices} of shape {shape}")
     return target
@@ -129,7 +141,7 @@ def _gather_dims(x, idx_types, axis):
         if not t.dtype.startswith("int"):
             raise ShapeError(f"index arrays must be integers, got {t}")
     try:
-        batch = tuple(np.broadcast_shapes(*[t.shape for t in idx_types]))
+        batch = broadcast_shapes(*[t.shape for t in idx_types])
     except ValueError:
         raise ShapeError("index arrays " + ", ".join(map(str, idx_types))
                          + " cannot be broadcast together") from None

@@ -19,6 +19,7 @@ from graphc.ops.scalar import CTOR
 from graphc.errors import ShapeError, TraceError
 from graphc.ir import TensorType
 from graphc.ops.registry import export, implements, register
+from graphc.ops.rules import broadcast_shapes
 from graphc.ops import prims
 from graphc.trace import Tracer, bind, mark_weak, promote, result_dtype, type_of, user_line
 
@@ -39,7 +40,7 @@ def _infer_matmul(types, transpose_a=False, transpose_b=False):
         raise ShapeError(f"shapes {a} and {b} are not aligned: {sa[-1]} (dim {a.ndim - 1}) != "
                          f"{sb[-2]} (dim {b.ndim - 2})")
     try:
-        batch = tuple(np.broadcast_shapes(a.shape[:-2], b.shape[:-2]))
+        batch = broadcast_shapes(a.shape[:-2], b.shape[:-2])
     except ValueError:
         raise ShapeError(f"batch dimensions of {a} and {b} cannot be broadcast together") from None
     return TensorType(batch + (sa[-2], sb[-1]), a.dtype)
@@ -108,7 +109,8 @@ def _matmul_vjp_b(g, a, b, out, transpose_a=False, transpose_b=False):
 
 register("matmul", "matmul", _infer_matmul, _matmul_ref, vjp=(_matmul_vjp_a, _matmul_vjp_b),
          emit=_emit_matmul,  # graphc.backend.blas raises for dimensions beyond BLAS's 32-bit ints
-         raises=lambda node: any(d > 2**31 - 1 for v in node.inputs for d in v.type.shape))
+         # (a symbolic dimension may be that large at some call)
+         raises=lambda node: any(isinstance(d, str) or d > 2**31 - 1 for v in node.inputs for d in v.type.shape))
 
 
 @implements(np.matmul, np.linalg.matmul, ufunc="matmul")

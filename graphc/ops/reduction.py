@@ -18,7 +18,7 @@ from graphc.ir import TensorType
 from graphc.ops.rules import normalize_axes, reduced_shape
 from graphc.ops.registry import REDUCTION, Reduction, export, implements, register
 from graphc.ops import prims
-from graphc.ops.scalar import literal
+from graphc.ops.scalar import CTOR, literal
 from graphc.trace import bind, convert, is_tracer, promote, result_dtype, type_of, user_line
 
 
@@ -87,9 +87,16 @@ def _count_reference(x, axes, dtype, offset, minimum):
 
 
 def _emit_count(em, node):
-    x = node.inputs[0]
-    value = _count_reference(np.broadcast_to(np.zeros((), x.type.dtype), x.type.shape), **node.attrs)
-    em.line(f"{em.define(node.outputs[0])} = {literal(value[()], node.outputs[0].type.dtype)}")
+    x, out = node.inputs[0], node.outputs[0]
+    dims = [x.type.shape[a] for a in node.attrs["axes"]]
+    known = int(np.prod([n for n in dims if not isinstance(n, str)], dtype=np.int64))
+    offset, minimum = node.attrs["offset"], node.attrs["minimum"]
+    if builtins.any(isinstance(n, str) for n in dims):  # a symbolic dim: counted when the code runs
+        product = " * ".join([str(n) for n in dims if isinstance(n, str)] + ([str(known)] if known != 1 else []))
+        em.line(f"{em.define(out)} = {CTOR[out.type.dtype]}(max({product} + {offset!r}, {minimum!r}))")
+        return
+    value = np.array(builtins.max(known + offset, minimum), dtype=out.type.dtype)  # (as _count_reference)
+    em.line(f"{em.define(out)} = {literal(value[()], out.type.dtype)}")
 
 
 # ``max(prod(x.shape[axes]) + offset, minimum)`` as a node, not a Python number: the divisor

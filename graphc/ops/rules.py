@@ -17,10 +17,31 @@ from graphc.trace import user_line
 def broadcast_types(types) -> tuple:
     """The broadcast shape of operand types (NumPy rules), or a ShapeError naming them."""
     try:
-        return tuple(np.broadcast_shapes(*[t.shape for t in types]))
-    except ValueError:
+        return broadcast_shapes(*[t.shape for t in types])
+    except ValueError as exc:
         raise ShapeError("operands " + " and ".join(str(t) for t in types)
-                         + " cannot be broadcast together") from None
+                         + " cannot be broadcast together" + _why(exc)) from None
+
+
+def _why(exc) -> str:
+    return f" ({exc.args[0]})" if isinstance(exc, ShapeError) else ""
+
+
+def broadcast_shapes(*shapes) -> tuple:
+    """``np.broadcast_shapes`` for shapes whose dims may be symbols (``"B"``): a symbol
+    broadcasts with itself and with 1; against another symbol or another size it would hold
+    only at some sizes, so it raises ShapeError (a ValueError, as NumPy's) instead of guessing."""
+    if not any(isinstance(d, str) for shape in shapes for d in shape):
+        return tuple(np.broadcast_shapes(*shapes))
+    ndim = builtins.max(len(shape) for shape in shapes)
+    out = []
+    for k in range(-ndim, 0):
+        dims = list(dict.fromkeys(shape[k] for shape in shapes if len(shape) >= -k and shape[k] != 1))
+        if len(dims) > 1:
+            raise ShapeError(f"dimension {ndim + k} is {' and '.join(map(str, dims))}, which broadcast "
+                             f"together only at some sizes of the symbolic dimension")
+        out.append(dims[0] if dims else 1)
+    return tuple(out)
 
 
 def same_dtype(types):

@@ -8,7 +8,7 @@ from numpy.lib.array_utils import normalize_axis_index, normalize_axis_tuple
 
 from graphc.errors import ShapeError, TraceError
 from graphc.ir import DTYPES, TensorType
-from graphc.ops.rules import numpy_error, slice_bounds
+from graphc.ops.rules import broadcast_shapes, numpy_error, slice_bounds
 from graphc.ops.registry import ELEMENTWISE, export, implements, register
 from graphc.ops import prims
 from graphc.trace import Tracer, bind, convert, mark_weak, promote, strong, type_of, user_line
@@ -39,7 +39,25 @@ def resolve_shape(newshape, size, old) -> tuple:
 
 def _infer_reshape(types, shape):
     (t,) = types
+    if t.symbolic or any(isinstance(n, str) for n in shape):
+        return TensorType(_symbolic_reshape(t, tuple(shape)), t.dtype)
     return TensorType(resolve_shape(shape, t.size, t), t.dtype)
+
+
+def _symbolic_reshape(t, shape) -> tuple:
+    """A reshape of a type with symbolic dims: right for every size of the symbols when both
+    shapes hold the same symbols, as often each, and the same product of their int dims
+    (``(B, 8, 8) -> (B, 64)``). Anything that needs shape arithmetic (-1, ``B * 8``) raises."""
+    def split(dims):
+        syms = sorted(str(n) for n in dims if isinstance(n, str))
+        ints = [n for n in dims if not isinstance(n, str)]
+        return syms, int(np.prod(ints, dtype=np.int64)), ints
+    old_syms, old_size, _ = split(t.shape)
+    new_syms, new_size, ints = split(shape)
+    if -1 in ints or any(n < 0 for n in ints) or old_syms != new_syms or old_size != new_size:
+        raise ShapeError(f"cannot reshape {t} into shape {shape} for every size of its symbolic "
+                         f"dimension (graphc has no symbolic shape arithmetic)")
+    return shape
 
 
 def _emit_reshape(em, node):
@@ -182,7 +200,7 @@ def rollaxis(a, axis, start=0):
 def _infer_broadcast(types, shape):
     (t,) = types
     try:
-        if tuple(np.broadcast_shapes(t.shape, shape)) != tuple(shape):
+        if broadcast_shapes(t.shape, tuple(shape)) != tuple(shape):
             raise ValueError
     except ValueError:
         raise ShapeError(f"cannot broadcast {t} to shape {tuple(shape)}") from None
