@@ -502,23 +502,18 @@ class TracedFunction:
             raise TypeError(f"{self.name}: static arguments must be hashable (they are part of the "
                             f"compiled signature)")
         sizes = self._symbol_sizes(args, kwargs) if self.dynamic else None
-        traced = None
-        if sizes is not None and min(sizes.values()) >= 2:  # (sizes 0 and 1 trace as themselves:
-            # NumPy code may treat them apart, np.squeeze does; the template is the general case)
-            template, builder, out_spec = self._template(args, kwargs, paths)
-            try:
-                traced = symbolic.instantiate(template, sizes)
-            except ShapeError:  # a shape rule decides otherwise at this size (x[:k] with k > B):
-                traced = None  # this size traces as itself, as the eager code would run
-            if traced is not None and self.backend.symbolic_dims:  # the template holds at this size:
-                # its one compile for every size
-                generic = self._generic_compiled(template, builder, out_spec, leaves)
-                if generic is not None:
+        # the function is always traced at this call's own sizes: Python code may decide by the
+        # size (``x * 2 if len(x) > 100 else x``) where the two probe sizes decide alike
+        builder, out_spec = trace_into_graph(self._call_python, args, kwargs, is_dynamic, self.name, paths)
+        traced = builder.graph
+        if sizes is not None and min(sizes.values()) >= 2 and self.backend.symbolic_dims:
+            # (sizes 0 and 1 trace as themselves: NumPy code may treat them apart, np.squeeze does)
+            template, t_builder, t_spec = self._template(args, kwargs, paths)
+            if self._template_holds(template, t_spec, builder, out_spec, sizes):
+                generic = self._generic_compiled(template, t_builder, t_spec, leaves)
+                if generic is not None:  # the template's one compile, for every size it holds at
                     self._remember(key, generic, paths, compiled_now=False)
                     return generic
-        if traced is None:
-            builder, out_spec = trace_into_graph(self._call_python, args, kwargs, is_dynamic, self.name, paths)
-            traced = builder.graph
         graph, stats = manager.run(traced, self.passes)
         executable = self.backend.compile(graph, {**self.options, "passes": self.passes})
         compiled = Compiled(graph, executable, out_spec, stats, builder, self.check_finite)
@@ -588,6 +583,19 @@ class TracedFunction:
             bound.arguments[name] = np.broadcast_to(np.zeros((), a.dtype), shape)
         return bound.args, bound.kwargs
 
+    @staticmethod
+    def _template_holds(template, t_spec, builder, out_spec, sizes) -> bool:
+        """Whether the function traced at ``sizes`` (``builder``) is ``template`` there: same graph
+        (up to identities the tracer leaves out) and same Python outputs."""
+        (symbol, n), = sizes.items()
+        try:
+            symbolic.check_sizes(template, lambda _: builder.graph, symbol, sizes=(n,))
+            return bool(t_spec == out_spec)
+        except (ShapeError, symbolic.NotGeneric):
+            return False
+        except Exception:  # noqa: BLE001  (static outputs that do not compare)
+            return False
+
     def _template(self, args, kwargs, paths):
         """(template, builder, out_spec) of this call's symbolic signature: traced at the two
         probe sizes and generalized once, then reused while the trace's guards hold."""
@@ -599,9 +607,18 @@ class TracedFunction:
             if all(check() == value for check, value, _ in entry[1].guards):
                 return entry
         large = self._at_size(args, kwargs, symbolic.PROBES[1])
-        with symbolic.probing(symbolic.PROBES):
-            builder, out_spec = trace_into_graph(self._call_python, *small, is_dynamic, self.name, paths)
-            other, other_spec = trace_into_graph(self._call_python, *large, is_dynamic, self.name, paths)
+        try:
+            with symbolic.probing(symbolic.PROBES):
+                builder, out_spec = trace_into_graph(self._call_python, *small, is_dynamic, self.name, paths)
+                other, other_spec = trace_into_graph(self._call_python, *large, is_dynamic, self.name, paths)
+        except (ShapeError, ValueError, IndexError) as exc:
+            if isinstance(exc, symbolic.NotGeneric):
+                raise
+            marked = ", ".join(repr(name) for name in self.dynamic)
+            raise symbolic.NotGeneric(
+                f"{self.name}: traced with its symbolic dimension at the probe sizes {symbolic.PROBES[0]} and "
+                f"{symbolic.PROBES[1]} (dynamic= marks {marked}), it raises {type(exc).__name__}: {exc}. "
+                f"Is every argument that shares the batch dimension marked dynamic?") from None
         try:
             same_outputs = bool(out_spec == other_spec)
         except Exception:  # (static outputs that do not compare)
