@@ -29,7 +29,6 @@ import re
 import string
 import struct
 import sys
-import tempfile
 import types
 import zipfile
 from collections import OrderedDict
@@ -38,6 +37,7 @@ import numpy as np
 import safetensors.numpy
 
 from graphc import backend, pytree, symbolic
+from graphc.fileio import write_atomically
 from graphc.errors import ExportError, NotGeneric, ShapeError, VerifyError
 from graphc.ir import DTYPES, Const, Graph, Sym, TensorType, is_symbol
 from graphc.nn.functional import _label_check
@@ -649,26 +649,14 @@ def _write(path, doc, arrays):
         raise ExportError(f"cannot save to {path}: the directory {directory} does not exist")
     text = json.dumps(doc, allow_nan=False, separators=(",", ":")).encode()
     weights = safetensors.numpy.save(arrays, metadata={"format": FORMAT})
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_STORED) as zf:
-                for name, data in ((JSON_MEMBER, text), (WEIGHTS_MEMBER, weights)):
-                    info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))  # reproducible bytes
-                    info.external_attr = 0o644 << 16
-                    zf.writestr(info, data)
-            f.flush()
-            os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+
+    def write_zip(f):
+        with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_STORED) as zf:
+            for name, data in ((JSON_MEMBER, text), (WEIGHTS_MEMBER, weights)):
+                info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))  # reproducible bytes
+                info.external_attr = 0o644 << 16
+                zf.writestr(info, data)
+    write_atomically(path, write_zip, durable=True)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -29,7 +29,6 @@ import math
 import os
 import re
 import sys
-import tempfile
 import warnings
 
 import numpy as np
@@ -38,6 +37,7 @@ from onnx import helper, numpy_helper
 
 from graphc import __version__, pytree, symbolic
 from graphc.errors import ExportError, NotGeneric, ShapeError
+from graphc.fileio import write_atomically
 from graphc.ir import Const
 from graphc.nn.module import Module
 from graphc.passes import manager
@@ -115,26 +115,12 @@ def _to_model(obj, *example_args, opset: int = DEFAULT_OPSET, dynamic_batch="aut
 
 
 def _write_atomically(model, path):
-    """Write to a temporary file beside ``path``, then rename it over ``path``: a reader never
-    sees a half-written model, and a failed write leaves an existing file as it was."""
-    path = os.fspath(path)
-    tmp = None
+    """Write beside ``path``, then rename over it: a reader never sees a half-written model, and a
+    failed write leaves an existing file as it was."""
     try:
-        fd, tmp = tempfile.mkstemp(prefix=".graphc-onnx-", suffix=".tmp", dir=os.path.dirname(os.path.abspath(path)))
-        with os.fdopen(fd, "wb") as f:
-            f.write(model.SerializeToString())
-            f.flush()
-            os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # (mkstemp creates it private: give it a new file's mode)
-        os.replace(tmp, path)
-    except BaseException as exc:
-        if tmp is not None and os.path.exists(tmp):
-            os.unlink(tmp)
-        if isinstance(exc, OSError):
-            raise ExportError(f"cannot write {path!r}: {exc}") from exc
-        raise
+        write_atomically(path, model.SerializeToString(), durable=True)
+    except OSError as exc:
+        raise ExportError(f"cannot write {os.fspath(path)!r}: {exc}") from exc
 
 
 # -- tracing --------------------------------------------------------------------------------

@@ -210,6 +210,18 @@ def check_interp(fn, *args, ref=None, tol=None):
     check_interpreted([Case(getattr(fn, "__name__", "fn"), fn, args, ref=ref, tol=tol)])
 
 
+def training_step(model, opt, loss_fn):
+    """The textbook step as a plain function ``step(x, y)`` (zero_grad, loss, backward, step;
+    returns the loss), for tests to trace."""
+    def step(x, y):
+        opt.zero_grad()
+        loss = loss_fn(model(x), y)
+        loss.backward()
+        opt.step()
+        return loss
+    return step
+
+
 def small_training_step(opt_name: str, dtype: str = "float32", **trace_options):
     """``(model, step)``: a 6-5-3 tanh MLP with MSE loss and SGD (momentum) or Adam, its whole
     training step traced with ``trace_options`` (``step(x, t)`` returns the loss)."""
@@ -222,14 +234,4 @@ def small_training_step(opt_name: str, dtype: str = "float32", **trace_options):
         p.data = p.data.astype(dtype)
     opt = {"sgd": lambda ps: optim.SGD(ps, lr=0.1, momentum=0.9),
            "adam": lambda ps: optim.Adam(ps, lr=0.01)}[opt_name](model.parameters())
-    loss_fn = nn.MSELoss()
-
-    @gc.trace(**trace_options)
-    def step(x, t):
-        opt.zero_grad()
-        loss = loss_fn(model(x), t)
-        loss.backward()
-        opt.step()
-        return loss
-
-    return model, step
+    return model, gc.trace(training_step(model, opt, nn.MSELoss()), **trace_options)

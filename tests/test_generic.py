@@ -14,6 +14,8 @@ from graphc.errors import ShapeError
 from graphc.ops import registry
 from graphc.ops.rules import broadcast_shapes
 
+from conftest import training_step
+
 SIZES = (2, 3, 7, 64, 1000, 4099)
 B = ir.Sym("B")
 
@@ -193,15 +195,7 @@ def _model(seed):
 
 
 def _train_step(model, loss_fn):
-    opt = optim.Adam(model.parameters(), lr=1e-2)
-
-    def step(x, y):
-        opt.zero_grad()
-        loss = loss_fn(model(x), y)
-        loss.backward()
-        opt.step()
-        return loss
-    return step
+    return training_step(model, optim.Adam(model.parameters(), lr=1e-2), loss_fn)
 
 
 class NumpyAdamMLP:

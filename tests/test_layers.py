@@ -18,7 +18,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # bottom to top; a module may import modules of its own layer or below
 LAYERS = [
-    ("base", ["graphc.errors", "graphc.pytree", "graphc.context"]),
+    ("base", ["graphc.errors", "graphc.pytree", "graphc.context", "graphc.fileio"]),
     ("ir", ["graphc.ir"]),
     ("registry", ["graphc.ops.registry", "graphc.ops.scalar"]),
     ("state", ["graphc.state", "graphc.capture"]),

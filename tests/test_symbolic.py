@@ -10,6 +10,8 @@ from graphc.errors import ShapeError
 from graphc.nn.random import default_generator
 from graphc.runtime import is_dynamic, trace_into_graph
 
+from conftest import training_step
+
 
 def _traced(fn, args, size=None):
     """The graph of ``fn`` traced with dim 0 of ``args[0]`` set to ``size``."""
@@ -171,15 +173,7 @@ def test_count_node_compiles_unfolded():
 
 
 def _step(model, opt):
-    loss_fn = nn.MSELoss()
-
-    def step(x, y):
-        opt.zero_grad()
-        loss = loss_fn(model(x), y)
-        loss.backward()
-        opt.step()
-        return loss
-    return step
+    return training_step(model, opt, nn.MSELoss())
 
 
 def _model(seed):

@@ -33,7 +33,6 @@ import pickle
 import re
 import stat
 import sys
-import tempfile
 import types
 import warnings
 from dataclasses import dataclass, field
@@ -42,6 +41,8 @@ import numba
 import numpy as np
 from numba.core.caching import CompileResultCacheImpl, FunctionCache, IndexDataCacheFile, _CacheLocator
 from numba.core.dispatcher import Dispatcher
+
+from graphc.fileio import write_atomically
 
 STORE = "graphc-cache"
 MARKER = "CACHEDIR.TAG"  # the Cache Directory Tagging convention: backup tools skip the store
@@ -193,7 +194,7 @@ def _store_problem(root: str) -> tuple[str, str] | None:
         if stat.S_IMODE(os.stat(store).st_mode) != 0o700:
             os.chmod(store, 0o700)  # nobody else may read captured values or list entries
         if _read_file(os.path.join(store, MARKER)) != MARKER_TEXT.encode():
-            _write_atomic(os.path.join(store, MARKER), MARKER_TEXT.encode())
+            write_atomically(os.path.join(store, MARKER), MARKER_TEXT.encode(), private=True, prefix=".tmp-")
     except FileNotFoundError:
         return store, _VANISHED
     except OSError as exc:
@@ -220,32 +221,17 @@ def _read_file(path: str) -> bytes | None:
             return None
 
 
-def _write_atomic(path: str, data: bytes):
-    """Write ``path`` (mode 0600) so that readers see the old file or the whole new one."""
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
 def _write_in_store(root: str, path: str, data: bytes):
     """``_write_atomic``, again if the store was removed meanwhile (another process's
     clear-cache) and could be made again."""
     for _ in range(_RETRIES):
         try:
-            _write_atomic(path, data)
+            write_atomically(path, data, private=True, prefix=".tmp-")
             return
         except FileNotFoundError:
             if open_store(root) is None:
                 raise
-    _write_atomic(path, data)
+    write_atomically(path, data, private=True, prefix=".tmp-")
 
 
 def _save_source(root: str, store: str, key: str, source: str) -> str | None:
