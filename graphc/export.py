@@ -30,6 +30,7 @@ import string
 import struct
 import sys
 import types
+import logging
 import zipfile
 from collections import OrderedDict
 
@@ -50,6 +51,7 @@ from graphc.runtime import Compiled, Static, TracedFunction, _as_argument, _hono
 from graphc.state import State
 from graphc.trace import DYNAMIC, _check_fits, trace_into_graph
 
+_log = logging.getLogger("graphc.export")
 FORMAT = "graphc-export"
 FORMAT_VERSION = (1, 0)  # major.minor: a newer major is refused, any minor of our major loads
 OPSET = 1  # version of the op set (names, attributes, semantics) the graphs are written in
@@ -1408,7 +1410,7 @@ class LoadedFunction:
                     raise TypeError(f"{self.name}: a static argument was {spec['value']!r} when saved, got {leaf!r}")
                 continue
             arrays.append(self._checked(leaf, spec, bindings))
-        return self._compile(bindings).run(arrays)
+        return self._compile(bindings, arrays).run(arrays)
 
     def _checked(self, leaf, spec, bindings):
         """The argument as the executable takes it, after checking it against the saved signature."""
@@ -1442,16 +1444,19 @@ class LoadedFunction:
                                  f" (dimension {axis} is {got}, not {want_dim})")
         return _as_argument(leaf)
 
-    def _compile(self, bindings: dict) -> Compiled:
-        """The compiled graph for these symbol values (``{"B": 64}``): the saved graph instantiated
-        at them (graphc/symbolic.py), the saved passes, the backend; once per size."""
+    def _compile(self, bindings: dict, arrays=None) -> Compiled:
+        """The compiled graph for these symbol values (``{"B": 64}``). A call (``arrays``) at sizes
+        >= 2 runs the saved graph compiled once for every size, where the backend can
+        (``Backend.symbolic_dims``); otherwise, and for ``.source``, the graph instantiated at
+        the sizes (graphc/symbolic.py) is compiled, once per size."""
+        if arrays is not None and self.symbols and min(bindings.values()) >= 2:
+            generic = self._generic(arrays)
+            if generic is not None:
+                return generic
         key = tuple(sorted(bindings.items()))
         compiled = self._compiled.get(key)
         if compiled is None:
-            for rec, st in zip(self._records, self.states):
-                if rec.get("input") is None:  # a state only written: its array, to write into
-                    t = self._graph.outputs[rec["output"]].type
-                    st.data = np.zeros(tuple(d if type(d) is int else bindings.get(d, 0) for d in t.shape), t.dtype)
+            self._allocate_written_states(bindings)
             graph = symbolic.instantiate(self._graph, bindings) if self.symbols else self._graph
             graph, stats = manager.run(graph, self.passes)
             executable = self.backend.compile(graph, {**self.options, "passes": self.passes})
@@ -1459,6 +1464,33 @@ class LoadedFunction:
                                 self.check_finite)
             self._compiled[key] = compiled
         return compiled
+
+    def _allocate_written_states(self, bindings):
+        for rec, st in zip(self._records, self.states):
+            if rec.get("input") is None:  # a state only written: its array, to write into
+                t = self._graph.outputs[rec["output"]].type
+                st.data = np.zeros(tuple(d if type(d) is int else bindings.get(d, 0) for d in t.shape), t.dtype)
+
+    def _generic(self, arrays) -> Compiled | None:
+        """The saved graph compiled as it is, for every size of its symbols (tried once; None
+        where the passes or the backend cannot, or a written-only state's shape is symbolic)."""
+        if "generic" not in self._compiled:
+            compiled = None
+            written = [self._graph.outputs[rec["output"]].type for rec in self._records if rec.get("input") is None]
+            if self.backend.symbolic_dims and not any(t.symbolic for t in written):
+                try:
+                    self._allocate_written_states({})
+                    graph, stats = manager.run(self._graph, self.passes, errors="raise")
+                    executable = self.backend.compile(graph, {**self.options, "passes": self.passes})
+                    compiled = Compiled(graph, executable, (self._out_tree, self._slots), stats, self._builder(),
+                                        self.check_finite)
+                    compiled.prepare(arrays)  # Numba compiles here: a failure runs nothing
+                except Exception as exc:  # noqa: BLE001  (each size compiles its own graph instead)
+                    _log.debug("%s: no code for every size (%s: %s); compiling each size", self.name,
+                               type(exc).__name__, exc)
+                    compiled = None
+            self._compiled["generic"] = compiled
+        return self._compiled["generic"]
 
     def _builder(self):
         """What ``runtime.Compiled`` reads of a trace: the States in input and output order, which

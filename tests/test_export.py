@@ -619,6 +619,8 @@ def test_saved_for_every_batch_size(tmp_path):
     for n in (4, 9, 2, 1):
         x = rng.standard_normal((n, 5)).astype(np.float32)
         assert same_bits(loaded(x, shift), reference(x, shift)), n
+    # one compile serves every size from 2 on (the CPU backend's code for every B); 1 its own
+    assert loaded._compiled["generic"] is not None and set(loaded._compiled) == {"generic", (("B", 1),)}
     with pytest.raises(gc.ExportError, match=r"not generic in its batch size.*test_export.py:\d+.*dynamic=False"):
         gc.save(lambda x: x / len(x), tmp_path / "len.gcx", np.ones((3, 2)))
     gc.save(lambda x: x / len(x), tmp_path / "len.gcx", np.ones((3, 2)), dynamic=False)
