@@ -380,11 +380,24 @@ def _saved_graph(traced: TracedFunction, compiled, key, dynamic: bool):
                                       traced._check_arguments(args, kwargs, pytree.flatten((args, kwargs))[0]))
         graph = instance = builder.graph
     optimized, _ = manager.run(instance, traced.passes)
-    if _program(optimized) != _program(compiled.graph):
+    if _program(optimized) != _program(_compiled_at_example(traced, compiled, args, kwargs)):
         raise ExportError(f"gc.save: tracing {traced.name} again gives another graph than the compiled one "
                           f"(its Python code read something that changed since the call?); call it again "
                           f"and save" + ("" if not symbols else ", or save with dynamic=False"))
     return graph, {s: {"min": minimum, "example": n} for s, n in symbols.items()}
+
+
+def _compiled_at_example(traced: TracedFunction, compiled, args, kwargs) -> Graph:
+    """The graph ``compiled`` runs at the example's sizes, after the passes. A ``gc.trace(fn,
+    dynamic=...)`` call may run the symbolic graph compiled for every size: that graph (the
+    trace's own template and symbol names) at the example's sizes."""
+    if not symbolic.symbols(compiled.graph):
+        return compiled.graph
+    template = next((t for t, c in traced._generic.values() if c is compiled), None)
+    if template is None:
+        raise ExportError(f"gc.save: cannot find the graph {traced.name} compiled for every batch size")
+    at_example = symbolic.instantiate(template, traced._symbol_sizes(args, kwargs))
+    return manager.run(at_example, traced.passes)[0]
 
 
 def _generic_graph(traced: TracedFunction, signature, args, kwargs, batched: dict):
