@@ -277,3 +277,25 @@ def test_sorts_and_scans_compile_once(monkeypatch):
         for g, w in zip(f(x), fn(x)):
             np.testing.assert_array_equal(g, w)
     assert calls == [True]
+
+
+def test_a_symbolic_dimension_inside_the_array_reduces_right_at_every_size(monkeypatch):
+    """The symbol at axis 1 of a 3-D array: reduced alone (memory-order float32 rows flushed every
+    ROW_FLUSH rows, and once more where B is no multiple of it), as the contiguous lane axis of
+    a 2-D reduction, and kept (the accumulator rows have B entries); sizes around ROW_FLUSH and
+    LANES, a NaN and infinities on the way. Results as NumPy's within float32 rounding."""
+    def fn(x):
+        return (x.sum(axis=1), x.sum(axis=(0, 1)), x.mean(axis=(1, 2)), x.sum(axis=0), x.max(axis=1),
+                np.argmax(x, axis=1), np.argmin(x, axis=0), x.var(axis=1), x[0].sum(axis=0), x[1].max(axis=0))
+    f = gc.trace(fn, dynamic={"x": {1: "B"}})
+    calls = _counting(monkeypatch, f)
+    rng = np.random.default_rng(6)
+    for n in (2, 15, 16, 17, 33, 64, 65, 257):
+        x = (rng.standard_normal((3, n, 20)) + 100).astype(np.float32)  # an offset: float32 rounding shows
+        x[2, n // 2, 3], x[1, n - 1, 5], x[1, 0, 6] = np.nan, np.inf, -np.inf
+        with np.errstate(invalid="ignore"):  # (inf - inf in NumPy's var)
+            want = fn(x)
+        for g, w in zip(f(x), want):
+            assert g.dtype == w.dtype and g.shape == w.shape
+            np.testing.assert_allclose(g, w, rtol=2e-6, atol=np.nanmax(np.abs(w[np.isfinite(w)])) * 2e-6)
+    assert calls == [True]
