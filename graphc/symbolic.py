@@ -22,6 +22,8 @@ and a loaded file documents it (docs/format.md).
 """
 from __future__ import annotations
 
+import numpy as np
+
 from graphc.context import probing
 from graphc.errors import NotGeneric, ShapeError
 from graphc.ir import Const, Graph, Sym, TensorType, _format_value, is_symbol
@@ -52,7 +54,40 @@ def generalize(small: Graph, large: Graph, symbol: str, probes=PROBES) -> Graph:
     by exactly the probe sizes, ``symbol``. Raises NotGeneric naming the first difference."""
     if not is_symbol(symbol):
         raise ValueError(f"a symbolic dimension is a name like 'B', got {symbol!r}")
-    return _Generalizer(symbol, probes).graph(small, large)
+    return _Generalizer(symbol, probes).graph(_uniform_broadcast(small), _uniform_broadcast(large))
+
+
+def _uniform_broadcast(graph: Graph) -> Graph:
+    """``graph`` with each constant array whose elements are all alike (``np.zeros_like(x)``,
+    ``np.pad``'s fill) as its scalar broadcast to its shape: the same graph at every size, where
+    the array itself would be another constant at each size. (The passes fold the one into the
+    other; ``graph`` itself is returned where it has no such constant.)"""
+    if not any(n.op == "constant" and _uniform(n.attrs["value"].array) for n in graph.nodes):
+        return graph
+    out = Graph(name=graph.name)
+    values = {v: out.add_input(v.type, graph.input_names[k], graph.input_roles[k])
+              for k, v in enumerate(graph.inputs)}
+    for node in graph.nodes:
+        if node.op == "constant" and _uniform(node.attrs["value"].array):
+            array = node.attrs["value"].array
+            scalar = out.add_node("constant", [], {"value": Const(array.reshape(-1)[:1].reshape(()))},
+                                  [TensorType((), node.outputs[0].type.dtype)], node.loc)
+            new = out.add_node("broadcast_to", [scalar.outputs[0]], {"shape": tuple(array.shape)},
+                               [node.outputs[0].type], node.loc)
+        else:
+            new = out.add_node(node.op, [values[v] for v in node.inputs], node.attrs,
+                               [v.type for v in node.outputs], node.loc, node.regions)
+        values.update(zip(node.outputs, new.outputs))
+    out.outputs = [values[v] for v in graph.outputs]
+    return out.copy_meta(graph)
+
+
+def _uniform(array) -> bool:
+    """Whether ``array`` has more than one element, all with the same bits (-0.0 is not 0.0)."""
+    if array.size <= 1:
+        return False
+    data = array.reshape(-1).view(np.uint8).reshape(array.size, -1)  # (Const arrays are C-ordered)
+    return bool((data == data[:1]).all())
 
 
 class _Mismatch(Exception):
@@ -180,7 +215,7 @@ def check_sizes(template: Graph, trace_at, symbol: str, sizes=None) -> Graph:
         checked.add(n)
         expected = instantiate(template, {symbol: n})
         try:
-            actual = trace_at(n)
+            actual = _uniform_broadcast(trace_at(n))
         except Exception as exc:  # noqa: BLE001  (the eager code raises there; the template would not)
             raise NotGeneric(f"traced at batch size {n} it raises {type(exc).__name__}: {exc}; the graph "
                              f"traced at batch sizes {PROBES[0]} and {PROBES[1]} would run there") from None

@@ -299,3 +299,29 @@ def test_a_symbolic_dimension_inside_the_array_reduces_right_at_every_size(monke
             assert g.dtype == w.dtype and g.shape == w.shape
             np.testing.assert_allclose(g, w, rtol=2e-6, atol=np.nanmax(np.abs(w[np.isfinite(w)])) * 2e-6)
     assert calls == [True]
+
+
+def test_constants_alike_everywhere_are_generic(monkeypatch, tmp_path):
+    """np.zeros_like(x), np.pad's fill and np.full_like trace as constant arrays of the batch's
+    size, whose every element is alike: the same graph at every size. They once made every call
+    of gc.trace(dynamic=...) raise NotGeneric ("a constant array ... whose content depends on the
+    batch size") and gc.save refuse the function; constants that do differ still refuse."""
+    def fn(x):
+        padded = np.pad(x, ((0, 0), (1, 2)))
+        mask = np.where(x > 0, np.ones_like(x), np.zeros_like(x))
+        return padded + np.full_like(x[:, :1], 0.5), mask, np.zeros_like(x), (np.ones_like(x) * x).sum(axis=0)
+    f = gc.trace(fn, dynamic={"x": 0})
+    calls = _counting(monkeypatch, f)
+    rng = np.random.default_rng(7)
+    for n in (2, 3, 17, 1000):
+        x = rng.standard_normal((n, 4)).astype(np.float32)
+        for g, w in zip(f(x), fn(x)):  # (the sum: float32 rounding of NumPy's pairwise sum)
+            assert g.dtype == w.dtype and g.shape == w.shape
+            np.testing.assert_allclose(g, w, rtol=2e-6, atol=2e-6 * np.abs(x).sum(axis=0).max())
+    assert calls == [True]  # the symbolic graph, once
+    gc.save(fn, tmp_path / "pad.gcx", np.ones((5, 4), np.float32))
+    x = rng.standard_normal((9, 4)).astype(np.float32)
+    for g, w in zip(gc.load(tmp_path / "pad.gcx")(x), f(x)):  # bit for bit as the traced function
+        np.testing.assert_array_equal(g, w)
+    with pytest.raises(symbolic.NotGeneric, match="constant array"):
+        gc.trace(lambda x: x + np.arange(len(x))[:, None], dynamic={"x": 0})(np.ones((5, 2)))
