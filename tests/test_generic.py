@@ -325,3 +325,17 @@ def test_constants_alike_everywhere_are_generic(monkeypatch, tmp_path):
         np.testing.assert_array_equal(g, w)
     with pytest.raises(symbolic.NotGeneric, match="constant array"):
         gc.trace(lambda x: x + np.arange(len(x))[:, None], dynamic={"x": 0})(np.ones((5, 2)))
+
+
+def test_the_first_row_of_the_batch_compiles_once(monkeypatch):
+    """x[0] holds at every batch size: once a shape rule compared 0 < B (a TypeError), and each
+    size compiled its own graph. x[1] fits only batches of 2 or more: each size compiles."""
+    f = gc.trace(lambda x: (x[0] * 2, x[:, 0] + x[0, 1]), dynamic={"x": 0})
+    calls = _counting(monkeypatch, f)
+    for n in (2, 5, 33):
+        x = np.arange(n * 3, dtype=np.float32).reshape(n, 3)
+        for g, w in zip(f(x), (x[0] * 2, x[:, 0] + x[0, 1])):
+            np.testing.assert_array_equal(g, w)
+    assert calls == [True]
+    with pytest.raises(ShapeError, match="fits only some"):
+        registry.infer_types("index", [f32(B, 3)], {"indices": (1,)})

@@ -108,7 +108,11 @@ def _infer_index(types, indices):
     if len(indices) > t.ndim:
         raise ShapeError(f"{len(indices)} indices for {t}")
     for d, i in enumerate(indices):
-        if not 0 <= i < t.shape[d]:
+        if isinstance(t.shape[d], str):  # a symbolic dim (a batch: at least 1): only 0 fits every size
+            if i != 0:
+                raise ShapeError(f"index {i} of the symbolic dimension {t.shape[d]} of {t} fits only some "
+                                 f"of its sizes")
+        elif not 0 <= i < t.shape[d]:
             raise ShapeError(f"index {i} is out of bounds for axis {d} of {t}")
     return TensorType(t.shape[len(indices):], t.dtype)
 
