@@ -325,6 +325,8 @@ def test_constants_alike_everywhere_are_generic(monkeypatch, tmp_path):
         np.testing.assert_array_equal(g, w)
     with pytest.raises(symbolic.NotGeneric, match="constant array"):
         gc.trace(lambda x: x + np.arange(len(x))[:, None], dynamic={"x": 0})(np.ones((5, 2)))
+    with pytest.raises(gc.ExportError, match="decide alike"):  # its scalar is compared at other sizes
+        gc.save(lambda x: x + np.full_like(x, 1.0 if len(x) > 100 else 2.0), tmp_path / "f.gcx", np.ones((5, 2)))
 
 
 def test_the_first_row_of_the_batch_compiles_once(monkeypatch):
