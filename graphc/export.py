@@ -429,7 +429,7 @@ def _template_of(traced: TracedFunction, signature, args, kwargs, names):
     """(the template with dimension 0 of ``names`` batched, the smallest batch it stands for)."""
     generic = TracedFunction(traced.fn, passes=traced.passes, device=traced.device, name=traced.name,
                              math=traced.math)
-    generic._signature = signature
+    generic._signature = generic._dynamic_signature = signature
     generic.dynamic = {name: {0: "B"} for name in names}
     refusal = (f"gc.save: {traced.name} is not generic in its batch size (dimension 0 of "
                f"{', '.join(names)}), so it cannot be saved for every batch")

@@ -394,7 +394,9 @@ class TracedFunction:
             self._signature = inspect.signature(fn)
         except (TypeError, ValueError):
             self._signature = None
-        self.dynamic = _check_dynamic(dynamic, self._signature, self.name)
+        # the parameters dynamic= names: an nn.Module's forward's (its __call__ takes *args, **kwargs)
+        self._dynamic_signature = _forward_signature(fn, self._signature)
+        self.dynamic = _check_dynamic(dynamic, self._dynamic_signature, self.name)
         self._templates: dict = {}  # symbolic signature -> [(template, builder, out_spec)]
         # id(template) -> (template, its Compiled for every size, or None where it has none)
         self._generic: dict = {}
@@ -553,7 +555,7 @@ class TracedFunction:
 
     def _dynamic_arguments(self, args, kwargs):
         """``inspect.BoundArguments`` of a call, for reading and replacing the dynamic arguments."""
-        bound = self._signature.bind(*args, **kwargs)
+        bound = self._dynamic_signature.bind(*args, **kwargs)
         for name, axes in self.dynamic.items():
             value = bound.arguments.get(name)
             if not isinstance(value, np.ndarray) or any(axis >= value.ndim for axis in axes):
@@ -760,6 +762,19 @@ class TracedFunction:
 
 def _describe(value) -> str:
     return f"an array of shape {value.shape}" if isinstance(value, np.ndarray) else type(value).__name__
+
+
+def _forward_signature(fn, signature):
+    """``signature``, or where it takes only ``*args, **kwargs`` and ``fn`` has a ``forward`` (an
+    nn.Module), the forward's."""
+    forward = getattr(fn, "forward", None)
+    if signature is None or not callable(forward) or not all(
+            p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in signature.parameters.values()):
+        return signature
+    try:
+        return inspect.signature(forward)
+    except (TypeError, ValueError):
+        return signature
 
 
 def _check_dynamic(dynamic, signature, name) -> dict:

@@ -341,3 +341,19 @@ def test_the_first_row_of_the_batch_compiles_once(monkeypatch):
     assert calls == [True]
     with pytest.raises(ShapeError, match="fits only some"):
         registry.infer_types("index", [f32(B, 3)], {"indices": (1,)})
+
+
+def test_a_module_traced_for_every_batch_size(monkeypatch):
+    """gc.trace(model, dynamic={"x": 0}) names forward's parameter (a Module's __call__ takes
+    *args: it once refused "'x' is not a parameter of graph(*args, **kwargs)")."""
+    model = _model(8)
+    model.eval()
+    f = gc.trace(model, dynamic={"x": 0})
+    calls = _counting(monkeypatch, f)
+    rng = np.random.default_rng(9)
+    for n in (3, 17):
+        x = rng.standard_normal((n, 64)).astype(np.float32)
+        np.testing.assert_allclose(f(x), model(x), rtol=1e-5, atol=1e-5)
+    assert calls == [True]
+    with pytest.raises(ValueError, match="not a parameter"):
+        gc.trace(model, dynamic={"y": 0})
