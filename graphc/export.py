@@ -309,20 +309,6 @@ def _json_option(v):
     return repr(v)  # (an option graphc does not know: kept as text, for reading only)
 
 
-def _stand_ins(treedef, leaf_keys):
-    """Arguments of the saved signature for tracing again: zero-strided arrays of its shapes
-    (nothing allocated), numbers, and the static values themselves."""
-    leaves = []
-    for leaf in leaf_keys:
-        if isinstance(leaf, tuple) and len(leaf) == 2 and isinstance(leaf[0], tuple):
-            leaves.append(np.broadcast_to(np.zeros((), leaf[1]), leaf[0]))
-        elif leaf in ("float", "int"):
-            leaves.append(0.0 if leaf == "float" else 0)
-        else:
-            leaves.append(leaf[2])
-    return pytree.unflatten(treedef, leaves)
-
-
 def _signature_of(traced: TracedFunction):
     """The parameters a user names: a module's forward's (its __call__ takes ``*args``)."""
     if isinstance(traced.fn, Module):
@@ -335,39 +321,27 @@ def _signature_of(traced: TracedFunction):
 
 def _batched(signature, args, kwargs) -> list:
     """Candidate batches: per leading size of the top-level array arguments (the first one's
-    first), {parameter: 0} for the arguments of that leading size."""
+    first), the names of the arguments of that leading size."""
     if signature is None:
         return []
     bound = signature.bind(*args, **kwargs).arguments
     arrays = {k: v for k, v in bound.items() if isinstance(v, np.ndarray) and v.ndim}
     leads = dict.fromkeys(v.shape[0] for v in arrays.values())
-    return [{k: 0 for k, v in arrays.items() if v.shape[0] == lead} for lead in leads]
+    return [[k for k, v in arrays.items() if v.shape[0] == lead] for lead in leads]
 
 
-def _saved_graph(traced: TracedFunction, compiled, key, dynamic: bool):
+def _saved_graph(traced: TracedFunction, compiled, dynamic: bool):
     """(the graph to save: traced, before the passes, generic in ``B`` when ``dynamic``;
     {symbol: {"min": smallest size, "example": size}}). Checked: at the example's size it
     becomes, after the passes, the very graph the runtime compiled."""
-    treedef, leaf_keys = key
-    args, kwargs = _stand_ins(treedef, leaf_keys)
+    args, kwargs = traced._latest_arguments()
     signature = _signature_of(traced)
     candidates = _batched(signature, args, kwargs) if dynamic else []
-    batched = candidates[0] if candidates else {}
     symbols, minimum = {}, 1
-    if batched:
-        try:
-            graph, minimum, batched = _generic_graph(traced, signature, args, kwargs, batched)
-        except ExportError as failure:  # (f(w, x) with the weights first: the batch is x's)
-            for other in candidates[1:]:
-                try:
-                    graph, minimum, batched = _generic_graph(traced, signature, args, kwargs, other)
-                    break
-                except ExportError:
-                    pass
-            else:
-                raise failure from None
-        first = next(iter(batched))
-        symbols = {"B": signature.bind(*args, **kwargs).arguments[first].shape[0]}
+    if candidates:
+        graph, batched, size_one = _generic_graph(traced, signature, args, kwargs, candidates)
+        minimum = 1 if size_one is None else 2
+        symbols = {"B": signature.bind(*args, **kwargs).arguments[batched[0]].shape[0]}
         if symbols["B"] < minimum:  # (the file's example must be a size it stands for)
             raise ExportError(f"gc.save: {traced.name} was traced with the example's batch size "
                               f"{symbols['B']}, but its graph for every batch size holds for batches of at "
@@ -400,63 +374,26 @@ def _compiled_at_example(traced: TracedFunction, compiled, args, kwargs) -> Grap
     return manager.run(at_example, traced.passes)[0]
 
 
-def _generic_graph(traced: TracedFunction, signature, args, kwargs, batched: dict):
-    """(the template of ``traced`` with dimension 0 of the ``batched`` arguments the symbol ``B``,
-    the smallest batch it stands for, the arguments that are batched). Arguments whose leading size only happens to equal the
-    batch (a (4, 5) weight beside a batch of 4) are left fixed when batching them fails. The
-    template is checked against traces at other sizes (symbolic.check_sizes): code that decides
-    by the size alike at both probes (``if len(x) > 100``) is refused too."""
-    try:
-        return *_template_of(traced, signature, args, kwargs, list(batched)), batched
-    except ExportError as failure:
-        first, *others = batched
-        if not others:
-            raise
-        try:
-            found, names = _template_of(traced, signature, args, kwargs, [first]), [first]
-        except ExportError:
-            raise failure from None
-    for name in others:
-        try:
-            found = _template_of(traced, signature, args, kwargs, names + [name])
-            names.append(name)
-        except ExportError:
-            pass
-    return *found, {name: 0 for name in names}
-
-
-def _template_of(traced: TracedFunction, signature, args, kwargs, names):
-    """(the template with dimension 0 of ``names`` batched, the smallest batch it stands for)."""
+def _generic_graph(traced: TracedFunction, signature, args, kwargs, candidates):
+    """(the template of ``traced`` with dimension 0 of some arguments the symbol ``B``, the names
+    of those arguments, why a batch of 1 differs or None): symbolic.batch_template over
+    the ``candidates`` (lists of argument names); ExportError naming why when none is generic."""
     generic = TracedFunction(traced.fn, passes=traced.passes, device=traced.device, name=traced.name,
                              math=traced.math)
     generic._signature = generic._dynamic_signature = signature
-    generic.dynamic = {name: {0: "B"} for name in names}
-    refusal = (f"gc.save: {traced.name} is not generic in its batch size (dimension 0 of "
-               f"{', '.join(names)}), so it cannot be saved for every batch")
-    hint = "Save one fixed size with gc.save(..., dynamic=False)"
-    try:
-        graph = generic.template(*args, **kwargs)
-    except NotGeneric as exc:
-        raise ExportError(f"{refusal}: {exc}. {hint}") from None
-    except Exception as exc:  # noqa: BLE001  (the code fails at the probe sizes)
-        raise ExportError(f"{refusal}: traced at batch sizes {symbolic.PROBES[0]} and "
-                          f"{symbolic.PROBES[1]} it raises {type(exc).__name__}: {exc}. {hint}") from None
-    leaves = pytree.flatten((args, kwargs))[0]
-    paths = generic._check_arguments(args, kwargs, leaves)
+    paths = generic._check_arguments(args, kwargs, pytree.flatten((args, kwargs))[0])
 
-    def trace_at(n):
+    def trace_at(names, n):
+        generic.dynamic = {name: {0: "B"} for name in names}
         builder, _ = trace_into_graph(generic._call_python, *generic._at_size(args, kwargs, n), is_dynamic,
                                       traced.name, paths)
         return builder.graph
     try:
-        symbolic.check_sizes(graph, trace_at, "B")
+        return symbolic.batch_template(trace_at, candidates, "B")
     except NotGeneric as exc:
-        raise ExportError(f"{refusal}: {exc}. {hint}") from None
-    try:  # NumPy code may treat a batch of 1 apart (np.squeeze): the file then refuses it
-        symbolic.check_sizes(graph, trace_at, "B", sizes=(1,))
-        return graph, 1
-    except NotGeneric:
-        return graph, 2
+        raise ExportError(f"gc.save: {traced.name} is not generic in its batch size (dimension 0 of "
+                          f"{', '.join(candidates[0])}), so it cannot be saved for every batch: {exc}. "
+                          f"Save one fixed size with gc.save(..., dynamic=False)") from None
 
 
 def _program(graph: Graph) -> str:
@@ -477,12 +414,8 @@ def _instantiated(graph, symbols, name):
 
 def _entry_of(traced: TracedFunction, owners, dynamic: bool = True):
     compiled = traced._latest()
-    key = next((k for k, variants in traced._cache.items() if compiled in variants), None)
-    if key is None:
-        raise ExportError(f"gc.save: cannot find the signature of {traced.name}'s latest graph")
-    treedef, leaf_keys = key
-    graph, symbols = _saved_graph(traced, compiled, key, dynamic) if isinstance(traced, TracedFunction) \
-        else (compiled.graph, {})
+    treedef, leaf_keys = traced._latest_key()
+    graph, symbols = _saved_graph(traced, compiled, dynamic)
     arrays = {}
     n_args = graph.input_roles.count("arg")
     paths = _forward_paths(traced.fn, treedef) if isinstance(traced.fn, Module) else None

@@ -151,7 +151,8 @@ def _trace(obj, args, kwargs) -> _Traced:
         raise ExportError(f"gc.onnx.export: {obj.name} was loaded from {obj.path}, and exporting a loaded "
                           f"file to ONNX is not supported yet: export the original model or function")
     if isinstance(obj, TracedFunction) and not args and not kwargs:
-        args, kwargs = _latest_examples(obj)
+        args, kwargs = obj._latest_arguments()  # (run() below marks the static ones again)
+        args = tuple(a.value if isinstance(a, Static) else a for a in args)
     if not args and not kwargs:
         raise TypeError("gc.onnx.export needs example arguments to trace the function with")
     function = obj if isinstance(obj, TracedFunction) else TracedFunction(obj)
@@ -177,27 +178,6 @@ def _trace(obj, args, kwargs) -> _Traced:
     return run(args, kwargs)
 
 
-def _latest_examples(function: TracedFunction):
-    """Stand-in ``(args, kwargs)`` of the latest compiled signature (zeros of its shapes), to trace
-    it again before fusion."""
-    latest = function._latest()  # (RuntimeError: not traced yet)
-    for (treedef, keys), variants in function._cache.items():
-        if latest in variants:
-            break
-    else:
-        raise TypeError(f"gc.onnx.export: pass example arguments to trace {function.name} with")
-    leaves = []
-    for key in keys:
-        if key in ("float", "int"):
-            leaves.append(0.0 if key == "float" else 0)
-        elif key[0] == "static":
-            leaves.append(key[2].value if isinstance(key[2], Static) else key[2])
-        else:
-            shape, dtype = key
-            leaves.append(np.zeros(shape, dtype) if shape else np.zeros((), dtype)[()])
-    return pytree.unflatten(treedef, leaves)
-
-
 def _qualified_names(obj) -> dict:
     """id(State) -> its name in the module tree ("0.weight"), for an nn.Module (or its method)."""
     module = obj if isinstance(obj, Module) else getattr(getattr(obj, "fn", obj), "__self__", None)
@@ -213,50 +193,28 @@ _NO_BATCH = "no argument has a batch dimension"
 
 def _generic(traced: _Traced):
     """``(the _Traced of the template, None)``: the function traced for every batch size (graphc's
-    symbolic.generalize of two probe traces, its batch dimension the symbol ``BATCH``), or
-    ``(None, reason)`` when the graph is not generic in it."""
+    symbolic.batch_template, its batch dimension the symbol ``BATCH``; the batched arguments are
+    those of the first array argument's leading size, less any that only happen to share it),
+    or ``(None, reason)`` when the graph is not generic in it."""
     leaves, treedef = pytree.flatten(traced.examples)
     first = next((leaf for leaf in leaves if isinstance(leaf, np.ndarray) and leaf.ndim), None)
     if first is None:
         return None, _NO_BATCH
     n = first.shape[0]
     batched = [k for k, leaf in enumerate(leaves) if isinstance(leaf, np.ndarray) and leaf.ndim and leaf.shape[0] == n]
-    template, reason = _generic_in(traced, leaves, treedef, n, batched)
-    if reason is None or len(batched) == 1:
-        return template, reason
-    # a leaf whose leading size only happens to equal the batch (a (4, 5) weight beside a batch
-    # of 4): batch the first one alone, then each other one where the graph stays generic
-    chosen, found = batched[:1], _generic_in(traced, leaves, treedef, n, batched[:1])
-    if found[1] is not None:
-        return template, reason
-    for k in batched[1:]:
-        attempt = _generic_in(traced, leaves, treedef, n, chosen + [k])
-        if attempt[1] is None:
-            chosen, found = chosen + [k], attempt
-    return found
 
-
-def _generic_in(traced: _Traced, leaves, treedef, n, batched):
-    """``_generic`` with the leading dimension of ``leaves[k]``, k in ``batched``, the batch."""
-    def at(size):  # the batched arguments as zero-strided stand-ins of that size
-        resized = [np.broadcast_to(np.zeros((), leaf.dtype), (size,) + leaf.shape[1:]) if k in batched else leaf
+    def at(chosen, size):  # the chosen arguments as zero-strided stand-ins of that size
+        resized = [np.broadcast_to(np.zeros((), leaf.dtype), (size,) + leaf.shape[1:]) if k in chosen else leaf
                    for k, leaf in enumerate(leaves)]
         return traced.retrace(*pytree.unflatten(treedef, resized))
 
     probes = " and ".join(map(str, symbolic.PROBES))
     try:
-        with symbolic.probing(symbolic.PROBES):
-            small, large = at(symbolic.PROBES[0]), at(symbolic.PROBES[1])
-    except NotGeneric as exc:  # (x[:1500] is all of a batch of 1009, but not of every batch)
-        return None, f"{exc} (traced at batch sizes {probes})"
-    except Exception as exc:  # noqa: BLE001  (the function itself depends on the batch size)
-        return None, f"tracing it at batch sizes {probes} failed ({type(exc).__name__}: {exc})"
-    try:
-        template = symbolic.generalize(small.graph, large.graph, BATCH, symbolic.PROBES)
+        template, _, size_one = symbolic.batch_template(lambda chosen, size: at(chosen, size).graph, [batched],
+                                                        BATCH)
     except NotGeneric as exc:
         return None, f"{exc} (traced at batch sizes {probes})"
-    # the example's size must be one the template stands for (x[:5] of a batch of 3 is not;
-    # nor is a batch of 1 where the code treats it apart, as np.squeeze does)
+    # the example's size must be one the template stands for (x[:5] of a batch of 3 is not)
     try:
         example = symbolic.instantiate(template, {BATCH: n})
     except ShapeError as exc:
@@ -266,13 +224,9 @@ def _generic_in(traced: _Traced, leaves, treedef, n, batched):
     if general != specific:
         return None, (f"at the example's batch size {n} it returns {', '.join(specific)}, but "
                       f"{', '.join(general)} for a general batch")
-    try:  # (code that decides by the size alike at both probes, `if len(x) > 100`, differs elsewhere;
-        # np.squeeze treats a batch of 1 apart, which a dim_param cannot exclude)
-        symbolic.check_sizes(template, lambda size: at(size).graph, BATCH)
-        symbolic.check_sizes(template, lambda size: at(size).graph, BATCH, sizes=(1,))
-    except NotGeneric as exc:
-        return None, str(exc)
-    return small.with_graph(template), None
+    if size_one is not None:  # (np.squeeze treats a batch of 1 apart, which a dim_param cannot exclude)
+        return None, str(size_one)
+    return traced.with_graph(template), None
 
 
 # -- building the ONNX graph ------------------------------------------------------------------

@@ -724,6 +724,30 @@ class TracedFunction:
                                f"eagerly with gc.trace({self.name}, *example_args)")
         return self._last
 
+    def _latest_key(self) -> tuple:
+        """The signature ``(treedef, leaf keys)`` of the latest compiled graph."""
+        latest = self._latest()
+        for key, variants in self._cache.items():
+            if latest in variants:
+                return key
+        raise RuntimeError(f"{self.name}: its latest graph is no longer kept (more than {MAX_SIGNATURES} "
+                           f"signatures since): call it again")
+
+    def _latest_arguments(self):
+        """``(args, kwargs)`` standing in for the latest signature's, to trace it again (gc.save,
+        gc.onnx.export): zero-strided arrays of its shapes (nothing allocated), numbers, and the
+        static values themselves (as ``Static``)."""
+        treedef, leaf_keys = self._latest_key()
+        leaves = []
+        for leaf in leaf_keys:
+            if isinstance(leaf, tuple) and len(leaf) == 2 and isinstance(leaf[0], tuple):
+                leaves.append(np.broadcast_to(np.zeros((), leaf[1]), leaf[0]))
+            elif leaf in ("float", "int"):
+                leaves.append(0.0 if leaf == "float" else 0)
+            else:
+                leaves.append(leaf[2])
+        return pytree.unflatten(treedef, leaves)
+
     @property
     def graph(self):
         """The optimized graph of the latest signature."""

@@ -34,8 +34,8 @@ from graphc.ops import registry
 PROBES = (1009, 1013)
 
 
-__all__ = ["CHECK_SIZES", "NotGeneric", "PROBES", "bind", "check_sizes", "check_template", "generalize", "instantiate",
-           "probing", "rename", "sizes_to_check", "symbols"]
+__all__ = ["CHECK_SIZES", "NotGeneric", "PROBES", "batch_template", "bind", "check_sizes", "generalize",
+           "instantiate", "probing", "rename", "sizes_to_check", "symbols"]
 
 
 def symbols(graph: Graph) -> list[str]:
@@ -230,6 +230,56 @@ def check_sizes(template: Graph, trace_at, symbol: str, sizes=None) -> Graph:
     return template
 
 
+def batch_template(trace_at, groups, symbol: str = "B"):
+    """``(template, batched, size_one)`` for a saved or exported function: ``trace_at(batched, n)``
+    is its graph with the leading dimension of the arguments in ``batched`` set to ``n``;
+    ``groups`` are the candidate sets of batched arguments (those of the first argument's
+    leading size first). The first group that is generic is taken: all of it, else its first
+    argument with each other one that stays generic (a (4, 5) weight beside a batch of 4 is no
+    batch). The template is made from the two probe traces and checked at other sizes
+    (``check_sizes``); ``size_one`` is None, or the NotGeneric saying how the code treats a batch
+    of 1 apart (np.squeeze): the template then stands for batches of 2 and more only. Raises the
+    first group's NotGeneric when none is generic."""
+    def template_of(batched):
+        try:
+            with probing(PROBES):
+                small, large = trace_at(batched, PROBES[0]), trace_at(batched, PROBES[1])
+        except NotGeneric:
+            raise
+        except Exception as exc:  # noqa: BLE001  (the code fails at the probe sizes)
+            raise NotGeneric(f"traced at batch sizes {PROBES[0]} and {PROBES[1]} it raises "
+                             f"{type(exc).__name__}: {exc}") from None
+        template = generalize(small, large, symbol)
+        check_sizes(template, lambda n: trace_at(batched, n), symbol)
+        try:
+            check_sizes(template, lambda n: trace_at(batched, n), symbol, sizes=(1,))
+            return template, None
+        except NotGeneric as size_one:
+            return template, size_one
+
+    failure = None
+    for group in groups:
+        group = list(group)
+        try:
+            template, size_one = template_of(group)
+            return template, group, size_one
+        except NotGeneric as exc:
+            failure = failure or exc
+        if len(group) < 2:
+            continue
+        try:
+            found, chosen = template_of(group[:1]), group[:1]
+        except NotGeneric:
+            continue
+        for other in group[1:]:
+            try:
+                found, chosen = template_of(chosen + [other]), chosen + [other]
+            except NotGeneric:
+                pass
+        return found[0], chosen, found[1]
+    raise failure or NotGeneric("no argument has a batch dimension")
+
+
 # ops that the tracer leaves out where they would change nothing (a slice of all of an axis, a
 # reshape or broadcast to the same shape), which a template instantiated at that size keeps
 _IDENTITY_OPS = ("slice", "reshape", "broadcast_to")
@@ -359,17 +409,3 @@ def bind(template: Graph, shapes, names=None, minimum: int = 1) -> dict:
             elif want != got:
                 raise ShapeError(f"{label}: dimension {axis} must be {want} ({v.type}), got shape {shape}")
     return bindings
-
-
-def check_template(template: Graph) -> Graph:
-    """Raise ShapeError unless every symbol of the graph's nodes appears in an input type (the
-    call binds symbols from its arguments) and the graph instantiates at a third size."""
-    known = set(symbols(template))
-    for node in template.nodes:
-        for v in node.outputs:
-            for d in v.type.shape:
-                if isinstance(d, str) and d not in known:
-                    raise ShapeError(f"{node.op} at {node.loc}: symbol {d} is not a dimension of any input")
-    probe = {s: PROBES[1] + 4 * (i + 1) for i, s in enumerate(known)}  # neither probe
-    instantiate(template, probe)
-    return template
