@@ -64,20 +64,31 @@ def _uniform_broadcast(graph: Graph) -> Graph:
     other; ``graph`` itself is returned where it has no such constant.)"""
     if not any(n.op == "constant" and _uniform(n.attrs["value"].array) for n in graph.nodes):
         return graph
+
+    def as_broadcast(out, node, inputs):
+        if node.op != "constant" or not _uniform(node.attrs["value"].array):
+            return None
+        array = node.attrs["value"].array
+        scalar = out.add_node("constant", [], {"value": Const(array.reshape(-1)[:1].reshape(()))},
+                              [TensorType((), node.outputs[0].type.dtype)], node.loc)
+        return out.add_node("broadcast_to", [scalar.outputs[0]], {"shape": tuple(array.shape)},
+                            [node.outputs[0].type], node.loc).outputs
+    return _rebuild(graph, as_broadcast)
+
+
+def _rebuild(graph: Graph, rewrite, input_type=lambda t: t) -> Graph:
+    """A copy of ``graph`` node by node: ``rewrite(out, node, inputs)`` adds what stands for
+    ``node`` to ``out`` and returns its output values, or None to copy the node as it is."""
     out = Graph(name=graph.name)
-    values = {v: out.add_input(v.type, graph.input_names[k], graph.input_roles[k])
+    values = {v: out.add_input(input_type(v.type), graph.input_names[k], graph.input_roles[k])
               for k, v in enumerate(graph.inputs)}
     for node in graph.nodes:
-        if node.op == "constant" and _uniform(node.attrs["value"].array):
-            array = node.attrs["value"].array
-            scalar = out.add_node("constant", [], {"value": Const(array.reshape(-1)[:1].reshape(()))},
-                                  [TensorType((), node.outputs[0].type.dtype)], node.loc)
-            new = out.add_node("broadcast_to", [scalar.outputs[0]], {"shape": tuple(array.shape)},
-                               [node.outputs[0].type], node.loc)
-        else:
-            new = out.add_node(node.op, [values[v] for v in node.inputs], node.attrs,
-                               [v.type for v in node.outputs], node.loc, node.regions)
-        values.update(zip(node.outputs, new.outputs))
+        inputs = [values[v] for v in node.inputs]
+        outputs = rewrite(out, node, inputs)
+        if outputs is None:
+            outputs = out.add_node(node.op, inputs, node.attrs, [v.type for v in node.outputs], node.loc,
+                                   node.regions).outputs
+        values.update(zip(node.outputs, outputs))
     out.outputs = [values[v] for v in graph.outputs]
     return out.copy_meta(graph)
 
@@ -287,20 +298,13 @@ _IDENTITY_OPS = ("slice", "reshape", "broadcast_to")
 
 def _without_identities(graph: Graph) -> Graph:
     """``graph`` without the nodes of _IDENTITY_OPS that return their operand unchanged."""
-    out = Graph(name=graph.name)
-    values = {v: out.add_input(v.type, graph.input_names[k], graph.input_roles[k])
-              for k, v in enumerate(graph.inputs)}
-    for node in graph.nodes:
+    def skip_identity(out, node, inputs):
         if node.op in _IDENTITY_OPS and len(node.inputs) == 1 and len(node.outputs) == 1 \
                 and node.outputs[0].type == node.inputs[0].type \
                 and all(tuple(s) == (0, d, 1) for s, d in zip(node.attrs.get("slices", ()), node.inputs[0].type.shape)):
-            values[node.outputs[0]] = values[node.inputs[0]]
-            continue
-        new = out.add_node(node.op, [values[v] for v in node.inputs], node.attrs, [v.type for v in node.outputs],
-                           node.loc, node.regions)
-        values.update(zip(node.outputs, new.outputs))
-    out.outputs = [values[v] for v in graph.outputs]
-    return out.copy_meta(graph)
+            return inputs
+        return None
+    return _rebuild(graph, skip_identity)
 
 
 def _holds(template: Graph, symbol: str, n: int) -> bool:
@@ -358,15 +362,11 @@ def _concrete(t: TensorType, bindings) -> TensorType:
 
 
 def _instantiate(template: Graph, bindings) -> Graph:
-    out = Graph(name=template.name)
-    values = {}
-    for k, v in enumerate(template.inputs):
-        values[v] = out.add_input(_concrete(v.type, bindings), template.input_names[k], template.input_roles[k])
-    for node in template.nodes:
+    def substituted(out, node, inputs):
         attrs = {k: _substitute(a, bindings) for k, a in node.attrs.items()}
         types = [_concrete(v.type, bindings) for v in node.outputs]
         regions = [_instantiate(r, bindings) for r in node.regions]
-        new = out.add_node(node.op, [values[v] for v in node.inputs], attrs, types, node.loc, regions)
+        new = out.add_node(node.op, inputs, attrs, types, node.loc, regions)
         try:
             expected = registry.infer_node(new)
         except ShapeError as exc:
@@ -377,10 +377,8 @@ def _instantiate(template: Graph, bindings) -> Graph:
                              f"{', '.join(map(str, expected))} at {_bindings_text(bindings)}, not the "
                              f"{', '.join(map(str, types))} the symbolic graph says: the traced code "
                              f"decided something by the batch size")
-        for v, w in zip(node.outputs, new.outputs):
-            values[v] = w
-    out.outputs = [values[v] for v in template.outputs]
-    return out.copy_meta(template)
+        return new.outputs
+    return _rebuild(template, substituted, lambda t: _concrete(t, bindings))
 
 
 def _bindings_text(bindings) -> str:
