@@ -29,6 +29,7 @@ import tempfile
 import time
 
 import numpy as np
+os.environ.setdefault("GRAPHC_COMPILE", "eager")  # time compiled code, not the interpreter tier
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SIZES = (784, 256, 128, 10)

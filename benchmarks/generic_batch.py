@@ -19,6 +19,7 @@ import time
 os.environ.setdefault("GRAPHC_CACHE_DIR", tempfile.mkdtemp(prefix="graphc-generic-bench-"))  # cold
 
 import numpy as np  # noqa: E402
+os.environ.setdefault("GRAPHC_COMPILE", "eager")  # time compiled code, not the interpreter tier
 
 import graphc as gc  # noqa: E402
 from graphc import nn, optim  # noqa: E402

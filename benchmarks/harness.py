@@ -62,6 +62,7 @@ import time
 import traceback
 
 import numpy as np
+os.environ.setdefault("GRAPHC_COMPILE", "eager")  # time compiled code, not the interpreter tier
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 RESULTS_DIR = os.path.join(HERE, "results")

@@ -20,6 +20,7 @@ import sys
 import time
 
 import numpy as np
+os.environ.setdefault("GRAPHC_COMPILE", "eager")  # time compiled code, not the interpreter tier
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 

@@ -21,6 +21,7 @@ import tempfile
 import time
 
 import numpy as np
+os.environ.setdefault("GRAPHC_COMPILE", "eager")  # time compiled code, not the interpreter tier
 
 SIZES = (784, 256, 128, 10)
 LR = 0.01

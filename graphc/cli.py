@@ -98,14 +98,14 @@ def demo_cases(seed: int = 0) -> list[DemoCase]:
     points = rng.uniform(-2, 2, (2, 4096))
     return [
         DemoCase("f(x, w, b) = sum(tanh(x @ w + b) * (1 / (1 + exp(-x @ w))), axis=1)   [float32]",
-                 lambda: gc.trace(f), (x, w, b), f, 1e-5),
+                 lambda: gc.trace(f, compile="eager"), (x, w, b), f, 1e-5),
         DemoCase("Rosenbrock value and gradient over 4096 points: gc.value_and_grad(rosenbrock)(x)"
                  "   [float64, x of shape 2 x 4096]",
-                 lambda: gc.value_and_grad(rosenbrock), (points,),
+                 lambda: gc.value_and_grad(rosenbrock, compile="eager"), (points,),
                  rosenbrock_value_and_grad_numpy, 1e-12),
         DemoCase("softmax cross-entropy and its gradient: gc.value_and_grad(xent)(logits, onehot)"
                  "   [float32, 256 x 10]",
-                 lambda: gc.value_and_grad(softmax_cross_entropy), (logits, onehot),
+                 lambda: gc.value_and_grad(softmax_cross_entropy, compile="eager"), (logits, onehot),
                  softmax_cross_entropy_value_and_grad_numpy, 1e-5),
     ]
 

@@ -10,6 +10,7 @@ import functools
 import inspect
 import logging
 import threading
+import time
 import warnings
 import weakref
 
@@ -17,7 +18,9 @@ import numpy as np
 
 from graphc import backend, capture, pytree, symbolic
 from graphc.ops import registry
+from graphc.backend import background
 from graphc.backend.base import buffer_roots
+from graphc.backend.interpreter import Interpreted
 from graphc.errors import GraphcError, NonFiniteError, ShapeError
 from graphc.ir import DTYPES
 from graphc.trace import DYNAMIC, current_builder, rebuild_outputs, trace_into_graph
@@ -177,6 +180,12 @@ class Compiled:
             copy_user.append(bool(v.type.shape) and (root in inputs or root in returned))
             returned.add(root)
         self.copy_user = copy_user if any(copy_user) else None
+        # compile="background": the NumPy interpreter runs this signature while a worker compiles
+        # it (a _Pending); then every call goes to the compiled signature it switched to
+        self.interpreter_tier = False
+        self.pending: _Pending | None = None
+        self.upgraded: Compiled | None = None
+        self.interpreted_calls = 0
 
     def _validator(self):
         """``valid()``: False when a State changed shape or dtype, or a guarded Python value
@@ -239,6 +248,14 @@ class Compiled:
         return None
 
     def run(self, arguments):
+        if self.upgraded is not None:
+            return self.upgraded.run(arguments)
+        if self.interpreter_tier:
+            if self.pending is not None and self.pending.job.done:
+                self.switch()
+                if self.upgraded is not None:
+                    return self.upgraded.run(arguments)
+            self.interpreted_calls += 1
         if self.state_in:
             arguments = list(arguments) + [_as_argument(st.data) for st in self.state_in]
             if self.inplace_args:
@@ -273,6 +290,19 @@ class Compiled:
         if self.flat_tuple:
             return tuple(outs)
         return rebuild_outputs(self.out_spec, outs)
+
+    def switch(self, wait: bool = False):
+        """Once the background compile has finished (``wait``: after waiting for it), switch to
+        its compiled code; a failed one warns once and leaves the interpreter running."""
+        with _SWITCH_LOCK:
+            pending = self.pending
+            if pending is None or not (pending.job.wait() if wait else pending.job.done):
+                return
+            self.pending, upgraded = pending.outcome()
+            if upgraded is not None:
+                self.upgraded = upgraded
+        if self.pending is not None and wait:
+            self.switch(wait=True)  # (a fallback compile took over)
 
     def prepare(self, arguments):
         """Compile the executable for these arguments now (a backend that compiles on its first
@@ -353,6 +383,39 @@ class Compiled:
                     st.data[...] = v
 
 
+_SWITCH_LOCK = threading.RLock()
+
+
+class _Pending:
+    """A background compile a signature waits for while the interpreter runs it.
+
+    ``make(graph, stats)`` builds the Compiled to switch to from the worker's optimized graph;
+    ``fallback(error)`` may start another compile instead of giving up (a graph the worker could
+    not compile for every size of its symbolic dimensions is compiled for this size), returning
+    its _Pending, or None to warn and keep interpreting."""
+
+    def __init__(self, job, make, name, fallback=None):
+        self.job, self.make, self.name, self.fallback = job, make, name, fallback
+
+    def outcome(self):
+        """``(next _Pending or None, Compiled to switch to or None)`` of a finished job."""
+        job = self.job
+        if job.error is None:
+            try:
+                return None, self.make(*job.result[:2])
+            except Exception as exc:  # (compiling the worker's graph here failed: say so)
+                error = f"{type(exc).__name__}: {exc}"
+        else:
+            error = job.error
+        again = self.fallback(error) if self.fallback is not None else None
+        if isinstance(again, Compiled):
+            return None, again
+        if again is None and not getattr(job, "warned", False):
+            job.warned = True  # (one warning per failed compile, however many signatures wait on it)
+            background.warn_failed(self.name, error)
+        return again, None
+
+
 def _owner(a: np.ndarray):
     """The array at the end of ``a``'s chain of bases: NumPy's owner of the memory (its
     ``base`` is None) or the view of a foreign buffer (its ``base`` is that buffer)."""
@@ -375,7 +438,7 @@ class TracedFunction:
     """
 
     def __init__(self, fn, static_argnums=(), passes="O2", device=backend.DEFAULT_DEVICE, name=None,
-                 check_finite=False, math=None, dynamic=None):
+                 check_finite=False, math=None, dynamic=None, compile=None):
         if not callable(fn):
             raise TypeError(f"graphc.trace needs a function, got {type(fn).__name__}")
         self.backend = backend.get(device)  # (ValueError listing the devices)
@@ -386,6 +449,8 @@ class TracedFunction:
         self.math = math  # cpu: "fast" (vectorizable exp/log/tanh...) or "libm" (NumPy's scalar calls)
         self.options = self.backend.check_options({} if math is None else {"math": math})
         self.device = device
+        # "background" / "eager" / "never" (None: $GRAPHC_COMPILE at each compile, else background)
+        self.compile = compile if compile is None else background.check_mode(compile)
         self.check_finite = check_finite
         self.name = name or getattr(fn, "__name__", "graph")
         if self.name == "<lambda>":
@@ -452,7 +517,8 @@ class TracedFunction:
             method.__signature__ = self._signature.replace(parameters=params)
         traced = TracedFunction(method, static_argnums=tuple(i - 1 for i in self.static_argnums if i > 0),
                                 passes=self.passes, device=self.device, name=self.name,
-                                check_finite=self.check_finite, math=self.math, dynamic=self.dynamic)
+                                check_finite=self.check_finite, math=self.math, dynamic=self.dynamic,
+                                compile=self.compile)
         bound[id(obj)] = (ref, traced)
         return traced
 
@@ -498,8 +564,9 @@ class TracedFunction:
         fn = self.fn if builder is None else capture.watch(self.fn, builder)  # globals read at call time
         return fn(*args, **kwargs)
 
-    def _compile(self, key, args, kwargs, leaves):
+    def _compile(self, key, args, kwargs, leaves, mode=None):
         paths = self._check_arguments(args, kwargs, leaves)
+        mode = self._compile_mode(mode)
         if key is None:
             raise TypeError(f"{self.name}: static arguments must be hashable (they are part of the "
                             f"compiled signature)")
@@ -512,16 +579,80 @@ class TracedFunction:
             # (sizes 0 and 1 trace as themselves: NumPy code may treat them apart, np.squeeze does)
             template, t_builder, t_spec = self._template(args, kwargs, paths)
             if self._template_holds(template, t_spec, builder, out_spec, sizes):
-                generic = self._generic_compiled(template, t_builder, t_spec, leaves)
+                generic = None
+                if mode == "eager" or id(template) in self._generic:
+                    generic = self._generic_compiled(template, t_builder, t_spec, leaves)
+                elif mode == "background":  # interpreted while a worker compiles the template
+                    generic = self._interpreted(traced, builder, out_spec, leaves,
+                                                (template, t_builder, t_spec))
                 if generic is not None:  # the template's one compile, for every size it holds at
                     self._remember(key, generic, paths, compiled_now=False)
                     return generic
-        graph, stats = manager.run(traced, self.passes)
-        executable = self.backend.compile(graph, {**self.options, "passes": self.passes})
-        compiled = Compiled(graph, executable, out_spec, stats, builder, self.check_finite)
+        compiled = None
+        if mode != "eager":
+            compiled = self._interpreted(traced, builder, out_spec, leaves)
+        if compiled is None:
+            compiled = self._compiled(traced, builder, out_spec)
         stale = self._cache.get(key, ())
         self._remember(key, compiled, paths, stale[0].failed_guard() if stale else None)
         return compiled
+
+    def _compiled(self, traced, builder, out_spec, optimized=None):
+        """The Compiled of a traced graph, compiled now (``optimized``: the graph and pass stats
+        a background worker produced from it)."""
+        graph, stats = optimized or manager.run(traced, self.passes)
+        executable = self.backend.compile(graph, {**self.options, "passes": self.passes})
+        return Compiled(graph, executable, out_spec, stats, builder, self.check_finite)
+
+    # -- compile="background" / "never": the NumPy interpreter first (graphc/backend/background.py)
+    def _compile_mode(self, mode=None) -> str:
+        mode = mode or self.compile or background.check_mode(None)
+        return mode if getattr(self.backend, "background", False) else "eager"
+
+    def _interpreted(self, traced, builder, out_spec, leaves, generic=None):
+        """The signature run by the NumPy interpreter on its traced graph, with a background
+        compile to switch to (the template's, where ``generic``); None where it should compile
+        now instead: compile="background" where a worker compiled this graph before (it loads
+        from the disk cache) or nothing can be handed to one (no usable disk cache)."""
+        user = [_as_argument(leaf) for leaf in leaves if is_dynamic(leaf)]
+        pending = None
+        if self._compile_mode() != "never":
+            arguments = user + [_as_argument(st.data) for st in builder.state_inputs]
+            pending = self._start(traced, builder, out_spec, arguments, generic, user)
+            if pending is None:
+                return None
+        compiled = Compiled(traced, Interpreted(traced), out_spec, [], builder, self.check_finite)
+        compiled.interpreter_tier, compiled.pending = True, pending
+        return compiled
+
+    def _start(self, traced, builder, out_spec, arguments, generic=None, user=()):
+        """A _Pending for a background compile of ``traced`` (or of the template ``generic``),
+        or None where the graph should be compiled now. ``arguments``: the graph's inputs
+        (``user``: the function's own, without State)."""
+        if generic is not None:
+            template, t_builder, t_spec = generic
+            how, job = background.start(template, self.passes, self.options, arguments, generic=True)
+            if how != "job":
+                return None
+
+            def make(graph, stats):
+                found = self._generic.get(id(template))
+                if found is None or found[0] is not template or found[1] is None:
+                    found = (template, self._compiled(template, t_builder, t_spec, (graph, stats)))
+                    self._generic[id(template)] = found
+                symbolic.bind(template, [np.shape(a) for a in user])  # (ShapeError naming the dim)
+                return found[1]
+
+            def fallback(error):  # not compilable for every size: this size's own graph, then
+                log.debug("%s: no code for every size (%s); compiling this size", self.name, error)
+                self._generic[id(template)] = (template, None)
+                return self._start(traced, builder, out_spec, arguments) or self._compiled(traced, builder, out_spec)
+            return _Pending(job, make, self.name, fallback)
+        how, job = background.start(traced, self.passes, self.options, arguments)
+        if how != "job":
+            return None
+        return _Pending(job, lambda graph, stats: self._compiled(traced, builder, out_spec, (graph, stats)),
+                        self.name)
 
     # -- symbolic dimensions (graphc/symbolic.py) ----------------------------------------------
     def _generic_compiled(self, template, builder, out_spec, leaves):
@@ -718,15 +849,22 @@ class TracedFunction:
                 raise _subclass_error(self.name, path, leaf)
 
     # -- inspection ---------------------------------------------------------------------
-    def _latest(self) -> Compiled:
+    def _latest(self, settle: bool = True) -> Compiled:
+        """The latest signature's Compiled; ``settle``: after waiting for its background compile
+        (what it shows, graph and source, is the compiled code's)."""
         if self._last is None:
             raise RuntimeError(f"{self.name} has not been traced yet: call it once, or trace it "
                                f"eagerly with gc.trace({self.name}, *example_args)")
-        return self._last
+        latest = self._last
+        if settle:
+            latest.switch(wait=True)
+            while latest.upgraded is not None:
+                latest = latest.upgraded
+        return latest
 
     def _latest_key(self) -> tuple:
         """The signature ``(treedef, leaf keys)`` of the latest compiled graph."""
-        latest = self._latest()
+        latest = self._latest(settle=False)
         for key, variants in self._cache.items():
             if latest in variants:
                 return key
@@ -765,6 +903,30 @@ class TracedFunction:
         return self._latest().pass_stats
 
     @property
+    def interpreted_calls(self) -> int:
+        """Calls the NumPy interpreter ran while a background compile was not ready
+        (``compile="background"``), or ran for good (``compile="never"``)."""
+        return sum(c.interpreted_calls for c in self._variants())
+
+    def wait_compiled(self, timeout: float | None = None) -> bool:
+        """Wait for this function's background compiles and switch to their code; True when
+        every signature runs compiled code (False after ``timeout`` seconds, or where a compile
+        failed or ``compile="never"``)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for compiled in self._variants():
+            while compiled.pending is not None:
+                left = None if deadline is None else max(0.0, deadline - time.monotonic())
+                if not compiled.pending.job.wait(left):
+                    return False
+                compiled.switch()
+        if not getattr(self.backend, "background", False):
+            return True  # (device="numpy": nothing to compile)
+        return all(c.upgraded is not None or not c.interpreter_tier for c in self._variants())
+
+    def _variants(self) -> list:
+        return list({id(c): c for variants in self._cache.values() for c in variants}.values())
+
+    @property
     def signatures(self) -> int:
         """How many graphs have been compiled (signatures times guarded variants; a graph compiled
         once for every size of a symbolic dimension counts once)."""
@@ -777,7 +939,9 @@ class TracedFunction:
         leaves, treedef = pytree.flatten((args, kwargs))
         key = (treedef, tuple(_leaf_key(leaf) for leaf in leaves))
         compiled = next((c for c in self._cache.get(key, ()) if not c.needs_validation or c.valid()), None)
-        self._last = compiled or self._compile(key, args, kwargs, leaves)
+        if compiled is not None:
+            compiled.switch(wait=True)  # (compiling in the background: the compiled code, now)
+        self._last = compiled or self._compile(key, args, kwargs, leaves, mode="eager")
         return self
 
     def __repr__(self):
@@ -831,7 +995,7 @@ def _check_dynamic(dynamic, signature, name) -> dict:
 
 
 def trace(fn=None, *example_args, static_argnums=(), passes="O2", device=backend.DEFAULT_DEVICE,
-          check_finite=False, math=None, dynamic=None, **example_kwargs):
+          check_finite=False, math=None, dynamic=None, compile=None, **example_kwargs):
     """Compile ``fn`` with graphc.
 
     * ``@gc.trace`` or ``gc.trace(fn)``: traces on the first call per input signature.
@@ -851,9 +1015,16 @@ def trace(fn=None, *example_args, static_argnums=(), passes="O2", device=backend
     compiles that graph without tracing again. ``{"x": 0}`` is short for ``{"x": {0: "B"}}``.
     Code that depends on the size (``x / len(x)``, a branch on ``x.shape[0]``) raises
     ``graphc.symbolic.NotGeneric`` naming the line; ``np.mean`` and friends are generic.
+
+    ``compile`` (the cpu device): ``"background"`` (the default, or ``$GRAPHC_COMPILE``): a new
+    signature runs in the NumPy interpreter at once while a worker process compiles it, and
+    calls switch to the compiled code when it is ready (``f.wait_compiled()`` waits for it;
+    ``f.interpreted_calls`` counts the calls the interpreter ran); a signature compiled before
+    loads from the disk cache at once. ``"eager"``: the first call compiles, then runs.
+    ``"never"``: the interpreter only. Tracing with example arguments compiles eagerly.
     """
     options = dict(static_argnums=static_argnums, passes=passes, device=device, check_finite=check_finite,
-                   math=math, dynamic=dynamic)
+                   math=math, dynamic=dynamic, compile=compile)
     if fn is None:
         return functools.partial(trace, **options)
     traced = TracedFunction(fn, **options)

@@ -181,7 +181,8 @@ def check_grads(fn, args, order=2, *, argnums=None, rtol=1e-5, atol=1e-7, eps=1e
         return [np.asarray(o, np.float64) for o in rebuild_outputs(out_spec, interpret(graph, *xs, *bound))]
 
     if compiled:
-        traced = TracedFunction(everything, name=f"check_grads_{fn_name}".replace("<lambda>", "lambda"))
+        traced = TracedFunction(everything, name=f"check_grads_{fn_name}".replace("<lambda>", "lambda"),
+                               compile="eager")  # (the compiled code itself, not the interpreter tier)
 
         def run(xs):
             return [np.asarray(o, np.float64) for o in traced(*xs)]

@@ -5,6 +5,8 @@
 * ``GRAPHC_VERIFY=1``: the pass manager verifies the IR after every pass.
 * ``GRAPHC_PASS_ERRORS=raise``: a pass that raises fails the test (users get a
   PassWarning and the graph from before the pass); subprocesses inherit it.
+* ``GRAPHC_COMPILE=eager``: a first call compiles, as the tests of compiled code expect
+  (tests/test_background.py tests the default, ``background``, explicitly).
 * Hypothesis runs with no deadline (the first example of a test may compile).
 
 Compiling a graph costs ~0.3-1 s of Numba time and shapes are baked into the
@@ -42,6 +44,7 @@ def pytest_configure(config):
         os.environ["GRAPHC_CACHE_DIR"] = _TMP_CACHE
     os.environ.setdefault("GRAPHC_VERIFY", "1")
     os.environ.setdefault("GRAPHC_PASS_ERRORS", "raise")
+    os.environ.setdefault("GRAPHC_COMPILE", "eager")
 
 
 def pytest_unconfigure(config):

@@ -91,6 +91,9 @@ class Backend:
     # compiles a graph with symbolic dimensions (``f32[B,64]``) into one executable for every
     # size of them >= 2, or raises; the runtime tries that only on backends that say so
     symbolic_dims: bool = False
+    # its executables can be compiled by a worker process into the disk cache while the NumPy
+    # interpreter runs the first calls (compile="background": graphc/backend/background.py)
+    background: bool = False
 
     def check_options(self, options: dict) -> dict:
         """The options with defaults filled in; ``ValueError`` naming the device and the

@@ -25,6 +25,7 @@ file does the same for that graph. ``clear()`` removes only files graphc wrote.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import importlib.util
@@ -44,6 +45,11 @@ from numba.core.dispatcher import Dispatcher
 
 from graphc.fileio import write_atomically
 
+try:
+    import fcntl
+except ImportError:  # (Windows: no advisory locks; two processes may then compile one entry twice)
+    fcntl = None
+
 STORE = "graphc-cache"
 MARKER = "CACHEDIR.TAG"  # the Cache Directory Tagging convention: backup tools skip the store
 MARKER_TEXT = ("Signature: 8a477f597d28d172789f06886806bc55\n"
@@ -51,8 +57,9 @@ MARKER_TEXT = ("Signature: 8a477f597d28d172789f06886806bc55\n"
                "# graphc wrote here (and nothing else).\n")
 INDEX_FORMAT = "graphc-index-1"
 _KEY = r"g[0-9a-f]{24}"
-# the names graphc gives files in the store: sources, Numba's index and data, temporary files
-_STORE_FILE = re.compile(rf"{_KEY}\.py|{_KEY}\.[\w.-]+\.nb[ic]|\.tmp-[\w.-]+")
+# the names graphc gives files in the store: sources, Numba's index and data, compile locks,
+# the trace index (graphc/backend/background.py), temporary files
+_STORE_FILE = re.compile(rf"{_KEY}\.py|{_KEY}\.[\w.-]+\.nb[ic]|{_KEY}\.lock|t[0-9a-f]{{24}}\.trace|\.tmp-[\w.-]+")
 # what graphc versions before the store wrote straight into the cache directory
 _LEGACY_SOURCE = re.compile(rf"{_KEY}\.py")
 _LEGACY_PYCACHE = re.compile(rf"{_KEY}\.[\w.-]+\.(nbi|nbc|pyc)")
@@ -256,6 +263,38 @@ def _save_source(root: str, store: str, key: str, source: str) -> str | None:
         _warn(path, f"cannot be written ({exc.strerror or exc})", "compiling this graph in memory")
         return None
     return path
+
+
+@contextlib.contextmanager
+def compile_lock(key: str | None):
+    """Hold the store's lock for entry ``key`` (``g<key>.lock``; an advisory ``flock``, released
+    when the holder exits, even killed): processes compiling the same entry take turns, and the
+    later one finds the machine code the first saved. A no-op without a key or a usable store."""
+    store = open_store() if key and fcntl is not None else None
+    if store is None:
+        yield
+        return
+    try:
+        fd = os.open(os.path.join(store, f"g{key}.lock"),
+                     os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0), 0o600)
+    except OSError:  # (taken by something else: compile unlocked, as without a store)
+        yield
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # (releases the lock)
+
+
+def read_in_store(store: str, name: str) -> bytes | None:
+    """A file graphc wrote in the store (``_read_file``'s checks), or None."""
+    return _read_file(os.path.join(store, name))
+
+
+def write_in_store(store: str, name: str, data: bytes):
+    """Write a file into the store atomically (mode 0600)."""
+    _write_in_store(os.path.dirname(store), os.path.join(store, name), data)
 
 
 # ----------------------------------------------------------------------------------------

@@ -183,7 +183,8 @@ def workspace_comment(em: Emitter) -> list[str]:
 class CompiledGraph(Executable):
     """A compiled graph: call it with the input arrays, get the tuple of outputs."""
 
-    def __init__(self, graph: Graph, source: str, em: Emitter, path: str, entry, on_disk: bool = True):
+    def __init__(self, graph: Graph, source: str, em: Emitter, path: str, entry, on_disk: bool = True,
+                 key: str | None = None):
         memory_plan = em.plan
         position = {v: i for i, v in enumerate(graph.inputs)}
         super().__init__({graph.outputs.index(v): position[u] for v, u in memory_plan.inplace.items()}
@@ -193,6 +194,7 @@ class CompiledGraph(Executable):
         self.source = source
         self.path = path  # the saved source, or a <graphc ...> placeholder when compiled in memory
         self.on_disk = on_disk
+        self.key = key  # the content hash naming the module in the disk cache
         self.entry = entry
         self.const_args = tuple(em.const_args)
         # the memory plan's workspace and recycled outputs, passed after the constants
@@ -242,14 +244,19 @@ class CompiledGraph(Executable):
 
     def prepare(self, *args):
         """Compile (or load from the disk cache) the entry for these inputs, running nothing."""
+        if not self.ready:
+            self.prepare_types([self.entry.typeof_pyval(a) for a in args])
+
+    def prepare_types(self, types):
+        """``prepare`` from the Numba types of the inputs alone (a background compile: the
+        worker process has no arrays)."""
         if self.ready:
             return
         buffers = self.buffers
         extra = buffers.acquire() if buffers is not None else []
         try:
-            full = (*args, *self.const_args, *extra)
-            with _llvm_options():
-                self.entry.compile(tuple(map(self.entry.typeof_pyval, full)))
+            rest = tuple(map(self.entry.typeof_pyval, (*self.const_args, *extra)))
+            self._compile_signature((*types, *rest))
         except numba.core.errors.NumbaError as exc:
             raise self._compile_error(exc) from None
         finally:
@@ -258,9 +265,15 @@ class CompiledGraph(Executable):
         self.ready = True
 
     def _compile_and_run(self, args):
-        with _llvm_options():  # compiles, or loads the cached machine code
-            self.entry.compile(tuple(map(self.entry.typeof_pyval, args)))
+        self._compile_signature(tuple(map(self.entry.typeof_pyval, args)))
         return self.entry(*args)
+
+    def _compile_signature(self, signature):
+        """Numba compiles the entry, or loads its machine code from the disk cache; one process
+        at a time per entry (cache.compile_lock), so a second one waiting loads what the first
+        wrote instead of compiling it again."""
+        with cache.compile_lock(self.key if self.on_disk else None), _llvm_options():
+            self.entry.compile(signature)
 
     @property
     def cache_hits(self) -> int:
@@ -317,7 +330,7 @@ def compile_graph(graph: Graph, math: str = "fast", memory_plan: plan.MemoryPlan
     key = cache.content_hash(source, BACKEND_VERSION)
     if key in _IN_PROCESS:
         path, entry, on_disk = _IN_PROCESS[key]
-        return CompiledGraph(graph, source, em, path, entry, on_disk)
+        return CompiledGraph(graph, source, em, path, entry, on_disk, key)
     try:
         module, path, on_disk = cache.load_module(key, source)
     except SyntaxError as exc:  # a bug in an emitter, never the user's fault: say where
@@ -325,7 +338,7 @@ def compile_graph(graph: Graph, math: str = "fast", memory_plan: plan.MemoryPlan
                  else "no usable disk cache, so the source was not saved")
         raise CompileError(f"graphc generated invalid Python ({exc.msg}, line {exc.lineno}); {saved}") from None
     _IN_PROCESS[key] = (path, module.entry, on_disk)
-    return CompiledGraph(graph, source, em, path, module.entry, on_disk)
+    return CompiledGraph(graph, source, em, path, module.entry, on_disk, key)
 
 
 class CPUBackend(Backend):
@@ -341,6 +354,7 @@ class CPUBackend(Backend):
     device = "cpu"
     options = {"math": MATH_MODES}
     symbolic_dims = True  # one module for every size (named_symbols, graphc/backend/schedule.py)
+    background = True  # compile="background" hands graphs to a worker (graphc/backend/background.py)
 
     def compile(self, graph: Graph, options: dict) -> CompiledGraph:
         options = self.check_options(options)
