@@ -930,7 +930,7 @@ class TracedFunction:
     def signatures(self) -> int:
         """How many graphs have been compiled (signatures times guarded variants; a graph compiled
         once for every size of a symbolic dimension counts once)."""
-        return len({id(c) for variants in self._cache.values() for c in variants})
+        return len({id(c.upgraded or c) for variants in self._cache.values() for c in variants})
 
     def lower(self, *args, **kwargs) -> "TracedFunction":
         """Trace and compile for these example arguments now; returns self."""
