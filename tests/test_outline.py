@@ -80,6 +80,25 @@ def test_outlined_state_updates_match_the_interpreter():
     assert _functions(step), "the repeated layers were not outlined"
 
 
+def test_symbolic_batch_outlined():
+    """A graph compiled for every batch size (dynamic=): the size ``dim_B`` is passed to the
+    outlined layer like any other value; two batch sizes, one compile, NumPy's results."""
+    def net(x, ws):
+        h = x
+        for w in ws:
+            h = np.tanh(h @ w) + 0.5 * h
+        return np.sum(h * h, axis=1)
+
+    _, ws = _chain_inputs(8)
+    f = gc.trace(net, dynamic={"x": 0})
+    rng = np.random.default_rng(3)
+    for batch in (5, 9):
+        x = rng.normal(size=(batch, 8))
+        assert_same(f(x, ws), net(x, ws), f"batch {batch}")
+    assert f.signatures == 1
+    assert _functions(f) and "dim_B" in f.source.split("_step(")[1]
+
+
 def test_no_repeats_no_functions():
     """A graph without repeated runs (a 6-5-3 MLP's step) compiles as before: all in the entry."""
     from conftest import small_training_step
