@@ -6,10 +6,11 @@ lowering to LLVM IR (Python code, ~5-10 ms for a statement such as ``view_c(...)
 network, forward and backward) used to cost that once per repetition, in the one entry function.
 Here the entry's lines are cut into *runs* (the nodes up to and including the next loop group:
 ``matmul`` then the fused ``tanh(...) + 0.5 * h`` of a layer), each run is written in a canonical
-form (its names renumbered in order of appearance, the arrays it reads from outside passed as
-parameters, the workspace offsets of its ``view_c`` blocks passed as integers), and a canonical
-form that occurs often enough becomes a function of the module, compiled once and called from
-every place: the entry then holds one call per repetition.
+form (its names renumbered in order of appearance, the entry's values it reads passed as
+parameters, the workspace blocks it reads or writes passed as their offsets, through
+``intrinsics.offsets_c``), and a canonical form that occurs often enough becomes a function of
+the module, compiled once and called from every place: the entry then holds one call per
+repetition.
 
 Two runs share a function only when their canonical text is identical, so each call computes
 exactly what the inline code did (the arguments' Numba types may differ: the function is then
@@ -154,7 +155,9 @@ def outline(em: Emitter, params: list[str]):
     line_nodes += em.line_nodes[k:]
     em.lines, em.line_nodes = lines, line_nodes
     for key, name in chosen.items():
-        em.kernels.append(f"@njit({em.kernel_options})\n" + key.replace("def _(", f"def {name}(", 1))
+        em.kernels.append(f"# the same run of nodes at {len(counts[key])} places of the entry, compiled once "
+                          f"(graphc.backend.outline)\n@njit({em.kernel_options})\n"
+                          + key.replace("def _(", f"def {name}(", 1))
         em.outlined.append({"name": name, "node": counts[key][0].nodes[-1], "calls": len(counts[key])})
 
 
