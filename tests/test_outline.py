@@ -55,9 +55,11 @@ def test_repeated_layers_compile_once(monkeypatch):
     assert value2 == value and all(np.array_equal(a, b) for a, b in zip(grads, grads2))
 
 
-def test_outlined_state_updates_match_the_interpreter():
-    """Identical layers trained with momentum SGD in float32: the parameter updates (written in
-    place of the States) run in outlined functions; two steps equal the interpreter's."""
+@pytest.mark.parametrize("opt_name", ["sgd", "adam"])
+def test_outlined_state_updates_match_the_interpreter(opt_name):
+    """Identical layers trained in float32 with momentum SGD or Adam: the parameter updates
+    (written in place of the States) and Adam's per-parameter scalar steps (a sequence of runs
+    repeated back to back, merged) run in outlined functions; two steps equal the interpreter's."""
     def build(device):
         nn.manual_seed(0)
         layers = []
@@ -66,7 +68,8 @@ def test_outlined_state_updates_match_the_interpreter():
         model = nn.Sequential(*layers, nn.Linear(8, 3))
         for p in model.parameters():
             p.data = p.data.astype("float32")
-        opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+        opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9) if opt_name == "sgd" \
+            else optim.Adam(model.parameters(), lr=0.01)
         return model, gc.trace(training_step(model, opt, nn.MSELoss()), device=device)
 
     rng = np.random.default_rng(1)
@@ -77,7 +80,10 @@ def test_outlined_state_updates_match_the_interpreter():
         assert_same(step(x, y), ref_step(x, y), "loss")
     for p, q in zip(model.parameters(), ref_model.parameters()):
         assert_same(p.data, q.data, "parameter after two steps")
-    assert _functions(step), "the repeated layers were not outlined"
+    functions = _functions(step)
+    assert functions, "the repeated layers were not outlined"
+    if opt_name == "adam":  # each parameter's bias corrections: one call per parameter
+        assert any("pow" in name and calls >= 8 for name, (_, calls) in functions.items()), functions
 
 
 def test_symbolic_batch_outlined():

@@ -35,6 +35,7 @@ from graphc.ops.registry import ELEMENTWISE
 # a call with its tuple of results ~2 statements). GRAPHC_OUTLINE=0 turns outlining off.
 FUNCTION_COST = 25
 CALL_COST = 2
+PERIOD_MAX = 16  # the longest sequence of runs whose back-to-back repeats are merged
 ENABLED = os.environ.get("GRAPHC_OUTLINE", "1") != "0"
 
 _NAME = re.compile(r"(?<![\w.])([A-Za-z_]\w*)")
@@ -98,6 +99,7 @@ def outline(em: Emitter, params: list[str]):
             views[m.group(1)] = m.group(2, 3)
     for run in runs:
         _canonical(em, run, bound_at, last_use, views)
+    runs = _merge_periods(em, runs, lambda run: _canonical(em, run, bound_at, last_use, views))
     counts: dict[str, list[_Run]] = {}
     for run in runs:
         if run.key is not None:
@@ -184,6 +186,47 @@ def _runs(em: Emitter) -> list[_Run]:
     if start is not None:
         runs.append(_Run(start, n, nodes))
     return runs
+
+
+def _merge_periods(em: Emitter, runs: list[_Run], canonical) -> list[_Run]:
+    """``runs`` where a sequence of PERIOD_MAX runs or fewer repeats back to back (the scalar
+    nodes of each parameter's Adam step, a layer cut into several runs), each repetition merged
+    into one run: one call per repetition instead of one per run. ``canonical`` sets a run's key."""
+    out, i = [], 0
+    keys = [run.key for run in runs]
+    while i < len(runs):
+        merged = False
+        for period in range(2, PERIOD_MAX + 1):
+            first = keys[i:i + period]
+            if len(first) < period or None in first or not _adjacent(runs[i:i + period]):
+                break
+            if any(period % d == 0 and first == first[:d] * (period // d) for d in range(1, period)):
+                continue  # a repeat of a shorter sequence (identical runs: each its own call)
+            count = 1
+            while keys[i + count * period:i + (count + 1) * period] == first \
+                    and _adjacent(runs[i + count * period - 1:i + (count + 1) * period]):
+                count += 1
+            if count < 2:
+                continue
+            group = []
+            for c in range(count):
+                part = runs[i + c * period:i + (c + 1) * period]
+                run = _Run(part[0].start, part[-1].stop, [n for r in part for n in r.nodes])
+                canonical(run)
+                group.append(run)
+            if all(run.key is not None and run.key == group[0].key for run in group):
+                out += group
+                i += count * period
+                merged = True
+                break
+        if not merged:
+            out.append(runs[i])
+            i += 1
+    return out
+
+
+def _adjacent(runs: list[_Run]) -> bool:
+    return all(a.stop == b.start for a, b in zip(runs, runs[1:]))
 
 
 def _is_group(node: Node) -> bool:
