@@ -98,7 +98,7 @@ def child_chain(n: int) -> dict:
     f = gc.value_and_grad(chain, argnums=1)
     t, c = time.perf_counter(), time.process_time()
     with NumbaTimes() as times:
-        value, grads = f(h, ws)
+        f(h, ws)
     first = time.perf_counter() - t
     out = {"first_s": first, "cpu_s": time.process_time() - c, "import_s": t - t0,
            "layers": n, "nodes": len(f.graph.nodes), "per_layer_ms": 1000 * first / n}
@@ -125,8 +125,7 @@ def child_jax(n: int) -> dict:
     f = jax.jit(jax.value_and_grad(jchain, argnums=1))
     h, ws = jnp.asarray(h), [jnp.asarray(w) for w in ws]
     t, c = time.perf_counter(), time.process_time()
-    value, grads = f(h, ws)
-    jax.block_until_ready((value, grads))
+    jax.block_until_ready(f(h, ws))
     first = time.perf_counter() - t
     return {"first_s": first, "cpu_s": time.process_time() - c, "import_s": t - t0, "layers": n,
             "per_layer_ms": 1000 * first / n}
@@ -136,6 +135,7 @@ def _mlp_step(batch: int, dynamic: bool):
     """The training step of benchmarks/train_step.py, optionally traced with ``dynamic=``."""
     sys.path.insert(0, HERE)
     import train_step as ts
+
     import graphc as gc
     from graphc import nn, optim
     x, y, params = ts.make_data(batch)
@@ -180,10 +180,10 @@ CHILDREN = {"chain": lambda a: child_chain(int(a)), "jax": lambda a: child_jax(i
 # -- the parent --------------------------------------------------------------------------------
 def run_child(kind: str, arg, env: dict, timeout: int = 900) -> dict:
     cmd = [sys.executable, os.path.abspath(__file__), "--child", kind, str(arg)]
-    p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout, cwd=ROOT)
+    p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout, cwd=ROOT, check=False)
     lines = [ln for ln in p.stdout.splitlines() if ln.startswith("{")]
     if p.returncode != 0 or not lines:
-        return {"error": (p.stderr.strip().splitlines() or ["exit %d" % p.returncode])[-1]}
+        return {"error": (p.stderr.strip().splitlines() or [f"exit {p.returncode}"])[-1]}
     result = json.loads(lines[-1])
     result["load_avg"] = os.getloadavg()[0]
     return result
@@ -204,11 +204,11 @@ def cold(kind: str, arg, mode: str) -> dict:
 
 
 def versions() -> str:
-    out = subprocess.run([sys.executable, "-c", "import numpy, numba, llvmlite; print(numpy.__version__, "
-                          "numba.__version__, llvmlite.__version__)"], capture_output=True, text=True).stdout.split()
+    probe = "import numpy, numba, llvmlite; print(numpy.__version__, numba.__version__, llvmlite.__version__)"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=False).stdout.split()
     try:
         jax = subprocess.run([sys.executable, "-c", "import jax; print(jax.__version__)"],
-                             capture_output=True, text=True).stdout.strip() or "not installed"
+                             capture_output=True, text=True, check=False).stdout.strip() or "not installed"
     except OSError:
         jax = "not installed"
     return (f"Python {platform.python_version()}, NumPy {out[0]}, Numba {out[1]}, llvmlite {out[2]}, "

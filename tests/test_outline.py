@@ -5,12 +5,11 @@ interpreter's and, bit for bit, those of the same graph compiled without outlini
 """
 import numpy as np
 import pytest
+from conftest import assert_same, training_step
 
 import graphc as gc
 from graphc import nn, optim
 from graphc.backend import outline
-
-from conftest import assert_same, training_step
 
 
 def chain(h, ws):

@@ -20,6 +20,7 @@ as before.
 """
 from __future__ import annotations
 
+import itertools
 import os
 import re
 
@@ -99,7 +100,7 @@ def outline(em: Emitter, params: list[str]):
             views[m.group(1)] = m.group(2, 3)
     for run in runs:
         _canonical(em, run, bound_at, last_use, views)
-    runs = _merge_periods(em, runs, lambda run: _canonical(em, run, bound_at, last_use, views))
+    runs = _merge_periods(runs, lambda run: _canonical(em, run, bound_at, last_use, views))
     counts: dict[str, list[_Run]] = {}
     for run in runs:
         if run.key is not None:
@@ -188,7 +189,7 @@ def _runs(em: Emitter) -> list[_Run]:
     return runs
 
 
-def _merge_periods(em: Emitter, runs: list[_Run], canonical) -> list[_Run]:
+def _merge_periods(runs: list[_Run], canonical) -> list[_Run]:
     """``runs`` where a sequence of PERIOD_MAX runs or fewer repeats back to back (the scalar
     nodes of each parameter's Adam step, a layer cut into several runs), each repetition merged
     into one run: one call per repetition instead of one per run. ``canonical`` sets a run's key."""
@@ -226,7 +227,7 @@ def _merge_periods(em: Emitter, runs: list[_Run], canonical) -> list[_Run]:
 
 
 def _adjacent(runs: list[_Run]) -> bool:
-    return all(a.stop == b.start for a, b in zip(runs, runs[1:]))
+    return all(a.stop == b.start for a, b in itertools.pairwise(runs))
 
 
 def _is_group(node: Node) -> bool:
@@ -307,7 +308,7 @@ def _function_name(em: Emitter, nodes: list[Node]) -> str:
     base = "_".join(list(dict.fromkeys(ops))[:4] + ["step"])
     taken = set(RESERVED_NAMES) | set(em.imports) | set(em.names.values()) \
         | {info["name"] for info in em.kernel_info} | {info["name"] for info in em.outlined}
-    taken |= {m.group(1) for text in em.kernels for m in re.finditer(r"^def (\w+)\(", text, re.M)}
+    taken |= {m.group(1) for text in em.kernels for m in re.finditer(r"^def (\w+)\(", text, re.MULTILINE)}
     name, k = base, 1
     while name in taken:
         k += 1
