@@ -2,7 +2,9 @@
 
 The entry takes the graph's inputs (then its non-scalar constants), runs every
 node in order (elementwise groups as loop nests, reductions as loops, matmul
-through BLAS) and returns the outputs, so a call costs one Numba dispatch.
+through BLAS) and returns the outputs, so a call costs one Numba dispatch. Runs of nodes the
+graph repeats (its layers, forward and backward) are written once, as functions the entry calls
+at each repetition (graphc/backend/outline.py): Numba compiles each of them once.
 """
 from __future__ import annotations
 
