@@ -25,7 +25,8 @@ from graphc.ops.scalar import CTOR, literal  # noqa: F401  (CTOR: re-exported fo
 
 # names generated code may use for something else: builtins, modules, the entry's parameters
 RESERVED_NAMES = frozenset(dir(builtins)) | frozenset(keyword.kwlist) | {
-    "np", "njit", "prange", "entry", "ws", "empty_c", "zeros_c", "reshape_c", "view_c", "gemm"}  # (cpu.HELPERS)
+    "np", "njit", "prange", "entry", "ws", "empty_c", "zeros_c", "reshape_c", "view_c", "gemm",
+    "offsets_c"}  # (cpu.HELPERS)
 # a symbolic dimension's run-time value is named SYMBOL_PREFIX + its name (``dim_B``), a form no
 # input or generated name takes
 SYMBOL_PREFIX = "dim_"
@@ -106,6 +107,9 @@ class Emitter:
         self.kernels: list[str] = []  # source of the fused kernels the entry calls
         self.imports: set[str] = set()  # vecmath functions and cpu.HELPERS the code uses
         self.kernel_info: list[dict] = []  # per kernel: name, node, parallel, fastmath, flat
+        # kernel text (options, parameters, body) -> its name: identical groups share one kernel
+        self.kernel_bodies: dict = {}
+        self.outlined: list[dict] = []  # per function of graphc.backend.outline: name, node, calls
         self.plan = plan  # the backend's plan.MemoryPlan, or None: every array fresh
         self._closing: list[int] = []  # per loop opened by open_loop: 1, or 0 where none was written
 

@@ -139,3 +139,22 @@ def view_c(typingctx, buf, offset, shape, dtype):
                        strides=_c_strides(builder, dims, itemsize), itemsize=itemsize, meminfo=src.meminfo)
         return impl_ret_borrowed(context, builder, arrty, out._getvalue())
     return arrty(buf, offset, shape, dtype), codegen
+
+
+@intrinsic
+def offsets_c(typingctx, values):
+    """A tuple of integers (workspace offsets) as a ``UniTuple(intp)``, not as Numba literals.
+
+    An integer constant passed to an ``@njit`` function is typed ``Literal[int](2048)``, and
+    Numba compiles the callee once per distinct literal value; graphc.backend.outline passes its
+    functions' workspace offsets through this, so each compiles once.
+    """
+    if not (isinstance(values, types.BaseTuple) and all(isinstance(t, types.Integer) for t in values)):
+        return None
+    rty = types.UniTuple(types.intp, len(values))
+
+    def codegen(context, builder, sig, args):
+        items = [context.cast(builder, v, t, types.intp)
+                 for v, t in zip(cgutils.unpack_tuple(builder, args[0], len(sig.args[0])), sig.args[0])]
+        return context.make_tuple(builder, sig.return_type, items)
+    return rty(values), codegen

@@ -457,7 +457,6 @@ def emit_group(em: Emitter, node: Node, sub: Graph, standalone: bool = False):
         names = ", ".join(k.name(v) for v in scalar_outs)
         k.line(f"return ({names}{',' if len(scalar_outs) == 1 else ''})")
 
-    kname = kernel_name(em, sub, lay)
     opts = [codegen.NJIT_KERNEL_OPTIONS]
     if parallel:
         opts.append("parallel=True")
@@ -465,7 +464,12 @@ def emit_group(em: Emitter, node: Node, sub: Graph, standalone: bool = False):
         # reassoc only: 'contract' lets LLVM fuse the group's own a * b + c into an FMA, whose
         # single rounding changes values NumPy rounds twice (sum(x * x - 1) off by 1e-4 in float32)
         opts.append("fastmath={'reassoc'}")
-    em.kernels.append("\n".join([f"@njit({', '.join(opts)})", f"def {kname}({', '.join(params)}):"] + k.lines))
+    body_key = (tuple(opts), tuple(params), tuple(k.lines))
+    kname = em.kernel_bodies.get(body_key)
+    if kname is None:
+        kname = kernel_name(em, sub, lay)
+        em.kernel_bodies[body_key] = kname
+        em.kernels.append("\n".join([f"@njit({', '.join(opts)})", f"def {kname}({', '.join(params)}):"] + k.lines))
     em.imports |= k.imports
     em.kernel_info.append({"name": kname, "node": node, "parallel": parallel, "fastmath": fastmath,
                            "flat": flat, "domain": domain})

@@ -8,7 +8,7 @@ from numba.core.errors import TypingError
 
 import graphc as gc
 from graphc.backend.blas import gemm
-from graphc.backend.intrinsics import empty_c, reshape_c, zeros_c
+from graphc.backend.intrinsics import empty_c, offsets_c, reshape_c, zeros_c
 from graphc.ops.linalg import matmul_t
 
 FLAGS = [(False, False), (True, False), (False, True), (True, True)]
@@ -158,3 +158,18 @@ def test_empty_too_big_raises():
     with pytest.raises(ValueError, match="too big"):
         huge(2**31)
     assert huge(2).shape == (2, 2, 8)
+
+
+def test_offsets_c_passes_integers_that_are_no_literals():
+    """A callee taking offsets_c's tuple compiles once for every value (an integer literal
+    argument would compile it once per value: graphc.backend.outline relies on this)."""
+    @njit
+    def callee(offsets):
+        return offsets[0] + offsets[1]
+
+    @njit
+    def caller():
+        return callee(offsets_c((1, 2))) + callee(offsets_c((30, 40))) + callee(offsets_c((np.int32(5), 6)))
+
+    assert caller() == 84
+    assert len(callee.signatures) == 1
