@@ -91,18 +91,38 @@ class NumbaTimes:
                 "numba_total_s": round(sum(exclusive.values()), 3), "llvm_s": round(llvm, 3)}
 
 
-def child_chain(n: int) -> dict:
+def _background() -> bool:
+    return os.environ.get("GRAPHC_COMPILE") == "background"
+
+
+def _ready(f, out: dict, t: float):
+    """compile="background": when the compiled code is in place (seconds since ``t``)."""
+    if _background():
+        out["ready_s"] = time.perf_counter() - t if f.wait_compiled() else None
+
+
+def child_chain(n: int, reference: bool = False) -> dict:
+    """``reference``: the same function traced and run by the NumPy interpreter (device="numpy",
+    no passes), and the plain NumPy forward pass: what a first result costs without a compiler."""
     t0 = time.perf_counter()
     import graphc as gc
     h, ws = chain_inputs(n)
-    f = gc.value_and_grad(chain, argnums=1)
+    options = {"device": "numpy", "passes": "O0"} if reference else {}
+    f = gc.value_and_grad(chain, argnums=1, **options)
     t, c = time.perf_counter(), time.process_time()
     with NumbaTimes() as times:
         f(h, ws)
     first = time.perf_counter() - t
+    if reference:
+        t = time.perf_counter()
+        chain(h, ws)
+        return {"first_s": first, "cpu_s": time.process_time() - c, "numpy_forward_s": time.perf_counter() - t}
+    ready = {}
+    _ready(f, ready, t)
     out = {"first_s": first, "cpu_s": time.process_time() - c, "import_s": t - t0,
            "layers": n, "nodes": len(f.graph.nodes), "per_layer_ms": 1000 * first / n}
     out["per_node_ms"] = 1000 * first / out["nodes"]
+    out.update(ready)
     out.update(times.summary())
     compiled = getattr(getattr(f, "_last", None), "compiled", None)
     if compiled is not None and hasattr(compiled, "_emitter"):
@@ -131,7 +151,7 @@ def child_jax(n: int) -> dict:
             "per_layer_ms": 1000 * first / n}
 
 
-def _mlp_step(batch: int, dynamic: bool):
+def _mlp_step(batch: int, dynamic: bool, **options):
     """The training step of benchmarks/train_step.py, optionally traced with ``dynamic=``."""
     sys.path.insert(0, HERE)
     import train_step as ts
@@ -152,19 +172,23 @@ def _mlp_step(batch: int, dynamic: bool):
         opt.step()
         return loss
 
-    step = gc.trace(train_step, dynamic={"x": 0, "t": 0}) if dynamic else gc.trace(train_step)
+    step = gc.trace(train_step, dynamic={"x": 0, "t": 0} if dynamic else None, **options)
     return step, x, y, ts
 
 
-def child_mlp(dynamic: bool) -> dict:
+def child_mlp(dynamic: bool, reference: bool = False) -> dict:
     t0 = time.perf_counter()
     import graphc  # noqa: F401
     t, c = time.perf_counter(), time.process_time()
-    step, x, y, ts = _mlp_step(BATCH, dynamic)
+    step, x, y, ts = _mlp_step(BATCH, dynamic, **({"device": "numpy", "passes": "O0"} if reference else {}))
     with NumbaTimes() as times:
         step(x, y)
     out = {"first_s": time.perf_counter() - t, "cpu_s": time.process_time() - c, "import_s": t - t0}
+    if reference:
+        return out
     out.update(times.summary())
+    # (background: a warm run in the next process needs this one's compile finished)
+    _ready(step, out, t)
     x2, y2, _ = ts.make_data(NEW_BATCH, seed=1)
     t = time.perf_counter()
     step(x2, y2)
@@ -174,7 +198,9 @@ def child_mlp(dynamic: bool) -> dict:
 
 
 CHILDREN = {"chain": lambda a: child_chain(int(a)), "jax": lambda a: child_jax(int(a)),
-            "mlp": lambda a: child_mlp(False), "mlp_dynamic": lambda a: child_mlp(True)}
+            "mlp": lambda a: child_mlp(False), "mlp_dynamic": lambda a: child_mlp(True),
+            "chain_ref": lambda a: child_chain(int(a), reference=True),
+            "mlp_ref": lambda a: child_mlp(False, reference=True)}
 
 
 # -- the parent --------------------------------------------------------------------------------
@@ -246,6 +272,8 @@ def main():
 
     for n in sizes:
         results["chain"][n] = {mode: median_of("chain", n, mode) for mode in modes}
+        if "background" in modes:
+            results["chain"][n]["reference"] = median_of("chain_ref", n, "eager")
         if not args.no_jax:
             results["jax"][n] = run_child("jax", n, dict(os.environ, JAX_PLATFORMS="cpu"))
     if not args.no_mlp:
@@ -257,6 +285,8 @@ def main():
             finally:
                 shutil.rmtree(cache, ignore_errors=True)
             results["mlp"][mode]["dynamic"] = cold("mlp_dynamic", 0, mode)
+        if "background" in modes:
+            results["mlp"]["reference"] = median_of("mlp_ref", 0, "eager")
     results["load_end"] = os.getloadavg()
 
     print(f"# compile latency ({results['machine']})")
@@ -278,7 +308,11 @@ def main():
             row += ["", "", "", ""]
         row.append(fmt(results["jax"][n]) if n in results["jax"] else "")
         print("| " + " | ".join(row) + " |")
+    if "background" in modes:
+        _print_background(results, sizes)
     for mode, r in results["mlp"].items():
+        if mode == "reference":
+            continue
         print(f"\nMLP 784-256-128-10 training step, batch {BATCH}, GRAPHC_COMPILE={mode}: cold {fmt(r['cold'])}, "
               f"warm {fmt(r['warm'])}; new batch {NEW_BATCH} in the same process: "
               f"{fmt(r['cold'], 'new_batch_s')} plain, {fmt(r['dynamic'], 'new_batch_s')} with dynamic= "
@@ -286,6 +320,28 @@ def main():
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=1, default=str)
+
+
+def _print_background(results: dict, sizes: list):
+    """compile="background": the first result against a first result without a compiler (the
+    trace plus the NumPy interpreter), and when the compiled code is in place."""
+    print("\ncompile=\"background\": time to the first result (wall) against the same trace run by "
+          "the NumPy interpreter (device=\"numpy\", no passes), and when the compiled code is in place")
+    print("| case | background first result | trace + interpreter | ratio | NumPy forward alone | "
+          "compiled code in place after |")
+    print("|---|---|---|---|---|---|")
+    rows = [(f"chain N={n}", results["chain"][n]) for n in sizes]
+    if "reference" in results["mlp"]:
+        rows.append(("MLP step, batch 64", {"background": results["mlp"]["background"]["cold"],
+                                            "reference": results["mlp"]["reference"]}))
+    for label, rs in rows:
+        b, r = rs.get("background", {}), rs.get("reference", {})
+        if "first_s" not in b or "first_s" not in r:
+            continue
+        forward = f"{1e3 * r['numpy_forward_s']:.2f} ms" if "numpy_forward_s" in r else ""
+        ready = f"{b['ready_s']:.2f} s" if b.get("ready_s") else "(failed)"
+        print(f"| {label} | {1e3 * b['first_s']:.1f} ms | {1e3 * r['first_s']:.1f} ms | "
+              f"{b['first_s'] / r['first_s']:.2f}x | {forward} | {ready} |")
 
 
 if __name__ == "__main__":
