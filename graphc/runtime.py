@@ -251,7 +251,8 @@ class Compiled:
         if self.upgraded is not None:
             return self.upgraded.run(arguments)
         if self.interpreter_tier:
-            if self.pending is not None and self.pending.job.done:
+            # (from the second call on: the first returns without starting the worker)
+            if self.pending is not None and self.interpreted_calls and self.pending.job.done:
                 self.switch()
                 if self.upgraded is not None:
                     return self.upgraded.run(arguments)

@@ -121,6 +121,8 @@ def test_a_killed_worker_is_survived():
     a, b = np.ones((3, 3)), np.eye(3)
     f(a, b)
     job = f._last.pending.job
+    assert job.pid is None  # (the first call does not wait for a process to start)
+    job.launch()
     os.kill(job.pid, signal.SIGKILL)
     job.wait(60)
     with pytest.warns(background.CompileWarning, match="killed by signal 9"):
@@ -138,6 +140,7 @@ _SCRIPT = textwrap.dedent("""
     f = gc.value_and_grad(chain, argnums=1, compile="background")
     f(np.ones((8, 8)), ws)
     job = f._last.pending.job
+    job.launch()
     print(job.pid, flush=True)
     if sys.argv[1] == "kill":
         os.kill(os.getpid(), signal.SIGKILL)
@@ -196,3 +199,12 @@ def test_bad_modes_are_refused(monkeypatch):
     f = gc.trace(layers)
     with pytest.raises(ValueError, match="GRAPHC_COMPILE='sometimes'"):
         f(*_inputs())
+
+
+@pytest.mark.parametrize("value", [
+    np.zeros((3, 4), np.float32), np.zeros((3, 4)).T, np.zeros((4, 6))[:, ::2], np.zeros(()), np.zeros((0, 3)),
+    np.zeros((1, 5), np.int32), np.zeros(5, bool), np.frombuffer(b"\0" * 16), np.zeros(3, np.complex128),
+    1.5, 3, np.float32(2.0), np.int64(7), True])
+def test_arguments_are_described_as_numba_types_them(value):
+    import numba
+    assert background.numba_type(background.describe(value)) == numba.typeof(value)

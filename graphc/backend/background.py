@@ -39,6 +39,8 @@ import time
 import warnings
 
 import numba
+import numpy as np
+from numba.np import numpy_support
 
 from graphc.backend import cache
 from graphc.backend.base import get as get_backend
@@ -84,46 +86,68 @@ def compiled_before(store: str | None, key: str) -> bool:
 
 # -- the parent's side --------------------------------------------------------------------------
 class Job:
-    """One background compile: a worker process and the files it reads and writes."""
+    """One background compile: a worker process and the files it reads and writes in the store.
 
-    def __init__(self, key: str, store: str, payload: bytes):
+    The worker starts at the first poll (``launch``), not when the Job is made: the call that
+    made it returns the interpreter's result without waiting for a process to start."""
+
+    def __init__(self, key: str, store: str, payload: dict):
         self.key = key
         self.store = store
         self.error: str | None = None
         self.result = None  # (optimized graph, pass stats, compiled afresh?) once done
-        self._job_file = f".tmp-job-{key}-{os.getpid()}"
-        self._out_file = f".tmp-out-{key}-{os.getpid()}"
-        cache.write_in_store(store, self._job_file, payload)
-        self._lock = threading.Lock()
+        self.pid: int | None = None
         self.owner = os.getpid()  # (a forked child sees this Job too: it neither waits for nor kills it)
-        # the worker imports this very graphc, wherever it was imported from
-        here = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-        path = os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH")) if p)
-        env = dict(os.environ, GRAPHC_CACHE_DIR=os.path.dirname(store), PYTHONPATH=path)
-        self._process = subprocess.Popen(
-            [sys.executable, "-m", "graphc.backend.background", os.path.join(store, self._job_file),
-             os.path.join(store, self._out_file), str(os.getpid())],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env,
-            close_fds=True)
-        self.pid = self._process.pid
-        _RUNNING.add(self)
-        # drain stderr in a thread: a worker writing more than a pipe holds must never block
-        self._stderr: list = []
-        threading.Thread(target=self._drain, daemon=True).start()
+        self._payload = payload
+        self._process: subprocess.Popen | None = None
+        self._lock = threading.Lock()
+        tag = f"{key}-{os.getpid()}"
+        self._job_file, self._out_file, self._err_file = (f".tmp-{what}-{tag}" for what in ("job", "out", "err"))
 
-    def _drain(self):
-        try:
-            with self._process.stderr as pipe:
-                self._stderr.append(pipe.read())
-        except (OSError, ValueError):
-            pass
+    def launch(self):
+        """Start the worker (once)."""
+        with self._lock:
+            if self._process is not None or self.error is not None or os.getpid() != self.owner:
+                return
+            # the worker imports this very graphc, wherever it was imported from
+            here = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+            path = os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH")) if p)
+            env = dict(os.environ, GRAPHC_CACHE_DIR=os.path.dirname(self.store), PYTHONPATH=path)
+            try:
+                data = pickle.dumps(self._payload, protocol=pickle.HIGHEST_PROTOCOL)
+            except Exception as exc:  # (an attribute that does not pickle)
+                self.error = f"the graph cannot be handed to a worker ({type(exc).__name__}: {exc})"
+                return
+            try:
+                cache.write_in_store(self.store, self._job_file, data)
+                err = os.open(os.path.join(self.store, self._err_file),
+                              os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+                try:  # (its messages go to a file: a pipe nobody reads could block it)
+                    self._process = subprocess.Popen(
+                        [sys.executable, "-m", "graphc.backend.background", os.path.join(self.store, self._job_file),
+                         os.path.join(self.store, self._out_file), str(os.getpid())],
+                        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err, env=env, close_fds=True)
+                finally:
+                    os.close(err)
+            except OSError as exc:
+                self.error = f"the compile worker could not be started ({exc})"
+                self._remove_files()
+                return
+            self._payload = None
+            self.pid = self._process.pid
+            _RUNNING.add(self)
 
     @property
     def done(self) -> bool:
         """Has the worker finished (either way)? Cheap: one ``waitpid`` until it has."""
         if self.result is not None or self.error is not None:
             return True
-        if os.getpid() != self.owner or self._process.poll() is None:
+        if os.getpid() != self.owner:
+            return False
+        if self._process is None:
+            self.launch()
+            return self.error is not None
+        if self._process.poll() is None:
             return False
         self._collect()
         return True
@@ -131,14 +155,16 @@ class Job:
     def wait(self, timeout: float | None = None) -> bool:
         if os.getpid() != self.owner:
             return False
-        try:
-            self._process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            return False
+        self.launch()
+        if self._process is not None:
+            try:
+                self._process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                return False
         return self.done
 
     def kill(self):
-        if os.getpid() != self.owner:
+        if os.getpid() != self.owner or self._process is None:
             return
         if self._process.poll() is None:
             self._process.kill()
@@ -151,17 +177,21 @@ class Job:
             if _JOBS.get(self.key) is self:
                 del _JOBS[self.key]
 
+    def _remove_files(self):
+        for name in (self._job_file, self._out_file, self._err_file):
+            try:
+                os.unlink(os.path.join(self.store, name))
+            except OSError:
+                pass
+
     def _read_outcome(self):
         with self._lock:
             if self.result is not None or self.error is not None:
                 return
             _RUNNING.discard(self)
             data = cache.read_in_store(self.store, self._out_file)
-            for name in (self._job_file, self._out_file):
-                try:
-                    os.unlink(os.path.join(self.store, name))
-                except OSError:
-                    pass
+            messages = cache.read_in_store(self.store, self._err_file) or b""
+            self._remove_files()
             outcome = None
             if data is not None:
                 try:
@@ -175,11 +205,30 @@ class Job:
                 self.error = outcome[1]
                 return
             code = self._process.returncode
-            time.sleep(0.01)  # (let the drain thread take the last of stderr)
-            tail = b"".join(self._stderr).decode(errors="replace").strip().splitlines()[-1:]
+            tail = messages.decode(errors="replace").strip().splitlines()[-1:]
             self.error = (f"the compile worker (pid {self.pid}) "
                           + (f"was killed by signal {-code}" if code < 0 else f"exited with status {code}")
                           + (f": {tail[0]}" if tail else ""))
+
+
+def describe(value):
+    """What a worker needs of an argument to compile for it (``numba_type`` there): an array's
+    dtype, rank, layout and flags, or a scalar itself. (Not ``numba.typeof`` here: its first
+    call imports numpy.ma, 15 ms added to a first result.)"""
+    if isinstance(value, np.ndarray):
+        flags = value.flags
+        layout = "C" if flags.c_contiguous else "F" if flags.f_contiguous else "A"
+        return ("array", value.dtype.str, value.ndim, layout, not flags.writeable, bool(flags.aligned))
+    return ("value", value)
+
+
+def numba_type(description):
+    """The Numba type ``numba.typeof`` gives the argument ``describe`` described."""
+    if description[0] == "array":
+        _, dtype, ndim, layout, readonly, aligned = description
+        return numba.types.Array(numpy_support.from_dtype(np.dtype(dtype)), ndim, layout, readonly=readonly,
+                                 aligned=aligned)
+    return numba.typeof(description[1])
 
 
 _RUNNING: set = set()
@@ -202,25 +251,20 @@ def start(graph: Graph, passes: str, options: dict, arguments, generic: bool = F
 
     Returns ``("cached", None)`` where a worker compiled this graph before (compile it now: it
     loads from the cache), ``("job", Job)``, or ``("eager", reason)`` where nothing can be
-    handed over (no usable disk cache, a graph that does not pickle)."""
+    handed over (no usable disk cache)."""
     store = cache.open_store()
     if store is None:
         return "eager", "no usable disk cache"
-    types = [numba.typeof(a) for a in arguments]
+    types = [describe(a) for a in arguments]
     key = trace_key(graph, passes, options, types, generic)
     if compiled_before(store, key):
         return "cached", None
     with _JOBS_LOCK:
         job = _JOBS.get(key)
-        if job is not None and not (job.done and job.error is not None):
+        if job is not None and job.error is None:
             return "job", job
-        try:
-            payload = pickle.dumps({"format": FORMAT, "graph": graph, "passes": passes, "options": options,
-                                    "types": types, "generic": generic, "key": key},
-                                   protocol=pickle.HIGHEST_PROTOCOL)
-        except Exception as exc:  # (an attribute that does not pickle)
-            return "eager", f"the graph cannot be handed to a worker ({type(exc).__name__}: {exc})"
-        job = Job(key, store, payload)
+        job = Job(key, store, {"format": FORMAT, "graph": graph, "passes": passes, "options": options,
+                               "types": types, "generic": generic, "key": key})
         _JOBS[key] = job
         return "job", job
 
@@ -259,7 +303,7 @@ def compile_job(job: dict):
     graph, stats = manager.run(job["graph"], job["passes"], errors="raise" if job["generic"] else None)
     backend = get_backend("cpu")
     executable = backend.compile(graph, {**job["options"], "passes": job["passes"]})
-    executable.prepare_types(job["types"])  # (under cache.compile_lock: one process per entry)
+    executable.prepare_types([numba_type(d) for d in job["types"]])  # (under cache.compile_lock: one process per entry)
     store = cache.open_store()
     if store is not None and executable.key and executable.on_disk:
         cache.write_in_store(store, f"t{job['key']}.trace", executable.key.encode())
