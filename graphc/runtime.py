@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
+import os
 import threading
 import time
 import warnings
@@ -294,15 +295,22 @@ class Compiled:
     def switch(self, wait: bool = False):
         """Once the background compile has finished (``wait``: after waiting for it), switch to
         its compiled code; a failed one warns once and leaves the interpreter running."""
-        with _SWITCH_LOCK:
+        while True:
             pending = self.pending
-            if pending is None or not (pending.job.wait() if wait else pending.job.done):
+            if pending is None:
                 return
-            self.pending, upgraded = pending.outcome()
-            if upgraded is not None:
-                self.upgraded = upgraded
-        if self.pending is not None and wait:
-            self.switch(wait=True)  # (a fallback compile took over)
+            if wait:  # (not under the lock: other signatures switch meanwhile)
+                pending.job.wait()
+            with _SWITCH_LOCK:
+                if self.pending is not pending:
+                    continue  # (another thread switched it)
+                if not pending.job.done:
+                    return
+                self.pending, upgraded = pending.outcome()
+                if upgraded is not None:
+                    self.upgraded = upgraded
+            if not wait:
+                return  # (a fallback compile took over, or it failed: the interpreter goes on)
 
     def prepare(self, arguments):
         """Compile the executable for these arguments now (a backend that compiles on its first
@@ -384,6 +392,15 @@ class Compiled:
 
 
 _SWITCH_LOCK = threading.RLock()
+
+
+def _new_switch_lock():
+    global _SWITCH_LOCK
+    _SWITCH_LOCK = threading.RLock()  # (a fork while another thread held it: the child's is free)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_switch_lock)
 
 
 class _Pending:

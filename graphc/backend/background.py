@@ -2,7 +2,7 @@
 
 ``gc.trace(fn, compile="background")`` (the default; ``GRAPHC_COMPILE`` sets it for a process)
 runs a new signature's traced graph with the NumPy interpreter at once, and hands the graph to
-a worker process (``python -m graphc.backend.background JOB``) that runs the passes, generates
+a worker process (``graphc.backend.background.main``) that runs the passes, generates
 the module and compiles it with Numba into the disk cache. Each later call polls the worker
 (one ``waitpid``) and, once it has finished, switches to the compiled code, which loads from
 the cache in milliseconds. A process, not a thread: Numba holds the GIL while it types and
@@ -11,13 +11,15 @@ lowers, so a thread would slow the user's loop as much as compiling in it.
 Rules the workers keep:
 
 * they never outlive the process that started them (the kernel kills a Linux worker when its
-  parent dies; elsewhere a watchdog thread exits when the parent is gone; the parent kills
-  running workers when it exits normally);
+  parent dies, where the main thread started it; otherwise a watchdog thread exits when the
+  parent is gone; the parent kills running workers when it exits normally); a process forked
+  while a worker ran starts a worker of its own when it calls the function;
 * one process compiles an entry at a time (``cache.compile_lock``); one worker per graph and
   signature in a process;
-* the worker writes only through the disk cache's checked store; the parent reads back just
-  the optimized graph (a pickle the worker wrote into the parent's private store) and compiles
-  it again as usual, so its machine code comes through the cache's checks;
+* the worker writes only through the disk cache's checked store; it reads its job from a pipe
+  and the parent reads back just the optimized graph from another (nothing of a job is left in
+  the store), and compiles it again as usual, so its machine code comes through the cache's
+  checks;
 * a worker that fails (or is killed) leaves the function in the interpreter, with one warning
   naming the error.
 
@@ -84,53 +86,73 @@ def compiled_before(store: str | None, key: str) -> bool:
 
 # -- the parent's side --------------------------------------------------------------------------
 class Job:
-    """One background compile: a worker process and the files it reads and writes."""
+    """One background compile: a worker process, the job written to its stdin and the outcome
+    read from its stdout (pipes, not files: nothing is left in the store by a killed process,
+    and clearing the cache cannot take a running job's files)."""
 
     def __init__(self, key: str, store: str, payload: bytes):
         self.key = key
         self.store = store
+        self.payload = payload  # (kept: a forked child starts a worker of its own from it)
         self.error: str | None = None
         self.result = None  # (optimized graph, pass stats, compiled afresh?) once done
-        self._job_file = f".tmp-job-{key}-{os.getpid()}"
-        self._out_file = f".tmp-out-{key}-{os.getpid()}"
-        cache.write_in_store(store, self._job_file, payload)
+        self._spawn()
+
+    def _spawn(self):
         self._lock = threading.Lock()
-        self.owner = os.getpid()  # (a forked child sees this Job too: it neither waits for nor kills it)
+        self.owner = os.getpid()  # (a forked child sees this Job too: it starts its own worker)
         # the worker imports this very graphc, wherever it was imported from
         here = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
         path = os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH")) if p)
-        env = dict(os.environ, GRAPHC_CACHE_DIR=os.path.dirname(store), PYTHONPATH=path)
+        env = dict(os.environ, GRAPHC_CACHE_DIR=os.path.dirname(self.store), PYTHONPATH=path)
+        # The kernel kills the worker when the *thread* that started it ends (PR_SET_PDEATHSIG
+        # follows threads): ask for it only from the main thread, which lives as long as the
+        # process; from another thread the worker's watchdog notices the process's end instead.
+        with_thread = threading.current_thread() is threading.main_thread()
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "graphc.backend.background", os.path.join(store, self._job_file),
-             os.path.join(store, self._out_file), str(os.getpid())],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env,
-            close_fds=True)
+            [sys.executable, "-c", "from graphc.backend.background import main; main()",
+             str(os.getpid()), "pdeathsig" if with_thread else "watchdog"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, close_fds=True,
+            bufsize=0)  # (unbuffered: a forked child's copy of the pipe has nothing to flush into it)
         self.pid = self._process.pid
         _RUNNING.add(self)
-        # drain stderr in a thread: a worker writing more than a pipe holds must never block
+        # feed and drain the pipes in threads: the worker reads its job only once it has imported
+        # Numba, and a worker writing more than a pipe holds must never block
+        self._stdout: list = []
         self._stderr: list = []
-        threading.Thread(target=self._drain, daemon=True).start()
+        job = len(self.payload).to_bytes(8, "little") + self.payload  # (sized: a forked child holding
+        # the pipe open must not keep the worker waiting for its end)
+        self._threads = [threading.Thread(target=_feed, args=(self._process.stdin, job), daemon=True),
+                         threading.Thread(target=_drain, args=(self._process.stdout, self._stdout), daemon=True),
+                         threading.Thread(target=_drain, args=(self._process.stderr, self._stderr), daemon=True)]
+        for thread in self._threads:
+            thread.start()
 
-    def _drain(self):
-        try:
-            with self._process.stderr as pipe:
-                self._stderr.append(pipe.read())
-        except (OSError, ValueError):
-            pass
+    def _adopt(self) -> bool:
+        """In a process forked while this job ran: start a worker of this process's own (the
+        parent's cannot be waited for here; the new one waits for the parent's through the
+        compile lock, then loads its code from the cache). False where nothing is to be done."""
+        if os.getpid() == self.owner:
+            return False
+        if self.result is None and self.error is None:
+            _INHERITED.append(self._process)  # (the parent's: never waited for nor collected here)
+            self._spawn()
+        return True
 
     @property
     def done(self) -> bool:
         """Has the worker finished (either way)? Cheap: one ``waitpid`` until it has."""
         if self.result is not None or self.error is not None:
             return True
-        if os.getpid() != self.owner or self._process.poll() is None:
+        if self._adopt() or self._process.poll() is None:
             return False
         self._collect()
         return True
 
     def wait(self, timeout: float | None = None) -> bool:
-        if os.getpid() != self.owner:
-            return False
+        if self.result is not None or self.error is not None:
+            return True
+        self._adopt()
         try:
             self._process.wait(timeout)
         except subprocess.TimeoutExpired:
@@ -156,18 +178,13 @@ class Job:
             if self.result is not None or self.error is not None:
                 return
             _RUNNING.discard(self)
-            data = cache.read_in_store(self.store, self._out_file)
-            for name in (self._job_file, self._out_file):
-                try:
-                    os.unlink(os.path.join(self.store, name))
-                except OSError:
-                    pass
+            for thread in self._threads[1:]:  # (the worker has exited: its pipes end at once)
+                thread.join(5.0)
             outcome = None
-            if data is not None:
-                try:
-                    outcome = pickle.loads(data)
-                except Exception:  # (a torn or foreign file: the worker's exit says why)
-                    outcome = None
+            try:
+                outcome = pickle.loads(b"".join(self._stdout))
+            except Exception:  # (a torn or empty outcome: the worker's exit says why)
+                outcome = None
             if isinstance(outcome, tuple) and outcome[:1] == ("ok",) and self._process.returncode == 0:
                 self.result = outcome[1:]
                 return
@@ -175,16 +192,43 @@ class Job:
                 self.error = outcome[1]
                 return
             code = self._process.returncode
-            time.sleep(0.01)  # (let the drain thread take the last of stderr)
             tail = b"".join(self._stderr).decode(errors="replace").strip().splitlines()[-1:]
             self.error = (f"the compile worker (pid {self.pid}) "
                           + (f"was killed by signal {-code}" if code < 0 else f"exited with status {code}")
                           + (f": {tail[0]}" if tail else ""))
 
 
+def _feed(pipe, data: bytes):
+    try:
+        with pipe:
+            view = memoryview(data)
+            while view:
+                view = view[pipe.write(view):]
+    except (OSError, ValueError):  # (the worker died before reading it: its exit says why)
+        pass
+
+
+def _drain(pipe, into: list):
+    try:
+        with pipe:
+            into.append(pipe.read())
+    except (OSError, ValueError):
+        pass
+
+
 _RUNNING: set = set()
+_INHERITED: list = []  # a forked child's copies of its parent's workers
 _JOBS: dict = {}  # trace key -> Job: one worker per graph and signature in this process
 _JOBS_LOCK = threading.RLock()
+
+
+def _new_locks():
+    global _JOBS_LOCK
+    _JOBS_LOCK = threading.RLock()  # (a fork while another thread held it: the child's is free)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_locks)
 
 
 @atexit.register
@@ -232,11 +276,12 @@ def warn_failed(name: str, error: str):
 
 
 # -- the worker's side --------------------------------------------------------------------------
-def _die_with_parent(parent: int):
-    """Exit when the parent process is gone: at once on Linux (the kernel sends SIGKILL), else
-    within a quarter of a second (a watchdog thread; ctypes calls release the GIL, and Numba's
-    typing is Python code, so the thread runs while Numba compiles)."""
-    if sys.platform.startswith("linux"):
+def _die_with_parent(parent: int, pdeathsig: bool):
+    """Exit when the parent process is gone: at once on Linux where the parent started the
+    worker from its main thread (the kernel sends SIGKILL), else within a quarter of a second
+    (a watchdog thread; ctypes calls release the GIL, and Numba's typing is Python code, so the
+    thread runs while Numba compiles)."""
+    if pdeathsig and sys.platform.startswith("linux"):
         try:
             libc = ctypes.CDLL(None, use_errno=True)
             libc.prctl(1, 9)  # PR_SET_PDEATHSIG, SIGKILL
@@ -266,21 +311,35 @@ def compile_job(job: dict):
     return graph, stats, executable.cache_misses > 0
 
 
+def _read_exactly(pipe, size: int) -> bytes:
+    chunks, left = [], size
+    while left:
+        chunk = pipe.read(left)
+        if not chunk:
+            raise SystemExit("graphc compile worker: the job ended early")
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
 def main(argv=None):
-    job_path, out_path, parent = (argv or sys.argv[1:])[:3]
-    _die_with_parent(int(parent))
+    """The worker: ``python -c "...main()" PARENT_PID pdeathsig|watchdog``; reads the pickled
+    job from stdin, writes the pickled outcome to stdout."""
+    parent, how = (argv or sys.argv[1:])[:2]
+    _die_with_parent(int(parent), how == "pdeathsig")
     # (not niced: on a busy machine a niced worker took 3x longer, while the interpreter, the
     # slower tier, kept running the user's loop)
-    store = os.path.dirname(out_path)
-    data = cache.read_in_store(store, os.path.basename(job_path))
-    if data is None:
-        raise SystemExit(f"graphc compile worker: cannot read the job {job_path}")
-    job = pickle.loads(data)
+    out = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)  # (anything printed goes to stderr: stdout carries the outcome alone)
+    stdin = sys.stdin.buffer.raw
+    size = int.from_bytes(_read_exactly(stdin, 8), "little")
+    job = pickle.loads(_read_exactly(stdin, size))
     try:
         outcome = ("ok", *compile_job(job))
-    except (GraphcError, numba.core.errors.NumbaError, ValueError, TypeError) as exc:
+    except Exception as exc:  # (the parent warns with this and keeps interpreting)
         outcome = ("error", f"{type(exc).__name__}: {exc}")
-    cache.write_in_store(store, os.path.basename(out_path), pickle.dumps(outcome, protocol=pickle.HIGHEST_PROTOCOL))
+    with out:
+        out.write(pickle.dumps(outcome, protocol=pickle.HIGHEST_PROTOCOL))
     return 0
 
 
