@@ -252,7 +252,8 @@ class Compiled:
         if self.upgraded is not None:
             return self.upgraded.run(arguments)
         if self.interpreter_tier:
-            if self.pending is not None and self.pending.job.done:
+            pending = self.pending  # (read once: another thread may switch it meanwhile)
+            if pending is not None and pending.job.done:
                 self.switch()
                 if self.upgraded is not None:
                     return self.upgraded.run(arguments)
@@ -306,9 +307,10 @@ class Compiled:
                     continue  # (another thread switched it)
                 if not pending.job.done:
                     return
-                self.pending, upgraded = pending.outcome()
-                if upgraded is not None:
+                after, upgraded = pending.outcome()
+                if upgraded is not None:  # (first: a call seeing no pending finds the upgrade)
                     self.upgraded = upgraded
+                self.pending = after
             if not wait:
                 return  # (a fallback compile took over, or it failed: the interpreter goes on)
 
@@ -931,9 +933,9 @@ class TracedFunction:
         failed or ``compile="never"``)."""
         deadline = None if timeout is None else time.monotonic() + timeout
         for compiled in self._variants():
-            while compiled.pending is not None:
+            while (pending := compiled.pending) is not None:
                 left = None if deadline is None else max(0.0, deadline - time.monotonic())
-                if not compiled.pending.job.wait(left):
+                if not pending.job.wait(left):
                     return False
                 compiled.switch()
         if not getattr(self.backend, "background", False):
@@ -941,7 +943,8 @@ class TracedFunction:
         return all(c.upgraded is not None or not c.interpreter_tier for c in self._variants())
 
     def _variants(self) -> list:
-        return list({id(c): c for variants in self._cache.values() for c in variants}.values())
+        every = list(self._cache.values())  # (one C-level copy: another thread may add a signature)
+        return list({id(c): c for variants in every for c in list(variants)}.values())
 
     @property
     def signatures(self) -> int:

@@ -70,8 +70,10 @@ def check_mode(mode: str | None) -> str:
 
 def trace_key(graph: Graph, passes: str, options: dict, types, generic: bool) -> str:
     """What identifies a background compile: the traced graph's text, how it is compiled and
-    for which argument types (24 hex digits, like the cache's keys)."""
-    text = "\n".join([FORMAT, BACKEND_VERSION, numba.__version__, passes, repr(sorted(options.items())),
+    for which argument types, by which Python and Numba (Numba's cache files are theirs; 24
+    hex digits, like the cache's keys)."""
+    text = "\n".join([FORMAT, BACKEND_VERSION, numba.__version__, sys.implementation.cache_tag or "",
+                      passes, repr(sorted(options.items())),
                       repr(list(types)), repr(generic), str(graph)])
     return hashlib.sha256(text.encode()).hexdigest()[:24]
 

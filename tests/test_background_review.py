@@ -1,0 +1,144 @@
+"""compile="background" attacked as a user would: threads, fork, the cache cleared under a
+running worker, inspection while a compile waits (regressions of a review of the first version)."""
+from __future__ import annotations
+
+import multiprocessing
+import os
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import graphc as gc
+from graphc.backend import background, cache
+
+from test_background import WAIT
+
+
+def _fresh(scale: float):
+    """A function of its own graph (a constant of the trace), so that no earlier test's worker
+    compiled it into the session's cache."""
+    def fn(a, b):
+        return np.tanh(a @ b) * scale - a * 0.5
+    return fn
+
+
+ARGS = (np.linspace(-1, 1, 9).reshape(3, 3), np.eye(3) * 0.5)
+
+
+def test_a_worker_started_from_a_thread_outlives_the_thread():
+    """The kernel's parent-death signal follows the thread that started a process: a worker
+    started from a short-lived thread was killed when that thread ended."""
+    fn = _fresh(1.25)
+    f = gc.trace(fn, compile="background")
+    started = []
+
+    def first_call():
+        f(*ARGS)
+        started.append(f._last.pending.job)
+        started[0].wait(1.5)  # (the thread ends while the worker is still compiling)
+    thread = threading.Thread(target=first_call)
+    thread.start()
+    thread.join()
+    assert started[0]._process.args[-1] == "watchdog"  # (no PR_SET_PDEATHSIG from this thread)
+    assert f.wait_compiled(WAIT), started[0].error
+    np.testing.assert_allclose(f(*ARGS), fn(*ARGS), rtol=1e-13)
+    assert f.interpreted_calls == 1
+
+
+def _child_calls(f, queue):
+    out = f(*ARGS)
+    queue.put((f.wait_compiled(WAIT), f.interpreted_calls, out))
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the fork start method")
+def test_a_forked_child_starts_a_worker_of_its_own():
+    """A process forked while a worker compiled waited for it forever (it is not its child):
+    it ran the interpreter for good. Now it starts its own, which loads the parent's code."""
+    fn = _fresh(1.5)
+    f = gc.trace(fn, compile="background")
+    f(*ARGS)
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=_child_calls, args=(f, queue))
+    child.start()
+    compiled, interpreted, out = queue.get(timeout=WAIT)
+    child.join(WAIT)
+    assert child.exitcode == 0 and compiled
+    assert interpreted == 2  # the parent's first call (copied) and the child's
+    np.testing.assert_array_equal(out, fn(*ARGS))
+    assert f.wait_compiled(WAIT) and f.interpreted_calls == 1
+
+
+def test_the_store_holds_no_job_and_clearing_it_spares_a_running_worker():
+    """The job and its outcome went through files in the store: clear() took a running job's
+    and the worker failed; a killed user process left them there for good."""
+    fn = _fresh(1.75)
+    f = gc.trace(fn, compile="background")
+    f(*ARGS)
+    store = cache.open_store()
+    assert not [name for name in os.listdir(store) if name.startswith(".tmp-")]
+    cache.clear()
+    assert f.wait_compiled(WAIT), f._variants()[0].pending
+    np.testing.assert_allclose(f(*ARGS), fn(*ARGS), rtol=1e-13)
+
+
+def test_a_workers_error_is_its_own():
+    """Every worker printed runpy's RuntimeWarning (started with -m), which became the 'error'
+    of a worker that died without one."""
+    f = gc.trace(_fresh(2.25), compile="background")
+    f(*ARGS)
+    job = f._last.pending.job
+    assert f.wait_compiled(WAIT)
+    assert b"Warning" not in b"".join(job._stderr), job._stderr
+
+
+def test_save_a_function_the_interpreter_runs(tmp_path):
+    """gc.save compared the interpreter's graph, before the passes, with the optimized one and
+    refused every function run with compile="never" (or whose background compile failed)."""
+    fn = _fresh(2.5)
+    f = gc.trace(fn, compile="never")
+    f(*ARGS)
+    gc.save(f, tmp_path / "f.gcx")
+    np.testing.assert_allclose(gc.load(tmp_path / "f.gcx")(*ARGS), fn(*ARGS), rtol=1e-13)
+
+
+def test_waiting_for_one_compile_does_not_stop_another_switching(tmp_path, monkeypatch):
+    """f.source waited for its worker while holding the lock every switch takes: no other
+    function could switch until that worker ended."""
+    sleeper = tmp_path / "hang.sh"
+    sleeper.write_text("#!/bin/sh\nsleep 600\n")
+    sleeper.chmod(0o700)
+    monkeypatch.setattr(background.sys, "executable", str(sleeper))  # a worker that hangs
+    hung = gc.trace(_fresh(2.75), compile="background")
+    hung(*ARGS)
+    monkeypatch.undo()
+    job = hung._last.pending.job
+    waiting = threading.Thread(target=lambda: hung.source, daemon=True)
+    waiting.start()
+    try:
+        fn = _fresh(3.25)
+        g = gc.trace(fn, compile="background")
+        g(*ARGS)
+        assert g._last.pending.job.wait(WAIT)
+        switched = threading.Thread(target=g, args=ARGS, daemon=True)
+        switched.start()
+        switched.join(60)
+        assert not switched.is_alive(), "the switch waited for another function's worker"
+        assert g.interpreted_calls == 1 and g._last.upgraded is not None
+    finally:
+        job.kill()
+        waiting.join(60)
+
+
+def test_the_trace_index_is_per_python(monkeypatch):
+    """Numba's cache files are per Python version: a trace compiled by another Python is not
+    'compiled before' for this one (it compiled in the user's process, however long)."""
+    graph = gc.trace(_fresh(3.5), compile="never")
+    graph(*ARGS)
+    traced = graph._last.graph
+    key = background.trace_key(traced, "O2", {}, ["f8"], False)
+    monkeypatch.setattr(sys.implementation, "cache_tag", "cpython-399")
+    assert background.trace_key(traced, "O2", {}, ["f8"], False) != key
