@@ -142,3 +142,30 @@ def test_the_trace_index_is_per_python(monkeypatch):
     key = background.trace_key(traced, "O2", {}, ["f8"], False)
     monkeypatch.setattr(sys.implementation, "cache_tag", "cpython-399")
     assert background.trace_key(traced, "O2", {}, ["f8"], False) != key
+
+
+def _state(pid: int) -> str | None:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0]
+    except OSError:
+        return None
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="reads /proc")
+def test_a_dropped_functions_worker_is_reaped():
+    """A worker whose function was dropped before it finished stayed a zombie (and held its
+    entry in the running set) until the process exited."""
+    f = gc.trace(_fresh(3.75), compile="background")
+    f(*ARGS)
+    pid = f._last.pending.job.pid
+    del f
+    deadline = time.monotonic() + WAIT
+    while _state(pid) not in ("Z", None) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _state(pid) == "Z"  # finished, and nothing polled it
+    g = gc.trace(_fresh(4.25), compile="background")
+    g(*ARGS)  # a new background compile reaps finished ones
+    assert _state(pid) is None
+    assert not [job for job in background._RUNNING if job.pid == pid]
+    g._last.pending.job.kill()

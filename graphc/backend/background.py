@@ -257,6 +257,9 @@ def start(graph: Graph, passes: str, options: dict, arguments, generic: bool = F
     if compiled_before(store, key):
         return "cached", None
     with _JOBS_LOCK:
+        for running in list(_RUNNING):  # reap finished workers nothing polls any more (their
+            if running.owner == os.getpid():  # function was dropped): no zombies pile up
+                running.done
         job = _JOBS.get(key)
         if job is not None and not (job.done and job.error is not None):
             return "job", job
