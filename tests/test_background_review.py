@@ -169,3 +169,14 @@ def test_a_dropped_functions_worker_is_reaped():
     assert _state(pid) is None
     assert not [job for job in background._RUNNING if job.pid == pid]
     g._last.pending.job.kill()
+
+
+@pytest.mark.parametrize("executable", ["/nonexistent/python", ""])
+def test_no_worker_can_start_so_it_compiles_now(monkeypatch, executable):
+    """A worker that cannot be started at all (no Python executable: an embedded interpreter,
+    a deleted virtual environment) raised FileNotFoundError from the user's first call."""
+    monkeypatch.setattr(background.sys, "executable", executable)
+    fn = _fresh(4.5)
+    f = gc.trace(fn, compile="background")
+    np.testing.assert_allclose(f(*ARGS), fn(*ARGS), rtol=1e-13)
+    assert f.interpreted_calls == 0 and f.wait_compiled(1)

@@ -138,7 +138,11 @@ class Job:
             return False
         if self.result is None and self.error is None:
             _INHERITED.append(self._process)  # (the parent's: never waited for nor collected here)
-            self._spawn()
+            try:
+                self._spawn()
+            except (OSError, ValueError, subprocess.SubprocessError) as exc:
+                self.owner = os.getpid()
+                self.error = f"cannot start a compile worker ({type(exc).__name__}: {exc})"
         return True
 
     @property
@@ -269,7 +273,10 @@ def start(graph: Graph, passes: str, options: dict, arguments, generic: bool = F
                                    protocol=pickle.HIGHEST_PROTOCOL)
         except Exception as exc:  # (an attribute that does not pickle)
             return "eager", f"the graph cannot be handed to a worker ({type(exc).__name__}: {exc})"
-        job = Job(key, store, payload)
+        try:
+            job = Job(key, store, payload)
+        except (OSError, ValueError, subprocess.SubprocessError) as exc:  # (no Python to run, no
+            return "eager", f"cannot start a compile worker ({type(exc).__name__}: {exc})"  # fork)
         _JOBS[key] = job
         return "job", job
 
