@@ -7,6 +7,7 @@ import os
 import sys
 import threading
 import time
+import warnings
 
 import numpy as np
 import pytest
@@ -180,3 +181,24 @@ def test_no_worker_can_start_so_it_compiles_now(monkeypatch, executable):
     f = gc.trace(fn, compile="background")
     np.testing.assert_allclose(f(*ARGS), fn(*ARGS), rtol=1e-13)
     assert f.interpreted_calls == 0 and f.wait_compiled(1)
+
+
+def test_threads_in_the_interpreter_leave_the_warning_filters_alone():
+    """The interpreter ignored RuntimeWarning with warnings.catch_warnings, which threads
+    interleave: the filter stayed, and the user's own NumPy code never warned again."""
+    f = gc.trace(lambda x: np.mean(x, axis=0) + 1.0, compile="never")
+    empty = np.ones((0, 3))
+    before = list(warnings.filters)
+
+    def calls():
+        for _ in range(1500):
+            np.testing.assert_array_equal(f(empty), np.full(3, np.nan))
+    threads = [threading.Thread(target=calls) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert warnings.filters == before
+    with warnings.catch_warnings(record=True) as seen:  # (the filters as they are)
+        np.mean(empty, axis=0)
+    assert any("Mean of empty slice" in str(w.message) for w in seen)
