@@ -184,6 +184,7 @@ class Job:
             if self.result is not None or self.error is not None:
                 return
             _RUNNING.discard(self)
+            self.payload = b""  # (a graph's constants may be large: not kept once done)
             for thread in self._threads[1:]:  # (the worker has exited: its pipes end at once)
                 thread.join(5.0)
             outcome = None
