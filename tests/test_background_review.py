@@ -26,6 +26,7 @@ def _fresh(scale: float):
     return fn
 
 
+PYTHON = sys.executable
 ARGS = (np.linspace(-1, 1, 9).reshape(3, 3), np.eye(3) * 0.5)
 
 
@@ -112,10 +113,11 @@ def test_waiting_for_one_compile_does_not_stop_another_switching(tmp_path, monke
     sleeper = tmp_path / "hang.sh"
     sleeper.write_text("#!/bin/sh\nsleep 600\n")
     sleeper.chmod(0o700)
+    monkeypatch.setattr(background, "MAX_WORKERS", 2)  # (both start at once)
     monkeypatch.setattr(background.sys, "executable", str(sleeper))  # a worker that hangs
     hung = gc.trace(_fresh(2.75), compile="background")
     hung(*ARGS)
-    monkeypatch.undo()
+    monkeypatch.setattr(background.sys, "executable", PYTHON)
     job = hung._last.pending.job
     waiting = threading.Thread(target=lambda: hung.source, daemon=True)
     waiting.start()
@@ -202,3 +204,41 @@ def test_threads_in_the_interpreter_leave_the_warning_filters_alone():
     with warnings.catch_warnings(record=True) as seen:  # (the filters as they are)
         np.mean(empty, axis=0)
     assert any("Mean of empty slice" in str(w.message) for w in seen)
+
+
+def test_workers_take_turns(monkeypatch):
+    """Every new signature started a worker at once: a function called with many shapes ran
+    as many Pythons with Numba side by side (a core and ~0.2 GB each)."""
+    monkeypatch.setattr(background, "MAX_WORKERS", 1)
+    fns = [_fresh(4.75), _fresh(5.25)]
+    fs = [gc.trace(fn, compile="background") for fn in fns]
+    for f in fs:
+        f(*ARGS)
+    first, second = (f._last.pending.job for f in fs)
+    assert first.pid is not None and second.pid is None  # (waiting for its turn)
+    for f, fn in zip(fs, fns):
+        assert f.wait_compiled(WAIT)
+        np.testing.assert_allclose(f(*ARGS), fn(*ARGS), rtol=1e-13)
+        assert f.interpreted_calls == 1
+    assert second.pid is not None and second.result is not None
+
+
+def test_a_hung_worker_does_not_hold_up_the_others(tmp_path, monkeypatch):
+    """Workers take turns, but one running longer than TURN seconds no longer counts."""
+    sleeper = tmp_path / "hang.sh"
+    sleeper.write_text("#!/bin/sh\nsleep 600\n")
+    sleeper.chmod(0o700)
+    monkeypatch.setattr(background, "MAX_WORKERS", 1)
+    monkeypatch.setattr(background, "TURN", 0.5)
+    monkeypatch.setattr(background.sys, "executable", str(sleeper))
+    hung = gc.trace(_fresh(5.75), compile="background")
+    hung(*ARGS)
+    monkeypatch.setattr(background.sys, "executable", PYTHON)
+    try:
+        fn = _fresh(6.25)
+        f = gc.trace(fn, compile="background")
+        f(*ARGS)
+        assert f.wait_compiled(WAIT)
+        np.testing.assert_allclose(f(*ARGS), fn(*ARGS), rtol=1e-13)
+    finally:
+        hung._last.pending.job.kill()

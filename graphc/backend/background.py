@@ -90,7 +90,8 @@ def compiled_before(store: str | None, key: str) -> bool:
 class Job:
     """One background compile: a worker process, the job written to its stdin and the outcome
     read from its stdout (pipes, not files: nothing is left in the store by a killed process,
-    and clearing the cache cannot take a running job's files)."""
+    and clearing the cache cannot take a running job's files). At most ``MAX_WORKERS`` run at
+    once per process; the others wait their turn (``pid`` None) while the interpreter runs."""
 
     def __init__(self, key: str, store: str, payload: bytes):
         self.key = key
@@ -98,11 +99,15 @@ class Job:
         self.payload = payload  # (kept: a forked child starts a worker of its own from it)
         self.error: str | None = None
         self.result = None  # (optimized graph, pass stats, compiled afresh?) once done
-        self._spawn()
+        self.owner = os.getpid()  # (a forked child sees this Job too: it starts its own worker)
+        self.pid: int | None = None
+        self._process = None  # (None: waiting for its turn)
+        self._lock = threading.Lock()
+        with _JOBS_LOCK:
+            _QUEUE.append(self)
+            _pump()
 
     def _spawn(self):
-        self._lock = threading.Lock()
-        self.owner = os.getpid()  # (a forked child sees this Job too: it starts its own worker)
         # the worker imports this very graphc, wherever it was imported from
         here = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
         path = os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH")) if p)
@@ -117,6 +122,7 @@ class Job:
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, close_fds=True,
             bufsize=0)  # (unbuffered: a forked child's copy of the pipe has nothing to flush into it)
         self.pid = self._process.pid
+        self.started = time.monotonic()
         _RUNNING.add(self)
         # feed and drain the pipes in threads: the worker reads its job only once it has imported
         # Numba, and a worker writing more than a pipe holds must never block
@@ -131,18 +137,21 @@ class Job:
             thread.start()
 
     def _adopt(self) -> bool:
-        """In a process forked while this job ran: start a worker of this process's own (the
-        parent's cannot be waited for here; the new one waits for the parent's through the
-        compile lock, then loads its code from the cache). False where nothing is to be done."""
+        """In a process forked while this job ran or waited: queue it for a worker of this
+        process's own (the parent's cannot be waited for here; the new one waits for the
+        parent's through the compile lock, then loads its code from the cache). False where
+        this process owns the job already."""
         if os.getpid() == self.owner:
             return False
-        if self.result is None and self.error is None:
-            _INHERITED.append(self._process)  # (the parent's: never waited for nor collected here)
-            try:
-                self._spawn()
-            except (OSError, ValueError, subprocess.SubprocessError) as exc:
-                self.owner = os.getpid()
-                self.error = f"cannot start a compile worker ({type(exc).__name__}: {exc})"
+        with _JOBS_LOCK:
+            if os.getpid() != self.owner:
+                if self._process is not None:
+                    _INHERITED.append(self._process)  # (the parent's: never waited for here)
+                _RUNNING.discard(self)
+                self.owner, self.pid, self._process, self._lock = os.getpid(), None, None, threading.Lock()
+                if self.result is None and self.error is None:
+                    _QUEUE.append(self)
+                    _pump()
         return True
 
     @property
@@ -150,23 +159,42 @@ class Job:
         """Has the worker finished (either way)? Cheap: one ``waitpid`` until it has."""
         if self.result is not None or self.error is not None:
             return True
-        if self._adopt() or self._process.poll() is None:
+        self._adopt()
+        process = self._process
+        if process is None:  # (its turn may have come)
+            _pump()
+            return self.error is not None
+        if process.poll() is None:
             return False
         self._collect()
+        _pump()
         return True
 
     def wait(self, timeout: float | None = None) -> bool:
-        if self.result is not None or self.error is not None:
-            return True
-        self._adopt()
-        try:
-            self._process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            return False
-        return self.done
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self.done:
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return False
+            if self._process is None:  # (waiting for its turn: the running ones finish first)
+                time.sleep(0.05 if left is None else min(0.05, left))
+                continue
+            try:
+                self._process.wait(left)
+            except subprocess.TimeoutExpired:
+                return False
+        return True
 
     def kill(self):
         if os.getpid() != self.owner:
+            return
+        if self._process is None:
+            with _JOBS_LOCK:
+                if self in _QUEUE:
+                    _QUEUE.remove(self)
+                if self.result is None and self.error is None:
+                    self.error = "the compile was cancelled before it started"
+            self._collect()
             return
         if self._process.poll() is None:
             self._process.kill()
@@ -174,7 +202,8 @@ class Job:
         self._collect()
 
     def _collect(self):
-        self._read_outcome()
+        if self._process is not None:
+            self._read_outcome()
         with _JOBS_LOCK:  # (a finished graph is found through the trace index from now on)
             if _JOBS.get(self.key) is self:
                 del _JOBS[self.key]
@@ -205,6 +234,27 @@ class Job:
                           + (f": {tail[0]}" if tail else ""))
 
 
+def _pump():
+    """Collect this process's finished workers and start waiting jobs while fewer than
+    ``MAX_WORKERS`` started in the last ``TURN`` seconds run (a job that cannot start gets that
+    as its error)."""
+    with _JOBS_LOCK:
+        me = os.getpid()
+        for job in list(_RUNNING):  # (one waitpid each: also reaps a dropped function's worker)
+            if job.owner == me and job._process.poll() is not None:
+                job._collect()
+        while _QUEUE:
+            now = time.monotonic()
+            if sum(job.owner == me and now - job.started < TURN for job in _RUNNING) >= MAX_WORKERS:
+                break
+            job = _QUEUE.pop(0)
+            try:
+                job._spawn()
+            except (OSError, ValueError, subprocess.SubprocessError) as exc:  # (no Python to run, no fork)
+                job.error = f"cannot start a compile worker ({type(exc).__name__}: {exc})"
+                job._collect()
+
+
 def _feed(pipe, data: bytes):
     try:
         with pipe:
@@ -223,7 +273,14 @@ def _drain(pipe, into: list):
         pass
 
 
-_RUNNING: set = set()
+# MAX_WORKERS compile at once per process (each a Python with Numba: a core and ~0.2 GB); a
+# function called with many shapes queues the rest, which the interpreter runs meanwhile. A
+# worker running longer than TURN seconds (a long compile, one waiting on another process's
+# lock) no longer counts: it never holds the others up for good
+MAX_WORKERS = max(1, min(4, (os.cpu_count() or 2) // 2))
+TURN = 20.0
+_RUNNING: set = set()  # jobs whose worker was started and not yet collected
+_QUEUE: list = []  # jobs waiting for their turn
 _INHERITED: list = []  # a forked child's copies of its parent's workers
 _JOBS: dict = {}  # trace key -> Job: one worker per graph and signature in this process
 _JOBS_LOCK = threading.RLock()
@@ -232,6 +289,7 @@ _JOBS_LOCK = threading.RLock()
 def _new_locks():
     global _JOBS_LOCK
     _JOBS_LOCK = threading.RLock()  # (a fork while another thread held it: the child's is free)
+    _QUEUE.clear()  # (the parent's: a child queues what it calls itself, Job._adopt)
 
 
 if hasattr(os, "register_at_fork"):
@@ -241,6 +299,7 @@ if hasattr(os, "register_at_fork"):
 @atexit.register
 def _kill_running():
     """Workers never outlive the process that started them."""
+    _QUEUE.clear()  # (nothing more starts)
     for job in list(_RUNNING):
         try:
             job.kill()
@@ -262,9 +321,7 @@ def start(graph: Graph, passes: str, options: dict, arguments, generic: bool = F
     if compiled_before(store, key):
         return "cached", None
     with _JOBS_LOCK:
-        for running in list(_RUNNING):  # reap finished workers nothing polls any more (their
-            if running.owner == os.getpid():  # function was dropped): no zombies pile up
-                running.done
+        _pump()  # (reaps finished workers nothing polls any more: their function was dropped)
         job = _JOBS.get(key)
         if job is not None and not (job.done and job.error is not None):
             return "job", job
@@ -274,10 +331,9 @@ def start(graph: Graph, passes: str, options: dict, arguments, generic: bool = F
                                    protocol=pickle.HIGHEST_PROTOCOL)
         except Exception as exc:  # (an attribute that does not pickle)
             return "eager", f"the graph cannot be handed to a worker ({type(exc).__name__}: {exc})"
-        try:
-            job = Job(key, store, payload)
-        except (OSError, ValueError, subprocess.SubprocessError) as exc:  # (no Python to run, no
-            return "eager", f"cannot start a compile worker ({type(exc).__name__}: {exc})"  # fork)
+        job = Job(key, store, payload)
+        if job.pid is None and job.error is not None:  # (no worker can start: compile now)
+            return "eager", job.error
         _JOBS[key] = job
         return "job", job
 
