@@ -111,7 +111,7 @@ def test_waiting_for_one_compile_does_not_stop_another_switching(tmp_path, monke
     """f.source waited for its worker while holding the lock every switch takes: no other
     function could switch until that worker ended."""
     sleeper = tmp_path / "hang.sh"
-    sleeper.write_text("#!/bin/sh\nsleep 600\n")
+    sleeper.write_text("#!/bin/sh\nexec sleep 600\n")
     sleeper.chmod(0o700)
     monkeypatch.setattr(background, "MAX_WORKERS", 2)  # (both start at once)
     monkeypatch.setattr(background.sys, "executable", str(sleeper))  # a worker that hangs
@@ -226,7 +226,7 @@ def test_workers_take_turns(monkeypatch):
 def test_a_hung_worker_does_not_hold_up_the_others(tmp_path, monkeypatch):
     """Workers take turns, but one running longer than TURN seconds no longer counts."""
     sleeper = tmp_path / "hang.sh"
-    sleeper.write_text("#!/bin/sh\nsleep 600\n")
+    sleeper.write_text("#!/bin/sh\nexec sleep 600\n")
     sleeper.chmod(0o700)
     monkeypatch.setattr(background, "MAX_WORKERS", 1)
     monkeypatch.setattr(background, "TURN", 0.5)

@@ -214,8 +214,9 @@ class Job:
                 return
             _RUNNING.discard(self)
             self.payload = b""  # (a graph's constants may be large: not kept once done)
+            wait = 5.0 if self._process.returncode == 0 else 0.5  # (killed: its tail at most)
             for thread in self._threads[1:]:  # (the worker has exited: its pipes end at once)
-                thread.join(5.0)
+                thread.join(wait)
             outcome = None
             try:
                 outcome = pickle.loads(b"".join(self._stdout))
