@@ -419,6 +419,7 @@ class _Pending:
     def outcome(self):
         """``(next _Pending or None, Compiled to switch to or None)`` of a finished job."""
         job = self.job
+        background.relay_warnings(job)
         if job.error is None:
             try:
                 return None, self.make(*job.result[:2])

@@ -242,3 +242,23 @@ def test_a_hung_worker_does_not_hold_up_the_others(tmp_path, monkeypatch):
         np.testing.assert_allclose(f(*ARGS), fn(*ARGS), rtol=1e-13)
     finally:
         hung._last.pending.job.kill()
+
+
+def test_a_workers_pass_warning_reaches_the_user(tmp_path, monkeypatch):
+    """A pass that failed in the worker warned there, on a stderr nobody reads; compiling
+    eagerly shows the user that PassWarning."""
+    (tmp_path / "sitecustomize.py").write_text(
+        "from graphc.passes import manager\n"
+        "def broken(graph):\n"
+        "    raise RuntimeError('broken on purpose')\n"
+        "manager.PIPELINES['O2'] = manager.PIPELINES['O2'] + (('broken', broken),)\n")
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))  # (the worker's only)
+    monkeypatch.delenv("GRAPHC_PASS_ERRORS", raising=False)  # (the default: warn and go on)
+    fn = _fresh(6.75)
+    f = gc.trace(fn, compile="background")
+    f(*ARGS)
+    f._last.pending.job.wait(WAIT)
+    with pytest.warns(gc.PassWarning, match="broken on purpose"):
+        out = f(*ARGS)
+    np.testing.assert_allclose(out, fn(*ARGS), rtol=1e-13)
+    assert f.interpreted_calls == 1

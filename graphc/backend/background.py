@@ -99,6 +99,7 @@ class Job:
         self.payload = payload  # (kept: a forked child starts a worker of its own from it)
         self.error: str | None = None
         self.result = None  # (optimized graph, pass stats, compiled afresh?) once done
+        self.warnings: list = []  # graphc's warnings in the worker (a PassWarning): (category, text)
         self.owner = os.getpid()  # (a forked child sees this Job too: it starts its own worker)
         self.pid: int | None = None
         self._process = None  # (None: waiting for its turn)
@@ -222,12 +223,14 @@ class Job:
                 outcome = pickle.loads(b"".join(self._stdout))
             except Exception:  # (a torn or empty outcome: the worker's exit says why)
                 outcome = None
-            if isinstance(outcome, tuple) and outcome[:1] == ("ok",) and self._process.returncode == 0:
-                self.result = outcome[1:]
-                return
-            if isinstance(outcome, tuple) and outcome[:1] == ("error",):
-                self.error = outcome[1]
-                return
+            if isinstance(outcome, tuple) and len(outcome) == 3 and outcome[0] in ("ok", "error"):
+                self.warnings = outcome[2]
+                if outcome[0] == "ok" and self._process.returncode == 0:
+                    self.result = outcome[1]
+                    return
+                if outcome[0] == "error":
+                    self.error = outcome[1]
+                    return
             code = self._process.returncode
             tail = b"".join(self._stderr).decode(errors="replace").strip().splitlines()[-1:]
             self.error = (f"the compile worker (pid {self.pid}) "
@@ -339,6 +342,13 @@ def start(graph: Graph, passes: str, options: dict, arguments, generic: bool = F
         return "job", job
 
 
+def relay_warnings(job: Job):
+    """Warn here, once, with what graphc warned in the worker."""
+    relayed, job.warnings = job.warnings, []
+    for category, text in relayed:
+        warnings.warn(text, category, stacklevel=5)
+
+
 def warn_failed(name: str, error: str):
     warnings.warn(f"{name}: the background compile failed, so it keeps running in the NumPy interpreter "
                   f"(correct, slower). The error: {error}. Trace with compile=\"eager\" to see it where it "
@@ -404,10 +414,16 @@ def main(argv=None):
     stdin = sys.stdin.buffer.raw
     size = int.from_bytes(_read_exactly(stdin, 8), "little")
     job = pickle.loads(_read_exactly(stdin, size))
-    try:
-        outcome = ("ok", *compile_job(job))
-    except Exception as exc:  # (the parent warns with this and keeps interpreting)
-        outcome = ("error", f"{type(exc).__name__}: {exc}")
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        try:
+            outcome = ("ok", compile_job(job))
+        except Exception as exc:  # (the parent warns with this and keeps interpreting)
+            outcome = ("error", f"{type(exc).__name__}: {exc}")
+    # graphc's own warnings (a pass that failed and was skipped) reach the user, as they would
+    # compiling eagerly; Numba's stay here
+    relayed = [(w.category, str(w.message)) for w in seen if w.category.__module__.startswith("graphc")]
+    outcome = (*outcome, relayed)
     with out:
         out.write(pickle.dumps(outcome, protocol=pickle.HIGHEST_PROTOCOL))
     return 0
