@@ -15,7 +15,7 @@ Rules the workers keep:
   parent is gone; the parent kills running workers when it exits normally); a process forked
   while a worker ran starts a worker of its own when it calls the function;
 * one process compiles an entry at a time (``cache.compile_lock``); one worker per graph and
-  signature in a process;
+  signature in a process, and at most ``MAX_WORKERS`` young ones at once (the rest queue);
 * the worker writes only through the disk cache's checked store; it reads its job from a pipe
   and the parent reads back just the optimized graph from another (nothing of a job is left in
   the store), and compiles it again as usual, so its machine code comes through the cache's
