@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 import sys
 import threading
 import time
@@ -262,3 +263,16 @@ def test_a_workers_pass_warning_reaches_the_user(tmp_path, monkeypatch):
         out = f(*ARGS)
     np.testing.assert_allclose(out, fn(*ARGS), rtol=1e-13)
     assert f.interpreted_calls == 1
+
+
+def test_ctrl_c_in_the_terminal_spares_the_worker():
+    """Ctrl-C signals the whole foreground process group: the worker died of it (and the
+    function interpreted for good) even where the user's program caught KeyboardInterrupt."""
+    fn = _fresh(7.25)
+    f = gc.trace(fn, compile="background")
+    f(*ARGS)
+    job = f._last.pending.job
+    time.sleep(0.5)  # (the worker has set up its handlers: Python starts in well under that)
+    os.kill(job.pid, signal.SIGINT)
+    assert f.wait_compiled(WAIT), job.error
+    np.testing.assert_allclose(f(*ARGS), fn(*ARGS), rtol=1e-13)

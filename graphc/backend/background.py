@@ -87,6 +87,12 @@ def compiled_before(store: str | None, key: str) -> bool:
 
 
 # -- the parent's side --------------------------------------------------------------------------
+# The worker's program. Ctrl-C signals a terminal's whole foreground process group, and the
+# user's program may catch it and go on: the worker runs in a session of its own and ignores
+# SIGINT from its first line (it ends with its parent anyway)
+_WORKER = ("import signal; signal.signal(signal.SIGINT, signal.SIG_IGN); "
+           "from graphc.backend.background import main; main()")
+
 class Job:
     """One background compile: a worker process, the job written to its stdin and the outcome
     read from its stdout (pipes, not files: nothing is left in the store by a killed process,
@@ -118,10 +124,10 @@ class Job:
         # process; from another thread the worker's watchdog notices the process's end instead.
         with_thread = threading.current_thread() is threading.main_thread()
         self._process = subprocess.Popen(
-            [sys.executable, "-c", "from graphc.backend.background import main; main()",
-             str(os.getpid()), "pdeathsig" if with_thread else "watchdog"],
+            [sys.executable, "-c", _WORKER, str(os.getpid()), "pdeathsig" if with_thread else "watchdog"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, close_fds=True,
-            bufsize=0)  # (unbuffered: a forked child's copy of the pipe has nothing to flush into it)
+            bufsize=0,  # (unbuffered: a forked child's copy of the pipe has nothing to flush into it)
+            start_new_session=os.name == "posix")  # (Ctrl-C in a terminal is the user's, not the worker's)
         self.pid = self._process.pid
         self.started = time.monotonic()
         _RUNNING.add(self)
