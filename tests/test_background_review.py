@@ -108,6 +108,7 @@ def test_save_a_function_the_interpreter_runs(tmp_path):
     np.testing.assert_allclose(gc.load(tmp_path / "f.gcx")(*ARGS), fn(*ARGS), rtol=1e-13)
 
 
+@pytest.mark.filterwarnings("ignore::graphc.backend.background.CompileWarning")  # (the hung one, killed)
 def test_waiting_for_one_compile_does_not_stop_another_switching(tmp_path, monkeypatch):
     """f.source waited for its worker while holding the lock every switch takes: no other
     function could switch until that worker ended."""
@@ -224,6 +225,7 @@ def test_workers_take_turns(monkeypatch):
     assert second.pid is not None and second.result is not None
 
 
+@pytest.mark.filterwarnings("ignore::graphc.backend.background.CompileWarning")  # (the hung one, killed)
 def test_a_hung_worker_does_not_hold_up_the_others(tmp_path, monkeypatch):
     """Workers take turns, but one running longer than TURN seconds no longer counts."""
     sleeper = tmp_path / "hang.sh"
