@@ -93,6 +93,7 @@ def compiled_before(store: str | None, key: str) -> bool:
 _WORKER = ("import signal; signal.signal(signal.SIGINT, signal.SIG_IGN); "
            "from graphc.backend.background import main; main()")
 
+
 class Job:
     """One background compile: a worker process, the job written to its stdin and the outcome
     read from its stdout (pipes, not files: nothing is left in the store by a killed process,
