@@ -45,7 +45,6 @@ import numba
 from graphc.backend import cache
 from graphc.backend.base import get as get_backend
 from graphc.backend.cpu import BACKEND_VERSION
-from graphc.errors import GraphcError
 from graphc.ir import Graph
 from graphc.passes import manager
 
