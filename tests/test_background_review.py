@@ -278,3 +278,23 @@ def test_ctrl_c_in_the_terminal_spares_the_worker():
     os.kill(job.pid, signal.SIGINT)
     assert f.wait_compiled(WAIT), job.error
     np.testing.assert_allclose(f(*ARGS), fn(*ARGS), rtol=1e-13)
+
+
+def test_the_trace_key_digests_large_constants():
+    """The key printed every constant's values: a million-element constant (an array read
+    through a plain object's attribute) cost a second of the first call. Its digest tells
+    constants apart as exactly (one element, the sign of a zero)."""
+    def graph_of(table):
+        holder = type("Holder", (), {})()
+        holder.table = table
+        f = gc.trace(lambda x: x * holder.table + 1.0, compile="never")
+        f(np.ones(table.shape))
+        return f._last.graph
+    table = np.linspace(-1.0, 1.0, 100_001)  # (its middle element is 0.0)
+    other, signed = table.copy(), table.copy()
+    other[7] += np.spacing(other[7])
+    signed[50_000] = -0.0
+    graphs = [graph_of(t) for t in (table, table.copy(), other, signed)]
+    keys = [background.trace_key(g, "O2", {}, ["f8"], False) for g in graphs]
+    assert keys[0] == keys[1] and len(set(keys)) == 3
+    assert len(background._text(graphs[0])) < 2000

@@ -45,7 +45,7 @@ import numba
 from graphc.backend import cache
 from graphc.backend.base import get as get_backend
 from graphc.backend.cpu import BACKEND_VERSION
-from graphc.ir import Graph
+from graphc.ir import Const, Graph
 from graphc.passes import manager
 
 MODES = ("background", "eager", "never")
@@ -73,8 +73,24 @@ def trace_key(graph: Graph, passes: str, options: dict, types, generic: bool) ->
     hex digits, like the cache's keys)."""
     text = "\n".join([FORMAT, BACKEND_VERSION, numba.__version__, sys.implementation.cache_tag or "",
                       passes, repr(sorted(options.items())),
-                      repr(list(types)), repr(generic), str(graph)])
+                      repr(list(types)), repr(generic), _text(graph)])
     return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+def _text(graph: Graph) -> str:
+    """The graph's text with each large constant written as a digest of its bytes: printing
+    the values of a million-element constant took a second of the user's first call."""
+    copy = graph.clone()
+    nodes = list(copy.nodes)
+    while nodes:
+        node = nodes.pop()
+        for name, value in node.attrs.items():
+            if isinstance(value, Const) and value.array.size > 64:
+                dtype, shape, data = value._key
+                node.attrs[name] = f"<constant {dtype} {shape} sha256:{hashlib.sha256(data).hexdigest()}>"
+        for region in node.regions:
+            nodes.extend(region.nodes)
+    return str(copy)
 
 
 def compiled_before(store: str | None, key: str) -> bool:
