@@ -364,7 +364,11 @@ def _saved_graph(traced: TracedFunction, compiled, dynamic: bool):
 def _compiled_at_example(traced: TracedFunction, compiled, args, kwargs) -> Graph:
     """The graph ``compiled`` runs at the example's sizes, after the passes. A ``gc.trace(fn,
     dynamic=...)`` call may run the symbolic graph compiled for every size: that graph (the
-    trace's own template and symbol names) at the example's sizes."""
+    trace's own template and symbol names) at the example's sizes. The NumPy interpreter's tier
+    (``compile="never"``, a background compile not done or failed) runs the traced graph: that
+    graph after the passes."""
+    if compiled.interpreter_tier:
+        return manager.run(compiled.graph, traced.passes)[0]
     if not symbolic.symbols(compiled.graph):
         return compiled.graph
     template = next((t for t, c in traced._generic.values() if c is compiled), None)

@@ -5,6 +5,8 @@ graphs) reach its op's reference as callables that interpret them.
 """
 from __future__ import annotations
 
+import contextlib
+import threading
 import warnings
 
 import numpy as np
@@ -19,8 +21,8 @@ def interpret(graph: Graph, *args) -> list:
     if len(args) != len(graph.inputs):
         raise TypeError(f"graph {graph.name} takes {len(graph.inputs)} inputs, got {len(args)}")
     env = {v: np.asarray(a, dtype=v.type.dtype) for v, a in zip(graph.inputs, args)}
-    with np.errstate(all="ignore"), warnings.catch_warnings():  # NaN and inf propagate silently,
-        warnings.simplefilter("ignore", RuntimeWarning)           # as in compiled code ("mean of empty slice")
+    with np.errstate(all="ignore"), _runtime_warnings_ignored():  # NaN and inf propagate silently,
+        # as in compiled code ("mean of empty slice")
         for node in graph.nodes:
             regions = {"regions": [_runner(r) for r in node.regions]} if node.regions else {}
             result = registry.get(node.op).reference(*[env[v] for v in node.inputs], **node.attrs, **regions)
@@ -31,6 +33,35 @@ def interpret(graph: Graph, *args) -> list:
                     raise VerifyError(f"{node.op}: reference gave shape {r.shape}, type says {v.type}")
                 env[v] = r.astype(v.type.dtype, copy=False)
     return [env[v] for v in graph.outputs]
+
+
+_QUIET_LOCK = threading.Lock()
+_quiet = {"users": 0, "filter": None}
+
+
+@contextlib.contextmanager
+def _runtime_warnings_ignored():
+    """Ignore RuntimeWarning while graphs run. Not ``warnings.catch_warnings``: two threads
+    interleaving it (the interpreter tier runs the first calls of threaded code) restore each
+    other's filters, which left RuntimeWarning ignored for the rest of the process. One shared
+    filter instead, added by the first thread in and removed by the last one out."""
+    with _QUIET_LOCK:
+        if _quiet["users"] == 0:
+            warnings.filterwarnings("ignore", category=RuntimeWarning)
+            _quiet["filter"] = warnings.filters[0]
+        _quiet["users"] += 1
+    try:
+        yield
+    finally:
+        with _QUIET_LOCK:
+            _quiet["users"] -= 1
+            if _quiet["users"] == 0:
+                ours = _quiet["filter"]
+                for i, entry in enumerate(warnings.filters):
+                    if entry is ours:  # (by identity: the user's own equal filter stays)
+                        del warnings.filters[i]
+                        getattr(warnings, "_filters_mutated", lambda: None)()
+                        break
 
 
 def _runner(region: Graph):

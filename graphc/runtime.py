@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
+import os
 import threading
 import time
 import warnings
@@ -251,8 +252,9 @@ class Compiled:
         if self.upgraded is not None:
             return self.upgraded.run(arguments)
         if self.interpreter_tier:
+            pending = self.pending  # (read once: another thread may switch it meanwhile)
             # (from the second call on: the first returns without starting the worker)
-            if self.pending is not None and self.interpreted_calls and self.pending.job.done:
+            if pending is not None and self.interpreted_calls and pending.job.done:
                 self.switch()
                 if self.upgraded is not None:
                     return self.upgraded.run(arguments)
@@ -295,15 +297,23 @@ class Compiled:
     def switch(self, wait: bool = False):
         """Once the background compile has finished (``wait``: after waiting for it), switch to
         its compiled code; a failed one warns once and leaves the interpreter running."""
-        with _SWITCH_LOCK:
+        while True:
             pending = self.pending
-            if pending is None or not (pending.job.wait() if wait else pending.job.done):
+            if pending is None:
                 return
-            self.pending, upgraded = pending.outcome()
-            if upgraded is not None:
-                self.upgraded = upgraded
-        if self.pending is not None and wait:
-            self.switch(wait=True)  # (a fallback compile took over)
+            if wait:  # (not under the lock: other signatures switch meanwhile)
+                pending.job.wait()
+            with _SWITCH_LOCK:
+                if self.pending is not pending:
+                    continue  # (another thread switched it)
+                if not pending.job.done:
+                    return
+                after, upgraded = pending.outcome()
+                if upgraded is not None:  # (first: a call seeing no pending finds the upgrade)
+                    self.upgraded = upgraded
+                self.pending = after
+            if not wait:
+                return  # (a fallback compile took over, or it failed: the interpreter goes on)
 
     def prepare(self, arguments):
         """Compile the executable for these arguments now (a backend that compiles on its first
@@ -387,6 +397,15 @@ class Compiled:
 _SWITCH_LOCK = threading.RLock()
 
 
+def _new_switch_lock():
+    global _SWITCH_LOCK
+    _SWITCH_LOCK = threading.RLock()  # (a fork while another thread held it: the child's is free)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_switch_lock)
+
+
 class _Pending:
     """A background compile a signature waits for while the interpreter runs it.
 
@@ -401,6 +420,7 @@ class _Pending:
     def outcome(self):
         """``(next _Pending or None, Compiled to switch to or None)`` of a finished job."""
         job = self.job
+        background.relay_warnings(job)
         if job.error is None:
             try:
                 return None, self.make(*job.result[:2])
@@ -652,8 +672,11 @@ class TracedFunction:
         how, job = background.start(traced, self.passes, self.options, arguments)
         if how != "job":
             return None
+
+        def fallback(error):  # no worker could start (no Python to run, no fork): compile here
+            return self._compiled(traced, builder, out_spec) if job.start_failed else None
         return _Pending(job, lambda graph, stats: self._compiled(traced, builder, out_spec, (graph, stats)),
-                        self.name)
+                        self.name, fallback)
 
     # -- symbolic dimensions (graphc/symbolic.py) ----------------------------------------------
     def _generic_compiled(self, template, builder, out_spec, leaves):
@@ -915,9 +938,9 @@ class TracedFunction:
         failed or ``compile="never"``)."""
         deadline = None if timeout is None else time.monotonic() + timeout
         for compiled in self._variants():
-            while compiled.pending is not None:
+            while (pending := compiled.pending) is not None:
                 left = None if deadline is None else max(0.0, deadline - time.monotonic())
-                if not compiled.pending.job.wait(left):
+                if not pending.job.wait(left):
                     return False
                 compiled.switch()
         if not getattr(self.backend, "background", False):
@@ -925,7 +948,8 @@ class TracedFunction:
         return all(c.upgraded is not None or not c.interpreter_tier for c in self._variants())
 
     def _variants(self) -> list:
-        return list({id(c): c for variants in self._cache.values() for c in variants}.values())
+        every = list(self._cache.values())  # (one C-level copy: another thread may add a signature)
+        return list({id(c): c for variants in every for c in list(variants)}.values())
 
     @property
     def signatures(self) -> int:

@@ -19,6 +19,14 @@ from graphc.backend.interpreter import Interpreted
 from conftest import small_training_step
 
 WAIT = 300  # seconds a worker may take on a loaded 2-core machine
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def user_env(tmp_path) -> dict:
+    """The environment of a user's script in ``tmp_path``: this checkout's graphc (a script's
+    folder comes first on its path, not the checkout), a cache of its own."""
+    path = os.pathsep.join(p for p in (ROOT, os.environ.get("PYTHONPATH")) if p)
+    return dict(os.environ, GRAPHC_CACHE_DIR=str(tmp_path / "cache"), PYTHONPATH=path)
 
 
 def layers(h, w1, w2):
@@ -157,7 +165,7 @@ def test_no_worker_outlives_its_process(tmp_path, how):
     """The user's process killed (or exiting) mid-compile takes its worker with it."""
     script = tmp_path / "user.py"
     script.write_text(_SCRIPT)
-    env = dict(os.environ, GRAPHC_CACHE_DIR=str(tmp_path / "cache"))
+    env = user_env(tmp_path)
     run = subprocess.run([sys.executable, str(script), how, "30"], capture_output=True, text=True, env=env,
                          timeout=WAIT)
     pid = int(run.stdout.split()[0])
@@ -170,7 +178,7 @@ def test_no_worker_outlives_its_process(tmp_path, how):
 def test_concurrent_processes_compile_an_entry_once(tmp_path):
     script = tmp_path / "user.py"
     script.write_text(_SCRIPT)
-    env = dict(os.environ, GRAPHC_CACHE_DIR=str(tmp_path / "cache"))
+    env = user_env(tmp_path)
     procs = [subprocess.Popen([sys.executable, str(script), "wait", "3"], stdout=subprocess.PIPE, text=True,
                               env=env) for _ in range(2)]
     outs = [p.communicate(timeout=WAIT)[0].split() for p in procs]

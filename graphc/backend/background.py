@@ -2,7 +2,7 @@
 
 ``gc.trace(fn, compile="background")`` (the default; ``GRAPHC_COMPILE`` sets it for a process)
 runs a new signature's traced graph with the NumPy interpreter at once, and hands the graph to
-a worker process (``python -m graphc.backend.background JOB``) that runs the passes, generates
+a worker process (``graphc.backend.background.main``) that runs the passes, generates
 the module and compiles it with Numba into the disk cache. Each later call polls the worker
 (one ``waitpid``) and, once it has finished, switches to the compiled code, which loads from
 the cache in milliseconds. A process, not a thread: Numba holds the GIL while it types and
@@ -11,13 +11,15 @@ lowers, so a thread would slow the user's loop as much as compiling in it.
 Rules the workers keep:
 
 * they never outlive the process that started them (the kernel kills a Linux worker when its
-  parent dies; elsewhere a watchdog thread exits when the parent is gone; the parent kills
-  running workers when it exits normally);
+  parent dies, where the main thread started it; otherwise a watchdog thread exits when the
+  parent is gone; the parent kills running workers when it exits normally); a process forked
+  while a worker ran starts a worker of its own when it calls the function;
 * one process compiles an entry at a time (``cache.compile_lock``); one worker per graph and
-  signature in a process;
-* the worker writes only through the disk cache's checked store; the parent reads back just
-  the optimized graph (a pickle the worker wrote into the parent's private store) and compiles
-  it again as usual, so its machine code comes through the cache's checks;
+  signature in a process, and at most ``MAX_WORKERS`` young ones at once (the rest queue);
+* the worker writes only through the disk cache's checked store; it reads its job from a pipe
+  and the parent reads back just the optimized graph from another (nothing of a job is left in
+  the store), and compiles it again as usual, so its machine code comes through the cache's
+  checks;
 * a worker that fails (or is killed) leaves the function in the interpreter, with one warning
   naming the error.
 
@@ -45,8 +47,7 @@ from numba.np import numpy_support
 from graphc.backend import cache
 from graphc.backend.base import get as get_backend
 from graphc.backend.cpu import BACKEND_VERSION
-from graphc.errors import GraphcError
-from graphc.ir import Graph
+from graphc.ir import Const, Graph
 from graphc.passes import manager
 
 MODES = ("background", "eager", "never")
@@ -70,10 +71,28 @@ def check_mode(mode: str | None) -> str:
 
 def trace_key(graph: Graph, passes: str, options: dict, types, generic: bool) -> str:
     """What identifies a background compile: the traced graph's text, how it is compiled and
-    for which argument types (24 hex digits, like the cache's keys)."""
-    text = "\n".join([FORMAT, BACKEND_VERSION, numba.__version__, passes, repr(sorted(options.items())),
-                      repr(list(types)), repr(generic), str(graph)])
+    for which argument types, by which Python and Numba (Numba's cache files are theirs; 24
+    hex digits, like the cache's keys)."""
+    text = "\n".join([FORMAT, BACKEND_VERSION, numba.__version__, sys.implementation.cache_tag or "",
+                      passes, repr(sorted(options.items())),
+                      repr(list(types)), repr(generic), _text(graph)])
     return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+def _text(graph: Graph) -> str:
+    """The graph's text with each large constant written as a digest of its bytes: printing
+    the values of a million-element constant took a second of the user's first call."""
+    copy = graph.clone()
+    nodes = list(copy.nodes)
+    while nodes:
+        node = nodes.pop()
+        for name, value in node.attrs.items():
+            if isinstance(value, Const) and value.array.size > 64:
+                dtype, shape, data = value._key
+                node.attrs[name] = f"<constant {dtype} {shape} sha256:{hashlib.sha256(data).hexdigest()}>"
+        for region in node.regions:
+            nodes.extend(region.nodes)
+    return str(copy)
 
 
 def compiled_before(store: str | None, key: str) -> bool:
@@ -85,86 +104,138 @@ def compiled_before(store: str | None, key: str) -> bool:
 
 
 # -- the parent's side --------------------------------------------------------------------------
-class Job:
-    """One background compile: a worker process and the files it reads and writes in the store.
+# The worker's program. Ctrl-C signals a terminal's whole foreground process group, and the
+# user's program may catch it and go on: the worker runs in a session of its own and ignores
+# SIGINT from its first line (it ends with its parent anyway)
+_WORKER = ("import signal; signal.signal(signal.SIGINT, signal.SIG_IGN); "
+           "from graphc.backend.background import main; main()")
 
-    The worker starts at the first poll (``launch``), not when the Job is made: the call that
-    made it returns the interpreter's result without waiting for a process to start."""
+
+class Job:
+    """One background compile: a worker process, the job written to its stdin and the outcome
+    read from its stdout (pipes, not files: nothing is left in the store by a killed process,
+    and clearing the cache cannot take a running job's files). At most ``MAX_WORKERS`` run at
+    once per process; the others wait their turn (``pid`` None) while the interpreter runs."""
 
     def __init__(self, key: str, store: str, payload: dict):
         self.key = key
         self.store = store
+        # the job (a dict, pickled when the worker starts; kept: a forked child starts a worker
+        # of its own from it)
+        self.payload = payload
         self.error: str | None = None
         self.result = None  # (optimized graph, pass stats, compiled afresh?) once done
+        self.warnings: list = []  # graphc's warnings in the worker (a PassWarning): (category, text)
+        self.owner = os.getpid()  # (a forked child sees this Job too: it starts its own worker)
         self.pid: int | None = None
-        self.owner = os.getpid()  # (a forked child sees this Job too: it neither waits for nor kills it)
-        self._payload = payload
-        self._process: subprocess.Popen | None = None
+        self._process = None  # (None: not started, or waiting for its turn)
+        self._launched = False
+        self.start_failed = False  # (no worker could start: the caller compiles in its own process)
         self._lock = threading.Lock()
-        tag = f"{key}-{os.getpid()}"
-        self._job_file, self._out_file, self._err_file = (f".tmp-{what}-{tag}" for what in ("job", "out", "err"))
 
     def launch(self):
-        """Start the worker (once)."""
-        with self._lock:
-            if self._process is not None or self.error is not None or os.getpid() != self.owner:
+        """Queue the job for a worker (once). Not when the Job is made: the call that made it
+        returns the interpreter's result without pickling, writing or spawning anything."""
+        with _JOBS_LOCK:
+            if self._launched or os.getpid() != self.owner:
                 return
-            # the worker imports this very graphc, wherever it was imported from
-            here = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-            path = os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH")) if p)
-            env = dict(os.environ, GRAPHC_CACHE_DIR=os.path.dirname(self.store), PYTHONPATH=path)
-            try:
-                data = pickle.dumps(self._payload, protocol=pickle.HIGHEST_PROTOCOL)
-            except Exception as exc:  # (an attribute that does not pickle)
-                self.error = f"the graph cannot be handed to a worker ({type(exc).__name__}: {exc})"
-                return
-            try:
-                cache.write_in_store(self.store, self._job_file, data)
-                err = os.open(os.path.join(self.store, self._err_file),
-                              os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-                try:  # (its messages go to a file: a pipe nobody reads could block it)
-                    self._process = subprocess.Popen(
-                        [sys.executable, "-m", "graphc.backend.background", os.path.join(self.store, self._job_file),
-                         os.path.join(self.store, self._out_file), str(os.getpid())],
-                        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err, env=env, close_fds=True)
-                finally:
-                    os.close(err)
-            except OSError as exc:
-                self.error = f"the compile worker could not be started ({exc})"
-                self._remove_files()
-                return
-            self._payload = None
-            self.pid = self._process.pid
-            _RUNNING.add(self)
+            self._launched = True
+            _QUEUE.append(self)
+            _pump()
+
+    def _spawn(self):
+        # the worker imports this very graphc, wherever it was imported from
+        here = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        path = os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH")) if p)
+        env = dict(os.environ, GRAPHC_CACHE_DIR=os.path.dirname(self.store), PYTHONPATH=path)
+        # The kernel kills the worker when the *thread* that started it ends (PR_SET_PDEATHSIG
+        # follows threads): ask for it only from the main thread, which lives as long as the
+        # process; from another thread the worker's watchdog notices the process's end instead.
+        with_thread = threading.current_thread() is threading.main_thread()
+        self._process = subprocess.Popen(
+            [sys.executable, "-c", _WORKER, str(os.getpid()), "pdeathsig" if with_thread else "watchdog"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, close_fds=True,
+            bufsize=0,  # (unbuffered: a forked child's copy of the pipe has nothing to flush into it)
+            start_new_session=os.name == "posix")  # (Ctrl-C in a terminal is the user's, not the worker's)
+        self.pid = self._process.pid
+        self.started = time.monotonic()
+        _RUNNING.add(self)
+        # feed and drain the pipes in threads: the worker reads its job only once it has imported
+        # Numba, and a worker writing more than a pipe holds must never block
+        self._stdout: list = []
+        self._stderr: list = []
+        if not isinstance(self.payload, bytes):
+            self.payload = pickle.dumps(self.payload, protocol=pickle.HIGHEST_PROTOCOL)
+        job = len(self.payload).to_bytes(8, "little") + self.payload  # (sized: a forked child holding
+        # the pipe open must not keep the worker waiting for its end)
+        self._threads = [threading.Thread(target=_feed, args=(self._process.stdin, job), daemon=True),
+                         threading.Thread(target=_drain, args=(self._process.stdout, self._stdout), daemon=True),
+                         threading.Thread(target=_drain, args=(self._process.stderr, self._stderr), daemon=True)]
+        for thread in self._threads:
+            thread.start()
+
+    def _adopt(self) -> bool:
+        """In a process forked while this job ran or waited: queue it for a worker of this
+        process's own (the parent's cannot be waited for here; the new one waits for the
+        parent's through the compile lock, then loads its code from the cache). False where
+        this process owns the job already."""
+        if os.getpid() == self.owner:
+            return False
+        with _JOBS_LOCK:
+            if os.getpid() != self.owner:
+                if self._process is not None:
+                    _INHERITED.append(self._process)  # (the parent's: never waited for here)
+                _RUNNING.discard(self)
+                self.owner, self.pid, self._process, self._lock = os.getpid(), None, None, threading.Lock()
+                self._launched = True
+                if self.result is None and self.error is None:
+                    _QUEUE.append(self)
+                    _pump()
+        return True
 
     @property
     def done(self) -> bool:
         """Has the worker finished (either way)? Cheap: one ``waitpid`` until it has."""
         if self.result is not None or self.error is not None:
             return True
-        if os.getpid() != self.owner:
-            return False
-        if self._process is None:
-            self.launch()
+        self._adopt()
+        self.launch()
+        process = self._process
+        if process is None:  # (its turn may have come)
+            _pump()
             return self.error is not None
-        if self._process.poll() is None:
+        if process.poll() is None:
             return False
         self._collect()
+        _pump()
         return True
 
     def wait(self, timeout: float | None = None) -> bool:
-        if os.getpid() != self.owner:
-            return False
         self.launch()
-        if self._process is not None:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self.done:
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return False
+            if self._process is None:  # (waiting for its turn: the running ones finish first)
+                time.sleep(0.05 if left is None else min(0.05, left))
+                continue
             try:
-                self._process.wait(timeout)
+                self._process.wait(left)
             except subprocess.TimeoutExpired:
                 return False
-        return self.done
+        return True
 
     def kill(self):
-        if os.getpid() != self.owner or self._process is None:
+        if os.getpid() != self.owner:
+            return
+        if self._process is None:
+            with _JOBS_LOCK:
+                if self in _QUEUE:
+                    _QUEUE.remove(self)
+                if self.result is None and self.error is None:
+                    self.error = "the compile was cancelled before it started"
+            self._collect()
             return
         if self._process.poll() is None:
             self._process.kill()
@@ -172,43 +243,114 @@ class Job:
         self._collect()
 
     def _collect(self):
-        self._read_outcome()
+        if self._process is not None:
+            self._read_outcome()
         with _JOBS_LOCK:  # (a finished graph is found through the trace index from now on)
             if _JOBS.get(self.key) is self:
                 del _JOBS[self.key]
-
-    def _remove_files(self):
-        for name in (self._job_file, self._out_file, self._err_file):
-            try:
-                os.unlink(os.path.join(self.store, name))
-            except OSError:
-                pass
 
     def _read_outcome(self):
         with self._lock:
             if self.result is not None or self.error is not None:
                 return
             _RUNNING.discard(self)
-            data = cache.read_in_store(self.store, self._out_file)
-            messages = cache.read_in_store(self.store, self._err_file) or b""
-            self._remove_files()
+            self.payload = b""  # (a graph's constants may be large: not kept once done)
+            wait = 5.0 if self._process.returncode == 0 else 0.5  # (killed: its tail at most)
+            for thread in self._threads[1:]:  # (the worker has exited: its pipes end at once)
+                thread.join(wait)
             outcome = None
-            if data is not None:
-                try:
-                    outcome = pickle.loads(data)
-                except Exception:  # (a torn or foreign file: the worker's exit says why)
-                    outcome = None
-            if isinstance(outcome, tuple) and outcome[:1] == ("ok",) and self._process.returncode == 0:
-                self.result = outcome[1:]
-                return
-            if isinstance(outcome, tuple) and outcome[:1] == ("error",):
-                self.error = outcome[1]
-                return
+            try:
+                outcome = pickle.loads(b"".join(self._stdout))
+            except Exception:  # (a torn or empty outcome: the worker's exit says why)
+                outcome = None
+            if isinstance(outcome, tuple) and len(outcome) == 3 and outcome[0] in ("ok", "error"):
+                self.warnings = outcome[2]
+                if outcome[0] == "ok" and self._process.returncode == 0:
+                    self.result = outcome[1]
+                    return
+                if outcome[0] == "error":
+                    self.error = outcome[1]
+                    return
             code = self._process.returncode
-            tail = messages.decode(errors="replace").strip().splitlines()[-1:]
+            tail = b"".join(self._stderr).decode(errors="replace").strip().splitlines()[-1:]
             self.error = (f"the compile worker (pid {self.pid}) "
                           + (f"was killed by signal {-code}" if code < 0 else f"exited with status {code}")
                           + (f": {tail[0]}" if tail else ""))
+
+
+def _pump():
+    """Collect this process's finished workers and start waiting jobs while fewer than
+    ``MAX_WORKERS`` started in the last ``TURN`` seconds run (a job that cannot start gets that
+    as its error)."""
+    with _JOBS_LOCK:
+        me = os.getpid()
+        for job in list(_RUNNING):  # (one waitpid each: also reaps a dropped function's worker)
+            if job.owner == me and job._process.poll() is not None:
+                job._collect()
+        while _QUEUE:
+            now = time.monotonic()
+            if sum(job.owner == me and now - job.started < TURN for job in _RUNNING) >= MAX_WORKERS:
+                break
+            job = _QUEUE.pop(0)
+            try:
+                job._spawn()
+            except (OSError, ValueError, subprocess.SubprocessError, pickle.PicklingError, TypeError,
+                    AttributeError) as exc:  # (no Python to run, no fork; a graph that does not pickle)
+                job.start_failed = True
+                job.error = f"cannot start a compile worker ({type(exc).__name__}: {exc})"
+                job._collect()
+
+
+def _feed(pipe, data: bytes):
+    try:
+        with pipe:
+            view = memoryview(data)
+            while view:
+                view = view[pipe.write(view):]
+    except (OSError, ValueError):  # (the worker died before reading it: its exit says why)
+        pass
+
+
+def _drain(pipe, into: list):
+    try:
+        with pipe:
+            into.append(pipe.read())
+    except (OSError, ValueError):
+        pass
+
+
+# MAX_WORKERS compile at once per process (each a Python with Numba: a core and ~0.2 GB); a
+# function called with many shapes queues the rest, which the interpreter runs meanwhile. A
+# worker running longer than TURN seconds (a long compile, one waiting on another process's
+# lock) no longer counts: it never holds the others up for good
+MAX_WORKERS = max(1, min(4, (os.cpu_count() or 2) // 2))
+TURN = 20.0
+_RUNNING: set = set()  # jobs whose worker was started and not yet collected
+_QUEUE: list = []  # jobs waiting for their turn
+_INHERITED: list = []  # a forked child's copies of its parent's workers
+_JOBS: dict = {}  # trace key -> Job: one worker per graph and signature in this process
+_JOBS_LOCK = threading.RLock()
+
+
+def _new_locks():
+    global _JOBS_LOCK
+    _JOBS_LOCK = threading.RLock()  # (a fork while another thread held it: the child's is free)
+    _QUEUE.clear()  # (the parent's: a child queues what it calls itself, Job._adopt)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_locks)
+
+
+@atexit.register
+def _kill_running():
+    """Workers never outlive the process that started them."""
+    _QUEUE.clear()  # (nothing more starts)
+    for job in list(_RUNNING):
+        try:
+            job.kill()
+        except Exception:
+            pass
 
 
 def describe(value):
@@ -231,21 +373,6 @@ def numba_type(description):
     return numba.typeof(description[1])
 
 
-_RUNNING: set = set()
-_JOBS: dict = {}  # trace key -> Job: one worker per graph and signature in this process
-_JOBS_LOCK = threading.RLock()
-
-
-@atexit.register
-def _kill_running():
-    """Workers never outlive the process that started them."""
-    for job in list(_RUNNING):
-        try:
-            job.kill()
-        except Exception:
-            pass
-
-
 def start(graph: Graph, passes: str, options: dict, arguments, generic: bool = False):
     """Start (or join) the background compile of ``graph`` for these arguments.
 
@@ -260,6 +387,7 @@ def start(graph: Graph, passes: str, options: dict, arguments, generic: bool = F
     if compiled_before(store, key):
         return "cached", None
     with _JOBS_LOCK:
+        _pump()  # (reaps finished workers nothing polls any more: their function was dropped)
         job = _JOBS.get(key)
         if job is not None and job.error is None:
             return "job", job
@@ -269,6 +397,13 @@ def start(graph: Graph, passes: str, options: dict, arguments, generic: bool = F
         return "job", job
 
 
+def relay_warnings(job: Job):
+    """Warn here, once, with what graphc warned in the worker."""
+    relayed, job.warnings = job.warnings, []
+    for category, text in relayed:
+        warnings.warn(text, category, stacklevel=5)
+
+
 def warn_failed(name: str, error: str):
     warnings.warn(f"{name}: the background compile failed, so it keeps running in the NumPy interpreter "
                   f"(correct, slower). The error: {error}. Trace with compile=\"eager\" to see it where it "
@@ -276,11 +411,12 @@ def warn_failed(name: str, error: str):
 
 
 # -- the worker's side --------------------------------------------------------------------------
-def _die_with_parent(parent: int):
-    """Exit when the parent process is gone: at once on Linux (the kernel sends SIGKILL), else
-    within a quarter of a second (a watchdog thread; ctypes calls release the GIL, and Numba's
-    typing is Python code, so the thread runs while Numba compiles)."""
-    if sys.platform.startswith("linux"):
+def _die_with_parent(parent: int, pdeathsig: bool):
+    """Exit when the parent process is gone: at once on Linux where the parent started the
+    worker from its main thread (the kernel sends SIGKILL), else within a quarter of a second
+    (a watchdog thread; ctypes calls release the GIL, and Numba's typing is Python code, so the
+    thread runs while Numba compiles)."""
+    if pdeathsig and sys.platform.startswith("linux"):
         try:
             libc = ctypes.CDLL(None, use_errno=True)
             libc.prctl(1, 9)  # PR_SET_PDEATHSIG, SIGKILL
@@ -310,21 +446,41 @@ def compile_job(job: dict):
     return graph, stats, executable.cache_misses > 0
 
 
+def _read_exactly(pipe, size: int) -> bytes:
+    chunks, left = [], size
+    while left:
+        chunk = pipe.read(left)
+        if not chunk:
+            raise SystemExit("graphc compile worker: the job ended early")
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
 def main(argv=None):
-    job_path, out_path, parent = (argv or sys.argv[1:])[:3]
-    _die_with_parent(int(parent))
+    """The worker: ``python -c "...main()" PARENT_PID pdeathsig|watchdog``; reads the pickled
+    job from stdin, writes the pickled outcome to stdout."""
+    parent, how = (argv or sys.argv[1:])[:2]
+    _die_with_parent(int(parent), how == "pdeathsig")
     # (not niced: on a busy machine a niced worker took 3x longer, while the interpreter, the
     # slower tier, kept running the user's loop)
-    store = os.path.dirname(out_path)
-    data = cache.read_in_store(store, os.path.basename(job_path))
-    if data is None:
-        raise SystemExit(f"graphc compile worker: cannot read the job {job_path}")
-    job = pickle.loads(data)
-    try:
-        outcome = ("ok", *compile_job(job))
-    except (GraphcError, numba.core.errors.NumbaError, ValueError, TypeError) as exc:
-        outcome = ("error", f"{type(exc).__name__}: {exc}")
-    cache.write_in_store(store, os.path.basename(out_path), pickle.dumps(outcome, protocol=pickle.HIGHEST_PROTOCOL))
+    out = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)  # (anything printed goes to stderr: stdout carries the outcome alone)
+    stdin = sys.stdin.buffer.raw
+    size = int.from_bytes(_read_exactly(stdin, 8), "little")
+    job = pickle.loads(_read_exactly(stdin, size))
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        try:
+            outcome = ("ok", compile_job(job))
+        except Exception as exc:  # (the parent warns with this and keeps interpreting)
+            outcome = ("error", f"{type(exc).__name__}: {exc}")
+    # graphc's own warnings (a pass that failed and was skipped) reach the user, as they would
+    # compiling eagerly; Numba's stay here
+    relayed = [(w.category, str(w.message)) for w in seen if w.category.__module__.startswith("graphc")]
+    outcome = (*outcome, relayed)
+    with out:
+        out.write(pickle.dumps(outcome, protocol=pickle.HIGHEST_PROTOCOL))
     return 0
 
 
