@@ -423,7 +423,7 @@ class _Pending:
         background.relay_warnings(job)
         if job.error is None:
             try:
-                return None, self.make(*job.result[:2], getattr(job, "executable", None))
+                return None, self.make(*job.result[:2])
             except Exception as exc:  # (compiling the worker's graph here failed: say so)
                 error = f"{type(exc).__name__}: {exc}"
         else:
@@ -618,12 +618,11 @@ class TracedFunction:
         self._remember(key, compiled, paths, stale[0].failed_guard() if stale else None)
         return compiled
 
-    def _compiled(self, traced, builder, out_spec, optimized=None, executable=None):
+    def _compiled(self, traced, builder, out_spec, optimized=None):
         """The Compiled of a traced graph, compiled now (``optimized``: the graph and pass stats
-        a background worker produced from it; ``executable``: its code, loaded already)."""
+        a background worker produced from it)."""
         graph, stats = optimized or manager.run(traced, self.passes)
-        if executable is None:
-            executable = self.backend.compile(graph, {**self.options, "passes": self.passes})
+        executable = self.backend.compile(graph, {**self.options, "passes": self.passes})
         return Compiled(graph, executable, out_spec, stats, builder, self.check_finite)
 
     # -- compile="background" / "never": the NumPy interpreter first (graphc/backend/background.py)
@@ -654,13 +653,13 @@ class TracedFunction:
         if generic is not None:
             template, t_builder, t_spec = generic
             how, job = background.start(template, self.passes, self.options, arguments, generic=True)
-            if how == "eager":
+            if how != "job":
                 return None
 
-            def make(graph, stats, executable=None):
+            def make(graph, stats):
                 found = self._generic.get(id(template))
                 if found is None or found[0] is not template or found[1] is None:
-                    found = (template, self._compiled(template, t_builder, t_spec, (graph, stats), executable))
+                    found = (template, self._compiled(template, t_builder, t_spec, (graph, stats)))
                     self._generic[id(template)] = found
                 symbolic.bind(template, [np.shape(a) for a in user])  # (ShapeError naming the dim)
                 return found[1]
@@ -671,13 +670,13 @@ class TracedFunction:
                 return self._start(traced, builder, out_spec, arguments) or self._compiled(traced, builder, out_spec)
             return _Pending(job, make, self.name, fallback)
         how, job = background.start(traced, self.passes, self.options, arguments)
-        if how == "eager":
+        if how != "job":
             return None
 
         def fallback(error):  # no worker could start (no Python to run, no fork): compile here
             return self._compiled(traced, builder, out_spec) if job.start_failed else None
-        return _Pending(job, lambda graph, stats, executable=None: self._compiled(
-            traced, builder, out_spec, (graph, stats), executable), self.name, fallback)
+        return _Pending(job, lambda graph, stats: self._compiled(traced, builder, out_spec, (graph, stats)),
+                        self.name, fallback)
 
     # -- symbolic dimensions (graphc/symbolic.py) ----------------------------------------------
     def _generic_compiled(self, template, builder, out_spec, leaves):

@@ -353,57 +353,6 @@ def _kill_running():
             pass
 
 
-class Loading:
-    """A graph a worker compiled before (the trace index says so): a thread of this process runs
-    the passes, generates the module and loads its machine code from the cache, while the
-    interpreter answers the first calls (Numba's first cache load in a process takes ~0.5 s,
-    most of a warm start). Job's interface: ``done``, ``wait``, ``result``, ``error``; the
-    thread starts at the second call, as a worker does. Should the cache have lost the code
-    meanwhile, the thread compiles it (holding the GIL for its typing: slower calls meanwhile).
-    (A worker's fresh code is loaded in the call that switches instead: loading it in a thread
-    as well, contending for the GIL with the interpreter's calls, made a 20-epoch
-    examples/train_digits.py run 1 s slower, 7.4 s against 6.4 s.)"""
-
-    start_failed = False
-
-    def __init__(self, job: dict):
-        self.key = job["key"]
-        self.error: str | None = None
-        self.result = None  # (optimized graph, pass stats, False) once loaded
-        self.executable = None  # the backend's executable, ready to call
-        self.warnings: list = []
-        self._job = job
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
-
-    def launch(self):
-        with self._lock:
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._load, name=f"graphc load {self.key}", daemon=True)
-                self._thread.start()
-
-    def _load(self):
-        try:
-            graph, stats, self.executable = _build(self._job)
-            self.result = (graph, stats, False)
-        except Exception as exc:  # (reported at the switch, like a worker's error)
-            self.error = f"{type(exc).__name__}: {exc}"
-        self._job = None
-
-    @property
-    def done(self) -> bool:
-        self.launch()
-        return not self._thread.is_alive()
-
-    def wait(self, timeout: float | None = None) -> bool:
-        self.launch()
-        self._thread.join(timeout)
-        return self.done
-
-    def kill(self):
-        pass  # (a thread cannot be stopped; it is a daemon, and loading ends soon)
-
-
 def describe(value):
     """What a worker needs of an argument to compile for it (``numba_type`` there): an array's
     dtype, rank, layout and flags, or a scalar itself. (Not ``numba.typeof`` here: its first
@@ -427,25 +376,25 @@ def numba_type(description):
 def start(graph: Graph, passes: str, options: dict, arguments, generic: bool = False):
     """Start (or join) the background compile of ``graph`` for these arguments.
 
-    Returns ``("job", Job)``, or ``("cached", Loading)`` where a worker compiled this graph
-    before (a thread loads its machine code from the cache), or ``("eager", reason)`` where
-    nothing can be handed over (no usable disk cache)."""
+    Returns ``("cached", None)`` where a worker compiled this graph before (compile it now: it
+    loads from the cache), ``("job", Job)``, or ``("eager", reason)`` where nothing can be
+    handed over (no usable disk cache)."""
     store = cache.open_store()
     if store is None:
         return "eager", "no usable disk cache"
     types = [describe(a) for a in arguments]
     key = trace_key(graph, passes, options, types, generic)
-    spec = {"format": FORMAT, "graph": graph, "passes": passes, "options": options, "types": types,
-            "generic": generic, "key": key}
     if compiled_before(store, key):
-        return "cached", Loading(spec)
+        return "cached", None
     with _JOBS_LOCK:
         _pump()  # (reaps finished workers nothing polls any more: their function was dropped)
         job = _JOBS.get(key)
         if job is not None and job.error is None:
             return "job", job
-        _JOBS[key] = Job(key, store, spec)
-        return "job", _JOBS[key]
+        job = Job(key, store, {"format": FORMAT, "graph": graph, "passes": passes, "options": options,
+                               "types": types, "generic": generic, "key": key})
+        _JOBS[key] = job
+        return "job", job
 
 
 def relay_warnings(job: Job):
@@ -484,20 +433,13 @@ def _die_with_parent(parent: int, pdeathsig: bool):
     threading.Thread(target=watch, daemon=True).start()
 
 
-def _build(job: dict):
-    """Passes, code generation and the Numba compile (or cache load) of one job:
-    ``(optimized graph, pass stats, executable ready to call)``."""
+def compile_job(job: dict):
+    """Passes, code generation and the Numba compile of one job, into the disk cache.
+    Returns ``(optimized graph, pass stats, compiled afresh?)`` (False: loaded from the cache)."""
     graph, stats = manager.run(job["graph"], job["passes"], errors="raise" if job["generic"] else None)
     backend = get_backend("cpu")
     executable = backend.compile(graph, {**job["options"], "passes": job["passes"]})
     executable.prepare_types([numba_type(d) for d in job["types"]])  # (under cache.compile_lock: one process per entry)
-    return graph, stats, executable
-
-
-def compile_job(job: dict):
-    """Passes, code generation and the Numba compile of one job, into the disk cache.
-    Returns ``(optimized graph, pass stats, compiled afresh?)`` (False: loaded from the cache)."""
-    graph, stats, executable = _build(job)
     store = cache.open_store()
     if store is not None and executable.key and executable.on_disk:
         cache.write_in_store(store, f"t{job['key']}.trace", executable.key.encode())
