@@ -17,6 +17,7 @@ outputs. Rank-0 elementwise work (scalar arithmetic) is left alone.
 """
 from __future__ import annotations
 
+import networkx as nx
 
 from graphc.ir import Graph
 from graphc.ops import registry
@@ -191,8 +192,6 @@ def find_groups(graph: Graph) -> list[list[int]]:
 
 def _order(graph, groups):
     """A topological order of plain nodes and groups; groups that make a cycle are split."""
-    import networkx as nx  # (here, not at the top: ~0.1 s off `import graphc`, and a process whose
-    # graphs a background worker optimizes never needs it)
     while True:
         owner = {}
         for gid, members in enumerate(groups):
