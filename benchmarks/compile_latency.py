@@ -155,24 +155,7 @@ def _mlp_step(batch: int, dynamic: bool, **options):
     """The training step of benchmarks/train_step.py, optionally traced with ``dynamic=``."""
     sys.path.insert(0, HERE)
     import train_step as ts
-
-    import graphc as gc
-    from graphc import nn, optim
-    x, y, params = ts.make_data(batch)
-    model = nn.Sequential(nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 128), nn.ReLU(), nn.Linear(128, 10))
-    for p, v in zip(model.parameters(), params):
-        p.data[...] = v
-    loss_fn = nn.CrossEntropyLoss()
-    opt = optim.SGD(model.parameters(), lr=ts.LR)
-
-    def train_step(x, t):
-        opt.zero_grad()
-        loss = loss_fn(model(x), t)
-        loss.backward()
-        opt.step()
-        return loss
-
-    step = gc.trace(train_step, dynamic={"x": 0, "t": 0} if dynamic else None, **options)
+    step, x, y = ts._graphc_step(batch, dynamic={"x": 0, "t": 0} if dynamic else None, **options)
     return step, x, y, ts
 
 

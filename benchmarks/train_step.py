@@ -114,7 +114,9 @@ def bench_numpy(batch):
     return {"steps_per_s": timeit(step)}
 
 
-def _graphc_step(batch):
+def _graphc_step(batch, **trace_options):
+    """``(step, x, y)``: the textbook training step traced with ``trace_options`` (also used by
+    benchmarks/compile_latency.py), and a batch for it."""
     import graphc as gc
     from graphc import nn, optim
     x, y, params = make_data(batch)
@@ -124,7 +126,6 @@ def _graphc_step(batch):
     loss_fn = nn.CrossEntropyLoss()
     opt = optim.SGD(model.parameters(), lr=LR)
 
-    @gc.trace
     def train_step(x, t):
         opt.zero_grad()
         loss = loss_fn(model(x), t)
@@ -132,7 +133,7 @@ def _graphc_step(batch):
         opt.step()
         return loss
 
-    return train_step, x, y
+    return gc.trace(train_step, **trace_options), x, y
 
 
 def bench_graphc(batch):
