@@ -69,7 +69,8 @@ def main():
     acc = (predict(X_test).argmax(1) == y_test).mean()
     print(f"final test accuracy {acc:.2%} on {len(y_test)} held-out digits "
           f"({elapsed:.1f} s including compilation; the train step traced once for every batch size, "
-          f"compiled for {train_step.signatures} sizes)")
+          f"compiled for {train_step.signatures} sizes; {train_step.interpreted_calls} steps ran in the "
+          f"NumPy interpreter while Numba compiled)")
     if args.save:
         model.eval()
         gc.save(model, args.save, X_test)  # loads anywhere with gc.load, without this code
