@@ -51,12 +51,13 @@ def inputs(batch, seed=1):
     return np.random.default_rng(seed).standard_normal((batch, SIZES[0])).astype(np.float32)
 
 
-def reference(x, ws):
+def reference(x, ws, xp=np):
+    """The MLP's forward pass in NumPy (``xp=jax.numpy``: the JAX peer's)."""
     h = x
     for k in range(0, len(ws), 2):
         h = h @ ws[k].T + ws[k + 1]
         if k + 2 < len(ws):
-            h = np.maximum(h, 0)
+            h = xp.maximum(h, 0)
     return h
 
 
@@ -176,15 +177,7 @@ def torch_load(path):
 def _jax_fn(ws):
     import jax.numpy as jnp
     params = [jnp.asarray(w) for w in ws]
-
-    def mlp(x):
-        h = x
-        for k in range(0, len(params), 2):
-            h = h @ params[k].T + params[k + 1]
-            if k + 2 < len(params):
-                h = jnp.maximum(h, 0)
-        return h
-    return mlp
+    return lambda x: reference(x, params, jnp)
 
 
 def jax_save(path):
@@ -192,7 +185,6 @@ def jax_save(path):
     import jax.numpy as jnp
     ws = weights()
     fn = jax.jit(_jax_fn(ws))
-    x = inputs(BATCHES[0])
     t = time.perf_counter()
     (b,) = jax.export.symbolic_shape("B")
     exported = jax.export.export(fn)(jax.ShapeDtypeStruct((b, 784), jnp.float32))
