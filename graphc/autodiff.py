@@ -19,7 +19,8 @@ from graphc.errors import TraceError
 from graphc.ops import registry
 from graphc.ops.creation import zeros_like
 from graphc.ops.shape import broadcast_to, sum_to
-from graphc.trace import Tracer, bind, current_builder, is_weak, user_line
+from graphc.context import tracing
+from graphc.trace import RegionBuilder, Tracer, bind, current_builder, is_weak, user_line
 
 
 def _is_float(t) -> bool:
@@ -90,6 +91,19 @@ def _walk(builder, seeds: dict, wrt, reaches, first: int) -> list:
     produced = [nodes.index(v.producer) for v in seeds if v.producer is not None and v.producer in nodes]
     start = max(produced, default=-1)
     for node in reversed(nodes[:start + 1]):
+        if node.regions and registry.get(node.op).vjp is not None:  # a loop or branch: its own rule
+            gs = [cts.pop(v, None) for v in node.outputs]
+            found.update((v, g) for v, g in zip(node.outputs, gs) if v in wanted and g is not None)
+            if any(g is not None for g in gs) and any(v in reaches for v in node.inputs):
+                first_new = len(graph.nodes)
+                in_cts = registry.get(node.op).vjp(gs, *[tracer(v) for v in node.inputs], node=node,
+                                                   vjp_region=vjp_region)
+                for new in graph.nodes[first_new:]:
+                    new.loc = node.loc
+                for v, ct in zip(node.inputs, in_cts):
+                    if ct is not None and v in reaches and _is_float(v.type):
+                        cts[v] = ct if v not in cts else cts[v] + ct
+            continue
         if node.regions and registry.get(node.op).vjp is None:
             gs = [cts.pop(v, None) for v in node.outputs]
             found.update((v, g) for v, g in zip(node.outputs, gs) if v in wanted and g is not None)
@@ -155,14 +169,46 @@ def _region_vjp(node, gs, reaches) -> list:
 
 
 def _inline(region, operands) -> list:
-    """The region's nodes recorded again into the current trace, on ``operands``."""
+    """The region's nodes recorded again into the current trace, on ``operands`` (a node with
+    regions of its own keeps them: they are closed graphs)."""
     env = dict(zip(region.inputs, operands))
     for n in region.nodes:
-        if n.regions:
-            raise TraceError(f"graphc cannot yet differentiate a region nested in a region ({n.op}, at {n.loc})")
-        outs = bind(n.op, *[env[v] for v in n.inputs], **n.attrs)
+        outs = bind(n.op, *[env[v] for v in n.inputs], regions=[r.clone() for r in n.regions], **n.attrs)
         env.update(zip(n.outputs, outs if isinstance(outs, tuple) else (outs,)))
     return [env[v] for v in region.outputs]
+
+
+def vjp_region(region, seeded, wrt, name):
+    """The reverse-mode rule of a region as a region: a closed graph taking the region's inputs,
+    then one cotangent per output position in ``seeded``, and returning the cotangent of each
+    input position in ``wrt`` (zeros where the outputs do not depend on it). Its nodes replay
+    the region (recomputing its intermediates) and then its backward pass: loops and branches
+    pass it to their ops' vjp rules, so their backward bodies are plain graphs, differentiable again."""
+    builder = RegionBuilder(current_builder(), name, f"the vjp of {region.name}")
+    with tracing(builder):
+        primals = [Tracer(builder.graph.add_input(v.type), builder) for v in region.inputs]
+        cts = [Tracer(builder.graph.add_input(region.outputs[k].type), builder) for k in seeded]
+        outs = _inline(region, primals)
+        first = 0
+        seeds = {}
+        for k, ct in zip(seeded, cts):
+            out = outs[k]
+            if not isinstance(out, Tracer):
+                continue
+            seeds[out.value] = ct if out.value not in seeds else seeds[out.value] + ct
+        wrt_values = [primals[k].value for k in wrt]
+        unique = list(dict.fromkeys(wrt_values))
+        found = _walk(builder, seeds, unique, _reaching(builder.graph.nodes, unique), first) if seeds else []
+        total = dict(zip(unique, found))
+        results = []
+        for k, v in zip(wrt, wrt_values):
+            ct = total.pop(v, None)  # (an input passed twice: its cotangent counts once)
+            results.append(ct if ct is not None else zeros_like(primals[k]))
+        builder.graph.outputs = [builder.value_of(r) for r in results]
+    builder.finished = True
+    if builder.captures:
+        raise AssertionError(f"the vjp of {region.name} read values from outside it")
+    return builder.graph
 
 
 def _fit(ct, shape):

@@ -24,7 +24,7 @@ def interpret(graph: Graph, *args) -> list:
     with np.errstate(all="ignore"), _runtime_warnings_ignored():  # NaN and inf propagate silently,
         # as in compiled code ("mean of empty slice")
         for node in graph.nodes:
-            regions = {"regions": [_runner(r) for r in node.regions]} if node.regions else {}
+            regions = {"regions": [runner(r) for r in node.regions]} if node.regions else {}
             result = registry.get(node.op).reference(*[env[v] for v in node.inputs], **node.attrs, **regions)
             results = result if len(node.outputs) > 1 else (result,)
             for v, r in zip(node.outputs, results):
@@ -64,6 +64,10 @@ def _runtime_warnings_ignored():
                         break
 
 
-def _runner(region: Graph):
-    """A region as the callable its op's reference receives: arrays in, list of arrays out."""
-    return lambda *args: interpret(region, *args)
+def runner(region: Graph):
+    """A region as the callable its op's reference receives: arrays in, list of arrays out
+    (its ``graph`` attribute is the region, for a reference that needs its types)."""
+    def run(*args):
+        return interpret(region, *args)
+    run.graph = region
+    return run

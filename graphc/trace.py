@@ -77,6 +77,8 @@ def user_line() -> str:
 class Builder:
     """The graph being traced. Finished builders reject their leaked tracers."""
 
+    parent = None  # the trace this one is nested in (a loop or branch body: RegionBuilder)
+
     def __init__(self, name="graph"):
         self.graph = Graph(name=name)
         self.finished = False
@@ -89,6 +91,20 @@ class Builder:
         self.input_checks = []  # (graph input index, check(array)): run before every call
         self.input_paths = {}  # graph input Value -> the argument it came from ("x", "batch[0]")
         self.weak_outputs = []  # per returned value: a Python number's (eager code returns a float, not np.float64)
+
+    def encloses(self, other) -> bool:
+        """Whether ``other`` is this trace or a region traced inside it (at any depth)."""
+        while other is not None:
+            if other is self:
+                return True
+            other = other.parent
+        return False
+
+    def value_of(self, tracer) -> Value:
+        """The Value of ``tracer`` in this graph (a tracer of this trace; see RegionBuilder)."""
+        if tracer.builder is not self:
+            raise TraceError(f"values from two different traces were mixed (at {user_line()})")
+        return tracer.value
 
     def guard(self, check, value, description: str):
         """The graph depends on Python state: retrace whenever ``check()`` != ``value``."""
@@ -143,6 +159,67 @@ class Builder:
         return node.output
 
 
+class RegionBuilder(Builder):
+    """The trace of a region (a loop or branch body) inside an enclosing trace.
+
+    A region is a closed graph: every value it reads from an enclosing trace (a closure's
+    tracer, a Parameter, a captured global) becomes one more input of the region, recorded
+    in ``captures`` (outer Value -> region input, in order), which the region's node then
+    takes as operands. Guards and input checks are the enclosing function's: they go to the
+    outermost trace. A region cannot write State (its node would have to return it).
+    """
+
+    def __init__(self, parent: Builder, name: str, what: str):
+        super().__init__(name)
+        self.parent = parent
+        self.what = what  # the construct, for messages: "gc.fori_loop body"
+        root = parent
+        while root.parent is not None:
+            root = root.parent
+        self.root = root
+        self.captures: dict = {}  # Value of the parent's graph -> input of this region
+        self.aux["graphc.after_call"] = root.aux.setdefault("graphc.after_call", [])
+
+    def value_of(self, tracer) -> Value:
+        if tracer.builder is self:
+            return tracer.value
+        if not tracer.builder.encloses(self):
+            raise TraceError(f"values from two different traces were mixed (at {user_line()})")
+        outer = tracer.value if tracer.builder is self.parent else self.parent.value_of(tracer)
+        inner = self.captures.get(outer)
+        if inner is None:
+            inner = self.captures[outer] = self.graph.add_input(outer.type)
+        return inner
+
+    def lift(self, tracer):
+        """``tracer`` (from this trace or one enclosing it) as a tracer of this region."""
+        return Tracer(self.value_of(tracer), self, tracer.weak)
+
+    def read_state(self, state):
+        if state not in self.state_values:
+            with tracing(self.parent):  # read where it lives (Parameter.read records the read there)
+                outer = state.read()
+            self.state_values[state] = self.lift(outer) if isinstance(outer, Tracer) else outer
+        return self.state_values[state]
+
+    def write_state(self, state, value):
+        name = getattr(state, "name", None) or type(state).__name__
+        raise TraceError(f"{self.what} writes State {name} (at {user_line()}): a loop or branch body "
+                         f"cannot update State; return the new value from the body (as part of the "
+                         f"carry) and write it after the loop")
+
+    def guard(self, check, value, description: str):
+        self.root.guard(check, value, description)
+
+    def guard_final(self, key, check, description: str):
+        self.root.guard_final(key, check, description)
+
+    def check_input(self, tracer, check) -> bool:
+        """Checked where the value comes from: an argument of the function, read from outside."""
+        outer = next((o for o, v in self.captures.items() if v is tracer.value), None)
+        return outer is not None and self.parent.check_input(Tracer(outer, self.parent), check)
+
+
 class Tracer:
     """A traced array: has a static shape and dtype, but no value until the graph runs."""
 
@@ -175,7 +252,11 @@ class Tracer:
                          f"(at {user_line()}). {hint[0].upper()}{hint[1:]}.")
 
     def __bool__(self):
-        return bool(self._concrete("Python control flow on a traced value (`if`, `while`, `and`, `or`)"))
+        return bool(self._concrete(
+            "Python control flow on a traced value (`if`, `while`, `and`, `or`)",
+            "to choose between two values use gc.where(cond, a, b); to run one of two functions, "
+            "gc.cond(pred, true_fn, false_fn, *operands); for a loop until a condition holds, "
+            "gc.while_loop(cond_fn, body_fn, init); for a loop over a count, gc.fori_loop"))
 
     def __float__(self):
         return float(self._concrete("float() of a traced value", "return the value from the traced function "
@@ -302,15 +383,23 @@ def is_tracer(x) -> bool:
 
 # -- making nodes ------------------------------------------------------------------
 def _builder_of(args) -> Builder | None:
+    """The trace a node on ``args`` goes into: theirs, or the innermost region being traced
+    (a loop body) when they come from traces enclosing it (values it reads from outside)."""
     builder = None
     for a in args:
         if isinstance(a, Tracer):
             if a.builder.finished:
                 raise TraceError(f"a traced value escaped from a finished trace and was used again "
                                  f"(at {user_line()}); return it from the traced function instead")
-            if builder is not None and a.builder is not builder:
+            if builder is None or a.builder.encloses(builder):
+                builder = a.builder if builder is None else builder
+            elif builder.encloses(a.builder):
+                builder = a.builder
+            else:
                 raise TraceError(f"values from two different traces were mixed (at {user_line()})")
-            builder = a.builder
+    current = current_builder()
+    if builder is not None and current is not None and current is not builder and builder.encloses(current):
+        builder = current  # (a node of a loop body on values from outside it belongs to the body)
     return builder
 
 
@@ -349,25 +438,32 @@ def _plain(value):
     return value
 
 
-def bind(name: str, *args, **attrs):
-    """Apply primitive ``name``: add a node when tracing, else run its NumPy reference."""
+def bind(name: str, *args, regions=(), **attrs):
+    """Apply primitive ``name``: add a node when tracing, else run its NumPy reference.
+    ``regions``: the node's nested graphs (a loop body), for an op that has them."""
     attrs = {k: _plain(v) for k, v in attrs.items()}
     op = registry.get(name)
     # an op with no operands (iota) is recorded whenever a trace is in progress
     builder = _builder_of(args) if args else current_builder()
     try:
-        out_types = registry.infer_types(name, [type_of(a) for a in args], attrs)
+        out_types = registry.infer_types(name, [type_of(a) for a in args], attrs, regions)
     except ShapeError as exc:
         raise _shape_error(name, exc) from None
     if builder is None:
-        result = op.reference(*[np.asarray(a) for a in args], **attrs)
+        extra = {"regions": [_region_runner(r) for r in regions]} if regions else {}
+        result = op.reference(*[np.asarray(a) for a in args], **attrs, **extra)
         results = result if len(out_types) > 1 else (result,)
         outs = tuple(np.asarray(r, dtype=t.dtype) for r, t in zip(results, out_types))
         return outs if len(outs) > 1 else outs[0]
-    values = [a.value if isinstance(a, Tracer) else builder.constant(np.asarray(a)) for a in args]
-    node = builder.graph.add_node(name, values, attrs, out_types, user_loc())
+    values = [builder.value_of(a) if isinstance(a, Tracer) else builder.constant(np.asarray(a)) for a in args]
+    node = builder.graph.add_node(name, values, attrs, out_types, user_loc(), regions)
     outs = tuple(Tracer(v, builder) for v in node.outputs)
     return outs if len(outs) > 1 else outs[0]
+
+
+def _region_runner(region):
+    from graphc.interpret import runner  # (the interpreter sits above the tracer)
+    return runner(region)
 
 
 # -- dtype promotion (NumPy 2 rules: Python scalars are weak) ---------------------

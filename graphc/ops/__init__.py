@@ -8,6 +8,7 @@ from graphc.ops import bitwise, creation, elementwise, indexing, linalg, nn, red
 from graphc.ops import linalg_decomp  # noqa: F401  (after linalg: it builds on matmul)
 from graphc.ops import scan, sort  # noqa: F401
 from graphc.ops import convert, fused  # noqa: F401  (fused: the fusion pass's op)
+from graphc.ops import control  # noqa: F401  (loops and branches)
 from graphc.ops import methods
 
 methods.install()

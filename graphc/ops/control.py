@@ -1,0 +1,715 @@
+"""Loops and branches: ``fori_loop``, ``scan``, ``while_loop`` and ``cond``, nodes that own their
+bodies as regions, so a loop is compiled once, whatever its trip count (never unrolled).
+
+The user's functions (``gc.fori_loop(0, 100, body, x0)``) are traced once each into a region:
+a closed graph whose inputs are the loop's own (index, carry, slice of ``xs``) followed by
+every value the body reads from outside it (a closure's tracer, a Parameter, a global array:
+``RegionBuilder.captures``), which the node takes as trailing operands (``consts``)::
+
+    %4:f32[2] = fori_loop(%0, %1, carries=1, start=0, stop=100) {   # descend.py:7
+      graph body(%0:i64[], %1:f32[2], %2:f32[]):
+        ...
+        return %9
+    }
+
+The nodes, operands first:
+
+* ``fori_loop(carry..., const...; start, stop, carries)``: body(i, carry..., const...) -> carry...
+* ``scan(carry..., xs..., const...; length, carries, xs, reverse, start, saved)``:
+  body([i,] carry..., x..., const...) -> (carry..., y...); outputs the final carry, then each y
+  stacked along a new leading axis of ``length``. ``start`` (an int, or None) gives the body the
+  index ``start + t`` first; ``saved``: the last ``saved`` ys are the carry at the start of each
+  step, which reverse mode adds to a loop it differentiates (``_history``).
+* ``while_loop(carry..., const...; carries)``: regions cond(carry..., const...) -> bool[] and
+  body(carry..., const...) -> carry...
+* ``cond(pred, operand..., const...)``: regions true and false branch, (operand..., const...) ->
+  outputs, of equal types.
+
+Carry types must match exactly (a Python number in the carry takes the body's dtype, as a
+weakly typed value does in JAX). Reverse mode goes through ``fori_loop``, ``scan`` and ``cond``:
+a loop saves its carry at the start of every step (the only per-step memory), and the backward
+loop runs in the other direction over the body's vjp (which recomputes the body's
+intermediates from the saved carry). ``while_loop`` has no reverse mode (its trip count is not
+known until it ran), nor has a ``fori_loop`` whose trip count is traced (it is a while_loop).
+The backends lower these nodes to real loops and branches (graphc/backend/control.py on the CPU).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from graphc import pytree
+from graphc.context import current_builder, tracing
+from graphc.errors import ShapeError, TraceError
+from graphc.ir import DTYPES, TensorType
+from graphc.ops.registry import register
+from graphc.trace import RegionBuilder, Tracer, bind, is_weak, type_of, user_line, user_loc
+
+FORI, SCAN, WHILE, COND = "fori_loop", "scan", "while_loop", "cond"
+LOOPS = (FORI, SCAN, WHILE)
+CONTROL = (FORI, SCAN, WHILE, COND)  # the ops the backends lower as control flow
+INDEX = TensorType((), "int64")  # the loop index a fori_loop body gets (weak: a Python int eagerly)
+BOOL = TensorType((), "bool")
+
+
+# -- what a loop node is ------------------------------------------------------------
+class Loop:
+    """A fori_loop or scan node's layout, read from its attributes (one place for both)."""
+
+    def __init__(self, op: str, attrs: dict, n_operands: int):
+        if op == FORI:
+            self.length = max(0, attrs["stop"] - attrs["start"])
+            self.start, self.xs, self.reverse, self.saved = attrs["start"], 0, False, 0
+        else:
+            self.length, self.start = attrs["length"], attrs.get("start")
+            self.xs, self.reverse, self.saved = attrs["xs"], attrs.get("reverse", False), attrs.get("saved", 0)
+        self.carries = attrs["carries"]
+        self.consts = n_operands - self.carries - self.xs
+        self.indexed = self.start is not None  # the body's first input is the step's index
+
+    @classmethod
+    def of(cls, node) -> "Loop":
+        return cls(node.op, node.attrs, len(node.inputs))
+
+    def index(self, t: int) -> int:
+        """The index the body gets at position ``t`` of xs."""
+        return self.start + t
+
+
+def _check_types(what, got, want, names):
+    for k, (g, w) in enumerate(zip(got, want)):
+        if g != w:
+            raise ShapeError(f"{what}: {names(k)} is {g}, but {w} was expected")
+
+
+def _infer_loop(op):
+    def infer(types, regions=(), **attrs):
+        if len(regions) != 1:
+            raise ShapeError(f"a {op} node has one region (its body), got {len(regions)}")
+        (body,) = regions
+        loop = Loop(op, attrs, len(types))
+        if loop.consts < 0:
+            raise ShapeError(f"{op} has {len(types)} operands, fewer than its {loop.carries} carries "
+                             f"and {loop.xs} xs")
+        carry, xs, consts = types[:loop.carries], types[loop.carries:loop.carries + loop.xs], \
+            types[loop.carries + loop.xs:]
+        for k, x in enumerate(xs):
+            if not x.shape or x.shape[0] != loop.length:
+                raise ShapeError(f"{op}: xs[{k}] is {x}, but the scan has length {loop.length}")
+        want = [INDEX] * loop.indexed + list(carry) + [TensorType(x.shape[1:], x.dtype) for x in xs] + list(consts)
+        got = [v.type for v in body.inputs]
+        if len(got) != len(want):
+            raise ShapeError(f"{op}: its body takes {len(got)} inputs, but the node gives it {len(want)}")
+        _check_types(f"{op} body", got, want, lambda k: f"input {k}")
+        outs = [v.type for v in body.outputs]
+        if len(outs) < loop.carries or (op == FORI and len(outs) != loop.carries):
+            raise ShapeError(f"{op}: its body returns {len(outs)} values for {loop.carries} carries")
+        _check_types(f"{op} body", outs[:loop.carries], carry, lambda k: f"carry output {k}")
+        if loop.saved and outs[len(outs) - loop.saved:] != list(carry):
+            raise ShapeError(f"{op}: its last {loop.saved} outputs are saved carries, but their types differ")
+        return list(carry) + [TensorType((loop.length,) + tuple(y.shape), y.dtype) for y in outs[loop.carries:]]
+    return infer
+
+
+def _infer_while(types, regions=(), carries=0):
+    if len(regions) != 2:
+        raise ShapeError(f"a while_loop node has two regions (cond and body), got {len(regions)}")
+    cond, body = regions
+    for region in regions:
+        _check_types(f"while_loop {region.name}", [v.type for v in region.inputs], types, lambda k: f"input {k}")
+        if len(region.inputs) != len(types):
+            raise ShapeError(f"while_loop {region.name} takes {len(region.inputs)} inputs for {len(types)} operands")
+    if [v.type for v in cond.outputs] != [BOOL]:
+        raise ShapeError(f"while_loop cond returns {[str(v.type) for v in cond.outputs]}, not one bool[]")
+    carry = list(types[:carries])
+    if [v.type for v in body.outputs] != carry:
+        raise ShapeError(f"while_loop body returns {[str(v.type) for v in body.outputs]} for carries "
+                         f"{[str(t) for t in carry]}")
+    return carry
+
+
+def _infer_cond(types, regions=()):
+    if len(regions) != 2:
+        raise ShapeError(f"a cond node has two regions (its branches), got {len(regions)}")
+    if not types or types[0] != BOOL:
+        raise ShapeError(f"cond's predicate is {types[0] if types else 'missing'}, not bool[]")
+    outs = None
+    for region in regions:
+        got = [v.type for v in region.inputs]
+        if got != list(types[1:]):
+            raise ShapeError(f"cond {region.name} takes {list(map(str, got))}, but the node gives it "
+                             f"{list(map(str, types[1:]))}")
+        mine = [v.type for v in region.outputs]
+        if outs is not None and mine != outs:
+            raise ShapeError(f"cond branches return different types: {list(map(str, outs))} and "
+                             f"{list(map(str, mine))}")
+        outs = mine
+    return outs
+
+
+# -- NumPy references (the interpreter runs the regions) -------------------------------
+def _fresh(values):
+    """Copies: a loop that ran zero times returns its operands, which must not leave as outputs."""
+    out = [np.array(v, copy=True) for v in values]
+    return tuple(out) if len(out) != 1 else out[0]
+
+
+def _loop_reference(op):
+    def reference(*args, regions, **attrs):
+        (body,) = regions
+        loop = Loop(op, attrs, len(args))
+        carry = list(args[:loop.carries])
+        xs = args[loop.carries:loop.carries + loop.xs]
+        consts = list(args[loop.carries + loop.xs:])
+        ys = [np.empty((loop.length,) + tuple(v.type.shape), v.type.dtype)
+              for v in body.graph.outputs[loop.carries:]]
+        order = range(loop.length - 1, -1, -1) if loop.reverse else range(loop.length)
+        for t in order:
+            index = [np.int64(loop.index(t))] if loop.indexed else []
+            out = body(*index, *carry, *[x[t] for x in xs], *consts)
+            carry = out[:loop.carries]
+            for y, value in zip(ys, out[loop.carries:]):
+                y[t] = value
+        return _fresh(carry + ys)
+    return reference
+
+
+def _while_reference(*args, regions, carries):
+    cond, body = regions
+    carry, consts = list(args[:carries]), list(args[carries:])
+    while bool(cond(*carry, *consts)[0]):
+        carry = body(*carry, *consts)
+    return _fresh(carry)
+
+
+def _cond_reference(pred, *args, regions):
+    branch = regions[0] if bool(pred) else regions[1]
+    return _fresh(branch(*args))
+
+
+# -- reverse mode -----------------------------------------------------------------------
+def _is_float(t) -> bool:
+    return t.dtype.startswith("float")
+
+
+def _zeros(t: TensorType):
+    builder = current_builder()
+    zero = Tracer(builder.constant(np.zeros((), t.dtype)), builder)
+    return bind("broadcast_to", zero, shape=tuple(t.shape)) if t.shape else zero
+
+
+def _history(node, builder) -> list:
+    """The carries at the start of every step of loop ``node``, as values: the node is turned
+    (in place, while tracing) into a scan that also returns them, so the forward pass runs once."""
+    loop = Loop.of(node)
+    if loop.saved:
+        return node.outputs[len(node.outputs) - loop.saved:]
+    (body,) = node.regions
+    body = body.clone()
+    first = 1 if loop.indexed else 0
+    body.outputs = body.outputs + body.inputs[first:first + loop.carries]
+    attrs = dict(length=loop.length, carries=loop.carries, xs=loop.xs, reverse=loop.reverse,
+                 start=loop.start, saved=loop.carries)
+    from graphc.ir import Value  # (the node's new outputs)
+    new = [Value(TensorType((loop.length,) + tuple(v.type.shape), v.type.dtype), node)
+           for v in body.inputs[first:first + loop.carries]]
+    node.op, node.attrs, node.regions = SCAN, attrs, [body]
+    node.outputs = node.outputs + new
+    return new
+
+
+def _loop_vjp(gs, *operands, node, vjp_region):
+    """Cotangents of a fori_loop or scan's operands: a scan in the other direction over the
+    saved carries, whose body is the vjp of the loop's body (recomputing its intermediates)."""
+    builder = current_builder()
+    loop = Loop.of(node)
+    (body,) = node.regions
+    history = [Tracer(v, builder) for v in _history(node, builder)]
+    loop = Loop.of(node)
+    first = 1 if loop.indexed else 0
+    n_ys = len(body.outputs) - loop.carries  # (the original ys; history ys come after them)
+    gs = list(gs) + [None] * (len(node.outputs) - len(gs))
+    carry_in = body.inputs[first:first + loop.carries]
+    diff_carry = [k for k in range(loop.carries) if _is_float(carry_in[k].type)]
+    ys_ct = [k for k in range(n_ys) if gs[loop.carries + k] is not None and _is_float(body.outputs[loop.carries + k].type)]
+    x_at = first + loop.carries
+    diff_x = [k for k in range(loop.xs) if _is_float(body.inputs[x_at + k].type)]
+    const_at = x_at + loop.xs
+    diff_const = [k for k in range(loop.consts) if _is_float(body.inputs[const_at + k].type)]
+    wrt = [first + k for k in diff_carry] + [x_at + k for k in diff_x] + [const_at + k for k in diff_const]
+    seeded = [k for k in diff_carry] + [loop.carries + k for k in ys_ct]
+    # the body's vjp: (body inputs..., cts of seeded outputs...) -> cts of wrt inputs
+    grad_body = vjp_region(body, seeded, wrt, "vjp_body")
+    # the backward body: carries (carry cts, const ct sums), xs (saved carry, x, y cts), consts
+    bb = RegionBuilder(builder, "backward_body", "the vjp of a loop body")
+    with tracing(bb):
+        def arg(t):
+            return Tracer(bb.graph.add_input(t), bb)
+        index = [arg(INDEX)] if loop.indexed else []
+        c_ct = [arg(carry_in[k].type) for k in diff_carry]
+        k_sum = [arg(body.inputs[const_at + k].type) for k in diff_const]
+        saved = [arg(v.type) for v in carry_in]
+        xs = [arg(body.inputs[x_at + k].type) for k in range(loop.xs)]
+        y_ct = [arg(body.outputs[loop.carries + k].type) for k in ys_ct]
+        consts = [arg(body.inputs[const_at + k].type) for k in range(loop.consts)]
+        outs = _inline_graph(grad_body, index + saved + xs + consts + c_ct + y_ct)
+        n_c, n_x = len(diff_carry), len(diff_x)
+        new_c, x_ct, k_ct = outs[:n_c], outs[n_c:n_c + n_x], outs[n_c + n_x:]
+        new_k = [a + b for a, b in zip(k_sum, k_ct)]
+        bb.graph.outputs = [bb.value_of(v) for v in new_c + new_k + x_ct]
+    bb.finished = True
+    captured = [Tracer(v, builder) for v in bb.captures]
+    if captured:  # (the vjp body is closed: it reads only its inputs)
+        raise AssertionError("a loop's backward body read a value from outside it")
+    init_c = [gs[k] if gs[k] is not None else _zeros(carry_in[k].type) for k in diff_carry]
+    init_k = [_zeros(body.inputs[const_at + k].type) for k in diff_const]
+    xs_ops = list(history) + list(operands[loop.carries:loop.carries + loop.xs]) + \
+        [gs[loop.carries + k] for k in ys_ct]
+    consts_ops = list(operands[loop.carries + loop.xs:])
+    attrs = dict(length=loop.length, carries=len(init_c) + len(init_k), xs=len(xs_ops),
+                 reverse=not loop.reverse, start=loop.start, saved=0)
+    results = bind(SCAN, *init_c, *init_k, *xs_ops, *consts_ops, regions=[bb.graph], **attrs)
+    results = list(results) if isinstance(results, tuple) else [results]
+    cts = [None] * len(operands)
+    n_c, n_k = len(diff_carry), len(diff_const)
+    for j, k in enumerate(diff_carry):
+        cts[k] = results[j]
+    for j, k in enumerate(diff_const):
+        cts[loop.carries + loop.xs + k] = results[n_c + j]
+    for j, k in enumerate(diff_x):
+        cts[loop.carries + k] = results[n_c + n_k + j]
+    return cts
+
+
+def _inline_graph(graph, operands) -> list:
+    """``graph``'s nodes recorded into the current trace on ``operands``; its outputs as tracers."""
+    env = dict(zip(graph.inputs, operands))
+    for n in graph.nodes:
+        outs = bind(n.op, *[env[v] for v in n.inputs], regions=n.regions, **n.attrs)
+        env.update(zip(n.outputs, outs if isinstance(outs, tuple) else (outs,)))
+    return [env[v] for v in graph.outputs]
+
+
+def _while_vjp(gs, *operands, node, vjp_region):
+    raise TraceError(f"reverse-mode differentiation of gc.while_loop is not supported (at {node.loc}): "
+                     f"its trip count is known only when it has run (a gc.fori_loop whose bounds are traced "
+                     f"is a while_loop too). Use gc.fori_loop with static bounds or gc.scan, whose reverse "
+                     f"mode is supported")
+
+
+def _cond_vjp(gs, pred, *operands, node, vjp_region):
+    """Cotangents of a cond's operands: a cond on the same predicate over the branches' vjps."""
+    true, false = node.regions
+    seeded = [k for k, (g, v) in enumerate(zip(gs, true.outputs)) if g is not None and _is_float(v.type)]
+    wrt = [k for k, v in enumerate(true.inputs) if _is_float(v.type)]
+    if not seeded or not wrt:
+        return [None] * (len(operands) + 1)
+    branches = [vjp_region(r, seeded, wrt, f"vjp_{r.name}") for r in (true, false)]
+    outs = bind(COND, pred, *operands, *[gs[k] for k in seeded], regions=branches)
+    outs = list(outs) if isinstance(outs, tuple) else [outs]
+    cts = [None] * (len(operands) + 1)
+    for j, k in enumerate(wrt):
+        cts[1 + k] = outs[j]
+    return cts
+
+
+register(FORI, "control", _infer_loop(FORI), _loop_reference(FORI), vjp=_loop_vjp)
+register(SCAN, "control", _infer_loop(SCAN), _loop_reference(SCAN), vjp=_loop_vjp)
+register(WHILE, "control", _infer_while, _while_reference, vjp=_while_vjp)
+register(COND, "control", _infer_cond, _cond_reference, vjp=_cond_vjp)
+
+
+# -- tracing the user's functions into regions ------------------------------------------
+class _Leaves:
+    """A pytree of operands (a loop's carry, a scan's xs) flattened: types, weak flags, paths."""
+
+    def __init__(self, tree, prefix: str, what: str):
+        self.leaves, self.tree = pytree.flatten(tree)
+        self.paths = pytree.leaf_paths(tree, prefix)
+        self.types, self.weak = [], []
+        for leaf, path in zip(self.leaves, self.paths):
+            if not isinstance(leaf, (Tracer, np.ndarray, np.generic, bool, int, float)):
+                raise TraceError(f"{what}: {path} is a {type(leaf).__name__}, not an array or a number "
+                                 f"(at {user_line()})")
+            t = type_of(leaf)
+            if t.dtype not in DTYPES:
+                raise TraceError(f"{what}: {path} has dtype {t.dtype}, which graphc does not support")
+            self.types.append(t)
+            self.weak.append(is_weak(leaf))
+
+
+def _as_value(builder, leaf, t: TensorType):
+    """An operand of a node of ``builder``: a tracer's value (lifted into ``builder``), or a constant."""
+    if isinstance(leaf, Tracer):
+        return Tracer(builder.value_of(leaf), builder, leaf.weak)
+    return Tracer(builder.constant(np.asarray(leaf, dtype=t.dtype)), builder)
+
+
+def _trace_region(fn, name: str, what: str, inputs, weak, make_args):
+    """Trace ``fn(*make_args(tracers))`` into a region of the current trace; returns
+    ``(region builder, output leaves, output tree)``. ``inputs``: the region's own input types."""
+    parent = current_builder()
+    child = RegionBuilder(parent, name, what)
+    with tracing(child):
+        tracers = [Tracer(child.graph.add_input(t), child, w) for t, w in zip(inputs, weak)]
+        try:
+            out = fn(*make_args(tracers))
+        except ShapeError as exc:
+            if "\n  at " in str(exc):
+                raise
+            raise ShapeError(f"{exc}\n  in {what}, at {user_line()}") from None
+    leaves, tree = pytree.flatten(out)
+    return child, leaves, tree
+
+
+def _finish(child, leaves, types, what, paths):
+    """Set the region's outputs: ``leaves`` as values of ``types`` (a Python number or a weakly
+    typed value takes the dtype asked for; anything else must match exactly)."""
+    outs = []
+    with tracing(child):
+        for leaf, t, path in zip(leaves, types, paths):
+            if isinstance(leaf, Tracer):
+                got = leaf.value.type if leaf.builder is child else child.value_of(leaf).type
+                if got != t and leaf.weak and got.shape == t.shape:
+                    leaf = bind("cast", leaf, dtype=t.dtype)
+                    got = t
+                if got != t:
+                    raise TraceError(f"{what} returns {got} for {path}, which is {t} going in: a loop's carry "
+                                     f"(and both branches of a cond) must keep one shape and dtype "
+                                     f"(at {user_line()})")
+                outs.append(child.value_of(leaf))
+            elif isinstance(leaf, (bool, int, float, np.ndarray, np.generic)):
+                array = np.asarray(leaf)
+                if array.shape != t.shape or (not is_weak(leaf) and array.dtype.name != t.dtype):
+                    raise TraceError(f"{what} returns {type_of(leaf)} for {path}, which is {t} going in: a "
+                                     f"loop's carry (and both branches of a cond) must keep one shape and "
+                                     f"dtype (at {user_line()})")
+                outs.append(child.constant(array.astype(t.dtype)))
+            else:
+                raise TraceError(f"{what} returns a {type(leaf).__name__} for {path}; it must return "
+                                 f"arrays or numbers (at {user_line()})")
+    child.graph.outputs = outs
+    child.finished = True
+    return child
+
+
+def _leaf_type(leaf, child=None) -> TensorType:
+    return leaf.value.type if isinstance(leaf, Tracer) else type_of(leaf)
+
+
+def _check_tree(what, got, want):
+    if got != want:
+        raise TraceError(f"{what} returns a structure different from its input's: "
+                         f"{_describe(got)} instead of {_describe(want)} (at {user_line()})")
+
+
+def _describe(tree) -> str:
+    if tree == pytree.LEAF:
+        return "an array"
+    kind = tree[0]
+    inner = ", ".join(_describe(t) for t in tree[-1])
+    return {"tuple": f"({inner})", "list": f"[{inner}]"}.get(kind, f"{kind}({inner})")
+
+
+def _carry_body(fn, name, what, carry: _Leaves, extra_inputs, extra_weak, make_args, n_extra_out=0):
+    """Trace a loop body whose first outputs are the carry; a Python number in the carry that
+    comes back with another dtype takes that dtype (traced once more). Returns the region
+    builder, the carry types, and the output leaves beyond the carry."""
+    types, weak = list(carry.types), list(carry.weak)
+    for attempt in range(2):
+        inputs = extra_inputs[0] + types + extra_inputs[1]
+        flags = extra_weak[0] + weak + extra_weak[1]
+        child, leaves, tree = _trace_region(fn, name, what, inputs, flags, make_args)
+        carry_leaves, rest = _split_out(what, leaves, tree, carry.tree, n_extra_out)
+        retry = False
+        for k, leaf in enumerate(carry_leaves):
+            got = leaf.value.type if isinstance(leaf, Tracer) else type_of(leaf)
+            if weak[k] and got != types[k] and got.shape == types[k].shape and not (isinstance(leaf, Tracer) and leaf.weak):
+                types[k], weak[k], retry = got, False, True
+        if not retry or attempt:
+            return child, types, weak, carry_leaves, rest
+    raise AssertionError("unreachable")
+
+
+def _split_out(what, leaves, tree, carry_tree, n_extra):
+    """The body's outputs: the carry's leaves (checked against its structure) and the rest."""
+    if n_extra is None:  # a scan body: (carry, y)
+        if not (tree != pytree.LEAF and tree[0] in ("tuple", "list") and len(tree[1]) == 2):
+            raise TraceError(f"{what} must return a pair (carry, y), got {_describe(tree)} (at {user_line()})")
+        c_tree, y_tree = tree[1]
+        _check_tree(what + " (its carry)", c_tree, carry_tree)
+        n_c = len(_count(c_tree))
+        return leaves[:n_c], (leaves[n_c:], y_tree)
+    _check_tree(what, tree, carry_tree)
+    return leaves, ([], None)
+
+
+def _count(tree) -> list:
+    leaves = []
+    _count_into(tree, leaves)
+    return leaves
+
+
+def _count_into(tree, out):
+    if tree == pytree.LEAF:
+        out.append(None)
+        return
+    for t in tree[-1]:
+        _count_into(t, out)
+
+
+def _node(op, operands, regions, **attrs) -> list:
+    out = bind(op, *operands, regions=regions, **attrs)
+    return list(out) if isinstance(out, tuple) else [out]
+
+
+def _close(children, explicit: int):
+    """Give regions traced apart one input list: their own ``explicit`` inputs, then every value
+    any of them read from outside (each region gets unused inputs for the others' reads).
+    Returns the regions and the outer values in input order."""
+    outer = []
+    for child in children:
+        for v in child.captures:
+            if v not in outer:
+                outer.append(v)
+    regions = []
+    for child in children:
+        g = child.graph
+        own = g.inputs[:explicit]
+        lifted = [child.captures[v] if v in child.captures else _unused(g, v) for v in outer]
+        g.inputs = own + lifted
+        g.input_names = [None] * len(g.inputs)
+        g.input_roles = ["arg"] * len(g.inputs)
+        regions.append(g)
+    return regions, outer
+
+
+def _unused(graph, outer):
+    from graphc.ir import Value  # (an input the region does not read)
+    return Value(outer.type)
+
+
+def _outer_tracers(builder, values):
+    return [Tracer(v, builder) for v in values]
+
+
+# -- the public functions -----------------------------------------------------------------
+def fori_loop(lower, upper, body_fun, init_val):
+    """``for i in range(lower, upper): val = body_fun(i, val)``; returns the final ``val``.
+
+    Inside a traced function the loop is one node whose body is traced once, whatever the trip
+    count (a Python loop would be unrolled). ``val`` is any pytree of arrays and numbers, whose
+    shapes and dtypes the body must keep. With static bounds (Python ints) the loop is
+    differentiable in reverse mode; traced bounds make it a ``while_loop``, which is not.
+    Outside a trace it runs the Python loop.
+    """
+    builder = current_builder()
+    bounds_traced = isinstance(lower, Tracer) or isinstance(upper, Tracer)
+    if builder is None and not bounds_traced:
+        val = init_val
+        for i in range(_static_int(lower, "lower"), _static_int(upper, "upper")):
+            val = body_fun(i, val)
+        return val
+    if bounds_traced:
+        return _fori_as_while(lower, upper, body_fun, init_val)
+    start, stop = _static_int(lower, "lower"), _static_int(upper, "upper")
+    what = "the body of gc.fori_loop"
+    carry = _Leaves(init_val, "init_val", "gc.fori_loop")
+    loc = user_loc()
+
+    def make_args(tracers):
+        return tracers[0], pytree.unflatten(carry.tree, tracers[1:])
+
+    child, types, weak, leaves, _ = _carry_body(body_fun, "body", what, carry, ([INDEX], []), ([True], []), make_args)
+    _finish(child, leaves, types, what, carry.paths)
+    (region,), outer = _close([child], 1 + len(types))
+    operands = [_as_value(builder, leaf, t) for leaf, t in zip(carry.leaves, types)] + _outer_tracers(builder, outer)
+    outs = _node(FORI, operands, [region], start=start, stop=stop, carries=len(types))
+    _locate(builder, loc)
+    return pytree.unflatten(carry.tree, _weak_outputs(outs, weak))
+
+
+def _fori_as_while(lower, upper, body_fun, init_val):
+    """A fori_loop with a traced bound: a while_loop over (i, upper, val)."""
+    def cond(state):
+        return state[0] < state[1]
+
+    def body(state):
+        i, n, val = state
+        return i + 1, n, body_fun(i, val)
+
+    builder = current_builder()
+    i0 = _int64(builder, lower)
+    n = _int64(builder, upper)
+    return while_loop(cond, body, (i0, n, init_val))[2]
+
+
+def _int64(builder, x):
+    if isinstance(x, Tracer):
+        if x.shape != () or x.dtype.kind not in "iu":
+            raise TraceError(f"gc.fori_loop: a bound is {x.value.type}, not an integer scalar (at {user_line()})")
+        out = bind("cast", x, dtype="int64") if x.dtype.name != "int64" else x
+        return Tracer(out.value, out.builder, weak=True)
+    return Tracer(builder.constant(np.asarray(_static_int(x, "bound"), np.int64)), builder, weak=True)
+
+
+def _static_int(x, name):
+    if isinstance(x, (bool, np.bool_)) or not isinstance(x, (int, np.integer)):
+        if isinstance(x, np.ndarray) and x.shape == () and x.dtype.kind in "iu":
+            return int(x)
+        raise TraceError(f"gc.fori_loop: {name} bound is a {type(x).__name__}, not an integer (at {user_line()})")
+    return int(x)
+
+
+def _weak_outputs(outs, weak):
+    return [Tracer(o.value, o.builder, w) for o, w in zip(outs, weak)]
+
+
+def _locate(builder, loc):
+    """The node just made points at the user's call (not at a line inside the body)."""
+    builder.graph.nodes[-1].loc = loc
+
+
+def scan(f, init, xs=None, length=None, reverse=False):
+    """``f(carry, x) -> (carry, y)`` over the leading axis of ``xs``; returns ``(carry, ys)`` with
+    the ys stacked along a new leading axis (JAX's ``lax.scan``). ``xs`` is a pytree of arrays of
+    one leading length (or None with ``length``); ``reverse=True`` runs from the end. Inside a
+    traced function the loop is one node whose body is traced once; reverse mode goes through it.
+    """
+    xs_leaves = _Leaves(xs, "xs", "gc.scan") if xs is not None else None
+    lengths = {t.shape[0] for t in xs_leaves.types if t.shape} if xs_leaves else set()
+    if xs_leaves and any(not t.shape for t in xs_leaves.types):
+        raise TraceError(f"gc.scan: every leaf of xs needs a leading axis to scan over (at {user_line()})")
+    if length is not None:
+        lengths.add(_static_int(length, "length"))
+    if len(lengths) != 1:
+        raise TraceError(f"gc.scan: xs leaves and length disagree on the length: {sorted(lengths) or 'none given'} "
+                         f"(at {user_line()})")
+    (n,) = lengths
+    builder = current_builder()
+    if builder is None:
+        return _eager_scan(f, init, xs, n, reverse)
+    what = "the body of gc.scan"
+    carry = _Leaves(init, "init", "gc.scan")
+    x_types = [TensorType(t.shape[1:], t.dtype) for t in xs_leaves.types] if xs_leaves else []
+    x_weak = [False] * len(x_types)
+    loc = user_loc()
+
+    def make_args(tracers):
+        c = pytree.unflatten(carry.tree, tracers[:len(carry.types)])
+        x = pytree.unflatten(xs_leaves.tree, tracers[len(carry.types):]) if xs_leaves else None
+        return c, x
+
+    child, types, weak, leaves, (y_leaves, y_tree) = _carry_body(
+        f, "body", what, carry, ([], x_types), ([], x_weak), make_args, n_extra_out=None)
+    y_types = [_leaf_type(y, child) for y in y_leaves]
+    y_paths = pytree.leaf_paths(pytree.unflatten(y_tree, y_leaves), "y")
+    _finish(child, leaves + y_leaves, types + y_types, what, carry.paths + y_paths)
+    (region,), outer = _close([child], len(types) + len(x_types))
+    operands = [_as_value(builder, leaf, t) for leaf, t in zip(carry.leaves, types)]
+    operands += [_as_value(builder, leaf, t) for leaf, t in zip(xs_leaves.leaves, xs_leaves.types)] if xs_leaves else []
+    operands += _outer_tracers(builder, outer)
+    outs = _node(SCAN, operands, [region], length=n, carries=len(types), xs=len(x_types),
+                 reverse=bool(reverse), start=None, saved=0)
+    _locate(builder, loc)
+    c_out = pytree.unflatten(carry.tree, _weak_outputs(outs[:len(types)], weak))
+    return c_out, pytree.unflatten(y_tree, outs[len(types):])
+
+
+def _eager_scan(f, init, xs, n, reverse):
+    leaves, tree = pytree.flatten(xs) if xs is not None else ([], None)
+    carry, ys = init, [None] * n
+    for t in (range(n - 1, -1, -1) if reverse else range(n)):
+        x = pytree.unflatten(tree, [np.asarray(leaf)[t] for leaf in leaves]) if xs is not None else None
+        carry, ys[t] = f(carry, x)
+    if n == 0:
+        raise TraceError("gc.scan of length 0 outside a trace cannot tell the shape of its ys")
+    y_leaves = [pytree.flatten(y)[0] for y in ys]
+    y_tree = pytree.flatten(ys[0])[1]
+    stacked = [np.stack([np.asarray(y[k]) for y in y_leaves]) for k in range(len(y_leaves[0]))]
+    return carry, pytree.unflatten(y_tree, stacked)
+
+
+def while_loop(cond_fun, body_fun, init_val):
+    """``while cond_fun(val): val = body_fun(val)``; returns the final ``val``. ``cond_fun``
+    returns a boolean scalar. Inside a traced function both are traced once into one node.
+    Not differentiable in reverse mode (as in JAX): use fori_loop or scan for that."""
+    builder = current_builder()
+    if builder is None:
+        val = init_val
+        while _eager_pred(cond_fun(val), "gc.while_loop cond_fun"):
+            val = body_fun(val)
+        return val
+    carry = _Leaves(init_val, "init_val", "gc.while_loop")
+    what = "the body of gc.while_loop"
+    loc = user_loc()
+
+    def make_args(tracers):
+        return (pytree.unflatten(carry.tree, tracers),)
+
+    body, types, weak, leaves, _ = _carry_body(body_fun, "body", what, carry, ([], []), ([], []), make_args)
+    _finish(body, leaves, types, what, carry.paths)
+    cond, c_leaves, c_tree = _trace_region(cond_fun, "cond", "the cond_fun of gc.while_loop", types, weak, make_args)
+    _finish(cond, [_predicate(c_leaves, c_tree, "gc.while_loop's cond_fun")], [BOOL],
+            "the cond_fun of gc.while_loop", ["its result"])
+    regions, outer = _close([cond, body], len(types))
+    operands = [_as_value(builder, leaf, t) for leaf, t in zip(carry.leaves, types)] + _outer_tracers(builder, outer)
+    outs = _node(WHILE, operands, regions, carries=len(types))
+    _locate(builder, loc)
+    return pytree.unflatten(carry.tree, _weak_outputs(outs, weak))
+
+
+def _predicate(leaves, tree, what):
+    if tree != pytree.LEAF:
+        raise TraceError(f"{what} must return a boolean scalar, got {_describe(tree)} (at {user_line()})")
+    (p,) = leaves
+    t = type_of(p) if not isinstance(p, Tracer) else p.value.type
+    if t != BOOL:
+        raise TraceError(f"{what} must return a boolean scalar, got {t} (at {user_line()}); compare it "
+                         f"(x > 0) or reduce it (np.all(x)) first")
+    return p
+
+
+def _eager_pred(p, what):
+    a = np.asarray(p)
+    if a.shape != () or a.dtype != np.bool_:
+        raise TraceError(f"{what} must return a boolean scalar, got {a.dtype.name}{list(a.shape)}")
+    return bool(a)
+
+
+def cond(pred, true_fun, false_fun, *operands):
+    """``true_fun(*operands) if pred else false_fun(*operands)``. ``pred`` is a boolean scalar.
+    Inside a traced function both branches are traced once into one node (they must return
+    the same structure, shapes and dtypes) and only the chosen one runs."""
+    if not isinstance(pred, Tracer):
+        return (true_fun if _eager_pred(pred, "gc.cond's predicate") else false_fun)(*operands)
+    if pred.value.type != BOOL:
+        raise TraceError(f"gc.cond's predicate must be a boolean scalar, got {pred.value.type} (at {user_line()}); "
+                         f"compare it (x > 0) or reduce it (np.all(x)) first")
+    builder = current_builder() or pred.builder
+    args = _Leaves(operands, "operands", "gc.cond")
+    loc = user_loc()
+
+    def make_args(tracers):
+        return pytree.unflatten(args.tree, tracers)
+
+    traced = [_trace_region(fn, name, f"the {name} of gc.cond", args.types, args.weak, make_args)
+              for fn, name in ((true_fun, "true_branch"), (false_fun, "false_branch"))]
+    (t_child, t_leaves, t_tree), (f_child, f_leaves, f_tree) = traced
+    if t_tree != f_tree:
+        raise TraceError(f"gc.cond: the branches return different structures, {_describe(t_tree)} and "
+                         f"{_describe(f_tree)} (at {user_line()})")
+    types, weak = [], []
+    for a, b in zip(t_leaves, f_leaves):
+        ta, tb = _leaf_type(a, t_child), _leaf_type(b, f_child)
+        wa, wb = is_weak(a), is_weak(b)
+        types.append(ta if (ta == tb or wb or not wa) else tb)
+        weak.append(wa and wb)
+    paths = pytree.leaf_paths(pytree.unflatten(t_tree, t_leaves), "output")
+    _finish(t_child, t_leaves, types, "the true branch of gc.cond", paths)
+    _finish(f_child, f_leaves, types, "the false branch of gc.cond", paths)
+    regions, outer = _close([t_child, f_child], len(args.types))
+    p = Tracer(builder.value_of(pred), builder)
+    ops = [_as_value(builder, leaf, t) for leaf, t in zip(args.leaves, args.types)] + _outer_tracers(builder, outer)
+    outs = _node(COND, [p] + ops, regions)
+    _locate(builder, loc)
+    return pytree.unflatten(t_tree, _weak_outputs(outs, weak))
