@@ -450,8 +450,9 @@ def bind(name: str, *args, regions=(), **attrs):
     except ShapeError as exc:
         raise _shape_error(name, exc) from None
     if builder is None:
-        extra = {"regions": [_region_runner(r) for r in regions]} if regions else {}
-        result = op.reference(*[np.asarray(a) for a in args], **attrs, **extra)
+        if regions:
+            raise TraceError(f"{name}: a node with regions (a loop or branch body) is made only inside a trace")
+        result = op.reference(*[np.asarray(a) for a in args], **attrs)
         results = result if len(out_types) > 1 else (result,)
         outs = tuple(np.asarray(r, dtype=t.dtype) for r, t in zip(results, out_types))
         return outs if len(outs) > 1 else outs[0]
@@ -459,11 +460,6 @@ def bind(name: str, *args, regions=(), **attrs):
     node = builder.graph.add_node(name, values, attrs, out_types, user_loc(), regions)
     outs = tuple(Tracer(v, builder) for v in node.outputs)
     return outs if len(outs) > 1 else outs[0]
-
-
-def _region_runner(region):
-    from graphc.interpret import runner  # (the interpreter sits above the tracer)
-    return runner(region)
 
 
 # -- dtype promotion (NumPy 2 rules: Python scalars are weak) ---------------------

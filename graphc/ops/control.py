@@ -40,7 +40,7 @@ import numpy as np
 from graphc import pytree
 from graphc.context import current_builder, tracing
 from graphc.errors import ShapeError, TraceError
-from graphc.ir import DTYPES, TensorType
+from graphc.ir import DTYPES, TensorType, Value
 from graphc.ops.registry import register
 from graphc.trace import RegionBuilder, Tracer, bind, is_weak, type_of, user_line, user_loc
 
@@ -209,7 +209,6 @@ def _history(node, builder) -> list:
     body.outputs = body.outputs + body.inputs[first:first + loop.carries]
     attrs = dict(length=loop.length, carries=loop.carries, xs=loop.xs, reverse=loop.reverse,
                  start=loop.start, saved=loop.carries)
-    from graphc.ir import Value  # (the node's new outputs)
     new = [Value(TensorType((loop.length,) + tuple(v.type.shape), v.type.dtype), node)
            for v in body.inputs[first:first + loop.carries]]
     node.op, node.attrs, node.regions = SCAN, attrs, [body]
@@ -484,8 +483,7 @@ def _close(children, explicit: int):
 
 
 def _unused(graph, outer):
-    from graphc.ir import Value  # (an input the region does not read)
-    return Value(outer.type)
+    return Value(outer.type)  # (an input this region does not read)
 
 
 def _outer_tracers(builder, values):
