@@ -49,7 +49,7 @@ from graphc.ops.elementwise import (
     power, rad2deg, radians, reciprocal, relu, remainder, rint, round, sigmoid, sign, sin, sinc,
     sinh, sqrt, square, subtract, tan, tanh, where,
 )
-from graphc.ops.control import cond, fori_loop, scan, while_loop
+from graphc.ops.control import checkpoint, cond, fori_loop, remat, scan, while_loop
 from graphc.ops.indexing import gather, one_hot, take, take_along_axis
 from graphc.ops.linalg import (
     diag, diagonal, dot, einsum, eye, inner, kron, matmul, outer, tensordot, tril, triu, vdot,

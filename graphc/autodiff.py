@@ -96,8 +96,9 @@ def _walk(builder, seeds: dict, wrt, reaches, first: int) -> list:
             found.update((v, g) for v, g in zip(node.outputs, gs) if v in wanted and g is not None)
             if any(g is not None for g in gs) and any(v in reaches for v in node.inputs):
                 first_new = len(graph.nodes)
+                needed = [v in reaches and _is_float(v.type) for v in node.inputs]
                 in_cts = registry.get(node.op).vjp(gs, *[tracer(v) for v in node.inputs], node=node,
-                                                   vjp_region=vjp_region)
+                                                   vjp_region=vjp_region, needed=needed)
                 for new in graph.nodes[first_new:]:
                     new.loc = node.loc
                 for v, ct in zip(node.inputs, in_cts):
@@ -204,7 +205,9 @@ def vjp_region(region, seeded, wrt, name):
         for k, v in zip(wrt, wrt_values):
             ct = total.pop(v, None)  # (an input passed twice: its cotangent counts once)
             results.append(ct if ct is not None else zeros_like(primals[k]))
-        builder.graph.outputs = [builder.value_of(r) for r in results]
+        builder.graph.outputs = [builder.value_of(r) if isinstance(r, Tracer) else
+                                 builder.constant(np.asarray(r, dtype=primals[k].dtype))
+                                 for r, k in zip(results, wrt)]
     builder.finished = True
     if builder.captures:
         raise AssertionError(f"the vjp of {region.name} read values from outside it")

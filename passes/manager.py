@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from graphc.errors import PassWarning
 from graphc.ir import Graph
 from graphc.ops import registry
+from graphc.ops.control import CONTROL
 from graphc.passes import constfold, cse, dce, fusion, simplify
 
 log = logging.getLogger("graphc.passes")
@@ -185,6 +186,8 @@ def run(graph: Graph, pipeline: str = "O2", verify: bool | None = None, errors: 
                 graph = state.fixpoint(graph, step)
             else:
                 graph, _ = state.step(graph, *step)
+        if steps:
+            graph = _optimize_regions(graph, state)
         if steps and not verify and graph is not original:
             try:  # one cheap check of the result; a broken graph is never compiled
                 graph.verify(registry.infer_node)
@@ -194,6 +197,32 @@ def run(graph: Graph, pipeline: str = "O2", verify: bool | None = None, errors: 
                                             f"{note}; fell back to the traced graph", changed=False))
                 graph = original
     return graph, state.stats
+
+
+def _optimize_regions(graph: Graph, state: "_Run") -> Graph:
+    """Run the pipeline over the bodies of loops and branches too (fused bodies are the
+    fusion pass's own), innermost first; a region keeps its inputs and outputs."""
+    if not any(node.op in CONTROL for node in graph.nodes):
+        return graph
+    graph = graph.clone()
+    for node in graph.nodes:
+        if node.op in CONTROL:
+            node.regions = [_optimized_region(region, state) for region in node.regions]
+    return graph
+
+
+def _optimized_region(region: Graph, state: "_Run") -> Graph:
+    inner = _Run(region, state.pipeline, state.verify, state.mode)
+    inner.dump = None
+    for step in PIPELINES[state.pipeline]:
+        if isinstance(step, Fixpoint):
+            region = inner.fixpoint(region, step)
+        else:
+            region, _ = inner.step(region, *step)
+    region = _optimize_regions(region, state)
+    state.stats += [PassStat(f"{stat.name} ({region.name})", stat.nodes_before, stat.nodes_after, stat.seconds,
+                             stat.note, stat.iteration, stat.changed) for stat in inner.stats]
+    return region
 
 
 @contextlib.contextmanager

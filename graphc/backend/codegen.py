@@ -112,6 +112,9 @@ class Emitter:
         self.outlined: list[dict] = []  # per function of graphc.backend.outline: name, node, calls
         self.plan = plan  # the backend's plan.MemoryPlan, or None: every array fresh
         self._closing: list[int] = []  # per loop opened by open_loop: 1, or 0 where none was written
+        # per loop of graphc.backend.control being written (innermost last): [line index, depth] of
+        # its preamble, where the buffers of its body's values are allocated once, not per step
+        self.hoist: list[list[int]] = []
 
     # -- names and lines -----------------------------------------------------------
     def name(self, v: Value) -> str:
@@ -196,6 +199,12 @@ class Emitter:
             self.line(f"{name} = rb{plan.outputs[v]}")
         elif plan is not None and v in plan.inplace:  # a State's update, into the State's array
             self.line(f"{name} = {self.name(plan.inplace[v])}")
+        elif self.hoist:  # a value of a loop body: its buffer is allocated before the loop
+            self.imports.add("empty_c")
+            self.hoisted_line(f"{name} = empty_c({shape!r}, {ctor})")
+            if fill is not None:
+                self.line(f"{name}[...] = {fill}")
+            return name
         elif fill == "0":  # zeros_c / empty_c: np.zeros / np.empty compiled inline (graphc.backend.intrinsics)
             self.imports.add("zeros_c")
             self.line(f"{name} = zeros_c({shape!r}, {ctor})")
@@ -206,6 +215,13 @@ class Emitter:
         if fill is not None:  # a[...] = x is lowered inline; a.fill(x) would compile an overload
             self.line(f"{name}[...] = {fill}")
         return name
+
+    def hoisted_line(self, text: str):
+        """Write ``text`` in the preamble of the innermost loop being written (run once before it)."""
+        at = self.hoist[-1]
+        self.lines.insert(at[0], "    " * at[1] + text)
+        self.line_nodes.insert(at[0], self.node)
+        at[0] += 1
 
     def scratch(self, shape, dtype: str) -> str:
         """Expression for a fresh per-call scratch array (accumulator rows; not in the memory plan)."""

@@ -16,7 +16,7 @@ import llvmlite.binding as llvm
 import numba
 from numba.core.compiler_lock import global_compiler_lock
 
-from graphc.backend import cache, outline, plan, schedule
+from graphc.backend import cache, control, outline, plan, schedule
 from graphc.backend.base import Backend, Executable, buffer_roots, register
 from graphc.backend.codegen import SYMBOL_PREFIX, Emitter, emit_elementwise, readable_names
 from graphc.backend.memory import Buffers
@@ -24,6 +24,7 @@ from graphc.errors import CompileError
 from graphc import symbolic
 from graphc.ir import Graph
 from graphc.ops import registry
+from graphc.ops.control import CONTROL
 from graphc.ops.fused import FUSED
 from graphc.ops.registry import ELEMENTWISE
 
@@ -92,21 +93,7 @@ def generate(graph: Graph, math: str = "fast", memory_plan: plan.MemoryPlan | No
         em.names[v] = name
     for sym, (k, axis) in symbol_sources(graph).items():  # one module for every size of each symbol
         em.line(f"{sym} = {inputs[k]}.shape[{axis}]")
-    names = graph.value_names()
-    for node in graph.nodes:
-        em.node = node
-        # the IR line without the user's file:line: moving code must not change the cache key
-        for text in graph.format_node(node, names).splitlines():  # fused nodes print as a block
-            em.line("# " + text.split("   # ")[0].rstrip())
-        op = registry.get(node.op)
-        if op.kind == ELEMENTWISE:
-            emit_elementwise(em, [node])
-        elif node.op == FUSED:
-            schedule.emit_fused(em, node)
-        elif op.reduction is not None:
-            schedule.emit_reduction(em, node)
-        else:
-            op.emit(em, node)
+    emit_nodes(em, graph)
     em.node = None
     # constant arrays are read-only and shared by every call: return copies (views of them too)
     root = buffer_roots(graph)
@@ -138,6 +125,34 @@ def generate(graph: Graph, math: str = "fast", memory_plan: plan.MemoryPlan | No
     for text in em.kernels:  # after the entry, so the entry's line numbers stay put
         kernels += ["", "", text]
     return "\n".join(header + em.lines + kernels) + "\n", em
+
+
+def emit_nodes(em: Emitter, graph: Graph):
+    """Write the nodes of ``graph`` (the entry's graph, or a loop's or branch's region, whose
+    inputs ``em`` has named) at the current indentation."""
+    names = graph.value_names()
+    top = not em.hoist and em.node is None  # (a region's lines belong to its loop's node)
+    for node in graph.nodes:
+        if top or em.node is None:
+            em.node = node
+        # the IR line without the user's file:line: moving code must not change the cache key
+        text = graph.format_node(node, names)
+        lines = text.splitlines()[:1] if node.op in CONTROL else text.splitlines()  # fused nodes print as a block
+        for text in lines:
+            em.line("# " + text.split("   # ")[0].rstrip())
+        op = registry.get(node.op)
+        if op.kind == ELEMENTWISE:
+            emit_elementwise(em, [node])
+        elif node.op == FUSED:
+            schedule.emit_fused(em, node)
+        elif node.op in CONTROL:
+            control.emit(em, node, emit_nodes)
+        elif op.reduction is not None:
+            schedule.emit_reduction(em, node)
+        else:
+            op.emit(em, node)
+        if top:
+            em.node = None
 
 
 def named_symbols(graph: Graph) -> Graph:

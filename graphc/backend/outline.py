@@ -27,6 +27,7 @@ import re
 from graphc.backend.codegen import RESERVED_NAMES, Emitter
 from graphc.ir import Node
 from graphc.ops import registry
+from graphc.ops.control import CONTROL
 from graphc.ops.fused import FUSED, subgraph
 from graphc.ops.registry import ELEMENTWISE
 
@@ -173,14 +174,14 @@ def _runs(em: Emitter) -> list[_Run]:
         stop = k
         while stop < n and em.line_nodes[stop] is node:
             stop += 1
-        if node is not None:
+        if node is not None and node.op not in CONTROL:  # (a loop's block is never part of a run)
             if start is None:
                 start = k
             nodes.append(node)
             if _is_group(node):
                 runs.append(_Run(start, stop, nodes))
                 start, nodes = None, []
-        elif start is not None:  # (lines of no node end a run: the return, the symbols' sizes)
+        elif start is not None:  # (lines of no node end a run: the return, the symbols' sizes; a loop)
             runs.append(_Run(start, k, nodes))
             start, nodes = None, []
         k = stop

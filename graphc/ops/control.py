@@ -14,23 +14,23 @@ every value the body reads from outside it (a closure's tracer, a Parameter, a g
 
 The nodes, operands first:
 
-* ``fori_loop(carry..., const...; start, stop, carries)``: body(i, carry..., const...) -> carry...
-* ``scan(carry..., xs..., const...; length, carries, xs, reverse, start, saved)``:
+* ``fori_loop(carry..., const...; start, stop, carries[, remat])``: body(i, carry..., const...) -> carry...
+* ``scan(carry..., xs..., const...; length, carries, xs, reverse, start[, remat])``:
   body([i,] carry..., x..., const...) -> (carry..., y...); outputs the final carry, then each y
   stacked along a new leading axis of ``length``. ``start`` (an int, or None) gives the body the
-  index ``start + t`` first; ``saved``: the last ``saved`` ys are the carry at the start of each
-  step, which reverse mode adds to a loop it differentiates (``_history``).
+  index ``start + t`` first (reverse mode turns a fori_loop into such a scan).
 * ``while_loop(carry..., const...; carries)``: regions cond(carry..., const...) -> bool[] and
   body(carry..., const...) -> carry...
 * ``cond(pred, operand..., const...)``: regions true and false branch, (operand..., const...) ->
   outputs, of equal types.
 
 Carry types must match exactly (a Python number in the carry takes the body's dtype, as a
-weakly typed value does in JAX). Reverse mode goes through ``fori_loop``, ``scan`` and ``cond``:
-a loop saves its carry at the start of every step (the only per-step memory), and the backward
-loop runs in the other direction over the body's vjp (which recomputes the body's
-intermediates from the saved carry). ``while_loop`` has no reverse mode (its trip count is not
-known until it ran), nor has a ``fori_loop`` whose trip count is traced (it is a while_loop).
+weakly typed value does in JAX). Reverse mode goes through ``fori_loop``, ``scan`` and ``cond``.
+A loop saves, per step, its carry and the values of the body the backward pass needs (the
+residuals; with ``remat``, from ``gc.checkpoint``, only the carry, and the backward loop
+recomputes the rest); the backward loop runs in the other direction over the body's vjp.
+``while_loop`` has no reverse mode (its trip count is not known until it ran), nor has a
+``fori_loop`` whose trip count is traced (it is a while_loop).
 The backends lower these nodes to real loops and branches (graphc/backend/control.py on the CPU).
 """
 from __future__ import annotations
@@ -40,7 +40,7 @@ import numpy as np
 from graphc import pytree
 from graphc.context import current_builder, tracing
 from graphc.errors import ShapeError, TraceError
-from graphc.ir import DTYPES, TensorType, Value
+from graphc.ir import DTYPES, Graph, TensorType, Value
 from graphc.ops.registry import register
 from graphc.trace import RegionBuilder, Tracer, bind, is_weak, type_of, user_line, user_loc
 
@@ -58,10 +58,10 @@ class Loop:
     def __init__(self, op: str, attrs: dict, n_operands: int):
         if op == FORI:
             self.length = max(0, attrs["stop"] - attrs["start"])
-            self.start, self.xs, self.reverse, self.saved = attrs["start"], 0, False, 0
+            self.start, self.xs, self.reverse = attrs["start"], 0, False
         else:
             self.length, self.start = attrs["length"], attrs.get("start")
-            self.xs, self.reverse, self.saved = attrs["xs"], attrs.get("reverse", False), attrs.get("saved", 0)
+            self.xs, self.reverse = attrs["xs"], attrs.get("reverse", False)
         self.carries = attrs["carries"]
         self.consts = n_operands - self.carries - self.xs
         self.indexed = self.start is not None  # the body's first input is the step's index
@@ -104,8 +104,6 @@ def _infer_loop(op):
         if len(outs) < loop.carries or (op == FORI and len(outs) != loop.carries):
             raise ShapeError(f"{op}: its body returns {len(outs)} values for {loop.carries} carries")
         _check_types(f"{op} body", outs[:loop.carries], carry, lambda k: f"carry output {k}")
-        if loop.saved and outs[len(outs) - loop.saved:] != list(carry):
-            raise ShapeError(f"{op}: its last {loop.saved} outputs are saved carries, but their types differ")
         return list(carry) + [TensorType((loop.length,) + tuple(y.shape), y.dtype) for y in outs[loop.carries:]]
     return infer
 
@@ -197,79 +195,74 @@ def _zeros(t: TensorType):
     return bind("broadcast_to", zero, shape=tuple(t.shape)) if t.shape else zero
 
 
-def _history(node, builder) -> list:
-    """The carries at the start of every step of loop ``node``, as values: the node is turned
-    (in place, while tracing) into a scan that also returns them, so the forward pass runs once."""
-    loop = Loop.of(node)
-    if loop.saved:
-        return node.outputs[len(node.outputs) - loop.saved:]
-    (body,) = node.regions
-    body = body.clone()
-    first = 1 if loop.indexed else 0
-    body.outputs = body.outputs + body.inputs[first:first + loop.carries]
-    attrs = dict(length=loop.length, carries=loop.carries, xs=loop.xs, reverse=loop.reverse,
-                 start=loop.start, saved=loop.carries)
-    new = [Value(TensorType((loop.length,) + tuple(v.type.shape), v.type.dtype), node)
-           for v in body.inputs[first:first + loop.carries]]
-    node.op, node.attrs, node.regions = SCAN, attrs, [body]
-    node.outputs = node.outputs + new
-    return new
+def _loop_vjp(gs, *operands, node, vjp_region, needed):
+    """Cotangents of a fori_loop or scan's operands: a scan in the other direction whose body is
+    the backward half of the vjp of the loop's body.
 
-
-def _loop_vjp(gs, *operands, node, vjp_region):
-    """Cotangents of a fori_loop or scan's operands: a scan in the other direction over the
-    saved carries, whose body is the vjp of the loop's body (recomputing its intermediates)."""
-    builder = current_builder()
+    The vjp of the body (``vjp_region``) replays the body and then runs its backward pass. Its
+    nodes that depend on the primal values alone are the forward half: unless the loop asks
+    to recompute them (``remat``), they move into the forward loop, which is turned into a
+    scan that also returns, stacked per step, the carry it started from and every such value
+    the backward half reads (the residuals, as JAX's scan saves them). The backward loop then
+    reads those per step. With ``remat`` only the carries are saved and the backward loop
+    recomputes the rest, memory for time.
+    """
     loop = Loop.of(node)
     (body,) = node.regions
-    history = [Tracer(v, builder) for v in _history(node, builder)]
-    loop = Loop.of(node)
     first = 1 if loop.indexed else 0
-    n_ys = len(body.outputs) - loop.carries  # (the original ys; history ys come after them)
+    n_in = len(body.inputs)
     gs = list(gs) + [None] * (len(node.outputs) - len(gs))
     carry_in = body.inputs[first:first + loop.carries]
+    x_at, const_at = first + loop.carries, first + loop.carries + loop.xs
+    # (carries all pass their cotangents on from step to step; xs and consts only where asked)
     diff_carry = [k for k in range(loop.carries) if _is_float(carry_in[k].type)]
-    ys_ct = [k for k in range(n_ys) if gs[loop.carries + k] is not None and _is_float(body.outputs[loop.carries + k].type)]
-    x_at = first + loop.carries
-    diff_x = [k for k in range(loop.xs) if _is_float(body.inputs[x_at + k].type)]
-    const_at = x_at + loop.xs
-    diff_const = [k for k in range(loop.consts) if _is_float(body.inputs[const_at + k].type)]
+    ys_ct = [k for k in range(len(body.outputs) - loop.carries)
+             if gs[loop.carries + k] is not None and _is_float(body.outputs[loop.carries + k].type)]
+    diff_x = [k for k in range(loop.xs) if _is_float(body.inputs[x_at + k].type) and needed[loop.carries + k]]
+    diff_const = [k for k in range(loop.consts) if _is_float(body.inputs[const_at + k].type)
+                  and needed[loop.carries + loop.xs + k]]
     wrt = [first + k for k in diff_carry] + [x_at + k for k in diff_x] + [const_at + k for k in diff_const]
-    seeded = [k for k in diff_carry] + [loop.carries + k for k in ys_ct]
-    # the body's vjp: (body inputs..., cts of seeded outputs...) -> cts of wrt inputs
+    seeded = list(diff_carry) + [loop.carries + k for k in ys_ct]
     grad_body = vjp_region(body, seeded, wrt, "vjp_body")
-    # the backward body: carries (carry cts, const ct sums), xs (saved carry, x, y cts), consts
-    bb = RegionBuilder(builder, "backward_body", "the vjp of a loop body")
-    with tracing(bb):
-        def arg(t):
-            return Tracer(bb.graph.add_input(t), bb)
-        index = [arg(INDEX)] if loop.indexed else []
-        c_ct = [arg(carry_in[k].type) for k in diff_carry]
-        k_sum = [arg(body.inputs[const_at + k].type) for k in diff_const]
-        saved = [arg(v.type) for v in carry_in]
-        xs = [arg(body.inputs[x_at + k].type) for k in range(loop.xs)]
-        y_ct = [arg(body.outputs[loop.carries + k].type) for k in ys_ct]
-        consts = [arg(body.inputs[const_at + k].type) for k in range(loop.consts)]
-        outs = _inline_graph(grad_body, index + saved + xs + consts + c_ct + y_ct)
-        n_c, n_x = len(diff_carry), len(diff_x)
-        new_c, x_ct, k_ct = outs[:n_c], outs[n_c:n_c + n_x], outs[n_c + n_x:]
-        new_k = [a + b for a, b in zip(k_sum, k_ct)]
-        bb.graph.outputs = [bb.value_of(v) for v in new_c + new_k + x_ct]
-    bb.finished = True
-    captured = [Tracer(v, builder) for v in bb.captures]
-    if captured:  # (the vjp body is closed: it reads only its inputs)
-        raise AssertionError("a loop's backward body read a value from outside it")
+    forward, residuals = _split(grad_body, n_in, node.attrs.get("remat", False))
+    history, saved = _save_per_step(node, forward, residuals, grad_body)
+    # the backward body: carries (carry cts, const ct sums), xs (saved carries, xs, y cts,
+    # residuals), consts
+    back = Graph(name="backward_body")
+    env = {}
+    if loop.indexed:
+        env[grad_body.inputs[0]] = back.add_input(INDEX)
+    c_ct = [back.add_input(carry_in[k].type) for k in diff_carry]
+    k_sum = [back.add_input(body.inputs[const_at + k].type) for k in diff_const]
+    for v in grad_body.inputs[first:first + loop.carries]:
+        env[v] = back.add_input(v.type)
+    for v in grad_body.inputs[x_at:const_at]:
+        env[v] = back.add_input(v.type)
+    y_ct = [back.add_input(body.outputs[loop.carries + k].type) for k in ys_ct]
+    for r in residuals:
+        env[r] = back.add_input(r.type)
+    for v in grad_body.inputs[const_at:n_in]:
+        env[v] = back.add_input(v.type)
+    env.update(zip(grad_body.inputs[n_in:], c_ct + y_ct))
+    for n in grad_body.nodes:
+        if n not in forward:
+            made = back.add_node(n.op, [env[v] for v in n.inputs], n.attrs, [v.type for v in n.outputs], n.loc,
+                                 [r.clone() for r in n.regions])
+            env.update(zip(n.outputs, made.outputs))
+    outs = [env[v] for v in grad_body.outputs]
+    n_c, n_x = len(diff_carry), len(diff_x)
+    new_k = [back.add_node("add", [a, b], {}, [a.type], node.loc).output for a, b in zip(k_sum, outs[n_c + n_x:])]
+    back.outputs = outs[:n_c] + new_k + outs[n_c:n_c + n_x]
+    builder = current_builder()
     init_c = [gs[k] if gs[k] is not None else _zeros(carry_in[k].type) for k in diff_carry]
     init_k = [_zeros(body.inputs[const_at + k].type) for k in diff_const]
-    xs_ops = list(history) + list(operands[loop.carries:loop.carries + loop.xs]) + \
-        [gs[loop.carries + k] for k in ys_ct]
-    consts_ops = list(operands[loop.carries + loop.xs:])
+    xs_ops = [Tracer(v, builder) for v in history] + list(operands[loop.carries:loop.carries + loop.xs]) + \
+        [gs[loop.carries + k] for k in ys_ct] + [Tracer(v, builder) for v in saved]
     attrs = dict(length=loop.length, carries=len(init_c) + len(init_k), xs=len(xs_ops),
-                 reverse=not loop.reverse, start=loop.start, saved=0)
-    results = bind(SCAN, *init_c, *init_k, *xs_ops, *consts_ops, regions=[bb.graph], **attrs)
-    results = list(results) if isinstance(results, tuple) else [results]
+                 reverse=not loop.reverse, start=loop.start)
+    results = _node(SCAN, init_c + init_k + xs_ops + list(operands[const_at - first:]), [back], **attrs)
     cts = [None] * len(operands)
-    n_c, n_k = len(diff_carry), len(diff_const)
+    n_k = len(diff_const)
     for j, k in enumerate(diff_carry):
         cts[k] = results[j]
     for j, k in enumerate(diff_const):
@@ -277,6 +270,53 @@ def _loop_vjp(gs, *operands, node, vjp_region):
     for j, k in enumerate(diff_x):
         cts[loop.carries + k] = results[n_c + n_k + j]
     return cts
+
+
+def _split(grad_body, n_primal: int, remat: bool):
+    """The nodes of ``grad_body`` (a body's vjp: its first ``n_primal`` inputs primal, the rest
+    cotangents) that the forward loop computes instead (those of primal values alone, not mere
+    constants; none under ``remat``), and the values of them the rest reads (the residuals)."""
+    if remat:
+        return set(), []
+    primal = set(grad_body.inputs[:n_primal])
+    forward = set()
+    for n in grad_body.nodes:
+        if n.inputs and all(v in primal or (v.producer is not None and v.producer.op == "constant")
+                            for v in n.inputs) and any(v in primal for v in n.inputs) and not n.regions:
+            forward.add(n)
+            primal.update(n.outputs)
+    residuals = []
+    for n in grad_body.nodes:
+        if n not in forward:
+            residuals += [v for v in n.inputs if v.producer in forward and v not in residuals]
+    residuals += [v for v in grad_body.outputs if v.producer in forward and v not in residuals]
+    return forward, residuals
+
+
+def _save_per_step(node, forward, residuals, grad_body):
+    """Turn loop ``node`` (in place, while tracing) into a scan that also returns, stacked per
+    step, its carry at the start of the step and the ``residuals`` (computed by the ``forward``
+    nodes of ``grad_body``, copied into its body): the forward pass runs once. Returns the
+    values of the saved carries and of the saved residuals."""
+    loop = Loop.of(node)
+    body = node.regions[0].clone()
+    first = 1 if loop.indexed else 0
+    env = dict(zip(grad_body.inputs, body.inputs))
+    read = {v for n in forward for v in n.inputs}
+    for n in grad_body.nodes:
+        if n in forward or (n.op == "constant" and n.outputs[0] in read):  # (and the constants they read)
+            made = body.add_node(n.op, [env[v] for v in n.inputs], n.attrs, [v.type for v in n.outputs], n.loc)
+            env.update(zip(n.outputs, made.outputs))
+    carries = body.inputs[first:first + loop.carries]
+    body.outputs = body.outputs + carries + [env[r] for r in residuals]
+    attrs = dict(length=loop.length, carries=loop.carries, xs=loop.xs, reverse=loop.reverse, start=loop.start)
+    if node.attrs.get("remat"):
+        attrs["remat"] = True
+    new = [Value(TensorType((loop.length,) + tuple(v.type.shape), v.type.dtype), node)
+           for v in carries + residuals]
+    node.op, node.attrs, node.regions = SCAN, attrs, [body]
+    node.outputs = node.outputs + new
+    return new[:loop.carries], new[loop.carries:]
 
 
 def _inline_graph(graph, operands) -> list:
@@ -288,18 +328,18 @@ def _inline_graph(graph, operands) -> list:
     return [env[v] for v in graph.outputs]
 
 
-def _while_vjp(gs, *operands, node, vjp_region):
+def _while_vjp(gs, *operands, node, vjp_region, needed):
     raise TraceError(f"reverse-mode differentiation of gc.while_loop is not supported (at {node.loc}): "
                      f"its trip count is known only when it has run (a gc.fori_loop whose bounds are traced "
                      f"is a while_loop too). Use gc.fori_loop with static bounds or gc.scan, whose reverse "
                      f"mode is supported")
 
 
-def _cond_vjp(gs, pred, *operands, node, vjp_region):
+def _cond_vjp(gs, pred, *operands, node, vjp_region, needed):
     """Cotangents of a cond's operands: a cond on the same predicate over the branches' vjps."""
     true, false = node.regions
     seeded = [k for k, (g, v) in enumerate(zip(gs, true.outputs)) if g is not None and _is_float(v.type)]
-    wrt = [k for k, v in enumerate(true.inputs) if _is_float(v.type)]
+    wrt = [k for k, v in enumerate(true.inputs) if _is_float(v.type) and needed[1 + k]]
     if not seeded or not wrt:
         return [None] * (len(operands) + 1)
     branches = [vjp_region(r, seeded, wrt, f"vjp_{r.name}") for r in (true, false)]
@@ -491,13 +531,34 @@ def _outer_tracers(builder, values):
 
 
 # -- the public functions -----------------------------------------------------------------
-def fori_loop(lower, upper, body_fun, init_val):
+def checkpoint(fn):
+    """``fn`` marked for rematerialization (JAX's ``jax.checkpoint``): as the body of a
+    ``fori_loop`` or ``scan``, reverse mode saves only the carry per step and recomputes the
+    body's other values in the backward loop, instead of saving them (less memory, more time).
+    Called directly, ``fn`` runs as it is."""
+    def marked(*args, **kwargs):
+        return fn(*args, **kwargs)
+    marked.__graphc_remat__ = True
+    marked.__wrapped__ = fn
+    marked.__name__ = getattr(fn, "__name__", "checkpointed")
+    return marked
+
+
+remat = checkpoint
+
+
+def _remat(fn, asked) -> dict:
+    return {"remat": True} if asked or getattr(fn, "__graphc_remat__", False) else {}
+
+
+def fori_loop(lower, upper, body_fun, init_val, *, remat=False):
     """``for i in range(lower, upper): val = body_fun(i, val)``; returns the final ``val``.
 
     Inside a traced function the loop is one node whose body is traced once, whatever the trip
     count (a Python loop would be unrolled). ``val`` is any pytree of arrays and numbers, whose
     shapes and dtypes the body must keep. With static bounds (Python ints) the loop is
-    differentiable in reverse mode; traced bounds make it a ``while_loop``, which is not.
+    differentiable in reverse mode (``remat=True``: recompute the body's values in the backward
+    pass instead of saving them per step); traced bounds make it a ``while_loop``, which is not.
     Outside a trace it runs the Python loop.
     """
     builder = current_builder()
@@ -521,7 +582,7 @@ def fori_loop(lower, upper, body_fun, init_val):
     _finish(child, leaves, types, what, carry.paths)
     (region,), outer = _close([child], 1 + len(types))
     operands = [_as_value(builder, leaf, t) for leaf, t in zip(carry.leaves, types)] + _outer_tracers(builder, outer)
-    outs = _node(FORI, operands, [region], start=start, stop=stop, carries=len(types))
+    outs = _node(FORI, operands, [region], start=start, stop=stop, carries=len(types), **_remat(body_fun, remat))
     _locate(builder, loc)
     return pytree.unflatten(carry.tree, _weak_outputs(outs, weak))
 
@@ -567,11 +628,13 @@ def _locate(builder, loc):
     builder.graph.nodes[-1].loc = loc
 
 
-def scan(f, init, xs=None, length=None, reverse=False):
+def scan(f, init, xs=None, length=None, reverse=False, *, remat=False):
     """``f(carry, x) -> (carry, y)`` over the leading axis of ``xs``; returns ``(carry, ys)`` with
     the ys stacked along a new leading axis (JAX's ``lax.scan``). ``xs`` is a pytree of arrays of
     one leading length (or None with ``length``); ``reverse=True`` runs from the end. Inside a
-    traced function the loop is one node whose body is traced once; reverse mode goes through it.
+    traced function the loop is one node whose body is traced once; reverse mode goes through it
+    (``remat=True``, or ``f`` made with ``gc.checkpoint``: recompute the body's values in the
+    backward pass instead of saving them per step).
     """
     xs_leaves = _Leaves(xs, "xs", "gc.scan") if xs is not None else None
     lengths = {t.shape[0] for t in xs_leaves.types if t.shape} if xs_leaves else set()
@@ -607,7 +670,7 @@ def scan(f, init, xs=None, length=None, reverse=False):
     operands += [_as_value(builder, leaf, t) for leaf, t in zip(xs_leaves.leaves, xs_leaves.types)] if xs_leaves else []
     operands += _outer_tracers(builder, outer)
     outs = _node(SCAN, operands, [region], length=n, carries=len(types), xs=len(x_types),
-                 reverse=bool(reverse), start=None, saved=0)
+                 reverse=bool(reverse), start=None, **_remat(f, remat))
     _locate(builder, loc)
     c_out = pytree.unflatten(carry.tree, _weak_outputs(outs[:len(types)], weak))
     return c_out, pytree.unflatten(y_tree, outs[len(types):])

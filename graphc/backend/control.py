@@ -1,0 +1,171 @@
+"""CPU lowering of loops and branches (graphc/ops/control.py): a ``for``, ``while`` or ``if`` in
+the generated entry, with the region's nodes written inside it by the backend's usual emitters.
+
+A loop's carry lives in variables bound to buffers made before the loop; the buffers of the
+body's own values are allocated once, in the loop's preamble (``Emitter.hoist``), not per step.
+At the end of a step each carry takes its new value without a copy where the body computed
+it into a buffer of its own: the carry's variable and the value's are swapped, so the next
+step writes that value into the buffer the old carry held (nothing else refers to it by
+then). A new carry that is not such a buffer (an input passed through, a view, a constant,
+one value returned for two carries) is copied first. A ``scan`` writes each step's ys into
+its stacked outputs; the final carries are copied into the node's outputs where the memory
+plan placed them::
+
+    c_1 = empty_c((2,), np.float64)          # the carry, a buffer of its own
+    c_1[...] = x0
+    v9 = empty_c((2,), np.float64)           # a body value's buffer (hoisted)
+    for t_2 in range(100):
+        i_3 = 0 + t_2
+        ...                                  # the body, writing v9
+        c_1, v9 = v9, c_1                    # the new carry, swapped in
+"""
+from __future__ import annotations
+
+from graphc.backend.base import buffer_roots
+from graphc.ops.control import COND, FORI, SCAN, WHILE, Loop
+from graphc.ops.scalar import CTOR
+
+
+def emit(em, node, emit_region):
+    """Write ``node`` (an op of graphc.ops.control); ``emit_region(em, graph)`` writes a region's
+    nodes at the current indentation (the backend's own dispatch), its inputs already named."""
+    if node.op in (FORI, SCAN):
+        _emit_scan(em, node, emit_region)
+    elif node.op == WHILE:
+        _emit_while(em, node, emit_region)
+    elif node.op == COND:
+        _emit_cond(em, node, emit_region)
+    else:
+        raise ValueError(f"graphc.backend.control does not lower {node.op}")
+
+
+def _buffer(em, t) -> str:
+    """A new buffer of type ``t`` (before the innermost loop being written, if any)."""
+    name = em.tmp("c")
+    em.imports.add("empty_c")
+    text = f"{name} = empty_c({tuple(t.shape)!r}, {CTOR[t.dtype]})"
+    if em.hoist:
+        em.hoisted_line(text)
+    else:
+        em.line(text)
+    return name
+
+
+def _init_carries(em, values) -> list[str]:
+    """Variables holding a copy of each initial carry (a loop never writes its operands)."""
+    names = []
+    for v in values:
+        if v.type.shape:
+            c = _buffer(em, v.type)
+            em.line(f"{c}[...] = {em.name(v)}")
+        else:
+            c = em.tmp("c")
+            em.line(f"{c} = {CTOR[v.type.dtype]}({em.name(v)})")
+        names.append(c)
+    return names
+
+
+def _next_carries(em, region, carries: list[str], outs):
+    """Rebind each carry variable to its new value (``outs``, the region's values), all at once."""
+    root = buffer_roots(region)
+    targets, values, seen = [], [], set()
+    swaps = []
+    for c, v in zip(carries, outs):
+        name = em.name(v)
+        if not v.type.shape:
+            targets.append(c)
+            values.append(f"{CTOR[v.type.dtype]}({name})")
+        elif root[v] is v and v.producer is not None and v.producer.op != "constant" and v not in seen:
+            swaps.append((c, name))
+        else:  # (read before any carry is rebound: a copy of what the body returned)
+            t = em.tmp("t")
+            em.line(f"{t} = {name}.copy()")
+            targets.append(c)
+            values.append(t)
+        seen.add(v)
+    targets += [c for c, _ in swaps] + [name for _, name in swaps]
+    values += [name for _, name in swaps] + [c for c, _ in swaps]
+    if targets:
+        em.line(f"{', '.join(targets)} = {', '.join(values)}")
+
+
+def _outputs(em, values, carries):
+    """The node's outputs ``values`` from the final carry variables."""
+    for v, c in zip(values, carries):
+        placed = em.plan is not None and (v in em.plan.workspace or v in em.plan.outputs or v in em.plan.inplace)
+        if v.type.shape and (placed or em.hoist):  # (in a loop, the carry's buffer is reused next time)
+            out = em.alloc(v)
+            em.line(f"{out}[...] = {c}")
+        elif v.type.shape:
+            em.names[v] = c  # a buffer of its own, nothing else holds it: the output as it is
+        else:
+            em.line(f"{em.define(v)} = {c}")
+
+
+def _emit_scan(em, node, emit_region):
+    loop = Loop.of(node)
+    (body,) = node.regions
+    ops = node.inputs
+    carries = _init_carries(em, ops[:loop.carries])
+    xs = [em.name(v) for v in ops[loop.carries:loop.carries + loop.xs]]
+    consts = ops[loop.carries + loop.xs:]
+    ys = [em.alloc(v) for v in node.outputs[loop.carries:]]
+    first = 1 if loop.indexed else 0
+    step = em.tmp("t")
+    span = f"range({loop.length} - 1, -1, -1)" if loop.reverse else f"range({loop.length})"
+    em.hoist.append([len(em.lines), em.depth])
+    with em.block(f"for {step} in {span}:"):
+        if loop.indexed:
+            em.names[body.inputs[0]] = index = em.tmp("i")
+            em.line(f"{index} = {loop.start} + {step}")
+        for v, c in zip(body.inputs[first:], carries):
+            em.names[v] = c
+        for v, x in zip(body.inputs[first + loop.carries:], xs):
+            em.names[v] = em.tmp("x")
+            em.line(f"{em.names[v]} = {x}[{step}]")
+        for v, u in zip(body.inputs[first + loop.carries + loop.xs:], consts):
+            em.names[v] = em.name(u)
+        emit_region(em, body)
+        for y, v in zip(ys, body.outputs[loop.carries:]):
+            em.line(f"{y}[{step}] = {em.name(v)}")
+        _next_carries(em, body, carries, body.outputs[:loop.carries])
+    em.hoist.pop()
+    _outputs(em, node.outputs[:loop.carries], carries)
+
+
+def _emit_while(em, node, emit_region):
+    cond, body = node.regions
+    n = node.attrs["carries"]
+    carries = _init_carries(em, node.inputs[:n])
+    consts = node.inputs[n:]
+    em.hoist.append([len(em.lines), em.depth])
+    with em.block("while True:"):
+        for region in (cond, body):
+            for v, c in zip(region.inputs, carries):
+                em.names[v] = c
+            for v, u in zip(region.inputs[n:], consts):
+                em.names[v] = em.name(u)
+        emit_region(em, cond)
+        with em.block(f"if not {em.name(cond.outputs[0])}:"):
+            em.line("break")
+        emit_region(em, body)
+        _next_carries(em, body, carries, body.outputs)
+    em.hoist.pop()
+    _outputs(em, node.outputs, carries)
+
+
+def _emit_cond(em, node, emit_region):
+    pred, operands = node.inputs[0], node.inputs[1:]
+    outs = []
+    for v in node.outputs:
+        outs.append(em.alloc(v) if v.type.shape else em.define(v))
+    for k, region in enumerate(node.regions):
+        with em.block(f"if {em.name(pred)}:" if k == 0 else "else:"):
+            for v, u in zip(region.inputs, operands):
+                em.names[v] = em.name(u)
+            emit_region(em, region)
+            for out, v in zip(outs, region.outputs):
+                if v.type.shape:
+                    em.line(f"{out}[...] = {em.name(v)}")
+                else:
+                    em.line(f"{out} = {CTOR[v.type.dtype]}({em.name(v)})")
