@@ -1,8 +1,9 @@
 """Named pass pipelines.
 
 ``O0`` runs nothing, ``O1`` the cleanups (CSE, constant folding, algebraic
-simplification to a fixpoint, then DCE), ``O2`` (the default) the cleanups, then
-fusion. (Memory planning is the CPU backend's: graphc/backend/plan.py.)
+simplification to a fixpoint, then DCE, then loop-invariant code motion), ``O2`` (the
+default) the cleanups, then fusion. The pipeline also runs inside the bodies of loops and
+branches (``_optimize_regions``). (Memory planning is the CPU backend's: graphc/backend/plan.py.)
 
 Every pass is a pure function ``Graph -> Graph``: it returns a new graph and
 never edits or shares the nodes of its input. The manager keeps the graph's
@@ -34,7 +35,7 @@ from graphc.errors import PassWarning
 from graphc.ir import Graph
 from graphc.ops import registry
 from graphc.ops.control import CONTROL
-from graphc.passes import constfold, cse, dce, fusion, simplify
+from graphc.passes import constfold, cse, dce, fusion, hoist, simplify
 
 log = logging.getLogger("graphc.passes")
 
@@ -62,10 +63,11 @@ class Fixpoint:
 CLEANUPS = Fixpoint("cleanups", (("cse", cse.run), ("constfold", constfold.run), ("simplify", simplify.run)))
 _DCE = ("dce", dce.run)
 
+_HOIST = ("hoist", hoist.run)  # (before fusion: a fused group is moved out whole or not at all)
 PIPELINES = {
     "O0": (),
-    "O1": (CLEANUPS, _DCE),
-    "O2": (CLEANUPS, _DCE, ("fusion", fusion.run)),
+    "O1": (CLEANUPS, _DCE, _HOIST),
+    "O2": (CLEANUPS, _DCE, _HOIST, ("fusion", fusion.run)),
 }
 
 PASS_ERRORS = ("warn", "raise")

@@ -255,6 +255,24 @@ def test_float32_gradients_are_float32(fn, args, options, ops):
         np.testing.assert_allclose(a, b, rtol=2e-3, atol=2e-3 * (np.max(np.abs(b)) if b.size else 1))
 
 
+# loops and branches: reverse mode through fori_loop and scan (over saved residuals, and
+# recomputed with remat), and through cond; while_loop has none (tests/test_control_flow.py)
+for seed in range(2):
+    rng = np.random.default_rng(300 + seed)
+    w = N(rng, (3, 3)) * 0.5
+    case(f"fori_loop-{seed}", {"fori_loop"},
+         lambda x, w: np.sum(gc.fori_loop(0, 4, lambda i, v: np.tanh(v @ w) * (i + 1.0), x) ** 2),
+         (N(rng, (2, 3)), w))
+    case(f"scan-{seed}", {"scan"},
+         lambda h, xs, w: np.sum(np.sin(gc.scan(lambda c, x: (np.tanh(c @ w + x), c * x), h, xs)[1])),
+         (N(rng, (3,)), N(rng, (4, 3)), w))
+    case(f"scan-remat-reverse-{seed}", {"scan"},
+         lambda h, xs: np.sum(gc.scan(lambda c, x: (np.sin(c) * x, c * c), h, xs, reverse=True, remat=True)[0]),
+         (N(rng, (2,)), N(rng, (3, 2))))
+    case(f"cond-{seed}", {"cond"},
+         lambda p, x, y: np.sum(gc.cond(p > 0, lambda a, b: np.sin(a) * b, lambda a, b: a * a + b, x, y) ** 2),
+         (N(rng, ()) + (0.5 if seed else -0.5), N(rng, (3,)), N(rng, (3,))))
+
 # Ops whose gradient is checked exactly below rather than against finite differences:
 #  * cast: a float64 -> float32 -> float64 round trip loses the precision finite differences need
 #  * stop_gradient: its gradient is zero on purpose, which finite differences cannot confirm

@@ -767,6 +767,22 @@ for dtype in ("int32", "int64"):
 # the tests
 # ------------------------------------------------------------------------------------
 # ops that other work owns and that may appear in the registry before their tests:
+# loops and branches (graphc/ops/control.py): the reference is the same code run eagerly,
+# where gc.fori_loop & co. are Python loops and ifs (tests/test_control_flow.py has the rest)
+cases = group("control")
+_W = A((4, 4), "float32", -0.5, 0.5)
+cases.append(Case("fori_loop:f32", lambda x: gc.fori_loop(0, 5, lambda i, v: np.tanh(v @ _W) + i * 0.5, x),
+                  (A((3, 4)),), ops=("fori_loop",)))
+cases.append(Case("scan:f32", lambda h, xs: gc.scan(lambda c, x: (np.tanh(c + x), np.sum(c * x)), h, xs),
+                  (A((4,)), A((6, 4))), ops=("scan",)))
+cases.append(Case("scan:reverse,f64", lambda xs: gc.scan(lambda c, x: (c * 0.5 + x, c), np.zeros(3), xs,
+                                                         reverse=True), (A((5, 3), "float64"),), ops=("scan",)))
+cases.append(Case("while_loop:f64", lambda a: gc.while_loop(lambda s: s[1] > 1e-10,
+                                                            lambda s: (0.5 * (s[0] + a / s[0]), np.abs(s[0] - a / s[0])),
+                                                            (a, np.inf))[0], (P((), "float64"),), ops=("while_loop",)))
+cases.append(Case("cond:f32", lambda p, x: gc.cond(p > 0, lambda a: a * 2, lambda a: np.sin(a), x),
+                  (A((), "float32"), A((3,))), ops=("cond",)))
+
 ALLOWLIST = {
     "fused",  # made by passes/fusion (tested with the passes), never by tracing
     "debug_print",  # gc.print: an effect, no value to compare (tested in tests/test_torch_semantics.py)

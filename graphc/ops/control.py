@@ -353,7 +353,8 @@ def _cond_vjp(gs, pred, *operands, node, vjp_region, needed):
 
 register(FORI, "control", _infer_loop(FORI), _loop_reference(FORI), vjp=_loop_vjp)
 register(SCAN, "control", _infer_loop(SCAN), _loop_reference(SCAN), vjp=_loop_vjp)
-register(WHILE, "control", _infer_while, _while_reference, vjp=_while_vjp)
+# (not differentiable: its rule only raises the error that says so)
+register(WHILE, "control", _infer_while, _while_reference, vjp=_while_vjp, differentiable=False)
 register(COND, "control", _infer_cond, _cond_reference, vjp=_cond_vjp)
 
 

@@ -1,0 +1,115 @@
+"""Loop-invariant code motion: nodes of a loop body that read only values the loop does not
+change (its consts: values from outside the loop) move out of the loop, before it, and their
+results enter the body as further consts. They then run once per loop instead of once per step
+(``W.T``, ``lr * decay``, a reduction of a captured array).
+
+A node moves only when that can change nothing but the time: it has no effect (gc.print),
+owns no regions, cannot raise at run time (a loop that runs zero times must not raise), and
+makes no array larger than its operands (a broadcast of a scalar costs nothing inside the
+fused loop, but would become a whole array outside). Constants are not moved (they cost
+nothing); a node that reads one gets its own copy of it outside. The body keeps its inputs
+and outputs in place and gains inputs at the end, the node gains operands at the end; then
+the consts no body reads any more (a cond: the operands) are dropped (``_prune``).
+"""
+from __future__ import annotations
+
+from graphc.ir import Graph, Node
+from graphc.ops import registry
+from graphc.ops.control import COND, FORI, SCAN, WHILE, Loop
+
+_LOOPS = (FORI, SCAN, WHILE)
+
+
+def run(graph: Graph) -> Graph:
+    if not any(node.op in _LOOPS + (COND,) for node in graph.nodes):
+        return graph
+    graph = graph.clone()
+    nodes = []
+    for node in graph.nodes:
+        if node.op in _LOOPS:
+            nodes += _hoist(node)
+        if node.op in _LOOPS + (COND,):
+            _prune(node)
+        nodes.append(node)
+    return Graph(graph.inputs, nodes, graph.outputs, graph.name).copy_meta(graph)
+
+
+def _prune(node):
+    """Drop the consts (a cond: the operands) that no region of ``node`` reads any more."""
+    first = 0 if node.op == COND else _first_const(node)
+    offset = 1 if node.op == COND else len(node.inputs) - (len(node.regions[0].inputs) - first)
+    read = [set(v for n in r.nodes for v in n.inputs) | set(r.outputs) for r in node.regions]
+    drop = [k for k in range(first, len(node.regions[0].inputs))
+            if not any(r.inputs[k] in used for r, used in zip(node.regions, read))]
+    if not drop:
+        return
+    for r in node.regions:
+        r.inputs = [v for k, v in enumerate(r.inputs) if k not in drop]
+        r.input_names = [None] * len(r.inputs)
+        r.input_roles = ["arg"] * len(r.inputs)
+    gone = {offset + k - first for k in drop}
+    node.inputs = [v for k, v in enumerate(node.inputs) if k not in gone]
+
+
+def _first_const(node) -> int:
+    """The position of the body's first const input."""
+    if node.op == WHILE:
+        return node.attrs["carries"]
+    loop = Loop.of(node)
+    return (1 if loop.indexed else 0) + loop.carries + loop.xs
+
+
+def _hoist(node) -> list[Node]:
+    """Move the invariant nodes of ``node``'s body out; returns them (to go before ``node``)."""
+    body = node.regions[-1]  # (a while_loop's cond stays: it is short and runs its own values)
+    first = _first_const(node)
+    outer = {v: u for v, u in zip(body.inputs[first:], node.inputs[len(node.inputs) - (len(body.inputs) - first):])}
+    constants = {n.outputs[0]: n for n in body.nodes if n.op == "constant"}
+    moved, kept = [], []
+    for n in body.nodes:
+        if _movable(n, outer, constants):
+            for v in n.inputs:
+                if v in constants and v not in outer:
+                    copy = Node("constant", [], constants[v].attrs, [v.type], constants[v].loc)
+                    moved.append(copy)
+                    outer[v] = copy.outputs[0]
+            copy = Node(n.op, [outer[v] for v in n.inputs], n.attrs, [v.type for v in n.outputs], n.loc)
+            moved.append(copy)
+            outer.update(zip(n.outputs, copy.outputs))
+        else:
+            kept.append(n)
+    if not any(n.op != "constant" for n in moved):
+        return []
+    # the moved values the body still reads become its new last inputs
+    read = {v for n in kept for v in n.inputs} | set(body.outputs)
+    hoisted = [v for n in body.nodes if n not in kept and n.op != "constant" for v in n.outputs if v in read]
+    for region in node.regions:
+        for v in hoisted:
+            new = region.add_input(v.type)
+            if region is body:
+                _replace(region, v, new)
+    body.nodes = kept
+    node.inputs = node.inputs + [outer[v] for v in hoisted]
+    return moved
+
+
+def _replace(graph: Graph, old, new):
+    for n in graph.nodes:
+        n.inputs = [new if v is old else v for v in n.inputs]
+    graph.outputs = [new if v is old else v for v in graph.outputs]
+
+
+def _movable(n, outer, constants) -> bool:
+    if n.op == "constant" or n.regions or not n.inputs:
+        return False
+    op = registry.get(n.op)
+    if op.effect or registry.can_raise(n):
+        return False
+    if not all(v in outer or v in constants for v in n.inputs) or not any(v in outer for v in n.inputs):
+        return False
+    biggest = max(_size(v.type) for v in n.inputs)
+    return all(_size(v.type) <= biggest for v in n.outputs)
+
+
+def _size(t) -> float:
+    return float("inf") if t.symbolic else t.size
