@@ -118,6 +118,13 @@ ATTRIBUTE_TYPES = {
     "shift": ("an int in [1, 63]", lambda v: type(v) is int and 1 <= v <= 63),
     "offset": ("a finite number", lambda v: type(v) in (int, float) and math.isfinite(v)),
     "minimum": ("an int", lambda v: type(v) is int),
+    # loops (graphc/ops/control.py)
+    "start": ("an int, or None for a scan", lambda v: v is None or type(v) is int),
+    "stop": ("an int", lambda v: type(v) is int),
+    "length": ("a size (an int >= 0 or a symbol name)", lambda v: _size(v)),
+    "carries": ("an int >= 0", lambda v: type(v) is int and v >= 0),
+    "xs": ("an int >= 0", lambda v: type(v) is int and v >= 0),
+    "remat": ("a bool", lambda v: type(v) is bool),
     "fmt": ("a format string without attribute or index lookups", _format_string),
     "keys": ("a tuple of identifiers", lambda v: type(v) is tuple and all(type(k) is str and k.isidentifier()
                                                                            for k in v)),

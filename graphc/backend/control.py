@@ -6,7 +6,7 @@ body's own values are allocated once, in the loop's preamble (``Emitter.hoist``)
 At the end of a step each carry takes its new value without a copy where the body computed
 it into a buffer of its own: the carry's variable and the value's are swapped, so the next
 step writes that value into the buffer the old carry held (nothing else refers to it by
-then). A new carry that is not such a buffer (an input passed through, a view, a constant,
+then); a small carry (``COPY_MAX``) is copied instead. A new carry that is not such a buffer (an input passed through, a view, a constant,
 one value returned for two carries) is copied first. A ``scan`` writes each step's ys into
 its stacked outputs; the final carries are copied into the node's outputs where the memory
 plan placed them::
@@ -24,6 +24,10 @@ from __future__ import annotations
 from graphc.backend.base import buffer_roots
 from graphc.ops.control import COND, FORI, SCAN, WHILE, Loop
 from graphc.ops.scalar import CTOR
+
+# a small carry takes its new value by a copy into its own buffer: cheaper than swapping
+# two arrays' variables (reference counts, and LLVM keeps the loop's pointers in registers)
+COPY_MAX = 1024
 
 
 def emit(em, node, emit_region):
@@ -69,22 +73,30 @@ def _next_carries(em, region, carries: list[str], outs):
     """Rebind each carry variable to its new value (``outs``, the region's values), all at once."""
     root = buffer_roots(region)
     targets, values, seen = [], [], set()
-    swaps = []
+    swaps, copies = [], []
     for c, v in zip(carries, outs):
         name = em.name(v)
         if not v.type.shape:
             targets.append(c)
             values.append(f"{CTOR[v.type.dtype]}({name})")
         elif root[v] is v and v.producer is not None and v.producer.op != "constant" and v not in seen:
-            swaps.append((c, name))
+            small = not v.type.symbolic and v.type.size <= COPY_MAX
+            (copies if small else swaps).append((c, name, v.type))
         else:  # (read before any carry is rebound: a copy of what the body returned)
             t = em.tmp("t")
             em.line(f"{t} = {name}.copy()")
             targets.append(c)
             values.append(t)
         seen.add(v)
-    targets += [c for c, _ in swaps] + [name for _, name in swaps]
-    values += [name for _, name in swaps] + [c for c, _ in swaps]
+    for c, name, t in copies:  # (a body's own buffer: no carry's buffer is any of them)
+        if t.ndim == 1:
+            q = em.tmp("q")
+            with em.block(f"for {q} in range({t.shape[0]}):"):
+                em.line(f"{c}[{q}] = {name}[{q}]")
+        else:
+            em.line(f"{c}[...] = {name}")
+    targets += [c for c, _, _ in swaps] + [name for _, name, _ in swaps]
+    values += [name for _, name, _ in swaps] + [c for c, _, _ in swaps]
     if targets:
         em.line(f"{', '.join(targets)} = {', '.join(values)}")
 

@@ -82,7 +82,7 @@ def _check_types(what, got, want, names):
 
 
 def _infer_loop(op):
-    def infer(types, regions=(), **attrs):
+    def infer(types, regions, attrs):
         if len(regions) != 1:
             raise ShapeError(f"a {op} node has one region (its body), got {len(regions)}")
         (body,) = regions
@@ -108,7 +108,16 @@ def _infer_loop(op):
     return infer
 
 
-def _infer_while(types, regions=(), carries=0):
+# (the attributes as keyword parameters: export reads which ones each op takes from here)
+def _infer_fori(types, regions=(), *, start, stop, carries, remat=False):
+    return _infer_loop(FORI)(types, regions, dict(start=start, stop=stop, carries=carries))
+
+
+def _infer_scan(types, regions=(), *, length, carries, xs, reverse=False, start=None, remat=False):
+    return _infer_loop(SCAN)(types, regions, dict(length=length, carries=carries, xs=xs, reverse=reverse, start=start))
+
+
+def _infer_while(types, regions=(), *, carries):
     if len(regions) != 2:
         raise ShapeError(f"a while_loop node has two regions (cond and body), got {len(regions)}")
     cond, body = regions
@@ -351,8 +360,8 @@ def _cond_vjp(gs, pred, *operands, node, vjp_region, needed):
     return cts
 
 
-register(FORI, "control", _infer_loop(FORI), _loop_reference(FORI), vjp=_loop_vjp)
-register(SCAN, "control", _infer_loop(SCAN), _loop_reference(SCAN), vjp=_loop_vjp)
+register(FORI, "control", _infer_fori, _loop_reference(FORI), vjp=_loop_vjp)
+register(SCAN, "control", _infer_scan, _loop_reference(SCAN), vjp=_loop_vjp)
 # (not differentiable: its rule only raises the error that says so)
 register(WHILE, "control", _infer_while, _while_reference, vjp=_while_vjp, differentiable=False)
 register(COND, "control", _infer_cond, _cond_reference, vjp=_cond_vjp)
