@@ -12,7 +12,7 @@ import graphc as gc
 from graphc.ops.registry import infer_node
 from graphc.interpret import interpret
 from graphc.ir import parse
-from graphc.passes import constfold, cse, dce, fusion, manager, simplify
+from graphc.passes import constfold, cse, dce, fusion, hoist, manager, simplify
 from conftest import raw_graph
 
 SPECIAL = np.array([0.0, -0.0, 1.0, -1.0, 2.5, -3.0, np.inf, -np.inf, np.nan, 1e-30, 80.0, -80.0])
@@ -58,16 +58,17 @@ def test_unknown_pipeline_lists_the_pipelines():
 
 def test_pipelines_and_stats():
     assert manager.PIPELINES["O0"] == ()
-    assert manager.PIPELINES["O1"] == (manager.CLEANUPS, ("dce", dce.run))
-    assert [n for n, _ in manager.PIPELINES["O2"][1:]] == ["dce", "fusion"]  # (memory: the cpu backend's)
+    assert manager.PIPELINES["O1"] == (manager.CLEANUPS, ("dce", dce.run), ("hoist", hoist.run))
+    assert [n for n, _ in manager.PIPELINES["O2"][1:]] == ["dce", "hoist", "fusion"]  # (memory: the cpu backend's)
     cleanups = [n for n, _ in manager.CLEANUPS.passes]
     assert {"constfold", "simplify", "cse"} == set(cleanups)
     g = parse(g1("  %1:f64[] = constant(value=array(1.0, f64))\n  %2:f64[12] = mul(%0, %1)\n"
                  "  %3:f64[12] = mul(%0, %1)\n  %4:f64[12] = add(%2, %3)\n  return %4"))
     out, stats = manager.run(g, "O1", verify=True)
     # one stat per pass run, round after round until a whole round changed nothing, then dce
-    loop, last = stats[:-1], stats[-1]
+    loop, last = stats[:-2], stats[-2]
     assert [s.name for s in loop] == (cleanups * 3)[:len(loop)] and last.name == "dce"
+    assert stats[-1].name == "hoist" and not stats[-1].changed  # (no loops: nothing to hoist)
     assert [s.iteration for s in loop] == [k // len(cleanups) + 1 for k in range(len(loop))]
     assert not any(s.changed for s in loop[-len(cleanups):]) and loop[0].changed
     assert stats[0].nodes_before == 4 and stats[-1].nodes_after == len(out.nodes) == 1
@@ -469,3 +470,44 @@ def test_a_users_passes_module_cannot_shadow_graphcs(tmp_path):
     done = subprocess.run([sys.executable, "-c", "import graphc, numpy as np; print(graphc.trace(np.tanh)(np.ones(2)))"],
                           capture_output=True, text=True, cwd=tmp_path, env=env)
     assert done.returncode == 0, done.stderr
+
+
+# -- loop-invariant code motion (passes/hoist.py) -------------------------------------------
+def _loop_graph(body_line):
+    """A fori_loop whose body reads the carry %1 and the consts %2 (an array) and %3 (a scalar)."""
+    return parse("graph f(%0:f64[3,4], %1:f64[4,4], %2:f64[]):\n"
+                 "  %3:f64[3,4] = fori_loop(%0, %1, %2, carries=1, start=0, stop=5) {\n"
+                 "    graph body(%0:i64[], %1:f64[3,4], %2:f64[4,4], %3:f64[]):\n"
+                 f"{body_line}"
+                 "  }\n  return %3")
+
+
+def test_hoist_moves_invariant_nodes_out_of_the_loop_and_keeps_the_result():
+    g = _loop_graph("      %4:f64[4,4] = transpose(%2, perm=(1, 0))\n"
+                    "      %5:f64[] = mul(%3, %3)\n"
+                    "      %6:f64[3,4] = matmul(%1, %4)\n"
+                    "      %7:f64[3,4] = mul(%6, %5)\n"
+                    "      return %7\n")
+    out = hoist.run(g)
+    out.verify(infer_node)
+    assert ops(out) == ["transpose", "mul", "fori_loop"]
+    body = out.nodes[-1].regions[0]
+    assert ops(body) == ["matmul", "mul"]  # (and the now unread consts %2, %3 are dropped)
+    assert len(out.nodes[-1].inputs) == 3 and len(body.inputs) == 4
+    rng = np.random.default_rng(0)
+    args = (rng.standard_normal((3, 4)), rng.standard_normal((4, 4)) * 0.3, np.float64(0.9))
+    for a, b in zip(interpret(out, *args), interpret(g, *args)):
+        same(a, b)
+
+
+def test_hoist_leaves_what_could_raise_print_or_grow():
+    g = _loop_graph("      %4:f64[3,4] = broadcast_to(%3, shape=(3, 4))\n"   # would become a whole array
+                    "      %5:f64[3,4] = add(%1, %4)\n"
+                    "      %6:i64[] = cast(%3, dtype='int64')\n"
+                    "      %7:f64[4] = gather(%2, %6, axis=0)\n"             # an index: may raise
+                    "      %8:f64[3,4] = add(%5, %7)\n"
+                    "      return %8\n")
+    out = hoist.run(g)
+    out.verify(infer_node)
+    assert "broadcast_to" in ops(out.nodes[-1].regions[0]) and "gather" in ops(out.nodes[-1].regions[0])
+    assert ops(out) == ["cast", "fori_loop"]
