@@ -438,7 +438,7 @@ def concrete(tracer):
         if v.producer is None:
             if v not in sources:
                 return None  # an argument, a State: genuinely traced
-        elif registry.get(v.producer.op).effect:
+        elif registry.has_effect(v.producer):
             return None
         else:
             todo.extend(v.producer.inputs)

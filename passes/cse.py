@@ -12,7 +12,7 @@ def run(graph: Graph) -> Graph:
     nodes = []
     for node in graph.nodes:
         node.inputs = [replace.get(v, v) for v in node.inputs]
-        if registry.get(node.op).effect:  # (two gc.print calls print twice)
+        if registry.has_effect(node):  # (two gc.print calls print twice; a loop that prints too)
             nodes.append(node)
             continue
         # (two nodes with the same operands but different regions, fused bodies, differ)

@@ -205,7 +205,7 @@ def _order(graph, groups):
             me = owner.get(k, ("n", k))
             q.add_node(me)
             first.setdefault(me, k)
-            if registry.get(node.op).effect:
+            if registry.has_effect(node):
                 if last_effect is not None:
                     q.add_edge(last_effect, me)
                 last_effect = me

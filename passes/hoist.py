@@ -102,8 +102,7 @@ def _replace(graph: Graph, old, new):
 def _movable(n, outer, constants) -> bool:
     if n.op == "constant" or n.regions or not n.inputs:
         return False
-    op = registry.get(n.op)
-    if op.effect or registry.can_raise(n):
+    if registry.has_effect(n) or registry.can_raise(n):
         return False
     if not all(v in outer or v in constants for v in n.inputs) or not any(v in outer for v in n.inputs):
         return False

@@ -73,7 +73,7 @@ def live_nodes(nodes, outputs) -> list:
     live = set(outputs)
     kept = []
     for node in reversed(nodes):
-        if registry.get(node.op).effect or any(v in live for v in node.outputs):
+        if registry.has_effect(node) or any(v in live for v in node.outputs):
             kept.append(node)
             live.update(node.inputs)
     kept.reverse()

@@ -117,6 +117,11 @@ def can_raise(node) -> bool:
     return bool(rule(node)) if callable(rule) else bool(rule)
 
 
+def has_effect(node) -> bool:
+    """Does ``node`` have an effect beyond its outputs (gc.print), itself or in its regions?"""
+    return get(node.op).effect or any(has_effect(n) for region in node.regions for n in region.nodes)
+
+
 def infer_types(name: str, in_types, attrs, regions=()) -> list[TensorType]:
     """The output types op ``name`` gives for these operand types, attributes (and regions)."""
     extra = {"regions": list(regions)} if regions else {}
