@@ -203,7 +203,7 @@ class Emitter:
             self.imports.add("empty_c")
             self.hoisted_line(f"{name} = empty_c({shape!r}, {ctor})")
             if fill is not None:
-                self.line(f"{name}[...] = {fill}")
+                self.fill(name, shape, fill)
             return name
         elif fill == "0":  # zeros_c / empty_c: np.zeros / np.empty compiled inline (graphc.backend.intrinsics)
             self.imports.add("zeros_c")
@@ -215,6 +215,26 @@ class Emitter:
         if fill is not None:  # a[...] = x is lowered inline; a.fill(x) would compile an overload
             self.line(f"{name}[...] = {fill}")
         return name
+
+    def fill(self, name: str, shape, value: str):
+        """Set every element of the C-contiguous array ``name`` to ``value``: a flat loop
+        (Numba compiles ``a[...] = x`` as a function of its own per signature, ~0.1 s each)."""
+        size = " * ".join(map(str, shape)) or "1"
+        flat = name
+        if len(shape) > 1:
+            self.imports.add("reshape_c")
+            flat = self.tmp("f")
+            self.line(f"{flat} = reshape_c({name}, ({size},))")
+        q = self.tmp("q")
+        with self.block(f"for {q} in range({size}):"):
+            self.line(f"{flat}[{q}] = {value}")
+
+    def copy(self, dst: str, src: str, shape, lead: str = ""):
+        """``dst[lead, ...] = src`` element by element (either may be a strided view), as loops
+        (see ``fill``); ``lead``: indices of ``dst``'s leading axes (a scan's step)."""
+        with self.loops(tuple(shape)) as idx:
+            at = ", ".join(([lead] if lead else []) + list(idx))
+            self.line(f"{dst}[{at or '()'}] = {src}[{index_text(idx)}]")
 
     def hoisted_line(self, text: str):
         """Write ``text`` in the preamble of the innermost loop being written (run once before it)."""

@@ -12,12 +12,13 @@ its stacked outputs; the final carries are copied into the node's outputs where 
 plan placed them::
 
     c_1 = empty_c((2,), np.float64)          # the carry, a buffer of its own
-    c_1[...] = x0
+    for i_2 in range(2):                     # (copies and fills are loops: Numba compiles
+        c_1[i_2] = x0[i_2]                   #  a[...] = b as a function of its own)
     v9 = empty_c((2,), np.float64)           # a body value's buffer (hoisted)
-    for t_2 in range(100):
-        i_3 = 0 + t_2
+    for t_3 in range(100):
+        i_4 = 0 + t_3
         ...                                  # the body, writing v9
-        c_1, v9 = v9, c_1                    # the new carry, swapped in
+        c_1, v9 = v9, c_1                    # the new carry, swapped in (when large)
 """
 from __future__ import annotations
 
@@ -61,7 +62,7 @@ def _init_carries(em, values) -> list[str]:
     for v in values:
         if v.type.shape:
             c = _buffer(em, v.type)
-            em.line(f"{c}[...] = {em.name(v)}")
+            em.copy(c, em.name(v), v.type.shape)
         else:
             c = em.tmp("c")
             em.line(f"{c} = {CTOR[v.type.dtype]}({em.name(v)})")
@@ -89,12 +90,7 @@ def _next_carries(em, region, carries: list[str], outs):
             values.append(t)
         seen.add(v)
     for c, name, t in copies:  # (a body's own buffer: no carry's buffer is any of them)
-        if t.ndim == 1:
-            q = em.tmp("q")
-            with em.block(f"for {q} in range({t.shape[0]}):"):
-                em.line(f"{c}[{q}] = {name}[{q}]")
-        else:
-            em.line(f"{c}[...] = {name}")
+        em.copy(c, name, t.shape)
     targets += [c for c, _, _ in swaps] + [name for _, name, _ in swaps]
     values += [name for _, name, _ in swaps] + [c for c, _, _ in swaps]
     if targets:
@@ -106,8 +102,7 @@ def _outputs(em, values, carries):
     for v, c in zip(values, carries):
         placed = em.plan is not None and (v in em.plan.workspace or v in em.plan.outputs or v in em.plan.inplace)
         if v.type.shape and (placed or em.hoist):  # (in a loop, the carry's buffer is reused next time)
-            out = em.alloc(v)
-            em.line(f"{out}[...] = {c}")
+            em.copy(em.alloc(v), c, v.type.shape)
         elif v.type.shape:
             em.names[v] = c  # a buffer of its own, nothing else holds it: the output as it is
         else:
@@ -139,7 +134,10 @@ def _emit_scan(em, node, emit_region):
             em.names[v] = em.name(u)
         emit_region(em, body)
         for y, v in zip(ys, body.outputs[loop.carries:]):
-            em.line(f"{y}[{step}] = {em.name(v)}")
+            if v.type.shape:
+                em.copy(y, em.name(v), v.type.shape, lead=step)
+            else:
+                em.line(f"{y}[{step}] = {em.name(v)}")
         _next_carries(em, body, carries, body.outputs[:loop.carries])
     em.hoist.pop()
     _outputs(em, node.outputs[:loop.carries], carries)
@@ -178,6 +176,6 @@ def _emit_cond(em, node, emit_region):
             emit_region(em, region)
             for out, v in zip(outs, region.outputs):
                 if v.type.shape:
-                    em.line(f"{out}[...] = {em.name(v)}")
+                    em.copy(out, em.name(v), v.type.shape)
                 else:
                     em.line(f"{out} = {CTOR[v.type.dtype]}({em.name(v)})")
