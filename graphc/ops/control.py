@@ -670,10 +670,11 @@ def scan(f, init, xs=None, length=None, reverse=False, *, remat=False):
         x = pytree.unflatten(xs_leaves.tree, tracers[len(carry.types):]) if xs_leaves else None
         return c, x
 
-    child, types, weak, leaves, (y_leaves, y_tree) = _carry_body(
+    child, types, weak, leaves, (y_all, y_tree) = _carry_body(
         f, "body", what, carry, ([], x_types), ([], x_weak), make_args, n_extra_out=None)
+    y_leaves = [y for y in y_all if y is not None]  # (a None in y stays None: nothing stacked)
     y_types = [_leaf_type(y, child) for y in y_leaves]
-    y_paths = pytree.leaf_paths(pytree.unflatten(y_tree, y_leaves), "y")
+    y_paths = [p for p, y in zip(pytree.leaf_paths(pytree.unflatten(y_tree, y_all), "y"), y_all) if y is not None]
     _finish(child, leaves + y_leaves, types + y_types, what, carry.paths + y_paths)
     (region,), outer = _close([child], len(types) + len(x_types))
     operands = [_as_value(builder, leaf, t) for leaf, t in zip(carry.leaves, types)]
@@ -683,7 +684,8 @@ def scan(f, init, xs=None, length=None, reverse=False, *, remat=False):
                  reverse=bool(reverse), start=None, **_remat(f, remat))
     _locate(builder, loc)
     c_out = pytree.unflatten(carry.tree, _weak_outputs(outs[:len(types)], weak))
-    return c_out, pytree.unflatten(y_tree, outs[len(types):])
+    stacked = iter(outs[len(types):])
+    return c_out, pytree.unflatten(y_tree, [None if y is None else next(stacked) for y in y_all])
 
 
 def _eager_scan(f, init, xs, n, reverse):
@@ -693,10 +695,12 @@ def _eager_scan(f, init, xs, n, reverse):
         x = pytree.unflatten(tree, [np.asarray(leaf)[t] for leaf in leaves]) if xs is not None else None
         carry, ys[t] = f(carry, x)
     if n == 0:
-        raise TraceError("gc.scan of length 0 outside a trace cannot tell the shape of its ys")
+        raise TraceError("gc.scan over zero steps outside a traced function cannot know the shapes of "
+                         "its ys (it never calls f); call it inside a function compiled with gc.trace")
     y_leaves = [pytree.flatten(y)[0] for y in ys]
     y_tree = pytree.flatten(ys[0])[1]
-    stacked = [np.stack([np.asarray(y[k]) for y in y_leaves]) for k in range(len(y_leaves[0]))]
+    stacked = [None if y_leaves[0][k] is None else np.stack([np.asarray(y[k]) for y in y_leaves])
+               for k in range(len(y_leaves[0]))]
     return carry, pytree.unflatten(y_tree, stacked)
 
 
