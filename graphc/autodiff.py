@@ -169,11 +169,16 @@ def _region_vjp(node, gs, reaches) -> list:
     return [total.pop(v, None) for v in node.inputs]  # (pop: a repeated operand's ct counts once)
 
 
-def _inline(region, operands) -> list:
+def _inline(region, operands, effects=True) -> list:
     """The region's nodes recorded again into the current trace, on ``operands`` (a node with
-    regions of its own keeps them: they are closed graphs)."""
+    regions of its own keeps them: they are closed graphs). ``effects=False`` leaves out the
+    effects (gc.print) of the region's own nodes: a replay for reverse mode must not print again."""
     env = dict(zip(region.inputs, operands))
     for n in region.nodes:
+        if not effects and registry.get(n.op).effect:
+            env.update((v, Tracer(current_builder().constant(np.ones(v.type.shape, v.type.dtype)), current_builder()))
+                       for v in n.outputs)
+            continue
         outs = bind(n.op, *[env[v] for v in n.inputs], regions=[r.clone() for r in n.regions], **n.attrs)
         env.update(zip(n.outputs, outs if isinstance(outs, tuple) else (outs,)))
     return [env[v] for v in region.outputs]
@@ -189,7 +194,7 @@ def vjp_region(region, seeded, wrt, name):
     with tracing(builder):
         primals = [Tracer(builder.graph.add_input(v.type), builder) for v in region.inputs]
         cts = [Tracer(builder.graph.add_input(region.outputs[k].type), builder) for k in seeded]
-        outs = _inline(region, primals)
+        outs = _inline(region, primals, effects=False)
         first = 0
         seeds = {}
         for k, ct in zip(seeded, cts):
