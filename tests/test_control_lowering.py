@@ -1,0 +1,149 @@
+"""Loops and branches through the pipeline and the CPU backend: what the generated code does
+(graphc/backend/control.py), the passes inside bodies, export, symbolic sizes, effects.
+(tests/test_control_flow.py checks values, gradients and errors of the public functions.)"""
+from __future__ import annotations
+
+import os
+import re
+
+import numpy as np
+import pytest
+
+import graphc as gc
+
+RNG = np.random.default_rng(7)
+W = RNG.standard_normal((3, 3)) * 0.3
+U = RNG.standard_normal((5, 3)) * 0.3
+
+
+def rnn(h0, xs):
+    def cell(h, x):
+        h = np.tanh(h @ W + x @ U)
+        return h, h
+    return gc.scan(cell, h0, xs)
+
+
+def descend(x0, lr):
+    def step(i, x):
+        return x - lr * gc.gradient(np.sum(100.0 * (x[1:] - x[:-1] ** 2) ** 2 + (1 - x[:-1]) ** 2), x)
+    return gc.fori_loop(0, 50, step, x0)
+
+
+def _entry_lines(source):
+    body = source.split("def entry(")[1]
+    return body.split("\n@njit")[0].splitlines()
+
+
+def test_the_loop_is_a_loop_and_its_buffers_are_made_before_it():
+    f = gc.trace(descend)
+    x0 = np.array([-1.0, 1.5, 0.5])
+    got = f(x0, 1e-3)
+    x = x0.copy()
+    for _ in range(50):
+        x = x - 1e-3 * gc.grad(lambda v: np.sum(100.0 * (v[1:] - v[:-1] ** 2) ** 2 + (1 - v[:-1]) ** 2))(x)
+    np.testing.assert_allclose(got, x, rtol=1e-12)
+    lines = _entry_lines(f.source)
+    loop = next(k for k, ln in enumerate(lines) if re.match(r"\s+for t_\d+ in range\(50\):", ln))
+    depth = len(lines[loop]) - len(lines[loop].lstrip())
+    inside = [ln for ln in lines[loop + 1:] if len(ln) - len(ln.lstrip()) > depth or not ln.strip()]
+    assert not any("empty_c(" in ln or "zeros_c(" in ln for ln in inside), "an allocation per step"
+    assert sum("empty_c(" in ln for ln in lines[:loop]) >= 2  # the carry's and the body's buffers
+
+
+def test_compile_time_does_not_grow_with_the_trip_count():
+    """The generated source for 3 and for 3000 steps differs only in the trip count."""
+    sources = []
+    for n in (3, 3000):
+        f = gc.trace(lambda x, n=n: gc.fori_loop(0, n, lambda i, v: np.sin(v) * 0.5 + 0.1, x))
+        f(np.ones(4))
+        sources.append(f.source)
+    assert len(sources[0].splitlines()) == len(sources[1].splitlines())
+    assert sources[0].replace("range(3)", "range(3000)").replace("stop=3)", "stop=3000)") == sources[1]
+
+
+def test_passes_run_inside_bodies_and_invariants_move_out():
+    def f(x, w, lr):
+        def body(i, v):
+            return np.tanh(v @ w.T) * (lr * 2.0) + 1.0
+        return gc.fori_loop(0, 4, body, x)
+
+    tf = gc.trace(f)
+    args = (RNG.standard_normal((2, 3)), W, 0.5)
+    np.testing.assert_allclose(tf(*args), f(*args), rtol=1e-12)
+    graph = tf.lower(*args).graph
+    loop = next(n for n in graph.nodes if n.op == "fori_loop")
+    assert {"transpose", "mul"} <= {n.op for n in graph.nodes}  # moved out: w.T, lr * 2.0
+    body_ops = [n.op for n in loop.regions[0].nodes]
+    assert "transpose" not in body_ops and body_ops.count("fused") == 1 and "tanh" not in body_ops
+
+
+def test_small_and_large_carries_swapped_passed_through_and_duplicated():
+    def f(a, b, big):
+        def body(i, c):
+            x, y, z, _ = c
+            return y, x + 1.0, np.tanh(z) + i, z  # swap two carries, a large one, a passed-through one
+        return gc.fori_loop(0, 5, body, (a, b, big, big))
+
+    args = (np.zeros(3), np.ones(3), RNG.standard_normal((40, 40)))
+    for got, want in zip(gc.trace(f)(*args), f(*args)):
+        np.testing.assert_allclose(got, want, rtol=1e-12)
+
+
+def test_a_loop_never_writes_or_returns_its_operands():
+    x = np.arange(4.0)
+    keep = x.copy()
+    for fn in (lambda v: gc.fori_loop(0, 0, lambda i, c: c, v),
+               lambda v: gc.fori_loop(0, 3, lambda i, c: c, v),
+               lambda v: gc.while_loop(lambda c: c[0][0] > 10, lambda c: c, (v, v))[1],
+               lambda v: gc.cond(v[0] < 1, lambda a: a, lambda a: a * 2, v),
+               lambda v: gc.scan(lambda c, t: (c, t), v, v)[1]):
+        for mode in ("eager", "never"):
+            out = gc.trace(fn, compile=mode)(x)
+            assert not np.shares_memory(out, x)
+            out[...] = -1
+            np.testing.assert_array_equal(x, keep)
+
+
+def test_a_print_in_a_body_runs_every_step_once_even_when_differentiated(capfd):
+    def f(x):
+        def body(i, v):
+            gc.print("step {}", i)
+            return np.sin(v)
+        return np.sum(gc.fori_loop(0, 3, body, x))
+
+    value, grad = gc.trace(gc.value_and_grad(f))(np.ones(2))
+    assert capfd.readouterr().out.split("\n")[:3] == ["step 0", "step 1", "step 2"]
+    _, unused = gc.trace(lambda x: (x * 2, gc.fori_loop(0, 2, lambda i, v: (gc.print("{}", i), v)[1], x)))(np.ones(1))
+    assert capfd.readouterr().out.split() == ["0", "1"]  # (its result unused: the loop still runs)
+    np.testing.assert_allclose(grad, np.cos(np.sin(np.sin(np.ones(2)))) * np.cos(np.sin(np.ones(2))) * np.cos(1.0))
+
+
+def test_a_symbolic_length_compiles_once_for_every_length():
+    f = gc.trace(lambda h0, xs: np.sum(rnn(h0, xs)[1], axis=0), dynamic={"xs": {0: "T"}})
+    for t in (3, 7, 2, 11):
+        h0, xs = RNG.standard_normal((2, 3)), RNG.standard_normal((t, 2, 5))
+        np.testing.assert_allclose(f(h0, xs), np.sum(rnn(h0, xs)[1], axis=0), rtol=1e-12)
+    assert "length=T" in str(f.template(h0, xs))
+
+
+def test_export_round_trip_and_onnx_refusal(tmp_path):
+    f = gc.trace(rnn)
+    args = (RNG.standard_normal((2, 3)), RNG.standard_normal((4, 2, 5)))
+    path = os.fspath(tmp_path / "rnn.gcx")
+    gc.save(f, path, *args, dynamic=False)
+    loaded = gc.load(path)
+    for got, want in zip(loaded(*args), rnn(*args)):
+        np.testing.assert_allclose(got, want, rtol=1e-12)
+    with pytest.raises(gc.ExportError, match="scan"):
+        gc.onnx.export(f, os.fspath(tmp_path / "rnn.onnx"), *args, dynamic_batch=False)
+
+
+def test_scan_ys_may_hold_none():
+    def f(h, xs):
+        return gc.scan(lambda c, x: (c + x, (c, None)), h, xs)
+
+    args = (np.ones(3), RNG.standard_normal((4, 3)))
+    (c, (ys, nothing)), (c2, (ys2, _)) = gc.trace(f)(*args), f(*args)
+    assert nothing is None
+    np.testing.assert_allclose(c, c2, rtol=1e-12)
+    np.testing.assert_allclose(ys, ys2, rtol=1e-12)
