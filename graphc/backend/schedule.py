@@ -23,6 +23,7 @@ takes no arithmetic or ordering), which ends the generic attempt: never code wro
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -44,6 +45,8 @@ from graphc.ops.fused import REDUCTIONS, subgraph
 # for LANE_FLUSH elements (16 per lane, as NumPy's pairwise leaves), then fold them into
 # float64 lanes.
 LANES = 64
+# a line making a scratch array (Emitter.scratch: accumulators, lanes), always filled before use
+_SCRATCH = re.compile(r"^\s*\w+ = empty_c\(")
 ROW_FLUSH = 16  # memory-order float32 sums: rows added into float32 partials per float64 fold
 LANE_MIN = 32
 LANE_FLUSH = 16 * LANES
@@ -448,8 +451,13 @@ def emit_group(em: Emitter, node: Node, sub: Graph, standalone: bool = False):
         finish(kidx)
         k.close_loops(len(kept))
     if inline:
-        em.lines += k.lines
-        em.line_nodes += [em.node] * len(k.lines)
+        lines = k.lines
+        if em.hoist:  # in a loop body: the group's scratch arrays are made once, before the loop
+            for line in [ln for ln in lines if _SCRATCH.match(ln)]:
+                em.hoisted_line(line.strip())
+            lines = [ln for ln in lines if not _SCRATCH.match(ln)]
+        em.lines += lines
+        em.line_nodes += [em.node] * len(lines)
         em._tmp = k._tmp
         em.imports |= k.imports
         return
@@ -829,8 +837,9 @@ def emit_arg_reduction(em: Emitter, node: Node, data):
     lead, nest, inner = order
     ishape = tuple(shape[d] for d in inner)
     acc, best = em.tmp("acc"), em.tmp("best")
-    em.line(f"{acc} = {em.scratch(ishape, dtype)}")
-    em.line(f"{best} = {em.scratch(ishape, 'int64')}")
+    put = em.hoisted_line if em.hoist else em.line  # (in a loop body: made once, before the loop)
+    put(f"{acc} = {em.scratch(ishape, dtype)}")
+    put(f"{best} = {em.scratch(ishape, 'int64')}")
     with em.loops([shape[d] for d in lead]) as lidx:
         em.line(f"{acc}[...] = {start}")
         em.line(f"{best}[...] = 0")
