@@ -21,16 +21,19 @@ Two parts, in one run:
      reference in float64).
 
    ``graphc (unrolled)`` and ``jax.jit (unrolled)`` (the same functions with a Python loop, traced
-   into one graph of T copies of the step) run only when named with ``--backends``: compiling the
-   unrolled 100-step descent in graphc took ~145 s when issue 16 was filed.
+   into one graph of T copies of the step) run only when named with ``--backends``; limit them
+   to short cases (``--cases T=25``): graphc's unrolled RNN gradient takes ~60 s to compile at
+   T=100, and JAX's unrolled 100-step descent ~77 s (RESULTS.md).
 
-2. **Compile time** (``--compile``, on by default; ``--no-compile`` skips it): the time to the
+2. **Compile time** (``--no-compile`` skips it, ``--compile-only`` runs only it): the time to the
    first result of a fresh process per figure (graphc with an empty ``GRAPHC_CACHE_DIR``; Numba
    with ``cache=False``; JAX has no persistent cache unless configured), after the imports
    (reported apart), and the process's CPU time. For the descent and the RNN at each T, for
    graphc, numba and jax.jit; then the unrolled versions at growing trip counts (descent
-   ``--unrolled-steps``, RNN ``--unrolled-T``: small by default, since graphc's unrolled compile
-   grows with the trip count), to show that the loop's compile time does not.
+   ``--unrolled-steps``, default 10-100; RNN ``--unrolled-T``, default 5-100: the unrolled
+   compile grows with the trip count, the unrolled RNN at T=100 alone takes ~1.5 minutes for
+   graphc and JAX together), to show that the loop's compile time does not. ``--quick`` keeps
+   the first size of each list.
 
 graphc runs compiled (``GRAPHC_COMPILE=eager``, set unless the environment says otherwise).
 ``GRAPHC_COMPILE=never`` runs graphc in its NumPy interpreter instead (to check the script
@@ -57,9 +60,8 @@ import sys
 import tempfile
 import time
 
-import numpy as np
-
 import harness
+import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -73,7 +75,7 @@ RNN_T = (25, 100, 400)
 CASES = [{"task": "descent", "steps": STEPS, "dtype": "float64"}] + \
     [{"task": "rnn", "T": t, "batch": BATCH, "hidden": HIDDEN, "dtype": "float32"} for t in RNN_T]
 COMPILE_BACKENDS = ("graphc", "numba", "jax.jit", "graphc (unrolled)", "jax.jit (unrolled)")
-UNROLLED_STEPS, UNROLLED_T = (5, 10, 20), (5, 10, 25)
+UNROLLED_STEPS, UNROLLED_T = (10, 25, 50, 100), (5, 10, 25, 50, 100)
 
 
 # -- the functions, written once per library ---------------------------------------------------
@@ -400,15 +402,16 @@ def _fmt(r: dict) -> str:
     if "error" in r:
         return f"error: {r['error'][:80]}"
     wrong = "" if r["ok"] else f" WRONG (rel. error {r['rel_err']:.2g})"
-    return f"{harness.fmt_time(r['first_s'])} ({harness.fmt_time(r['cpu_s'])} CPU){wrong}"
+    nodes = f", {r['nodes']} nodes" if r.get("nodes") else ""
+    return f"{harness.fmt_time(r['first_s'])} ({harness.fmt_time(r['cpu_s'])} CPU{nodes}){wrong}"
 
 
 def compile_markdown(res: dict) -> str:
     mode = res["graphc_compile"]
-    lines = [f"# Loops: time to the first result, a fresh process each (GRAPHC_COMPILE={mode})", "",
-             f"load average {res['load_start'][0]:.2f} at start, {res['load_end'][0]:.2f} at end; "
-             "wall time (process CPU time) of build + first call, after the imports; graphc with an "
-             "empty cache directory", ""]
+    note = (f"load average {res['load_start'][0]:.2f} at start, {res['load_end'][0]:.2f} at end; "
+            "wall time (process CPU time; graphc: top-level nodes of the graph) of build + first call, "
+            "after the imports; graphc with an empty cache directory")
+    lines = [f"# Loops: time to the first result, a fresh process each (GRAPHC_COMPILE={mode})", "", note, ""]
     for section, title in (("loop", "The loops (one node, compiled once)"),
                            ("unrolled", "Unrolled (a Python loop traced into one graph)")):
         rows = [r for r in res["rows"] if r["section"] == section]
@@ -444,6 +447,8 @@ def _compile_targets(res: dict) -> list[str]:
         r = hi["first_s"] / lo["first_s"]
         lines.append(f"- graphc RNN compile T={RNN_T[-1]} / T={RNN_T[0]} = {r:.2f}x (target <= 1.3x): "
                      f"{'met' if r <= 1.3 else 'MISSED'}")
+    if lines and res.get("graphc_compile") == "never":
+        lines.append("- (graphc ran in its NumPy interpreter: GRAPHC_COMPILE=never; nothing was compiled)")
     return (["Targets (issue 16), compile time:", ""] + lines) if lines else []
 
 
@@ -470,7 +475,7 @@ def main(argv=None):
     if "-h" in rest or "--help" in rest:
         ap.print_help()
         print("\nthe run-time part's options (harness.py):")
-    ints = lambda s: [int(v) for v in s.split(",") if v]  # noqa: E731
+    ints = lambda s: [int(v) for v in s.split(",") if v]
     opts.compile_backends = [b for b in opts.compile_backends.split(",") if b]
     opts.unrolled_steps, opts.unrolled_T, opts.rnn_T = ints(opts.unrolled_steps), ints(opts.unrolled_T), ints(opts.rnn_T)
     if opts.quick:
