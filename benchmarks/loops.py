@@ -476,7 +476,7 @@ def _compile_targets(res: dict) -> list[str]:
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0], add_help=False)
+    ap = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()), add_help=False)
     ap.add_argument("--compile-child", nargs=2, help=argparse.SUPPRESS)
     ap.add_argument("--no-compile", action="store_true", help="skip the compile-time part")
     ap.add_argument("--compile-only", action="store_true", help="only the compile-time part")
@@ -488,9 +488,10 @@ def main(argv=None):
                     help="sequence lengths of the unrolled RNN (compile time; '' = none)")
     ap.add_argument("--rnn-T", default=",".join(map(str, RNN_T)), help="RNN lengths of the compile-time part")
     ap.add_argument("--repeat", type=int, default=1, help="fresh processes per compile figure (median)")
-    ap.add_argument("--compile-timeout", type=float, default=900)
-    ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--out", default=harness.RESULTS_DIR)
+    ap.add_argument("--compile-timeout", type=float, default=900, help="seconds allowed per compile figure")
+    ap.add_argument("--quick", action="store_true",
+                    help="smoke run: the harness's --quick, and the first size of each compile-time list")
+    ap.add_argument("--out", default=harness.RESULTS_DIR, help="directory of the results (JSON and markdown)")
     opts, rest = ap.parse_known_args(argv)
     if opts.compile_child:
         print(json.dumps(compile_child(opts.compile_child[0], json.loads(opts.compile_child[1]))))
