@@ -1,7 +1,6 @@
 """The autodiff examples run as a newcomer would run them, and print what they promise."""
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
 import subprocess
@@ -10,14 +9,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
-# Until the CPU lowering of gc.fori_loop/scan/while_loop/cond (graphc/backend/control.py,
-# issue 16) is merged, graphs with loops run only in the NumPy interpreter: the examples that
-# use them run with GRAPHC_COMPILE=never until then, compiled (the suite's default) after.
-LOOPS_COMPILE = {} if importlib.util.find_spec("graphc.backend.control") else {"GRAPHC_COMPILE": "never"}
 
 
-def run_example(name, *args, cwd, env=None):
-    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""), **(env or {}))
+def run_example(name, *args, cwd):
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     proc = subprocess.run([sys.executable, str(EXAMPLES / name), *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=300, check=False)
     assert proc.returncode == 0, f"{name} failed:\n{proc.stdout}\n{proc.stderr}"
@@ -26,7 +21,7 @@ def run_example(name, *args, cwd, env=None):
 
 def test_rosenbrock_example(tmp_path):
     out_png = tmp_path / "rosenbrock.png"
-    out = run_example("rosenbrock.py", "--out", str(out_png), cwd=tmp_path, env=LOOPS_COMPILE)
+    out = run_example("rosenbrock.py", "--out", str(out_png), cwd=tmp_path)
     assert "grad f(2, 2) = [18. -4.]" in out
     rows = {}
     for line in out.splitlines():

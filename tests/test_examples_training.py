@@ -1,5 +1,4 @@
 """The training examples run end to end (short runs; train_digits needs the 'examples' extra)."""
-import importlib.util
 import os
 import re
 import subprocess
@@ -8,16 +7,11 @@ import sys
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# Until the CPU lowering of gc.scan & co. (graphc/backend/control.py, issue 16) is merged, graphs
-# with loops run only in the NumPy interpreter: the examples using them run with
-# GRAPHC_COMPILE=never until then, compiled (the suite's default) after.
-LOOPS_COMPILE = {} if importlib.util.find_spec("graphc.backend.control") else {"GRAPHC_COMPILE": "never"}
 
 
-def _run(script, *args, env=None):
+def _run(script, *args):
     done = subprocess.run([sys.executable, os.path.join(ROOT, "examples", script), *args],
-                          capture_output=True, text=True, timeout=600, cwd=ROOT, check=False,
-                          env=dict(os.environ, **env) if env else None)
+                          capture_output=True, text=True, timeout=600, cwd=ROOT, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
     return done.stdout
 
@@ -36,7 +30,7 @@ def test_train_digits_runs(tmp_path):
 
 def test_rnn_example_trains_and_continues_waves(tmp_path):
     plot = tmp_path / "rnn_loss.png"
-    out = _run("rnn.py", "--epochs", "4", "--sequences", "256", "--plot", str(plot), env=LOOPS_COMPILE)
+    out = _run("rnn.py", "--epochs", "4", "--sequences", "256", "--plot", str(plot))
     losses = [float(v) for v in re.findall(r"epoch +\d+  train loss ([\d.]+)", out)]
     assert len(losses) == 4 and losses[-1] < 0.2 * losses[0], out
     m = re.search(r"continuation of 40 steps on 8 unseen waves: RMS error ([\d.]+) "
