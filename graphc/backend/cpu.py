@@ -149,6 +149,8 @@ def emit_nodes(em: Emitter, graph: Graph):
             control.emit(em, node, emit_nodes)
         elif op.reduction is not None:
             schedule.emit_reduction(em, node)
+        elif op.emit is None:
+            raise CompileError(f"the CPU backend cannot lower op {node.op} (at {node.loc}): it has no emitter")
         else:
             op.emit(em, node)
         if top:
