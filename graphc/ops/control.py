@@ -441,7 +441,7 @@ def _finish(child, leaves, types, what, paths):
     return child
 
 
-def _leaf_type(leaf, child=None) -> TensorType:
+def _leaf_type(leaf) -> TensorType:
     return leaf.value.type if isinstance(leaf, Tracer) else type_of(leaf)
 
 
@@ -459,51 +459,48 @@ def _describe(tree) -> str:
     return {"tuple": f"({inner})", "list": f"[{inner}]"}.get(kind, f"{kind}({inner})")
 
 
-def _carry_body(fn, name, what, carry: _Leaves, extra_inputs, extra_weak, make_args, n_extra_out=0):
-    """Trace a loop body whose first outputs are the carry; a Python number in the carry that
-    comes back with another dtype takes that dtype (traced once more). Returns the region
-    builder, the carry types, and the output leaves beyond the carry."""
+def _carry_body(fn, name, what, carry: _Leaves, extra_inputs, extra_weak, make_args, pair=False):
+    """Trace a loop body whose outputs are its carry (``pair``: a scan's ``(carry, y)``); a Python
+    number in the carry that comes back with another dtype takes that dtype (the body is traced
+    once more). Returns the region builder, the carry's types and weak flags, its output leaves,
+    and the y leaves with their tree (a scan's; else ``([], None)``)."""
     types, weak = list(carry.types), list(carry.weak)
     for attempt in range(2):
         inputs = extra_inputs[0] + types + extra_inputs[1]
         flags = extra_weak[0] + weak + extra_weak[1]
         child, leaves, tree = _trace_region(fn, name, what, inputs, flags, make_args)
-        carry_leaves, rest = _split_out(what, leaves, tree, carry.tree, n_extra_out)
+        carry_leaves, rest = _split_out(what, leaves, tree, carry.tree, pair)
         retry = False
         for k, leaf in enumerate(carry_leaves):
-            got = leaf.value.type if isinstance(leaf, Tracer) else type_of(leaf)
-            if weak[k] and got != types[k] and got.shape == types[k].shape and not (isinstance(leaf, Tracer) and leaf.weak):
-                types[k], weak[k], retry = got, False, True
+            got = _leaf_type(leaf)
+            if weak[k] and got != types[k] and got.shape == types[k].shape:
+                # a Python number in the carry takes the type of an array the body makes of it
+                # ((x, np.inf) with x float32: float32), or of a wider number (0 -> 0.5: a float);
+                # a narrower number coming back is cast to the carry instead (_finish)
+                new = got.dtype if not is_weak(leaf) else np.promote_types(types[k].dtype, got.dtype).name
+                if new != types[k].dtype:
+                    types[k], weak[k], retry = TensorType(types[k].shape, new), is_weak(leaf), True
         if not retry or attempt:
             return child, types, weak, carry_leaves, rest
+        child.finished = True  # (abandoned: traced again with the carry's new dtypes)
     raise AssertionError("unreachable")
 
 
-def _split_out(what, leaves, tree, carry_tree, n_extra):
+def _split_out(what, leaves, tree, carry_tree, pair):
     """The body's outputs: the carry's leaves (checked against its structure) and the rest."""
-    if n_extra is None:  # a scan body: (carry, y)
+    if pair:  # a scan body: (carry, y)
         if not (tree != pytree.LEAF and tree[0] in ("tuple", "list") and len(tree[1]) == 2):
             raise TraceError(f"{what} must return a pair (carry, y), got {_describe(tree)} (at {user_line()})")
         c_tree, y_tree = tree[1]
         _check_tree(what + " (its carry)", c_tree, carry_tree)
-        n_c = len(_count(c_tree))
+        n_c = _n_leaves(c_tree)
         return leaves[:n_c], (leaves[n_c:], y_tree)
     _check_tree(what, tree, carry_tree)
     return leaves, ([], None)
 
 
-def _count(tree) -> list:
-    leaves = []
-    _count_into(tree, leaves)
-    return leaves
-
-
-def _count_into(tree, out):
-    if tree == pytree.LEAF:
-        out.append(None)
-        return
-    for t in tree[-1]:
-        _count_into(t, out)
+def _n_leaves(tree) -> int:
+    return 1 if tree == pytree.LEAF else sum(_n_leaves(t) for t in tree[-1])
 
 
 def _node(op, operands, regions, **attrs) -> list:
@@ -671,9 +668,9 @@ def scan(f, init, xs=None, length=None, reverse=False, *, remat=False):
         return c, x
 
     child, types, weak, leaves, (y_all, y_tree) = _carry_body(
-        f, "body", what, carry, ([], x_types), ([], x_weak), make_args, n_extra_out=None)
+        f, "body", what, carry, ([], x_types), ([], x_weak), make_args, pair=True)
     y_leaves = [y for y in y_all if y is not None]  # (a None in y stays None: nothing stacked)
-    y_types = [_leaf_type(y, child) for y in y_leaves]
+    y_types = [_leaf_type(y) for y in y_leaves]
     y_paths = [p for p, y in zip(pytree.leaf_paths(pytree.unflatten(y_tree, y_all), "y"), y_all) if y is not None]
     _finish(child, leaves + y_leaves, types + y_types, what, carry.paths + y_paths)
     (region,), outer = _close([child], len(types) + len(x_types))
@@ -775,7 +772,7 @@ def cond(pred, true_fun, false_fun, *operands):
                          f"{_describe(f_tree)} (at {user_line()})")
     types, weak = [], []
     for a, b in zip(t_leaves, f_leaves):
-        ta, tb = _leaf_type(a, t_child), _leaf_type(b, f_child)
+        ta, tb = _leaf_type(a), _leaf_type(b)
         wa, wb = is_weak(a), is_weak(b)
         types.append(ta if (ta == tb or wb or not wa) else tb)
         weak.append(wa and wb)
