@@ -44,6 +44,7 @@ before the loops' CPU lowering exists; those graphc figures are the interpreter'
     python benchmarks/loops.py                          # everything: run times, then compile times
     python benchmarks/loops.py --quick --no-machine     # a smoke run (~2 minutes)
     python benchmarks/loops.py --no-compile --backends graphc,numba,jax.jit --cases task=rnn
+    python benchmarks/loops.py --threads 1 --no-compile  # every peer on one thread (a busy or 2-core machine)
     python benchmarks/loops.py --compile-only --compile-backends "graphc,graphc (unrolled)" --unrolled-steps 5,10,20
     GRAPHC_COMPILE=never python benchmarks/loops.py --quick --no-machine   # graphc interpreted
 
@@ -492,6 +493,9 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true",
                     help="smoke run: the harness's --quick, and the first size of each compile-time list")
     ap.add_argument("--out", default=harness.RESULTS_DIR, help="directory of the results (JSON and markdown)")
+    ap.add_argument("--threads", type=int, help="pin every peer's libraries to this many threads (BLAS, "
+                    "OpenMP, Numba, XLA): on a small or busy machine OpenBLAS's spinning threads fight the "
+                    "other pools and dominate the RNN's times")
     opts, rest = ap.parse_known_args(argv)
     if opts.compile_child:
         print(json.dumps(compile_child(opts.compile_child[0], json.loads(opts.compile_child[1]))))
@@ -506,6 +510,11 @@ def main(argv=None):
         opts.unrolled_steps, opts.unrolled_T, opts.rnn_T = opts.unrolled_steps[:1], opts.unrolled_T[:1], opts.rnn_T[:1]
     # the workers import graphc from this checkout
     os.environ["PYTHONPATH"] = ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")
+    if opts.threads:  # (the workers inherit the environment)
+        n = str(opts.threads)
+        os.environ.update(OPENBLAS_NUM_THREADS=n, OMP_NUM_THREADS=n, MKL_NUM_THREADS=n, NUMBA_NUM_THREADS=n)
+        if opts.threads == 1:
+            os.environ["XLA_FLAGS"] = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
     if not opts.compile_only:
         harness.main(sys.modules[__name__], rest + (["--quick"] if opts.quick else []) + ["--out", opts.out])
     if not opts.no_compile:
