@@ -1,0 +1,921 @@
+"""Loops and branches (issue 16): gc.fori_loop, gc.scan, gc.while_loop and gc.cond.
+
+* Values: every program here is written once against a namespace of loop functions (``lp``)
+  and run twice: with graphc's (``GC``: one node per loop, traced) and with plain Python
+  loops and ifs run eagerly on NumPy arrays (``PY``), which is the first rule's reference.
+  Each group of programs is one traced function, checked under both compile modes
+  (``never``: the NumPy interpreter; ``eager``: compiled), one compile per group.
+* Gradients: check_grads(order=2) in float64, and gradients of a loop against the gradient
+  of the same program unrolled by Python (``PY`` traced), including ``loss.backward()``.
+* Bad input: each error is graphc's, names the construct and the user's line.
+* The IR: printed graphs parse back and verify; a loop is one node whatever its trip count.
+"""
+from __future__ import annotations
+
+import functools
+import os
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+import graphc as gc
+from graphc import ir, nn, optim, pytree
+from graphc.ops import registry
+from graphc.state import State
+from graphc.testing import check_grads
+from conftest import Case, _combined, assert_same, check_group, dynamic_leaves, flat_outputs, raw_graph
+
+THIS_FILE = os.path.basename(__file__)
+MODES = ["never", "eager"]  # compile= of gc.trace: the NumPy interpreter, and compiled code
+R = np.random.default_rng(16)
+
+
+def rand(shape, dtype=np.float64, scale=1.0):
+    return (scale * R.standard_normal(shape)).astype(dtype)
+
+
+# -- the reference: the same code with Python loops and ifs ---------------------------------
+def py_fori(lower, upper, body, val):
+    for i in range(lower, upper):
+        val = body(i, val)
+    return val
+
+
+def py_scan(f, carry, xs=None, length=None, reverse=False):
+    leaves, tree = pytree.flatten(xs) if xs is not None else ([], None)
+    n = length if xs is None else len(leaves[0])
+    ys = [None] * n
+    for t in (range(n - 1, -1, -1) if reverse else range(n)):
+        x = pytree.unflatten(tree, [leaf[t] for leaf in leaves]) if xs is not None else None
+        carry, ys[t] = f(carry, x)
+    if ys and ys[0] is None:
+        return carry, None
+    y_leaves = [pytree.flatten(y)[0] for y in ys]
+    y_tree = pytree.flatten(ys[0])[1]
+    return carry, pytree.unflatten(y_tree, [np.stack([y[k] for y in y_leaves]) for k in range(len(y_leaves[0]))])
+
+
+def py_while(cond_fun, body_fun, val):
+    while cond_fun(val):
+        val = body_fun(val)
+    return val
+
+
+def py_cond(pred, true_fun, false_fun, *operands):
+    return true_fun(*operands) if pred else false_fun(*operands)
+
+
+GC = SimpleNamespace(fori_loop=gc.fori_loop, scan=gc.scan, while_loop=gc.while_loop, cond=gc.cond)
+PY = SimpleNamespace(fori_loop=py_fori, scan=py_scan, while_loop=py_while, cond=py_cond)
+
+
+def program_case(name, program, *args, tol=None):
+    """``program(GC, *args)`` traced against ``program(PY, *args)`` run eagerly."""
+    return Case(name, functools.partial(program, GC), args, ref=functools.partial(program, PY), tol=tol)
+
+
+# -- programs: fori_loop ---------------------------------------------------------------------
+def fori_descent(lp, x, w):
+    """A closure's tracer (w) and Python floats read inside the body."""
+    return lp.fori_loop(0, 8, lambda i, c: c - 0.1 * (c - w) * np.tanh(c), x)
+
+
+def fori_index_arithmetic(lp, x):
+    """The index is a Python int: float32 * i stays float32, i / 4 is a weak float."""
+    def body(i, c):
+        return c * 0.5 + c * i + i / 4 + (i % 3) * c - i // 2
+    return lp.fori_loop(2, 7, body, x)
+
+
+def fori_index_into_array(lp, table):
+    """The index reads a row of an array (dynamic indexing)."""
+    return lp.fori_loop(0, table.shape[0], lambda i, c: c * 0.5 + table[i], np.zeros_like(table[0]))
+
+
+def fori_pytree_carry(lp, x, y):
+    """Dicts, nested tuples, and Python numbers in the carry (0.0 takes x's dtype, 0 stays an int)."""
+    def body(i, carry):
+        d, n = carry
+        a, (b, s) = d["a"], d["b"]
+        return {"a": a * 0.9 + b.sum(), "b": (b - a.mean(), s + a.sum())}, n + i
+    return lp.fori_loop(0, 4, body, ({"a": x, "b": (y, 0.0)}, 0))
+
+
+def fori_zero_trip(lp, x):
+    """Zero-trip loops return their init (as copies); a Python float the body keeps a float."""
+    def body(i, c):
+        return c * 2 + i
+    return (lp.fori_loop(5, 5, body, x), lp.fori_loop(5, 2, body, x),
+            lp.fori_loop(3, 3, lambda i, c: (c[0] * 3, c[1] + 1.0), (x, 1.5)))
+
+
+def fori_scalar(lp, s):
+    return lp.fori_loop(0, 5, lambda i, c: c * c * 0.5 + 0.1, s)
+
+
+def fori_size1_and_empty(lp, one, empty):
+    return lp.fori_loop(0, 3, lambda i, c: (c[0] + 1, c[1] * 2 + i), (one, empty))
+
+
+def fori_special_values(lp, x):
+    """inf, -inf, nan and -0.0 go through the loop as NumPy takes them."""
+    return lp.fori_loop(0, 3, lambda i, c: np.minimum(c * 0.5, c) - 0.0 * i, x)
+
+
+def fori_traced_bounds(lp, x, n):
+    """Traced bounds (a while_loop inside): n - 3 .. n, 1 .. n, and n .. 2 (zero trips)."""
+    def body(i, c):
+        return c * 0.5 + i
+    return lp.fori_loop(n - 3, n, body, x), lp.fori_loop(1, n, body, x), lp.fori_loop(n, 2, body, x)
+
+
+def fori_integer_carry(lp, k):
+    return lp.fori_loop(0, 6, lambda i, c: c * i + 1, k)
+
+
+# -- programs: scan ------------------------------------------------------------------------------
+def scan_rnn(lp, h0, xs, w):
+    """A matmul against a closure's tracer; ys are per-step sums."""
+    return lp.scan(lambda h, x: (np.tanh(h @ w + x), h.sum()), h0, xs)
+
+
+def scan_reverse(lp, xs):
+    return lp.scan(lambda c, x: (c * 0.5 + x, c * x), np.zeros_like(xs[0]), xs, reverse=True)
+
+
+def scan_without_xs(lp, x):
+    return lp.scan(lambda c, _: (c * 0.5 + 1, c), x, length=4)
+
+
+def scan_pytrees(lp, xs, ys):
+    """xs a dict of a tuple; ys a dict of a tuple; the carry a tuple with a Python float."""
+    def body(carry, x):
+        c, s = carry
+        a, (b, b2) = x["a"], x["b"]
+        return (c + a * b, s + b2.sum()), {"y": (c * a, c.sum() + s), "z": b2}
+    return lp.scan(body, (np.zeros_like(xs[0]), 0.0), {"a": xs, "b": (ys, ys * 2)})
+
+
+def scan_integer_xs(lp, idx):
+    """A Python int carry meets int32 xs: NumPy 2 keeps int32."""
+    return lp.scan(lambda c, k: (c + k, c * k), 0, idx)
+
+
+def scan_length_one(lp, xs):
+    return lp.scan(lambda c, x: (c * x, c + x), xs[0] * 0 + 1, xs[:1], reverse=True)
+
+
+def scan_empty_rows(lp, xs):
+    """Rows with an empty dimension."""
+    return lp.scan(lambda c, r: (c + r.sum(), r * 2), xs.sum() * 0, xs)
+
+
+def scan_reads_index(lp, table):
+    """xs is an int64 range, used as an index into an array read from outside."""
+    return lp.scan(lambda c, k: (c * 0.5 + table[k], c), np.zeros_like(table[0]), np.arange(table.shape[0]))
+
+
+# -- programs: while_loop ------------------------------------------------------------------------
+def while_newton_sqrt(lp, a):
+    """The issue's pattern: (x0, np.inf) with a Python number that becomes an array's dtype."""
+    def body(state):
+        x, _ = state
+        new = 0.5 * (x + a / x)
+        return new, np.abs(new - x).max()
+    tol = 1e-3 if a.dtype == np.float32 else 1e-10
+    return lp.while_loop(lambda s: s[1] > tol, body, (a + 1, np.inf))
+
+
+def while_zero_trip(lp, x):
+    return lp.while_loop(lambda c: c.sum() > 1e9, lambda c: c * 2, x)
+
+
+def while_counter(lp, x):
+    """A Python int counter and a dict carry."""
+    def body(state):
+        return {"i": state["i"] + 1, "x": state["x"] * 1.5 - state["i"]}
+    return lp.while_loop(lambda s: (s["i"] < 5) & (s["x"].sum() < 1e6), body, {"i": 0, "x": x})
+
+
+# -- programs: cond ------------------------------------------------------------------------------
+def _branches():
+    def true_fun(a, b):
+        return {"u": a * b, "v": (a.sum(), np.tanh(b))}
+
+    def false_fun(a, b):
+        return {"u": a - b, "v": (a.max(), b * 2)}
+    return true_fun, false_fun
+
+
+def cond_both_branches(lp, x, y):
+    """The same cond twice, one predicate true and the other false."""
+    t, f = _branches()
+    return lp.cond(x.sum() > y.sum(), t, f, x, y), lp.cond(x.sum() <= y.sum(), t, f, x, y)
+
+
+def cond_closures_only(lp, x):
+    """No operands: the branches read x from outside."""
+    return lp.cond(x.max() > 0, lambda: x * 2, lambda: -x), lp.cond(x.max() > 1e9, lambda: x * 2, lambda: -x)
+
+
+def cond_python_operand(lp, x):
+    return lp.cond(x[0] > x[-1], lambda a, k: a * k, lambda a, k: a + k, x, 2.5)
+
+
+def cond_returns_operand(lp, x, y):
+    return lp.cond(x.sum() > 0, lambda a, b: a, lambda a, b: b, x, y)
+
+
+# -- programs: nesting -----------------------------------------------------------------------------
+def fori_in_fori(lp, x, w):
+    def outer(i, c):
+        return lp.fori_loop(0, 3, lambda j, d: np.sin(d * w) + c * 0.1 * i + j, c)
+    return lp.fori_loop(0, 3, outer, x)
+
+
+def cond_in_fori(lp, x):
+    return lp.fori_loop(0, 5, lambda i, c: lp.cond(i % 2 == 0, lambda a: a * 2, lambda a: a - 1, c), x)
+
+
+def loops_in_cond(lp, x):
+    def true_fun(a):
+        return lp.fori_loop(0, 3, lambda i, c: c * 2, a)
+
+    def false_fun(a):
+        return lp.while_loop(lambda c: c.sum() < 100, lambda c: c + 7, a)
+    return lp.cond(x.sum() > 0, true_fun, false_fun, x), lp.cond(x.sum() <= 0, true_fun, false_fun, x)
+
+
+def scan_in_scan(lp, table):
+    """The inner body reads the outer carry (a value from two levels out: the table too)."""
+    def row(c, r):
+        inner, ys = lp.scan(lambda d, v: (d * 0.5 + v * c + table[0, 0], d), c, r)
+        return inner, ys
+    return lp.scan(row, table[0, 0] * 0 + 1, table)
+
+
+def while_in_scan(lp, xs):
+    def body(c, x):
+        halved = lp.while_loop(lambda v: np.abs(v).max() > 1, lambda v: v / 2, x + c)
+        return halved, halved.sum()
+    return lp.scan(body, np.zeros_like(xs[0]), xs)
+
+
+def scan_in_fori_with_cond(lp, xs):
+    def body(i, c):
+        c2, ys = lp.scan(lambda d, x: (lp.cond(d.sum() > 0, lambda: d * 0.5 + x, lambda: d + x), d), c, xs)
+        return c2 + ys.mean(0)
+    return lp.fori_loop(0, 2, body, np.zeros_like(xs[0]))
+
+
+def _groups():
+    groups = {"fori": [], "scan": [], "while": [], "cond": [], "nested": []}
+    for dt in (np.float32, np.float64):
+        n = np.dtype(dt).name
+        special = np.array([np.inf, -np.inf, np.nan, -0.0, 0.0, 1.5], dt)
+        groups["fori"] += [
+            program_case(f"descent_{n}", fori_descent, rand(5, dt), rand(5, dt)),
+            program_case(f"index_arithmetic_{n}", fori_index_arithmetic, rand((2, 3), dt)),
+            program_case(f"index_into_array_{n}", fori_index_into_array, rand((4, 3), dt)),
+            program_case(f"pytree_carry_{n}", fori_pytree_carry, rand(3, dt), rand(3, dt)),
+            program_case(f"zero_trip_{n}", fori_zero_trip, rand(3, dt)),
+            program_case(f"scalar_{n}", fori_scalar, np.asarray(0.7, dt)),
+            program_case(f"size1_and_empty_{n}", fori_size1_and_empty, rand((1, 1), dt), np.zeros((0, 3), dt)),
+            program_case(f"special_values_{n}", fori_special_values, special),
+            program_case(f"traced_bounds_{n}", fori_traced_bounds, rand(3, dt), np.int64(5)),
+        ]
+        groups["scan"] += [
+            program_case(f"rnn_{n}", scan_rnn, rand((2, 3), dt), rand((5, 2, 3), dt), rand((3, 3), dt, 0.5)),
+            program_case(f"reverse_{n}", scan_reverse, rand((4, 2), dt)),
+            program_case(f"without_xs_{n}", scan_without_xs, rand(3, dt)),
+            program_case(f"pytrees_{n}", scan_pytrees, rand((4, 2), dt), rand((4, 2), dt)),
+            program_case(f"length_one_{n}", scan_length_one, rand((3, 2), dt)),
+            program_case(f"empty_rows_{n}", scan_empty_rows, np.zeros((3, 0), dt)),
+            program_case(f"reads_index_{n}", scan_reads_index, rand((4, 2), dt)),
+        ]
+        groups["while"] += [
+            program_case(f"newton_sqrt_{n}", while_newton_sqrt, np.abs(rand(4, dt)) + 0.5),
+            program_case(f"zero_trip_{n}", while_zero_trip, rand(3, dt)),
+            program_case(f"counter_{n}", while_counter, rand(2, dt)),
+        ]
+        groups["cond"] += [
+            program_case(f"both_branches_{n}", cond_both_branches, rand(3, dt), rand(3, dt)),
+            program_case(f"closures_only_{n}", cond_closures_only, rand(3, dt)),
+            program_case(f"python_operand_{n}", cond_python_operand, np.array([2.0, -1.0], dt)),
+            program_case(f"python_operand_false_{n}", cond_python_operand, np.array([-2.0, 1.0], dt)),
+            program_case(f"returns_operand_{n}", cond_returns_operand, rand(3, dt), rand(3, dt)),
+        ]
+        groups["nested"] += [
+            program_case(f"fori_in_fori_{n}", fori_in_fori, rand(3, dt), rand(3, dt)),
+            program_case(f"cond_in_fori_{n}", cond_in_fori, rand(3, dt)),
+            program_case(f"loops_in_cond_{n}", loops_in_cond, np.abs(rand(3, dt)) + 0.1),
+            program_case(f"scan_in_scan_{n}", scan_in_scan, rand((3, 4), dt, 0.5)),
+            program_case(f"while_in_scan_{n}", while_in_scan, rand((4, 3), dt, 3)),
+            program_case(f"scan_in_fori_with_cond_{n}", scan_in_fori_with_cond, rand((3, 2), dt)),
+        ]
+    groups["fori"].append(program_case("integer_carry", fori_integer_carry, np.ones(3, np.int32)))
+    groups["scan"].append(program_case("integer_xs", scan_integer_xs, np.arange(1, 6, dtype=np.int32)))
+    return groups
+
+
+GROUPS = _groups()
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("group", list(GROUPS))
+def test_values_match_python_loops(group, mode):
+    """Each group is one traced function (one compile); each program's outputs have NumPy's
+    values, dtypes and shapes, compiled and interpreted (the interpreter runs the graph after
+    the passes)."""
+    cases = GROUPS[group]
+    traced = gc.trace(_combined(cases), compile=mode)
+    try:
+        check_group(cases, traced=traced)
+    except Exception:
+        if mode != "never":
+            raise
+        failures = []  # (cheap without compiling: name each failing program)
+        for c in cases:
+            try:
+                check_group([c], traced=gc.trace(_combined([c]), compile="never"))
+            except Exception as exc:  # noqa: BLE001 - reported below
+                failures.append(f"{c.name}: {type(exc).__name__}: {str(exc)[:500]}")
+        raise AssertionError(f"{len(failures)} of {len(cases)} programs fail:\n" + "\n".join(failures))
+    assert traced.signatures == 1
+
+
+def test_python_loops_are_the_reference_and_gc_functions_run_them_eagerly():
+    """Outside a trace the gc functions are the Python loops: the reference is what users
+    get eagerly too."""
+    for cases in GROUPS.values():
+        for c in cases:
+            got = flat_outputs(c.fn(*c.args))
+            want = flat_outputs(c.ref(*c.args))
+            assert len(got) == len(want), c.name
+            for k, (g, w) in enumerate(zip(got, want)):
+                assert_same(g, w, f"{c.name}[{k}] eager gc vs Python loops")
+
+
+# -- more values ---------------------------------------------------------------------------------
+def _aliasing_outputs(x, y):
+    return (gc.fori_loop(4, 4, lambda i, c: c * 2, x),           # zero trips
+            gc.fori_loop(0, 3, lambda i, c: c, x),               # the body returns its carry
+            gc.scan(lambda c, r: (c, r), x, y[:0])[0],           # a scan of length 0
+            gc.scan(lambda c, _: (c, c.sum()), x, length=2)[0],   # a scan returning its carry
+            gc.while_loop(lambda c: c.sum() > 1e9, lambda c: c, x),
+            gc.cond(x.sum() > 0, lambda a, b: a, lambda a, b: b, x, y[0]),
+            gc.cond(x.sum() <= 0, lambda a, b: a, lambda a, b: b, x, y[0]))
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_outputs_are_fresh_arrays(mode):
+    """A loop that runs zero times, or returns its carry unchanged, and a branch that returns
+    its operand, give new arrays: never the caller's, nor each other's."""
+    x, y = rand(3), rand((2, 3))
+    f = gc.trace(_aliasing_outputs, compile=mode)
+    outs = f(x, y)
+    for k, out in enumerate(outs):
+        assert isinstance(out, np.ndarray), k
+        assert not np.shares_memory(out, x) and not np.shares_memory(out, y), f"output {k} shares the input's memory"
+        for j in range(k):
+            assert not np.shares_memory(out, outs[j]), f"outputs {j} and {k} share memory"
+    before = [o.copy() for o in outs]
+    x[...] = 100.0
+    y[...] = 100.0
+    for k, (o, b) in enumerate(zip(outs, before)):
+        np.testing.assert_array_equal(o, b, err_msg=f"output {k} changed with the input")
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_python_number_carries_come_back_as_eager_code_returns_them(mode):
+    """A Python int carry stays a Python int; a Python float that meets a float32 array becomes a
+    NumPy float32 (as eagerly); a zero-trip loop hands back the number it got."""
+    x = rand(3, np.float32)
+
+    def f(x):
+        return (gc.fori_loop(0, 4, lambda i, c: c + i, 0),
+                gc.fori_loop(0, 4, lambda i, c: c + i, 0.5),
+                gc.fori_loop(0, 3, lambda i, c: (c[0] * 2, c[1] + c[0].sum()), (x, 0.0))[1],
+                gc.fori_loop(2, 2, lambda i, c: c + 1, 7))
+
+    def ref(x):
+        return py_fori(0, 4, lambda i, c: c + i, 0), py_fori(0, 4, lambda i, c: c + i, 0.5), \
+            py_fori(0, 3, lambda i, c: (c[0] * 2, c[1] + c[0].sum()), (x, 0.0))[1], 7
+
+    got, want = gc.trace(f, compile=mode)(x), ref(x)
+    for k, (g, w) in enumerate(zip(got, want)):
+        assert type(g) is type(w), f"output {k}: {type(g).__name__}, eager code returns {type(w).__name__}"
+        assert_same(g, w, f"output {k}")
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_scan_with_ys_none(mode):
+    """A body whose y is None (only the carry matters) returns ys None, as JAX's lax.scan."""
+    xs = rand((4, 3))
+
+    def f(xs):
+        return gc.scan(lambda c, x: (c * 0.5 + x, None), np.zeros(3), xs)
+
+    carry, ys = gc.trace(f, compile=mode)(xs)
+    want, _ = py_scan(lambda c, x: (c * 0.5 + x, None), np.zeros(3), xs)
+    assert ys is None
+    assert_same(carry, want, "carry")
+
+
+def test_scan_with_ys_none_outside_a_trace():
+    carry, ys = gc.scan(lambda c, x: (c + x, None), 0.0, np.arange(3.0))
+    assert ys is None and carry == 3.0
+
+
+G_TABLE = np.array([1.0, 2.0, 3.0])  # a global array read inside loop bodies
+G_STATE = State(np.array([0.5, 0.25, 2.0]))
+
+
+def _reads_outside(x):
+    a = gc.fori_loop(0, 3, lambda i, c: c * G_TABLE + i, x)
+    b, ys = gc.scan(lambda c, r: (c + r * G_STATE.read(), c.sum()), x, np.stack([x, x * 2]))
+    c = gc.cond(x.sum() > -1e9, lambda: x + G_TABLE + G_STATE.read(), lambda: x)
+    d = gc.while_loop(lambda v: v.max() < 50, lambda v: v + G_TABLE, x)
+    return a, b, ys, c, d
+
+
+def _reads_outside_ref(x):
+    a = py_fori(0, 3, lambda i, c: c * G_TABLE + i, x)
+    b, ys = py_scan(lambda c, r: (c + r * G_STATE.data, c.sum()), x, np.stack([x, x * 2]))
+    c = x + G_TABLE + G_STATE.data
+    d = py_while(lambda v: v.max() < 50, lambda v: v + G_TABLE, x)
+    return a, b, ys, c, d
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_bodies_read_globals_and_state_at_each_call(mode):
+    """Global arrays and State read inside bodies: each call sees their current contents
+    (edited in place between calls), without tracing again."""
+    x = np.array([0.5, -1.0, 2.0])
+    f = gc.trace(_reads_outside, compile=mode)
+    old_table, old_state = G_TABLE.copy(), G_STATE.data.copy()
+    try:
+        for table, state in (([1.0, 2.0, 3.0], [0.5, 0.25, 2.0]), ([2.0, 0.5, 1.0], [1.0, -1.0, 3.0])):
+            G_TABLE[...] = table
+            G_STATE.data[...] = state
+            for k, (g, w) in enumerate(zip(f(x), _reads_outside_ref(x))):
+                assert_same(g, w, f"output {k} with table {table} and state {state}")
+    finally:
+        G_TABLE[...] = old_table
+        G_STATE.data[...] = old_state
+    assert f.signatures == 1
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_traced_trip_count_is_one_graph_for_every_count(mode):
+    f = gc.trace(lambda x, n: gc.fori_loop(0, n, lambda i, c: c * 0.5 + i, x), compile=mode)
+    x = rand(3, np.float32)
+    for n in (0, 1, 4, 9):
+        got = f(x, np.int64(n))
+        assert_same(got, py_fori(0, n, lambda i, c: c * 0.5 + i, x), f"n={n}")
+        assert not np.shares_memory(got, x)
+    assert f.signatures == 1
+
+
+def test_bodies_and_branches_are_traced_once():
+    """The body's Python runs once whatever the trip count (it is not unrolled)."""
+    calls = {"fori": 0, "scan": 0, "true": 0, "false": 0, "cond_fun": 0, "while": 0}
+
+    def counted(name, fn):
+        def wrapper(*args):
+            calls[name] += 1
+            return fn(*args)
+        return wrapper
+
+    def f(x):
+        a = gc.fori_loop(0, 100, counted("fori", lambda i, c: c * 0.5), x)
+        b, _ = gc.scan(counted("scan", lambda c, r: (c + r, c)), x, np.zeros((50, 3)))
+        c = gc.cond(x.sum() > 0, counted("true", lambda a: a), counted("false", lambda a: -a), x)
+        d = gc.while_loop(counted("cond_fun", lambda v: v.sum() < 10), counted("while", lambda v: v + 1), x)
+        return a, b, c, d
+
+    raw_graph(f, rand(3))
+    assert calls == {"fori": 1, "scan": 1, "true": 1, "false": 1, "cond_fun": 1, "while": 1}
+
+
+# -- gradients ---------------------------------------------------------------------------------
+def grad_fori(x, w):
+    return gc.fori_loop(0, 4, lambda i, c: np.sin(c * w) + c * i * 0.1, x)
+
+
+def grad_fori_reads_consts(x, w, b):
+    """Values from outside the body (w, b) get gradients through the loop."""
+    return gc.fori_loop(1, 4, lambda i, c: np.tanh(c @ w + b) * i, x)
+
+
+def grad_scan(h0, xs, w):
+    return gc.scan(lambda h, x: (np.tanh(h @ w + x), (h * x).sum()), h0, xs)
+
+
+def grad_scan_reverse(h0, xs):
+    return gc.scan(lambda h, x: (np.sin(h * x) + h, h * h), h0, xs, reverse=True)
+
+
+def grad_scan_pytree(x, xs):
+    def body(carry, inp):
+        a, b = carry
+        return (a * np.cos(inp["u"]) + b, b * 0.5 + inp["v"].sum()), {"p": a * b}
+    return gc.scan(body, (x, x.sum()), {"u": xs, "v": xs * 2})
+
+
+def grad_scan_without_xs(x, w):
+    return gc.scan(lambda c, _: (np.sin(c) * w, c.sum()), x, length=3)
+
+
+def grad_cond(x, w):
+    return gc.cond(x.sum() > 0, lambda a, b: np.sin(a * b), lambda a, b: a ** 3 * b, x, w)
+
+
+def grad_cond_unused_operand(x, w):
+    """The false branch ignores w: its cotangent there is zero."""
+    return gc.cond(x.sum() > 0, lambda a, b: np.sin(a * b), lambda a, b: a ** 3, x, w)
+
+
+def grad_cond_closure(x, w):
+    return gc.cond(x.sum() > 0, lambda: np.exp(x * w), lambda: x * x)
+
+
+def grad_nested(x, w):
+    def outer(i, c):
+        return gc.fori_loop(0, 2, lambda j, d: np.sin(d * w) + c, c)
+    return gc.fori_loop(0, 3, outer, x)
+
+
+def grad_cond_in_scan(h0, xs):
+    def body(h, x):
+        return gc.cond(x.sum() > 0, lambda a: np.tanh(a * x), lambda a: a * 0.5 + x, h), h.sum()
+    return gc.scan(body, h0, xs)
+
+
+def grad_scan_in_cond(x, xs):
+    return gc.cond(x.sum() > 0, lambda: gc.scan(lambda c, r: (np.sin(c + r), c), x, xs)[0], lambda: x * 2)
+
+
+X3 = np.array([0.3, -0.2, 0.5])
+W3 = np.array([1.1, 0.7, -0.4])
+XS = R.standard_normal((4, 3))
+GRAD_CASES = {
+    "fori": (grad_fori, (X3, W3)),
+    "fori_reads_consts": (grad_fori_reads_consts, (X3[None], 0.5 * R.standard_normal((3, 3)), W3)),
+    "scan": (grad_scan, (X3, XS, 0.5 * R.standard_normal((3, 3)))),
+    "scan_reverse": (grad_scan_reverse, (X3, XS)),
+    "scan_pytree": (grad_scan_pytree, (X3, XS)),
+    "scan_without_xs": (grad_scan_without_xs, (X3, W3)),
+    "cond_true": (grad_cond, (X3 + 1, W3)),
+    "cond_false": (grad_cond, (X3 - 1, W3)),
+    "cond_unused_operand_true": (grad_cond_unused_operand, (X3 + 1, W3)),
+    "cond_unused_operand_false": (grad_cond_unused_operand, (X3 - 1, W3)),
+    "cond_closure_true": (grad_cond_closure, (X3 + 1, W3)),
+    "cond_closure_false": (grad_cond_closure, (X3 - 1, W3)),
+    "nested_fori": (grad_nested, (X3, W3)),
+    "cond_in_scan": (grad_cond_in_scan, (X3, XS)),
+    "scan_in_cond": (grad_scan_in_cond, (X3 + 1, XS)),
+}
+
+
+@pytest.mark.parametrize("name", list(GRAD_CASES))
+def test_check_grads_order_2(name):
+    fn, args = GRAD_CASES[name]
+    check_grads(fn, args, order=2)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_check_grads_compiled(mode):
+    """fori_loop, scan and cond in one function, its gradient graph compiled once (eager)."""
+    def f(x, xs, w):
+        return grad_fori(x, w), grad_scan_reverse(x, xs), grad_cond(x, w), grad_cond(-x - 1, w)
+    check_grads(f, (X3, XS, W3), order=2, compiled=mode == "eager")
+
+
+def unrolled_and_looped(lp, x, xs, w):
+    """A scalar loss through fori_loop and scan: with PY (traced) Python unrolls the loops."""
+    c = lp.fori_loop(0, 3, lambda i, c: np.sin(c * w) * 0.9 + c * i * 0.1, x)
+    h, ys = lp.scan(lambda h, r: (np.tanh(h * w + r), (h * r).sum()), c, xs, reverse=True)
+    return (h * h).sum() + ys.sum()
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_value_and_grad_match_the_unrolled_program(dtype, mode):
+    """gc.value_and_grad and gc.grad through loops give what they give for the same program
+    unrolled by Python loops (values, dtypes), float32 included."""
+    x, xs, w = rand(3, dtype), rand((4, 3), dtype), rand(3, dtype)
+    looped = gc.trace(gc.value_and_grad(functools.partial(unrolled_and_looped, GC), argnums=(0, 1, 2)), compile=mode)
+    unrolled = gc.trace(gc.value_and_grad(functools.partial(unrolled_and_looped, PY), argnums=(0, 1, 2)),
+                        compile="never")
+    tol = {"rtol": 1e-5, "atol": 1e-6} if dtype == "float32" else None
+    got, want = flat_outputs(looped(x, xs, w)), flat_outputs(unrolled(x, xs, w))
+    assert len(got) == len(want) == 4
+    for k, (g, v) in enumerate(zip(got, want)):
+        assert_same(g, v, f"value_and_grad output {k}", tol)
+    g_only = gc.trace(gc.grad(functools.partial(unrolled_and_looped, GC), argnums=1), compile="never")(x, xs, w)
+    assert_same(g_only, want[2], "gc.grad argnums=1", tol)
+
+
+def _rnn_step(lp, cell, opt):
+    def step(xs, h0, target):
+        opt.zero_grad()
+
+        def body(h, x):
+            h = np.tanh(cell(x) + h)  # the cell's Parameters are read inside the body
+            return h, h.mean()
+        h, ys = lp.scan(body, h0, xs)
+        loss = ((h - target) ** 2).mean() + 0.1 * (ys ** 2).sum()
+        loss.backward()
+        opt.step()
+        return loss
+    return step
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_loss_backward_through_a_scan_that_reads_parameters(mode):
+    """PyTorch-style training with an nn.Linear inside a scan body: losses, gradients and the
+    updated parameters equal the same step with the loop unrolled by Python."""
+    models = []
+    for lp, how in ((GC, mode), (PY, "never")):
+        nn.manual_seed(3)
+        cell = nn.Linear(3, 3)
+        opt = optim.SGD(cell.parameters(), lr=0.1, momentum=0.9)
+        models.append((cell, gc.trace(_rnn_step(lp, cell, opt), compile=how)))
+    xs, h0, target = rand((5, 2, 3), np.float32), np.zeros((2, 3), np.float32), rand((2, 3), np.float32)
+    for step in range(2):
+        (looped, f), (unrolled, g) = models
+        assert_same(f(xs, h0, target), g(xs, h0, target), f"loss at step {step}", {"rtol": 1e-5})
+        for (name, p), q in zip(looped.named_parameters(), unrolled.parameters()):
+            assert_same(p.grad, q.grad, f"{name}.grad at step {step}", {"rtol": 1e-5, "atol": 1e-6})
+            assert_same(p.data, q.data, f"{name} at step {step}", {"rtol": 1e-5, "atol": 1e-6})
+
+
+# -- bad input --------------------------------------------------------------------------------------
+def trace_error(exc_type, fn, *args):
+    """The message of the error tracing ``fn`` raises (compile="never": nothing is compiled)."""
+    with pytest.raises(exc_type) as info:
+        gc.trace(fn, compile="never")(*args)
+    return str(info.value)
+
+
+def grows(i, c):
+    return np.concatenate([c, c])
+
+
+def becomes_float64(i, c):
+    return {"a": c["a"], "b": c["b"].astype(np.float64)}
+
+
+def test_carry_shape_change_names_the_loop_the_leaf_the_types_and_the_line():
+    x = np.zeros(3, np.float32)
+    msg = trace_error(gc.TraceError, lambda x: gc.fori_loop(0, 3, grows, x), x)
+    for part in ("gc.fori_loop", "init_val", "f32[6]", "f32[3]", THIS_FILE, "gc.fori_loop(0, 3, grows, x)"):
+        assert part in msg, (part, msg)
+
+
+def test_carry_dtype_change_names_the_leaf_in_a_pytree():
+    x = np.zeros(3, np.float32)
+    msg = trace_error(gc.TraceError, lambda x: gc.fori_loop(0, 2, becomes_float64, {"a": x, "b": x}), x)
+    for part in ("gc.fori_loop", "init_val['b']", "f64[3]", "f32[3]", "gc.fori_loop(0, 2, becomes_float64"):
+        assert part in msg, (part, msg)
+    msg = trace_error(gc.TraceError, lambda x: gc.scan(lambda c, r: ((c[0], c[1][:1]), r), (x, x), np.stack([x, x])), x)
+    for part in ("gc.scan", "init[1]", "f32[1]", "f32[3]", THIS_FILE):
+        assert part in msg, (part, msg)
+    msg = trace_error(gc.TraceError, lambda x: gc.while_loop(lambda c: c[0] < 3, lambda c: (c[0] + 1, c[1] * 1.5),
+                                                             (0, x.astype(np.int32))), x)
+    for part in ("gc.while_loop", "init_val[1]", "f64[3]", "i32[3]"):
+        assert part in msg, (part, msg)
+
+
+def test_the_index_is_a_python_int_so_np_sin_of_it_is_float64():
+    """Eagerly ``c + np.sin(i)`` makes a float32 carry float64 (np.sin of a Python int is an
+    np.float64): in a loop that changes the carry's dtype, an error (not a silent float32)."""
+    x = np.zeros(3, np.float32)
+    assert py_fori(0, 2, lambda i, c: c + np.sin(i), x).dtype == np.float64
+    msg = trace_error(gc.TraceError, lambda x: gc.fori_loop(0, 2, lambda i, c: c + np.sin(i), x), x)
+    assert "f64[3]" in msg and "f32[3]" in msg
+
+
+def test_body_returning_another_structure():
+    x = np.zeros(3)
+    msg = trace_error(gc.TraceError, lambda x: gc.fori_loop(0, 3, lambda i, c: (c[0], c[1], c[0]), (x, x)), x)
+    assert "gc.fori_loop" in msg and "structure" in msg and "(an array, an array, an array)" in msg and THIS_FILE in msg
+    msg = trace_error(gc.TraceError, lambda x: gc.scan(lambda c, r: c + r, 0.0, x), x)
+    assert "gc.scan" in msg and "pair (carry, y)" in msg and THIS_FILE in msg
+    msg = trace_error(gc.TraceError, lambda x: gc.scan(lambda c, r: ((c, c), r), 0.0, x), x)
+    assert "gc.scan" in msg and "structure" in msg
+    msg = trace_error(gc.TraceError, lambda x: gc.while_loop(lambda c: c.sum() > 0, lambda c: (c, c), x), x)
+    assert "gc.while_loop" in msg and "structure" in msg
+    msg = trace_error(gc.TraceError, lambda x: gc.cond(x.sum() > 0, lambda a: (a, a), lambda a: a, x), x)
+    assert "gc.cond" in msg and "different structures" in msg and THIS_FILE in msg
+
+
+def test_cond_branches_of_different_types():
+    x = np.zeros(3, np.float32)
+    msg = trace_error(gc.TraceError, lambda x: gc.cond(x.sum() > 0, lambda a: a, lambda a: a[:2], x), x)
+    assert "false branch of gc.cond" in msg and "f32[2]" in msg and "f32[3]" in msg and THIS_FILE in msg
+    msg = trace_error(gc.TraceError, lambda x: gc.cond(x.sum() > 0, lambda a: a, lambda a: a.astype(np.float64), x), x)
+    assert "gc.cond" in msg and "f64[3]" in msg
+
+
+@pytest.mark.parametrize("pred, got", [(lambda x: x.sum(), "f32[]"), (lambda x: x > 0, "bool[3]"),
+                                       (lambda x: (x > 0).astype(np.int32)[0], "i32[]")],
+                         ids=["float", "vector", "int"])
+def test_predicates_must_be_boolean_scalars(pred, got):
+    x = np.ones(3, np.float32)
+    msg = trace_error(gc.TraceError, lambda x: gc.cond(pred(x), lambda a: a, lambda a: -a, x), x)
+    assert "gc.cond" in msg and "boolean scalar" in msg and got in msg and THIS_FILE in msg
+    msg = trace_error(gc.TraceError, lambda x: gc.while_loop(lambda c: pred(c), lambda c: c / 2, x), x)
+    assert "gc.while_loop" in msg and "cond_fun" in msg and "boolean scalar" in msg and got in msg and THIS_FILE in msg
+
+
+def test_while_loop_cond_fun_returning_a_tuple():
+    x = np.ones(3)
+    msg = trace_error(gc.TraceError, lambda x: gc.while_loop(lambda c: (c.sum() > 0, True), lambda c: c / 2, x), x)
+    assert "cond_fun" in msg and "boolean scalar" in msg
+
+
+def test_reverse_mode_through_while_loop_is_a_clear_error():
+    def f(x):
+        return gc.while_loop(lambda c: c.sum() > 1, lambda c: c / 2, x).sum()
+
+    msg = trace_error(gc.TraceError, gc.grad(f), np.ones(3) * 4)
+    assert "while_loop" in msg and "reverse-mode" in msg and "gc.fori_loop" in msg and "gc.scan" in msg
+    assert THIS_FILE in msg
+
+
+def test_reverse_mode_through_fori_loop_with_traced_bounds_is_a_clear_error():
+    def f(x, n):
+        return gc.fori_loop(0, n, lambda i, c: c * 2, x).sum()  # traced n
+
+    msg = trace_error(gc.TraceError, gc.grad(f), np.ones(3), np.int64(3))
+    assert "fori_loop" in msg and "traced" in msg and "reverse-mode" in msg and THIS_FILE in msg
+
+
+def test_loss_backward_through_while_loop_is_a_clear_error():
+    nn.manual_seed(0)
+    lin = nn.Linear(3, 3)
+
+    def step(x):
+        loss = gc.while_loop(lambda c: c.sum() < 10, lambda c: lin(c) + 1.0, x).sum()
+        loss.backward()
+        return loss
+
+    msg = trace_error(gc.TraceError, step, np.ones(3, np.float32))
+    assert "while_loop" in msg and "reverse-mode" in msg
+
+
+def matmul_in_body(i, c):
+    return c @ np.ones((4, 4))  # the shape error's line
+
+
+def reshape_in_body(i, c):
+    bad = c.reshape(5)  # the shape error's line
+    return c + bad.sum()
+
+
+def inner_error(j, d):
+    return d @ np.ones((4, 4))  # the nested body's line
+
+
+@pytest.mark.parametrize("body, line", [(matmul_in_body, "return c @ np.ones((4, 4))  # the shape error's line"),
+                                        (reshape_in_body, "bad = c.reshape(5)  # the shape error's line")],
+                         ids=["matmul", "reshape"])
+def test_shape_error_inside_a_body_names_the_line_in_the_body(body, line):
+    x = np.zeros(3)
+    msg = trace_error(gc.ShapeError, lambda x: gc.fori_loop(0, 3, body, x), x)
+    assert f"{THIS_FILE}:" in msg and line in msg, msg
+    msg = trace_error(gc.ShapeError, lambda x: gc.scan(lambda c, r: (body(0, c), r), x, np.stack([x, x])), x)
+    assert line in msg, msg
+
+
+def test_shape_error_in_a_nested_body_names_the_innermost_line():
+    x = np.zeros(3)
+    msg = trace_error(gc.ShapeError, lambda x: gc.fori_loop(
+        0, 2, lambda i, c: gc.cond(c.sum() > 0, lambda a: gc.fori_loop(0, 2, inner_error, a), lambda a: a, c), x), x)
+    assert "return d @ np.ones((4, 4))  # the nested body's line" in msg, msg
+
+
+COUNTER = State(np.zeros(3))
+COUNTER.name = "COUNTER"
+
+
+def writes_state(i, c):
+    COUNTER.write(c)  # the State write's line
+    return c + 1
+
+
+def test_writing_state_inside_a_body_is_a_clear_error():
+    x = np.zeros(3)
+    msg = trace_error(gc.TraceError, lambda x: gc.fori_loop(0, 3, writes_state, x), x)
+    assert "gc.fori_loop" in msg and "COUNTER" in msg and "COUNTER.write(c)  # the State write's line" in msg
+    assert "carry" in msg  # what to do instead
+    msg = trace_error(gc.TraceError, lambda x: gc.cond(x.sum() > 0, lambda a: writes_state(0, a), lambda a: a, x), x)
+    assert "gc.cond" in msg and "COUNTER" in msg
+
+
+def python_if_in_body(i, c):
+    if c.sum() > 0:  # Python control flow on a traced value
+        return c
+    return -c
+
+
+def python_while(x):
+    while x.sum() < 10:  # a Python while on a traced value
+        x = x * 2
+    return x
+
+
+@pytest.mark.parametrize("fn, line", [
+    (lambda x: gc.fori_loop(0, 3, python_if_in_body, x), "if c.sum() > 0:  # Python control flow on a traced value"),
+    (python_while, "while x.sum() < 10:  # a Python while on a traced value"),
+    (lambda x: x if x.sum() > 0 else -x, "x if x.sum() > 0 else -x")], ids=["if_in_body", "while", "if_expression"])
+def test_python_control_flow_on_traced_values_points_to_cond_while_loop_and_where(fn, line):
+    msg = trace_error(gc.TraceError, fn, np.ones(3))
+    for part in ("gc.cond", "gc.where", "gc.while_loop", "gc.fori_loop", line):
+        assert part in msg, (part, msg)
+
+
+def test_bad_bounds_lengths_and_carries():
+    x = np.zeros(3)
+    msg = trace_error(gc.TraceError, lambda x: gc.fori_loop(0, 3.0, lambda i, c: c, x), x)
+    assert "gc.fori_loop" in msg and "upper" in msg and "float" in msg and THIS_FILE in msg
+    msg = trace_error(gc.TraceError, lambda x, n: gc.fori_loop(0, n, lambda i, c: c, x), x, 3.0)
+    assert "gc.fori_loop" in msg and "f64[]" in msg and "integer" in msg
+    msg = trace_error(gc.TraceError, lambda x, n: gc.fori_loop(0, n, lambda i, c: c, x), x, np.array([3, 4]))
+    assert "gc.fori_loop" in msg and "i64[2]" in msg
+    msg = trace_error(gc.TraceError, lambda x: gc.scan(lambda c, r: (c, r), 0.0, (x, x[:2])), x)
+    assert "gc.scan" in msg and "[2, 3]" in msg
+    msg = trace_error(gc.TraceError, lambda x: gc.scan(lambda c, r: (c, r), 0.0, x, length=5), x)
+    assert "gc.scan" in msg and "[3, 5]" in msg
+    msg = trace_error(gc.TraceError, lambda x: gc.scan(lambda c, r: (c, r), 0.0, x.sum()), x)
+    assert "gc.scan" in msg and "leading axis" in msg
+    msg = trace_error(gc.TraceError, lambda x: gc.fori_loop(0, 3, lambda i, c: c, (x, "abc")), x)
+    assert "gc.fori_loop" in msg and "init_val[1]" in msg and "str" in msg
+
+
+# -- the IR ---------------------------------------------------------------------------------------
+def _ir_programs(n):
+    """One program per construct (and their gradients) with trip count ``n``."""
+    return {
+        "fori_loop": lambda x: gc.fori_loop(0, n, lambda i, c: c * 0.5 + i, x),
+        "scan": lambda x: gc.scan(lambda c, r: (c + r.sum(), {"y": c * r}), 0.0, np.ones((n, 3)) * x, reverse=True),
+        "scan_length": lambda x: gc.scan(lambda c, _: (np.sin(c), c), x, length=n),
+        "while_loop": lambda x: gc.while_loop(lambda s: s[1] < n, lambda s: (s[0] / 2, s[1] + 1), (x, 0)),
+        "fori_traced_bounds": lambda x: gc.fori_loop(0, x.shape[0] * 0 + np.int64(n) + (x[0] > 0).astype(np.int64),
+                                                     lambda i, c: c * 2, x),
+        "cond": lambda x: gc.cond(x.sum() > n, lambda a: a * 2, lambda a: -a, x),
+        "nested": lambda x: gc.fori_loop(0, n, lambda i, c: gc.cond(
+            c.sum() > 0, lambda: gc.scan(lambda d, r: (d + r, d), c, np.ones((n, 3)))[0], lambda: c), x),
+        "grad": gc.grad(lambda x: (gc.fori_loop(0, n, lambda i, c: np.sin(c), x).sum()
+                                   + gc.scan(lambda c, r: (np.tanh(c * r), c), x[0], x * n)[1].sum()
+                                   + gc.cond(x[0] > 0, lambda a: a * a, lambda a: a, x).sum())),
+        "grad_of_grad": gc.grad(lambda x: gc.grad(lambda y: gc.fori_loop(0, n, lambda i, c: np.sin(c) * y, y).sum())(x).sum()),
+    }
+
+
+def _walk_nodes(graph):
+    for node in graph.nodes:
+        yield node
+        for region in node.regions:
+            yield from _walk_nodes(region)
+
+
+@pytest.mark.parametrize("name", list(_ir_programs(3)))
+def test_printed_graphs_parse_back_and_verify(name):
+    x = np.array([0.5, -0.25, 1.0])
+    fn = _ir_programs(3)[name]
+    raw = raw_graph(fn, x)
+    optimized = gc.trace(fn, compile="never")
+    optimized(x)
+    for label, graph in (("traced", raw), ("optimized", optimized.graph)):
+        assert any(n.op in ("fori_loop", "scan", "while_loop", "cond") for n in graph.nodes), label
+        registry.verify(graph)
+        parsed = ir.parse(str(graph))
+        assert parsed == graph, f"{label} graph of {name} does not print back as itself"
+        registry.verify(parsed)
+        got = gc.interpret(parsed, x)  # the parsed graph runs, and as the original does
+        for g, w in zip(got, gc.interpret(graph, x)):
+            assert_same(g, w, f"{label} {name}: parsed graph")
+
+
+@pytest.mark.parametrize("name", list(_ir_programs(3)))
+def test_a_loop_is_one_node_whatever_its_trip_count(name):
+    x = np.array([0.5, -0.25, 1.0])
+    small, large = raw_graph(_ir_programs(2)[name], x), raw_graph(_ir_programs(200)[name], x)
+    assert len(list(_walk_nodes(small))) == len(list(_walk_nodes(large)))
+    assert len(small.nodes) == len(large.nodes)
+    assert [n.op for n in _walk_nodes(small)] == [n.op for n in _walk_nodes(large)]
+
+
+def test_a_fori_loop_is_a_single_node_with_its_body_as_a_region():
+    g = raw_graph(lambda x, w: gc.fori_loop(0, 100, lambda i, c: c * w + i, x), rand(3), rand(3))
+    loops = [n for n in g.nodes if n.op == "fori_loop"]
+    assert len(loops) == 1 and len(loops[0].regions) == 1
+    assert loops[0].attrs["start"] == 0 and loops[0].attrs["stop"] == 100
+    body = loops[0].regions[0]
+    assert [str(v.type) for v in body.inputs] == ["i64[]", "f64[3]", "f64[3]"]  # index, carry, w (read from outside)
+    assert sum(1 for n in g.nodes if n.op == "mul") == 0  # the arithmetic is in the body, once
+    assert sum(1 for n in body.nodes if n.op == "mul") == 1
