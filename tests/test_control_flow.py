@@ -130,6 +130,18 @@ def fori_traced_bounds(lp, x, n):
     return lp.fori_loop(n - 3, n, body, x), lp.fori_loop(1, n, body, x), lp.fori_loop(n, 2, body, x)
 
 
+def fori_aliasing_carries(lp, x, w):
+    """The same array as two carries, swapped each step; a carry that is also read from outside;
+    bodies returning a value from outside, a constant, or a Python number (the lowering must
+    not write a carry's buffer while something still reads it)."""
+    return (lp.fori_loop(0, 5, lambda i, c: (c[1], c[0] + c[1]), (x, x)),
+            lp.fori_loop(0, 3, lambda i, c: c * 0.5 + x, x),
+            lp.fori_loop(0, 3, lambda i, c: w, x),
+            lp.fori_loop(0, 3, lambda i, c: np.ones_like(x), x),
+            lp.fori_loop(0, 3, lambda i, c: 1.0, 0.0),
+            lp.fori_loop(np.int32(1), np.int64(4), lambda i, c: c + i, x))
+
+
 def fori_integer_carry(lp, k):
     return lp.fori_loop(0, 6, lambda i, c: c * i + 1, k)
 
@@ -169,6 +181,14 @@ def scan_length_one(lp, xs):
 def scan_empty_rows(lp, xs):
     """Rows with an empty dimension."""
     return lp.scan(lambda c, r: (c + r.sum(), r * 2), xs.sum() * 0, xs)
+
+
+def scan_aliasing(lp, xs):
+    """ys that are the new carry, the x slice itself, or an xs leaf passed twice."""
+    zero = xs[0] * 0
+    return (lp.scan(lambda c, r: (c + r, c + r), zero, xs),
+            lp.scan(lambda c, r: (c * r, r), zero + 1, xs, reverse=True),
+            lp.scan(lambda c, r: (c + r[0] * r[1], r[0]), zero, (xs, xs)))
 
 
 def scan_reads_index(lp, table):
@@ -224,7 +244,9 @@ def cond_python_operand(lp, x):
 
 
 def cond_returns_operand(lp, x, y):
-    return lp.cond(x.sum() > 0, lambda a, b: a, lambda a, b: b, x, y)
+    """Branches that return an operand, or a value read from outside, unchanged."""
+    return lp.cond(x.sum() > 0, lambda a, b: a, lambda a, b: b, x, y), lp.cond(x.sum() > 0, lambda: y, lambda: x), \
+        lp.cond(x.sum() > 0, lambda a: (a, a), lambda a: (a * 2, a), x)
 
 
 # -- programs: nesting -----------------------------------------------------------------------------
@@ -284,6 +306,7 @@ def _groups():
             program_case(f"size1_and_empty_{n}", fori_size1_and_empty, rand((1, 1), dt), np.zeros((0, 3), dt)),
             program_case(f"special_values_{n}", fori_special_values, special),
             program_case(f"traced_bounds_{n}", fori_traced_bounds, rand(3, dt), np.int64(5)),
+            program_case(f"aliasing_carries_{n}", fori_aliasing_carries, rand(3, dt), rand(3, dt)),
         ]
         groups["scan"] += [
             program_case(f"rnn_{n}", scan_rnn, rand((2, 3), dt), rand((5, 2, 3), dt), rand((3, 3), dt, 0.5)),
@@ -293,6 +316,7 @@ def _groups():
             program_case(f"length_one_{n}", scan_length_one, rand((3, 2), dt)),
             program_case(f"empty_rows_{n}", scan_empty_rows, np.zeros((3, 0), dt)),
             program_case(f"reads_index_{n}", scan_reads_index, rand((4, 2), dt)),
+            program_case(f"aliasing_{n}", scan_aliasing, rand((4, 2), dt)),
         ]
         groups["while"] += [
             program_case(f"newton_sqrt_{n}", while_newton_sqrt, np.abs(rand(4, dt)) + 0.5),
@@ -373,8 +397,11 @@ def test_outputs_are_fresh_arrays(mode):
     """A loop that runs zero times, or returns its carry unchanged, and a branch that returns
     its operand, give new arrays: never the caller's, nor each other's."""
     x, y = rand(3), rand((2, 3))
+    x_in, y_in = x.copy(), y.copy()
     f = gc.trace(_aliasing_outputs, compile=mode)
     outs = f(x, y)
+    np.testing.assert_array_equal(x, x_in, err_msg="the call wrote into its argument x")
+    np.testing.assert_array_equal(y, y_in, err_msg="the call wrote into its argument y")
     for k, out in enumerate(outs):
         assert isinstance(out, np.ndarray), k
         assert not np.shares_memory(out, x) and not np.shares_memory(out, y), f"output {k} shares the input's memory"
@@ -406,6 +433,25 @@ def test_python_number_carries_come_back_as_eager_code_returns_them(mode):
     got, want = gc.trace(f, compile=mode)(x), ref(x)
     for k, (g, w) in enumerate(zip(got, want)):
         assert type(g) is type(w), f"output {k}: {type(g).__name__}, eager code returns {type(w).__name__}"
+        assert_same(g, w, f"output {k}")
+
+
+def strong_number_carries(lp, x):
+    """Python numbers in the carry that the body turns into NumPy scalars of the same dtype
+    (np.float64, np.int64): after a step they are strong, so x (float32) * s is float64."""
+    s = lp.fori_loop(0, 3, lambda i, c: c + np.float64(0.5), 0.0)
+    k = lp.fori_loop(0, 3, lambda i, c: c + np.int64(1), 0)
+    t, _ = lp.scan(lambda c, r: (c + np.float64(0.5) * r, r), 0.0, x)
+    return x * s, x * k, x * t
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_python_number_carry_the_body_makes_strong_is_strong(mode):
+    x = np.array([1.0, 2.0], np.float32)
+    want = strong_number_carries(PY, x)
+    assert [w.dtype for w in want] == [np.float64] * 3  # (NumPy 2: np.float64 * float32 array)
+    got = gc.trace(functools.partial(strong_number_carries, GC), compile=mode)(x)
+    for k, (g, w) in enumerate(zip(got, want)):
         assert_same(g, w, f"output {k}")
 
 
@@ -576,6 +622,12 @@ GRAD_CASES = {
     "nested_fori": (grad_nested, (X3, W3)),
     "cond_in_scan": (grad_cond_in_scan, (X3, XS)),
     "scan_in_cond": (grad_scan_in_cond, (X3 + 1, XS)),
+    "fori_zero_trip": (lambda x: gc.fori_loop(3, 3, lambda i, c: np.sin(c), x) * x, (X3,)),
+    "scan_length_0": (lambda x, xs: gc.scan(lambda c, r: (np.sin(c) * r, c), x, xs[:0])[0] * x, (X3, XS)),
+    "fori_integer_carry": (lambda x: gc.fori_loop(0, 3, lambda i, c: (np.sin(c[0]) * c[1], c[1] + 1), (x, 1))[0], (X3,)),
+    "scan_integer_xs": (lambda x: gc.scan(lambda c, k: (np.sin(c) * k, c * k), x, np.arange(1, 4)), (X3,)),
+    "scan_ys_only": (lambda x, xs: gc.scan(lambda c, r: (np.cos(c) * r, c * r), x, xs)[1], (X3, XS)),
+    "scan_carry_only": (lambda x, xs: gc.scan(lambda c, r: (np.cos(c) * r, c * r), x, xs)[0], (X3, XS)),
 }
 
 
@@ -616,6 +668,43 @@ def test_value_and_grad_match_the_unrolled_program(dtype, mode):
         assert_same(g, v, f"value_and_grad output {k}", tol)
     g_only = gc.trace(gc.grad(functools.partial(unrolled_and_looped, GC), argnums=1), compile="never")(x, xs, w)
     assert_same(g_only, want[2], "gc.grad argnums=1", tol)
+
+
+def rosenbrock(x):
+    return np.sum(100 * (x[1:] - x[:-1] ** 2) ** 2 + (1 - x[:-1]) ** 2)
+
+
+def descent_and_gradients(lp, x0, w):
+    """The issue's descent: gc.gradient inside the body, with a step size decaying with the
+    index; then gradients of one loop's outputs taken three times in the same trace."""
+    x = lp.fori_loop(0, 12, lambda i, x: x - 1e-3 / (1 + i) ** 0.5 * gc.gradient(rosenbrock(x), x), x0)
+    y = lp.fori_loop(0, 3, lambda i, c: np.sin(c * w) + i * 0.1, x0)
+    h, ys = lp.scan(lambda c, r: (np.tanh(c + r), c * r), y, np.stack([x0, w, x0 * w]))
+    return x, gc.gradient(y.sum(), x0), gc.gradient((y ** 2).sum() + ys.sum(), x0, w), gc.gradient((h * y).sum(), w)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_gradients_inside_and_after_loops_match_the_unrolled_program(dtype, mode):
+    x0, w = np.array([-1.2, 1.0, 0.5], dtype), np.array([1.1, 0.7, -0.4], dtype)
+    got = gc.trace(functools.partial(descent_and_gradients, GC), compile=mode)(x0, w)
+    want = gc.trace(functools.partial(descent_and_gradients, PY), compile="never")(x0, w)
+    tol = {"rtol": 1e-5, "atol": 1e-6} if dtype == "float32" else None
+    for k, (g, v) in enumerate(zip(flat_outputs(got), flat_outputs(want))):
+        assert_same(g, v, f"output {k}", tol)
+
+
+def test_while_loop_is_fine_where_no_cotangent_reaches_it():
+    """Only reverse mode *through* a while_loop is an error: a stop_gradient before it, or a
+    loop on values that do not depend on the argument, differentiate."""
+    def f(x):
+        scale = gc.stop_gradient(gc.while_loop(lambda c: c.sum() < 10, lambda c: c * 2, x))
+        steps = gc.while_loop(lambda k: k < 3, lambda k: k + 1, 0)
+        return (x * x * scale).sum() * steps
+
+    x = np.array([1.0, 2.0, 3.0])
+    g = gc.trace(gc.grad(f), compile="never")(x)
+    assert_same(g, 2 * x * py_while(lambda c: c.sum() < 10, lambda c: c * 2, x) * 3, "gradient")
 
 
 def _rnn_step(lp, cell, opt):
@@ -836,6 +925,17 @@ def test_python_control_flow_on_traced_values_points_to_cond_while_loop_and_wher
     msg = trace_error(gc.TraceError, fn, np.ones(3))
     for part in ("gc.cond", "gc.where", "gc.while_loop", "gc.fori_loop", line):
         assert part in msg, (part, msg)
+
+
+def test_a_body_value_used_after_the_loop_is_a_clear_error():
+    leaked = []
+
+    def body(i, c):
+        leaked.append(c)
+        return c * 2
+
+    msg = trace_error(gc.TraceError, lambda x: gc.fori_loop(0, 3, body, x) + leaked[-1], np.ones(3))
+    assert "escaped" in msg and THIS_FILE in msg
 
 
 def test_bad_bounds_lengths_and_carries():
