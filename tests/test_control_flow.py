@@ -284,6 +284,13 @@ def cond_in_fori(lp, x):
     return lp.fori_loop(0, 5, lambda i, c: lp.cond(i % 2 == 0, lambda a: a * 2, lambda a: a - 1, c), x)
 
 
+def cond_on_outer_predicate(lp, x):
+    """A predicate from outside the loop, and branches that read the loop's index."""
+    flag = x.sum() > 0
+    return (lp.fori_loop(0, 3, lambda i, c: lp.cond(flag, lambda a: a * 2 + i, lambda a: a - i, c), x),
+            lp.fori_loop(0, 3, lambda i, c: lp.cond(~flag, lambda a: a * 2 + i, lambda a: a - i, c), x))
+
+
 def loops_in_cond(lp, x):
     def true_fun(a):
         return lp.fori_loop(0, 3, lambda i, c: c * 2, a)
@@ -362,6 +369,7 @@ def _groups():
             program_case(f"fori_in_fori_{n}", fori_in_fori, rand(3, dt), rand(3, dt)),
             program_case(f"cond_in_fori_{n}", cond_in_fori, rand(3, dt)),
             program_case(f"loops_in_cond_{n}", loops_in_cond, np.abs(rand(3, dt)) + 0.1),
+            program_case(f"cond_on_outer_predicate_{n}", cond_on_outer_predicate, rand(3, dt)),
             program_case(f"scan_in_scan_{n}", scan_in_scan, rand((3, 4), dt, 0.5)),
             program_case(f"while_in_scan_{n}", while_in_scan, rand((4, 3), dt, 3)),
             program_case(f"scan_in_fori_with_cond_{n}", scan_in_fori_with_cond, rand((3, 2), dt)),
@@ -539,6 +547,50 @@ def test_bodies_read_globals_and_state_at_each_call(mode):
         G_TABLE[...] = old_table
         G_STATE.data[...] = old_state
     assert f.signatures == 1
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_modules_inside_branches_and_loops_follow_their_parameters(mode):
+    """An nn.Linear called in a cond branch, a fori_loop body and a while_loop body (forward):
+    the values of eager code; new parameter values are used without tracing again."""
+    nn.manual_seed(1)
+    lin = nn.Linear(3, 3)
+
+    def f(x):
+        return (gc.cond(x.sum() > 0, lambda a: lin(a), lambda a: a, x),
+                gc.fori_loop(0, 3, lambda i, c: np.tanh(lin(c)), x),
+                gc.while_loop(lambda s: s[0] < 4, lambda s: (s[0] + 1, lin(s[1]) * 0.5), (0, x))[1])
+
+    def ref(x):
+        w, b = lin.weight.data, lin.bias.data
+        return (x @ w.T + b, py_fori(0, 3, lambda i, c: np.tanh(c @ w.T + b), x),
+                py_fori(0, 4, lambda i, c: (c @ w.T + b) * 0.5, x))
+
+    traced = gc.trace(f, compile=mode)
+    x = rand((2, 3), np.float32) + 1
+    for step in range(2):
+        for k, (g, w) in enumerate(zip(traced(x), ref(x))):
+            assert_same(g, w, f"output {k} at step {step}")
+        lin.weight.data[...] = rand((3, 3), np.float32)
+    assert traced.signatures == 1
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_symbolic_sizes_in_loops(mode):
+    """dynamic=: a scan over a symbolic number of steps, and a carry with a symbolic batch."""
+    def rnn(xs, h0):
+        return gc.scan(lambda h, x: (np.tanh(h * 0.5 + x), h.sum()), h0, xs)
+
+    def ref(xs, h0):
+        return py_scan(lambda h, x: (np.tanh(h * 0.5 + x), h.sum()), h0, xs)
+
+    for dynamic, shapes in (({"xs": 0}, [((3, 2, 4), (2, 4)), ((6, 2, 4), (2, 4))]),
+                            ({"xs": 1, "h0": 0}, [((3, 2, 4), (2, 4)), ((3, 5, 4), (5, 4))])):
+        traced = gc.trace(rnn, dynamic=dynamic, compile=mode)
+        for xs_shape, h_shape in shapes:
+            xs, h0 = rand(xs_shape), rand(h_shape)
+            for k, (g, w) in enumerate(zip(flat_outputs(traced(xs, h0)), flat_outputs(ref(xs, h0)))):
+                assert_same(g, w, f"output {k} with dynamic={dynamic}, xs {xs_shape}")
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -907,6 +959,16 @@ def test_shape_error_inside_a_body_names_the_line_in_the_body(body, line):
     assert line in msg, msg
 
 
+def test_errors_inside_a_while_cond_fun_and_a_branch_name_their_lines():
+    x = np.zeros(3)
+    msg = trace_error(gc.ShapeError, lambda x: gc.while_loop(
+        lambda c: (c @ np.ones((4, 4))).sum() > 0, lambda c: c, x), x)  # the cond_fun's line
+    assert "the cond_fun's line" in msg, msg
+    msg = trace_error(gc.TraceError, lambda x: gc.cond(
+        x.sum() > 0, lambda a: np.fft.fft(a), lambda a: a, x), x)  # the branch's line
+    assert "np.fft" in msg and "the branch's line" in msg, msg
+
+
 def test_shape_error_in_a_nested_body_names_the_innermost_line():
     x = np.zeros(3)
     msg = trace_error(gc.ShapeError, lambda x: gc.fori_loop(
@@ -930,6 +992,14 @@ def test_writing_state_inside_a_body_is_a_clear_error():
     assert "carry" in msg  # what to do instead
     msg = trace_error(gc.TraceError, lambda x: gc.cond(x.sum() > 0, lambda a: writes_state(0, a), lambda a: a, x), x)
     assert "gc.cond" in msg and "COUNTER" in msg
+
+
+def test_dropout_inside_a_body_is_a_clear_error():
+    """Dropout advances its generator's State: not inside a body (the message says what to do)."""
+    nn.manual_seed(0)
+    drop = nn.Dropout(0.5)
+    msg = trace_error(gc.TraceError, lambda x: gc.fori_loop(0, 3, lambda i, c: drop(c), x), np.ones(3, np.float32))
+    assert "gc.fori_loop" in msg and "State" in msg and "generator" in msg and THIS_FILE in msg
 
 
 def python_if_in_body(i, c):
@@ -1030,11 +1100,18 @@ def test_printed_graphs_parse_back_and_verify(name):
 
 @pytest.mark.parametrize("name", list(_ir_programs(3)))
 def test_a_loop_is_one_node_whatever_its_trip_count(name):
+    """As traced and after the passes (nothing unrolls a loop)."""
     x = np.array([0.5, -0.25, 1.0])
     small, large = raw_graph(_ir_programs(2)[name], x), raw_graph(_ir_programs(200)[name], x)
-    assert len(list(_walk_nodes(small))) == len(list(_walk_nodes(large)))
-    assert len(small.nodes) == len(large.nodes)
-    assert [n.op for n in _walk_nodes(small)] == [n.op for n in _walk_nodes(large)]
+    optimized = []
+    for n in (2, 200):
+        traced = gc.trace(_ir_programs(n)[name], compile="never")
+        traced(x)
+        optimized.append(traced.graph)
+    for label, (a, b) in (("traced", (small, large)), ("optimized", optimized)):
+        assert len(a.nodes) == len(b.nodes), label
+        assert [n.op for n in _walk_nodes(a)] == [n.op for n in _walk_nodes(b)], label
+        assert any(n.op in ("fori_loop", "scan", "while_loop", "cond") for n in _walk_nodes(a)), label
 
 
 def test_a_fori_loop_is_a_single_node_with_its_body_as_a_region():
