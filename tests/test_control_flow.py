@@ -1123,3 +1123,15 @@ def test_a_fori_loop_is_a_single_node_with_its_body_as_a_region():
     assert [str(v.type) for v in body.inputs] == ["i64[]", "f64[3]", "f64[3]"]  # index, carry, w (read from outside)
     assert sum(1 for n in g.nodes if n.op == "mul") == 0  # the arithmetic is in the body, once
     assert sum(1 for n in body.nodes if n.op == "mul") == 1
+
+
+def test_every_control_op_is_covered_here():
+    """Every op of kind "control" runs in a value group here, and every differentiable one but
+    while_loop (whose reverse mode is an error, tested above) in a gradient check."""
+    control = {name for name, op in registry.OPS.items() if op.kind == "control"}
+    assert {"fori_loop", "scan", "while_loop", "cond"} <= control
+    valued = {n.op for cases in GROUPS.values() for c in cases for n in _walk_nodes(raw_graph(c.fn, *c.args))}
+    assert control <= valued, f"control ops with no value test: {sorted(control - valued)}"
+    graded = {n.op for fn, args in GRAD_CASES.values() for n in _walk_nodes(raw_graph(fn, *args))}
+    differentiable = {name for name in control if registry.OPS[name].differentiable} - {"while_loop"}
+    assert differentiable <= graded, f"control ops with no gradient check: {sorted(differentiable - graded)}"
