@@ -36,13 +36,13 @@ def rand(shape, dtype=np.float64, scale=1.0):
 
 
 # -- the reference: the same code with Python loops and ifs ---------------------------------
-def py_fori(lower, upper, body, val):
+def py_fori(lower, upper, body, val, *, remat=False):
     for i in range(lower, upper):
         val = body(i, val)
     return val
 
 
-def py_scan(f, carry, xs=None, length=None, reverse=False):
+def py_scan(f, carry, xs=None, length=None, reverse=False, *, remat=False):
     leaves, tree = pytree.flatten(xs) if xs is not None else ([], None)
     n = length if xs is None else len(leaves[0])
     ys = [None] * n
@@ -708,6 +708,17 @@ GRAD_CASES = {
     "scan_integer_xs": (lambda x: gc.scan(lambda c, k: (np.sin(c) * k, c * k), x, np.arange(1, 4)), (X3,)),
     "scan_ys_only": (lambda x, xs: gc.scan(lambda c, r: (np.cos(c) * r, c * r), x, xs)[1], (X3, XS)),
     "scan_carry_only": (lambda x, xs: gc.scan(lambda c, r: (np.cos(c) * r, c * r), x, xs)[0], (X3, XS)),
+    # remat (gc.checkpoint): the backward loop recomputes the body's values from the saved carry
+    "fori_remat": (lambda x, w: gc.fori_loop(0, 4, lambda i, c: np.sin(c * w) + c * i * 0.1, x, remat=True), (X3, W3)),
+    "scan_checkpoint": (lambda h0, xs, w: gc.scan(gc.checkpoint(lambda h, x: (np.tanh(h @ w + x), (h * x).sum())),
+                                                  h0, xs), (X3, XS, 0.5 * R.standard_normal((3, 3)))),
+    "scan_reverse_remat": (lambda h0, xs: gc.scan(lambda h, x: (np.sin(h * x) + h, h * h), h0, xs, reverse=True,
+                                                  remat=True), (X3, XS)),
+    "nested_remat_outer": (lambda x, xs: gc.fori_loop(0, 2, gc.checkpoint(lambda i, c: gc.scan(
+        lambda d, r: (np.tanh(d * r + c), d), c, xs)[0]), x), (X3, XS)),
+    "cond_in_scan_remat": (lambda h0, xs: gc.scan(lambda h, x: (gc.cond(x.sum() > 0, lambda a: np.tanh(a * x),
+                                                                         lambda a: a * 0.5 + x, h), h.sum()),
+                                                  h0, xs, remat=True), (X3, XS)),
 }
 
 
@@ -757,11 +768,15 @@ def rosenbrock(x):
 
 def descent_and_gradients(lp, x0, w):
     """The issue's descent: gc.gradient inside the body, with a step size decaying with the
-    index; then gradients of one loop's outputs taken three times in the same trace."""
+    index; then gradients of one loop's outputs taken three times in the same trace, and
+    gradients through loops that recompute their bodies (remat)."""
     x = lp.fori_loop(0, 12, lambda i, x: x - 1e-3 / (1 + i) ** 0.5 * gc.gradient(rosenbrock(x), x), x0)
     y = lp.fori_loop(0, 3, lambda i, c: np.sin(c * w) + i * 0.1, x0)
     h, ys = lp.scan(lambda c, r: (np.tanh(c + r), c * r), y, np.stack([x0, w, x0 * w]))
-    return x, gc.gradient(y.sum(), x0), gc.gradient((y ** 2).sum() + ys.sum(), x0, w), gc.gradient((h * y).sum(), w)
+    z = lp.fori_loop(0, 3, lambda i, c: np.sin(c * w) + i * 0.1, x0, remat=True)
+    h2, _ = lp.scan(gc.checkpoint(lambda c, r: (np.tanh(c + r), c * r)), z, np.stack([x0, w, x0 * w]), remat=True)
+    return (x, gc.gradient(y.sum(), x0), gc.gradient((y ** 2).sum() + ys.sum(), x0, w), gc.gradient((h * y).sum(), w),
+            gc.gradient((h2 * z).sum(), x0, w))
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -1070,6 +1085,8 @@ def _ir_programs(n):
                                    + gc.scan(lambda c, r: (np.tanh(c * r), c), x[0], x * n)[1].sum()
                                    + gc.cond(x[0] > 0, lambda a: a * a, lambda a: a, x).sum())),
         "grad_of_grad": gc.grad(lambda x: gc.grad(lambda y: gc.fori_loop(0, n, lambda i, c: np.sin(c) * y, y).sum())(x).sum()),
+        "grad_remat": gc.grad(lambda x: (gc.fori_loop(0, n, lambda i, c: np.sin(c) * x, x, remat=True).sum()
+                                         + gc.scan(gc.checkpoint(lambda c, r: (np.tanh(c * r), c)), x[0], x * n)[1].sum())),
     }
 
 
@@ -1112,6 +1129,20 @@ def test_a_loop_is_one_node_whatever_its_trip_count(name):
         assert len(a.nodes) == len(b.nodes), label
         assert [n.op for n in _walk_nodes(a)] == [n.op for n in _walk_nodes(b)], label
         assert any(n.op in ("fori_loop", "scan", "while_loop", "cond") for n in _walk_nodes(a)), label
+
+
+def test_remat_saves_only_the_carry_per_step():
+    """Without remat the backward loop reads the body's saved values per step; with remat
+    (fori_loop(remat=True), gc.checkpoint) only the carries, and it recomputes the rest."""
+    def per_step_inputs(remat, wrap=lambda f: f):
+        g = raw_graph(gc.grad(lambda x: (gc.fori_loop(0, 5, wrap(lambda i, c: np.sin(np.exp(c)) * x), x,
+                                                      remat=remat)).sum()), rand(3))
+        backward = [n for n in g.nodes if n.op == "scan"][-1]
+        return backward.attrs["xs"]
+
+    saved, recomputed = per_step_inputs(False), per_step_inputs(True)
+    assert recomputed == 1 < saved
+    assert per_step_inputs(False, gc.checkpoint) == recomputed
 
 
 def test_a_fori_loop_is_a_single_node_with_its_body_as_a_region():
