@@ -81,6 +81,11 @@ def fori_descent(lp, x, w):
     return lp.fori_loop(0, 8, lambda i, c: c - 0.1 * (c - w) * np.tanh(c), x)
 
 
+def fori_python_float_argument(lp, x, lr):
+    """A Python float argument (weakly typed) read in the body keeps float32 float32."""
+    return lp.fori_loop(0, 4, lambda i, c: c - lr * np.sin(c) * (i + 1), x)
+
+
 def fori_index_arithmetic(lp, x):
     """The index is a Python int: float32 * i stays float32, i / 4 is a weak float."""
     def body(i, c):
@@ -329,6 +334,9 @@ def _groups():
         special = np.array([np.inf, -np.inf, np.nan, -0.0, 0.0, 1.5], dt)
         groups["fori"] += [
             program_case(f"descent_{n}", fori_descent, rand(5, dt), rand(5, dt)),
+            program_case(f"descent_fortran_order_{n}", fori_descent, np.asfortranarray(rand((3, 4), dt)),
+                         np.asfortranarray(rand((3, 4), dt))),
+            program_case(f"python_float_argument_{n}", fori_python_float_argument, rand(3, dt), 0.05),
             program_case(f"index_arithmetic_{n}", fori_index_arithmetic, rand((2, 3), dt)),
             program_case(f"index_into_array_{n}", fori_index_into_array, rand((4, 3), dt)),
             program_case(f"pytree_carry_{n}", fori_pytree_carry, rand(3, dt), rand(3, dt)),
@@ -345,6 +353,7 @@ def _groups():
         groups["scan"] += [
             program_case(f"rnn_{n}", scan_rnn, rand((2, 3), dt), rand((5, 2, 3), dt), rand((3, 3), dt, 0.5)),
             program_case(f"reverse_{n}", scan_reverse, rand((4, 2), dt)),
+            program_case(f"reverse_broadcast_xs_{n}", scan_reverse, np.broadcast_to(rand(2, dt), (4, 2))),
             program_case(f"without_xs_{n}", scan_without_xs, rand(3, dt)),
             program_case(f"pytrees_{n}", scan_pytrees, rand((4, 2), dt), rand((4, 2), dt)),
             program_case(f"length_one_{n}", scan_length_one, rand((3, 2), dt)),
@@ -374,7 +383,12 @@ def _groups():
             program_case(f"while_in_scan_{n}", while_in_scan, rand((4, 3), dt, 3)),
             program_case(f"scan_in_fori_with_cond_{n}", scan_in_fori_with_cond, rand((3, 2), dt)),
         ]
-    groups["fori"].append(program_case("integer_carry", fori_integer_carry, np.ones(3, np.int32)))
+    groups["fori"] += [  # carries above the lowering's copy size (graphc/backend/control.py COPY_MAX): swapped
+        program_case("integer_carry", fori_integer_carry, np.ones(3, np.int32)),
+        program_case("aliasing_carries_large", fori_aliasing_carries, rand(2000), rand(2000)),
+        program_case("carry_read_out_of_place_large", fori_carry_read_out_of_place, rand(1100),
+                     rand((1100, 1100), scale=0.03)),
+    ]
     groups["scan"].append(program_case("integer_xs", scan_integer_xs, np.arange(1, 6, dtype=np.int32)))
     return groups
 
@@ -419,6 +433,7 @@ def test_python_loops_are_the_reference_and_gc_functions_run_them_eagerly():
 
 # -- more values ---------------------------------------------------------------------------------
 def _aliasing_outputs(x, y):
+    """Loops and branches that may hand back a buffer they did not make (small and large)."""
     return (gc.fori_loop(4, 4, lambda i, c: c * 2, x),           # zero trips
             gc.fori_loop(0, 3, lambda i, c: c, x),               # the body returns its carry
             gc.scan(lambda c, r: (c, r), x, y[:0])[0],           # a scan of length 0
@@ -428,26 +443,48 @@ def _aliasing_outputs(x, y):
             gc.cond(x.sum() <= 0, lambda a, b: a, lambda a, b: b, x, y[0]))
 
 
+def _loop_results(x):
+    """Loop results made in the loops' own buffers (small and large carries, ys)."""
+    c, ys = gc.scan(lambda c, r: (c * 0.5 + r, c), x[0], x)
+    return gc.fori_loop(0, 3, lambda i, c: c * 0.5 + i, x), c, ys, gc.while_loop(lambda v: v[0] < 5, lambda v: v + 1, x)
+
+
 @pytest.mark.parametrize("mode", MODES)
 def test_outputs_are_fresh_arrays(mode):
     """A loop that runs zero times, or returns its carry unchanged, and a branch that returns
-    its operand, give new arrays: never the caller's, nor each other's."""
-    x, y = rand(3), rand((2, 3))
-    x_in, y_in = x.copy(), y.copy()
+    its operand, give new arrays: never the caller's, nor each other's, small or large."""
     f = gc.trace(_aliasing_outputs, compile=mode)
-    outs = f(x, y)
-    np.testing.assert_array_equal(x, x_in, err_msg="the call wrote into its argument x")
-    np.testing.assert_array_equal(y, y_in, err_msg="the call wrote into its argument y")
-    for k, out in enumerate(outs):
-        assert isinstance(out, np.ndarray), k
-        assert not np.shares_memory(out, x) and not np.shares_memory(out, y), f"output {k} shares the input's memory"
-        for j in range(k):
-            assert not np.shares_memory(out, outs[j]), f"outputs {j} and {k} share memory"
-    before = [o.copy() for o in outs]
-    x[...] = 100.0
-    y[...] = 100.0
-    for k, (o, b) in enumerate(zip(outs, before)):
-        np.testing.assert_array_equal(o, b, err_msg=f"output {k} changed with the input")
+    for x, y in ((rand(3), rand((2, 3))), (rand(1500), rand((2, 1500)))):
+        x_in, y_in = x.copy(), y.copy()
+        outs = f(x, y)
+        np.testing.assert_array_equal(x, x_in, err_msg="the call wrote into its argument x")
+        np.testing.assert_array_equal(y, y_in, err_msg="the call wrote into its argument y")
+        for k, out in enumerate(outs):
+            assert isinstance(out, np.ndarray), k
+            assert not np.shares_memory(out, x) and not np.shares_memory(out, y), f"output {k} shares the input's memory"
+            for j in range(k):
+                assert not np.shares_memory(out, outs[j]), f"outputs {j} and {k} share memory"
+        before = [o.copy() for o in outs]
+        x[...] = 100.0
+        y[...] = 100.0
+        for k, (o, b) in enumerate(zip(outs, before)):
+            np.testing.assert_array_equal(o, b, err_msg=f"output {k} changed with the input")
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_second_call_leaves_the_first_calls_results_alone(mode):
+    """Loop buffers are not shared between calls: results of one call survive the next."""
+    f = gc.trace(_loop_results, compile=mode)
+    for shape in ((4,), (2000,)):
+        first_x, second_x = rand(shape), rand(shape)
+        first = f(first_x)
+        kept = [o.copy() for o in first]
+        second = f(second_x)
+        for k, (o, want) in enumerate(zip(first, kept)):
+            np.testing.assert_array_equal(o, want, err_msg=f"output {k} of the first call changed")
+            assert not np.shares_memory(o, second[k])
+        for k, (g, w) in enumerate(zip(second, _loop_results(second_x))):
+            assert_same(g, w, f"output {k} of the second call")
 
 
 @pytest.mark.parametrize("mode", MODES)
