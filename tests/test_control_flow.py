@@ -528,6 +528,34 @@ def test_a_python_number_carry_the_body_makes_strong_is_strong(mode):
         assert_same(g, w, f"output {k}")
 
 
+def ints_that_become_floats(lp, x):
+    """Python ints in a carry or a branch that the code turns into Python floats: eagerly they
+    are floats (2.0, 0.0625, 2.5); truncating them to ints would be silently wrong."""
+    return (lp.fori_loop(0, 4, lambda i, c: c + 0.5, 0),
+            lp.fori_loop(0, 4, lambda i, c: c / 2, 1),
+            lp.scan(lambda c, r: (c + 0.5, c), 0, x)[0],
+            lp.while_loop(lambda s: s[0] < 4, lambda s: (s[0] + 1, s[1] + 0.5), (0, 0))[1],  # (bounded by s[0])
+            lp.cond(x.sum() < 0, lambda: 1, lambda: 2.5),
+            lp.cond(x.sum() < 0, lambda a: a * 2, lambda a: a + 0.5, 1),
+            lp.cond(x.sum() < 0, lambda: True, lambda: 3))
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_python_ints_that_become_floats_are_never_truncated(mode):
+    """Either the eager values (the carry or output takes the float type) or a clear error."""
+    x = np.ones(3)
+    want = ints_that_become_floats(PY, x)
+    assert want == (2.0, 0.0625, 1.5, 2.0, 2.5, 1.5, 3)
+    try:
+        got = gc.trace(functools.partial(ints_that_become_floats, GC), compile=mode)(x)
+    except gc.TraceError as exc:  # (an error is fine if it says why)
+        assert "int" in str(exc) and "float" in str(exc), str(exc)
+        return
+    wrong = [f"output {k}: {g!r}, eager code gives {w!r}" for k, (g, w) in enumerate(zip(got, want))
+             if not (g == w and type(g) is type(w))]
+    assert not wrong, "\n".join(wrong)
+
+
 @pytest.mark.parametrize("mode", MODES)
 def test_scan_with_ys_none(mode):
     """A body whose y is None (only the carry matters) returns ys None, as JAX's lax.scan."""
