@@ -960,6 +960,28 @@ def test_body_returning_another_structure():
     assert "gc.cond" in msg and "different structures" in msg and THIS_FILE in msg
 
 
+def test_dict_carries_with_other_keys_name_the_keys():
+    """A body returning a dict with a renamed key: the message must say which keys differ (both
+    structures printed as "dict(an array, an array)" would not tell). The same keys in another
+    order are the same dict to Python: they work, or the error names the keys too."""
+    x = np.ones(3)
+    msg = trace_error(gc.TraceError, lambda x: gc.fori_loop(
+        0, 2, lambda i, c: {"a": c["a"] + 1, "c": c["b"] * 2}, {"a": x, "b": x}), x)
+    assert "'b'" in msg and "'c'" in msg, msg
+
+    def reordered(x):
+        return gc.fori_loop(0, 2, lambda i, c: {"b": c["b"] * 2, "a": c["a"] + 1}, {"a": x, "b": x})
+
+    try:
+        got = gc.trace(reordered, compile="never")(x)
+    except gc.TraceError as exc:
+        assert "'a'" in str(exc) and "'b'" in str(exc), str(exc)
+        return
+    want = reordered(x)
+    for key in ("a", "b"):
+        assert_same(got[key], want[key], key)
+
+
 def test_cond_branches_of_different_types():
     x = np.zeros(3, np.float32)
     msg = trace_error(gc.TraceError, lambda x: gc.cond(x.sum() > 0, lambda a: a, lambda a: a[:2], x), x)
