@@ -570,6 +570,36 @@ def test_scan_with_ys_none(mode):
     assert_same(carry, want, "carry")
 
 
+@pytest.mark.parametrize("mode", MODES)
+def test_scan_as_a_map_with_no_carry(mode):
+    """JAX's map idiom, scan(lambda _, x: (None, f(x)), None, xs), and an empty tuple carry."""
+    xs = rand((3, 2))
+
+    def f(xs):
+        return gc.scan(lambda c, x: (None, x * 2), None, xs), gc.scan(lambda c, x: ((), np.sin(x)), (), xs)
+
+    (c1, ys1), (c2, ys2) = gc.trace(f, compile=mode)(xs)
+    assert c1 is None and c2 == ()
+    assert_same(ys1, xs * 2, "ys of the None carry")
+    assert_same(ys2, np.sin(xs), "ys of the () carry")
+
+
+def test_empty_carries_and_outputs_work_or_raise_a_graphc_error():
+    """A loop with an empty carry or a cond with no outputs: what eager code returns, or a
+    graphc error (never an IndexError from inside graphc)."""
+    x = np.ones(3)
+    for fn in (lambda x: (gc.fori_loop(0, 3, lambda i, c: c, ()), x * 2),
+               lambda x: (gc.cond(x.sum() > 0, lambda: (), lambda: ()), x * 2),
+               lambda x: (gc.while_loop(lambda c: x.sum() < 0, lambda c: c, ()), x * 2)):
+        try:
+            got = gc.trace(fn, compile="never")(x)
+        except (gc.TraceError, gc.ShapeError):
+            continue
+        want = fn(x)
+        assert got[0] == want[0] == ()
+        assert_same(got[1], want[1], "the other output")
+
+
 def test_scan_with_ys_none_outside_a_trace():
     carry, ys = gc.scan(lambda c, x: (c + x, None), 0.0, np.arange(3.0))
     assert ys is None and carry == 3.0
