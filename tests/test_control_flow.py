@@ -803,6 +803,13 @@ GRAD_CASES = {
     "scan_integer_xs": (lambda x: gc.scan(lambda c, k: (np.sin(c) * k, c * k), x, np.arange(1, 4)), (X3,)),
     "scan_ys_only": (lambda x, xs: gc.scan(lambda c, r: (np.cos(c) * r, c * r), x, xs)[1], (X3, XS)),
     "scan_carry_only": (lambda x, xs: gc.scan(lambda c, r: (np.cos(c) * r, c * r), x, xs)[0], (X3, XS)),
+    # bodies whose saved per-step values include masks and indices (np.where, argmax, take)
+    "fori_where_argmax": (lambda x, w: gc.fori_loop(0, 3, lambda i, c: np.where(c > 0, c * w, -0.5 * c)
+                                                    + c[np.argmax(c)] * 0.1, x), (X3 + 0.05, W3)),
+    "scan_take_max": (lambda x, xs: gc.scan(lambda c, r: (np.take(c, [2, 0, 1]) * r + np.max(c), np.maximum(c, r)),
+                                            x, xs), (X3, XS)),
+    "scan_body_with_a_while_on_constants": (lambda x, xs: gc.scan(lambda c, r: (
+        np.sin(c) * r * gc.while_loop(lambda k: k < 3, lambda k: k + 1, 0), c), x, xs), (X3, XS)),
     # remat (gc.checkpoint): the backward loop recomputes the body's values from the saved carry
     "fori_remat": (lambda x, w: gc.fori_loop(0, 4, lambda i, c: np.sin(c * w) + c * i * 0.1, x, remat=True), (X3, W3)),
     "scan_checkpoint": (lambda h0, xs, w: gc.scan(gc.checkpoint(lambda h, x: (np.tanh(h @ w + x), (h * x).sum())),
