@@ -24,7 +24,7 @@ from graphc import ir, nn, optim, pytree
 from graphc.ops import registry
 from graphc.state import State
 from graphc.testing import check_grads
-from conftest import Case, _combined, assert_same, check_group, dynamic_leaves, flat_outputs, raw_graph
+from conftest import Case, _combined, assert_same, check_group, flat_outputs, raw_graph
 
 THIS_FILE = os.path.basename(__file__)
 MODES = ["never", "eager"]  # compile= of gc.trace: the NumPy interpreter, and compiled code
@@ -222,7 +222,8 @@ def scan_ys_views_and_dtypes(lp, xs):
 
 def scan_length_zero(xs):
     """No steps inside a trace: the carry comes back, and the ys are empty with their dtypes."""
-    body = lambda c, r: (c * r, (c, r > 0))  # noqa: E731
+    def body(c, r):
+        return c * r, (c, r > 0)
     return gc.scan(body, xs[0], xs[:0]), gc.scan(lambda c, _: (c + 1, c.sum()), xs[0], length=0)
 
 
@@ -477,7 +478,7 @@ def test_outputs_are_fresh_arrays(mode):
         np.testing.assert_array_equal(y, y_in, err_msg="the call wrote into its argument y")
         for k, out in enumerate(outs):
             assert isinstance(out, np.ndarray), k
-            assert not np.shares_memory(out, x) and not np.shares_memory(out, y), f"output {k} shares the input's memory"
+            assert not np.shares_memory(out, x) and not np.shares_memory(out, y), f"output {k} shares an input's memory"
             for j in range(k):
                 assert not np.shares_memory(out, outs[j]), f"outputs {j} and {k} share memory"
         before = [o.copy() for o in outs]
@@ -815,7 +816,8 @@ GRAD_CASES = {
     "scan_in_cond": (grad_scan_in_cond, (X3 + 1, XS)),
     "fori_zero_trip": (lambda x: gc.fori_loop(3, 3, lambda i, c: np.sin(c), x) * x, (X3,)),
     "scan_length_0": (lambda x, xs: gc.scan(lambda c, r: (np.sin(c) * r, c), x, xs[:0])[0] * x, (X3, XS)),
-    "fori_integer_carry": (lambda x: gc.fori_loop(0, 3, lambda i, c: (np.sin(c[0]) * c[1], c[1] + 1), (x, 1))[0], (X3,)),
+    "fori_integer_carry": (lambda x: gc.fori_loop(0, 3, lambda i, c: (np.sin(c[0]) * c[1], c[1] + 1), (x, 1))[0],
+                           (X3,)),
     "scan_integer_xs": (lambda x: gc.scan(lambda c, k: (np.sin(c) * k, c * k), x, np.arange(1, 4)), (X3,)),
     "scan_ys_only": (lambda x, xs: gc.scan(lambda c, r: (np.cos(c) * r, c * r), x, xs)[1], (X3, XS)),
     "scan_carry_only": (lambda x, xs: gc.scan(lambda c, r: (np.cos(c) * r, c * r), x, xs)[0], (X3, XS)),
@@ -1224,9 +1226,11 @@ def _ir_programs(n):
         "grad": gc.grad(lambda x: (gc.fori_loop(0, n, lambda i, c: np.sin(c), x).sum()
                                    + gc.scan(lambda c, r: (np.tanh(c * r), c), x[0], x * n)[1].sum()
                                    + gc.cond(x[0] > 0, lambda a: a * a, lambda a: a, x).sum())),
-        "grad_of_grad": gc.grad(lambda x: gc.grad(lambda y: gc.fori_loop(0, n, lambda i, c: np.sin(c) * y, y).sum())(x).sum()),
-        "grad_remat": gc.grad(lambda x: (gc.fori_loop(0, n, lambda i, c: np.sin(c) * x, x, remat=True).sum()
-                                         + gc.scan(gc.checkpoint(lambda c, r: (np.tanh(c * r), c)), x[0], x * n)[1].sum())),
+        "grad_of_grad": gc.grad(lambda x: gc.grad(
+            lambda y: gc.fori_loop(0, n, lambda i, c: np.sin(c) * y, y).sum())(x).sum()),
+        "grad_remat": gc.grad(lambda x: (
+            gc.fori_loop(0, n, lambda i, c: np.sin(c) * x, x, remat=True).sum()
+            + gc.scan(gc.checkpoint(lambda c, r: (np.tanh(c * r), c)), x[0], x * n)[1].sum())),
     }
 
 
