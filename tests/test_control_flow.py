@@ -398,8 +398,9 @@ def _groups():
             program_case(f"while_in_scan_{n}", while_in_scan, rand((4, 3), dt, 3)),
             program_case(f"scan_in_fori_with_cond_{n}", scan_in_fori_with_cond, rand((3, 2), dt)),
         ]
-    groups["fori"] += [  # carries above the lowering's copy size (graphc/backend/control.py COPY_MAX): swapped
+    groups["fori"] += [
         program_case("integer_carry", fori_integer_carry, np.ones(3, np.int32)),
+        # carries above the lowering's copy size (graphc/backend/control.py COPY_MAX) are swapped
         program_case("aliasing_carries_large", fori_aliasing_carries, rand(2000), rand(2000)),
         program_case("carry_read_out_of_place_large", fori_carry_read_out_of_place, rand(1100),
                      rand((1100, 1100), scale=0.03)),
@@ -679,7 +680,7 @@ def test_modules_inside_branches_and_loops_follow_their_parameters(mode):
                 py_fori(0, 4, lambda i, c: (c @ w.T + b) * 0.5, x))
 
     traced = gc.trace(f, compile=mode)
-    x = rand((2, 3), np.float32) + 1
+    x = np.abs(rand((2, 3), np.float32)) + 0.5  # (the true branch)
     for step in range(2):
         for k, (g, w) in enumerate(zip(traced(x), ref(x))):
             assert_same(g, w, f"output {k} at step {step}")
@@ -828,6 +829,9 @@ GRAD_CASES = {
                                             x, xs), (X3, XS)),
     "scan_body_with_a_while_on_constants": (lambda x, xs: gc.scan(lambda c, r: (
         np.sin(c) * r * gc.while_loop(lambda k: k < 3, lambda k: k + 1, 0), c), x, xs), (X3, XS)),
+    "scan_integer_and_float_ys": (lambda x, xs: gc.scan(lambda c, r: ((np.sin(c[0]) * r, np.argmax(r) + c[1]),
+                                                                        (np.argmin(c[0]), c[0] * r)), (x, 0), xs),
+                                  (X3, XS)),
     # remat (gc.checkpoint): the backward loop recomputes the body's values from the saved carry
     "fori_remat": (lambda x, w: gc.fori_loop(0, 4, lambda i, c: np.sin(c * w) + c * i * 0.1, x, remat=True), (X3, W3)),
     "scan_checkpoint": (lambda h0, xs, w: gc.scan(gc.checkpoint(lambda h, x: (np.tanh(h @ w + x), (h * x).sum())),
