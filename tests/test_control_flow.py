@@ -933,6 +933,8 @@ def _rnn_step(lp, cell, opt):
             h = np.tanh(cell(x) + h)  # the cell's Parameters are read inside the body
             return h, h.mean()
         h, ys = lp.scan(body, h0, xs)
+        h = lp.fori_loop(0, 2, lambda i, c: np.tanh(cell(c)) + c, h)
+        h = gc.cond(h.sum() > 0, lambda a: cell(a), lambda a: a * 2, h)  # (a Python if cannot unroll this one)
         loss = ((h - target) ** 2).mean() + 0.1 * (ys ** 2).sum()
         loss.backward()
         opt.step()
@@ -941,9 +943,10 @@ def _rnn_step(lp, cell, opt):
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_loss_backward_through_a_scan_that_reads_parameters(mode):
-    """PyTorch-style training with an nn.Linear inside a scan body: losses, gradients and the
-    updated parameters equal the same step with the loop unrolled by Python."""
+def test_loss_backward_through_loops_that_read_parameters(mode):
+    """PyTorch-style training with an nn.Linear inside a scan body, a fori_loop body and a cond
+    branch: losses, gradients and the updated parameters equal the same step with the loops
+    unrolled by Python."""
     models = []
     for lp, how in ((GC, mode), (PY, "never")):
         nn.manual_seed(3)
