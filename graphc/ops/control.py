@@ -42,7 +42,7 @@ from graphc.context import current_builder, tracing
 from graphc.errors import ShapeError, TraceError
 from graphc.ir import DTYPES, Graph, TensorType, Value
 from graphc.ops.registry import register
-from graphc.trace import RegionBuilder, Tracer, bind, is_weak, type_of, user_line, user_loc
+from graphc.trace import RegionBuilder, Tracer, _user_line_of, bind, is_weak, type_of, user_line, user_loc
 
 FORI, SCAN, WHILE, COND = "fori_loop", "scan", "while_loop", "cond"
 LOOPS = (FORI, SCAN, WHILE)
@@ -369,11 +369,15 @@ register(COND, "control", _infer_cond, _cond_reference, vjp=_cond_vjp)
 
 # -- tracing the user's functions into regions ------------------------------------------
 class _Leaves:
-    """A pytree of operands (a loop's carry, a scan's xs) flattened: types, weak flags, paths."""
+    """A pytree of operands (a loop's carry, a scan's xs, a cond's operands) flattened: the array
+    and number leaves with their types, weak flags and paths; a None leaf stays None (static)."""
 
     def __init__(self, tree, prefix: str, what: str):
-        self.leaves, self.tree = pytree.flatten(tree)
-        self.paths = pytree.leaf_paths(tree, prefix)
+        every, self.tree = pytree.flatten(tree)
+        self.none = [leaf is None for leaf in every]
+        paths = pytree.leaf_paths(tree, prefix)
+        self.leaves = [leaf for leaf in every if leaf is not None]
+        self.paths = [p for p, leaf in zip(paths, every) if leaf is not None]
         self.types, self.weak = [], []
         for leaf, path in zip(self.leaves, self.paths):
             if not isinstance(leaf, (Tracer, np.ndarray, np.generic, bool, int, float)):
@@ -385,6 +389,37 @@ class _Leaves:
             self.types.append(t)
             self.weak.append(is_weak(leaf))
 
+    def rebuild(self, values):
+        """The pytree with ``values`` for its array leaves (None where it had None)."""
+        it = iter(values)
+        return pytree.unflatten(self.tree, [None if none else next(it) for none in self.none])
+
+    def strip(self, leaves, what):
+        """A body's output leaves for this structure without its None leaves (which must be None)."""
+        paths = iter(self.paths)
+        out = []
+        for leaf, none in zip(leaves, self.none):
+            if none and leaf is not None:
+                raise TraceError(f"{what} returns a value where its input has None (at {user_line()})")
+            if not none:
+                path = next(paths)
+                if leaf is None:
+                    raise TraceError(f"{what} returns None for {path}, which is an array going in "
+                                     f"(at {user_line()})")
+                out.append(leaf)
+        return out
+
+
+def _reorder(value, tree):
+    """``value`` with each dict's keys in the order ``tree`` has them (the same dict to Python)."""
+    if tree == pytree.LEAF:
+        return value
+    if tree[0] == "dict" and type(value) is dict and set(value) == set(tree[1]) and len(value) == len(tree[1]):
+        return {k: _reorder(value[k], t) for k, t in zip(tree[1], tree[2])}
+    if tree[0] in ("tuple", "list") and type(value) in (tuple, list) and len(value) == len(tree[1]):
+        return type(value)(_reorder(v, t) for v, t in zip(value, tree[1]))
+    return value
+
 
 def _as_value(builder, leaf, t: TensorType):
     """An operand of a node of ``builder``: a tracer's value (lifted into ``builder``), or a constant."""
@@ -393,9 +428,10 @@ def _as_value(builder, leaf, t: TensorType):
     return Tracer(builder.constant(np.asarray(leaf, dtype=t.dtype)), builder)
 
 
-def _trace_region(fn, name: str, what: str, inputs, weak, make_args):
+def _trace_region(fn, name: str, what: str, inputs, weak, make_args, conform=None):
     """Trace ``fn(*make_args(tracers))`` into a region of the current trace; returns
-    ``(region builder, output leaves, output tree)``. ``inputs``: the region's own input types."""
+    ``(region builder, output leaves, output tree)``. ``inputs``: the region's own input types;
+    ``conform(out)``: the output as the caller wants its structure (dict keys in order)."""
     parent = current_builder()
     child = RegionBuilder(parent, name, what)
     with tracing(child):
@@ -405,7 +441,10 @@ def _trace_region(fn, name: str, what: str, inputs, weak, make_args):
         except ShapeError as exc:
             if "\n  at " in str(exc):
                 raise
-            raise ShapeError(f"{exc}\n  in {what}, at {user_line()}") from None
+            # (raised outside bind, by a shape rule: the user's line is in the traceback)
+            raise ShapeError(f"{exc}\n  in {what}, at {_user_line_of(exc.__traceback__)}") from None
+    if conform is not None:
+        out = conform(out)
     leaves, tree = pytree.flatten(out)
     return child, leaves, tree
 
@@ -455,6 +494,8 @@ def _describe(tree) -> str:
     if tree == pytree.LEAF:
         return "an array"
     kind = tree[0]
+    if kind == "dict":
+        return "{" + ", ".join(f"{k!r}: {_describe(t)}" for k, t in zip(tree[1], tree[2])) + "}"
     inner = ", ".join(_describe(t) for t in tree[-1])
     return {"tuple": f"({inner})", "list": f"[{inner}]"}.get(kind, f"{kind}({inner})")
 
@@ -465,22 +506,31 @@ def _carry_body(fn, name, what, carry: _Leaves, extra_inputs, extra_weak, make_a
     once more). Returns the region builder, the carry's types and weak flags, its output leaves,
     and the y leaves with their tree (a scan's; else ``([], None)``)."""
     types, weak = list(carry.types), list(carry.weak)
-    for attempt in range(2):
+
+    def conform(out):
+        if pair:
+            return (_reorder(out[0], carry.tree),) + tuple(out[1:]) if type(out) in (tuple, list) \
+                and len(out) == 2 else out
+        return _reorder(out, carry.tree)
+
+    for attempt in range(3):
         inputs = extra_inputs[0] + types + extra_inputs[1]
         flags = extra_weak[0] + weak + extra_weak[1]
-        child, leaves, tree = _trace_region(fn, name, what, inputs, flags, make_args)
+        child, leaves, tree = _trace_region(fn, name, what, inputs, flags, make_args, conform)
         carry_leaves, rest = _split_out(what, leaves, tree, carry.tree, pair)
+        carry_leaves = carry.strip(carry_leaves, what)
         retry = False
         for k, leaf in enumerate(carry_leaves):
             got = _leaf_type(leaf)
-            if weak[k] and got != types[k] and got.shape == types[k].shape:
+            if weak[k] and got.shape == types[k].shape and (got != types[k] or not is_weak(leaf)):
                 # a Python number in the carry takes the type of an array the body makes of it
-                # ((x, np.inf) with x float32: float32), or of a wider number (0 -> 0.5: a float);
-                # a narrower number coming back is cast to the carry instead (_finish)
+                # ((x, np.inf) with x float32: float32; 0.0 + np.float64(1): a strong float64), or
+                # of a wider number (0 -> 0.5: a float); a narrower number coming back is cast to
+                # the carry instead (_finish)
                 new = got.dtype if not is_weak(leaf) else np.promote_types(types[k].dtype, got.dtype).name
-                if new != types[k].dtype:
+                if new != types[k].dtype or not is_weak(leaf):
                     types[k], weak[k], retry = TensorType(types[k].shape, new), is_weak(leaf), True
-        if not retry or attempt:
+        if not retry or attempt == 2:
             return child, types, weak, carry_leaves, rest
         child.finished = True  # (abandoned: traced again with the carry's new dtypes)
     raise AssertionError("unreachable")
@@ -583,7 +633,7 @@ def fori_loop(lower, upper, body_fun, init_val, *, remat=False):
     loc = user_loc()
 
     def make_args(tracers):
-        return tracers[0], pytree.unflatten(carry.tree, tracers[1:])
+        return tracers[0], carry.rebuild(tracers[1:])
 
     child, types, weak, leaves, _ = _carry_body(body_fun, "body", what, carry, ([INDEX], []), ([True], []), make_args)
     _finish(child, leaves, types, what, carry.paths)
@@ -591,7 +641,7 @@ def fori_loop(lower, upper, body_fun, init_val, *, remat=False):
     operands = [_as_value(builder, leaf, t) for leaf, t in zip(carry.leaves, types)] + _outer_tracers(builder, outer)
     outs = _node(FORI, operands, [region], start=start, stop=stop, carries=len(types), **_remat(body_fun, remat))
     _locate(builder, loc)
-    return pytree.unflatten(carry.tree, _weak_outputs(outs, weak))
+    return carry.rebuild(_weak_outputs(outs, weak))
 
 
 def _fori_as_while(lower, upper, body_fun, init_val):
@@ -663,8 +713,8 @@ def scan(f, init, xs=None, length=None, reverse=False, *, remat=False):
     loc = user_loc()
 
     def make_args(tracers):
-        c = pytree.unflatten(carry.tree, tracers[:len(carry.types)])
-        x = pytree.unflatten(xs_leaves.tree, tracers[len(carry.types):]) if xs_leaves else None
+        c = carry.rebuild(tracers[:len(carry.types)])
+        x = xs_leaves.rebuild(tracers[len(carry.types):]) if xs_leaves else None
         return c, x
 
     child, types, weak, leaves, (y_all, y_tree) = _carry_body(
@@ -680,7 +730,7 @@ def scan(f, init, xs=None, length=None, reverse=False, *, remat=False):
     outs = _node(SCAN, operands, [region], length=n, carries=len(types), xs=len(x_types),
                  reverse=bool(reverse), start=None, **_remat(f, remat))
     _locate(builder, loc)
-    c_out = pytree.unflatten(carry.tree, _weak_outputs(outs[:len(types)], weak))
+    c_out = carry.rebuild(_weak_outputs(outs[:len(types)], weak))
     stacked = iter(outs[len(types):])
     return c_out, pytree.unflatten(y_tree, [None if y is None else next(stacked) for y in y_all])
 
@@ -716,7 +766,7 @@ def while_loop(cond_fun, body_fun, init_val):
     loc = user_loc()
 
     def make_args(tracers):
-        return (pytree.unflatten(carry.tree, tracers),)
+        return (carry.rebuild(tracers),)
 
     body, types, weak, leaves, _ = _carry_body(body_fun, "body", what, carry, ([], []), ([], []), make_args)
     _finish(body, leaves, types, what, carry.paths)
@@ -727,7 +777,7 @@ def while_loop(cond_fun, body_fun, init_val):
     operands = [_as_value(builder, leaf, t) for leaf, t in zip(carry.leaves, types)] + _outer_tracers(builder, outer)
     outs = _node(WHILE, operands, regions, carries=len(types))
     _locate(builder, loc)
-    return pytree.unflatten(carry.tree, _weak_outputs(outs, weak))
+    return carry.rebuild(_weak_outputs(outs, weak))
 
 
 def _predicate(leaves, tree, what):
@@ -762,19 +812,26 @@ def cond(pred, true_fun, false_fun, *operands):
     loc = user_loc()
 
     def make_args(tracers):
-        return pytree.unflatten(args.tree, tracers)
+        return args.rebuild(tracers)
 
-    traced = [_trace_region(fn, name, f"the {name} of gc.cond", args.types, args.weak, make_args)
-              for fn, name in ((true_fun, "true_branch"), (false_fun, "false_branch"))]
-    (t_child, t_leaves, t_tree), (f_child, f_leaves, f_tree) = traced
+    t_child, t_leaves, t_tree = _trace_region(true_fun, "true_branch", "the true_branch of gc.cond",
+                                              args.types, args.weak, make_args)
+    f_child, f_leaves, f_tree = _trace_region(false_fun, "false_branch", "the false_branch of gc.cond",
+                                              args.types, args.weak, make_args, lambda out: _reorder(out, t_tree))
     if t_tree != f_tree:
         raise TraceError(f"gc.cond: the branches return different structures, {_describe(t_tree)} and "
                          f"{_describe(f_tree)} (at {user_line()})")
+    if any(a is None or b is None for a, b in zip(t_leaves, f_leaves)):
+        raise TraceError(f"gc.cond: a branch returns None where the other returns a value, or both do "
+                         f"(at {user_line()}); return arrays or numbers")
     types, weak = [], []
     for a, b in zip(t_leaves, f_leaves):
         ta, tb = _leaf_type(a), _leaf_type(b)
         wa, wb = is_weak(a), is_weak(b)
-        types.append(ta if (ta == tb or wb or not wa) else tb)
+        if wa and wb:  # two numbers: the wider type (1 or 2.5: a float)
+            types.append(TensorType(ta.shape, np.promote_types(ta.dtype, tb.dtype).name))
+        else:  # an array's type wins over a number's; two arrays must agree (_finish)
+            types.append(tb if wa else ta)
         weak.append(wa and wb)
     paths = pytree.leaf_paths(pytree.unflatten(t_tree, t_leaves), "output")
     _finish(t_child, t_leaves, types, "the true branch of gc.cond", paths)
