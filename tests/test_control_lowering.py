@@ -147,3 +147,33 @@ def test_scan_ys_may_hold_none():
     assert nothing is None
     np.testing.assert_allclose(c, c2, rtol=1e-12)
     np.testing.assert_allclose(ys, ys2, rtol=1e-12)
+
+
+def test_weight_gradients_of_a_scan_are_one_product_after_the_loop():
+    """sum_t x_t^T g_t (a weight's gradient in each step) becomes one matrix product of the
+    stacked x and g after the backward loop; the gradient equals the unrolled program's."""
+    wx = RNG.standard_normal((5, 3)) * 0.3
+
+    def loss(w, u, h0, xs):
+        def cell(h, x):
+            h = np.tanh(h @ w + x @ u)
+            return h, h
+        return np.sum(gc.scan(cell, h0, xs)[1] ** 2)
+
+    def unrolled(w, u, h0, xs):
+        h, total = h0, 0.0
+        for x in xs:
+            h = np.tanh(h @ w + x @ u)
+            total = total + np.sum(h ** 2)
+        return total
+
+    args = (W, wx, RNG.standard_normal((2, 3)), RNG.standard_normal((6, 2, 5)))
+    grad = gc.trace(gc.grad(loss, argnums=(0, 1)))
+    got = grad(*args)
+    want = gc.trace(gc.grad(unrolled, argnums=(0, 1)))(*args)
+    for g, e in zip(got, want):
+        np.testing.assert_allclose(g, e, rtol=1e-10, atol=1e-12)
+    graph = grad.lower(*args).graph
+    back = [n for n in graph.nodes if n.op == "scan" and n.attrs["reverse"]][0]
+    assert [n.op for n in back.regions[0].nodes].count("matmul") == 1  # (only h's cotangent: g @ w.T)
+    assert sum(n.op == "matmul" for n in graph.nodes) == 2  # the two weights' products, after the loop

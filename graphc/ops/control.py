@@ -260,25 +260,62 @@ def _loop_vjp(gs, *operands, node, vjp_region, needed):
             env.update(zip(n.outputs, made.outputs))
     outs = [env[v] for v in grad_body.outputs]
     n_c, n_x = len(diff_carry), len(diff_x)
-    new_k = [back.add_node("add", [a, b], {}, [a.type], node.loc).output for a, b in zip(k_sum, outs[n_c + n_x:])]
-    back.outputs = outs[:n_c] + new_k + outs[n_c:n_c + n_x]
     builder = current_builder()
-    init_c = [gs[k] if gs[k] is not None else _zeros(carry_in[k].type) for k in diff_carry]
-    init_k = [_zeros(body.inputs[const_at + k].type) for k in diff_const]
     xs_ops = [Tracer(v, builder) for v in history] + list(operands[loop.carries:loop.carries + loop.xs]) + \
         [gs[loop.carries + k] for k in ys_ct] + [Tracer(v, builder) for v in saved]
+    at = first + n_c + len(k_sum)
+    stacked = dict(zip(back.inputs[at:at + len(xs_ops)], xs_ops))  # an xs input -> its stacked array
+    k_cts = outs[n_c + n_x:]
+    batched = _batched_products(back, k_cts, set(back.inputs[at + len(xs_ops):]), loop.length)
+    kept = [j for j in range(len(diff_const)) if j not in batched]
+    gone = {k_sum[j] for j in batched}
+    back.inputs = [v for v in back.inputs if v not in gone]
+    back.input_names, back.input_roles = [None] * len(back.inputs), ["arg"] * len(back.inputs)
+    new_k = [back.add_node("add", [k_sum[j], k_cts[j]], {}, [k_sum[j].type], node.loc).output for j in kept]
+    per_step = list(dict.fromkeys(v for a, b in batched.values() for v in (a, b) if v not in stacked))
+    back.outputs = outs[:n_c] + new_k + outs[n_c:n_c + n_x] + per_step
+    init_c = [gs[k] if gs[k] is not None else _zeros(carry_in[k].type) for k in diff_carry]
+    init_k = [_zeros(body.inputs[const_at + diff_const[j]].type) for j in kept]
     attrs = dict(length=loop.length, carries=len(init_c) + len(init_k), xs=len(xs_ops),
                  reverse=not loop.reverse, start=loop.start)
     results = _node(SCAN, init_c + init_k + xs_ops + list(operands[const_at - first:]), [back], **attrs)
     cts = [None] * len(operands)
-    n_k = len(diff_const)
     for j, k in enumerate(diff_carry):
         cts[k] = results[j]
-    for j, k in enumerate(diff_const):
-        cts[loop.carries + loop.xs + k] = results[n_c + j]
+    for i, j in enumerate(kept):
+        cts[loop.carries + loop.xs + diff_const[j]] = results[n_c + i]
+    at = n_c + len(kept)
     for j, k in enumerate(diff_x):
-        cts[loop.carries + k] = results[n_c + n_k + j]
+        cts[loop.carries + k] = results[at + j]
+    stacked.update(zip(per_step, results[at + n_x:]))
+    for j, (a, b) in batched.items():  # sum_t a_t^T b_t = [a_1; ...; a_L]^T [b_1; ...; b_L]
+        rows = loop.length * a.type.shape[0]
+        whole_a = bind("reshape", stacked[a], shape=(rows, a.type.shape[1]))
+        whole_b = bind("reshape", stacked[b], shape=(rows, b.type.shape[1]))
+        cts[loop.carries + loop.xs + diff_const[j]] = bind("matmul", whole_a, whole_b, transpose_a=True)
     return cts
+
+
+def _batched_products(back, k_cts, invariant, length) -> dict:
+    """The consts' per-step cotangents that are ``a_t^T @ b_t`` (a weight's gradient in a layer:
+    ``x^T @ g``): position -> (a, b). Their sum over the steps is one matrix product of the
+    stacked ``a`` and ``b`` after the loop (a long product BLAS runs near its peak) instead of
+    a small product and an addition per step. Only where both vary per step (not ``invariant``)
+    and the product is read by nothing else."""
+    if isinstance(length, str) or length == 0:
+        return {}
+    read = {v for n in back.nodes for v in n.inputs}  # (the body's outputs are not set yet)
+    found = {}
+    for j, v in enumerate(k_cts):
+        n = v.producer
+        if (n is None or n.op != "matmul" or n.attrs.get("transpose_a") is not True or n.attrs.get("transpose_b")
+                or v in read or v in k_cts[:j] or v in k_cts[j + 1:]):
+            continue
+        a, b = n.inputs
+        if a.type.ndim == 2 and b.type.ndim == 2 and a not in invariant and b not in invariant \
+                and not (a.type.symbolic or b.type.symbolic):
+            found[j] = (a, b)
+    return found
 
 
 def _split(grad_body, n_primal: int, remat: bool):
