@@ -710,6 +710,8 @@ def _static_int(x, name):
         if isinstance(x, np.ndarray) and x.shape == () and x.dtype.kind in "iu":
             return int(x)
         raise TraceError(f"gc.fori_loop: {name} bound is a {type(x).__name__}, not an integer (at {user_line()})")
+    if not -2**63 <= int(x) < 2**63:  # (the loop's index is an int64)
+        raise TraceError(f"gc.fori_loop: {name} bound {int(x)} does not fit in an int64 (at {user_line()})")
     return int(x)
 
 
