@@ -577,7 +577,10 @@ def fori_loop(lower, upper, body_fun, init_val, *, remat=False):
         return val
     if bounds_traced:
         return _fori_as_while(lower, upper, body_fun, init_val)
-    start, stop = _static_int(lower, "lower"), _static_int(upper, "upper")
+    start, stop = _static_int(lower, "lower", traced=True), _static_int(upper, "upper", traced=True)
+    if stop - start > _INT64_MAX:
+        raise TraceError(f"gc.fori_loop: range({start}, {stop}) has more steps than an int64 counts "
+                         f"(at {user_line()})")
     what = "the body of gc.fori_loop"
     carry = _Leaves(init_val, "init_val", "gc.fori_loop")
     loc = user_loc()
@@ -615,15 +618,22 @@ def _int64(builder, x):
             raise TraceError(f"gc.fori_loop: a bound is {x.value.type}, not an integer scalar (at {user_line()})")
         out = bind("cast", x, dtype="int64") if x.dtype.name != "int64" else x
         return Tracer(out.value, out.builder, weak=True)
-    return Tracer(builder.constant(np.asarray(_static_int(x, "bound"), np.int64)), builder, weak=True)
+    return Tracer(builder.constant(np.asarray(_static_int(x, "bound", traced=True), np.int64)), builder, weak=True)
 
 
-def _static_int(x, name):
+_INT64_MAX = 2 ** 63 - 1
+
+
+def _static_int(x, name, traced=False):
+    """``x`` as a Python int; ``traced``: a traced loop's index is an int64, so it must fit one."""
     if isinstance(x, (bool, np.bool_)) or not isinstance(x, (int, np.integer)):
-        if isinstance(x, np.ndarray) and x.shape == () and x.dtype.kind in "iu":
-            return int(x)
-        raise TraceError(f"gc.fori_loop: {name} bound is a {type(x).__name__}, not an integer (at {user_line()})")
-    return int(x)
+        if not (isinstance(x, np.ndarray) and x.shape == () and x.dtype.kind in "iu"):
+            raise TraceError(f"gc.fori_loop: {name} bound is a {type(x).__name__}, not an integer (at {user_line()})")
+    value = int(x)
+    if traced and not -_INT64_MAX - 1 <= value <= _INT64_MAX:
+        raise TraceError(f"gc.fori_loop: {name} bound {value} does not fit the loop index's int64 "
+                         f"(at {user_line()})")
+    return value
 
 
 def _weak_outputs(outs, weak):
