@@ -18,3 +18,24 @@ def test_fori_bounds_beyond_int64_are_a_trace_error():
             f(np.zeros(2))
     f = gc.trace(lambda a: gc.fori_loop(2 ** 63 - 3, 2 ** 63 - 1, lambda i, c: (c[0] + 1, i), (a, 0)))
     assert f(0) == (2, 2 ** 63 - 2)  # the last int64s are fine
+
+
+def test_a_dict_carry_or_branch_may_list_its_keys_in_another_order():
+    """A dict is the same dict whatever order its keys were written in (and eagerly the loop runs):
+    a body returning {"p", "q"} for a carry {"q", "p"} was a TraceError saying
+    'dict(an array, an array) instead of dict(an array, an array)'."""
+    def f(a):
+        c, ys = gc.scan(lambda c, t: ({"p": c["p"] + t, "q": c["q"] * 2}, c["q"]), {"q": a[1], "p": a[0]}, a)
+        b = gc.cond(a[0, 0] > 0, lambda u: {"x": u, "y": u.sum()}, lambda u: {"y": u.max(), "x": -u}, a)
+        return c, ys, b
+
+    a = np.random.default_rng(3).standard_normal((4, 3))
+    for sign in (1, -1):
+        (c, ys, b), (c2, ys2, b2) = gc.trace(f)(a * sign), f(a * sign)
+        for got, want in ((c, c2), (b, b2)):
+            assert set(got) == set(want)
+            for k in want:
+                np.testing.assert_allclose(got[k], want[k], rtol=1e-12)
+        np.testing.assert_allclose(ys, ys2, rtol=1e-12)
+    with pytest.raises(gc.TraceError, match=r"\{'b': an array, 'c': an array\} instead of \{'a': an array, 'b'"):
+        gc.trace(lambda a: gc.fori_loop(0, 3, lambda i, c: {"b": c["a"], "c": c["b"]}, {"a": a, "b": a}))(a)

@@ -445,16 +445,38 @@ def _leaf_type(leaf) -> TensorType:
     return leaf.value.type if isinstance(leaf, Tracer) else type_of(leaf)
 
 
-def _check_tree(what, got, want):
-    if got != want:
+def _conform(what, leaves, got, want) -> list:
+    """``leaves`` (flattened as tree ``got``) in the order of tree ``want``: the same structure,
+    where a dict may list its keys in another order (it is the same dict, as it is eagerly)."""
+    if got == want:
+        return leaves
+    out = []
+    if not _in_order(pytree.unflatten(got, leaves), want, out):
         raise TraceError(f"{what} returns a structure different from its input's: "
                          f"{_describe(got)} instead of {_describe(want)} (at {user_line()})")
+    return out
+
+
+def _in_order(x, want, out) -> bool:
+    """Append the leaves of ``x`` to ``out`` in the order of tree ``want``; False if ``x`` has
+    another structure (other than the order of a dict's keys)."""
+    if want == pytree.LEAF:
+        out.append(x)
+        return pytree.flatten(x)[1] == pytree.LEAF
+    kind, children = want[0], want[-1]
+    if kind == "dict":
+        return type(x) is dict and set(x) == set(want[1]) and len(x) == len(want[1]) \
+            and all(_in_order(x[k], c, out) for k, c in zip(want[1], children))
+    cls = want[1] if kind == "namedtuple" else {"tuple": tuple, "list": list}[kind]
+    return type(x) is cls and len(x) == len(children) and all(_in_order(e, c, out) for e, c in zip(x, children))
 
 
 def _describe(tree) -> str:
     if tree == pytree.LEAF:
         return "an array"
     kind = tree[0]
+    if kind == "dict":
+        return "{" + ", ".join(f"{k!r}: {_describe(t)}" for k, t in zip(tree[1], tree[2])) + "}"
     inner = ", ".join(_describe(t) for t in tree[-1])
     return {"tuple": f"({inner})", "list": f"[{inner}]"}.get(kind, f"{kind}({inner})")
 
@@ -492,11 +514,9 @@ def _split_out(what, leaves, tree, carry_tree, pair):
         if not (tree != pytree.LEAF and tree[0] in ("tuple", "list") and len(tree[1]) == 2):
             raise TraceError(f"{what} must return a pair (carry, y), got {_describe(tree)} (at {user_line()})")
         c_tree, y_tree = tree[1]
-        _check_tree(what + " (its carry)", c_tree, carry_tree)
         n_c = _n_leaves(c_tree)
-        return leaves[:n_c], (leaves[n_c:], y_tree)
-    _check_tree(what, tree, carry_tree)
-    return leaves, ([], None)
+        return _conform(what + " (its carry)", leaves[:n_c], c_tree, carry_tree), (leaves[n_c:], y_tree)
+    return _conform(what, leaves, tree, carry_tree), ([], None)
 
 
 def _n_leaves(tree) -> int:
@@ -777,9 +797,11 @@ def cond(pred, true_fun, false_fun, *operands):
     traced = [_trace_region(fn, name, f"the {name} of gc.cond", args.types, args.weak, make_args)
               for fn, name in ((true_fun, "true_branch"), (false_fun, "false_branch"))]
     (t_child, t_leaves, t_tree), (f_child, f_leaves, f_tree) = traced
-    if t_tree != f_tree:
+    out = []
+    if t_tree != f_tree and not _in_order(pytree.unflatten(f_tree, f_leaves), t_tree, out):
         raise TraceError(f"gc.cond: the branches return different structures, {_describe(t_tree)} and "
                          f"{_describe(f_tree)} (at {user_line()})")
+    f_leaves = out if t_tree != f_tree else f_leaves  # (a dict's keys in the true branch's order)
     types, weak = [], []
     for a, b in zip(t_leaves, f_leaves):
         ta, tb = _leaf_type(a), _leaf_type(b)
