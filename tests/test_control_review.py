@@ -39,3 +39,17 @@ def test_a_dict_carry_or_branch_may_list_its_keys_in_another_order():
         np.testing.assert_allclose(ys, ys2, rtol=1e-12)
     with pytest.raises(gc.TraceError, match=r"\{'b': an array, 'c': an array\} instead of \{'a': an array, 'b'"):
         gc.trace(lambda a: gc.fori_loop(0, 3, lambda i, c: {"b": c["a"], "c": c["b"]}, {"a": a, "b": a}))(a)
+
+
+def test_gc_print_in_a_body_of_values_from_outside_it(capfd):
+    """gc.print of a value the body captures (the loop's index inside a cond, an argument of the
+    function) was a KeyError: the print node used the outer value without capturing it."""
+    def f(a):
+        def body(i, c):
+            return gc.cond(i == 1, lambda v: (gc.print("i={} a={}", i, a), v * 2)[1], lambda v: v, c)
+        return gc.fori_loop(0, 3, body, a)
+
+    a = np.array([1.0, 2.0])
+    for mode in ("eager", "never"):
+        np.testing.assert_array_equal(gc.trace(f, compile=mode)(a), [2.0, 4.0])
+        assert capfd.readouterr().out == "i=1 a=[1. 2.]\n"
