@@ -447,17 +447,6 @@ class _Leaves:
         return out
 
 
-def _reorder(value, tree):
-    """``value`` with each dict's keys in the order ``tree`` has them (the same dict to Python)."""
-    if tree == pytree.LEAF:
-        return value
-    if tree[0] == "dict" and type(value) is dict and set(value) == set(tree[1]) and len(value) == len(tree[1]):
-        return {k: _reorder(value[k], t) for k, t in zip(tree[1], tree[2])}
-    if tree[0] in ("tuple", "list") and type(value) in (tuple, list) and len(value) == len(tree[1]):
-        return type(value)(_reorder(v, t) for v, t in zip(value, tree[1]))
-    return value
-
-
 def _as_value(builder, leaf, t: TensorType):
     """An operand of a node of ``builder``: a tracer's value (lifted into ``builder``), or a constant."""
     if isinstance(leaf, Tracer):
@@ -465,10 +454,9 @@ def _as_value(builder, leaf, t: TensorType):
     return Tracer(builder.constant(np.asarray(leaf, dtype=t.dtype)), builder)
 
 
-def _trace_region(fn, name: str, what: str, inputs, weak, make_args, conform=None):
+def _trace_region(fn, name: str, what: str, inputs, weak, make_args):
     """Trace ``fn(*make_args(tracers))`` into a region of the current trace; returns
-    ``(region builder, output leaves, output tree)``. ``inputs``: the region's own input types;
-    ``conform(out)``: the output as the caller wants its structure (dict keys in order)."""
+    ``(region builder, output leaves, output tree)``. ``inputs``: the region's own input types."""
     parent = current_builder()
     child = RegionBuilder(parent, name, what)
     with tracing(child):
@@ -480,8 +468,6 @@ def _trace_region(fn, name: str, what: str, inputs, weak, make_args, conform=Non
                 raise
             # (raised outside bind, by a shape rule: the user's line is in the traceback)
             raise ShapeError(f"{exc}\n  in {what}, at {_user_line_of(exc.__traceback__)}") from None
-    if conform is not None:
-        out = conform(out)
     leaves, tree = pytree.flatten(out)
     return child, leaves, tree
 
@@ -521,10 +507,30 @@ def _leaf_type(leaf) -> TensorType:
     return leaf.value.type if isinstance(leaf, Tracer) else type_of(leaf)
 
 
-def _check_tree(what, got, want):
-    if got != want:
+def _conform(what, leaves, got, want) -> list:
+    """``leaves`` (flattened as tree ``got``) in the order of tree ``want``: the same structure,
+    where a dict may list its keys in another order (it is the same dict, as it is eagerly)."""
+    if got == want:
+        return leaves
+    out = []
+    if not _in_order(pytree.unflatten(got, leaves), want, out):
         raise TraceError(f"{what} returns a structure different from its input's: "
                          f"{_describe(got)} instead of {_describe(want)} (at {user_line()})")
+    return out
+
+
+def _in_order(x, want, out) -> bool:
+    """Append the leaves of ``x`` to ``out`` in the order of tree ``want``; False if ``x`` has
+    another structure (other than the order of a dict's keys)."""
+    if want == pytree.LEAF:
+        out.append(x)
+        return pytree.flatten(x)[1] == pytree.LEAF
+    kind, children = want[0], want[-1]
+    if kind == "dict":
+        return type(x) is dict and set(x) == set(want[1]) and len(x) == len(want[1]) \
+            and all(_in_order(x[k], c, out) for k, c in zip(want[1], children))
+    cls = want[1] if kind == "namedtuple" else {"tuple": tuple, "list": list}[kind]
+    return type(x) is cls and len(x) == len(children) and all(_in_order(e, c, out) for e, c in zip(x, children))
 
 
 def _describe(tree) -> str:
@@ -544,16 +550,10 @@ def _carry_body(fn, name, what, carry: _Leaves, extra_inputs, extra_weak, make_a
     and the y leaves with their tree (a scan's; else ``([], None)``)."""
     types, weak = list(carry.types), list(carry.weak)
 
-    def conform(out):
-        if pair:
-            return (_reorder(out[0], carry.tree),) + tuple(out[1:]) if type(out) in (tuple, list) \
-                and len(out) == 2 else out
-        return _reorder(out, carry.tree)
-
     for attempt in range(3):
         inputs = extra_inputs[0] + types + extra_inputs[1]
         flags = extra_weak[0] + weak + extra_weak[1]
-        child, leaves, tree = _trace_region(fn, name, what, inputs, flags, make_args, conform)
+        child, leaves, tree = _trace_region(fn, name, what, inputs, flags, make_args)
         carry_leaves, rest = _split_out(what, leaves, tree, carry.tree, pair)
         carry_leaves = carry.strip(carry_leaves, what)
         retry = False
@@ -579,11 +579,9 @@ def _split_out(what, leaves, tree, carry_tree, pair):
         if not (tree != pytree.LEAF and tree[0] in ("tuple", "list") and len(tree[1]) == 2):
             raise TraceError(f"{what} must return a pair (carry, y), got {_describe(tree)} (at {user_line()})")
         c_tree, y_tree = tree[1]
-        _check_tree(what + " (its carry)", c_tree, carry_tree)
         n_c = _n_leaves(c_tree)
-        return leaves[:n_c], (leaves[n_c:], y_tree)
-    _check_tree(what, tree, carry_tree)
-    return leaves, ([], None)
+        return _conform(what + " (its carry)", leaves[:n_c], c_tree, carry_tree), (leaves[n_c:], y_tree)
+    return _conform(what, leaves, tree, carry_tree), ([], None)
 
 
 def _n_leaves(tree) -> int:
@@ -664,7 +662,10 @@ def fori_loop(lower, upper, body_fun, init_val, *, remat=False):
         return val
     if bounds_traced:
         return _fori_as_while(lower, upper, body_fun, init_val)
-    start, stop = _static_int(lower, "lower"), _static_int(upper, "upper")
+    start, stop = _static_int(lower, "lower", traced=True), _static_int(upper, "upper", traced=True)
+    if stop - start > _INT64_MAX:
+        raise TraceError(f"gc.fori_loop: range({start}, {stop}) has more steps than an int64 counts "
+                         f"(at {user_line()})")
     what = "the body of gc.fori_loop"
     carry = _Leaves(init_val, "init_val", "gc.fori_loop")
     loc = user_loc()
@@ -702,17 +703,22 @@ def _int64(builder, x):
             raise TraceError(f"gc.fori_loop: a bound is {x.value.type}, not an integer scalar (at {user_line()})")
         out = bind("cast", x, dtype="int64") if x.dtype.name != "int64" else x
         return Tracer(out.value, out.builder, weak=True)
-    return Tracer(builder.constant(np.asarray(_static_int(x, "bound"), np.int64)), builder, weak=True)
+    return Tracer(builder.constant(np.asarray(_static_int(x, "bound", traced=True), np.int64)), builder, weak=True)
 
 
-def _static_int(x, name):
+_INT64_MAX = 2 ** 63 - 1
+
+
+def _static_int(x, name, traced=False):
+    """``x`` as a Python int; ``traced``: a traced loop's index is an int64, so it must fit one."""
     if isinstance(x, (bool, np.bool_)) or not isinstance(x, (int, np.integer)):
-        if isinstance(x, np.ndarray) and x.shape == () and x.dtype.kind in "iu":
-            return int(x)
-        raise TraceError(f"gc.fori_loop: {name} bound is a {type(x).__name__}, not an integer (at {user_line()})")
-    if not -2**63 <= int(x) < 2**63:  # (the loop's index is an int64)
-        raise TraceError(f"gc.fori_loop: {name} bound {int(x)} does not fit in an int64 (at {user_line()})")
-    return int(x)
+        if not (isinstance(x, np.ndarray) and x.shape == () and x.dtype.kind in "iu"):
+            raise TraceError(f"gc.fori_loop: {name} bound is a {type(x).__name__}, not an integer (at {user_line()})")
+    value = int(x)
+    if traced and not -_INT64_MAX - 1 <= value <= _INT64_MAX:
+        raise TraceError(f"gc.fori_loop: {name} bound {value} does not fit the loop index's int64 "
+                         f"(at {user_line()})")
+    return value
 
 
 def _weak_outputs(outs, weak):
@@ -853,13 +859,14 @@ def cond(pred, true_fun, false_fun, *operands):
     def make_args(tracers):
         return args.rebuild(tracers)
 
-    t_child, t_leaves, t_tree = _trace_region(true_fun, "true_branch", "the true_branch of gc.cond",
-                                              args.types, args.weak, make_args)
-    f_child, f_leaves, f_tree = _trace_region(false_fun, "false_branch", "the false_branch of gc.cond",
-                                              args.types, args.weak, make_args, lambda out: _reorder(out, t_tree))
-    if t_tree != f_tree:
+    traced = [_trace_region(fn, name, f"the {name} of gc.cond", args.types, args.weak, make_args)
+              for fn, name in ((true_fun, "true_branch"), (false_fun, "false_branch"))]
+    (t_child, t_leaves, t_tree), (f_child, f_leaves, f_tree) = traced
+    out = []
+    if t_tree != f_tree and not _in_order(pytree.unflatten(f_tree, f_leaves), t_tree, out):
         raise TraceError(f"gc.cond: the branches return different structures, {_describe(t_tree)} and "
                          f"{_describe(f_tree)} (at {user_line()})")
+    f_leaves = out if t_tree != f_tree else f_leaves  # (a dict's keys in the true branch's order)
     if any(a is None or b is None for a, b in zip(t_leaves, f_leaves)):
         raise TraceError(f"gc.cond: a branch returns None where the other returns a value, or both do "
                          f"(at {user_line()}); return arrays or numbers")

@@ -81,7 +81,8 @@ def print(fmt: str, *args, **kwargs):  # noqa: A001  (gc.print, as jax.debug.pri
         _reference(*values, fmt=fmt, keys=tuple(kwargs))
         return None
     _check_format(fmt, tuple(kwargs), values)
-    operands = [v.value if isinstance(v, Tracer) else builder.constant(np.asarray(v)) for v in values]
+    # (value_of: a value from outside the loop or branch body being traced is captured as its input)
+    operands = [builder.value_of(v) if isinstance(v, Tracer) else builder.constant(np.asarray(v)) for v in values]
     builder.graph.add_node("debug_print", operands, {"fmt": fmt, "keys": tuple(kwargs)},
                            [TensorType((), "bool")], user_loc())
     return None

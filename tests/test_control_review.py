@@ -1,0 +1,55 @@
+"""Regression tests from a hostile review of loops and branches (graphc/ops/control.py and their
+CPU lowering): each one a case that once gave a wrong answer or a foreign error."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import graphc as gc
+
+
+def test_fori_bounds_beyond_int64_are_a_trace_error():
+    """The compiled loop's index is an int64: a bound outside it was an OverflowError from the
+    generated code (or a loop of a wrapped trip count), now a TraceError naming the bound."""
+    for lower, upper, what in ((0, 2 ** 64 + 3, "upper bound"), (2 ** 63 - 2, 2 ** 63 + 1, "upper bound"),
+                               (-2 ** 63, 2 ** 62, "more steps than an int64")):
+        f = gc.trace(lambda a, lower=lower, upper=upper: gc.fori_loop(lower, upper, lambda i, c: c + 1, a))
+        with pytest.raises(gc.TraceError, match=what):
+            f(np.zeros(2))
+    f = gc.trace(lambda a: gc.fori_loop(2 ** 63 - 3, 2 ** 63 - 1, lambda i, c: (c[0] + 1, i), (a, 0)))
+    assert f(0) == (2, 2 ** 63 - 2)  # the last int64s are fine
+
+
+def test_a_dict_carry_or_branch_may_list_its_keys_in_another_order():
+    """A dict is the same dict whatever order its keys were written in (and eagerly the loop runs):
+    a body returning {"p", "q"} for a carry {"q", "p"} was a TraceError saying
+    'dict(an array, an array) instead of dict(an array, an array)'."""
+    def f(a):
+        c, ys = gc.scan(lambda c, t: ({"p": c["p"] + t, "q": c["q"] * 2}, c["q"]), {"q": a[1], "p": a[0]}, a)
+        b = gc.cond(a[0, 0] > 0, lambda u: {"x": u, "y": u.sum()}, lambda u: {"y": u.max(), "x": -u}, a)
+        return c, ys, b
+
+    a = np.random.default_rng(3).standard_normal((4, 3))
+    for sign in (1, -1):
+        (c, ys, b), (c2, ys2, b2) = gc.trace(f)(a * sign), f(a * sign)
+        for got, want in ((c, c2), (b, b2)):
+            assert set(got) == set(want)
+            for k in want:
+                np.testing.assert_allclose(got[k], want[k], rtol=1e-12)
+        np.testing.assert_allclose(ys, ys2, rtol=1e-12)
+    with pytest.raises(gc.TraceError, match=r"\{'b': an array, 'c': an array\} instead of \{'a': an array, 'b'"):
+        gc.trace(lambda a: gc.fori_loop(0, 3, lambda i, c: {"b": c["a"], "c": c["b"]}, {"a": a, "b": a}))(a)
+
+
+def test_gc_print_in_a_body_of_values_from_outside_it(capfd):
+    """gc.print of a value the body captures (the loop's index inside a cond, an argument of the
+    function) was a KeyError: the print node used the outer value without capturing it."""
+    def f(a):
+        def body(i, c):
+            return gc.cond(i == 1, lambda v: (gc.print("i={} a={}", i, a), v * 2)[1], lambda v: v, c)
+        return gc.fori_loop(0, 3, body, a)
+
+    a = np.array([1.0, 2.0])
+    for mode in ("eager", "never"):
+        np.testing.assert_array_equal(gc.trace(f, compile=mode)(a), [2.0, 4.0])
+        assert capfd.readouterr().out == "i=1 a=[1. 2.]\n"
