@@ -53,3 +53,18 @@ def test_gc_print_in_a_body_of_values_from_outside_it(capfd):
     for mode in ("eager", "never"):
         np.testing.assert_array_equal(gc.trace(f, compile=mode)(a), [2.0, 4.0])
         assert capfd.readouterr().out == "i=1 a=[1. 2.]\n"
+
+
+def test_eager_scan_stacks_ys_as_the_traced_scan_does():
+    """Outside a trace gc.scan stacked its ys with np.stack, so a Python number among them (the
+    init, returned as y at the first step) made int32 ys int64 and float32 ys float64, while the
+    traced scan, whose carry takes the body's dtype, gave int32 and float32."""
+    def f(a):
+        return gc.scan(lambda c, t: (c + t, c), 0, a)
+
+    for a in (np.arange(5, dtype=np.int32), np.arange(5, dtype=np.float32)):
+        (c, ys), (c2, ys2) = gc.trace(f)(a), f(a)
+        assert ys.dtype == ys2.dtype == a.dtype and c.dtype == c2.dtype == a.dtype
+        np.testing.assert_array_equal(ys, ys2)
+    _, ys = gc.scan(lambda c, t: (c + t, c), 0, np.arange(3), reverse=True)
+    assert ys.dtype == np.int64

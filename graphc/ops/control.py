@@ -726,9 +726,18 @@ def _eager_scan(f, init, xs, n, reverse):
                          "its ys (it never calls f); call it inside a function compiled with gc.trace")
     y_leaves = [pytree.flatten(y)[0] for y in ys]
     y_tree = pytree.flatten(ys[0])[1]
-    stacked = [None if y_leaves[0][k] is None else np.stack([np.asarray(y[k]) for y in y_leaves])
+    stacked = [None if y_leaves[0][k] is None else np.stack([np.asarray(y[k]) for y in y_leaves],
+                                                            dtype=_stacked_dtype([y[k] for y in y_leaves]))
                for k in range(len(y_leaves[0]))]
     return carry, pytree.unflatten(y_tree, stacked)
+
+
+def _stacked_dtype(ys):
+    """The dtype of the stacked ``ys``, Python numbers weak (NumPy 2): a y that is the carry as it
+    went in, ``0``, and then ``np.int32`` values stack as int32, as the traced scan does."""
+    strong = {np.asarray(y).dtype for y in ys if not is_weak(y)}
+    weak = {type(y): y for y in ys if is_weak(y)}
+    return np.result_type(*strong, *weak.values())
 
 
 def while_loop(cond_fun, body_fun, init_val):
