@@ -68,3 +68,19 @@ def test_eager_scan_stacks_ys_as_the_traced_scan_does():
         np.testing.assert_array_equal(ys, ys2)
     _, ys = gc.scan(lambda c, t: (c + t, c), 0, np.arange(3), reverse=True)
     assert ys.dtype == np.int64
+
+
+def test_a_python_number_carry_the_body_makes_an_array_value_is_no_longer_weak():
+    """``gc.fori_loop(0, 3, lambda i, c: c + x[i], 0.0)`` is eagerly a np.float64 (the body's value),
+    which times a float32 array is float64; the traced loop kept the carry weakly typed, like the
+    Python 0.0 it started as, and silently gave float32 (and int32 for an int64 count)."""
+    def f(x, flags):
+        total = gc.fori_loop(0, 3, lambda i, c: c + x[i], 0.0)
+        count = gc.while_loop(lambda c: c[0] < 3, lambda c: (c[0] + 1, c[1] + np.where(flags[c[0]], 1, 0)), (0, 0))[1]
+        empty = gc.fori_loop(0, 0, lambda i, c: c + x[i], 0.0)  # (runs zero times: the Python 0.0)
+        return total * np.ones(2, np.float32), count + np.int32(1), empty * np.ones(2, np.float32)
+
+    args = (np.array([0.1, 0.2, 0.3]), np.array([True, False, True]))
+    for got, want in zip(gc.trace(f)(*args), f(*args)):
+        assert got.dtype == want.dtype
+        np.testing.assert_allclose(got, want, rtol=1e-15)

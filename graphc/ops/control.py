@@ -481,11 +481,12 @@ def _describe(tree) -> str:
     return {"tuple": f"({inner})", "list": f"[{inner}]"}.get(kind, f"{kind}({inner})")
 
 
-def _carry_body(fn, name, what, carry: _Leaves, extra_inputs, extra_weak, make_args, pair=False):
+def _carry_body(fn, name, what, carry: _Leaves, extra_inputs, extra_weak, make_args, pair=False, runs=True):
     """Trace a loop body whose outputs are its carry (``pair``: a scan's ``(carry, y)``); a Python
-    number in the carry that comes back with another dtype takes that dtype (the body is traced
-    once more). Returns the region builder, the carry's types and weak flags, its output leaves,
-    and the y leaves with their tree (a scan's; else ``([], None)``)."""
+    number in the carry that comes back with another dtype takes that dtype, or comes back as an
+    array's value (not weak: ``0.0 + x[i]``) when the loop ``runs`` at least once (the body is
+    traced once more). Returns the region builder, the carry's types and weak flags, its output
+    leaves, and the y leaves with their tree (a scan's; else ``([], None)``)."""
     types, weak = list(carry.types), list(carry.weak)
     for attempt in range(2):
         inputs = extra_inputs[0] + types + extra_inputs[1]
@@ -502,6 +503,10 @@ def _carry_body(fn, name, what, carry: _Leaves, extra_inputs, extra_weak, make_a
                 new = got.dtype if not is_weak(leaf) else np.promote_types(types[k].dtype, got.dtype).name
                 if new != types[k].dtype:
                     types[k], weak[k], retry = TensorType(types[k].shape, new), is_weak(leaf), True
+            elif weak[k] and runs and got == types[k] and not is_weak(leaf):
+                # eagerly the loop's result is then a NumPy value, which promotes as its dtype
+                # (a float32 array times it is float64), not as a Python number
+                weak[k], retry = False, True
         if not retry or attempt:
             return child, types, weak, carry_leaves, rest
         child.finished = True  # (abandoned: traced again with the carry's new dtypes)
@@ -608,7 +613,8 @@ def fori_loop(lower, upper, body_fun, init_val, *, remat=False):
     def make_args(tracers):
         return tracers[0], pytree.unflatten(carry.tree, tracers[1:])
 
-    child, types, weak, leaves, _ = _carry_body(body_fun, "body", what, carry, ([INDEX], []), ([True], []), make_args)
+    child, types, weak, leaves, _ = _carry_body(body_fun, "body", what, carry, ([INDEX], []), ([True], []), make_args,
+                                                runs=stop > start)
     _finish(child, leaves, types, what, carry.paths)
     (region,), outer = _close([child], 1 + len(types))
     operands = [_as_value(builder, leaf, t) for leaf, t in zip(carry.leaves, types)] + _outer_tracers(builder, outer)
@@ -698,7 +704,7 @@ def scan(f, init, xs=None, length=None, reverse=False, *, remat=False):
         return c, x
 
     child, types, weak, leaves, (y_all, y_tree) = _carry_body(
-        f, "body", what, carry, ([], x_types), ([], x_weak), make_args, pair=True)
+        f, "body", what, carry, ([], x_types), ([], x_weak), make_args, pair=True, runs=n != 0)
     y_leaves = [y for y in y_all if y is not None]  # (a None in y stays None: nothing stacked)
     y_types = [_leaf_type(y) for y in y_leaves]
     y_paths = [p for p, y in zip(pytree.leaf_paths(pytree.unflatten(y_tree, y_all), "y"), y_all) if y is not None]
