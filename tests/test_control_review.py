@@ -84,3 +84,15 @@ def test_a_python_number_carry_the_body_makes_an_array_value_is_no_longer_weak()
     for got, want in zip(gc.trace(f)(*args), f(*args)):
         assert got.dtype == want.dtype
         np.testing.assert_allclose(got, want, rtol=1e-15)
+
+
+def test_cond_branches_returning_an_int_and_a_float_number_give_the_float():
+    """``gc.cond(p, lambda: 1, lambda: 2.5)`` took the first branch's int type and truncated 2.5
+    to 2 (silently); two Python numbers now promote as NumPy's weak scalars do: a float."""
+    def f(x):
+        return (gc.cond(x.sum() < 0, lambda: 1, lambda: 2.5),
+                gc.cond(x.sum() < 0, lambda a: a * 2, lambda a: a + 0.5, 1),
+                gc.cond(x.sum() < 0, lambda: True, lambda: 3))
+
+    assert gc.trace(f)(np.ones(3)) == (2.5, 1.5, 3) == f(np.ones(3))
+    assert gc.trace(f)(-np.ones(3)) == (1.0, 2.0, 1) == f(-np.ones(3))

@@ -821,7 +821,10 @@ def cond(pred, true_fun, false_fun, *operands):
     for a, b in zip(t_leaves, f_leaves):
         ta, tb = _leaf_type(a), _leaf_type(b)
         wa, wb = is_weak(a), is_weak(b)
-        types.append(ta if (ta == tb or wb or not wa) else tb)
+        if wa and wb and ta != tb and ta.shape == tb.shape:  # two Python numbers (1 and 2.5): a float
+            types.append(TensorType(ta.shape, np.promote_types(ta.dtype, tb.dtype).name))
+        else:  # (a weakly typed one takes the other's type)
+            types.append(ta if (ta == tb or wb or not wa) else tb)
         weak.append(wa and wb)
     paths = pytree.leaf_paths(pytree.unflatten(t_tree, t_leaves), "output")
     _finish(t_child, t_leaves, types, "the true branch of gc.cond", paths)
