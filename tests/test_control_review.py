@@ -96,3 +96,15 @@ def test_cond_branches_returning_an_int_and_a_float_number_give_the_float():
 
     assert gc.trace(f)(np.ones(3)) == (2.5, 1.5, 3) == f(np.ones(3))
     assert gc.trace(f)(-np.ones(3)) == (1.0, 2.0, 1) == f(-np.ones(3))
+
+
+def test_a_shape_error_raised_outside_bind_in_a_body_names_the_body_line():
+    """``c.reshape(5)`` raises its ShapeError before any node is made: the message named the
+    loop's call (the stack when the body's error was caught), not the line in the body."""
+    def body(i, c):
+        bad = c.reshape(5)  # the line to name
+        return bad
+
+    with pytest.raises(gc.ShapeError, match=r"in the body of gc.fori_loop, at .*test_control_review.py:\d+: "
+                                            r"bad = c.reshape\(5\)  # the line to name"):
+        gc.trace(lambda x: gc.fori_loop(0, 3, body, x))(np.zeros(3))

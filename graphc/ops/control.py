@@ -42,7 +42,7 @@ from graphc.context import current_builder, tracing
 from graphc.errors import ShapeError, TraceError
 from graphc.ir import DTYPES, Graph, TensorType, Value
 from graphc.ops.registry import register
-from graphc.trace import RegionBuilder, Tracer, bind, is_weak, type_of, user_line, user_loc
+from graphc.trace import RegionBuilder, Tracer, _user_line_of, bind, is_weak, type_of, user_line, user_loc
 
 FORI, SCAN, WHILE, COND = "fori_loop", "scan", "while_loop", "cond"
 LOOPS = (FORI, SCAN, WHILE)
@@ -405,7 +405,8 @@ def _trace_region(fn, name: str, what: str, inputs, weak, make_args):
         except ShapeError as exc:
             if "\n  at " in str(exc):
                 raise
-            raise ShapeError(f"{exc}\n  in {what}, at {user_line()}") from None
+            # (the line in the body that raised, from the traceback: the stack is the loop's call now)
+            raise ShapeError(f"{exc}\n  in {what}, at {_user_line_of(exc.__traceback__)}") from None
     leaves, tree = pytree.flatten(out)
     return child, leaves, tree
 
