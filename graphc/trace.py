@@ -459,7 +459,7 @@ def bind(name: str, *args, regions=(), **attrs):
     values = [builder.value_of(a) if isinstance(a, Tracer) else builder.constant(np.asarray(a)) for a in args]
     node = builder.graph.add_node(name, values, attrs, out_types, user_loc(), regions)
     outs = tuple(Tracer(v, builder) for v in node.outputs)
-    return outs if len(outs) > 1 else outs[0]
+    return outs if len(outs) != 1 else outs[0]  # (a loop with an empty carry has no outputs)
 
 
 # -- dtype promotion (NumPy 2 rules: Python scalars are weak) ---------------------

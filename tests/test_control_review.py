@@ -108,3 +108,18 @@ def test_a_shape_error_raised_outside_bind_in_a_body_names_the_body_line():
     with pytest.raises(gc.ShapeError, match=r"in the body of gc.fori_loop, at .*test_control_review.py:\d+: "
                                             r"bad = c.reshape\(5\)  # the line to name"):
         gc.trace(lambda x: gc.fori_loop(0, 3, body, x))(np.zeros(3))
+
+
+def test_loops_and_branches_with_empty_carries_or_results(capfd):
+    """A node with no outputs (an empty carry, a cond returning ()) was an IndexError in bind."""
+    def f(x):
+        return (gc.fori_loop(0, 2, lambda i, c: (gc.print("step {}", i), c)[1], ()),
+                gc.cond(x.sum() > 0, lambda: (), lambda: ()),
+                gc.while_loop(lambda c: x.sum() < 0, lambda c: c, ()),
+                gc.scan(lambda c, t: ((), t * 2), (), np.stack([x, x]))[1])
+
+    x = np.ones(3)
+    got, want = gc.trace(f)(x), f(x)
+    assert got[:3] == want[:3] == ((), (), ())
+    np.testing.assert_array_equal(got[3], want[3])
+    assert capfd.readouterr().out == "step 0\nstep 1\n" * 2
