@@ -10,7 +10,7 @@ import graphc as gc
 
 def test_fori_bounds_beyond_int64_are_a_trace_error():
     """The compiled loop's index is an int64: a bound outside it was an OverflowError from the
-    generated code (or a loop of a wrapped trip count), now a TraceError naming the bound."""
+    generated code, or (0 to 2**64 + 3) a compiled call that did not return; now a TraceError."""
     for lower, upper, what in ((0, 2 ** 64 + 3, "upper bound"), (2 ** 63 - 2, 2 ** 63 + 1, "upper bound"),
                                (-2 ** 63, 2 ** 62, "more steps than an int64")):
         f = gc.trace(lambda a, lower=lower, upper=upper: gc.fori_loop(lower, upper, lambda i, c: c + 1, a))
