@@ -466,7 +466,7 @@ def _trace_region(fn, name: str, what: str, inputs, weak, make_args):
         except ShapeError as exc:
             if "\n  at " in str(exc):
                 raise
-            # (raised outside bind, by a shape rule: the user's line is in the traceback)
+            # (the line in the body that raised, from the traceback: the stack is the loop's call now)
             raise ShapeError(f"{exc}\n  in {what}, at {_user_line_of(exc.__traceback__)}") from None
     leaves, tree = pytree.flatten(out)
     return child, leaves, tree
@@ -543,11 +543,12 @@ def _describe(tree) -> str:
     return {"tuple": f"({inner})", "list": f"[{inner}]"}.get(kind, f"{kind}({inner})")
 
 
-def _carry_body(fn, name, what, carry: _Leaves, extra_inputs, extra_weak, make_args, pair=False):
+def _carry_body(fn, name, what, carry: _Leaves, extra_inputs, extra_weak, make_args, pair=False, runs=True):
     """Trace a loop body whose outputs are its carry (``pair``: a scan's ``(carry, y)``); a Python
-    number in the carry that comes back with another dtype takes that dtype (the body is traced
-    once more). Returns the region builder, the carry's types and weak flags, its output leaves,
-    and the y leaves with their tree (a scan's; else ``([], None)``)."""
+    number in the carry that comes back with another dtype takes that dtype, or comes back as an
+    array's value (not weak: ``0.0 + x[i]``) when the loop ``runs`` at least once (the body is
+    traced once more). Returns the region builder, the carry's types and weak flags, its output
+    leaves, and the y leaves with their tree (a scan's; else ``([], None)``)."""
     types, weak = list(carry.types), list(carry.weak)
 
     for attempt in range(3):
@@ -559,14 +560,17 @@ def _carry_body(fn, name, what, carry: _Leaves, extra_inputs, extra_weak, make_a
         retry = False
         for k, leaf in enumerate(carry_leaves):
             got = _leaf_type(leaf)
-            if weak[k] and got.shape == types[k].shape and (got != types[k] or not is_weak(leaf)):
+            if weak[k] and got.shape == types[k].shape and got != types[k]:
                 # a Python number in the carry takes the type of an array the body makes of it
-                # ((x, np.inf) with x float32: float32; 0.0 + np.float64(1): a strong float64), or
-                # of a wider number (0 -> 0.5: a float); a narrower number coming back is cast to
-                # the carry instead (_finish)
+                # ((x, np.inf) with x float32: float32), or of a wider number (0 -> 0.5: a float);
+                # a narrower number coming back is cast to the carry instead (_finish)
                 new = got.dtype if not is_weak(leaf) else np.promote_types(types[k].dtype, got.dtype).name
-                if new != types[k].dtype or not is_weak(leaf):
+                if new != types[k].dtype:
                     types[k], weak[k], retry = TensorType(types[k].shape, new), is_weak(leaf), True
+            elif weak[k] and runs and got == types[k] and not is_weak(leaf):
+                # eagerly the loop's result is then a NumPy value, which promotes as its dtype
+                # (a float32 array times it is float64), not as a Python number
+                weak[k], retry = False, True
         if not retry or attempt == 2:
             return child, types, weak, carry_leaves, rest
         child.finished = True  # (abandoned: traced again with the carry's new dtypes)
@@ -673,7 +677,8 @@ def fori_loop(lower, upper, body_fun, init_val, *, remat=False):
     def make_args(tracers):
         return tracers[0], carry.rebuild(tracers[1:])
 
-    child, types, weak, leaves, _ = _carry_body(body_fun, "body", what, carry, ([INDEX], []), ([True], []), make_args)
+    child, types, weak, leaves, _ = _carry_body(body_fun, "body", what, carry, ([INDEX], []), ([True], []), make_args,
+                                                runs=stop > start)
     _finish(child, leaves, types, what, carry.paths)
     (region,), outer = _close([child], 1 + len(types))
     operands = [_as_value(builder, leaf, t) for leaf, t in zip(carry.leaves, types)] + _outer_tracers(builder, outer)
@@ -763,7 +768,7 @@ def scan(f, init, xs=None, length=None, reverse=False, *, remat=False):
         return c, x
 
     child, types, weak, leaves, (y_all, y_tree) = _carry_body(
-        f, "body", what, carry, ([], x_types), ([], x_weak), make_args, pair=True)
+        f, "body", what, carry, ([], x_types), ([], x_weak), make_args, pair=True, runs=n != 0)
     y_leaves = [y for y in y_all if y is not None]  # (a None in y stays None: nothing stacked)
     y_types = [_leaf_type(y) for y in y_leaves]
     y_paths = [p for p, y in zip(pytree.leaf_paths(pytree.unflatten(y_tree, y_all), "y"), y_all) if y is not None]
@@ -791,9 +796,18 @@ def _eager_scan(f, init, xs, n, reverse):
                          "its ys (it never calls f); call it inside a function compiled with gc.trace")
     y_leaves = [pytree.flatten(y)[0] for y in ys]
     y_tree = pytree.flatten(ys[0])[1]
-    stacked = [None if y_leaves[0][k] is None else np.stack([np.asarray(y[k]) for y in y_leaves])
+    stacked = [None if y_leaves[0][k] is None else np.stack([np.asarray(y[k]) for y in y_leaves],
+                                                            dtype=_stacked_dtype([y[k] for y in y_leaves]))
                for k in range(len(y_leaves[0]))]
     return carry, pytree.unflatten(y_tree, stacked)
+
+
+def _stacked_dtype(ys):
+    """The dtype of the stacked ``ys``, Python numbers weak (NumPy 2): a y that is the carry as it
+    went in, ``0``, and then ``np.int32`` values stack as int32, as the traced scan does."""
+    strong = {np.asarray(y).dtype for y in ys if not is_weak(y)}
+    weak = {type(y): y for y in ys if is_weak(y)}
+    return np.result_type(*strong, *weak.values())
 
 
 def while_loop(cond_fun, body_fun, init_val):
@@ -874,10 +888,10 @@ def cond(pred, true_fun, false_fun, *operands):
     for a, b in zip(t_leaves, f_leaves):
         ta, tb = _leaf_type(a), _leaf_type(b)
         wa, wb = is_weak(a), is_weak(b)
-        if wa and wb:  # two numbers: the wider type (1 or 2.5: a float)
+        if wa and wb and ta != tb and ta.shape == tb.shape:  # two Python numbers (1 and 2.5): a float
             types.append(TensorType(ta.shape, np.promote_types(ta.dtype, tb.dtype).name))
-        else:  # an array's type wins over a number's; two arrays must agree (_finish)
-            types.append(tb if wa else ta)
+        else:  # (a weakly typed one takes the other's type)
+            types.append(ta if (ta == tb or wb or not wa) else tb)
         weak.append(wa and wb)
     paths = pytree.leaf_paths(pytree.unflatten(t_tree, t_leaves), "output")
     _finish(t_child, t_leaves, types, "the true branch of gc.cond", paths)
