@@ -365,15 +365,6 @@ def _save_per_step(node, forward, residuals, grad_body):
     return new[:loop.carries], new[loop.carries:]
 
 
-def _inline_graph(graph, operands) -> list:
-    """``graph``'s nodes recorded into the current trace on ``operands``; its outputs as tracers."""
-    env = dict(zip(graph.inputs, operands))
-    for n in graph.nodes:
-        outs = bind(n.op, *[env[v] for v in n.inputs], regions=n.regions, **n.attrs)
-        env.update(zip(n.outputs, outs if isinstance(outs, tuple) else (outs,)))
-    return [env[v] for v in graph.outputs]
-
-
 def _while_vjp(gs, *operands, node, vjp_region, needed):
     raise TraceError(f"reverse-mode differentiation of gc.while_loop is not supported (at {node.loc}): "
                      f"its trip count is known only when it has run (a gc.fori_loop whose bounds are traced "
