@@ -175,9 +175,9 @@ def _inline(region, operands, effects=True) -> list:
     effects (gc.print) of the region's own nodes: a replay for reverse mode must not print again."""
     env = dict(zip(region.inputs, operands))
     for n in region.nodes:
-        if not effects and registry.get(n.op).effect:
-            env.update((v, Tracer(current_builder().constant(np.ones(v.type.shape, v.type.dtype)), current_builder()))
-                       for v in n.outputs)
+        if not effects and registry.get(n.op).effect:  # (its result is a token: True)
+            builder = current_builder()
+            env.update((v, Tracer(builder.constant(np.ones(v.type.shape, v.type.dtype)), builder)) for v in n.outputs)
             continue
         outs = bind(n.op, *[env[v] for v in n.inputs], regions=[r.clone() for r in n.regions], **n.attrs)
         env.update(zip(n.outputs, outs if isinstance(outs, tuple) else (outs,)))
@@ -195,7 +195,6 @@ def vjp_region(region, seeded, wrt, name):
         primals = [Tracer(builder.graph.add_input(v.type), builder) for v in region.inputs]
         cts = [Tracer(builder.graph.add_input(region.outputs[k].type), builder) for k in seeded]
         outs = _inline(region, primals, effects=False)
-        first = 0
         seeds = {}
         for k, ct in zip(seeded, cts):
             out = outs[k]
@@ -204,7 +203,7 @@ def vjp_region(region, seeded, wrt, name):
             seeds[out.value] = ct if out.value not in seeds else seeds[out.value] + ct
         wrt_values = [primals[k].value for k in wrt]
         unique = list(dict.fromkeys(wrt_values))
-        found = _walk(builder, seeds, unique, _reaching(builder.graph.nodes, unique), first) if seeds else []
+        found = _walk(builder, seeds, unique, _reaching(builder.graph.nodes, unique), 0) if seeds else []
         total = dict(zip(unique, found))
         results = []
         for k, v in zip(wrt, wrt_values):

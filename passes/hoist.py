@@ -15,20 +15,19 @@ from __future__ import annotations
 
 from graphc.ir import Graph, Node
 from graphc.ops import registry
-from graphc.ops.control import COND, FORI, SCAN, WHILE, Loop
+from graphc.ops.control import COND, CONTROL, LOOPS, WHILE, Loop
 
-_LOOPS = (FORI, SCAN, WHILE)
 
 
 def run(graph: Graph) -> Graph:
-    if not any(node.op in _LOOPS + (COND,) for node in graph.nodes):
+    if not any(node.op in CONTROL for node in graph.nodes):
         return graph
     graph = graph.clone()
     nodes = []
     for node in graph.nodes:
-        if node.op in _LOOPS:
+        if node.op in LOOPS:
             nodes += _hoist(node)
-        if node.op in _LOOPS + (COND,):
+        if node.op in CONTROL:
             _prune(node)
         nodes.append(node)
     return Graph(graph.inputs, nodes, graph.outputs, graph.name).copy_meta(graph)

@@ -160,6 +160,16 @@ class _Run:
         self.stats[-1].note = message
         return graph
 
+    def run_steps(self, graph: Graph) -> Graph:
+        """The pipeline's passes over ``graph``, then over its loops' and branches' bodies."""
+        steps = PIPELINES[self.pipeline]
+        for step in steps:
+            if isinstance(step, Fixpoint):
+                graph = self.fixpoint(graph, step)
+            else:
+                graph, _ = self.step(graph, *step)
+        return _optimize_regions(graph, self) if steps else graph
+
     def report_failure(self, exc: Exception, what: str, graph: Graph) -> str:
         """Re-raise ``exc`` (GRAPHC_PASS_ERRORS=raise) or warn; returns the note for PassStat."""
         note = f"{type(exc).__name__}: {exc}"
@@ -183,13 +193,7 @@ def run(graph: Graph, pipeline: str = "O2", verify: bool | None = None, errors: 
     state = _Run(graph, pipeline, verify, errors)
     original = graph
     with _collector_paused():
-        for step in steps:
-            if isinstance(step, Fixpoint):
-                graph = state.fixpoint(graph, step)
-            else:
-                graph, _ = state.step(graph, *step)
-        if steps:
-            graph = _optimize_regions(graph, state)
+        graph = state.run_steps(graph)
         if steps and not verify and graph is not original:
             try:  # one cheap check of the result; a broken graph is never compiled
                 graph.verify(registry.infer_node)
@@ -216,12 +220,7 @@ def _optimize_regions(graph: Graph, state: "_Run") -> Graph:
 def _optimized_region(region: Graph, state: "_Run") -> Graph:
     inner = _Run(region, state.pipeline, state.verify, state.mode)
     inner.dump = None
-    for step in PIPELINES[state.pipeline]:
-        if isinstance(step, Fixpoint):
-            region = inner.fixpoint(region, step)
-        else:
-            region, _ = inner.step(region, *step)
-    region = _optimize_regions(region, state)
+    region = inner.run_steps(region)
     state.stats += [PassStat(f"{stat.name} ({region.name})", stat.nodes_before, stat.nodes_after, stat.seconds,
                              stat.note, stat.iteration, stat.changed) for stat in inner.stats]
     return region

@@ -200,8 +200,7 @@ class Emitter:
         elif plan is not None and v in plan.inplace:  # a State's update, into the State's array
             self.line(f"{name} = {self.name(plan.inplace[v])}")
         elif self.hoist:  # a value of a loop body: its buffer is allocated before the loop
-            self.imports.add("empty_c")
-            self.hoisted_line(f"{name} = empty_c({shape!r}, {ctor})")
+            self.buffer(name, shape, v.type.dtype)
             if fill is not None:
                 self.fill(name, shape, fill)
             return name
@@ -235,6 +234,16 @@ class Emitter:
         with self.loops(tuple(shape)) as idx:
             at = ", ".join(([lead] if lead else []) + list(idx))
             self.line(f"{dst}[{at or '()'}] = {src}[{index_text(idx)}]")
+
+    def buffer(self, name: str, shape, dtype: str):
+        """Bind ``name`` to a new C-contiguous array, before the innermost loop being written if
+        any (made once, reused by every step)."""
+        self.imports.add("empty_c")
+        text = f"{name} = empty_c({tuple(shape)!r}, {CTOR[dtype]})"
+        if self.hoist:
+            self.hoisted_line(text)
+        else:
+            self.line(text)
 
     def hoisted_line(self, text: str):
         """Write ``text`` in the preamble of the innermost loop being written (run once before it)."""

@@ -44,24 +44,13 @@ def emit(em, node, emit_region):
         raise ValueError(f"graphc.backend.control does not lower {node.op}")
 
 
-def _buffer(em, t) -> str:
-    """A new buffer of type ``t`` (before the innermost loop being written, if any)."""
-    name = em.tmp("c")
-    em.imports.add("empty_c")
-    text = f"{name} = empty_c({tuple(t.shape)!r}, {CTOR[t.dtype]})"
-    if em.hoist:
-        em.hoisted_line(text)
-    else:
-        em.line(text)
-    return name
-
-
 def _init_carries(em, values) -> list[str]:
     """Variables holding a copy of each initial carry (a loop never writes its operands)."""
     names = []
     for v in values:
         if v.type.shape:
-            c = _buffer(em, v.type)
+            c = em.tmp("c")
+            em.buffer(c, v.type.shape, v.type.dtype)
             em.copy(c, em.name(v), v.type.shape)
         else:
             c = em.tmp("c")

@@ -35,6 +35,8 @@ The backends lower these nodes to real loops and branches (graphc/backend/contro
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from graphc import pytree
@@ -81,40 +83,39 @@ def _check_types(what, got, want, names):
             raise ShapeError(f"{what}: {names(k)} is {g}, but {w} was expected")
 
 
-def _infer_loop(op):
-    def infer(types, regions, attrs):
-        if len(regions) != 1:
-            raise ShapeError(f"a {op} node has one region (its body), got {len(regions)}")
-        (body,) = regions
-        loop = Loop(op, attrs, len(types))
-        if loop.consts < 0:
-            raise ShapeError(f"{op} has {len(types)} operands, fewer than its {loop.carries} carries "
-                             f"and {loop.xs} xs")
-        carry, xs, consts = types[:loop.carries], types[loop.carries:loop.carries + loop.xs], \
-            types[loop.carries + loop.xs:]
-        for k, x in enumerate(xs):
-            if not x.shape or x.shape[0] != loop.length:
-                raise ShapeError(f"{op}: xs[{k}] is {x}, but the scan has length {loop.length}")
-        want = [INDEX] * loop.indexed + list(carry) + [TensorType(x.shape[1:], x.dtype) for x in xs] + list(consts)
-        got = [v.type for v in body.inputs]
-        if len(got) != len(want):
-            raise ShapeError(f"{op}: its body takes {len(got)} inputs, but the node gives it {len(want)}")
-        _check_types(f"{op} body", got, want, lambda k: f"input {k}")
-        outs = [v.type for v in body.outputs]
-        if len(outs) < loop.carries or (op == FORI and len(outs) != loop.carries):
-            raise ShapeError(f"{op}: its body returns {len(outs)} values for {loop.carries} carries")
-        _check_types(f"{op} body", outs[:loop.carries], carry, lambda k: f"carry output {k}")
-        return list(carry) + [TensorType((loop.length,) + tuple(y.shape), y.dtype) for y in outs[loop.carries:]]
-    return infer
+def _infer_loop(op, types, regions, attrs):
+    """The shape rule of fori_loop and scan (their attributes read by ``Loop``)."""
+    if len(regions) != 1:
+        raise ShapeError(f"a {op} node has one region (its body), got {len(regions)}")
+    (body,) = regions
+    loop = Loop(op, attrs, len(types))
+    if loop.consts < 0:
+        raise ShapeError(f"{op} has {len(types)} operands, fewer than its {loop.carries} carries "
+                         f"and {loop.xs} xs")
+    carry, xs, consts = types[:loop.carries], types[loop.carries:loop.carries + loop.xs], \
+        types[loop.carries + loop.xs:]
+    for k, x in enumerate(xs):
+        if not x.shape or x.shape[0] != loop.length:
+            raise ShapeError(f"{op}: xs[{k}] is {x}, but the scan has length {loop.length}")
+    want = [INDEX] * loop.indexed + list(carry) + [TensorType(x.shape[1:], x.dtype) for x in xs] + list(consts)
+    got = [v.type for v in body.inputs]
+    if len(got) != len(want):
+        raise ShapeError(f"{op}: its body takes {len(got)} inputs, but the node gives it {len(want)}")
+    _check_types(f"{op} body", got, want, lambda k: f"input {k}")
+    outs = [v.type for v in body.outputs]
+    if len(outs) < loop.carries or (op == FORI and len(outs) != loop.carries):
+        raise ShapeError(f"{op}: its body returns {len(outs)} values for {loop.carries} carries")
+    _check_types(f"{op} body", outs[:loop.carries], carry, lambda k: f"carry output {k}")
+    return list(carry) + [TensorType((loop.length,) + tuple(y.shape), y.dtype) for y in outs[loop.carries:]]
 
 
 # (the attributes as keyword parameters: export reads which ones each op takes from here)
 def _infer_fori(types, regions=(), *, start, stop, carries, remat=False):
-    return _infer_loop(FORI)(types, regions, dict(start=start, stop=stop, carries=carries))
+    return _infer_loop(FORI, types, regions, dict(start=start, stop=stop, carries=carries))
 
 
 def _infer_scan(types, regions=(), *, length, carries, xs, reverse=False, start=None, remat=False):
-    return _infer_loop(SCAN)(types, regions, dict(length=length, carries=carries, xs=xs, reverse=reverse, start=start))
+    return _infer_loop(SCAN, types, regions, dict(length=length, carries=carries, xs=xs, reverse=reverse, start=start))
 
 
 def _infer_while(types, regions=(), *, carries):
@@ -380,8 +381,7 @@ def _cond_vjp(gs, pred, *operands, node, vjp_region, needed):
     if not seeded or not wrt:
         return [None] * (len(operands) + 1)
     branches = [vjp_region(r, seeded, wrt, f"vjp_{r.name}") for r in (true, false)]
-    outs = bind(COND, pred, *operands, *[gs[k] for k in seeded], regions=branches)
-    outs = list(outs) if isinstance(outs, tuple) else [outs]
+    outs = _node(COND, [pred, *operands, *[gs[k] for k in seeded]], branches)
     cts = [None] * (len(operands) + 1)
     for j, k in enumerate(wrt):
         cts[1 + k] = outs[j]
@@ -601,16 +601,13 @@ def _close(children, explicit: int):
     for child in children:
         g = child.graph
         own = g.inputs[:explicit]
-        lifted = [child.captures[v] if v in child.captures else _unused(g, v) for v in outer]
+        # (a value only the other regions read is an input this one leaves unused)
+        lifted = [child.captures[v] if v in child.captures else Value(v.type) for v in outer]
         g.inputs = own + lifted
         g.input_names = [None] * len(g.inputs)
         g.input_roles = ["arg"] * len(g.inputs)
         regions.append(g)
     return regions, outer
-
-
-def _unused(graph, outer):
-    return Value(outer.type)  # (an input this region does not read)
 
 
 def _outer_tracers(builder, values):
@@ -623,11 +620,10 @@ def checkpoint(fn):
     ``fori_loop`` or ``scan``, reverse mode saves only the carry per step and recomputes the
     body's other values in the backward loop, instead of saving them (less memory, more time).
     Called directly, ``fn`` runs as it is."""
+    @functools.wraps(fn)
     def marked(*args, **kwargs):
         return fn(*args, **kwargs)
     marked.__graphc_remat__ = True
-    marked.__wrapped__ = fn
-    marked.__name__ = getattr(fn, "__name__", "checkpointed")
     return marked
 
 
