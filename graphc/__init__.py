@@ -28,7 +28,7 @@ if "graphc.passes" not in _sys.modules and _os.path.isfile(_os.path.join(_CHECKO
     _sys.modules["graphc.passes"] = _importlib_util.module_from_spec(_spec)
     _spec.loader.exec_module(_sys.modules["graphc.passes"])
 
-from graphc.errors import CompileError, ExportError, GraphcError, ShapeError, TraceError, VerifyError
+from graphc.errors import CompileError, DeviceError, ExportError, GraphcError, ShapeError, TraceError, VerifyError
 from graphc import ops as _ops  # registers every op  # noqa: F401
 from graphc.autodiff import gradient
 from graphc.interpret import interpret

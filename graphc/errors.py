@@ -25,6 +25,11 @@ class CompileError(GraphcError, RuntimeError):
     """The backend failed to compile the generated code for a node."""
 
 
+class DeviceError(GraphcError, RuntimeError):
+    """The requested device is missing (no GPU, no driver, no CUDA packages) or an array is
+    on another device than the one a function was compiled for."""
+
+
 class VerifyError(GraphcError, AssertionError):
     """A graph breaks an IR invariant (SSA, types, topological order)."""
 

@@ -390,7 +390,7 @@ def _generic_graph(traced: TracedFunction, signature, args, kwargs, candidates):
     of those arguments, why a batch of 1 differs or None): symbolic.batch_template over
     the ``candidates`` (lists of argument names); ExportError naming why when none is generic."""
     generic = TracedFunction(traced.fn, passes=traced.passes, device=traced.device, name=traced.name,
-                             math=traced.math)
+                             math=traced.math, to_host=traced.to_host)
     generic._signature = generic._dynamic_signature = signature
     paths = generic._check_arguments(args, kwargs, pytree.flatten((args, kwargs))[0])
 

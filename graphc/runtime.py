@@ -22,7 +22,7 @@ from graphc.ops import registry
 from graphc.backend import background
 from graphc.backend.base import buffer_roots
 from graphc.backend.interpreter import Interpreted
-from graphc.errors import GraphcError, NonFiniteError, ShapeError
+from graphc.errors import DeviceError, GraphcError, NonFiniteError, ShapeError
 from graphc.ir import DTYPES
 from graphc.trace import DYNAMIC, current_builder, rebuild_outputs, trace_into_graph
 from graphc.passes import manager
@@ -65,15 +65,23 @@ def _typed_key(value):
 
 
 def is_dynamic(leaf) -> bool:
-    """Arrays and numbers are traced inputs; Python bools and other objects are static."""
+    """Arrays (host or GPU) and numbers are traced inputs; Python bools and other objects are static."""
     if isinstance(leaf, bool) or isinstance(leaf, Static):
         return False
-    return isinstance(leaf, (np.ndarray, *_SCALAR_TYPES))
+    return isinstance(leaf, (np.ndarray, *_SCALAR_TYPES)) or on_gpu(leaf)
+
+
+def on_gpu(leaf) -> bool:
+    """Is ``leaf`` a GPU array (CuPy's, Numba's, a PyTorch CUDA tensor: anything with
+    ``__cuda_array_interface__``)?"""
+    return hasattr(type(leaf), "__cuda_array_interface__") and not isinstance(leaf, np.ndarray)
 
 
 def _leaf_key(leaf):
     if isinstance(leaf, np.ndarray):
         return (leaf.shape, leaf.dtype)
+    if on_gpu(leaf):
+        return ("gpu", tuple(leaf.shape), np.dtype(leaf.dtype))
     if isinstance(leaf, np.generic):  # first: np.float64 is also a float, but strongly typed
         return ((), leaf.dtype)
     if isinstance(leaf, bool):
@@ -158,6 +166,7 @@ class Compiled:
         self.flat_tuple = (out_tree[0] == "tuple" and all(c == pytree.LEAF for c in out_tree[1])
                            and all(sl is DYNAMIC for sl in slots)) if out_tree != pytree.LEAF else False
         self._call = compiled
+        self.to_host = getattr(compiled, "to_host_value", None)
         self.guards = list(builder.guards)
         self.input_checks = list(builder.input_checks)
         self.needs_validation = bool(self.state_in or self.guards)
@@ -280,8 +289,8 @@ class Compiled:
             # error-mapping wrapper), and stop checking
             entry = self.compiled.fast_entry
             self._call = entry if entry is not None else self.compiled.__call__
-        if self.copy_user:
-            outs = [np.array(o) if c else o for o, c in zip(outs, self.copy_user)] + list(outs[self.n_user:])
+        if self.copy_user:  # (o.copy(): a device array stays on its device)
+            outs = [o.copy() if c else o for o, c in zip(outs, self.copy_user)] + list(outs[self.n_user:])
         if self.state_out:
             self._write_back(outs[self.n_user:])
         for effect in self.after_call:
@@ -377,7 +386,10 @@ class Compiled:
                 for st, v in zip(self.state_out, graph.outputs[self.n_user:])]
 
     def _write_back(self, values):
-        values = [np.array(v) if copy else v for v, copy in zip(values, self.copy_first)]
+        values = [v.copy() if copy else v for v, copy in zip(values, self.copy_first)]
+        if self.to_host is not None:  # (a GPU backend: a State whose array is on the host gets a host copy)
+            values = [self.to_host(v) if isinstance(st.data, np.ndarray) else v
+                      for st, v in zip(self.state_out, values)]
         if self.check_finite:
             for st, v in zip(self.state_out, values):
                 if np.asarray(v).dtype.kind == "f" and not np.isfinite(v).all():
@@ -459,7 +471,7 @@ class TracedFunction:
     """
 
     def __init__(self, fn, static_argnums=(), passes="O2", device=backend.DEFAULT_DEVICE, name=None,
-                 check_finite=False, math=None, dynamic=None, compile=None):
+                 check_finite=False, math=None, dynamic=None, compile=None, to_host=None):
         if not callable(fn):
             raise TypeError(f"graphc.trace needs a function, got {type(fn).__name__}")
         self.backend = backend.get(device)  # (ValueError listing the devices)
@@ -468,7 +480,9 @@ class TracedFunction:
         self.passes = manager.check_pipeline(passes)
         # the device's options, checked now (only those given: each device has its defaults)
         self.math = math  # cpu: "fast" (vectorizable exp/log/tanh...) or "libm" (NumPy's scalar calls)
-        self.options = self.backend.check_options({} if math is None else {"math": math})
+        self.to_host = to_host  # cuda: array results as NumPy arrays instead of device arrays
+        given = {"math": math, "to_host": to_host}
+        self.options = self.backend.check_options({k: v for k, v in given.items() if v is not None})
         self.device = device
         # "background" / "eager" / "never" (None: $GRAPHC_COMPILE at each compile, else background)
         self.compile = compile if compile is None else background.check_mode(compile)
@@ -538,7 +552,7 @@ class TracedFunction:
             method.__signature__ = self._signature.replace(parameters=params)
         traced = TracedFunction(method, static_argnums=tuple(i - 1 for i in self.static_argnums if i > 0),
                                 passes=self.passes, device=self.device, name=self.name,
-                                check_finite=self.check_finite, math=self.math, dynamic=self.dynamic,
+                                check_finite=self.check_finite, math=self.math, to_host=self.to_host, dynamic=self.dynamic,
                                 compile=self.compile)
         bound[id(obj)] = (ref, traced)
         return traced
@@ -554,6 +568,8 @@ class TracedFunction:
         for leaf in leaves:
             if isinstance(leaf, np.ndarray) and type(leaf) is not np.ndarray and not _honourable(type(leaf)):
                 self._check_arguments(args, kwargs, leaves)  # names the argument (on every call)
+            if self.device != "cuda" and on_gpu(leaf):
+                self._check_arguments(args, kwargs, leaves)
         try:
             key = (treedef, tuple(_leaf_key(leaf) for leaf in leaves))
             variants = self._cache.get(key, ())
@@ -871,6 +887,14 @@ class TracedFunction:
                 raise TypeError(f"{self.name}: argument {path!r} = {leaf} does not fit in int64")
             if isinstance(leaf, np.ndarray) and not _honourable(type(leaf)):
                 raise _subclass_error(self.name, path, leaf)
+            if on_gpu(leaf):
+                if self.device != "cuda":
+                    raise DeviceError(f"{self.name}: argument {path!r} is a GPU array ({type(leaf).__name__}), but "
+                                      f"this function runs on device {self.device!r}; copy it to the host "
+                                      f"(cupy.asnumpy(x)) or trace with device='cuda'")
+                if np.dtype(leaf.dtype).name not in DTYPES:
+                    raise TypeError(f"{self.name}: argument {path!r} is a GPU array of dtype {leaf.dtype}, which "
+                                    f"graphc cannot compile; use one of {', '.join(DTYPES)}")
 
     # -- inspection ---------------------------------------------------------------------
     def _latest(self, settle: bool = True) -> Compiled:
@@ -1020,7 +1044,7 @@ def _check_dynamic(dynamic, signature, name) -> dict:
 
 
 def trace(fn=None, *example_args, static_argnums=(), passes="O2", device=backend.DEFAULT_DEVICE,
-          check_finite=False, math=None, dynamic=None, compile=None, **example_kwargs):
+          check_finite=False, math=None, dynamic=None, compile=None, to_host=None, **example_kwargs):
     """Compile ``fn`` with graphc.
 
     * ``@gc.trace`` or ``gc.trace(fn)``: traces on the first call per input signature.
@@ -1030,7 +1054,8 @@ def trace(fn=None, *example_args, static_argnums=(), passes="O2", device=backend
     Options: ``static_argnums`` (positions of arguments that are compile-time
     constants), ``passes`` ("O0", "O1" or "O2"), ``device`` ("cpu": compiled with Numba;
     "numpy": run by the NumPy interpreter, nothing compiled, for debugging and as the
-    oracle), ``check_finite`` (raise ``NonFiniteError`` instead of writing NaN/inf into
+    oracle; "cuda": kernels on an NVIDIA GPU, see the README's CUDA section, with
+    ``to_host=True`` for NumPy results instead of device arrays), ``check_finite`` (raise ``NonFiniteError`` instead of writing NaN/inf into
     State) and, on the cpu device, ``math`` ("fast", the default: vectorizable
     exp/log/tanh/sigmoid/sin/cos/pow in fused loops, a few ulp from NumPy; "libm": the
     plain scalar calls).
@@ -1049,7 +1074,7 @@ def trace(fn=None, *example_args, static_argnums=(), passes="O2", device=backend
     ``"never"``: the interpreter only. Tracing with example arguments compiles eagerly.
     """
     options = dict(static_argnums=static_argnums, passes=passes, device=device, check_finite=check_finite,
-                   math=math, dynamic=dynamic, compile=compile)
+                   math=math, dynamic=dynamic, compile=compile, to_host=to_host)
     if fn is None:
         return functools.partial(trace, **options)
     traced = TracedFunction(fn, **options)

@@ -421,6 +421,8 @@ def type_of(x) -> TensorType:
     if isinstance(x, Tracer):
         return x.value.type
     _reject_container(x)
+    if hasattr(type(x), "__cuda_array_interface__") and not isinstance(x, np.ndarray):  # a GPU array
+        return TensorType(tuple(x.shape), np.dtype(x.dtype).name)
     x = np.asarray(x)
     return TensorType(tuple(x.shape), x.dtype.name)
 

@@ -8,6 +8,9 @@
 * ``GRAPHC_COMPILE=eager``: a first call compiles, as the tests of compiled code expect
   (tests/test_background.py tests the default, ``background``, explicitly).
 * Hypothesis runs with no deadline (the first example of a test may compile).
+* ``NUMBA_ENABLE_CUDASIM=1`` unless set: the CUDA backend's tests run in Numba's simulator
+  (set it to 0 on a machine with a GPU to run them on the device). Set here, before anything
+  imports Numba, which reads it once.
 
 Compiling a graph costs ~0.3-1 s of Numba time and shapes are baked into the
 generated code, so the helpers here compile *one* graph for a whole group of
@@ -16,6 +19,9 @@ cases (``check_cases``) and vary only values afterwards.
 from __future__ import annotations
 
 import os
+
+os.environ.setdefault("NUMBA_ENABLE_CUDASIM", "1")
+
 import shutil
 import tempfile
 import warnings

@@ -1,0 +1,150 @@
+"""The CUDA device as the CUDA backend sees it: is there one, its array library, transfers.
+
+Nothing here is imported by the CPU path, and nothing here imports numba-cuda or CuPy
+until a function is traced for ``device="cuda"`` (``device()``). Two ways to have one:
+
+* a real NVIDIA GPU with its driver, the ``numba-cuda`` package and CuPy (the ``cuda``
+  extra): kernels run on the GPU, device arrays are CuPy arrays, matrix products go to
+  cuBLAS through CuPy;
+* ``NUMBA_ENABLE_CUDASIM=1``: Numba's CUDA simulator runs the same kernels on the host, one
+  Python thread per GPU thread. Its "device arrays" are NumPy arrays (the simulator reads
+  and writes host memory), so CuPy is not needed; it is slow and meant for tests.
+
+Without either, ``device()`` raises ``DeviceError`` saying what is missing.
+"""
+from __future__ import annotations
+
+import os
+import warnings
+
+import numpy as np
+
+from graphc.errors import DeviceError
+
+INSTALL_HINT = ('install the extra with  pip install "graphc[cuda]"  (numba-cuda and CuPy for CUDA 12), '
+                "or set NUMBA_ENABLE_CUDASIM=1 to run the kernels in Numba's CUDA simulator (slow: "
+                "for tests)")
+
+
+def simulated() -> bool:
+    """Is Numba's CUDA simulator switched on for this process (read when Numba starts)?"""
+    from numba.core import config
+    return bool(config.ENABLE_CUDASIM)
+
+
+class Device:
+    """The CUDA device of this process: ``xp`` (CuPy, or NumPy under the simulator), the
+    kernel compiler ``cuda`` (numba.cuda) and the launch limits."""
+
+    def __init__(self):
+        self.simulator = simulated()
+        try:
+            from numba import cuda
+        except ImportError as exc:  # (numba-cuda missing and numba's own target gone)
+            raise DeviceError(f"device='cuda': numba's CUDA target cannot be imported ({exc}); "
+                              f"{INSTALL_HINT}") from None
+        self.cuda = cuda
+        if self.simulator:
+            self.xp = np
+            self.name = "Numba CUDA simulator"
+            self.sm_count = 1
+            # the simulator runs a thread per GPU thread: small blocks keep tests fast
+            self.threads = 32
+            return
+        if not _available(cuda):
+            raise DeviceError(f"device='cuda': no CUDA device or driver was found; {INSTALL_HINT}")
+        try:
+            import cupy
+        except ImportError:
+            raise DeviceError(f"device='cuda': CuPy is not installed (graphc keeps device arrays "
+                              f"and matrix products in CuPy); {INSTALL_HINT}") from None
+        self.xp = cupy
+        gpu = cuda.get_current_device()
+        self.name = gpu.name.decode() if isinstance(gpu.name, bytes) else str(gpu.name)
+        self.sm_count = gpu.MULTIPROCESSOR_COUNT
+        self.threads = 256
+
+    # -- arrays -----------------------------------------------------------------------------
+    def is_device_array(self, a) -> bool:
+        if self.simulator:
+            return isinstance(a, np.ndarray)
+        return isinstance(a, self.xp.ndarray)
+
+    def to_device(self, a):
+        """``a`` as a device array: device arrays as they are, anything with
+        ``__cuda_array_interface__`` or DLPack without a copy, host arrays copied."""
+        if self.simulator:
+            if hasattr(a, "__cuda_array_interface__") and not isinstance(a, np.ndarray):
+                raise DeviceError(f"a {type(a).__name__} lives on a real GPU, but this process runs the "
+                                  f"CUDA simulator (NUMBA_ENABLE_CUDASIM=1), whose arrays are NumPy arrays")
+            return np.ascontiguousarray(a)
+        xp = self.xp
+        if isinstance(a, xp.ndarray):
+            return a
+        if hasattr(a, "__cuda_array_interface__"):
+            return xp.asarray(a)  # (shares the memory: CuPy reads the interface)
+        if hasattr(a, "__dlpack__") and not isinstance(a, np.ndarray):
+            try:
+                return xp.from_dlpack(a)
+            except Exception:
+                pass  # (a host tensor: copied below)
+        return xp.asarray(np.asarray(a))
+
+    def to_host(self, a):
+        """``a`` as a NumPy array (a copy from the device; under the simulator ``a`` itself)."""
+        if self.simulator or isinstance(a, np.ndarray):
+            return np.asarray(a)
+        return self.xp.asnumpy(a)
+
+    def empty(self, shape, dtype):
+        try:
+            return self.xp.empty(shape, dtype=dtype)
+        except MemoryError as exc:  # (CuPy's OutOfMemoryError is one)
+            size = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+            raise MemoryError(f"device='cuda': out of device memory allocating {size:,} bytes for a "
+                              f"{dtype}{list(shape)} array ({exc})") from None
+
+    def launch(self, elements: int, per_block: int = 1) -> tuple[int, int]:
+        """(blocks, threads) for a grid-stride kernel over ``elements`` items, each block
+        taking ``per_block`` of them at a time (1 for elementwise, a row for reductions)."""
+        threads = self.threads
+        need = -(-elements // (threads if per_block == 1 else 1))
+        cap = 2 if self.simulator else self.sm_count * 32
+        return max(1, min(need, cap)), threads
+
+
+def _available(cuda) -> bool:
+    try:
+        return bool(cuda.is_available())
+    except Exception:
+        return False
+
+
+_DEVICE: Device | None = None
+
+
+def device() -> Device:
+    """The process's CUDA device (found once), or ``DeviceError`` saying why there is none."""
+    global _DEVICE
+    if _DEVICE is None:
+        _DEVICE = Device()
+    return _DEVICE
+
+
+_WARNED: set = set()
+
+
+def warn_once(key, message: str):
+    """A ``PerformanceWarning`` said once per process for ``key``."""
+    if key not in _WARNED:
+        _WARNED.add(key)
+        warnings.warn(message, PerformanceWarning, stacklevel=4)
+
+
+class PerformanceWarning(UserWarning):
+    """graphc runs something slower than it could (host/device copies on every call...)."""
+
+
+def environment_says_simulator() -> bool:
+    """NUMBA_ENABLE_CUDASIM as the environment has it (without importing Numba)."""
+    return os.environ.get("NUMBA_ENABLE_CUDASIM", "0") not in ("", "0")

@@ -1,0 +1,291 @@
+"""CUDA kernel source for one loop nest: an elementwise group with its trailing reductions.
+
+The group is a fused body (graphc/ops/fused.py), or one elementwise or reduction node
+wrapped as one. What it computes comes from the ops' scalar rules (the same text the CPU
+backend pastes into its loops, with ``np`` bound to graphc/backend/cuda_math.py); how it
+runs on a GPU is decided here:
+
+* no reduction: a grid-stride loop over the flat output domain; each thread unravels its
+  index and reads every operand in place, a broadcast axis at index 0 (no copies);
+* reductions: each block folds one output element (or one of ``split`` parts of it) with a
+  per-thread accumulator, then a tree in shared memory; with ``split > 1`` a second, small
+  kernel combines the parts and finishes (a mean's division). No warp intrinsics, so the
+  simulator runs the same code.
+
+Operands are placed as the executable keeps them: ``"array"`` (a device array), ``"host"``
+(a 0-d value kept on the host, passed as a scalar argument) or ``"dev0"`` (a 0-d value on the
+device, kept as a 1-element array).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from graphc.backend.codegen import ScalarContext
+from graphc.ir import Graph, Value
+from graphc.ops import registry
+from graphc.ops.elementwise import pow_expr
+from graphc.ops.scalar import CTOR, literal
+
+ARRAY, HOST, DEV0 = "array", "host", "dev0"
+
+
+@dataclass
+class KernelSpec:
+    """One generated kernel: its name and source, and how the executable launches it."""
+
+    name: str
+    lines: list
+    work: int  # grid-stride items: domain elements (map) or blocks of work (reduce)
+    per_block: int  # 1: elementwise items; >1: a block takes one item at a time
+    outputs: list = field(default_factory=list)  # body outputs this kernel writes, in param order
+    partials: list = field(default_factory=list)  # (shape, dtype) of the temporaries it writes
+    reads_partials: bool = False  # a finishing kernel: its inputs are the previous kernel's partials
+
+
+def _unravel(lines, indent, flat: str, names, extents, prefix):
+    """Lines splitting flat index ``flat`` into one index per extent (last varies fastest)."""
+    pad = " " * indent
+    rest = f"{prefix}_rest"
+    live = [(n, e) for n, e in zip(names, extents) if e != 1]
+    if not live:
+        return
+    if len(live) == 1:
+        lines.append(f"{pad}{live[0][0]} = {flat}")
+        return
+    lines.append(f"{pad}{rest} = {flat}")
+    for k, (name, extent) in enumerate(reversed(live)):
+        if k == len(live) - 1:
+            lines.append(f"{pad}{name} = {rest}")
+        else:
+            lines.append(f"{pad}{name} = {rest} % {extent}")
+            lines.append(f"{pad}{rest} = {rest} // {extent}")
+
+
+class _Body:
+    """Writes the scalar code of a body's nodes for one domain element."""
+
+    def __init__(self, body: Graph, params: dict, places: dict, imports: set):
+        self.body = body
+        self.params = params  # body input -> parameter name
+        self.places = places  # body input -> ARRAY / HOST / DEV0
+        self.imports = imports
+        self.count = 0
+
+    def load(self, v: Value, idx, domain) -> str:
+        name = self.params[v]
+        shape = v.type.shape
+        if not shape:
+            return f"{name}[0]" if self.places[v] == DEV0 else name
+        offset = len(domain) - len(shape)
+        sub = ["0" if n == 1 else idx[offset + a] for a, n in enumerate(shape)]
+        return f"{name}[{', '.join(sub)}]"
+
+    def emit(self, lines, indent, idx, domain, stop_at_reductions=True) -> dict:
+        """Lines computing every elementwise node; returns value -> local name (operands too)."""
+        pad = " " * indent
+        local = {}
+        for v in self.body.inputs:
+            if any(v in n.inputs for n in self.body.nodes):
+                local[v] = self._tmp("x")
+                lines.append(f"{pad}{local[v]} = {self.load(v, idx, domain)}")
+        for node in self.body.nodes:
+            op = registry.get(node.op)
+            if op.kind != registry.ELEMENTWISE:
+                continue
+            ctx = ScalarContext(node, idx, domain, self.imports)
+            args = [local[v] for v in node.inputs]
+            expr = scalar_expr(op, node, ctx, args)
+            name = self._tmp("t")
+            lines.append(f"{pad}{name} = {CTOR[node.outputs[0].type.dtype]}({expr})")
+            local[node.outputs[0]] = name
+        return local
+
+    def _tmp(self, prefix):
+        self.count += 1
+        return f"{prefix}{self.count}"
+
+
+def scalar_expr(op, node, ctx, args) -> str:
+    """The op's scalar rule, with float powers through CUDA's pow (``a ** b`` of float32 would
+    compute in float64)."""
+    if op.math == "pow" and node.outputs[0].type.dtype.startswith("float"):
+        return pow_expr(ctx, *args, f"np.power({args[0]}, {args[1]})")
+    return op.scalar(ctx, *args)
+
+
+def _combine(combine: str, a: str, b: str) -> str:
+    if combine == "add":
+        return f"{a} + {b}"
+    if combine == "mul":
+        return f"{a} * {b}"
+    if combine == "max":  # NaN wins and stays
+        return f"{a} if ({a} > {b} or {a} != {a}) else {b}"
+    if combine == "min":
+        return f"{a} if ({a} < {b} or {a} != {a}) else {b}"
+    raise ValueError(f"no combine rule {combine!r}")
+
+
+def _beats(combine: str, v, i, w, j) -> str:
+    """Does (value v, index i) win over (w, j) in an argmax/argmin (NaN first, then the first index)?"""
+    cmp = ">" if combine == "argmax" else "<"
+    return (f"({j} < 0 or ({v} != {v} and ({w} == {w} or {i} < {j})) or "
+            f"({w} == {w} and ({v} {cmp} {w} or ({v} == {w} and {i} < {j}))))")
+
+
+def reduction_axes(body: Graph) -> tuple:
+    for node in body.nodes:
+        if registry.get(node.op).reduction is not None:
+            return tuple(node.attrs["axes"])
+    return ()
+
+
+def domain_of(body: Graph) -> tuple:
+    for node in body.nodes:
+        if registry.get(node.op).reduction is not None:
+            return node.inputs[0].type.shape
+    return body.outputs[0].type.shape
+
+
+def generate(name: str, body: Graph, places: dict, threads: int, split: int, imports: set) -> list[KernelSpec]:
+    """The kernels computing ``body`` (one, or two when a reduction is split)."""
+    params = {v: f"a{k}" for k, v in enumerate(body.inputs)}
+    outs = {v: f"out{k}" for k, v in enumerate(body.outputs)}
+    axes = reduction_axes(body)
+    domain = domain_of(body)
+    if not any(registry.get(n.op).reduction is not None for n in body.nodes):
+        return [_map_kernel(name, body, params, outs, places, domain, imports)]
+    return _reduce_kernels(name, body, params, outs, places, domain, axes, threads, split, imports)
+
+
+def _store(out: Value, name: str, idx) -> str:
+    if not out.type.shape:
+        return f"{name}[0]"
+    return f"{name}[{', '.join(idx)}]"
+
+
+def _map_kernel(name, body, params, outs, places, domain, imports) -> KernelSpec:
+    idx = [f"i{a}" if n != 1 else "0" for a, n in enumerate(domain)]
+    size = 1
+    for n in domain:
+        size *= n
+    lines = [f"def {name}({', '.join(list(outs.values()) + list(params.values()))}):",
+             "    step = cuda.gridsize(1)",
+             f"    for f in range(cuda.grid(1), {size}, step):"]
+    _unravel(lines, 8, "f", idx, domain, "f")
+    local = _Body(body, params, places, imports).emit(lines, 8, idx, domain)
+    for v, out in outs.items():
+        lines.append(f"        {_store(v, out, idx)} = {local[v]}")
+    return KernelSpec(name, lines, size, 1, list(body.outputs))
+
+
+def _reduce_kernels(name, body, params, outs, places, domain, axes, threads, split, imports):
+    kept = [a for a in range(len(domain)) if a not in axes]
+    n_out = 1
+    for a in kept:
+        n_out *= domain[a]
+    n_red = 1
+    for a in axes:
+        n_red *= domain[a]
+    reds = [n for n in body.nodes if registry.get(n.op).reduction is not None]
+    arg = any(registry.get(n.op).reduction.combine.startswith("arg") for n in reds)
+    split = 1 if arg else split
+    idx = [f"i{a}" if domain[a] != 1 else "0" for a in range(len(domain))]
+    lines = [f"def {name}({', '.join(list(outs.values()) + list(params.values()) + [f'part{k}' for k in range(len(reds))] * (split > 1))}):",
+             "    tid = cuda.threadIdx.x"]
+    info = []
+    for k, node in enumerate(reds):
+        r = registry.get(node.op).reduction
+        in_dtype = node.inputs[0].type.dtype
+        acc_dtype = r.accumulator(in_dtype)
+        info.append((node, r, acc_dtype, literal(r.initial(in_dtype), acc_dtype)))
+        lines.append(f"    sh{k} = cuda.shared.array({threads}, np.{_np_name(acc_dtype)})")
+        if r.combine.startswith("arg"):
+            lines.append(f"    shi{k} = cuda.shared.array({threads}, np.int64)")
+    lines.append(f"    for blk in range(cuda.blockIdx.x, {n_out * split}, cuda.gridDim.x):")
+    if split > 1:
+        lines += [f"        o = blk // {split}", f"        part = blk - o * {split}"]
+        first, stride = f"part * {threads} + tid", threads * split
+    else:
+        lines.append("        o = blk")
+        first, stride = "tid", threads
+    _unravel(lines, 8, "o", [idx[a] for a in kept], [domain[a] for a in kept], "o")
+    for k, (node, r, acc_dtype, init) in enumerate(info):
+        lines.append(f"        acc{k} = {init}")
+        if r.combine.startswith("arg"):
+            lines.append(f"        acci{k} = np.int64(-1)")
+    lines.append(f"        for r in range({first}, {n_red}, {stride}):")
+    _unravel(lines, 12, "r", [idx[a] for a in axes], [domain[a] for a in axes], "r")
+    local = _Body(body, params, places, imports).emit(lines, 12, idx, domain)
+    for v, out in outs.items():
+        if v.producer is None or registry.get(v.producer.op).reduction is None:
+            lines.append(f"            {_store(v, out, idx)} = {local[v]}")
+    for k, (node, r, acc_dtype, init) in enumerate(info):
+        value = f"{CTOR[acc_dtype]}({local[node.inputs[0]]})"
+        if r.combine.startswith("arg"):
+            lines += [f"            v{k} = {value}",
+                      f"            if {_beats(r.combine, f'v{k}', 'r', f'acc{k}', f'acci{k}')}:",
+                      f"                acc{k} = v{k}",
+                      f"                acci{k} = r"]
+        else:
+            lines.append(f"            acc{k} = {_combine(r.combine, f'acc{k}', value)}")
+    for k, (node, r, _, _) in enumerate(info):
+        lines.append(f"        sh{k}[tid] = acc{k}")
+        if r.combine.startswith("arg"):
+            lines.append(f"        shi{k}[tid] = acci{k}")
+    lines += ["        cuda.syncthreads()", f"        w = {threads // 2}", "        while w > 0:",
+              "            if tid < w:"]
+    for k, (node, r, _, _) in enumerate(info):
+        if r.combine.startswith("arg"):
+            lines += [f"                if {_beats(r.combine, f'sh{k}[tid + w]', f'shi{k}[tid + w]', f'sh{k}[tid]', f'shi{k}[tid]')}:",
+                      f"                    sh{k}[tid] = sh{k}[tid + w]",
+                      f"                    shi{k}[tid] = shi{k}[tid + w]"]
+        else:
+            lines.append(f"                sh{k}[tid] = {_combine(r.combine, f'sh{k}[tid]', f'sh{k}[tid + w]')}")
+    lines += ["            cuda.syncthreads()", "            w //= 2", "        if tid == 0:"]
+    specs = [KernelSpec(name, lines, n_out * split, threads, list(body.outputs))]
+    for k, (node, r, acc_dtype, _) in enumerate(info):
+        out = node.outputs[0]
+        if split > 1:
+            lines.append(f"            part{k}[o, part] = sh{k}[0]")
+            specs[0].partials.append(((n_out, split), acc_dtype))
+        else:
+            final = f"shi{k}[0]" if r.combine.startswith("arg") else _finish(r, f"sh{k}[0]", n_red, out.type.dtype)
+            lines.append(f"            {_store(out, outs[out], _out_index(out, node, idx))} = {final}")
+    lines.append("        cuda.syncthreads()")
+    if split > 1:
+        specs.append(_finish_kernel(f"{name}_finish", info, outs, idx, kept, domain, n_out, n_red, split))
+    return specs
+
+
+def _finish(r, acc: str, count: int, dtype: str) -> str:
+    if r.finalize == "mean":
+        return f"{CTOR[dtype]}({acc} / {literal(count, 'float64')})"
+    return f"{CTOR[dtype]}({acc})"
+
+
+def _out_index(out: Value, node, idx) -> list:
+    """The index of a reduction's output element: the kept indices (0 at kept-dims axes)."""
+    axes = node.attrs["axes"]
+    if node.attrs.get("keepdims"):
+        return ["0" if a in axes else idx[a] for a in range(len(idx))]
+    return [idx[a] for a in range(len(idx)) if a not in axes]
+
+
+def _finish_kernel(name, info, outs, idx, kept, domain, n_out, n_red, split) -> KernelSpec:
+    params = [outs[node.outputs[0]] for node, *_ in info] + [f"part{k}" for k in range(len(info))]
+    lines = [f"def {name}({', '.join(params)}):",
+             f"    for o in range(cuda.grid(1), {n_out}, cuda.gridsize(1)):"]
+    _unravel(lines, 8, "o", [idx[a] for a in kept], [domain[a] for a in kept], "o")
+    for k, (node, r, acc_dtype, _) in enumerate(info):
+        out = node.outputs[0]
+        lines += [f"        acc = part{k}[o, 0]", f"        for s in range(1, {split}):",
+                  f"            acc = {_combine(r.combine, 'acc', f'part{k}[o, s]')}",
+                  f"        {_store(out, outs[out], _out_index(out, node, idx))} = "
+                  f"{_finish(r, 'acc', n_red, out.type.dtype)}"]
+    spec = KernelSpec(name, lines, n_out, 1, [node.outputs[0] for node, *_ in info])
+    spec.reads_partials = True
+    return spec
+
+
+def _np_name(dtype: str) -> str:
+    return CTOR[dtype].split(".", 1)[1]
