@@ -104,6 +104,11 @@ class Device:
             raise MemoryError(f"device='cuda': out of device memory allocating {size:,} bytes for a "
                               f"{dtype}{list(shape)} array ({exc})") from None
 
+    def zeros(self, shape, dtype):
+        made = self.empty(shape, dtype)
+        made.fill(0)
+        return made
+
     def launch(self, elements: int, per_block: int = 1) -> tuple[int, int]:
         """(blocks, threads) for a grid-stride kernel over ``elements`` items, each block
         taking ``per_block`` of them at a time (1 for elementwise, a row for reductions)."""

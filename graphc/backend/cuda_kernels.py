@@ -289,3 +289,52 @@ def _finish_kernel(name, info, outs, idx, kept, domain, n_out, n_red, split) -> 
 
 def _np_name(dtype: str) -> str:
     return CTOR[dtype].split(".", 1)[1]
+
+
+# -- gather / scatter_add: indexed reads and atomic adds, an index out of range flagged --------
+def index_kernel(name: str, node, places: dict) -> KernelSpec:
+    """The kernel of a gather (``out[p, b, q] = x[p, idx(b), q]``) or scatter_add (``out[p,
+    idx(b), q] += g[p, b, q]``, atomically: indices may repeat). A negative index counts from
+    the end; one out of range sets ``err[0]`` and is skipped (the executable raises after the
+    call, as NumPy would)."""
+    (src, *idx), out, axis = node.inputs, node.outputs[0], node.attrs["axis"]
+    scatter = node.op == "scatter_add"
+    target = out if scatter else src  # the array the indices index
+    loop_shape = src.type.shape if scatter else out.type.shape
+    n_pre, k = axis, len(idx)
+    batch_ndim = len(loop_shape) - len(target.type.shape) + k
+    loop = [f"l{a}" if n != 1 else "0" for a, n in enumerate(loop_shape)]
+    pre, batch, post = loop[:n_pre], loop[n_pre:n_pre + batch_ndim], loop[n_pre + batch_ndim:]
+    batch_shape = loop_shape[n_pre:n_pre + batch_ndim]
+    size = 1
+    for n in loop_shape:
+        size *= n
+    params = ["out", "err", "a0"] + [f"j{m}" for m in range(k)]
+    lines = [f"def {name}({', '.join(params)}):",
+             f"    for f in range(cuda.grid(1), {size}, cuda.gridsize(1)):"]
+    _unravel(lines, 8, "f", loop, loop_shape, "f")
+    picked = []
+    for m, v in enumerate(idx):
+        n = target.type.shape[axis + m]
+        load = _indexed_load(f"j{m}", v, places[v], batch, batch_shape)
+        lines += [f"        q{m} = {load}", f"        if q{m} < 0:", f"            q{m} += {n}"]
+        picked.append(f"q{m}")
+    bad = " or ".join(f"q{m} < 0 or q{m} >= {target.type.shape[axis + m]}" for m in range(k))
+    lines += [f"        if {bad}:", "            err[0] = 1", "            continue"]
+    at = ", ".join(pre + picked + post)
+    here = ", ".join(loop) if loop else "0"  # (a 0-d output or update is a 1-element array)
+    if scatter:
+        value = "a0" if places[src] == HOST else f"a0[{here}]"
+        lines.append(f"        cuda.atomic.add(out, ({at},), {value})")
+    else:
+        lines.append(f"        out[{here}] = a0[{at}]")
+    return KernelSpec(name, lines, size, 1, [out])
+
+
+def _indexed_load(name, v, place, batch, batch_shape) -> str:
+    shape = v.type.shape
+    if not shape:
+        return f"{name}[0]" if place == DEV0 else name
+    offset = len(batch_shape) - len(shape)
+    sub = ["0" if n == 1 else batch[offset + a] for a, n in enumerate(shape)]
+    return f"{name}[{', '.join(sub)}]"
