@@ -267,14 +267,26 @@ class Module:
         fn(self)
         return self
 
-    def to(self, dtype=None, *args, **kwargs):
-        """Convert floating-point parameters and buffers to ``dtype`` (graphc runs on the CPU only).
+    def to(self, *args, device=None, dtype=None):
+        """``model.to("cuda")``, ``model.to("cpu")``, ``model.to(np.float32)`` or both, as PyTorch's.
 
-        Compiled functions using this model retrace on their next call (the state's dtype changed).
+        A device moves every parameter, gradient and buffer: to GPU arrays for ``"cuda"`` (a
+        compiled step with ``device="cuda"`` then reads and updates them there, without
+        copies), back to NumPy arrays for ``"cpu"``. A dtype converts the floating-point ones.
+        Compiled functions using this model retrace on their next call where a dtype changed.
         """
-        if dtype is None or isinstance(dtype, str) and dtype in ("cpu",):
-            return self
-        dtype = np.dtype(dtype)
+        for arg in args:
+            if isinstance(arg, str) and arg.split(":")[0] in ("cpu", "cuda"):
+                device = arg
+            elif arg is not None:
+                dtype = arg
+        if dtype is not None:
+            self._convert(np.dtype(dtype))
+        if device is not None:
+            self._move(device.split(":")[0])
+        return self
+
+    def _convert(self, dtype):
         if dtype.kind != "f":
             raise TypeError(f"Module.to() only converts to floating-point dtypes, got {dtype}")
         for st in list(self.parameters()) + list(self.buffers()):
@@ -282,7 +294,21 @@ class Module:
                 st.data = st.data.astype(dtype)
                 if isinstance(st, Parameter) and st._grad is not None:
                     st.grad = st._grad.astype(dtype)
-        return self
+
+    def _move(self, device: str):
+        move = _to_host if device == "cpu" else _to_gpu()
+        for st in list(self.parameters()) + list(self.buffers()):
+            st.data = move(st.data)
+            if isinstance(st, Parameter) and st._grad is not None:
+                st._grad = move(st._grad)
+                if st._grad_state is not None:
+                    st._grad_state.data = st._grad
+
+    def cuda(self):
+        return self.to("cuda")
+
+    def cpu(self):
+        return self.to("cpu")
 
     def float(self):
         return self.to(np.float32)
@@ -292,14 +318,15 @@ class Module:
 
     # -- state dicts --------------------------------------------------------------------
     def state_dict(self, destination=None, prefix: str = "", keep_vars: bool = False):
-        """Parameters and persistent buffers by PyTorch's key names (arrays, not copies)."""
+        """Parameters and persistent buffers by PyTorch's key names (the arrays themselves, not
+        copies; NumPy copies of those on a GPU)."""
         out = OrderedDict() if destination is None else destination
         for mprefix, module in self.named_modules(prefix=prefix.rstrip(".")):
             for table in ("_parameters", "_buffers"):
                 for name, st in getattr(module, table).items():
                     if st is None or not getattr(st, "persistent", True):
                         continue
-                    out[f"{mprefix}.{name}" if mprefix else name] = st if keep_vars else st.data
+                    out[f"{mprefix}.{name}" if mprefix else name] = st if keep_vars else _to_host(st.data)
         return out
 
     def load_state_dict(self, state_dict, strict: bool = True):
@@ -416,3 +443,16 @@ class ModuleList(Module):
 
     def __iter__(self):
         return iter(self._modules.values())
+
+
+def _to_host(array):
+    """A NumPy array: ``array`` itself, or a host copy of a GPU array."""
+    if isinstance(array, np.ndarray):
+        return array
+    from graphc.backend.cuda_device import device
+    return device().to_host(array)
+
+
+def _to_gpu():
+    from graphc.backend.cuda_device import device
+    return device().to_device  # (DeviceError where there is no GPU and no simulator)
