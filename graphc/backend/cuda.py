@@ -24,13 +24,14 @@ import types
 
 import numpy as np
 
-from graphc.backend import cuda_kernels as ck
+from graphc.backend import cuda_control, cuda_kernels as ck
 from graphc.backend.base import Backend, Executable, register
 from graphc.backend.cuda_device import PerformanceWarning, device, warn_once  # noqa: F401
 from graphc.errors import CompileError
 from graphc.interpret import runner
 from graphc.ir import Graph, Value
 from graphc.ops import registry
+from graphc.ops.control import CONTROL
 from graphc.ops.fused import FUSED, fused_node
 
 # ops whose NumPy reference CuPy runs on the device (NEP 18), and which of them may return a
@@ -51,10 +52,12 @@ class CUDAGraph(Executable):
     """A graph planned for the CUDA device: call it with the inputs, get device arrays back
     (NumPy arrays with ``to_host=True``; 0-d results as NumPy scalars)."""
 
-    def __init__(self, graph: Graph, to_host: bool = False, dev=None):
+    def __init__(self, graph: Graph, to_host: bool = False, dev=None, places=None, prefix=""):
         super().__init__()
+        self.prefix = prefix  # of its kernels' names: a body's plan "r0_" (its loop's first region)...
         self.graph = graph
         self.dev = dev or device()
+        self.subplans: list[CUDAGraph] = []  # the plans of loop and branch bodies
         self.to_host = to_host
         self.place: dict[Value, str] = {}  # where each value lives: ck.ARRAY / ck.HOST / ck.DEV0
         self.constants: dict[Value, object] = {}
@@ -64,8 +67,8 @@ class CUDAGraph(Executable):
         self._lines: list[str] = []
         self._imports: set[str] = set()
         self._pending: list = []  # (KernelSpec, bind(kernel)) to bind once the module exists
-        for v in graph.inputs:
-            self.place[v] = ck.ARRAY if v.type.shape else ck.HOST
+        for k, v in enumerate(graph.inputs):
+            self.place[v] = places[k] if places is not None else ck.ARRAY if v.type.shape else ck.HOST
         for node in graph.nodes:
             self._plan(node)
         self.source = self._module_source()
@@ -77,6 +80,8 @@ class CUDAGraph(Executable):
         op = registry.get(node.op)
         if node.op == "constant":
             return self._constant(node)
+        if node.op in CONTROL:
+            return cuda_control.plan(self, node)
         if node.op == FUSED:
             if any(registry.can_raise(n) for n in node.regions[0].nodes):
                 return self._host_fallback(node)
@@ -165,7 +170,7 @@ class CUDAGraph(Executable):
 
     def _kernels(self, node, body: Graph):
         places = {b: self.place[v] for b, v in zip(body.inputs, node.inputs)}
-        name = f"k{len(self.kernel_nodes)}_{_short(node)}"
+        name = f"{self.prefix}k{len(self.kernel_nodes)}_{_short(node)}"
         split = self._split(body)
         specs = ck.generate(name, body, places, self.dev.threads, split, self._imports)
         for spec in specs:
@@ -207,7 +212,7 @@ class CUDAGraph(Executable):
 
     def _index_kernel(self, node):
         places = {v: self.place[v] for v in node.inputs}
-        name = f"k{len(self.kernel_nodes)}_{node.op}"
+        name = f"{self.prefix}k{len(self.kernel_nodes)}_{node.op}"
         spec = ck.index_kernel(name, node, places)
         self.kernel_nodes[name] = node
         self._lines += ["", "", "@cuda.jit", *spec.lines]
@@ -290,16 +295,28 @@ class CUDAGraph(Executable):
             warn_once(("copy", id(self)), f"device='cuda': host array(s) {', '.join(names[v] for v in copied)} "
                                           f"are copied to the device on every call; pass device arrays "
                                           f"(cupy.asarray) to keep them there")
-        for node, step in self.steps:
-            try:
-                step(env)
-            except Exception as exc:
-                raise self._error(node, exc)
+        self._run_steps(env)
         for node, flag in env.get(_FLAGS, ()):  # (one wait for the device, at the end)
             if dev.to_host(flag)[0]:
                 where = f" (at {node.loc})" if node.loc else ""
                 raise IndexError(f"graphc {node.op}{where}: index out of bounds for the axis it indexes")
         return self._outputs(env, args)
+
+    def _run_steps(self, env):
+        for node, step in self.steps:
+            try:
+                step(env)
+            except Exception as exc:
+                raise self._error(node, exc)
+
+    def run(self, values, outer: dict) -> list:
+        """Run this plan (a loop or branch body) on values in the places it expects; its index
+        flags go to the ``outer`` call's. Returns the outputs as they are kept (no copies)."""
+        env = dict(self.constants)
+        env.update(zip(self.graph.inputs, values))
+        env[_FLAGS] = outer.setdefault(_FLAGS, [])
+        self._run_steps(env)
+        return [env[v] for v in self.graph.outputs]
 
     def _error(self, node, exc):
         if type(exc).__module__.startswith("numba"):
@@ -355,10 +372,19 @@ def ptx(graph: Graph, cc=(8, 0)) -> dict:
     numba-cuda and NVVM (the ``cuda`` extra's pip wheels), not a GPU, and a process without
     the simulator; it catches what the simulator, which runs kernels as Python, cannot (a
     function or cast CUDA cannot type)."""
+    out = {}
+    plans = [CUDAGraph(graph, dev=PTXTarget())]
+    while plans:
+        plan = plans.pop()
+        plans += plan.subplans
+        out.update(_plan_ptx(graph, plan, cc))
+    return out
+
+
+def _plan_ptx(graph, plan, cc) -> dict:
     from numba import cuda, types as nt
     from numba.np.numpy_support import from_dtype
 
-    plan = CUDAGraph(graph, dev=PTXTarget())
     out = {}
     for name, params in plan.signatures.items():
         sig = [from_dtype(np.dtype(dt)) if nd is None else nt.Array(from_dtype(np.dtype(dt)), nd, "A")
@@ -367,7 +393,7 @@ def ptx(graph: Graph, cc=(8, 0)) -> dict:
             out[name], _ = cuda.compile_ptx(getattr(plan.module, name).py_func, tuple(sig), cc=cc)
         except Exception as exc:
             node = plan.kernel_nodes[name]
-            where = graph.format_node(node, graph.value_names()).splitlines()[0]
+            where = plan.graph.format_node(node, plan.graph.value_names()).splitlines()[0]
             raise CompileError(f"kernel {name} of node {where} does not compile to PTX: "
                                f"{str(exc).strip().splitlines()[0]}") from None
     return out
