@@ -17,9 +17,9 @@ from conftest import assert_same, small_training_step
 
 
 # -- choosing a device ---------------------------------------------------------------------------
-@pytest.mark.parametrize("device", ["cuda", "tpu", "CPU", None])
+@pytest.mark.parametrize("device", ["gpu", "tpu", "CPU", None])
 def test_an_unknown_device_is_a_clear_error_listing_the_devices(device):
-    with pytest.raises(ValueError, match=r"device .* is not available: graphc's devices are 'cpu', 'numpy'"):
+    with pytest.raises(ValueError, match=r"device .* is not available: graphc's devices are 'cpu', 'cuda', 'numpy'"):
         gc.trace(lambda x: x, device=device)
 
 

@@ -138,7 +138,6 @@ def get(device) -> Backend:
     """The backend for ``device``; ``ValueError`` listing the devices for any other name."""
     backend = _BACKENDS.get(device) if isinstance(device, str) else None
     if backend is None:
-        planned = "" if "cuda" in _BACKENDS else " (a CUDA backend is planned but not built yet)"
         raise ValueError(f"device {device!r} is not available: graphc's devices are "
-                         f"{', '.join(map(repr, _BACKENDS))}{planned}")
+                         f"{', '.join(map(repr, _BACKENDS))}")
     return backend

@@ -6,6 +6,7 @@ from collections import OrderedDict, namedtuple
 
 import numpy as np
 
+from graphc.backend import cuda_device  # (imports no CUDA package: that happens on first use)
 from graphc.errors import GraphcError
 from graphc.nn.parameter import Parameter, zero_grad
 from graphc.state import State
@@ -449,10 +450,8 @@ def _to_host(array):
     """A NumPy array: ``array`` itself, or a host copy of a GPU array."""
     if isinstance(array, np.ndarray):
         return array
-    from graphc.backend.cuda_device import device
-    return device().to_host(array)
+    return cuda_device.device().to_host(array)
 
 
 def _to_gpu():
-    from graphc.backend.cuda_device import device
-    return device().to_device  # (DeviceError where there is no GPU and no simulator)
+    return cuda_device.device().to_device  # (DeviceError where there is no GPU and no simulator)
