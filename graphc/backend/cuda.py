@@ -171,8 +171,7 @@ class CUDAGraph(Executable):
     def _kernels(self, node, body: Graph):
         places = {b: self.place[v] for b, v in zip(body.inputs, node.inputs)}
         name = f"{self.prefix}k{len(self.kernel_nodes)}_{_short(node)}"
-        split = self._split(body)
-        specs = ck.generate(name, body, places, self.dev.threads, split, self._imports)
+        specs = ck.generate(name, body, places, self.dev, self._imports)
         for spec in specs:
             self.kernel_nodes[spec.name] = node
             self._lines += ["", "", "@cuda.jit", *spec.lines]
@@ -198,7 +197,7 @@ class CUDAGraph(Executable):
                 else:
                     parts = [dev.empty(shape, dtype) for shape, dtype in spec.partials]
                     args = [made[outputs[b]] for b in spec.outputs]
-                    args += [self._kernel_arg(env[v], self.place[v]) for v in node.inputs] + parts
+                    args += [self._kernel_arg(env[v]) for v in node.inputs] + parts
                 if spec.work:
                     kernel[config](*args)
             env.update(made)
@@ -206,8 +205,11 @@ class CUDAGraph(Executable):
             self._pending.append(launch)
         self.steps.append((node, step))
 
-    @staticmethod
-    def _kernel_arg(value, place):
+    def _kernel_arg(self, value):
+        """A kernel argument: as it is (CUDA kernels read strided views), except that the
+        simulator takes only contiguous arrays."""
+        if self.dev.simulator and isinstance(value, np.ndarray) and not value.flags.c_contiguous:
+            return np.ascontiguousarray(value)
         return value
 
     def _index_kernel(self, node):
@@ -229,7 +231,7 @@ class CUDAGraph(Executable):
             made = dev.zeros(shape, out.type.dtype) if scatter else dev.empty(shape, out.type.dtype)
             flag = dev.zeros((1,), "int32")
             if spec.work:
-                launch[1][launch[2]](made, flag, *[env[v] for v in node.inputs])
+                launch[1][launch[2]](made, flag, *[self._kernel_arg(env[v]) for v in node.inputs])
             env[out] = made
             env.setdefault(_FLAGS, []).append((node, flag))
         self.steps.append((node, step))
@@ -243,20 +245,6 @@ class CUDAGraph(Executable):
         ins = [(v.type.dtype, None if self.place[v] == ck.HOST else max(len(v.type.shape), 1))
                for v in node.inputs]
         return outs + ins + parts
-
-    def _split(self, body: Graph) -> int:
-        """Blocks per reduced output element: more than one where there are few outputs and
-        long rows (a full sum), so that every multiprocessor works."""
-        axes = ck.reduction_axes(body)
-        if not axes:
-            return 1
-        domain = ck.domain_of(body)
-        n_red = int(np.prod([domain[a] for a in axes], dtype=np.int64))
-        n_out = int(np.prod(domain, dtype=np.int64)) // max(n_red, 1)
-        threads = self.dev.threads
-        if self.dev.simulator:
-            return 2 if n_red >= 2 * threads else 1  # (so that tests exercise both paths)
-        return int(max(1, min(self.dev.sm_count * 8 // max(n_out, 1), n_red // (threads * 8), 64)))
 
     # -- the kernel module ---------------------------------------------------------------------
     def _module_source(self) -> str:

@@ -146,15 +146,22 @@ def domain_of(body: Graph) -> tuple:
     return body.outputs[0].type.shape
 
 
-def generate(name: str, body: Graph, places: dict, threads: int, split: int, imports: set) -> list[KernelSpec]:
-    """The kernels computing ``body`` (one, or two when a reduction is split)."""
+def generate(name: str, body: Graph, places: dict, target, imports: set) -> list[KernelSpec]:
+    """The kernels computing ``body`` on ``target`` (a device: threads per block, multiprocessor
+    count): one, or two when a reduction is split into parts."""
     params = {v: f"a{k}" for k, v in enumerate(body.inputs)}
     outs = {v: f"out{k}" for k, v in enumerate(body.outputs)}
     axes = reduction_axes(body)
     domain = domain_of(body)
     if not any(registry.get(n.op).reduction is not None for n in body.nodes):
         return [_map_kernel(name, body, params, outs, places, domain, imports)]
-    return _reduce_kernels(name, body, params, outs, places, domain, axes, threads, split, imports)
+    n_red = _product(domain[a] for a in axes)
+    n_out = _product(domain) // max(n_red, 1)
+    if domain and len(domain) - 1 not in axes and n_out >= 32:
+        split = _column_split(n_out, n_red, target)
+        return _column_kernels(name, body, params, outs, places, domain, axes, split, imports)
+    split = _row_split(n_out, n_red, target)
+    return _reduce_kernels(name, body, params, outs, places, domain, axes, target.threads, split, imports)
 
 
 def _store(out: Value, name: str, idx) -> str:
@@ -178,26 +185,112 @@ def _map_kernel(name, body, params, outs, places, domain, imports) -> KernelSpec
     return KernelSpec(name, lines, size, 1, list(body.outputs))
 
 
-def _reduce_kernels(name, body, params, outs, places, domain, axes, threads, split, imports):
+def _product(values) -> int:
+    out = 1
+    for n in values:
+        out *= n
+    return out
+
+
+def _row_split(n_out, n_red, target) -> int:
+    """Blocks per output element of a row reduction: more than one where there are few outputs
+    and long rows (a full sum), so that every multiprocessor works."""
+    if target.simulator:
+        return 2 if n_red >= 2 * target.threads else 1  # (so that tests exercise both paths)
+    return int(max(1, min(target.sm_count * 8 // max(n_out, 1), n_red // (target.threads * 8), 64)))
+
+
+def _column_split(n_out, n_red, target) -> int:
+    """Parts of each column a column reduction's threads share: enough threads for the device."""
+    if target.simulator:
+        return 2 if n_red >= 8 else 1
+    want = -(-target.sm_count * 1024 // n_out)
+    return int(max(1, min(want, n_red // 16, 64)))
+
+
+def _column_kernels(name, body, params, outs, places, domain, axes, split, imports):
+    """A reduction that keeps the innermost axis (``x.sum(axis=0)``: a bias gradient): one thread
+    per output element (and part of its column), so that neighbouring threads read neighbouring
+    addresses, folding its column serially."""
     kept = [a for a in range(len(domain)) if a not in axes]
-    n_out = 1
-    for a in kept:
-        n_out *= domain[a]
-    n_red = 1
-    for a in axes:
-        n_red *= domain[a]
+    n_out = _product(domain[a] for a in kept)
+    n_red = _product(domain[a] for a in axes)
+    chunk = -(-n_red // split) if n_red else 0
     reds = [n for n in body.nodes if registry.get(n.op).reduction is not None]
-    arg = any(registry.get(n.op).reduction.combine.startswith("arg") for n in reds)
-    split = 1 if arg else split
+    if any(registry.get(n.op).reduction.combine.startswith("arg") for n in reds):
+        split, chunk = 1, n_red
     idx = [f"i{a}" if domain[a] != 1 else "0" for a in range(len(domain))]
-    lines = [f"def {name}({', '.join(list(outs.values()) + list(params.values()) + [f'part{k}' for k in range(len(reds))] * (split > 1))}):",
-             "    tid = cuda.threadIdx.x"]
+    parts = [f"part{k}" for k in range(len(reds))] * (split > 1)
+    lines = [f"def {name}({', '.join(list(outs.values()) + list(params.values()) + parts)}):",
+             f"    for item in range(cuda.grid(1), {n_out * split}, cuda.gridsize(1)):",
+             f"        o = item % {n_out}", f"        part = item // {n_out}"]
+    _unravel(lines, 8, "o", [idx[a] for a in kept], [domain[a] for a in kept], "o")
+    info = _accumulators(reds)
+    for k, (node, r, acc_dtype, init) in enumerate(info):
+        lines.append(f"        acc{k} = {init}")
+        if r.combine.startswith("arg"):
+            lines.append(f"        acci{k} = np.int64(-1)")
+    lines.append(f"        for r in range(part * {chunk}, min({n_red}, part * {chunk} + {chunk})):")
+    _unravel(lines, 12, "r", [idx[a] for a in axes], [domain[a] for a in axes], "r")
+    _fold_element(lines, body, params, places, idx, domain, outs, info, imports)
+    specs = [KernelSpec(name, lines, n_out * split, 1, list(body.outputs))]
+    for k, (node, r, acc_dtype, _) in enumerate(info):
+        out = node.outputs[0]
+        if split > 1:
+            lines.append(f"        part{k}[o, part] = acc{k}")
+            specs[0].partials.append(((n_out, split), acc_dtype))
+        else:
+            final = f"acci{k}" if r.combine.startswith("arg") else _finish(r, f"acc{k}", n_red, out.type.dtype)
+            lines.append(f"        {_store(out, outs[out], _out_index(out, node, idx))} = {final}")
+    if split > 1:
+        specs.append(_finish_kernel(f"{name}_finish", info, outs, idx, kept, domain, n_out, n_red, split))
+    return specs
+
+
+def _accumulators(reds) -> list:
+    """(node, its Reduction, accumulator dtype, initial value literal) per reduction."""
     info = []
-    for k, node in enumerate(reds):
+    for node in reds:
         r = registry.get(node.op).reduction
         in_dtype = node.inputs[0].type.dtype
         acc_dtype = r.accumulator(in_dtype)
         info.append((node, r, acc_dtype, literal(r.initial(in_dtype), acc_dtype)))
+    return info
+
+
+def _fold_element(lines, body, params, places, idx, domain, outs, info, imports):
+    """Inside the loop over reduced elements (at 12 spaces): compute the body at this element,
+    store its elementwise outputs and fold each reduction's input into its accumulator."""
+    local = _Body(body, params, places, imports).emit(lines, 12, idx, domain)
+    for v, out in outs.items():
+        if v.producer is None or registry.get(v.producer.op).reduction is None:
+            lines.append(f"            {_store(v, out, idx)} = {local[v]}")
+    for k, (node, r, acc_dtype, init) in enumerate(info):
+        value = f"{CTOR[acc_dtype]}({local[node.inputs[0]]})"
+        if r.combine.startswith("arg"):
+            lines += [f"            v{k} = {value}",
+                      f"            if {_beats(r.combine, f'v{k}', 'r', f'acc{k}', f'acci{k}')}:",
+                      f"                acc{k} = v{k}",
+                      f"                acci{k} = r"]
+        else:
+            lines.append(f"            acc{k} = {_combine(r.combine, f'acc{k}', value)}")
+
+
+def _reduce_kernels(name, body, params, outs, places, domain, axes, threads, split, imports):
+    """A row reduction: each block folds one output element (or one part of it), each thread
+    a strided share of its row, then a tree in shared memory."""
+    kept = [a for a in range(len(domain)) if a not in axes]
+    n_out = _product(domain[a] for a in kept)
+    n_red = _product(domain[a] for a in axes)
+    reds = [n for n in body.nodes if registry.get(n.op).reduction is not None]
+    if any(registry.get(n.op).reduction.combine.startswith("arg") for n in reds):
+        split = 1  # (the parts would have to carry indices)
+    idx = [f"i{a}" if domain[a] != 1 else "0" for a in range(len(domain))]
+    parts = [f"part{k}" for k in range(len(reds))] * (split > 1)
+    lines = [f"def {name}({', '.join(list(outs.values()) + list(params.values()) + parts)}):",
+             "    tid = cuda.threadIdx.x"]
+    info = _accumulators(reds)
+    for k, (node, r, acc_dtype, init) in enumerate(info):
         lines.append(f"    sh{k} = cuda.shared.array({threads}, np.{_np_name(acc_dtype)})")
         if r.combine.startswith("arg"):
             lines.append(f"    shi{k} = cuda.shared.array({threads}, np.int64)")
@@ -215,19 +308,7 @@ def _reduce_kernels(name, body, params, outs, places, domain, axes, threads, spl
             lines.append(f"        acci{k} = np.int64(-1)")
     lines.append(f"        for r in range({first}, {n_red}, {stride}):")
     _unravel(lines, 12, "r", [idx[a] for a in axes], [domain[a] for a in axes], "r")
-    local = _Body(body, params, places, imports).emit(lines, 12, idx, domain)
-    for v, out in outs.items():
-        if v.producer is None or registry.get(v.producer.op).reduction is None:
-            lines.append(f"            {_store(v, out, idx)} = {local[v]}")
-    for k, (node, r, acc_dtype, init) in enumerate(info):
-        value = f"{CTOR[acc_dtype]}({local[node.inputs[0]]})"
-        if r.combine.startswith("arg"):
-            lines += [f"            v{k} = {value}",
-                      f"            if {_beats(r.combine, f'v{k}', 'r', f'acc{k}', f'acci{k}')}:",
-                      f"                acc{k} = v{k}",
-                      f"                acci{k} = r"]
-        else:
-            lines.append(f"            acc{k} = {_combine(r.combine, f'acc{k}', value)}")
+    _fold_element(lines, body, params, places, idx, domain, outs, info, imports)
     for k, (node, r, _, _) in enumerate(info):
         lines.append(f"        sh{k}[tid] = acc{k}")
         if r.combine.startswith("arg"):
