@@ -307,7 +307,7 @@ class CUDAGraph(Executable):
         return [env[v] for v in self.graph.outputs]
 
     def _error(self, node, exc):
-        if type(exc).__module__.startswith("numba"):
+        if type(exc).__module__.split(".")[0] in ("numba", "numba_cuda"):  # (typing, lowering, launch)
             where = self.graph.format_node(node, self.graph.value_names()).splitlines()[0]
             message = str(exc).strip().splitlines()
             return CompileError(f"numba-cuda failed on node {where}: {message[0] if message else type(exc).__name__}"
