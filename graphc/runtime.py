@@ -297,8 +297,8 @@ class Compiled:
             effect()
         if self.single_output:
             t = self.scalar_types[0]
-            return outs[0] if t is None else t(outs[0])
-        outs = [o if t is None else t(o) for t, o in zip(self.scalar_types, outs[:self.n_user])]
+            return outs[0] if t is None or on_gpu(outs[0]) else t(outs[0])
+        outs = [o if t is None or on_gpu(o) else t(o) for t, o in zip(self.scalar_types, outs[:self.n_user])]
         if self.flat_tuple:
             return tuple(outs)
         return rebuild_outputs(self.out_spec, outs)

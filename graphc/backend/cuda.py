@@ -50,7 +50,7 @@ _FLAGS = "index flags"  # env key: the error flags of this call's index kernels
 
 class CUDAGraph(Executable):
     """A graph planned for the CUDA device: call it with the inputs, get device arrays back
-    (NumPy arrays with ``to_host=True``; 0-d results as NumPy scalars)."""
+    (0-d ones too), or NumPy arrays and scalars with ``to_host=True``."""
 
     def __init__(self, graph: Graph, to_host: bool = False, dev=None, places=None, prefix=""):
         super().__init__()
@@ -323,8 +323,9 @@ class CUDAGraph(Executable):
             place = self.place[v]
             if place == ck.HOST:
                 value = np.dtype(v.type.dtype).type(value)
-            elif place == ck.DEV0:
-                value = dev.to_host(value)[0]
+            elif place == ck.DEV0:  # a 0-d device array (as PyTorch's 0-d tensor: no wait for the
+                # device), or with to_host and in the simulator a NumPy scalar
+                value = dev.to_host(value)[0] if self.to_host or dev.simulator else value.reshape(())
             else:
                 if getattr(value, "base", None) is not None or id(value) in taken:
                     value = value.copy()  # a view, an input or a constant: the caller gets its own

@@ -59,6 +59,12 @@ class Device:
             raise DeviceError(f"device='cuda': CuPy is not installed (graphc keeps device arrays "
                               f"and matrix products in CuPy); {INSTALL_HINT}") from None
         self.xp = cupy
+        try:  # CuPy and numba-cuda both launch on the legacy default stream: an array CuPy hands
+            # a kernel needs no wait for CuPy's stream (numba-cuda would wait for each argument)
+            from numba.cuda.core import config as cuda_config
+            cuda_config.CUDA_ARRAY_INTERFACE_SYNC = False
+        except ImportError:
+            pass
         gpu = cuda.get_current_device()
         self.name = gpu.name.decode() if isinstance(gpu.name, bytes) else str(gpu.name)
         self.sm_count = gpu.MULTIPROCESSOR_COUNT

@@ -159,7 +159,7 @@ def generate(name: str, body: Graph, places: dict, target, imports: set) -> list
     n_out = _product(domain) // max(n_red, 1)
     if domain and len(domain) - 1 not in axes and n_out >= 32:
         split = _column_split(n_out, n_red, target)
-        return _column_kernels(name, body, params, outs, places, domain, axes, split, imports)
+        return _column_kernels(name, body, params, outs, places, domain, axes, split, target.threads, imports)
     split = _row_split(n_out, n_red, target)
     return _reduce_kernels(name, body, params, outs, places, domain, axes, target.threads, split, imports)
 
@@ -197,7 +197,9 @@ def _row_split(n_out, n_red, target) -> int:
     and long rows (a full sum), so that every multiprocessor works."""
     if target.simulator:
         return 2 if n_red >= 2 * target.threads else 1  # (so that tests exercise both paths)
-    return int(max(1, min(target.sm_count * 8 // max(n_out, 1), n_red // (target.threads * 8), 64)))
+    # enough blocks for every multiprocessor to keep several in flight (a full sum of 1e8
+    # elements: 8 per SM), each still folding at least 8 elements per thread
+    return int(max(1, min(target.sm_count * 8 // max(n_out, 1), n_red // (target.threads * 8))))
 
 
 def _column_split(n_out, n_red, target) -> int:
@@ -208,7 +210,7 @@ def _column_split(n_out, n_red, target) -> int:
     return int(max(1, min(want, n_red // 16, 64)))
 
 
-def _column_kernels(name, body, params, outs, places, domain, axes, split, imports):
+def _column_kernels(name, body, params, outs, places, domain, axes, split, threads, imports):
     """A reduction that keeps the innermost axis (``x.sum(axis=0)``: a bias gradient): one thread
     per output element (and part of its column), so that neighbouring threads read neighbouring
     addresses, folding its column serially."""
@@ -243,7 +245,7 @@ def _column_kernels(name, body, params, outs, places, domain, axes, split, impor
             final = f"acci{k}" if r.combine.startswith("arg") else _finish(r, f"acc{k}", n_red, out.type.dtype)
             lines.append(f"        {_store(out, outs[out], _out_index(out, node, idx))} = {final}")
     if split > 1:
-        specs.append(_finish_kernel(f"{name}_finish", info, outs, idx, kept, domain, n_out, n_red, split))
+        specs.append(_finish_kernel(f"{name}_finish", info, outs, idx, kept, domain, n_out, n_red, split, threads))
     return specs
 
 
@@ -309,20 +311,7 @@ def _reduce_kernels(name, body, params, outs, places, domain, axes, threads, spl
     lines.append(f"        for r in range({first}, {n_red}, {stride}):")
     _unravel(lines, 12, "r", [idx[a] for a in axes], [domain[a] for a in axes], "r")
     _fold_element(lines, body, params, places, idx, domain, outs, info, imports)
-    for k, (node, r, _, _) in enumerate(info):
-        lines.append(f"        sh{k}[tid] = acc{k}")
-        if r.combine.startswith("arg"):
-            lines.append(f"        shi{k}[tid] = acci{k}")
-    lines += ["        cuda.syncthreads()", f"        w = {threads // 2}", "        while w > 0:",
-              "            if tid < w:"]
-    for k, (node, r, _, _) in enumerate(info):
-        if r.combine.startswith("arg"):
-            lines += [f"                if {_beats(r.combine, f'sh{k}[tid + w]', f'shi{k}[tid + w]', f'sh{k}[tid]', f'shi{k}[tid]')}:",
-                      f"                    sh{k}[tid] = sh{k}[tid + w]",
-                      f"                    shi{k}[tid] = shi{k}[tid + w]"]
-        else:
-            lines.append(f"                sh{k}[tid] = {_combine(r.combine, f'sh{k}[tid]', f'sh{k}[tid + w]')}")
-    lines += ["            cuda.syncthreads()", "            w //= 2", "        if tid == 0:"]
+    lines += _tree(info, threads)
     specs = [KernelSpec(name, lines, n_out * split, threads, list(body.outputs))]
     for k, (node, r, acc_dtype, _) in enumerate(info):
         out = node.outputs[0]
@@ -334,7 +323,7 @@ def _reduce_kernels(name, body, params, outs, places, domain, axes, threads, spl
             lines.append(f"            {_store(out, outs[out], _out_index(out, node, idx))} = {final}")
     lines.append("        cuda.syncthreads()")
     if split > 1:
-        specs.append(_finish_kernel(f"{name}_finish", info, outs, idx, kept, domain, n_out, n_red, split))
+        specs.append(_finish_kernel(f"{name}_finish", info, outs, idx, kept, domain, n_out, n_red, split, threads))
     return specs
 
 
@@ -352,18 +341,45 @@ def _out_index(out: Value, node, idx) -> list:
     return [idx[a] for a in range(len(idx)) if a not in axes]
 
 
-def _finish_kernel(name, info, outs, idx, kept, domain, n_out, n_red, split) -> KernelSpec:
+def _tree(info, threads) -> list:
+    """Lines (in a block's loop, at 8 spaces) folding each thread's ``acc<k>`` into ``sh<k>[0]``
+    through shared memory, ending with ``if tid == 0:`` for the caller's store."""
+    lines = []
+    for k, (node, r, _, _) in enumerate(info):
+        lines.append(f"        sh{k}[tid] = acc{k}")
+        if r.combine.startswith("arg"):
+            lines.append(f"        shi{k}[tid] = acci{k}")
+    lines += ["        cuda.syncthreads()", f"        w = {threads // 2}", "        while w > 0:",
+              "            if tid < w:"]
+    for k, (node, r, _, _) in enumerate(info):
+        if r.combine.startswith("arg"):
+            lines += [f"                if {_beats(r.combine, f'sh{k}[tid + w]', f'shi{k}[tid + w]', f'sh{k}[tid]', f'shi{k}[tid]')}:",
+                      f"                    sh{k}[tid] = sh{k}[tid + w]",
+                      f"                    shi{k}[tid] = shi{k}[tid + w]"]
+        else:
+            lines.append(f"                sh{k}[tid] = {_combine(r.combine, f'sh{k}[tid]', f'sh{k}[tid + w]')}")
+    return lines + ["            cuda.syncthreads()", "            w //= 2", "        if tid == 0:"]
+
+
+def _finish_kernel(name, info, outs, idx, kept, domain, n_out, n_red, split, threads) -> KernelSpec:
+    """Combine each output's ``split`` parts (a block per output, a tree in shared memory) and
+    finish (a mean's division)."""
     params = [outs[node.outputs[0]] for node, *_ in info] + [f"part{k}" for k in range(len(info))]
-    lines = [f"def {name}({', '.join(params)}):",
-             f"    for o in range(cuda.grid(1), {n_out}, cuda.gridsize(1)):"]
+    lines = [f"def {name}({', '.join(params)}):", "    tid = cuda.threadIdx.x"]
+    for k, (node, r, acc_dtype, init) in enumerate(info):
+        lines.append(f"    sh{k} = cuda.shared.array({threads}, np.{_np_name(acc_dtype)})")
+    lines.append(f"    for o in range(cuda.blockIdx.x, {n_out}, cuda.gridDim.x):")
     _unravel(lines, 8, "o", [idx[a] for a in kept], [domain[a] for a in kept], "o")
-    for k, (node, r, acc_dtype, _) in enumerate(info):
+    for k, (node, r, acc_dtype, init) in enumerate(info):
+        lines += [f"        acc{k} = {init}", f"        for s in range(tid, {split}, {threads}):",
+                  f"            acc{k} = {_combine(r.combine, f'acc{k}', f'part{k}[o, s]')}"]
+    lines += _tree(info, threads)
+    for k, (node, r, _, _) in enumerate(info):
         out = node.outputs[0]
-        lines += [f"        acc = part{k}[o, 0]", f"        for s in range(1, {split}):",
-                  f"            acc = {_combine(r.combine, 'acc', f'part{k}[o, s]')}",
-                  f"        {_store(out, outs[out], _out_index(out, node, idx))} = "
-                  f"{_finish(r, 'acc', n_red, out.type.dtype)}"]
-    spec = KernelSpec(name, lines, n_out, 1, [node.outputs[0] for node, *_ in info])
+        lines.append(f"            {_store(out, outs[out], _out_index(out, node, idx))} = "
+                     f"{_finish(r, f'sh{k}[0]', n_red, out.type.dtype)}")
+    lines.append("        cuda.syncthreads()")
+    spec = KernelSpec(name, lines, n_out, threads, [node.outputs[0] for node, *_ in info])
     spec.reads_partials = True
     return spec
 
