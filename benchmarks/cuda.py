@@ -3,7 +3,7 @@
 Parts, all in one run (``--parts`` picks some):
 
 * ``bandwidth``: the device's memory bandwidth, float32 at N = 1e7 and 1e8: a copy
-  (``b[i] = a[i]``, 8 bytes per element) and a triad (``a[i] = b[i] + s * c[i]``, 12 bytes)
+  (``b[i] = a[i]``, 8 bytes per element) and a triad (``b[i] = a[i] + s * c[i]``, 12 bytes)
   as numba-cuda grid-stride kernels and as CuPy ``ElementwiseKernel``s; the best of the four
   GB/s figures at each N is that N's *bandwidth floor*. Also cuBLAS SGEMM at 4096^3 through
   CuPy (the matmul part's ceiling), and the device's properties.
@@ -27,8 +27,13 @@ How it measures (the conventions of benchmarks/README.md, for a GPU):
 
 1. **One process per peer** (device limits, graphc, torch, torch.compile), started one at a
    time, so that no two CUDA contexts, allocators or compilers share a process.
-2. **Device inputs**: the inputs are made on the host once (seeded) and moved to the device
-   before anything is timed (``cupy.asarray`` for graphc, ``.cuda()`` for PyTorch).
+2. **Device inputs**: the inputs and their float64 references are made on the host once per run
+   (seeded; the first peer to need them leaves them in a temporary folder for the others) and
+   moved to the device before anything is timed (``cupy.asarray`` for graphc, ``.to("cuda")``
+   for PyTorch). What each library returns is left as it returns it: graphc hands 0-d results
+   (the loss) back as NumPy scalars, which waits for the device on every call; PyTorch's stay
+   0-d device tensors. The MLP's parameters and Adam's state stay on the device when
+   ``model.to("cuda")`` is supported (else the results say so: they then travel every step).
 3. **Correctness before timing**: every peer's first result is compared with a float64 NumPy
    reference (the elementwise gradients on a strided sample of 1e6 elements, the matmul on 64
    rows, the MLP over 3 Adam steps from the same initial parameters); a wrong result is
@@ -42,17 +47,28 @@ How it measures (the conventions of benchmarks/README.md, for a GPU):
 ``--sim`` is the smoke test for a machine without a GPU: every graphc case at tiny sizes (a few
 hundred elements, matmul 64^3, an MLP 64-64-32-10 at batch 8) under Numba's CUDA simulator
 (``NUMBA_ENABLE_CUDASIM=1``), with the same correctness checks against NumPy (PyTorch is not
-needed); the bandwidth kernels run too, for correctness only. Its timings mean nothing. Results
-go to ``cuda_sim.{json,md}``.
+needed); the bandwidth kernels run too, for correctness only, and every graphc kernel at the GPU
+run's sizes is compiled to PTX (``--no-ptx`` skips it). Nothing is timed. Results go to
+``cuda_sim.{json,md}``; the exit status is 1 if a case failed. Without a GPU and without
+``--sim`` the script says that no CUDA device was found and exits with status 2.
 
     python benchmarks/cuda.py                         # everything (a few minutes on an H100)
     python benchmarks/cuda.py --parts elementwise,mlp --peers graphc,torch
     python benchmarks/cuda.py --quick                 # fewer, shorter samples
-    python benchmarks/cuda.py --sim                   # no GPU: the simulator, correctness only
+    python benchmarks/cuda.py --sim                   # no GPU: the simulator and PTX, ~30 s
+
+On a lent H100/H200 (the device tool: one command at most 10 minutes), from the repository root::
+
+    set -o pipefail; PYTHONUNBUFFERED=1 python3 benchmarks/cuda.py --out $OUT 2>&1 | tee $OUT/log
+
+Each peer's process is stopped after ``--timeout`` seconds (default 420); torch.compile's cold
+compiles take the longest, so where time is short run ``--peers graphc,torch`` first and
+``--peers torch.compile --parts elementwise,mlp`` into another ``--out`` folder.
 """
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import pickle
@@ -72,7 +88,7 @@ if sys.path and os.path.abspath(sys.path[0] or os.curdir) == HERE:
     # file rather than NVIDIA's cuda package (cuda.bindings, which numba-cuda and CuPy import)
     del sys.path[0]
 
-import numpy as np  # noqa: E402
+import numpy as np
 
 ROOT = os.path.dirname(HERE)
 NAME = "cuda"
@@ -89,6 +105,7 @@ ELEMENTWISE_BYTES = 16  # per element: read x and y, write dx and dy, float32
 # environment variables that change what is measured, recorded with the results
 ENVIRONMENT = ("GRAPHC_COMPILE", "NUMBA_CUDA_ARRAY_INTERFACE_SYNC", "NUMBA_CUDA_DEFAULT_PTX_CC", "CUPY_TF32",
                "CUDA_VISIBLE_DEVICES", "TORCHINDUCTOR_MAX_AUTOTUNE")
+MAX_WARNINGS = 20  # distinct warnings of graphc's process kept in the results
 RTOL = 1e-4  # max |error| / max |reference| allowed for float32 results
 TARGET_ELEMENTWISE = 1.5  # graphc's time at most this many times the bandwidth floor
 SAMPLE_ROWS = 64  # rows of the matmul checked against float64
@@ -153,7 +170,7 @@ def mlp_data(batch: int, widths):
     x = rng.standard_normal((batch, widths[0]), dtype=np.float32)
     t = rng.integers(0, widths[-1], size=batch).astype(np.int64)
     params = []
-    for fan_in, fan_out in zip(widths[:-1], widths[1:]):
+    for fan_in, fan_out in itertools.pairwise(widths):
         bound = 1 / np.sqrt(fan_in)
         params.append(rng.uniform(-bound, bound, (fan_out, fan_in)).astype(np.float32))
         params.append(rng.uniform(-bound, bound, (fan_out,)).astype(np.float32))
@@ -312,8 +329,8 @@ def _checked(entry: dict, check: dict) -> bool:
 
 # -- the device child: bandwidth kernels, cuBLAS, properties ------------------------------------------
 def device_child(cfg: dict) -> dict:
-    from numba import cuda
     import numba
+    from numba import cuda
     out = {"versions": {"numba": numba.__version__, "numpy": np.__version__}, "results": {}}
     try:
         import numba_cuda
@@ -334,6 +351,8 @@ def device_child(cfg: dict) -> dict:
         cupy = None
         out["device"] = {"name": "Numba CUDA simulator"}
         xp, sync = np, (lambda: None)
+    if "bandwidth" not in cfg["parts"] and "elementwise" not in cfg["parts"]:
+        return out  # (the floor is for the elementwise part)
     copy_k, triad_k = numba_stream_kernels()
     rows = []
     threads = 32 if cfg["sim"] else 256
@@ -424,7 +443,7 @@ def numba_stream_kernels():
     """The copy and triad kernels: grid-stride loops as graphc generates them, in a module of
     their own as graphc's are (the simulator swaps a kernel module's global ``cuda``)."""
     module = types.ModuleType("graphc_bench_stream")
-    exec(compile(STREAM_KERNELS, "<benchmarks/cuda.py stream kernels>", "exec"), module.__dict__)
+    exec(compile(STREAM_KERNELS, "<benchmarks/cuda.py stream kernels>", "exec"), module.__dict__)  # noqa: S102
     return module.copy, module.triad
 
 
@@ -434,7 +453,7 @@ def device_properties(cuda, cupy) -> dict:
     props = {"name": name, "compute_capability": ".".join(map(str, gpu.compute_capability)),
              "sm_count": gpu.MULTIPROCESSOR_COUNT}
     try:
-        free, total = cupy.cuda.runtime.memGetInfo()
+        _, total = cupy.cuda.runtime.memGetInfo()
         props["memory_gib"] = round(total / 2**30, 1)
         props["driver"] = cupy.cuda.runtime.driverGetVersion()
         props["runtime"] = cupy.cuda.runtime.runtimeGetVersion()
@@ -447,10 +466,10 @@ def device_properties(cuda, cupy) -> dict:
         props["note"] = f"{type(exc).__name__}: {exc}"
     try:
         smi = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version,clocks.max.sm,clocks.max.mem",
-                              "--format=csv,noheader"], capture_output=True, text=True, timeout=20)
+                              "--format=csv,noheader"], capture_output=True, text=True, timeout=20, check=False)
         props["nvidia_smi"] = smi.stdout.strip()
-    except Exception:  # noqa: BLE001 - informational
-        pass
+    except (OSError, subprocess.SubprocessError) as exc:  # (informational)
+        props["nvidia_smi"] = f"not run: {exc}"
     return props
 
 
@@ -471,7 +490,7 @@ def graphc_train_step(widths, params, to_device: bool, **trace_options):
     import graphc as gc
     from graphc import nn, optim
     layers = []
-    for k, (fan_in, fan_out) in enumerate(zip(widths[:-1], widths[1:])):
+    for k, (fan_in, fan_out) in enumerate(itertools.pairwise(widths)):
         layers += [nn.Linear(fan_in, fan_out)] + ([nn.ReLU()] if k + 2 < len(widths) else [])
     model = nn.Sequential(*layers)
     for p, v in zip(model.parameters(), params):
@@ -499,6 +518,7 @@ def graphc_train_step(widths, params, to_device: bool, **trace_options):
 # (the graphc child------------------------------------------------------------------------------
 def graphc_child(cfg: dict) -> dict:
     import numba
+
     import graphc as gc
     out = {"versions": {"graphc": getattr(gc, "__version__", "?"), "numba": numba.__version__,
                         "numpy": np.__version__}, "results": {}}
@@ -558,7 +578,7 @@ def graphc_child(cfg: dict) -> dict:
             free_device_memory(xp)
         out["results"]["mlp"] = rows
     caught.__exit__(None, None, None)
-    out["warnings"] = sorted({f"{w.category.__name__}: {w.message}"[:400] for w in log})
+    out["warnings"] = sorted({f"{w.category.__name__}: {w.message}"[:400] for w in log})[:MAX_WARNINGS]
     return out
 
 
@@ -666,7 +686,7 @@ def torch_child(cfg: dict, compiled: bool) -> dict:
                 widths = cfg["widths"]
                 x, t, params, ref = case_data(cfg, "mlp", batch)
                 layers = []
-                for k, (fan_in, fan_out) in enumerate(zip(widths[:-1], widths[1:])):
+                for k, (fan_in, fan_out) in enumerate(itertools.pairwise(widths)):
                     layers += [torch.nn.Linear(fan_in, fan_out)] + ([torch.nn.ReLU()] if k + 2 < len(widths) else [])
                 model = torch.nn.Sequential(*layers).to(dev)
                 with torch.no_grad():
@@ -804,7 +824,6 @@ def _cell(r, fmt) -> str:
 def markdown(res: dict) -> str:
     cfg = res["config"]
     peers = [p for p in cfg["peers"] if p in res["peers"]]
-    dev = res["peers"].get("device", {}).get("device", {})
     title = "CUDA backend (issue 17)" + (": simulator smoke run, correctness only" if cfg["sim"] else "")
     lines = [f"### {title}", ""]
     floors = {}
@@ -824,8 +843,8 @@ def markdown(res: dict) -> str:
                          else f"| {fmt_n(r.get('n', 0))} | " + " | ".join(cells) + f" | {r.get('status')} |")
         lines.append("")
     if "elementwise" in cfg["parts"]:
-        lines += ["Elementwise forward + backward, `sum(tanh(x) * sigmoid(y))` w.r.t. x and y, float32: median "
-                  f"time, effective GB/s ({ELEMENTWISE_BYTES} bytes per element), time / bandwidth floor:", "",
+        lines += [("Elementwise forward + backward, `sum(tanh(x) * sigmoid(y))` w.r.t. x and y, float32: median "
+                   f"time, effective GB/s ({ELEMENTWISE_BYTES} bytes per element), time / bandwidth floor:"), "",
                   "| N | " + " | ".join(peers) + " |", "|---" * (len(peers) + 1) + "|"]
         for n in cfg["sizes"]:
             def fmt(r, n=n):
@@ -871,8 +890,12 @@ def _first_calls(res, peers) -> list:
             rows.append(f"| {label} | " + " | ".join(cells) + " |")
     if not rows:
         return []
-    return (["First call, synchronized, in a fresh process per peer (graphc: trace + plan + numba-cuda's "
-             "compile of each kernel, with an empty cache; torch.compile: its compile):", "", "| case | " + " | ".join(peers) + " |",
+    context = [f"{p} {res['peers'][p]['context_s']:.2f} s" for p in peers if "context_s" in res["peers"][p]]
+    if context:
+        rows.append("")
+        rows.append("(not included: the CUDA context's start-up, made before the first case: " + ", ".join(context) + ")")
+    return ([("First call, synchronized, in a fresh process per peer (graphc: trace + plan + numba-cuda's "
+              "compile of each kernel, with an empty cache; torch.compile: its compile):"), "", "| case | " + " | ".join(peers) + " |",
              "|---" * (len(peers) + 1) + "|"] + rows + [""])
 
 
@@ -912,7 +935,7 @@ def _notes(res) -> list:
     for peer, pr in res["peers"].items():
         if "error" in pr:
             notes.append(f"- {peer}: not run: {pr['error']}")
-        for part, rows in pr.get("results", {}).items():
+        for rows in pr.get("results", {}).values():
             for r in rows:
                 if r.get("status") not in ("ok", None):
                     notes.append(f"- {peer}, {r['label']}: {r['status']}: {r.get('note')}")
@@ -926,16 +949,17 @@ def _notes(res) -> list:
 def _machine(res) -> str:
     dev = res["peers"].get("device", {}).get("device", {})
     versions = {}
-    for peer, pr in res["peers"].items():
+    for pr in res["peers"].values():
         versions.update(pr.get("versions", {}))
     settings = res["peers"].get("torch", {}).get("settings")
-    lines = [f"- device: " + ", ".join(f"{k} {v}" for k, v in dev.items()),
+    lines = ["- device: " + ", ".join(f"{k} {v}" for k, v in dev.items()),
              f"- host: {res['host']}",
              "- versions: " + ", ".join(f"{k} {v}" for k, v in sorted(versions.items())),
-             f"- settings: {res['config']['repeats']} samples of ~{res['config']['sample_time']} s after "
-             f"{res['config']['warmup']} s of warm-up per case; environment {res['environment']}"
-             + (f"; torch {settings}" if settings else ""),
-             f"- wall time of each peer's process: " + ", ".join(
+             ("- settings: simulator, nothing timed" if res["config"]["sim"] else
+              f"- settings: {res['config']['repeats']} samples of ~{res['config']['sample_time']} s after "
+              f"{res['config']['warmup']} s of warm-up per case")
+             + f"; environment {res['environment']}" + (f"; torch {settings}" if settings else ""),
+             "- wall time of each peer's process: " + ", ".join(
                  f"{p} {pr.get('wall_s', 0):.0f} s" for p, pr in res["peers"].items())]
     return "\n".join(lines)
 
@@ -959,7 +983,7 @@ def parse_args(argv=None):
     ap.add_argument("--repeats", type=int, default=11, help="timed samples per case (the median is reported)")
     ap.add_argument("--sample-time", type=float, default=0.05, help="seconds of one sample (calls are batched)")
     ap.add_argument("--warmup", type=float, default=0.3, help="seconds of warm-up calls per case")
-    ap.add_argument("--timeout", type=float, default=900, help="seconds allowed per peer's process")
+    ap.add_argument("--timeout", type=float, default=420, help="seconds allowed per peer's process")
     ap.add_argument("--quick", action="store_true", help="5 samples of ~20 ms after 0.1 s of warm-up")
     ap.add_argument("--out", default=os.path.join(HERE, "results"), help="directory of the JSON and markdown")
     ap.add_argument("--verbose", action="store_true", help="show the children's stderr")
