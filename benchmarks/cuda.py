@@ -61,6 +61,11 @@ On a lent H100/H200 (the device tool: one command at most 10 minutes), from the 
 
     set -o pipefail; PYTHONUNBUFFERED=1 python3 benchmarks/cuda.py --out $OUT 2>&1 | tee $OUT/log
 
+To see what numba-cuda's synchronization on every CuPy array it is handed costs graphc (CAI v3
+consumers synchronize the producer's stream by default), add a graphc-only run with it off::
+
+    NUMBA_CUDA_ARRAY_INTERFACE_SYNC=0 python3 benchmarks/cuda.py --peers graphc --out $OUT/nosync
+
 Each peer's process is stopped after ``--timeout`` seconds (default 420); torch.compile's cold
 compiles take the longest, so where time is short run ``--peers graphc,torch`` first and
 ``--peers torch.compile --parts elementwise,mlp`` into another ``--out`` folder.
