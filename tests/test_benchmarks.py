@@ -72,3 +72,15 @@ def test_floor_ratios_without_a_probe_fall_back_to_the_start_of_run_triad(elemen
     (row,) = [r for r in elementwise.summarize(_results(graphc)) if r.startswith("| n=")]
     cells = [c.strip() for c in row.split("|")[1:-1]]
     assert cells[1:7] == ["n/a"] * 6 and cells[7] == "2.00"
+
+
+def test_cuda_benchmark_runs_in_the_simulator(tmp_path):
+    """benchmarks/cuda.py --sim: every graphc case at tiny sizes in Numba's CUDA simulator, checked
+    against NumPy (nothing timed); without a GPU this is what keeps the GPU benchmark runnable."""
+    cmd = [sys.executable, os.path.join(ROOT, "benchmarks", "cuda.py"), "--sim", "--no-ptx",
+           "--parts", "elementwise,matmul", "--out", str(tmp_path)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "NUMBA_ENABLE_CUDASIM": "1"})
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    report = (tmp_path / "cuda_sim.md").read_text()
+    assert "| 300 | ok (not timed) |" in report and "| ok (not timed) |" in report.split("Matrix product")[1]
