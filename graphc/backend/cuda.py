@@ -279,10 +279,10 @@ class CUDAGraph(Executable):
                 env[v] = np.dtype(v.type.dtype).type(a)
         self._calls += 1
         if copied and self._calls == 2 and not dev.simulator:
-            names = self.graph.value_names()
-            warn_once(("copy", id(self)), f"device='cuda': host array(s) {', '.join(names[v] for v in copied)} "
-                                          f"are copied to the device on every call; pass device arrays "
-                                          f"(cupy.asarray) to keep them there")
+            names = [self.graph.input_names[self.graph.inputs.index(v)] or "an input" for v in copied]
+            warn_once(("copy", id(self)), f"device='cuda': host array(s) {', '.join(names)} are copied to "
+                                          f"the device on every call; pass device arrays (cupy.asarray), "
+                                          f"and move a model's parameters with model.to('cuda')")
         self._run_steps(env)
         for node, flag in env.get(_FLAGS, ()):  # (one wait for the device, at the end)
             if dev.to_host(flag)[0]:

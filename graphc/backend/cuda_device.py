@@ -86,6 +86,10 @@ class Device:
             return np.ascontiguousarray(a)
         xp = self.xp
         if isinstance(a, xp.ndarray):
+            if a.device.id != xp.cuda.runtime.getDevice():
+                raise DeviceError(f"an array on GPU {a.device.id} was given to a function running on GPU "
+                                  f"{xp.cuda.runtime.getDevice()}; copy it there with cupy.asarray inside "
+                                  f"`with cupy.cuda.Device({xp.cuda.runtime.getDevice()}):`")
             return a
         if hasattr(a, "__cuda_array_interface__"):
             return xp.asarray(a)  # (shares the memory: CuPy reads the interface)
