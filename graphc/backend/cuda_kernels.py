@@ -18,6 +18,7 @@ device, kept as a 1-element array).
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from graphc.backend.codegen import ScalarContext
@@ -27,6 +28,10 @@ from graphc.ops.elementwise import pow_expr
 from graphc.ops.scalar import CTOR, literal
 
 ARRAY, HOST, DEV0 = "array", "host", "dev0"
+# scalar-rule functions (``np.sign(a)``) that graphc/backend/cuda_math.py also has as ``_f32``
+# versions, with float32 constants: kernels of float32 nodes call those
+FLOAT32_NAMES = ("sign", "exp2", "rint", "floor", "ceil", "logaddexp", "logaddexp2")
+_FLOAT32_CALL = re.compile(r"\bnp\.(" + "|".join(FLOAT32_NAMES) + r")\(")
 
 
 @dataclass
@@ -95,6 +100,8 @@ class _Body:
             ctx = ScalarContext(node, idx, domain, self.imports)
             args = [local[v] for v in node.inputs]
             expr = scalar_expr(op, node, ctx, args)
+            if node.outputs[0].type.dtype == "float32":
+                expr = _FLOAT32_CALL.sub(r"np.\1_f32(", expr)
             name = self._tmp("t")
             lines.append(f"{pad}{name} = {CTOR[node.outputs[0].type.dtype]}({expr})")
             local[node.outputs[0]] = name

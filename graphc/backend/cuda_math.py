@@ -15,6 +15,8 @@ import numpy
 from numba import cuda
 from numba.core import config
 
+from graphc.backend.cuda_kernels import FLOAT32_NAMES
+
 # NumPy's scalar types and constants, unchanged (np.float32(x) is a typed cast in a kernel)
 float32, float64, int32, int64, bool_ = numpy.float32, numpy.float64, numpy.int32, numpy.int64, numpy.bool_
 nan, inf, pi, e = numpy.nan, numpy.inf, numpy.pi, numpy.e
@@ -25,11 +27,6 @@ _device = cuda.jit(device=True, inline="always")  # (a call would need the drive
 @_device
 def exp(x):
     return math.exp(x)
-
-
-@_device
-def exp2(x):
-    return math.pow(x - x + 2, x)
 
 
 @_device
@@ -137,92 +134,113 @@ def arctanh(x):
     return math.atanh(x)
 
 
-@_device
-def floor(x):
-    return x - x + math.floor(x)  # (math.floor gives an integer; keep the float type)
+# Functions whose result needs constants of the operand's type (1, 2, 0.5) or a float floor:
+# written once per float type with typed constants and libdevice's typed functions, so that a
+# float32 kernel computes in float32 (``x - x + 1`` or ``math.floor`` would make it float64).
+# Kernels of float32 nodes call the ``_f32`` names (graphc/backend/cuda_kernels.py), the rest
+# the plain ones, which also take integers.
+def _typed(T, floor, ceil, rint, exp2, fmod, copysign, log1p):
+    zero, one, half = T(0), T(1), T(0.5)
+    ln2, log2e = T(math.log(2.0)), T(1.0 / math.log(2.0))
+
+    @_device
+    def sign(x):
+        if x > zero:
+            return one
+        if x < zero:
+            return -one
+        if x == zero:
+            return zero  # (+0 for -0.0 too, as NumPy)
+        return x  # NaN
+
+    @_device
+    def logaddexp(x, y):
+        if x == y:  # (also both inf: inf - inf would give NaN)
+            return x + ln2
+        m = x if x > y else y
+        return m + log1p(math.exp(-abs(x - y)))
+
+    @_device
+    def logaddexp2(x, y):
+        if x == y:
+            return x + one
+        m = x if x > y else y
+        return m + log1p(exp2(-abs(x - y))) * log2e
+
+    @_device
+    def floor_divide(a, b):  # NumPy's npy_divmod: fmod, then a sign fix-up
+        if b == zero:
+            return a / b  # inf, -inf or nan, as NumPy
+        mod = fmod(a, b)
+        div = (a - mod) / b
+        if mod != zero and (b < zero) != (mod < zero):
+            div = div - one
+        if div == zero:
+            return copysign(zero, a / b)
+        low = floor(div)
+        return low + one if div - low > half else low
+
+    @_device
+    def remainder(a, b):
+        mod = fmod(a, b)
+        if b == zero:
+            return mod  # nan, as NumPy
+        if mod == zero:
+            return copysign(zero, b)
+        return mod + b if (b < zero) != (mod < zero) else mod
+
+    def wrap(fn):
+        return _device(fn)
+
+    return dict(sign=sign, logaddexp=logaddexp, logaddexp2=logaddexp2, floor_divide=floor_divide,
+                remainder=remainder, floor=wrap(lambda x: floor(x)), ceil=wrap(lambda x: ceil(x)),
+                rint=wrap(lambda x: rint(x)), exp2=wrap(lambda x: exp2(x)))
 
 
-@_device
-def ceil(x):
-    return x - x + math.ceil(x)
+if not config.ENABLE_CUDASIM:
+    from numba.cuda import libdevice as _ld
 
+    _F32 = _typed(float32, _ld.floorf, _ld.ceilf, _ld.rintf, _ld.exp2f, _ld.fmodf, _ld.copysignf, _ld.log1pf)
+    _F64 = _typed(float64, _ld.floor, _ld.ceil, _ld.rint, _ld.exp2, _ld.fmod, _ld.copysign, _ld.log1p)
+    sign_f32, sign = _F32["sign"], _F64["sign"]
+    logaddexp_f32, logaddexp = _F32["logaddexp"], _F64["logaddexp"]
+    logaddexp2_f32, logaddexp2 = _F32["logaddexp2"], _F64["logaddexp2"]
+    floor_f32, floor = _F32["floor"], _F64["floor"]
+    ceil_f32, ceil = _F32["ceil"], _F64["ceil"]
+    rint_f32, rint = _F32["rint"], _F64["rint"]
+    exp2_f32, exp2 = _F32["exp2"], _F64["exp2"]
+    floor_divide_f32, floor_divide_f64 = _F32["floor_divide"], _F64["floor_divide"]
+    remainder_f32, remainder_f64 = _F32["remainder"], _F64["remainder"]
 
-@_device
-def rint(x):
-    # round half to even, as np.rint (Python's round of a float is too, but returns an int)
-    r = math.floor(x)
-    d = x - r
-    if d > 0.5 or (d == 0.5 and math.fmod(r, 2.0) != 0.0):
-        r += 1
-    return x - x + r if x == x and not math.isinf(x) else x
+    @_device
+    def sign(x):  # noqa: F811  (integers too: the float64 one would make them floats)
+        if x > 0:
+            return x - x + 1
+        if x < 0:
+            return x - x - 1
+        if x == 0:
+            return x - x  # +0 for -0.0 too, as NumPy
+        return x  # NaN
 
-
-@_device
-def sign(x):
-    if x > 0:
-        return x - x + 1
-    if x < 0:
-        return x - x - 1
-    if x == 0:
-        return x - x  # +0 for -0.0 too, as NumPy
-    return x  # NaN
-
-
-@_device
-def logaddexp(x, y):
-    if x == y:  # (also both inf: inf - inf would give NaN)
-        return x + math.log(x - x + 2)
-    m = x if x > y else y
-    return m + math.log1p(math.exp(-abs(x - y)))
-
-
-@_device
-def logaddexp2(x, y):
-    if x == y:
-        return x + (x - x + 1)
-    m = x if x > y else y
-    return m + math.log1p(math.pow(x - x + 2, -abs(x - y))) / math.log(x - x + 2)
-
-
-# NumPy's floor division and remainder of floats (npy_divmod: fmod, then a sign fix-up), as
-# graphc.backend.vecmath's CPU versions; the integer ones are vecmath's own (plain integer
-# arithmetic, which numba-cuda compiles as it is)
-@_device
-def floor_divide_float(a, b):
-    zero = a - a
-    if b == zero:
-        return a / b  # inf, -inf or nan, as NumPy
-    mod = math.fmod(a, b)
-    div = (a - mod) / b
-    if mod != zero and (b < zero) != (mod < zero):
-        div = div - 1
-    if div == zero:
-        return math.copysign(zero, a / b)
-    low = zero + math.floor(div)
-    return low + 1 if div - low > 0.5 else low
-
-
-@_device
-def remainder_float(a, b):
-    mod = math.fmod(a, b)
-    if b == a - a:
-        return mod  # nan, as NumPy
-    if mod == a - a:
-        return math.copysign(a - a, b)
-    return mod + b if (b < a - a) != (mod < a - a) else mod
-
-
-floor_divide_f32 = floor_divide_f64 = floor_divide_float
-remainder_f32 = remainder_f64 = remainder_float
 from graphc.backend.vecmath import floor_divide_int, power_int, remainder_int  # noqa: E402,F401
 
 # Under the simulator kernels run as Python on NumPy scalars, where Python's math raises for
 # log(0) or sqrt(-1): there each function is NumPy's own, which gives -inf and nan as the
 # GPU's libdevice does (the PTX check compiles the versions above)
 if config.ENABLE_CUDASIM:
-    for _name in ("exp", "exp2", "expm1", "log", "log2", "log10", "log1p", "sqrt", "power", "sin", "cos",
-                  "tan", "arcsin", "arccos", "arctan", "arctan2", "hypot", "sinh", "cosh", "tanh", "arcsinh",
-                  "arccosh", "arctanh", "floor", "ceil", "rint", "sign", "logaddexp", "logaddexp2"):
+    def _array_power(x, y):
+        """C's pow through NumPy's power of two-element arrays (a scalar or a one-element
+        exponent takes a sqrt shortcut for y == 0.5, which gives nan for -inf where C's pow,
+        the CPU backend's and libdevice's give inf)."""
+        with numpy.errstate(all="ignore"):
+            return numpy.power(numpy.array([x, x]), numpy.array([y, y]))[0]
+
+    for _name in ("exp", "expm1", "log", "log2", "log10", "log1p", "sqrt", "sin", "cos", "tan", "arcsin",
+                  "arccos", "arctan", "arctan2", "hypot", "sinh", "cosh", "tanh", "arcsinh", "arccosh",
+                  "arctanh") + FLOAT32_NAMES:
         globals()[_name] = getattr(numpy, _name)
+    for _name in FLOAT32_NAMES:
+        globals()[_name + "_f32"] = getattr(numpy, _name)
+    power = _array_power
     from graphc.backend.vecmath import (floor_divide_f32, floor_divide_f64, remainder_f32,  # noqa: F401,F811
                                         remainder_f64)
