@@ -3,7 +3,7 @@
 The whole training step (forward, backward, Adam update) is one compiled call.
 
     pip install "graphc[examples]"      # scikit-learn, tqdm, matplotlib
-    python examples/train_digits.py [--epochs 20] [--plot digits_loss.png]
+    python examples/train_digits.py [--epochs 20] [--plot digits_loss.png] [--device cuda]
 """
 import argparse
 import time
@@ -24,6 +24,8 @@ def main():
     ap.add_argument("--plot", default="digits_loss.png", help="where to save the loss curve ('' = none)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--save", default="", help="save the trained model here (e.g. digits.gcx; '' = don't)")
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
+                    help="cuda: the step runs as kernels on an NVIDIA GPU (the 'cuda' extra)")
     args = ap.parse_args()
 
     digits = load_digits()
@@ -33,7 +35,7 @@ def main():
     train_set, test_set = data.random_split(data.TensorDataset(X, y), [0.8, 0.2], generator=args.seed)
     X_test, y_test = test_set.dataset[test_set.indices]
 
-    model = nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 10))
+    model = nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 10)).to(args.device)
     loss_fn = nn.CrossEntropyLoss()
     opt = optim.Adam(model.parameters(), lr=args.lr)
     sched = optim.lr_scheduler.LambdaLR(opt, lambda epoch: 1 / (1 + 0.01 * epoch))
@@ -42,7 +44,7 @@ def main():
     loader = data.DataLoader(train_set, batch_size=args.batch_size, shuffle=True, drop_last=False,
                              generator=np.random.default_rng(args.seed))
 
-    @gc.trace(dynamic={"x": 0, "t": 0})
+    @gc.trace(dynamic={"x": 0, "t": 0}, device=args.device)
     def train_step(x, t):
         opt.zero_grad()
         loss = loss_fn(model(x), t)
@@ -50,7 +52,8 @@ def main():
         opt.step()
         return loss
 
-    predict = gc.trace(model)  # a module traces like a function
+    # a module traces like a function (its results as NumPy arrays, on either device)
+    predict = gc.trace(model, device=args.device, **({"to_host": True} if args.device == "cuda" else {}))
 
     start = time.perf_counter()
     curve = []
@@ -73,6 +76,7 @@ def main():
           f"NumPy interpreter while Numba compiled)")
     if args.save:
         model.eval()
+        model.to("cpu")
         gc.save(model, args.save, X_test)  # loads anywhere with gc.load, without this code
         print(f"model saved to {args.save}: {gc.load(args.save).signature()}")
 
