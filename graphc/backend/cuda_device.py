@@ -14,7 +14,8 @@ Without either, ``device()`` raises ``DeviceError`` saying what is missing.
 """
 from __future__ import annotations
 
-import os
+import sys
+import threading
 import warnings
 
 import numpy as np
@@ -45,6 +46,7 @@ class Device:
                               f"{INSTALL_HINT}") from None
         self.cuda = cuda
         if self.simulator:
+            _serialize_simulated_shared_arrays()
             self.xp = np
             self.name = "Numba CUDA simulator"
             self.sm_count = 1
@@ -128,6 +130,36 @@ class Device:
         return max(1, min(need, cap)), threads
 
 
+def _serialize_simulated_shared_arrays():
+    """Work around a race in Numba's CUDA simulator: the first thread of a block to ask for a
+    shared array makes it, unlocked, so a thread switch between its lookup and its store hands
+    two threads of one block different arrays, and a block reduction then reads memory no
+    thread wrote (a wrong max about one run in four). The same lookup, under a lock; keyed, as
+    the simulator's, by the kernel's file and line (one shared array per line)."""
+    from numba.cuda.simulator import kernelapi
+
+    shared = kernelapi.FakeCUDAShared
+    if getattr(shared.array, "graphc_serialized", False):
+        return
+    original, lock = shared.array, threading.Lock()
+
+    def array(self, shape, dtype, alignment=None):
+        if alignment is not None or shape == 0:  # (graphc's kernels use neither)
+            return original(self, shape, dtype, alignment)
+        if isinstance(dtype, kernelapi.types.Type):
+            dtype = kernelapi.numpy_support.as_dtype(dtype)
+        frame = sys._getframe(1)
+        caller = (frame.f_code.co_filename, frame.f_lineno)
+        with lock:
+            made = self._allocations.get(caller)
+            if made is None:
+                made = self._allocations[caller] = np.empty(shape, dtype)
+        return made
+
+    array.graphc_serialized = True
+    shared.array = array
+
+
 def _available(cuda) -> bool:
     try:
         return bool(cuda.is_available())
@@ -158,8 +190,3 @@ def warn_once(key, message: str):
 
 class PerformanceWarning(UserWarning):
     """graphc runs something slower than it could (host/device copies on every call...)."""
-
-
-def environment_says_simulator() -> bool:
-    """NUMBA_ENABLE_CUDASIM as the environment has it (without importing Numba)."""
-    return os.environ.get("NUMBA_ENABLE_CUDASIM", "0") not in ("", "0")
