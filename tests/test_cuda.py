@@ -93,7 +93,6 @@ def assert_tree(got, want, what, tol=None):
 
 def group(cases):
     """One function computing every case: ``fn(*flat args)`` -> tuple of per-case results."""
-    arities = [arity for _, _, arity in cases]
 
     def combined(*flat):
         out, k = [], 0
@@ -476,6 +475,32 @@ def test_ops_through_the_host_fallback():
         assert_tree(traced(x, m, idx, s), np_host_fallbacks(x, m, idx, s), f"host fallbacks s={s}")
 
 
+def zero_d_traffic(x, v, s, i, flag):
+    """0-d values made on the host (scalar arguments), on the device (a reduction's or a dot
+    product's result) and by host fallbacks, used by kernels, host arithmetic and each other."""
+    dot = v @ v
+    return (x - np.mean(x), dot * s + 1, dot, dot, np.sum(v) * dot, np.sort(x, axis=1) * np.sum(x),
+            np.ones((2, 3)) * s, s * s + 1, np.where(s > 0, x, 0.0), np.where(flag, v, -v), x[i] * 2,
+            np.sum(x * s, axis=1), np.sum(x[:, :1] * v, axis=0), np.max(np.cumsum(x, axis=1), axis=0),
+            np.sum(np.broadcast_to(v, (3, 4)), axis=0), np.linalg.det(x[:, :3]) * dot)
+
+
+def test_zero_d_values_between_host_device_and_kernels():
+    x, v = R.uniform(-1, 1, (3, 4)), R.uniform(-1, 1, 4)
+    traced = cuda(zero_d_traffic)
+    for s, i, flag in ((1.5, 1, True), (-0.5, 2, False)):
+        assert_tree(traced(x, v, s, i, flag), reference(zero_d_traffic, x, v, s, i, flag), f"s={s}")
+
+
+def test_symbolic_batch_dimension():
+    f = cuda(lambda x, w: np.mean(np.tanh(x @ w), axis=0),
+             dynamic={"x": 0})
+    w = R.uniform(-1, 1, (4, 2))
+    for n in (3, 5, 3):
+        x = R.uniform(-1, 1, (n, 4))
+        assert_same(f(x, w), np.mean(np.tanh(x @ w), axis=0), f"batch {n}")
+
+
 # ------------------------------------------------------------------------------------------
 # gradients and a compiled training step, against the CPU backend
 # ------------------------------------------------------------------------------------------
@@ -803,3 +828,35 @@ def test_float32_math_helpers_stay_float32_in_ptx(ptx_kernels):
     offenders = [f"{kernel}: {info['f64'][:2]}" for name, kernel, info in float32_elementwise_kernels(ptx_kernels)
                  if set(info["ops"]) & F64_IN_F32_HELPERS and info["f64"]]
     assert not offenders, "float32 kernels computing in float64:\n" + "\n".join(offenders)
+
+
+def test_batchnorm_and_dropout_training_step_equals_the_interpreter():
+    """BatchNorm's running statistics (State updated in the step) and Dropout's counter-based
+    masks (int64 bit hashing: bitxor, lshr) on the device, against the NumPy interpreter."""
+    from graphc import nn, optim
+
+    def run(device):
+        nn.manual_seed(0)
+        model = nn.Sequential(nn.Linear(6, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Dropout(0.3), nn.Linear(8, 3))
+        opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9)  # (Adam would amplify the rounding
+        # noise of the first bias' gradient, which BatchNorm makes zero)
+
+        @gc.trace(device=device)
+        def step(x, y):
+            opt.zero_grad()
+            loss = nn.functional.cross_entropy(model(x), y)
+            loss.backward()
+            opt.step()
+            return loss
+        x = np.random.default_rng(1).standard_normal((5, 6)).astype(np.float32)
+        y = np.array([0, 1, 2, 1, 0])
+        return [step(x, y) for _ in range(3)], model.state_dict()
+
+    losses, state = run("cuda")
+    want_losses, want_state = run("numpy")
+    for k, (got, want) in enumerate(zip(losses, want_losses)):
+        assert_same(np.asarray(got), np.asarray(want), f"loss of step {k}", F32_TOL)
+    assert list(state) == list(want_state)
+    for name, value in state.items():
+        assert type(value) is np.ndarray, f"state_dict()[{name!r}] is a {type(value).__name__}, not a host array"
+        assert_same(value, want_state[name], name, F32_TOL)
