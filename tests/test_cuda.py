@@ -17,10 +17,10 @@ import warnings
 
 import numpy as np
 import pytest
+from conftest import assert_same, raw_graph
 
 import graphc as gc
 from graphc.ops import bitwise, registry
-from conftest import assert_same, raw_graph
 
 # (the simulator runs kernels on NumPy scalars, which warn about log(-1) and friends; a GPU does not)
 pytestmark = pytest.mark.filterwarnings("ignore:.*encountered in:RuntimeWarning")
@@ -65,7 +65,7 @@ def simulator_fixes():
     yield
     shared.array = original
     sys.setswitchinterval(interval)
-F32_TOL = dict(rtol=1e-5, atol=1e-6)  # (float32 sums in another order than NumPy's pairwise sum)
+F32_TOL = {"rtol": 1e-5, "atol": 1e-6}  # (float32 sums in another order than NumPy's pairwise sum)
 
 
 def cuda(fn, **options):
@@ -269,7 +269,7 @@ def float_arguments(dtype):
     """(label, (x, a, b)): special values of every pair, broadcasting, 0-d, size-1 and empty."""
     dt = np.dtype(dtype)
     sp = np.array(SPECIALS, dt)
-    u = lambda *shape: R.uniform(-3, 3, shape).astype(dt)  # noqa: E731
+    u = lambda *shape: R.uniform(-3, 3, shape).astype(dt)
     return [
         ("special values (14,) (14,1)x(14,)", (sp, sp.reshape(-1, 1), sp)),
         ("broadcast (3,4) (3,1)x(4,)", (u(3, 4), u(3, 1), u(4))),
@@ -322,48 +322,60 @@ def test_power_of_minus_inf_to_one_half():
 # ------------------------------------------------------------------------------------------
 AXES_3D = [None, 0, 1, 2, -1, (0, 1), (0, 2), (1, 2), (0, 1, 2)]
 # (the simulator's cost grows with the number of reduced outputs: x is (2,3,2), and the
-# reductions that need 64+ elements to take the split path reduce rows of `big`, (2,64))
+# reductions that need 64+ elements to take the split path reduce rows of `big`, (2,64);
+# `col` (9,32) has reductions that keep the innermost axis with 32+ outputs, which run one
+# thread per output and part of its column, split in two parts from 8 rows on)
 
 
 def reduction_cases(ops=("sum", "prod", "mean", "max", "min"), arg_ops=("argmax", "argmin")):
-    """(name, fn of (x, y, big)): every reduction over every axis set of x, keepdims on a few
-    of them, argmax/argmin of x and of y (ties), fused bodies, and the split path on big."""
+    """(name, fn of (x, y, big, col)): every reduction over every axis set of x, keepdims on a
+    few of them, argmax/argmin of x and of y (ties), fused bodies, the split path on big, and
+    column reductions on col."""
     cases = []
     for name in ops:
+        reduce = getattr(np, name)
         for axis in AXES_3D:
-            cases.append((f"{name} axis={axis}", lambda x, y, big, f=getattr(np, name), a=axis: f(x, axis=a)))
+            cases.append((f"{name} axis={axis}", lambda x, y, big, col, f=reduce, a=axis: f(x, axis=a)))
+        cases.append((f"{name} of columns", lambda x, y, big, col, f=reduce: f(col, axis=0)))
         for axis in (None, 1, (0, 2)):
             cases.append((f"{name} axis={axis} keepdims",
-                          lambda x, y, big, f=getattr(np, name), a=axis: f(x, axis=a, keepdims=True)))
+                          lambda x, y, big, col, f=reduce, a=axis: f(x, axis=a, keepdims=True)))
     for name in arg_ops:
+        reduce = getattr(np, name)
         for axis in (None, 0, 1, 2):
-            cases.append((f"{name} axis={axis}", lambda x, y, big, f=getattr(np, name), a=axis: f(x, axis=a)))
-        cases.append((f"{name} ties axis=1", lambda x, y, big, f=getattr(np, name): f(y, axis=1)))
-        cases.append((f"{name} ties flat", lambda x, y, big, f=getattr(np, name): f(y)))
+            cases.append((f"{name} axis={axis}", lambda x, y, big, col, f=reduce, a=axis: f(x, axis=a)))
+        cases.append((f"{name} ties axis=1", lambda x, y, big, col, f=reduce: f(y, axis=1)))
+        cases.append((f"{name} ties flat", lambda x, y, big, col, f=reduce: f(y)))
+        cases.append((f"{name} of columns", lambda x, y, big, col, f=reduce: f(col, axis=0)))
     cases += [
-        ("x.sum() method", lambda x, y, big: x.sum(axis=1)),
-        ("fused sum(exp(x) * y)", lambda x, y, big: np.sum(np.exp(x) * y, axis=2)),
-        ("fused mean of squares", lambda x, y, big: np.mean((x - y) ** 2)),
-        ("fused max(abs) keepdims", lambda x, y, big: np.max(np.abs(x - 1), axis=(0, 2), keepdims=True)),
-        ("reduction then elementwise", lambda x, y, big: np.sqrt(np.sum(x * x, axis=0)) + 1),
-        ("softmax", lambda x, y, big: np.exp(x - x.max(axis=-1, keepdims=True))
+        ("x.sum() method", lambda x, y, big, col: x.sum(axis=1)),
+        ("fused sum(exp(x) * y)", lambda x, y, big, col: np.sum(np.exp(x) * y, axis=2)),
+        ("fused mean of squares", lambda x, y, big, col: np.mean((x - y) ** 2)),
+        ("fused max(abs) keepdims", lambda x, y, big, col: np.max(np.abs(x - 1), axis=(0, 2), keepdims=True)),
+        ("reduction then elementwise", lambda x, y, big, col: np.sqrt(np.sum(x * x, axis=0)) + 1),
+        ("softmax", lambda x, y, big, col: np.exp(x - x.max(axis=-1, keepdims=True))
          / np.exp(x - x.max(axis=-1, keepdims=True)).sum(axis=-1, keepdims=True)),
-        ("split sum rows", lambda x, y, big: np.sum(big, axis=1)),
-        ("split full sum, mean, max, min, prod", lambda x, y, big: (
+        ("split sum rows", lambda x, y, big, col: np.sum(big, axis=1)),
+        ("split full sum, mean, max, min, prod", lambda x, y, big, col: (
             np.sum(big), np.mean(big), np.max(big), np.min(big), np.prod(big * 0.01 + 1))),
-        ("split fused keepdims", lambda x, y, big: np.sum(np.tanh(big) * 2, axis=1, keepdims=True)),
-        ("split mean and max of rows", lambda x, y, big: (np.mean(big, axis=-1), np.max(big, axis=1))),
-        ("argmax of 64+ (not split)", lambda x, y, big: (np.argmax(big), np.argmin(big, axis=1))),
+        ("split fused keepdims", lambda x, y, big, col: np.sum(np.tanh(big) * 2, axis=1, keepdims=True)),
+        ("split mean and max of rows", lambda x, y, big, col: (np.mean(big, axis=-1), np.max(big, axis=1))),
+        ("argmax of 64+ (not split)", lambda x, y, big, col: (np.argmax(big), np.argmin(big, axis=1))),
+        ("columns keepdims", lambda x, y, big, col: np.sum(col, axis=0, keepdims=True)),
+        ("columns fused", lambda x, y, big, col: np.sum(np.exp(col) * 2 - col, axis=0)),
+        ("columns of 3-D", lambda x, y, big, col: np.mean(col.reshape(3, 3, 32), axis=(0, 1))),
+        ("short columns (not split)", lambda x, y, big, col: np.max(col[:3], axis=0)),
+        ("columns and rows of one operand", lambda x, y, big, col: (np.sum(col, axis=0), np.sum(col, axis=1))),
     ]
     return cases
 
 
-def check_reductions(x, y, big, cases, tol=None):
-    traced = cuda(lambda x, y, big: tuple(fn(x, y, big) for _, fn in cases))
-    got = traced(x, y, big)
+def check_reductions(x, y, big, col, cases, tol=None):
+    traced = cuda(lambda x, y, big, col: tuple(fn(x, y, big, col) for _, fn in cases))
+    got = traced(x, y, big, col)
     failures = []
     for (name, fn), g in zip(cases, got):
-        want = reference(fn, x, y, big)
+        want = reference(fn, x, y, big, col)
         try:
             assert_tree(g, want, name, tol)
         except AssertionError as exc:
@@ -375,7 +387,8 @@ def reduction_arguments(dtype):
     x = R.uniform(0.5, 1.5, (2, 3, 2)).astype(dtype)
     y = R.integers(0, 3, (2, 3, 2)).astype(dtype)  # ties
     big = R.uniform(-1, 1, (2, 64)).astype(dtype)
-    return x, y, big
+    col = R.uniform(-1, 1, (9, 32)).astype(dtype)
+    return x, y, big, col
 
 
 def test_reductions_float32():
@@ -387,14 +400,16 @@ def test_reductions_float64():
 
 
 def test_reductions_with_nan_and_inf():
-    x, y, big = reduction_arguments("float64")
+    x, y, big, col = reduction_arguments("float64")
     x[0, 1, 1] = x[1, 2, 0] = np.nan
     x[1, 0, 1] = np.inf
     y[1, 2, 1] = -np.inf
     big[1, 40] = np.nan  # (in the second half of a split row)
+    col[6, 3] = col[1, 5] = np.nan  # (in either part of a split column)
+    col[2, 7] = -np.inf
     cases = [(name, fn) for name, fn in reduction_cases(("max", "min"), ("argmax", "argmin"))
              if "keepdims" not in name and "(" not in name.split("=")[-1]]
-    check_reductions(x, y, big, cases)
+    check_reductions(x, y, big, col, cases)
 
 
 def test_reductions_of_ints_and_bools():
@@ -435,7 +450,7 @@ def shapes_and_products(a, b, c, v, x3):
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_matmul_and_shape_ops(dtype):
-    u = lambda *shape: R.uniform(-1, 1, shape).astype(dtype)  # noqa: E731
+    u = lambda *shape: R.uniform(-1, 1, shape).astype(dtype)
     args = (u(2, 3), u(3, 4), u(2, 5), u(4), u(2, 3, 2))
     got = cuda(shapes_and_products)(*args)
     assert_tree(got, reference(shapes_and_products, *args), "products and shapes",
@@ -475,6 +490,36 @@ def test_ops_through_the_host_fallback():
         assert_tree(traced(x, m, idx, s), np_host_fallbacks(x, m, idx, s), f"host fallbacks s={s}")
 
 
+def indexing(x, idx, rows):
+    """Gathers (integer-array indexing, negative indices, take_along_axis) and, through
+    gc.grad, their scatter-adds with repeated indices."""
+    loss = lambda x: np.sum(x[idx] ** 2) + np.sum(np.take_along_axis(x, rows, axis=1) * 3)
+    return x[idx], x[:, idx[0]], np.take_along_axis(x, rows, axis=1), x[np.array([-1, 0])], gc.grad(loss)(x)
+
+
+def np_indexing(x, idx, rows):
+    grad = np.zeros_like(x)
+    np.add.at(grad, idx, 2 * x[idx])
+    np.add.at(grad, (np.arange(x.shape[0])[:, None], rows), 3.0)
+    return x[idx], x[:, idx[0]], np.take_along_axis(x, rows, axis=1), x[np.array([-1, 0])], grad
+
+
+def test_gathers_and_scatter_adds_with_repeated_indices():
+    x = R.uniform(-1, 1, (3, 4))
+    idx = np.array([[0, 2, 2], [1, 0, 0]])  # (repeated rows: the gradient adds them up)
+    rows = np.array([[1, 1, 3], [0, 0, 0], [2, 3, 2]])
+    assert_tree(cuda(indexing)(x, idx, rows), np_indexing(x, idx, rows), "gathers and scatter-adds")
+
+
+def test_an_index_out_of_range_is_an_index_error():
+    f = cuda(lambda x, i: x[i] * 2)
+    x = np.arange(3.0)
+    assert_same(f(x, np.array([2, -3])), x[np.array([2, -3])] * 2, "in range")
+    for bad in (np.array([0, 3]), np.array([-4, 1])):
+        with pytest.raises(IndexError, match="test_cuda.py"):
+            f(x, bad)
+
+
 def zero_d_traffic(x, v, s, i, flag):
     """0-d values made on the host (scalar arguments), on the device (a reduction's or a dot
     product's result) and by host fallbacks, used by kernels, host arithmetic and each other."""
@@ -512,7 +557,7 @@ def mlp_loss(params, x, t):
 
 
 def mlp_arguments(dtype):
-    u = lambda *shape: R.uniform(-1, 1, shape).astype(dtype)  # noqa: E731
+    u = lambda *shape: R.uniform(-1, 1, shape).astype(dtype)
     return (u(4, 5), u(5), u(3, 5), u(3)), u(6, 4), u(6, 3)
 
 
@@ -521,7 +566,7 @@ def test_value_and_grad_of_an_mlp_equals_the_cpu_one(dtype):
     args = mlp_arguments(dtype)
     got = gc.value_and_grad(mlp_loss, device="cuda", to_host=True)(*args)
     want = gc.value_and_grad(mlp_loss, device="cpu")(*args)
-    tol = F32_TOL if dtype == "float32" else dict(rtol=1e-12, atol=1e-14)
+    tol = F32_TOL if dtype == "float32" else {"rtol": 1e-12, "atol": 1e-14}
     assert_tree(got, want, "value_and_grad", tol)
     grads = gc.grad(mlp_loss, argnums=(0, 1), device="cuda", to_host=True)(*args)
     assert_tree(grads, gc.grad(mlp_loss, argnums=(0, 1), device="numpy")(*args), "grad argnums=(0, 1)", tol)
@@ -529,21 +574,23 @@ def test_value_and_grad_of_an_mlp_equals_the_cpu_one(dtype):
 
 def test_second_order_gradient_equals_the_cpu_one():
     def hessian_vector(x, v):
-        g = lambda x: gc.grad(lambda x: np.sum(np.sin(x) * x ** 3 + np.exp(-x * x)))(x)  # noqa: E731
+        g = lambda x: gc.grad(lambda x: np.sum(np.sin(x) * x ** 3 + np.exp(-x * x)))(x)
         return gc.grad(lambda x: np.sum(g(x) * v))(x), gc.grad(lambda x: np.sum(g(x)))(x)
     x, v = R.uniform(-1, 1, 5), R.uniform(-1, 1, 5)
     assert_tree(cuda(hessian_vector)(x, v), gc.trace(hessian_vector, device="cpu")(x, v), "second order",
-                dict(rtol=1e-12, atol=1e-14))
+                {"rtol": 1e-12, "atol": 1e-14})
 
 
-def training_step(device, opt_name):
+def training_step(device, opt_name, move=False):
     """A compiled training step ``step(x, y) -> loss`` of a 20-16-4 ReLU MLP with cross-entropy
-    and Adam or SGD with momentum; returns (model, step)."""
+    and Adam or SGD with momentum; returns (model, step). ``move``: ``model.to(device)`` first."""
     from graphc import nn, optim
     gen = np.random.default_rng(1)
     model = nn.Sequential(nn.Linear(20, 16), nn.ReLU(), nn.Linear(16, 4))
     for p in model.parameters():
         p.data[...] = gen.standard_normal(p.data.shape).astype(np.float32) * 0.3
+    if move:
+        model.to(device)
     opt = (optim.Adam(model.parameters(), lr=1e-2) if opt_name == "adam"
            else optim.SGD(model.parameters(), lr=0.1, momentum=0.9))
 
@@ -557,23 +604,30 @@ def training_step(device, opt_name):
     return model, step
 
 
-def train(device, opt_name, x, y, steps=4):
-    """Losses and final parameters after ``steps`` compiled training steps."""
-    model, step = training_step(device, opt_name)
-    losses = [step(x, y) for _ in range(steps)]
+def train(device, opt_name, x, y, steps=4, move=False):
+    """Losses and final parameters (from state_dict(), host arrays) after ``steps`` compiled
+    training steps."""
+    model, step = training_step(device, opt_name, move)
+    losses = [float(step(x, y)) for _ in range(steps)]
     if device == "cuda":
         assert "@cuda.jit" in step.source  # (it ran as CUDA kernels)
-    return losses, [np.asarray(p.data).copy() for p in model.parameters()]
+    state = model.state_dict()
+    assert all(type(v) is np.ndarray for v in state.values()), {k: type(v) for k, v in state.items()}
+    if move:
+        model.to("cpu")
+        assert all(type(p.data) is np.ndarray for p in model.parameters())
+    return losses, [v.copy() for v in state.values()]
 
 
 @pytest.mark.parametrize("opt_name", ["adam", "sgd"])
 def test_training_step_equals_the_cpu_one(opt_name):
     x = R.standard_normal((8, 20)).astype(np.float32)
     y = R.integers(0, 4, 8)
-    losses, params = train("cuda", opt_name, x, y)
+    # (Adam's model is moved with model.to("cuda"); SGD's stays on the host, copied each call)
+    losses, params = train("cuda", opt_name, x, y, move=opt_name == "adam")
     want_losses, want_params = train("cpu", opt_name, x, y)
     for k, (got, want) in enumerate(zip(losses, want_losses)):
-        assert_same(np.asarray(got), np.asarray(want), f"{opt_name} loss of step {k}", F32_TOL)
+        np.testing.assert_allclose(got, want, err_msg=f"{opt_name} loss of step {k}", **F32_TOL)
     assert want_losses[-1] < want_losses[0]  # (it trains)
     for k, (got, want) in enumerate(zip(params, want_params)):
         assert_same(got, want, f"{opt_name} parameter {k} after {len(losses)} steps", F32_TOL)
@@ -687,7 +741,7 @@ else:
 
 def test_cuda_without_a_device_or_the_simulator_is_a_device_error():
     env = dict(os.environ, NUMBA_ENABLE_CUDASIM="0")
-    run = subprocess.run([sys.executable, "-c", NO_DEVICE_SCRIPT], env=env, capture_output=True, text=True,
+    run = subprocess.run([sys.executable, "-c", NO_DEVICE_SCRIPT], env=env, capture_output=True, text=True, check=False,
                          timeout=120, cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     out = run.stdout.strip()
     if out == "GPU":
@@ -720,7 +774,7 @@ def ptx_graphs() -> dict:
     bench(np.ones(1000, np.float32), np.ones(1000, np.float32))
     graphs["elementwise fwd+bwd"] = bench.graph
     for dtype in ("float32", "float64"):
-        names, cases = elementwise_cases(UNARY_FLOAT, BINARY_FLOAT)
+        _, cases = elementwise_cases(UNARY_FLOAT, BINARY_FLOAT)
         x, a, b = float_arguments(dtype)[1][1]
         f = gc.trace(group(cases), device="numpy")
         f(*[arg for _, _, arity in cases for arg in ((x,) if arity == 1 else (a, b))])
@@ -732,6 +786,10 @@ def ptx_graphs() -> dict:
     f = gc.trace(group(cases), device="numpy")
     f(*[arg for fn, _, arity in cases for arg in (ints[:1] if arity == 1 else bools if fn in BOOL_FNS else ints[1:])])
     graphs["every elementwise op on ints"] = f.graph
+    loops = gc.trace(lambda x: gc.fori_loop(0, 3, lambda i, v: np.tanh(v) * 0.5 + i, x)
+                     + gc.scan(lambda c, r: (c + r, np.sum(c * r)), np.zeros(4, np.float32), x)[0], device="numpy")
+    loops(np.ones((3, 4), np.float32))
+    graphs["loop bodies"] = loops.graph
     return graphs
 
 
@@ -741,10 +799,14 @@ def ptx_report() -> dict:
     from graphc.backend.cuda import CUDAGraph, PTXTarget, ptx
     report = {}
     for name, graph in ptx_graphs().items():
-        plan = CUDAGraph(graph, dev=PTXTarget())  # (the kernels' names and nodes, as ptx() plans them)
+        plans, nodes = [CUDAGraph(graph, dev=PTXTarget())], {}  # (the kernels' nodes, as ptx() plans them)
+        while plans:  # (a loop's or branch's body is a plan of its own)
+            plan = plans.pop()
+            plans += plan.subplans
+            nodes.update(plan.kernel_nodes)
         texts = ptx(graph)
         kernels = {}
-        for kernel, node in plan.kernel_nodes.items():
+        for kernel, node in nodes.items():
             body = node.regions[0].nodes if node.op == "fused" else [node]
             kernels[kernel] = {
                 "ops": sorted({n.op for n in body}),
@@ -776,7 +838,7 @@ def ptx_kernels():
     """ptx_report() from one subprocess without the simulator (skips without numba-cuda's NVVM)."""
     tests = os.path.dirname(os.path.abspath(__file__))
     env = dict(os.environ, NUMBA_ENABLE_CUDASIM="0")
-    run = subprocess.run([sys.executable, "-c", PTX_SCRIPT, tests], env=env, capture_output=True, text=True,
+    run = subprocess.run([sys.executable, "-c", PTX_SCRIPT, tests], env=env, capture_output=True, text=True, check=False,
                          timeout=600, cwd=os.path.dirname(tests))
     assert run.returncode == 0, run.stderr[-3000:]
     report = json.loads(run.stdout.strip().splitlines()[-1])
@@ -787,7 +849,7 @@ def ptx_kernels():
 
 def test_every_kernel_compiles_to_ptx(ptx_kernels):
     assert set(ptx_kernels) == {"training step", "elementwise fwd+bwd", "every elementwise op float32",
-                                "every elementwise op float64", "every elementwise op on ints"}
+                                "every elementwise op float64", "every elementwise op on ints", "loop bodies"}
     for name, graph in ptx_kernels.items():
         assert graph["kernels"], f"{name}: no kernels"
         assert set(graph["compiled"]) == set(graph["kernels"]), name
