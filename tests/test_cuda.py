@@ -159,6 +159,9 @@ UNARY_FLOAT = {
     "logical_not": (np.logical_not, None, {"not"}),
     "astype other float": (other_float, None, {"cast"}),
     "astype bool": (lambda x: x.astype(bool), None, {"cast"}),
+    "astype int32 (finite)": (lambda x: np.where(np.isfinite(x), x * 3, 0).astype(np.int32), None, {"cast"}),
+    "astype int64 (finite)": (lambda x: np.where(np.isnan(x) | np.isinf(x), -7, x * 3).astype(np.int64), None,
+                              {"cast"}),
     "clip scalars": (lambda x: np.clip(x, -1.5, 2.0), None, {"clip"}),
     "stop_gradient": (gc.stop_gradient, lambda x: x.copy(), {"stop_gradient"}),
     "broadcast_to": (lambda x: np.broadcast_to(x, (2,) + x.shape), lambda x: np.broadcast_to(x, (2,) + x.shape).copy(),
@@ -518,6 +521,29 @@ def test_an_index_out_of_range_is_an_index_error():
     for bad in (np.array([0, 3]), np.array([-4, 1])):
         with pytest.raises(IndexError, match="test_cuda.py"):
             f(x, bad)
+
+
+def loops_and_branches(x, v):
+    """Loops and branches whose bodies hold kernels (reductions, a split one, matmul), tuple
+    carries with host numbers, a while condition and a cond predicate read from the device,
+    and gradients through scan and cond."""
+    return (
+        gc.fori_loop(0, 4, lambda i, c: (c[0] * 0.9 + i, c[1] + np.sum(c[0])), (x, 0.0)),
+        gc.while_loop(lambda c: np.sum(c[0]) < 50, lambda c: (c[0] * 2 + 1, c[1] + 1), (np.abs(x), 0)),
+        gc.cond(np.sum(x) > 0, lambda a: a * 2, lambda a: np.tanh(a) - 1, x),
+        gc.scan(lambda c, r: (c * 0.5 + r, (c, np.max(r))), np.zeros(4), x, reverse=True),
+        gc.fori_loop(0, 2, lambda i, c: c - np.mean(c) + np.max(c), v),
+        gc.fori_loop(0, 2, lambda i, c: gc.fori_loop(0, 3, lambda j, d: np.tanh(d @ x.T @ x * 0.1) + j, c), x),
+        gc.grad(lambda x: np.sum(gc.scan(lambda c, r: (np.tanh(c + r), c * r), np.zeros(4), x)[1]))(x),
+        gc.grad(lambda x: np.sum(gc.cond(np.sum(x) > 0, lambda a: a ** 2, lambda a: np.exp(a), x)))(x),
+    )
+
+
+def test_loops_and_branches_with_kernels_in_their_bodies():
+    traced, oracle = cuda(loops_and_branches), gc.trace(loops_and_branches, device="numpy")
+    v = R.uniform(-1, 1, 100)
+    for x in (R.uniform(0, 1, (3, 4)), R.uniform(-1, 0, (3, 4))):  # (both branches)
+        assert_tree(traced(x, v), oracle(x, v), f"loops, sum(x)={np.sum(x):.2f}")
 
 
 def zero_d_traffic(x, v, s, i, flag):
@@ -890,6 +916,29 @@ def test_float32_math_helpers_stay_float32_in_ptx(ptx_kernels):
     offenders = [f"{kernel}: {info['f64'][:2]}" for name, kernel, info in float32_elementwise_kernels(ptx_kernels)
                  if set(info["ops"]) & F64_IN_F32_HELPERS and info["f64"]]
     assert not offenders, "float32 kernels computing in float64:\n" + "\n".join(offenders)
+
+
+def test_check_finite_refuses_a_non_finite_update_on_the_device():
+    from graphc import nn, optim
+    nn.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 3))
+    opt = optim.SGD(model.parameters(), lr=0.1)
+
+    @gc.trace(device="cuda", check_finite=True)
+    def step(x):
+        opt.zero_grad()
+        loss = np.mean(model(x) ** 2)
+        loss.backward()
+        opt.step()
+        return loss
+    x = np.ones((2, 4), np.float32)
+    step(x)
+    before = [p.data.copy() for p in model.parameters()]
+    x[0, 0] = np.nan
+    with pytest.raises(gc.errors.NonFiniteError, match="no state was written back"):
+        step(x)
+    for old, p in zip(before, model.parameters()):
+        np.testing.assert_array_equal(p.data, old)
 
 
 def test_batchnorm_and_dropout_training_step_equals_the_interpreter():
