@@ -393,6 +393,10 @@ def reduction_cases(ops=("sum", "prod", "mean", "max", "min"), arg_ops=("argmax"
         ("columns of 3-D", lambda x, y, big, col: np.mean(col.reshape(3, 3, 32), axis=(0, 1))),
         ("short columns (not split)", lambda x, y, big, col: np.max(col[:3], axis=0)),
         ("columns and rows of one operand", lambda x, y, big, col: (np.sum(col, axis=0), np.sum(col, axis=1))),
+        ("a split column group's elementwise outputs", lambda x, y, big, col: (
+            np.exp(col) * 2, np.sum(np.exp(col) * 2, axis=0), np.max(col, axis=0))),
+        ("a split row group's elementwise outputs", lambda x, y, big, col: (
+            np.tanh(big) + 1, np.mean(np.tanh(big) + 1, axis=1))),
     ]
     return cases
 
