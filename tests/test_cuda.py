@@ -20,14 +20,13 @@ import pytest
 from conftest import assert_same, raw_graph
 
 import graphc as gc
-from graphc.backend.cuda_device import device, environment_says_simulator
+from graphc.backend.cuda_device import device
 from graphc.ops import bitwise, registry
 
 # (the simulator runs kernels on NumPy scalars, which warn about log(-1) and friends; a GPU does not)
 pytestmark = pytest.mark.filterwarnings("ignore:.*encountered in:RuntimeWarning")
 
 R = np.random.default_rng(17)
-SIMULATED = environment_says_simulator()
 
 
 def _no_device_reason():
@@ -241,8 +240,6 @@ BINARY_BOOL = {
     "ne": (np.not_equal, None, {"ne"}),
     "where": (lambda a, b: np.where(a, 1.5, b), None, {"where"}),
 }
-# elements the simulator gets wrong: each has a strict xfail test, and is left out of the table's
-KNOWN_BUGS = {"binary pow": lambda a, b: (a == -np.inf) & (b == 0.5)}  # test_power_of_minus_inf_to_one_half
 BOOL_FNS = [fn for fn, _, _ in BINARY_BOOL.values()]
 TABLES = [UNARY_FLOAT, BINARY_FLOAT, UNARY_INT, BINARY_INT, BINARY_INT64, BINARY_BOOL]
 SPECIALS = [np.inf, -np.inf, np.nan, -0.0, 0.0, 1.0, -1.0, 0.5, -0.5, 2.5, -2.5, 1e-3, 3.0, 0.9]
@@ -277,9 +274,6 @@ def check_elementwise(names, cases, shapes_and_args):
             args = (x,) if arity == 1 else (a, b)
             want = reference(ref, *args)
             tol = F32_TOL if np.asarray(want).dtype == np.float32 else None
-            if name in KNOWN_BUGS:  # (elements a strict xfail test below checks)
-                known = np.broadcast_to(KNOWN_BUGS[name](*args), np.shape(want))
-                g = np.where(known, want, g)
             try:
                 assert_tree(g, want, f"{name} {label}", tol)
             except AssertionError as exc:
@@ -335,11 +329,9 @@ def test_elementwise_int_and_bool():
 
 
 @needs_device
-@pytest.mark.skipif(not SIMULATED, reason="the simulator's own math (a GPU runs libdevice's pow)")
-@pytest.mark.xfail(strict=True, reason="bug: under the simulator cuda_math.power is NumPy's scalar power, which "
-                                       "gives nan for (-inf) ** 0.5 (a sqrt fast path); NumPy's array power, the "
-                                       "CPU backend and libdevice's pow give +inf")
 def test_power_of_minus_inf_to_one_half():
+    """C's pow (libdevice's, and the simulator's): NumPy's scalar power has a sqrt shortcut
+    that gives nan, its array power gives inf."""
     x = np.array([-np.inf, 4.0])
     assert_same(cuda(lambda x: x ** np.full(2, 0.5))(x), x ** np.full(2, 0.5))
 
@@ -829,10 +821,8 @@ def test_cuda_without_a_device_or_the_simulator_is_a_device_error():
 # ------------------------------------------------------------------------------------------
 REDUCTIONS = {name for name, op in registry.OPS.items() if op.reduction is not None}
 # float32 kernels with float64 instructions in their PTX: libdevice's own argument reduction
-# of sinf/cosf/tanf (one mul.f64 on the slow path), and the cuda_math helpers that mix a
-# float32 operand with a Python int or float (test_float32_math_helpers_stay_float32_in_ptx)
+# of sinf/cosf/tanf (one mul.f64 on its slow path)
 LIBDEVICE_F64 = {"sin", "cos", "tan"}
-F64_IN_F32_HELPERS = {"sign", "exp2", "rint", "logaddexp", "logaddexp2", "floordiv"}
 
 
 def ptx_graphs() -> dict:
@@ -946,22 +936,12 @@ def float32_elementwise_kernels(ptx_kernels):
 def test_float32_elementwise_kernels_have_no_float64_instructions(ptx_kernels):
     checked, offenders = 0, []
     for name, kernel, info in float32_elementwise_kernels(ptx_kernels):
-        if set(info["ops"]) & (LIBDEVICE_F64 | F64_IN_F32_HELPERS):
+        if set(info["ops"]) & LIBDEVICE_F64:
             continue
         checked += 1
         if info["f64"]:
             offenders.append(f"{name}: {kernel} ({', '.join(info['ops'])}): {info['f64'][:3]}")
     assert checked >= 30, checked
-    assert not offenders, "float32 kernels computing in float64:\n" + "\n".join(offenders)
-
-
-@pytest.mark.xfail(strict=True, reason="bug: cuda_math's sign, exp2, rint, logaddexp, logaddexp2 and "
-                                       "floor_divide_float mix a float32 operand with Python ints/floats "
-                                       "(x - x + 1, math.pow(x - x + 2, x), fmod(r, 2.0), div - 1, 0.5), "
-                                       "which numba types as float64: their float32 kernels compute in f64")
-def test_float32_math_helpers_stay_float32_in_ptx(ptx_kernels):
-    offenders = [f"{kernel}: {info['f64'][:2]}" for name, kernel, info in float32_elementwise_kernels(ptx_kernels)
-                 if set(info["ops"]) & F64_IN_F32_HELPERS and info["f64"]]
     assert not offenders, "float32 kernels computing in float64:\n" + "\n".join(offenders)
 
 
