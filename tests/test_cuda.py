@@ -11,8 +11,6 @@ import json
 import os
 import subprocess
 import sys
-import threading
-import traceback
 import warnings
 
 import numpy as np
@@ -43,41 +41,20 @@ SIMULATOR_SWITCH_INTERVAL = 2e-4  # seconds (Python's default is 5e-3)
 
 
 @pytest.fixture(autouse=True, scope="module")
-def simulator_fixes():
-    """Two changes to Numba's simulator while this module runs (both undone after it):
-
-    * its shared arrays are made by the first thread of a block that asks for one, without a
-      lock: a thread switch between its lookup and its store gives two threads of a block
-      different arrays, and a block reduction then reads uninitialized memory (a numba-cuda
-      race, seen as a wrong max in about one run in four); the lookup is serialized here;
-    * its block manager polls its threads in a busy loop holding the GIL: a shorter switch
-      interval runs simulated blocks about 3x faster.
-    """
+def simulator_speed():
+    """Numba's simulator polls its threads in a busy loop holding the GIL: a shorter switch
+    interval runs simulated blocks about 3x faster (undone after this module). (Its race on
+    shared arrays is worked around by graphc itself: cuda_device._serialize_simulated_shared_arrays.)"""
     from graphc.backend.cuda_device import simulated
     if not simulated():
         yield
         return
-    from numba.cuda.simulator import kernelapi
-    shared = kernelapi.FakeCUDAShared
-    original, interval = shared.array, sys.getswitchinterval()
-    lock = threading.Lock()
-
-    def array(self, shape, dtype, alignment=None):
-        if alignment is not None or shape == 0:  # (graphc's kernels use neither)
-            return original(self, shape, dtype, alignment)
-        dtype = kernelapi.numpy_support.as_dtype(dtype) if isinstance(dtype, kernelapi.types.Type) else dtype
-        caller = tuple(traceback.extract_stack(sys._getframe(1), limit=1)[0])[0:2]  # (the simulator's key)
-        with lock:
-            made = self._allocations.get(caller)
-            if made is None:
-                made = self._allocations[caller] = np.empty(shape, dtype)
-        return made
-
-    shared.array = array
+    interval = sys.getswitchinterval()
     sys.setswitchinterval(SIMULATOR_SWITCH_INTERVAL)
     yield
-    shared.array = original
     sys.setswitchinterval(interval)
+
+
 F32_TOL = {"rtol": 1e-5, "atol": 1e-6}  # (float32 sums in another order than NumPy's pairwise sum)
 
 
