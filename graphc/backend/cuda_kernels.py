@@ -235,25 +235,28 @@ def _column_kernels(name, body, params, outs, places, domain, axes, split, threa
              f"        o = item % {n_out}", f"        part = item // {n_out}"]
     _unravel(lines, 8, "o", [idx[a] for a in kept], [domain[a] for a in kept], "o")
     info = _accumulators(reds)
-    for k, (node, r, acc_dtype, init) in enumerate(info):
-        lines.append(f"        acc{k} = {init}")
-        if r.combine.startswith("arg"):
-            lines.append(f"        acci{k} = np.int64(-1)")
-    lines.append(f"        for r in range(part * {chunk}, min({n_red}, part * {chunk} + {chunk})):")
-    _unravel(lines, 12, "r", [idx[a] for a in axes], [domain[a] for a in axes], "r")
-    _fold_element(lines, body, params, places, idx, domain, outs, info, imports)
+    _fold_loop(lines, f"range(part * {chunk}, min({n_red}, part * {chunk} + {chunk}))", info,
+               (body, params, places, outs, imports), idx, domain, axes)
     specs = [KernelSpec(name, lines, n_out * split, 1, list(body.outputs))]
-    for k, (node, r, acc_dtype, _) in enumerate(info):
-        out = node.outputs[0]
-        if split > 1:
-            lines.append(f"        part{k}[o, part] = acc{k}")
-            specs[0].partials.append(((n_out, split), acc_dtype))
-        else:
-            final = f"acci{k}" if r.combine.startswith("arg") else _finish(r, f"acc{k}", n_red, out.type.dtype)
-            lines.append(f"        {_store(out, outs[out], _out_index(out, node, idx))} = {final}")
+    _store_results(lines, specs[0], info, outs, idx, (n_out, n_red, split), "        ", "acc{k}", "acci{k}")
     if split > 1:
         specs.append(_finish_kernel(f"{name}_finish", info, outs, idx, kept, domain, n_out, n_red, split, threads))
     return specs
+
+
+def _store_results(lines, spec, info, outs, idx, sizes, pad, acc, acci):
+    """Lines storing each reduction's folded value (``acc``/``acci``: its text, ``{k}`` its number):
+    this block's or thread's part of it when the reduction is split, else the finished result."""
+    n_out, n_red, split = sizes
+    for k, (node, r, acc_dtype, _) in enumerate(info):
+        out = node.outputs[0]
+        if split > 1:
+            lines.append(f"{pad}part{k}[o, part] = {acc.format(k=k)}")
+            spec.partials.append(((n_out, split), acc_dtype))
+        else:
+            final = acci.format(k=k) if r.combine.startswith("arg") else _finish(r, acc.format(k=k), n_red,
+                                                                                 out.type.dtype)
+            lines.append(f"{pad}{_store(out, outs[out], _out_index(out, node, idx))} = {final}")
 
 
 def _accumulators(reds) -> list:
@@ -265,6 +268,20 @@ def _accumulators(reds) -> list:
         acc_dtype = r.accumulator(in_dtype)
         info.append((node, r, acc_dtype, literal(r.initial(in_dtype), acc_dtype)))
     return info
+
+
+def _fold_loop(lines, over: str, info, group, idx, domain, axes):
+    """Lines (at 8 spaces) starting each accumulator, then looping ``r`` ``over`` this item's
+    reduced elements, folding each (``group``: the body, its parameters, places, outputs and
+    the helpers it imports)."""
+    body, params, places, outs, imports = group
+    for k, (node, r, acc_dtype, init) in enumerate(info):
+        lines.append(f"        acc{k} = {init}")
+        if r.combine.startswith("arg"):
+            lines.append(f"        acci{k} = np.int64(-1)")
+    lines.append(f"        for r in {over}:")
+    _unravel(lines, 12, "r", [idx[a] for a in axes], [domain[a] for a in axes], "r")
+    _fold_element(lines, body, params, places, idx, domain, outs, info, imports)
 
 
 def _fold_element(lines, body, params, places, idx, domain, outs, info, imports):
@@ -311,23 +328,11 @@ def _reduce_kernels(name, body, params, outs, places, domain, axes, threads, spl
         lines.append("        o = blk")
         first, stride = "tid", threads
     _unravel(lines, 8, "o", [idx[a] for a in kept], [domain[a] for a in kept], "o")
-    for k, (node, r, acc_dtype, init) in enumerate(info):
-        lines.append(f"        acc{k} = {init}")
-        if r.combine.startswith("arg"):
-            lines.append(f"        acci{k} = np.int64(-1)")
-    lines.append(f"        for r in range({first}, {n_red}, {stride}):")
-    _unravel(lines, 12, "r", [idx[a] for a in axes], [domain[a] for a in axes], "r")
-    _fold_element(lines, body, params, places, idx, domain, outs, info, imports)
+    _fold_loop(lines, f"range({first}, {n_red}, {stride})", info, (body, params, places, outs, imports),
+               idx, domain, axes)
     lines += _tree(info, threads)
     specs = [KernelSpec(name, lines, n_out * split, threads, list(body.outputs))]
-    for k, (node, r, acc_dtype, _) in enumerate(info):
-        out = node.outputs[0]
-        if split > 1:
-            lines.append(f"            part{k}[o, part] = sh{k}[0]")
-            specs[0].partials.append(((n_out, split), acc_dtype))
-        else:
-            final = f"shi{k}[0]" if r.combine.startswith("arg") else _finish(r, f"sh{k}[0]", n_red, out.type.dtype)
-            lines.append(f"            {_store(out, outs[out], _out_index(out, node, idx))} = {final}")
+    _store_results(lines, specs[0], info, outs, idx, (n_out, n_red, split), "            ", "sh{k}[0]", "shi{k}[0]")
     lines.append("        cuda.syncthreads()")
     if split > 1:
         specs.append(_finish_kernel(f"{name}_finish", info, outs, idx, kept, domain, n_out, n_red, split, threads))

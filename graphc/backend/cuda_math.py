@@ -24,114 +24,21 @@ nan, inf, pi, e = numpy.nan, numpy.inf, numpy.pi, numpy.e
 _device = cuda.jit(device=True, inline="always")  # (a call would need the driver to link, even for PTX)
 
 
-@_device
-def exp(x):
-    return math.exp(x)
+def _unary(fn):
+    return _device(lambda x: fn(x))
 
 
-@_device
-def expm1(x):
-    return math.expm1(x)
+def _binary(fn):
+    return _device(lambda x, y: fn(x, y))
 
 
-@_device
-def log(x):
-    return math.log(x)
-
-
-@_device
-def log2(x):
-    return math.log2(x)
-
-
-@_device
-def log10(x):
-    return math.log10(x)
-
-
-@_device
-def log1p(x):
-    return math.log1p(x)
-
-
-@_device
-def sqrt(x):
-    return math.sqrt(x)
-
-
-@_device
-def power(x, y):
-    return math.pow(x, y)
-
-
-@_device
-def sin(x):
-    return math.sin(x)
-
-
-@_device
-def cos(x):
-    return math.cos(x)
-
-
-@_device
-def tan(x):
-    return math.tan(x)
-
-
-@_device
-def arcsin(x):
-    return math.asin(x)
-
-
-@_device
-def arccos(x):
-    return math.acos(x)
-
-
-@_device
-def arctan(x):
-    return math.atan(x)
-
-
-@_device
-def arctan2(y, x):
-    return math.atan2(y, x)
-
-
-@_device
-def hypot(x, y):
-    return math.hypot(x, y)
-
-
-@_device
-def sinh(x):
-    return math.sinh(x)
-
-
-@_device
-def cosh(x):
-    return math.cosh(x)
-
-
-@_device
-def tanh(x):
-    return math.tanh(x)
-
-
-@_device
-def arcsinh(x):
-    return math.asinh(x)
-
-
-@_device
-def arccosh(x):
-    return math.acosh(x)
-
-
-@_device
-def arctanh(x):
-    return math.atanh(x)
+# NumPy's name -> Python's math function, which numba-cuda lowers to libdevice for its type
+exp, expm1, log, log2, log10, log1p, sqrt = map(_unary, (math.exp, math.expm1, math.log, math.log2,
+                                                         math.log10, math.log1p, math.sqrt))
+sin, cos, tan, arcsin, arccos, arctan = map(_unary, (math.sin, math.cos, math.tan, math.asin, math.acos, math.atan))
+sinh, cosh, tanh, arcsinh, arccosh, arctanh = map(_unary, (math.sinh, math.cosh, math.tanh, math.asinh,
+                                                           math.acosh, math.atanh))
+power, arctan2, hypot = map(_binary, (math.pow, math.atan2, math.hypot))
 
 
 # Functions whose result needs constants of the operand's type (1, 2, 0.5) or a float floor:
