@@ -2,7 +2,8 @@
 eager NumPy, or fail with a Numba error instead of graphc's own.
 
 Everything runs in Numba's CUDA simulator (tests/conftest.py sets NUMBA_ENABLE_CUDASIM=1) on
-tiny shapes. What the simulator cannot show runs in one subprocess without it
+tiny shapes (with NUMBA_ENABLE_CUDASIM=0 on a GPU the same tests run there, results brought
+to the host with ``to_host=True``). What the simulator cannot show runs in one subprocess without it
 (``gpu_side``): the kernels compiled to PTX, and the device math of cuda_math.py run with
 C99/libdevice semantics. Tests marked ``xfail(strict=True)`` are bugs found by the review
 (their reason says what is wrong); the others are attacks that held, kept as regression tests.
@@ -13,18 +14,16 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 import threading
 
 import numpy as np
 import pytest
+from conftest import assert_same
 
 import graphc as gc
 from graphc import nn, optim
 from graphc.errors import DeviceError
 from graphc.state import State
-
-from conftest import assert_same
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -39,7 +38,15 @@ needs_simulator = pytest.mark.skipif(not _SIMULATOR, reason="reviews the simulat
 
 
 def cuda(fn, **options):
+    """``fn`` traced for the CUDA device (NumPy results on a real GPU, so that they compare)."""
+    if not _SIMULATOR:
+        options.setdefault("to_host", True)
     return gc.trace(fn, device="cuda", **options)
+
+
+def host(a):
+    """A NumPy view of ``a`` (a host copy of a GPU array)."""
+    return a if a is None or isinstance(a, (np.ndarray, np.generic)) else _device().to_host(a)
 
 
 def same_signs(got, want, what=""):
@@ -409,7 +416,7 @@ def test_training_steps_match_the_cpu_backend(name):
         opt = (optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True) if name == "sgd_momentum"
                else optim.Adam(model.parameters(), lr=0.01))
 
-        @gc.trace(device=device)
+        @gc.trace(device=device, **({"to_host": True} if device == "cuda" and not _SIMULATOR else {}))
         def step(x, y):
             if name == "sgd_momentum":
                 opt.zero_grad()
@@ -428,7 +435,7 @@ def test_training_steps_match_the_cpu_backend(name):
     for (key, want), got in zip(cpu_model.state_dict().items(), gpu_model.state_dict().values()):
         assert_same(got, want, key)
     for p, q in zip(gpu_model.parameters(), cpu_model.parameters()):
-        assert_same(p.grad, q.grad)
+        assert_same(host(p.grad), q.grad)
     gpu_model.to("cpu")
     assert all(isinstance(p.data, np.ndarray) for p in gpu_model.parameters())
 
