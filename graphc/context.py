@@ -5,6 +5,8 @@ array or a traced stand-in; the tracer pushes and pops builders here.
 """
 from __future__ import annotations
 
+import numpy as np
+
 import threading
 from contextlib import contextmanager
 
@@ -50,3 +52,9 @@ def probing(sizes):
         yield
     finally:
         _TRACING.probes = saved
+
+
+def on_gpu(value) -> bool:
+    """Is ``value`` a GPU array (CuPy's, Numba's, a PyTorch CUDA tensor: anything with
+    ``__cuda_array_interface__``), not a NumPy array?"""
+    return hasattr(type(value), "__cuda_array_interface__") and not isinstance(value, np.ndarray)

@@ -24,6 +24,7 @@ from graphc.backend.base import buffer_roots
 from graphc.backend.interpreter import Interpreted
 from graphc.errors import DeviceError, GraphcError, NonFiniteError, ShapeError
 from graphc.ir import DTYPES
+from graphc.context import on_gpu
 from graphc.trace import DYNAMIC, current_builder, rebuild_outputs, trace_into_graph
 from graphc.passes import manager
 
@@ -69,12 +70,6 @@ def is_dynamic(leaf) -> bool:
     if isinstance(leaf, bool) or isinstance(leaf, Static):
         return False
     return isinstance(leaf, (np.ndarray, *_SCALAR_TYPES)) or on_gpu(leaf)
-
-
-def on_gpu(leaf) -> bool:
-    """Is ``leaf`` a GPU array (CuPy's, Numba's, a PyTorch CUDA tensor: anything with
-    ``__cuda_array_interface__``)?"""
-    return hasattr(type(leaf), "__cuda_array_interface__") and not isinstance(leaf, np.ndarray)
 
 
 def _leaf_key(leaf):

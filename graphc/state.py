@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from graphc.context import current_builder
+from graphc.context import current_builder, on_gpu
 from graphc.ir import DTYPES
 
 
@@ -20,6 +20,12 @@ class State:
     """A mutable array that traced functions may read and write."""
 
     def __init__(self, data, dtype=None):
+        if on_gpu(data):  # (a model moved to the GPU: its optimizer's buffers are made there too)
+            data = data.astype(dtype or data.dtype, copy=False)
+            if np.dtype(data.dtype).name not in DTYPES:
+                data = data.astype(np.float64 if np.dtype(data.dtype).kind in "fc" else np.int64)
+            self.data = data
+            return
         array = np.asarray(data, dtype=dtype)
         if array.dtype.name not in DTYPES:
             array = array.astype(np.float64 if array.dtype.kind in "fc" else np.int64)

@@ -16,7 +16,7 @@ import sys
 import numpy as np
 
 from graphc import capture, pytree
-from graphc.context import current_builder, tracing  # noqa: F401  (current_builder: re-exported)
+from graphc.context import current_builder, on_gpu, tracing  # noqa: F401  (current_builder: re-exported)
 from graphc.errors import ShapeError, TraceError
 from graphc.ir import DTYPES, Const, Graph, TensorType, Value
 from graphc.ops import registry
@@ -421,7 +421,7 @@ def type_of(x) -> TensorType:
     if isinstance(x, Tracer):
         return x.value.type
     _reject_container(x)
-    if hasattr(type(x), "__cuda_array_interface__") and not isinstance(x, np.ndarray):  # a GPU array
+    if on_gpu(x):
         return TensorType(tuple(x.shape), np.dtype(x.dtype).name)
     x = np.asarray(x)
     return TensorType(tuple(x.shape), x.dtype.name)

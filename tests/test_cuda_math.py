@@ -12,7 +12,7 @@ import pytest
 
 from graphc.backend import cuda_math
 
-SPECIAL = [np.inf, -np.inf, np.nan, -0.0, 0.0, 1.0, -1.0, 0.5, -0.5, 2.5, -2.5, 3.0, -7.0, 1e-3, 1e30]
+SPECIAL = [np.inf, -np.inf, np.nan, -0.0, 0.0, 1.0, -1.0, 0.5, -0.5, -0.4, 1.5, 2.5, -2.5, 3.0, -7.0, 1e-3, 1e30]
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -4,9 +4,13 @@ eager NumPy, or fail with a Numba error instead of graphc's own.
 Everything runs in Numba's CUDA simulator (tests/conftest.py sets NUMBA_ENABLE_CUDASIM=1) on
 tiny shapes (with NUMBA_ENABLE_CUDASIM=0 on a GPU the same tests run there, results brought
 to the host with ``to_host=True``). What the simulator cannot show runs in one subprocess without it
-(``gpu_side``): the kernels compiled to PTX, and the device math of cuda_math.py run with
-C99/libdevice semantics. Tests marked ``xfail(strict=True)`` are bugs found by the review
-(their reason says what is wrong); the others are attacks that held, kept as regression tests.
+(``gpu_side``): the kernels compiled to PTX (cuda_math's GPU math runs against NumPy in
+tests/test_cuda_math.py). The review found ten bugs, each a test here that failed until it was
+fixed (an argmax of rows holding only the start value gave -1; scatter_add into a vector did
+not compile for a GPU; an out-of-range index was raised only after later ops ran on garbage;
+too much shared memory for a group of many reductions; float32 kernels computing in float64;
+0-d buffers made 1-d by model.to; the simulator's pow, threads and read-only inputs); the
+others are attacks that held, kept as regression tests.
 """
 from __future__ import annotations
 
@@ -59,9 +63,6 @@ def same_signs(got, want, what=""):
 
 
 # -- bugs: silent differences from NumPy ---------------------------------------------------
-@pytest.mark.xfail(strict=True, reason="bug: a row reduction's argmax/argmin returns -1 when every element "
-                   "equals the accumulator's start value (-inf, +inf, False, the int extremes) and the row is "
-                   "shorter than a block: an idle thread's (start value, index -1) wins the tie in _beats")
 def test_argmax_argmin_of_rows_that_only_hold_the_start_value():
     def fn(x, mask, i):
         return np.argmax(x, axis=1), np.argmin(-x, axis=1), np.argmax(mask), np.argmin(~mask), np.argmax(i)
@@ -72,9 +73,6 @@ def test_argmax_argmin_of_rows_that_only_hold_the_start_value():
         assert_same(got, want)
 
 
-@pytest.mark.xfail(strict=True, reason="bug (simulator): Module.to('cuda') makes 0-d buffers 1-d: "
-                   "cuda_device.to_device uses np.ascontiguousarray, which returns ndim >= 1, so BatchNorm's "
-                   "num_batches_tracked becomes shape (1,) and state_dict() differs from the CPU's")
 def test_module_to_cuda_keeps_0d_buffers_0d():
     bn = nn.BatchNorm1d(3)
     bn.to("cuda")
@@ -82,9 +80,6 @@ def test_module_to_cuda_keeps_0d_buffers_0d():
     assert bn.state_dict()["num_batches_tracked"].shape == ()
 
 
-@pytest.mark.xfail(strict=True, reason="bug (simulator): cuda_math.power is numpy.power on scalars, which "
-                   "takes NumPy's scalar-exponent fast path (sqrt for 0.5): (-0.0)**0.5 gives -0.0 and "
-                   "(-inf)**0.5 gives nan where NumPy's array power (and libdevice's pow) give 0.0 and inf")
 @needs_simulator
 def test_power_with_an_array_exponent_of_one_half():
     a = np.array([-0.0, -np.inf, 4.0], np.float32)
@@ -92,10 +87,6 @@ def test_power_with_an_array_exponent_of_one_half():
     same_signs(cuda(lambda a, b: a ** b)(a, b), a ** b)
 
 
-@pytest.mark.xfail(strict=True, reason="bug (simulator): two threads calling one compiled CUDA function "
-                   "break: Numba's simulator keeps its kernel context in globals (a kernel's [config] "
-                   "mutates the kernel), so a launch runs in the wrong context and raises a raw "
-                   "AttributeError from numba_cuda (no lock around simulated launches)")
 @needs_simulator
 def test_two_threads_call_one_compiled_function():
     f = cuda(lambda x: np.tanh(x) * 2 + np.sum(x, axis=1, keepdims=True))
@@ -132,41 +123,7 @@ from graphc.backend.cuda import ptx
 
 out = {"math": {}, "ptx": {}, "f64": {}}
 
-# cuda_math's device functions with libdevice's math (C99: floor(inf) = inf, floats in, floats
-# out), run as Python on NumPy scalars; the simulator swaps most of them for NumPy's own
-C99 = {"exp": np.exp, "expm1": np.expm1, "log": np.log, "log2": np.log2, "log10": np.log10, "log1p": np.log1p,
-       "sqrt": np.sqrt, "pow": np.power, "floor": np.floor, "ceil": np.ceil, "fmod": np.fmod, "trunc": np.trunc,
-       "copysign": np.copysign, "isinf": np.isinf, "isnan": np.isnan, "fabs": np.abs}
-
-class LibDevice:
-    def __getattr__(self, name):
-        return C99.get(name) or getattr(math, name)
-
-def on_gpu(fn):
-    py = fn.py_func
-    return types.FunctionType(py.__code__, {**py.__globals__, "math": LibDevice()}, py.__name__)
-
-def agrees(got, want):
-    if np.isnan(want):
-        return bool(np.isnan(got))
-    if np.isinf(want) or want == 0:
-        return bool(got == want and np.signbit(got) == np.signbit(want))
-    return bool(abs(got - want) <= 1e-6 * abs(want))
-
-VALUES = [0.0, -0.0, -0.4, -0.5, 1.5, -2.5, np.inf, -np.inf]
-for name, ref, arity in [("sign", np.sign, 1), ("floor", np.floor, 1), ("ceil", np.ceil, 1), ("rint", np.rint, 1),
-                         ("exp2", np.exp2, 1), ("logaddexp", np.logaddexp, 2), ("logaddexp2", np.logaddexp2, 2),
-                         ("floor_divide_float", np.floor_divide, 2), ("remainder_float", np.remainder, 2)]:
-    gpu = on_gpu(getattr(cm, name))
-    bad = []
-    for dt in (np.float32, np.float64):
-        cases = [(v,) for v in VALUES] if arity == 1 else [(a, b) for a in VALUES for b in VALUES]
-        for args in cases:
-            args = tuple(dt(a) for a in args)
-            got, want = gpu(*args), ref(*args)
-            if not agrees(got, want):
-                bad.append(f"{name}{tuple(float(a) for a in args)} = {float(got)}, NumPy {float(want)}")
-    out["math"][name] = bad
+# (cuda_math's typed device functions run against NumPy in tests/test_cuda_math.py)
 
 def graph(fn, *args):
     f = gc.trace(fn, device="numpy")
@@ -223,25 +180,6 @@ def gpu_side():
     return result
 
 
-@pytest.mark.xfail(strict=True, reason="bug (GPU only, silent): cuda_math's device functions build constants "
-                   "as x - x + c, which is NaN for x = ±inf, and add +0.0 to a rounded -0.0: on a GPU "
-                   "sign(±inf), floor(±inf), ceil(±inf), exp2(±inf), logaddexp(inf, inf) and "
-                   "logaddexp2(±inf, ±inf), ±inf // ±0.0 are NaN, and floor(-0.0), ceil(-0.4), rint(-0.4) "
-                   "lose the sign of zero; the simulator hides it (it runs NumPy's functions instead)")
-def test_device_math_agrees_with_numpy_on_special_values(gpu_side):
-    bad = [case for cases in gpu_side["math"].values() for case in cases]
-    assert not bad, "\n".join(bad)
-
-
-def test_device_math_that_holds_on_special_values(gpu_side):
-    """remainder's sign rules hold on the device too (a regression guard)."""
-    assert gpu_side["math"]["remainder_float"] == []
-
-
-@pytest.mark.xfail(strict=True, reason="bug (GPU only): the scatter_add kernel into a 1-d array does not "
-                   "compile: cuda.atomic.add(out, (q0,), v) fails in numba-cuda's lowering ('Cannot cast "
-                   "UniTuple(int64 x 1) to int64'), so on a GPU the gradient of any vector indexed by an "
-                   "index array (w[idx]) raises a CompileError on its first call; the simulator accepts it")
 def test_scatter_add_into_a_vector_compiles_to_ptx(gpu_side):
     for dt in ("int32", "int64"):
         assert isinstance(gpu_side["ptx"][f"scatter_add vector {dt}"], list), gpu_side["ptx"][f"scatter_add vector {dt}"]
@@ -253,19 +191,11 @@ def test_indexing_kernels_compile_to_ptx(gpu_side):
         assert isinstance(gpu_side["ptx"][name], list), f"{name}: {gpu_side['ptx'][name]}"
 
 
-@pytest.mark.xfail(strict=True, reason="bug (GPU performance): float32 kernels of sign, rint, exp2, logaddexp "
-                   "and floor_divide compute in float64 (cuda_math's x - x + 2, r += 1, 0.5 literals are "
-                   "Python numbers, which Numba types as int64/float64): issue 17 asks that float32 math "
-                   "stay float32")
 def test_float32_kernels_compute_in_float32(gpu_side):
     assert gpu_side["f64"]["exp"] == [] and gpu_side["f64"]["tanh"] == []  # (the check itself works)
     assert {k: v for k, v in gpu_side["f64"].items() if v} == {}
 
 
-@pytest.mark.xfail(strict=True, reason="bug (simulator): a read-only input (np.load(..., mmap_mode='r'), a "
-                   "frozen array, a read-only global) fails with a raw 'ValueError: assignment destination is "
-                   "read-only' from numba_cuda's simulator, which copies every kernel argument back after the "
-                   "launch; _kernel_arg copies only non-contiguous arrays")
 @needs_simulator
 def test_read_only_inputs():
     x = np.arange(6.0).reshape(2, 3)
@@ -463,19 +393,10 @@ def test_device_errors_name_the_argument_or_option():
             cuda(lambda x: x + 1)(FakeGPUArray(x))
 
 
-@pytest.mark.xfail(strict=True, reason="bug (GPU only): a fused group's reductions each declare a shared "
-                   "array of threads x 8 bytes (256 x float64 = 2 KB), so a group of 25 or more reductions over "
-                   "the same axes (statistics of one tensor) declares more than the 48 KB of static shared "
-                   "memory a kernel may have: ptxas refuses it ('uses too much shared data') and the first "
-                   "call fails on a GPU; the simulator and the PTX check do not see it")
 def test_kernels_fit_static_shared_memory(gpu_side):
     assert gpu_side["shared"] and max(gpu_side["shared"].values()) <= 48 * 1024, gpu_side["shared"]
 
 
-@pytest.mark.xfail(strict=True, reason="bug: an out-of-range index is raised only after the whole call, so "
-                   "the ops after the gather run on its unwritten output first: an op that raises there (an "
-                   "integer power with a negative exponent, cholesky, inv) raises its own error instead of "
-                   "IndexError (the CPU raises IndexError; a while_loop steered by the garbage may not end)")
 def test_out_of_range_index_is_the_error_raised():
     def fn(x, i, e):
         return (x[i] + 2) ** e

@@ -61,11 +61,13 @@ def _loop(parent, node):
         for t in order():
             index = [np.int64(t if node.op == FORI else loop.index(t))] if loop.indexed else []
             sliced = [x[t] if x.ndim > 1 else x[t:t + 1] for x in xs_now]
-            out = body.run([*index, *carry, *sliced, *const_now], env)
+            out = body.run([*index, *carry, *sliced, *const_now])
             carry = [to_place(body, value, body.place[r], _carry_place(r))
                      for value, r in zip(out[:loop.carries], region.outputs)]
             k = t - loop.start if node.op == FORI else t
             for y, value in zip(ys, out[loop.carries:]):
+                if not dev.is_device_array(value):  # (a host scalar or constant)
+                    value = dev.to_device(np.asarray(value, dtype=y.dtype))
                 y[k:k + 1] = value.reshape((1,) + y.shape[1:])
         results = fresh(carry, [env[v] for v in carries]) + ys[:n_ys]
         env.update(zip(node.outputs, results))
@@ -83,8 +85,8 @@ def _while(parent, node):
     def step(env):
         carry = [to_place(parent, env[v], parent.place[v], _carry_place(v)) for v in operands[:carries]]
         consts = [env[v] for v in operands[carries:]]
-        while truth(cond, cond.run([*carry, *consts], env)[0], cond_region.outputs[0]):
-            out = body.run([*carry, *consts], env)
+        while truth(cond, cond.run([*carry, *consts])[0], cond_region.outputs[0]):
+            out = body.run([*carry, *consts])
             carry = [to_place(body, value, body.place[r], _carry_place(r))
                      for value, r in zip(out, body_region.outputs)]
         env.update(zip(node.outputs, fresh(carry, [env[v] for v in operands[:carries]])))
@@ -98,7 +100,7 @@ def _cond(parent, node):
 
     def step(env):
         plan_, region = branches[0] if truth(parent, env[pred], pred) else branches[1]
-        out = plan_.run([env[v] for v in operands], env)
+        out = plan_.run([env[v] for v in operands])
         values = [to_place(plan_, value, plan_.place[r], _carry_place(r)) for value, r in zip(out, region.outputs)]
         env.update(zip(node.outputs, fresh(values, [env[v] for v in operands])))
     return step

@@ -14,6 +14,7 @@ Without either, ``device()`` raises ``DeviceError`` saying what is missing.
 """
 from __future__ import annotations
 
+import contextlib
 import sys
 import threading
 import warnings
@@ -45,6 +46,9 @@ class Device:
             raise DeviceError(f"device='cuda': numba's CUDA target cannot be imported ({exc}); "
                               f"{INSTALL_HINT}") from None
         self.cuda = cuda
+        # held around each launch: the simulator keeps a launch's state in globals, so two
+        # threads must not launch at once; a GPU queues launches itself
+        self.launching = threading.Lock() if self.simulator else contextlib.nullcontext()
         if self.simulator:
             _serialize_simulated_shared_arrays()
             self.xp = np
@@ -85,7 +89,8 @@ class Device:
             if hasattr(a, "__cuda_array_interface__") and not isinstance(a, np.ndarray):
                 raise DeviceError(f"a {type(a).__name__} lives on a real GPU, but this process runs the "
                                   f"CUDA simulator (NUMBA_ENABLE_CUDASIM=1), whose arrays are NumPy arrays")
-            return np.ascontiguousarray(a)
+            a = np.asarray(a)
+            return a if a.flags.c_contiguous else np.ascontiguousarray(a)  # (0-d stays 0-d)
         xp = self.xp
         if isinstance(a, xp.ndarray):
             if a.device.id != xp.cuda.runtime.getDevice():
@@ -122,10 +127,10 @@ class Device:
         return made
 
     def launch(self, elements: int, per_block: int = 1) -> tuple[int, int]:
-        """(blocks, threads) for a grid-stride kernel over ``elements`` items, each block
-        taking ``per_block`` of them at a time (1 for elementwise, a row for reductions)."""
-        threads = self.threads
-        need = -(-elements // (threads if per_block == 1 else 1))
+        """(blocks, threads) for a grid-stride kernel over ``elements`` items: a thread per item
+        (``per_block`` 1), or a block of ``per_block`` threads per item (a reduction's row)."""
+        threads = self.threads if per_block == 1 else per_block
+        need = -(-elements // threads) if per_block == 1 else elements
         cap = 2 if self.simulator else self.sm_count * 32
         return max(1, min(need, cap)), threads
 

@@ -21,6 +21,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from graphc.backend.codegen import ScalarContext
 from graphc.ir import Graph, Value
 from graphc.ops import registry
@@ -28,10 +30,10 @@ from graphc.ops.elementwise import pow_expr
 from graphc.ops.scalar import CTOR, literal
 
 ARRAY, HOST, DEV0 = "array", "host", "dev0"
-# scalar-rule functions (``np.sign(a)``) that graphc/backend/cuda_math.py also has as ``_f32``
-# versions, with float32 constants: kernels of float32 nodes call those
-FLOAT32_NAMES = ("sign", "exp2", "rint", "floor", "ceil", "logaddexp", "logaddexp2")
-_FLOAT32_CALL = re.compile(r"\bnp\.(" + "|".join(FLOAT32_NAMES) + r")\(")
+# scalar-rule functions (``np.sign(a)``) that graphc/backend/cuda_math.py has once per float type
+# (``sign_f32``, ``sign_f64``: typed constants): kernels of float nodes call those
+TYPED_NAMES = ("sign", "exp2", "rint", "floor", "ceil", "logaddexp", "logaddexp2")
+_TYPED_CALL = re.compile(r"\bnp\.(" + "|".join(TYPED_NAMES) + r")\(")
 
 
 @dataclass
@@ -41,7 +43,7 @@ class KernelSpec:
     name: str
     lines: list
     work: int  # grid-stride items: domain elements (map) or blocks of work (reduce)
-    per_block: int  # 1: elementwise items; >1: a block takes one item at a time
+    per_block: int  # 1: a thread per item (elementwise); >1: a block of that many threads per item
     outputs: list = field(default_factory=list)  # body outputs this kernel writes, in param order
     partials: list = field(default_factory=list)  # (shape, dtype) of the temporaries it writes
     reads_partials: bool = False  # a finishing kernel: its inputs are the previous kernel's partials
@@ -100,8 +102,9 @@ class _Body:
             ctx = ScalarContext(node, idx, domain, self.imports)
             args = [local[v] for v in node.inputs]
             expr = scalar_expr(op, node, ctx, args)
-            if node.outputs[0].type.dtype == "float32":
-                expr = _FLOAT32_CALL.sub(r"np.\1_f32(", expr)
+            dtype = node.outputs[0].type.dtype
+            if dtype in ("float32", "float64"):
+                expr = _TYPED_CALL.sub(rf"np.\1_{dtype[0]}{dtype[-2:]}(", expr)
             name = self._tmp("t")
             lines.append(f"{pad}{name} = {CTOR[node.outputs[0].type.dtype]}({expr})")
             local[node.outputs[0]] = name
@@ -135,8 +138,9 @@ def _combine(combine: str, a: str, b: str) -> str:
 def _beats(combine: str, v, i, w, j) -> str:
     """Does (value v, index i) win over (w, j) in an argmax/argmin (NaN first, then the first index)?"""
     cmp = ">" if combine == "argmax" else "<"
-    return (f"({j} < 0 or ({v} != {v} and ({w} == {w} or {i} < {j})) or "
-            f"({w} == {w} and ({v} {cmp} {w} or ({v} == {w} and {i} < {j}))))")
+    # (an index below 0 is a thread that saw no element: it never wins, every candidate beats it)
+    return (f"({i} >= 0 and ({j} < 0 or ({v} != {v} and ({w} == {w} or {i} < {j})) or "
+            f"({w} == {w} and ({v} {cmp} {w} or ({v} == {w} and {i} < {j})))))")
 
 
 def reduction_axes(body: Graph) -> tuple:
@@ -167,8 +171,23 @@ def generate(name: str, body: Graph, places: dict, target, imports: set) -> list
     if domain and len(domain) - 1 not in axes and n_out >= 32:
         split = _column_split(n_out, n_red, target)
         return _column_kernels(name, body, params, outs, places, domain, axes, split, target.threads, imports)
+    threads = _row_threads(body, target.threads)
     split = _row_split(n_out, n_red, target)
-    return _reduce_kernels(name, body, params, outs, places, domain, axes, target.threads, split, imports)
+    return _reduce_kernels(name, body, params, outs, places, domain, axes, threads, split, imports)
+
+
+SHARED_BYTES = 48 * 1024  # the shared memory a kernel may declare statically
+
+
+def _row_threads(body: Graph, threads: int) -> int:
+    """Threads per block of a row reduction: the device's, halved while the shared arrays of
+    all the group's reductions (one element per thread each) would not fit."""
+    per_thread = sum(np.dtype(acc).itemsize + (8 if r.combine.startswith("arg") else 0)
+                     for _, r, acc, _ in _accumulators([n for n in body.nodes
+                                                         if registry.get(n.op).reduction is not None]))
+    while threads > 1 and threads * per_thread > SHARED_BYTES:
+        threads //= 2
+    return threads
 
 
 def _store(out: Value, name: str, idx) -> str:
@@ -434,7 +453,8 @@ def index_kernel(name: str, node, places: dict) -> KernelSpec:
     here = ", ".join(loop) if loop else "0"  # (a 0-d output or update is a 1-element array)
     if scatter:
         value = "a0" if places[src] == HOST else f"a0[{here}]"
-        lines.append(f"        cuda.atomic.add(out, ({at},), {value})")
+        where = at if len(out.type.shape) == 1 else f"({at})"  # (numba-cuda takes a 1-d index bare)
+        lines.append(f"        cuda.atomic.add(out, {where}, {value})")
     else:
         lines.append(f"        out[{here}] = a0[{at}]")
     return KernelSpec(name, lines, size, 1, [out])

@@ -15,7 +15,7 @@ import numpy
 from numba import cuda
 from numba.core import config
 
-from graphc.backend.cuda_kernels import FLOAT32_NAMES
+from graphc.backend.cuda_kernels import TYPED_NAMES
 
 # NumPy's scalar types and constants, unchanged (np.float32(x) is a typed cast in a kernel)
 float32, float64, int32, int64, bool_ = numpy.float32, numpy.float64, numpy.int32, numpy.int64, numpy.bool_
@@ -44,8 +44,8 @@ power, arctan2, hypot = map(_binary, (math.pow, math.atan2, math.hypot))
 # Functions whose result needs constants of the operand's type (1, 2, 0.5) or a float floor:
 # written once per float type with typed constants and libdevice's typed functions, so that a
 # float32 kernel computes in float32 (``x - x + 1`` or ``math.floor`` would make it float64).
-# Kernels of float32 nodes call the ``_f32`` names (graphc/backend/cuda_kernels.py), the rest
-# the plain ones, which also take integers.
+# Kernels of float nodes call the ``_f32``/``_f64`` names (graphc/backend/cuda_kernels.py); the
+# plain ``sign`` takes integers.
 def _typed(T, floor, ceil, rint, exp2, fmod, copysign, log1p):
     zero, one, half = T(0), T(1), T(0.5)
     ln2, log2e = T(math.log(2.0)), T(1.0 / math.log(2.0))
@@ -109,25 +109,20 @@ if not config.ENABLE_CUDASIM:
 
     _F32 = _typed(float32, _ld.floorf, _ld.ceilf, _ld.rintf, _ld.exp2f, _ld.fmodf, _ld.copysignf, _ld.log1pf)
     _F64 = _typed(float64, _ld.floor, _ld.ceil, _ld.rint, _ld.exp2, _ld.fmod, _ld.copysign, _ld.log1p)
-    sign_f32, sign = _F32["sign"], _F64["sign"]
-    logaddexp_f32, logaddexp = _F32["logaddexp"], _F64["logaddexp"]
-    logaddexp2_f32, logaddexp2 = _F32["logaddexp2"], _F64["logaddexp2"]
-    floor_f32, floor = _F32["floor"], _F64["floor"]
-    ceil_f32, ceil = _F32["ceil"], _F64["ceil"]
-    rint_f32, rint = _F32["rint"], _F64["rint"]
-    exp2_f32, exp2 = _F32["exp2"], _F64["exp2"]
+    for _name in TYPED_NAMES:
+        globals()[_name + "_f32"], globals()[_name + "_f64"] = _F32[_name], _F64[_name]
     floor_divide_f32, floor_divide_f64 = _F32["floor_divide"], _F64["floor_divide"]
     remainder_f32, remainder_f64 = _F32["remainder"], _F64["remainder"]
 
-    @_device
-    def sign(x):  # noqa: F811  (integers too: the float64 one would make them floats)
-        if x > 0:
-            return x - x + 1
-        if x < 0:
-            return x - x - 1
-        if x == 0:
-            return x - x  # +0 for -0.0 too, as NumPy
-        return x  # NaN
+
+@_device
+def sign(x):  # (integers: float nodes call sign_f32 / sign_f64)
+    if x > 0:
+        return x - x + 1
+    if x < 0:
+        return x - x - 1
+    return x - x
+
 
 from graphc.backend.vecmath import floor_divide_int, power_int, remainder_int  # noqa: E402,F401
 
@@ -144,10 +139,8 @@ if config.ENABLE_CUDASIM:
 
     for _name in ("exp", "expm1", "log", "log2", "log10", "log1p", "sqrt", "sin", "cos", "tan", "arcsin",
                   "arccos", "arctan", "arctan2", "hypot", "sinh", "cosh", "tanh", "arcsinh", "arccosh",
-                  "arctanh") + FLOAT32_NAMES:
-        globals()[_name] = getattr(numpy, _name)
-    for _name in FLOAT32_NAMES:
-        globals()[_name + "_f32"] = getattr(numpy, _name)
+                  "arctanh") + TYPED_NAMES:
+        globals()[_name] = globals()[_name + "_f32"] = globals()[_name + "_f64"] = getattr(numpy, _name)
     power = _array_power
     from graphc.backend.vecmath import (floor_divide_f32, floor_divide_f64, remainder_f32,  # noqa: F401,F811
                                         remainder_f64)

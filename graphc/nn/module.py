@@ -7,6 +7,7 @@ from collections import OrderedDict, namedtuple
 import numpy as np
 
 from graphc.backend import cuda_device  # (imports no CUDA package: that happens on first use)
+from graphc.context import on_gpu
 from graphc.errors import GraphcError
 from graphc.nn.parameter import Parameter, zero_grad
 from graphc.state import State
@@ -284,7 +285,7 @@ class Module:
         if dtype is not None:
             self._convert(np.dtype(dtype))
         if device is not None:
-            self._move(device.split(":")[0])
+            self._move(device)
         return self
 
     def _convert(self, dtype):
@@ -297,6 +298,9 @@ class Module:
                     st.grad = st._grad.astype(dtype)
 
     def _move(self, device: str):
+        if device not in ("cpu", "cuda", "cuda:0"):
+            raise ValueError(f"Module.to({device!r}): graphc runs on 'cpu' or 'cuda' (the current CUDA "
+                             f"device; choose another with `with cupy.cuda.Device(n):`)")
         move = _to_host if device == "cpu" else _to_gpu()
         for st in list(self.parameters()) + list(self.buffers()):
             st.data = move(st.data)
@@ -359,6 +363,8 @@ class Module:
                 continue
             if value.shape != st.data.shape:
                 wrong.append(f"{k}: expected shape {st.data.shape}, got {value.shape}")
+            elif on_gpu(st.data):  # (a model moved to the GPU: the value goes there)
+                converted[k] = cuda_device.device().to_device(value)
             elif not st.data.flags.writeable:
                 problems.append(f"{k!r}: the model's array is read-only")
             else:

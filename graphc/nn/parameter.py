@@ -16,6 +16,7 @@ import threading
 
 import numpy as np
 
+from graphc.context import on_gpu
 from graphc.errors import TraceError
 from graphc.ops.creation import zeros_like
 from graphc.state import State
@@ -64,7 +65,8 @@ class Parameter(State):
     def __init__(self, data, requires_grad: bool = True, dtype=None):
         if isinstance(data, Parameter):
             data = data.data
-        super().__init__(np.array(data, dtype=dtype, copy=True))
+        super().__init__(data.astype(dtype or data.dtype, copy=True) if on_gpu(data)
+                         else np.array(data, dtype=dtype, copy=True))
         self.requires_grad = requires_grad
         self._grad = None        # the gradient array (or None) between calls
         self._grad_state = None  # a State whose data is the gradient array, once a trace needs one
@@ -133,7 +135,7 @@ class Parameter(State):
         st = self._grad_state
         want = (self.data.shape, self.data.dtype)
         if st is None or (st.data.shape, st.data.dtype) != want:
-            st = State(np.zeros(*want))
+            st = State(np.zeros_like(self.data, order="C"))  # (on the parameter's device: CuPy's for a GPU array)
             st.name = f"gradient of {self.name or 'parameter'}"
             st.replace_on_write = True  # a compiled call hands over its new gradient array, no copy
             self._grad_state = st
