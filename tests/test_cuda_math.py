@@ -11,7 +11,10 @@ import numpy as np
 import pytest
 
 from graphc.backend import cuda_math
+from graphc.backend.cuda_device import simulated
 
+# (outside the simulator the device functions are real CUDA ones, which Python cannot call)
+pytestmark = pytest.mark.skipif(not simulated(), reason="needs NUMBA_ENABLE_CUDASIM=1")
 SPECIAL = [np.inf, -np.inf, np.nan, -0.0, 0.0, 1.0, -1.0, 0.5, -0.5, -0.4, 1.5, 2.5, -2.5, 3.0, -7.0, 1e-3, 1e30]
 
 
