@@ -37,6 +37,7 @@ from graphc.api import grad, value_and_grad
 from graphc.errors import PassWarning
 from graphc.backend.cache import CacheWarning
 from graphc.backend.background import CompileWarning
+from graphc.backend.cuda_device import PerformanceWarning
 
 # NumPy-compatible functions that work on traced values and on plain arrays
 from graphc.ops.creation import arange, full, full_like, ones, ones_like, zeros, zeros_like

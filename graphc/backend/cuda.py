@@ -4,15 +4,17 @@ The host side is a plan, not compiled code: one step per node, run in order by
 ``CUDAGraph.__call__`` (a kernel launch costs microseconds, so a Python loop over the steps
 is not the bottleneck). A step is one of
 
-* **kernels** for each fused group, each elementwise node and each reduction
-  (graphc/backend/cuda_kernels.py), compiled by numba-cuda on first launch;
+* **kernels** for each fused group, each elementwise node and each reduction, and for
+  gather/scatter_add (graphc/backend/cuda_kernels.py), compiled by numba-cuda on first launch;
 * **device calls** for matrix products (cuBLAS through CuPy), reshapes, transposes, slices,
   broadcasts and concatenation: the op's NumPy reference applied to CuPy arrays, which
   CuPy implements on the device (NumPy's ``__array_function__`` protocol);
 * **host scalars**: 0-d arithmetic on 0-d values (an optimizer's step counter, bias
   corrections) stays on the host as NumPy scalars and reaches kernels as arguments;
-* **host fallbacks** for every other op (sorting, linear algebra, gathers, loops...): its
-  NumPy reference on host copies of the operands, then back to the device, with a one-time
+* **loops and branches**: the host drives them, their bodies are plans of their own
+  (graphc/backend/cuda_control.py);
+* **host fallbacks** for every other op (sorting, linear algebra, cumsum...): its NumPy
+  reference on host copies of the operands, then back to the device, with a one-time
   ``PerformanceWarning`` naming the op. Correct (the reference is the oracle), not fast.
 
 Under ``NUMBA_ENABLE_CUDASIM=1`` the same plan runs with Numba's simulator and NumPy arrays
@@ -27,7 +29,7 @@ import numpy as np
 
 from graphc.backend import cuda_control, cuda_kernels as ck
 from graphc.backend.base import Backend, Executable, register
-from graphc.backend.cuda_device import PerformanceWarning, device, warn_once  # noqa: F401
+from graphc.backend.cuda_device import device, warn_once
 from graphc.errors import CompileError, DeviceError
 from graphc.interpret import runner
 from graphc.ir import Graph, Value
@@ -35,8 +37,8 @@ from graphc.ops import registry
 from graphc.ops.control import CONTROL
 from graphc.ops.fused import FUSED, fused_node
 
-# ops whose NumPy reference CuPy runs on the device (NEP 18), and which of them may return a
-# view of their first operand (their outputs are copied before the user sees them)
+# ops whose NumPy reference CuPy runs on the device (NEP 18); a view it returns is copied before
+# the user sees it (CUDAGraph._outputs)
 DEVICE_CALLS = {"matmul", "reshape", "transpose", "broadcast_to", "concatenate", "slice", "index"}
 # indexed reads and atomic adds (cuda_kernels.index_kernel), and the dtypes CUDA adds atomically
 INDEX_KERNELS = {"gather", "scatter_add"}
