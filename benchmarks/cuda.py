@@ -490,8 +490,9 @@ def graphc_matmul(a, b):
 
 
 def graphc_train_step(widths, params, to_device: bool, **trace_options):
-    """(traced training step, model, note): graphc.nn's MLP with ``params``, cross-entropy, Adam;
-    ``to_device``: the model is moved with ``model.to("cuda")`` first (note: why it was not)."""
+    """(traced training step, model): graphc.nn's MLP with ``params``, cross-entropy, Adam;
+    ``to_device``: the model is moved with ``model.to("cuda")`` first (parameters and Adam's
+    state then live on the device)."""
     import graphc as gc
     from graphc import nn, optim
     layers = []
@@ -500,13 +501,8 @@ def graphc_train_step(widths, params, to_device: bool, **trace_options):
     model = nn.Sequential(*layers)
     for p, v in zip(model.parameters(), params):
         p.data[...] = v
-    note = None
-    if to_device:  # issue 17 item 3: parameters and optimizer state on the device
-        try:
-            model.to("cuda")
-        except (TypeError, ValueError) as exc:
-            note = (f"model.to('cuda') is not supported ({type(exc).__name__}: {exc}): parameters and Adam's "
-                    f"state live on the host and travel to the device and back on every step")
+    if to_device:
+        model.to("cuda")
     opt = optim.Adam(model.parameters(), lr=LR)
     loss_fn = nn.CrossEntropyLoss()
 
@@ -517,7 +513,7 @@ def graphc_train_step(widths, params, to_device: bool, **trace_options):
         opt.step()
         return loss
 
-    return gc.trace(train_step, **trace_options), model, note
+    return gc.trace(train_step, **trace_options), model
 
 
 # (the graphc child------------------------------------------------------------------------------
@@ -589,10 +585,8 @@ def graphc_child(cfg: dict) -> dict:
 
 def graphc_mlp(cfg, batch, xp, sync, to_host) -> dict:
     x, t, params, ref = case_data(cfg, "mlp", batch)
-    step, model, note = graphc_train_step(cfg["widths"], params, to_device=True, device="cuda")
-    entry = {"batch": batch, "widths": list(cfg["widths"]), "params_on_device": note is None}
-    if note:
-        entry["params_note"] = note
+    step, model = graphc_train_step(cfg["widths"], params, to_device=True, device="cuda")
+    entry = {"batch": batch, "widths": list(cfg["widths"])}
     dx, dt = xp.asarray(x), xp.asarray(t)
     loss, first = first_call(lambda: step(dx, dt), sync)
     losses = [float(to_host(loss))]
@@ -740,7 +734,7 @@ def ptx_child(cfg: dict) -> dict:
     if "mlp" in cfg["parts"]:
         for batch in BATCHES:
             _, _, params = mlp_data(1, WIDTHS)
-            step, _, _ = graphc_train_step(WIDTHS, params, to_device=False)
+            step, _ = graphc_train_step(WIDTHS, params, to_device=False)
             x, t = np.empty((batch, WIDTHS[0]), np.float32), np.zeros(batch, np.int64)
             functions.append((f"mlp batch={batch}", step, (x, t)))
     for label, fn, args in functions:
@@ -953,8 +947,6 @@ def _notes(res) -> list:
             for r in rows:
                 if r.get("status") not in ("ok", None):
                     notes.append(f"- {peer}, {r['label']}: {r['status']}: {r.get('note')}")
-                if r.get("params_note"):
-                    notes.append(f"- {peer}, {r['label']}: {r['params_note']}")
         for w in pr.get("warnings", []):
             notes.append(f"- {peer} warned: {w}")
     return (["Notes:", *dict.fromkeys(notes), ""]) if notes else []

@@ -5,10 +5,10 @@ array or a traced stand-in; the tracer pushes and pops builders here.
 """
 from __future__ import annotations
 
-import numpy as np
-
 import threading
 from contextlib import contextmanager
+
+import numpy as np
 
 
 class _Tracing(threading.local):

@@ -147,7 +147,8 @@ class Compiled:
         # code returns a Python number there (a weakly typed value: np.float64 would promote strongly)
         weak = builder.weak_outputs + [False] * (len(graph.outputs) - len(builder.weak_outputs))
         self.scalar_types = [(_PYTHON_TYPE[np.dtype(v.type.dtype).kind] if w else np.dtype(v.type.dtype).type)
-                             if not v.type.shape else None for v, w in zip(graph.outputs, weak)]
+                             if not v.type.shape and not compiled.device_scalars else None
+                             for v, w in zip(graph.outputs, weak)]
         # a state update that is (a view of) an input must be copied before any write-back
         views = _input_views(graph)
         self.copy_first = [v in views for v in graph.outputs[self.n_user:]]
@@ -292,8 +293,8 @@ class Compiled:
             effect()
         if self.single_output:
             t = self.scalar_types[0]
-            return outs[0] if t is None or on_gpu(outs[0]) else t(outs[0])
-        outs = [o if t is None or on_gpu(o) else t(o) for t, o in zip(self.scalar_types, outs[:self.n_user])]
+            return outs[0] if t is None else t(outs[0])
+        outs = [o if t is None else t(o) for t, o in zip(self.scalar_types, outs[:self.n_user])]
         if self.flat_tuple:
             return tuple(outs)
         return rebuild_outputs(self.out_spec, outs)

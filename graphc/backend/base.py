@@ -58,6 +58,9 @@ class Executable:
 
     source: str | None = None  # the generated source, where the backend generates one
     ready: bool = True  # False while the first call still has to compile
+    # 0-d outputs are device arrays the runtime hands over as they are (CUDA's on a GPU), not
+    # scalars it gives their dtype
+    device_scalars: bool = False
 
     def prepare(self, *args):
         """Compile for these inputs now, where the backend would compile on the first call;

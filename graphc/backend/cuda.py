@@ -59,6 +59,8 @@ class CUDAGraph(Executable):
         self.dev = dev or device()
         self.subplans: list[CUDAGraph] = []  # the plans of loop and branch bodies
         self.to_host = to_host
+        # 0-d results come back as 0-d device arrays (on a GPU without to_host), not NumPy scalars
+        self.device_scalars = not to_host and not self.dev.simulator
         self.place: dict[Value, str] = {}  # where each value lives: ck.ARRAY / ck.HOST / ck.DEV0
         self.constants: dict[Value, object] = {}
         self.steps: list = []  # (node, callable(env)) in order
@@ -122,7 +124,7 @@ class CUDAGraph(Executable):
         op = registry.get(node.op)
         xp = self.dev.xp
         for v in node.outputs:
-            self.place[v] = ck.ARRAY if v.type.shape else ck.DEV0
+            self.place[v] = ck.on_device(v)
 
         def step(env):
             args = [self._as_device(env[v], self.place[v], xp) for v in node.inputs]
@@ -176,7 +178,7 @@ class CUDAGraph(Executable):
             self.kernel_nodes[spec.name] = node
             self._lines += ["", "", "@cuda.jit", *spec.lines]
         for v in node.outputs:
-            self.place[v] = ck.ARRAY if v.type.shape else ck.DEV0
+            self.place[v] = ck.on_device(v)
         outputs = dict(zip(body.outputs, node.outputs))
         for spec in specs:
             self.signatures[spec.name] = self._signature(spec, specs[0], node, outputs)
@@ -221,7 +223,7 @@ class CUDAGraph(Executable):
         self.kernel_nodes[name] = node
         self._lines += ["", "", "@cuda.jit", *spec.lines]
         (out,) = node.outputs
-        self.place[out] = ck.ARRAY if out.type.shape else ck.DEV0
+        self.place[out] = ck.on_device(out)
         self.signatures[name] = [(out.type.dtype, max(len(out.type.shape), 1)), ("int32", 1)] + [
             (v.type.dtype, None if places[v] == ck.HOST else max(len(v.type.shape), 1)) for v in node.inputs]
         dev, scatter = self.dev, node.op == "scatter_add"
@@ -328,7 +330,7 @@ class CUDAGraph(Executable):
                 value = np.dtype(v.type.dtype).type(value)
             elif place == ck.DEV0:  # a 0-d device array (as PyTorch's 0-d tensor: no wait for the
                 # device), or with to_host and in the simulator a NumPy scalar
-                value = dev.to_host(value)[0] if self.to_host or dev.simulator else value.reshape(()).copy()
+                value = value.reshape(()).copy() if self.device_scalars else dev.to_host(value)[0]
             else:
                 if getattr(value, "base", None) is not None or id(value) in taken:
                     value = value.copy()  # a view, an input or a constant: the caller gets its own

@@ -20,12 +20,8 @@ def plan(graph_plan, node):
     """Add ``node``'s step to ``graph_plan`` (a CUDAGraph being planned)."""
     make = {FORI: _loop, SCAN: _loop, WHILE: _while, COND: _cond}[node.op]
     for v in node.outputs:
-        graph_plan.place[v] = ck.ARRAY if v.type.shape else ck.DEV0
+        graph_plan.place[v] = ck.on_device(v)
     graph_plan.steps.append((node, make(graph_plan, node)))
-
-
-def _carry_place(v) -> str:
-    return ck.ARRAY if v.type.shape else ck.DEV0
 
 
 def _sub(parent, region, places):
@@ -41,8 +37,8 @@ def _loop(parent, node):
     carries = operands[:loop.carries]
     xs = operands[loop.carries:loop.carries + loop.xs]
     consts = operands[loop.carries + loop.xs:]
-    places = ([ck.HOST] * loop.indexed + [_carry_place(v) for v in carries]
-              + [_carry_place(r) for r in region.inputs[loop.indexed + loop.carries:][:loop.xs]]
+    places = ([ck.HOST] * loop.indexed + [ck.on_device(v) for v in carries]
+              + [ck.on_device(r) for r in region.inputs[loop.indexed + loop.carries:][:loop.xs]]
               + [parent.place[v] for v in consts])
     body = _sub(parent, region, places)
     n_ys = len(region.outputs) - loop.carries
@@ -54,7 +50,7 @@ def _loop(parent, node):
         order = lambda: range(loop.length - 1, -1, -1) if loop.reverse else range(loop.length)  # noqa: E731
 
     def step(env):
-        carry = [to_place(parent, env[v], parent.place[v], _carry_place(v)) for v in carries]
+        carry = [to_place(parent, env[v], parent.place[v], ck.on_device(v)) for v in carries]
         xs_now = [env[v] for v in xs]
         const_now = [env[v] for v in consts]
         ys = [dev.empty((loop.length,) + t.shape[1:], t.dtype) for t in ys_types]
@@ -62,7 +58,7 @@ def _loop(parent, node):
             index = [np.int64(t if node.op == FORI else loop.index(t))] if loop.indexed else []
             sliced = [x[t] if x.ndim > 1 else x[t:t + 1] for x in xs_now]
             out = body.run([*index, *carry, *sliced, *const_now])
-            carry = [to_place(body, value, body.place[r], _carry_place(r))
+            carry = [to_place(body, value, body.place[r], ck.on_device(r))
                      for value, r in zip(out[:loop.carries], region.outputs)]
             k = t - loop.start if node.op == FORI else t
             for y, value in zip(ys, out[loop.carries:]):
@@ -78,16 +74,16 @@ def _while(parent, node):
     carries = node.attrs["carries"]
     cond_region, body_region = node.regions
     operands = node.inputs
-    places = [_carry_place(v) for v in operands[:carries]] + [parent.place[v] for v in operands[carries:]]
+    places = [ck.on_device(v) for v in operands[:carries]] + [parent.place[v] for v in operands[carries:]]
     cond = _sub(parent, cond_region, places)
     body = _sub(parent, body_region, places)
 
     def step(env):
-        carry = [to_place(parent, env[v], parent.place[v], _carry_place(v)) for v in operands[:carries]]
+        carry = [to_place(parent, env[v], parent.place[v], ck.on_device(v)) for v in operands[:carries]]
         consts = [env[v] for v in operands[carries:]]
         while truth(cond, cond.run([*carry, *consts])[0], cond_region.outputs[0]):
             out = body.run([*carry, *consts])
-            carry = [to_place(body, value, body.place[r], _carry_place(r))
+            carry = [to_place(body, value, body.place[r], ck.on_device(r))
                      for value, r in zip(out, body_region.outputs)]
         env.update(zip(node.outputs, fresh(carry, [env[v] for v in operands[:carries]])))
     return step
@@ -101,7 +97,7 @@ def _cond(parent, node):
     def step(env):
         plan_, region = branches[0] if truth(parent, env[pred], pred) else branches[1]
         out = plan_.run([env[v] for v in operands])
-        values = [to_place(plan_, value, plan_.place[r], _carry_place(r)) for value, r in zip(out, region.outputs)]
+        values = [to_place(plan_, value, plan_.place[r], ck.on_device(r)) for value, r in zip(out, region.outputs)]
         env.update(zip(node.outputs, fresh(values, [env[v] for v in operands])))
     return step
 

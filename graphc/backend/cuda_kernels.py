@@ -30,6 +30,13 @@ from graphc.ops.elementwise import pow_expr
 from graphc.ops.scalar import CTOR, literal
 
 ARRAY, HOST, DEV0 = "array", "host", "dev0"
+
+
+def on_device(v: Value) -> str:
+    """The place of a value kept on the device: an array, or a 0-d one as a 1-element array."""
+    return ARRAY if v.type.shape else DEV0
+
+
 # scalar-rule functions (``np.sign(a)``) that graphc/backend/cuda_math.py has once per float type
 # (``sign_f32``, ``sign_f64``: typed constants): kernels of float nodes call those
 TYPED_NAMES = ("sign", "exp2", "rint", "floor", "ceil", "logaddexp", "logaddexp2")
