@@ -38,6 +38,9 @@ matmul(transpose x, y)      matmul(x, y, transpose_a)      the transpose swaps t
                             (likewise for y)               axes (BLAS reads the view: no copy)
 transpose(matmul(a, b))     matmul(b, a, flags flipped)    the same swap, and the product
                                                            has no other use
+matmul(a, b) summing over   a * b + 0.0 (a column times    floats (BLAS's sum starts at +0.0, so
+  one term (an outer          a row, broadcast)            a -0.0 product is +0.0, as x + 0.0
+  product)                                                 makes it)
 ==========================  =============================  ===========================
 """
 from __future__ import annotations
@@ -330,8 +333,27 @@ def matmul_of_transpose(rw, node, a, b):
     return rw.make("matmul", operands, **{k: True for k, on in flags.items() if on})
 
 
+def outer_product(rw, node, a, b):
+    """matmul over a contraction of size 1 (``g[:, None] @ w[None, :]``, the backward pass of a
+    matrix-vector product) -> a broadcast multiply, which fuses into the elementwise work around
+    it instead of a BLAS call and an array written and read back."""
+    out = node.outputs[0]
+    ta, tb = node.attrs.get("transpose_a", False), node.attrs.get("transpose_b", False)
+    if a.type.ndim < 2 or b.type.ndim < 2 or not out.type.dtype.startswith("float") \
+            or a.type.shape[-2 if ta else -1] != 1 or a.type.dtype != b.type.dtype:
+        return None
+    column = rw.make("reshape", [a], shape=_swap_last(a.type.shape)) if ta else a  # (..., m, 1)
+    row = rw.make("reshape", [b], shape=_swap_last(b.type.shape)) if tb else b  # (..., 1, n)
+    product = rw.make("mul", [column, row])
+    return rw.make("add", [product, rw.constant(np.zeros((), out.type.dtype))])
+
+
+def _swap_last(shape) -> tuple:
+    return tuple(shape[:-2]) + (shape[-1], shape[-2])
+
+
 RULES = {
-    "matmul": [matmul_of_transpose],
+    "matmul": [matmul_of_transpose, outer_product],
     "mul": [mul],
     "div": [div],
     "add": [add],

@@ -177,3 +177,43 @@ def test_weight_gradients_of_a_scan_are_one_product_after_the_loop():
     back = [n for n in graph.nodes if n.op == "scan" and n.attrs["reverse"]][0]
     assert [n.op for n in back.regions[0].nodes].count("matmul") == 1  # (only h's cotangent: g @ w.T)
     assert sum(n.op == "matmul" for n in graph.nodes) == 2  # the two weights' products, after the loop
+
+
+def test_a_scan_saves_per_step_only_what_varies_and_cannot_be_recomputed_cheaply():
+    """The forward loop of a gradient saves, per step, the carry it started from and the values
+    the backward loop reads; not a reshaped weight (the backward body makes it again, once, out
+    of its loop) nor tanh's 1 - h * h (arithmetic of the saved h, done again in the backward
+    body). The backward step multiplies by a transposed copy of the weight made before the loop,
+    and its outer product (the output's cotangent times wo) is a broadcast multiply."""
+    wh, wx, wo = RNG.standard_normal((3, 3)) * 0.5, RNG.standard_normal((5, 3)) * 0.3, RNG.standard_normal(3)
+
+    def loss(wh, wx, wo, h0, xs):
+        def cell(h, x):
+            h = np.tanh(x @ wx + h @ wh)
+            return h, h @ wo
+        return np.sum(gc.scan(cell, h0, xs)[1] ** 2)
+
+    def unrolled(wh, wx, wo, h0, xs):
+        h, total = h0, 0.0
+        for x in xs:
+            h = np.tanh(x @ wx + h @ wh)
+            total = total + np.sum((h @ wo) ** 2)
+        return total
+
+    T, B = 7, 2
+    args = (wh, wx, wo, RNG.standard_normal((B, 3)), RNG.standard_normal((T, B, 5)))
+    grad = gc.trace(gc.value_and_grad(loss, argnums=(0, 1, 2)))
+    value, grads = grad(*args)
+    want_value, want = gc.trace(gc.value_and_grad(unrolled, argnums=(0, 1, 2)))(*args)
+    np.testing.assert_allclose(value, want_value, rtol=1e-12)
+    for g, e in zip(grads, want):
+        np.testing.assert_allclose(g, e, rtol=1e-10, atol=1e-12)
+    graph = grad.lower(*args).graph
+    forward, back = [n for n in graph.nodes if n.op == "scan"]
+    stacked = [v.type.shape for v in forward.outputs[2:]]  # (after the final carry and the ys)
+    assert stacked == [(T, B, 3), (T, B, 3)], stacked  # the carry it started from, and h
+    body = back.regions[0]
+    assert not any(n.op == "matmul" and n.attrs.get("transpose_b") for n in body.nodes)
+    assert sum(n.op == "matmul" for n in body.nodes) == 2  # g @ wh.T, and wo's gradient h^T g
+    transposes = [n for n in graph.nodes if n.op == "transpose"]
+    assert [n.inputs[0] for n in transposes if n.outputs[0].type.shape == (3, 3)] == [graph.inputs[0]]

@@ -372,6 +372,27 @@ def test_power_rules():
     assert ops(check(g1(C.format(v=2.0) + "  %2:f64[12] = pow(%0, %1)\n  return %2"))) == ["mul"]
 
 
+@pytest.mark.parametrize("dtype", ["f64", "f32"])
+@pytest.mark.parametrize("ta,tb", [(False, False), (True, False), (False, True), (True, True)])
+def test_an_outer_product_is_a_broadcast_multiply_with_blas_signed_zeros(dtype, ta, tb):
+    """matmul over one term (a column times a row) becomes a * b + 0.0: exactly NumPy's matmul,
+    whose sum starts at +0.0 (a -0.0 product is +0.0 there), on special values."""
+    a = "[1,12]" if ta else "[12,1]"
+    b = "[5,1]" if tb else "[1,5]"
+    flags = "".join(f", {k}=True" for k, on in (("transpose_a", ta), ("transpose_b", tb)) if on)
+    text = (f"graph f(%0:{dtype}{a}, %1:{dtype}{b}):\n"
+            f"  %2:{dtype}[12,5] = matmul(%0, %1{flags})\n  return %2")
+    x = SPECIAL.reshape((1, 12) if ta else (12, 1)).astype("float64" if dtype == "f64" else "float32")
+    y = np.array([-0.0, 2.0, np.inf, -1e-300, 0.0]).reshape((5, 1) if tb else (1, 5)).astype(x.dtype)
+    h = check(text, x, y)
+    assert "matmul" not in ops(h) and "mul" in ops(h)
+    # integers (no signed zeros) and real products keep their matmul
+    assert ops(check("graph f(%0:i64[3,1], %1:i64[1,2]):\n  %2:i64[3,2] = matmul(%0, %1)\n  return %2",
+                     np.array([[1], [-2], [3]]), np.array([[4, 5]]))) == ["matmul"]
+    assert "matmul" in ops(check("graph f(%0:f64[3,2], %1:f64[2,2]):\n  %2:f64[3,2] = matmul(%0, %1)\n"
+                                 "  return %2", exact=False))
+
+
 def test_exp_of_log_is_guarded():
     # exact up to rounding: exp(log x) rounds twice, x not at all
     h = check(g1("  %1:f64[12] = log(%0)\n  %2:f64[12] = exp(%1)\n  return %2"), exact=False)
@@ -498,6 +519,45 @@ def test_hoist_moves_invariant_nodes_out_of_the_loop_and_keeps_the_result():
     args = (rng.standard_normal((3, 4)), rng.standard_normal((4, 4)) * 0.3, np.float64(0.9))
     for a, b in zip(interpret(out, *args), interpret(g, *args)):
         same(a, b)
+
+
+def test_hoist_makes_a_transposed_const_once_before_the_loop():
+    """g @ w.T in a body (a backward step) reads a transposed copy of w made before the loop: BLAS
+    multiplies by a transposed right operand slower, every step."""
+    g = _loop_graph("      %4:f64[3,4] = matmul(%1, %2, transpose_b=True)\n"
+                    "      %5:f64[3,4] = tanh(%4)\n"
+                    "      return %5\n")
+    out = hoist.run(g)
+    out.verify(infer_node)
+    assert ops(out) == ["transpose", "fori_loop"]
+    (matmul,) = [n for n in out.nodes[-1].regions[0].nodes if n.op == "matmul"]
+    assert "transpose_b" not in matmul.attrs
+    rng = np.random.default_rng(1)
+    args = (rng.standard_normal((3, 4)), rng.standard_normal((4, 4)) * 0.3, np.float64(0.9))
+    for a, b in zip(interpret(out, *args), interpret(g, *args)):
+        np.testing.assert_allclose(a, b, rtol=1e-13)
+    # a loop of one step keeps the flag: the copy would cost what it saves
+    one = parse(str(g).replace("stop=5", "stop=1"))
+    assert ops(hoist.run(one)) == ["fori_loop"]
+    # the transposed const of a product that has a transposed left operand too, or of a while_loop
+    w = parse("graph f(%0:f64[4,4], %1:f64[4,4]):\n"
+              "  %2:f64[4,4] = while_loop(%0, %1, carries=1) {\n"
+              "    graph cond(%0:f64[4,4], %1:f64[4,4]):\n"
+              "      %2:f64[] = sum(%0, axes=(0, 1), keepdims=False)\n"
+              "      %3:f64[] = constant(value=array(100.0, f64))\n"
+              "      %4:bool[] = lt(%2, %3)\n"
+              "      return %4\n"
+              "    graph body(%0:f64[4,4], %1:f64[4,4]):\n"
+              "      %2:f64[4,4] = matmul(%0, %1, transpose_a=True, transpose_b=True)\n"
+              "      %3:f64[4,4] = add(%2, %0)\n"
+              "      return %3\n"
+              "  }\n  return %2").verify(infer_node)
+    out = hoist.run(w).verify(infer_node)
+    assert ops(out) == ["transpose", "while_loop"]
+    (matmul,) = [n for n in out.nodes[-1].regions[1].nodes if n.op == "matmul"]
+    assert matmul.attrs == {"transpose_a": True}
+    args = (np.full((4, 4), 0.5) + np.eye(4), rng.standard_normal((4, 4)) * 0.1 + np.eye(4))
+    np.testing.assert_allclose(interpret(out, *args)[0], interpret(w, *args)[0], rtol=1e-13)
 
 
 def test_hoist_leaves_what_could_raise_print_or_grow():
