@@ -551,3 +551,28 @@ def test_clear_removes_only_what_graphc_wrote(tmp_path, monkeypatch):
     load_and_run(expect_disk=True)
     assert cache.clear().kept == [] and not (root / cache.STORE).exists()  # emptied: removed
     assert cache.clear().removed == []  # nothing left to do
+
+
+BLAS_CHILD = """
+import sys
+import numpy as np
+import graphc as gc
+f = gc.trace(lambda a, b: np.tanh(a @ b))
+a, b = np.arange(6.0).reshape(2, 3), np.ones((3, 2), np.float32)
+assert np.allclose(f(a, b), np.tanh(a @ b))
+print("scipy.linalg" in sys.modules, "scipy.linalg.cython_blas" in sys.modules)
+import scipy.linalg.cython_blas
+import scipy.linalg
+print(scipy.linalg.cython_blas is sys.modules["scipy.linalg.cython_blas"],
+      np.allclose(scipy.linalg.solve(np.eye(2) * 2, np.ones(2)), 0.5))
+"""
+
+
+def test_compiling_does_not_import_scipy_linalg_and_leaves_it_importable(tmp_path):
+    """graphc.backend.blas loads SciPy's cython_blas alone while Numba loads its registries (the
+    package scipy.linalg costs ~0.15 s of every first compile or warm start), and takes it out of
+    sys.modules again: a later import of scipy.linalg works as usual."""
+    env = dict(os.environ, GRAPHC_CACHE_DIR=str(tmp_path), GRAPHC_COMPILE="eager")
+    proc = subprocess.run([sys.executable, "-c", BLAS_CHILD], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["False", "False", "True", "True"], proc.stdout

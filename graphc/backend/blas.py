@@ -15,27 +15,87 @@ optimisation and machine-code passes. This ``@intrinsic`` emits the call
 inline: a shape check, the arguments stored to stack slots, the call.
 
 The BLAS is SciPy's (``scipy.linalg.cython_blas``, the one Numba's ``np.dot``
-uses). Importing this module registers its ``sgemm``/``dgemm`` with LLVM under
+uses). Its ``sgemm``/``dgemm`` are registered with LLVM under
 the names ``graphc_sgemm``/``graphc_dgemm``, and compiled code calls them by
 name, so machine code loaded from Numba's disk cache links to the addresses of
-the current process. A generated module imports ``gemm`` from here, which makes
-that registration happen before its entry is compiled or loaded. (Importing
-cython_blas imports all of scipy.linalg, ~0.2 s, but Numba does that anyway when
-it loads its registries for the first compile or cache load of a process, in
-``numba.np.arraymath``, so taking the addresses elsewhere would save nothing.)
+the current process. ``prepare`` registers them; the CPU backend calls it before
+it compiles or loads a generated module, and ``gemm``'s typing calls it too.
+
+``import scipy.linalg.cython_blas`` first imports the package ``scipy.linalg``,
+~0.15 s (it pulls in numpy.f2py and SciPy's array API layer), and Numba does that
+import when it loads its registries for the first compile or cache load of a
+process (``numba.np.arraymath`` checks that a BLAS is there). Both need only the
+extension module, which loads in ~10 ms. So ``prepare`` loads it from its file,
+puts it in ``sys.modules`` while Numba loads its registries and the addresses are
+taken, then takes it out again unless scipy.linalg was imported meanwhile: a later
+``import scipy.linalg.cython_blas`` runs the package and gets the same module
+object back (Python keeps an extension's module), with the package's attribute set
+as usual. A warm start's first result is ~0.15 s sooner.
 """
 from __future__ import annotations
+
+import contextlib
+import importlib.machinery
+import importlib.util
+import os
+import sys
 
 import llvmlite.binding as ll
 from llvmlite import ir
 from numba.core import cgutils, types
+from numba.core.registry import cpu_target
 from numba.extending import get_cython_function_address, intrinsic
 
 _SYMBOLS = {types.float32: "graphc_sgemm", types.float64: "graphc_dgemm"}
 INT_MAX = 2**31 - 1  # BLAS takes 32-bit dimensions and leading dimensions
 
-for _name in _SYMBOLS.values():  # graphc_sgemm -> scipy's sgemm
-    ll.add_symbol(_name, get_cython_function_address("scipy.linalg.cython_blas", _name[-5:]))
+CYTHON_BLAS = "scipy.linalg.cython_blas"
+_prepared = False
+
+
+def prepare():
+    """Load Numba's registries and register graphc_sgemm/graphc_dgemm with LLVM (once), without
+    importing scipy.linalg (see the module docstring)."""
+    global _prepared
+    if _prepared:
+        return
+    with _cython_blas_alone():
+        cpu_target.typing_context.refresh()
+        cpu_target.target_context.refresh()
+        for name in _SYMBOLS.values():  # graphc_sgemm -> scipy's sgemm
+            ll.add_symbol(name, get_cython_function_address(CYTHON_BLAS, name[-5:]))
+    _prepared = True
+
+
+@contextlib.contextmanager
+def _cython_blas_alone():
+    """SciPy's cython_blas extension in ``sys.modules`` without scipy.linalg, for the block."""
+    module = None if CYTHON_BLAS in sys.modules or "scipy.linalg" in sys.modules else _load_extension()
+    if module is not None:
+        sys.modules[CYTHON_BLAS] = module
+    try:
+        yield
+    finally:
+        if module is not None and "scipy.linalg" not in sys.modules:
+            sys.modules.pop(CYTHON_BLAS, None)
+
+
+def _load_extension():
+    """The cython_blas extension module loaded from its file, or None where it cannot be found
+    that way (then the plain import runs)."""
+    try:
+        scipy = importlib.util.find_spec("scipy")
+        folder = os.path.join(os.path.dirname(scipy.origin), "linalg")
+        for suffix in importlib.machinery.EXTENSION_SUFFIXES:
+            path = os.path.join(folder, "cython_blas" + suffix)
+            if os.path.isfile(path):
+                spec = importlib.util.spec_from_file_location(CYTHON_BLAS, path)
+                module = importlib.util.module_from_spec(spec)
+                spec.loader.exec_module(module)
+                return module
+    except (ImportError, AttributeError, OSError, TypeError):
+        pass
+    return None
 
 
 def _matrix(t) -> bool:
@@ -45,6 +105,7 @@ def _matrix(t) -> bool:
 @intrinsic
 def gemm(typingctx, a, b, out, transpose_a, transpose_b):
     """``out[...] = op(a) @ op(b)`` through BLAS; see the module docstring."""
+    prepare()
     if not all(_matrix(t) for t in (a, b, out)) or not out.mutable:
         return None
     if not (a.dtype == b.dtype == out.dtype and a.dtype in _SYMBOLS):

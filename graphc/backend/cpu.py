@@ -16,7 +16,7 @@ import llvmlite.binding as llvm
 import numba
 from numba.core.compiler_lock import global_compiler_lock
 
-from graphc.backend import cache, control, outline, plan, schedule
+from graphc.backend import blas, cache, control, outline, plan, schedule
 from graphc.backend.base import Backend, Executable, buffer_roots, register
 from graphc.backend.codegen import SYMBOL_PREFIX, Emitter, emit_elementwise, readable_names
 from graphc.backend.memory import Buffers
@@ -353,6 +353,7 @@ def compile_graph(graph: Graph, math: str = "fast", memory_plan: plan.MemoryPlan
     if key in _IN_PROCESS:
         path, entry, on_disk = _IN_PROCESS[key]
         return CompiledGraph(graph, source, em, path, entry, on_disk, key)
+    blas.prepare()  # (Numba's registries, without scipy.linalg's import: see graphc/backend/blas.py)
     try:
         module, path, on_disk = cache.load_module(key, source)
     except SyntaxError as exc:  # a bug in an emitter, never the user's fault: say where
