@@ -21,29 +21,35 @@ name, so machine code loaded from Numba's disk cache links to the addresses of
 the current process. ``prepare`` registers them; the CPU backend calls it before
 it compiles or loads a generated module, and ``gemm``'s typing calls it too.
 
-``import scipy.linalg.cython_blas`` first imports the package ``scipy.linalg``,
-~0.15 s (it pulls in numpy.f2py and SciPy's array API layer), and Numba does that
-import when it loads its registries for the first compile or cache load of a
-process (``numba.np.arraymath`` checks that a BLAS is there). Both need only the
-extension module, which loads in ~10 ms. So ``prepare`` loads it from its file,
-puts it in ``sys.modules`` while Numba loads its registries and the addresses are
-taken, then takes it out again unless scipy.linalg was imported meanwhile: a later
-``import scipy.linalg.cython_blas`` runs the package and gets the same module
-object back (Python keeps an extension's module), with the package's attribute set
-as usual. A warm start's first result is ~0.15 s sooner.
+Neither graphc nor Numba's registries import ``scipy.linalg`` for that (~0.15 s of
+every process's first compile or cache load: the package pulls in numpy.f2py and
+SciPy's array API layer). ``numba.np.arraymath``, loaded with Numba's registries,
+asks ``numba.np.linalg.ensure_blas()`` whether a BLAS is there, which imports
+scipy.linalg: ``prepare`` loads the registries (under Numba's compiler lock, as
+Numba's own first compile does) with that check answered by the presence of SciPy's
+``cython_blas`` extension file and Numba's own LP64/ILP64 check. The addresses are
+the BLAS functions that extension calls (``scipy_sgemm_``...), looked up through the
+extension's shared library without importing it as a module, and checked by one
+2x3 @ 3x2 product each; anything else found (another SciPy build, a failed check)
+takes the addresses from ``cython_blas`` itself, importing scipy.linalg as before.
+Nothing in ``sys.modules`` is touched, so the user's imports of SciPy are unaffected.
 """
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import importlib.machinery
 import importlib.util
 import os
 import sys
 
 import llvmlite.binding as ll
+import numpy as np
 from llvmlite import ir
 from numba.core import cgutils, types
+from numba.core.compiler_lock import global_compiler_lock
 from numba.core.registry import cpu_target
+from numba.np import linalg as numba_linalg
 from numba.extending import get_cython_function_address, intrinsic
 
 _SYMBOLS = {types.float32: "graphc_sgemm", types.float64: "graphc_dgemm"}
@@ -54,48 +60,98 @@ _prepared = False
 
 
 def prepare():
-    """Load Numba's registries and register graphc_sgemm/graphc_dgemm with LLVM (once), without
-    importing scipy.linalg (see the module docstring)."""
+    """Load Numba's registries and register graphc_sgemm/graphc_dgemm with LLVM (once per
+    process), without importing scipy.linalg where it can (see the module docstring)."""
     global _prepared
     if _prepared:
         return
-    with _cython_blas_alone():
-        cpu_target.typing_context.refresh()
-        cpu_target.target_context.refresh()
-        for name in _SYMBOLS.values():  # graphc_sgemm -> scipy's sgemm
-            ll.add_symbol(name, get_cython_function_address(CYTHON_BLAS, name[-5:]))
-    _prepared = True
+    with global_compiler_lock:
+        if _prepared:
+            return
+        extension = _extension_path()
+        with _blas_check_answered(extension is not None):
+            cpu_target.typing_context.refresh()
+            cpu_target.target_context.refresh()
+        addresses = _addresses_in(extension) or {
+            name: get_cython_function_address(CYTHON_BLAS, name[-5:]) for name in _SYMBOLS.values()}
+        for name, address in addresses.items():
+            ll.add_symbol(name, address)
+        _prepared = True
 
 
 @contextlib.contextmanager
-def _cython_blas_alone():
-    """SciPy's cython_blas extension in ``sys.modules`` without scipy.linalg, for the block."""
-    module = None if CYTHON_BLAS in sys.modules or "scipy.linalg" in sys.modules else _load_extension()
-    if module is not None:
-        sys.modules[CYTHON_BLAS] = module
+def _blas_check_answered(present: bool):
+    """numba.np.linalg.ensure_blas as numba.np.arraymath calls it when Numba loads its registries:
+    the extension file's presence and Numba's int-width check instead of importing scipy.linalg.
+    (Under the compiler lock: no Numba compile runs meanwhile; Numba's later calls get the real one.)"""
+    check_width = getattr(numba_linalg, "_check_lapack_int_width", None)
+    if not present or check_width is None or "numba.np.arraymath" in sys.modules:
+        yield
+        return
+    real = numba_linalg.ensure_blas
+    numba_linalg.ensure_blas = check_width
     try:
         yield
     finally:
-        if module is not None and "scipy.linalg" not in sys.modules:
-            sys.modules.pop(CYTHON_BLAS, None)
+        numba_linalg.ensure_blas = real
+        arraymath = sys.modules.get("numba.np.arraymath")
+        if arraymath is not None and getattr(arraymath, "ensure_blas", None) is check_width:
+            arraymath.ensure_blas = real  # (it imported the name)
 
 
-def _load_extension():
-    """The cython_blas extension module loaded from its file, or None where it cannot be found
-    that way (then the plain import runs)."""
+def _extension_path() -> str | None:
+    """The file of SciPy's cython_blas extension, found without importing scipy.linalg."""
     try:
         scipy = importlib.util.find_spec("scipy")
         folder = os.path.join(os.path.dirname(scipy.origin), "linalg")
-        for suffix in importlib.machinery.EXTENSION_SUFFIXES:
-            path = os.path.join(folder, "cython_blas" + suffix)
-            if os.path.isfile(path):
-                spec = importlib.util.spec_from_file_location(CYTHON_BLAS, path)
-                module = importlib.util.module_from_spec(spec)
-                spec.loader.exec_module(module)
-                return module
-    except (ImportError, AttributeError, OSError, TypeError):
-        pass
+    except (ImportError, AttributeError, TypeError, ValueError):
+        return None
+    for suffix in importlib.machinery.EXTENSION_SUFFIXES:
+        path = os.path.join(folder, "cython_blas" + suffix)
+        if os.path.isfile(path):
+            return path
     return None
+
+
+def _addresses_in(extension: str | None) -> dict | None:
+    """{graphc_sgemm: address, graphc_dgemm: address} of the BLAS the extension calls, each checked
+    by a small product; None where they cannot be found or fail the check."""
+    if extension is None:
+        return None
+    try:
+        library = ctypes.CDLL(extension)  # (its BLAS comes with it; no module is initialized)
+    except OSError:
+        return None
+    for prefix in ("scipy_", ""):
+        found = {}
+        for name, dtype in (("graphc_sgemm", np.float32), ("graphc_dgemm", np.float64)):
+            function = getattr(library, f"{prefix}{name[-5:]}_", None)
+            address = ctypes.cast(function, ctypes.c_void_p).value if function is not None else None
+            if address is None or not _computes_a_product(address, dtype):
+                break
+            found[name] = address
+        else:
+            return found
+    return None
+
+
+def _computes_a_product(address: int, dtype) -> bool:
+    """Whether the Fortran gemm at ``address`` (32-bit integers) computes a 2x3 @ 3x2 product."""
+    real = ctypes.c_float if dtype == np.float32 else ctypes.c_double
+    pointer = ctypes.POINTER
+    gemm_type = ctypes.CFUNCTYPE(None, ctypes.c_char_p, ctypes.c_char_p, *[pointer(ctypes.c_int)] * 3,
+                                 pointer(real), pointer(real), pointer(ctypes.c_int), pointer(real),
+                                 pointer(ctypes.c_int), pointer(real), pointer(real), pointer(ctypes.c_int))
+    a = np.arange(1, 7, dtype=dtype).reshape(2, 3)
+    b = np.arange(7, 13, dtype=dtype).reshape(3, 2)
+    out = np.zeros((2, 2), dtype)
+    two, three = ctypes.c_int(2), ctypes.c_int(3)
+    as_real = lambda x: x.ctypes.data_as(pointer(real))  # noqa: E731
+    # column-major: out^T (2x2) = b^T (2x3) @ a^T (3x2), the same call as the intrinsic's
+    gemm_type(address)(b"N", b"N", ctypes.byref(two), ctypes.byref(two), ctypes.byref(three),
+                       ctypes.byref(real(1.0)), as_real(b), ctypes.byref(two), as_real(a), ctypes.byref(three),
+                       ctypes.byref(real(0.0)), as_real(out), ctypes.byref(two))
+    return bool(np.array_equal(out, a @ b))
 
 
 def _matrix(t) -> bool:

@@ -328,7 +328,8 @@ def _split(grad_body, n_primal: int, remat: bool, const_at: int):
     computes instead (those of primal values alone, not mere constants; none under ``remat``),
     the values of them the rest reads (the residuals), and the forward nodes of the consts
     alone (a reshaped weight): those are not saved per step but computed again by the backward
-    body, whose loop-invariant code motion (passes/hoist.py) then runs them once."""
+    body, whose loop-invariant code motion (passes/hoist.py) then runs them once (so only nodes
+    it can move: not those that may raise, such as a matmul or an inverse)."""
     if remat:
         return set(), [], set()
     primal = set(grad_body.inputs[:n_primal])
@@ -339,8 +340,8 @@ def _split(grad_body, n_primal: int, remat: bool, const_at: int):
                 and any(v in primal for v in n.inputs) and not n.regions:
             forward.add(n)
             primal.update(n.outputs)
-            if all(v in invariant or _is_constant(v) for v in n.inputs):
-                again.add(n)
+            if all(v in invariant or _is_constant(v) for v in n.inputs) and not registry.can_raise(n):
+                again.add(n)  # (what may raise stays in the loop, so it is saved, not recomputed)
                 invariant.update(n.outputs)
     residuals = []
     for n in grad_body.nodes:
