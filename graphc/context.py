@@ -17,6 +17,7 @@ class _Tracing(threading.local):
     def __init__(self):
         self.active: list = []
         self.probes: frozenset = frozenset()  # sizes a symbolic dimension takes while probed
+        self.every_size = False  # a trace compared with a template for every size (for_every_size)
 
 
 _TRACING = _Tracing()
@@ -52,6 +53,25 @@ def probing(sizes):
         yield
     finally:
         _TRACING.probes = saved
+
+
+def traced_for_every_size() -> bool:
+    """Whether the trace in progress must come out alike at every size of a symbolic dimension:
+    at the probe sizes, and at a size traced to be compared with the template made from them.
+    A choice that is only worth making at some sizes (a product over T x B stacked rows) is not
+    made then, so that all those traces agree."""
+    return bool(_TRACING.probes) or _TRACING.every_size
+
+
+@contextmanager
+def for_every_size(on: bool = True):
+    """Mark the traces of the ``with`` block (this thread) as compared with a template for every
+    size (``traced_for_every_size``)."""
+    saved, _TRACING.every_size = _TRACING.every_size, _TRACING.every_size or on
+    try:
+        yield
+    finally:
+        _TRACING.every_size = saved
 
 
 def on_gpu(value) -> bool:

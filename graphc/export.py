@@ -38,6 +38,7 @@ import numpy as np
 import safetensors.numpy
 
 from graphc import backend, pytree, symbolic
+from graphc.context import for_every_size
 from graphc.fileio import write_atomically
 from graphc.errors import ExportError, NotGeneric, ShapeError, VerifyError
 from graphc.ir import DTYPES, Const, Graph, Sym, TensorType, is_symbol
@@ -356,16 +357,27 @@ def _saved_graph(traced: TracedFunction, compiled, dynamic: bool):
                                                     else "") + ": save it with an example batch of at least "
                               f"{minimum}, or with dynamic=False")
         instance = _instantiated(graph, symbols, traced.name)
+        if not symbolic.symbols(compiled.graph):  # (compiled for the example's sizes alone)
+            instance = _traced_as_called(traced, args, kwargs)
     else:
-        builder, _ = trace_into_graph(traced._call_python, args, kwargs, is_dynamic, traced.name,
-                                      traced._check_arguments(args, kwargs, pytree.flatten((args, kwargs))[0]))
-        graph = instance = builder.graph
+        graph = instance = _traced_as_called(traced, args, kwargs)
     optimized, _ = manager.run(instance, traced.passes)
     if _program(optimized) != _program(_compiled_at_example(traced, compiled, args, kwargs)):
         raise ExportError(f"gc.save: tracing {traced.name} again gives another graph than the compiled one "
                           f"(its Python code read something that changed since the call?); call it again "
                           f"and save" + ("" if not symbols else ", or save with dynamic=False"))
     return graph, {s: {"min": minimum, "example": n} for s, n in symbols.items()}
+
+
+def _traced_as_called(traced: TracedFunction, args, kwargs) -> Graph:
+    """``traced``'s graph at these arguments, traced as its call traced it: a function with
+    symbolic dimensions (dynamic=) traces each size as one compared with its graph for every
+    size (graphc.context.for_every_size), which can make other choices (a scan gradient's
+    per-step products)."""
+    with for_every_size(bool(traced.dynamic)):
+        builder, _ = trace_into_graph(traced._call_python, args, kwargs, is_dynamic, traced.name,
+                                      traced._check_arguments(args, kwargs, pytree.flatten((args, kwargs))[0]))
+    return builder.graph
 
 
 def _compiled_at_example(traced: TracedFunction, compiled, args, kwargs) -> Graph:

@@ -24,7 +24,7 @@ from graphc.backend.base import buffer_roots
 from graphc.backend.interpreter import Interpreted
 from graphc.errors import DeviceError, GraphcError, NonFiniteError, ShapeError
 from graphc.ir import DTYPES
-from graphc.context import on_gpu
+from graphc.context import for_every_size, on_gpu
 from graphc.trace import DYNAMIC, current_builder, rebuild_outputs, trace_into_graph
 from graphc.passes import manager
 
@@ -606,7 +606,8 @@ class TracedFunction:
         sizes = self._symbol_sizes(args, kwargs) if self.dynamic else None
         # the function is always traced at this call's own sizes: Python code may decide by the
         # size (``x * 2 if len(x) > 100 else x``) where the two probe sizes decide alike
-        builder, out_spec = trace_into_graph(self._call_python, args, kwargs, is_dynamic, self.name, paths)
+        with for_every_size(sizes is not None):  # (compared with the template below)
+            builder, out_spec = trace_into_graph(self._call_python, args, kwargs, is_dynamic, self.name, paths)
         traced = builder.graph
         if sizes is not None and min(sizes.values()) >= 2 and self.backend.symbolic_dims:
             # (sizes 0 and 1 trace as themselves: NumPy code may treat them apart, np.squeeze does)

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from graphc.context import probing
+from graphc.context import for_every_size, probing
 from graphc.errors import NotGeneric, ShapeError
 from graphc.ir import Const, Graph, Sym, TensorType, _format_value, is_symbol
 from graphc.ops import registry
@@ -226,7 +226,8 @@ def check_sizes(template: Graph, trace_at, symbol: str, sizes=None) -> Graph:
         checked.add(n)
         expected = instantiate(template, {symbol: n})
         try:
-            actual = _uniform_broadcast(trace_at(n))
+            with for_every_size():
+                actual = _uniform_broadcast(trace_at(n))
         except Exception as exc:  # noqa: BLE001  (the eager code raises there; the template would not)
             raise NotGeneric(f"traced at batch size {n} it raises {type(exc).__name__}: {exc}; the graph "
                              f"traced at batch sizes {PROBES[0]} and {PROBES[1]} would run there") from None

@@ -40,7 +40,7 @@ import functools
 import numpy as np
 
 from graphc import pytree
-from graphc.context import current_builder, probe_sizes, tracing
+from graphc.context import current_builder, traced_for_every_size, tracing
 from graphc.errors import ShapeError, TraceError
 from graphc.ir import DTYPES, Graph, TensorType, Value
 from graphc.ops import registry
@@ -306,8 +306,9 @@ def _batched_products(back, k_cts, invariant, length) -> dict:
     and the product is read by nothing else. (A vector's gradient, ``x^T @ g`` reshaped, stays
     per step: the long product with one column packs the whole stacked ``x``, slower than the
     small products in cache: RNN T=400 31 -> 37 us per step.)"""
-    probes = probe_sizes()  # (a symbolic length or row count: length x rows is no one dim)
-    if isinstance(length, str) or length == 0 or length in probes:
+    # (with a symbolic length or batch, length x rows is no one dim: per-step products then, in
+    # every trace compared for every size, so that they all agree)
+    if isinstance(length, str) or length == 0 or traced_for_every_size():
         return {}
     read = {v for n in back.nodes for v in n.inputs}  # (the body's outputs are not set yet)
     found = {}
@@ -318,7 +319,7 @@ def _batched_products(back, k_cts, invariant, length) -> dict:
             continue
         a, b = n.inputs
         if a.type.ndim == 2 and b.type.ndim == 2 and a not in invariant and b not in invariant \
-                and not (a.type.symbolic or b.type.symbolic) and not {a.type.shape[0], b.type.shape[0]} & probes:
+                and not (a.type.symbolic or b.type.symbolic):
             found[j] = (a, b)
     return found
 
