@@ -126,31 +126,6 @@ def test_a_symbolic_length_compiles_once_for_every_length():
     assert "length=T" in str(f.template(h0, xs))
 
 
-def test_the_gradient_of_a_scan_of_symbolic_length_or_batch_compiles_once():
-    """The weights' gradients are one long product of the stacked per-step values (T x B rows)
-    where T and B are numbers; where either is symbolic they stay per-step products, so the
-    gradient compiles once for every T (or B) instead of raising NotGeneric on the reshape."""
-    u = RNG.standard_normal((5, 3)) * 0.3
-
-    def loss(w, u, h0, xs):
-        def cell(h, x):
-            h = np.tanh(h @ w + x @ u)
-            return h, h
-        return np.sum(gc.scan(cell, h0, xs)[1] ** 2)
-
-    grad = gc.value_and_grad(loss, argnums=(0, 1))
-    for dynamic in ({"xs": {0: "T"}}, {"xs": {1: "B"}, "h0": {0: "B"}}):
-        f = gc.trace(lambda w, u, h0, xs: grad(w, u, h0, xs), dynamic=dynamic)
-        for t, b in ((3, 2), (7, 2), (4, 5)):
-            args = (W, u, RNG.standard_normal((b, 3)), RNG.standard_normal((t, b, 5)))
-            (value, grads), (want, wants) = f(*args), gc.value_and_grad(loss, argnums=(0, 1))(*args)
-            np.testing.assert_allclose(value, want, rtol=1e-12)
-            for g, e in zip(grads, wants):
-                np.testing.assert_allclose(g, e, rtol=1e-10, atol=1e-12)
-        symbol = next(iter(next(iter(dynamic.values())).values()))
-        assert symbol in str(f.template(*args))
-
-
 def test_export_round_trip_and_onnx_refusal(tmp_path):
     f = gc.trace(rnn)
     args = (RNG.standard_normal((2, 3)), RNG.standard_normal((4, 2, 5)))

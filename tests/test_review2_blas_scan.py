@@ -47,7 +47,7 @@ def _check_against_eager(f, args):
 
 def test_the_gradient_of_a_scan_of_symbolic_length_compiles_once_for_every_length():
     f = gc.trace(lambda w, u, h0, xs: _GRAD(w, u, h0, xs), dynamic={"xs": {0: "T"}})
-    for t in (3, 7):  # (values right at every T; only the one compile fails)
+    for t in (3, 7):  # (the values at every T, from one compile)
         _check_against_eager(f, (W, U, RNG.standard_normal((2, 3)), RNG.standard_normal((t, 2, 5))))
     assert f.signatures == 1
 
