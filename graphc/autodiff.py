@@ -209,13 +209,25 @@ def vjp_region(region, seeded, wrt, name):
         for k, v in zip(wrt, wrt_values):
             ct = total.pop(v, None)  # (an input passed twice: its cotangent counts once)
             results.append(ct if ct is not None else zeros_like(primals[k]))
-        builder.graph.outputs = [builder.value_of(r) if isinstance(r, Tracer) else
-                                 builder.constant(np.asarray(r, dtype=primals[k].dtype))
+        builder.graph.outputs = [builder.value_of(r if isinstance(r, Tracer) else
+                                                  _constant(builder, np.asarray(r, dtype=primals[k].dtype)))
                                  for r, k in zip(results, wrt)]
     builder.finished = True
     if builder.captures:
         raise AssertionError(f"the vjp of {region.name} read values from outside it")
     return builder.graph
+
+
+def _constant(builder, array: np.ndarray) -> Tracer:
+    """``array`` as a value of the trace: a uniform one (a zero cotangent) as a broadcast scalar,
+    whose shape attribute a symbolic dimension's probes generalize (a (B, 5) array of zeros at the
+    probe sizes would differ in its content). Uniform means the same bytes: -0.0 is not 0.0."""
+    array = np.ascontiguousarray(array)
+    if array.ndim and array.size:
+        raw = array.view(np.uint8).reshape(array.size, array.itemsize)
+        if (raw == raw[0]).all():
+            return broadcast_to(Tracer(builder.constant(array.reshape(-1)[0].copy()), builder), array.shape)
+    return Tracer(builder.constant(array), builder)
 
 
 def _fit(ct, shape):

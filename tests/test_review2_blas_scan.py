@@ -5,9 +5,9 @@ symbolic length or batch (dynamic=).
 Found: a scan's gradient under dynamic= compiled again for every length (or batch) and could not
 be exported for every batch: the weights' long product over the stacked rows was made at a call's
 own sizes but not at the probe sizes, so the template never held (fixed: no trace compared for
-every size makes it, graphc.context.for_every_size). Still open (strict xfail): a Hessian-vector
-product through a scan under dynamic B raises NotGeneric (a zeros constant of shape (B, 5) in a
-backward body)."""
+every size makes it, graphc.context.for_every_size). And a Hessian-vector product through a scan
+under dynamic B raised NotGeneric: a zero cotangent of shape (B, 5) made a constant array in a
+backward body (fixed: autodiff makes a uniform constant a broadcast scalar)."""
 from __future__ import annotations
 
 import os
@@ -73,10 +73,6 @@ def test_an_rnn_gradient_saves_for_every_batch(tmp_path):
             np.testing.assert_allclose(g, e, rtol=1e-10, atol=1e-12)
 
 
-@pytest.mark.xfail(strict=True, reason="second order through a scan under dynamic B raises NotGeneric naming the user's "
-                                        "line: a backward scan body returns a zeros constant of shape (B, 5) (materialized "
-                                        "at the probe size, so its content differs between the probes); at faa26f9 it "
-                                        "raised NotGeneric too, on the T*B reshape")
 def test_a_hessian_vector_product_through_a_scan_of_symbolic_batch_traces():
     v = RNG.standard_normal((3, 3))
     grad_w = gc.grad(_rnn_loss, argnums=0)
