@@ -629,6 +629,13 @@ def training_step(device, opt_name, move=False):
         model.to(device)
     opt = (optim.Adam(model.parameters(), lr=1e-2) if opt_name == "adam"
            else optim.SGD(model.parameters(), lr=0.1, momentum=0.9))
+    return model, compiled_step(model, opt, device)
+
+
+def compiled_step(model, opt, device):
+    """``step(x, y) -> loss``: one cross-entropy training step of ``model`` with ``opt``, traced
+    for ``device``."""
+    from graphc import nn
 
     @gc.trace(device=device)
     def step(x, y):
@@ -637,7 +644,7 @@ def training_step(device, opt_name, move=False):
         loss.backward()
         opt.step()
         return loss
-    return model, step
+    return step
 
 
 def train(device, opt_name, x, y, steps=4, move=False):
@@ -957,14 +964,7 @@ def test_batchnorm_and_dropout_training_step_equals_the_interpreter():
         model = nn.Sequential(nn.Linear(6, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Dropout(0.3), nn.Linear(8, 3))
         opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9)  # (Adam would amplify the rounding
         # noise of the first bias' gradient, which BatchNorm makes zero)
-
-        @gc.trace(device=device)
-        def step(x, y):
-            opt.zero_grad()
-            loss = nn.functional.cross_entropy(model(x), y)
-            loss.backward()
-            opt.step()
-            return loss
+        step = compiled_step(model, opt, device)
         x = np.random.default_rng(1).standard_normal((5, 6)).astype(np.float32)
         y = np.array([0, 1, 2, 1, 0])
         return [step(x, y) for _ in range(3)], model.state_dict()
