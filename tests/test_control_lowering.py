@@ -3,6 +3,7 @@
 (tests/test_control_flow.py checks values, gradients and errors of the public functions.)"""
 from __future__ import annotations
 
+import itertools
 import os
 import re
 
@@ -217,3 +218,93 @@ def test_a_scan_saves_per_step_only_what_varies_and_cannot_be_recomputed_cheaply
     assert sum(n.op == "matmul" for n in body.nodes) == 2  # g @ wh.T, and wo's gradient h^T g
     transposes = [n for n in graph.nodes if n.op == "transpose"]
     assert [n.inputs[0] for n in transposes if n.outputs[0].type.shape == (3, 3)] == [graph.inputs[0]]
+
+
+def _rnn_loss(wh, wx, h0, xs):
+    def cell(h, x):
+        h = np.tanh(x @ wx + h @ wh)
+        return h, h
+    return np.sum(gc.scan(cell, h0, xs)[1] ** 2)
+
+
+def _rnn_unrolled(wh, wx, h0, xs):
+    h, total = h0, 0.0
+    for x in xs:
+        h = np.tanh(x @ wx + h @ wh)
+        total = total + np.sum(h ** 2)
+    return total
+
+
+@pytest.mark.parametrize("batch", [1, 4, 8, 16])
+def test_weight_gradients_of_a_wide_batch_are_added_into_their_sum_in_place(batch):
+    """From 8 rows a step on (graphc.ops.control.BATCHED_ROWS), a weight's gradient over a scan
+    is a product per step added into the running sum by BLAS (matmul_acc, beta = 1) in the sum's
+    own buffer: no product written and read back, no buffer swapped; below it, one long
+    product after the loop. Both equal the unrolled program's gradient."""
+    wh, wx = RNG.standard_normal((3, 3)) * 0.5, RNG.standard_normal((5, 3)) * 0.3
+    args = (wh, wx, RNG.standard_normal((batch, 3)), RNG.standard_normal((7, batch, 5)))
+    grad = gc.trace(gc.grad(_rnn_loss, argnums=(0, 1)))
+    got = grad(*args)
+    want = gc.trace(gc.grad(_rnn_unrolled, argnums=(0, 1)))(*args)
+    for g, e in zip(got, want):
+        np.testing.assert_allclose(g, e, rtol=1e-10, atol=1e-12)
+    graph = grad.lower(*args).graph
+    back = [n for n in graph.nodes if n.op == "scan" and n.attrs["reverse"]][0]
+    body_ops = [n.op for n in back.regions[0].nodes]
+    after = sum(n.op == "matmul" for n in graph.nodes)
+    lines = _entry_lines(grad.source)
+    if batch >= 8:
+        assert body_ops.count("matmul_acc") == 2 and after == 0
+        summed = [re.match(r"\s*gemm_acc\(\w+, \w+, (\w+), True, False\)", l) for l in lines]
+        sums = [m.group(1) for m in summed if m]
+        assert len(sums) == 2 and all(s.startswith("c_") for s in sums), sums  # the carries themselves
+        start = next(k for k, l in enumerate(lines) if "range(7 - 1, -1, -1)" in l)
+        depth = len(lines[start]) - len(lines[start].lstrip())
+        loop = [l for l in itertools.takewhile(lambda l: len(l) - len(l.lstrip()) > depth, lines[start + 1:])]
+        for s in sums:  # read and written by its gemm_acc alone in the loop: no copy, no swap
+            assert len([l for l in loop if re.search(rf"\b{s}\b", l)]) == 1, (s, loop)
+    else:
+        assert "matmul_acc" not in body_ops and after == 2
+
+
+def test_matmul_acc_in_a_loop_body_is_in_place_only_where_nothing_else_reads_the_sum():
+    """The lowering writes matmul_acc into its carry's buffer only where the old sum is read by
+    it alone: not where the sum is also the product's operand, is read by another node, or is
+    returned; each against the interpreter (device="numpy")."""
+    from graphc.trace import bind
+    a, b = RNG.standard_normal((4, 3)), RNG.standard_normal((4, 3))
+    w = RNG.standard_normal((3, 3)) * 0.5
+
+    def own_operand(c0):  # c + c @ w: the old sum is the product's left operand
+        return gc.fori_loop(0, 3, lambda i, c: bind("matmul_acc", c, c, w), c0)
+
+    def read_elsewhere(c0):  # the old sum also feeds the second carry
+        return gc.fori_loop(0, 3, lambda i, s: (bind("matmul_acc", s[0], a, b, transpose_a=True),
+                                                s[1] + np.sum(s[0])), (c0, 0.0))
+
+    def returned(c0, xs):  # the old sum is also a per-step output
+        return gc.scan(lambda c, x: (bind("matmul_acc", c, x, b, transpose_a=True), c), c0, xs)
+
+    def in_place(c0, xs):
+        return gc.scan(lambda c, x: (bind("matmul_acc", c, x, b, transpose_a=True), np.sum(x)), c0, xs)
+
+    c0, xs = RNG.standard_normal((3, 3)), RNG.standard_normal((5, 4, 3))
+    for fn, args, acc_in_place in ((own_operand, (c0,), False), (read_elsewhere, (c0,), False),
+                                   (returned, (c0, xs), False), (in_place, (c0, xs), True)):
+        compiled = gc.trace(fn)
+        got, want = compiled(*args), gc.trace(fn, device="numpy")(*args)
+        for g, e in zip(gc.pytree.flatten(got)[0], gc.pytree.flatten(want)[0]):
+            np.testing.assert_allclose(g, e, rtol=1e-12, atol=1e-12, err_msg=fn.__name__)
+        into = [re.match(r"\s*gemm_acc\(\w+, \w+, (\w+),", l) for l in _entry_lines(compiled.source)]
+        targets = [m.group(1) for m in into if m]
+        assert len(targets) == 1 and targets[0].startswith("c_") == acc_in_place, (fn.__name__, targets)
+
+
+def test_second_order_gradient_through_the_summed_weight_gradient():
+    """Gradients of the gradient of a scan whose weight gradient is summed per step
+    (matmul_acc's own vjp), against finite differences in float64."""
+    from graphc.testing import check_grads
+    wh, wx = RNG.standard_normal((3, 3)) * 0.5, RNG.standard_normal((5, 3)) * 0.3
+    args = (wh, wx, RNG.standard_normal((8, 3)) * 0.5, RNG.standard_normal((4, 8, 5)) * 0.5)
+    check_grads(lambda wh, wx, h0, xs: gc.grad(_rnn_loss, argnums=(0, 1))(wh, wx, h0, xs), args, order=1)
+    check_grads(_rnn_loss, args, order=2)

@@ -168,6 +168,11 @@ case("matmul-1d-1d", {"matmul"}, lambda a, b: np.sin(np.dot(a, b)), (N(_rng, (4,
 case("matmul-batched-broadcast", {"matmul"}, lambda a, b: np.sin(np.matmul(a, b)),
      (N(_rng, (2, 1, 3, 4)), N(_rng, (3, 4, 2))))
 case("matmul-outer", {"matmul"}, lambda a, b: np.sin(np.outer(a, b)), (N(_rng, (3,)), N(_rng, (2,))))
+# c + op(a) @ op(b): made by autodiff for a weight's gradient summed over a scan's steps
+case("matmul_acc", {"matmul_acc"}, lambda c, a, b: np.sin(bind("matmul_acc", c, a, b, transpose_a=True)),
+     (N(_rng, (3, 2)), N(_rng, (4, 3)), N(_rng, (4, 2))))
+case("matmul_acc-transpose-b", {"matmul_acc"}, lambda c, a, b: np.sin(bind("matmul_acc", c, a, b, transpose_b=True)),
+     (N(_rng, (3, 2)), N(_rng, (3, 4)), N(_rng, (2, 4))))
 
 # shape ops
 case("reshape", {"reshape"}, lambda x: np.sin(x.reshape(3, -1)) * np.arange(4.0), (N(_rng, (2, 6)),))

@@ -550,6 +550,21 @@ cases.append(Case("@ i32xf32", lambda a, b: a @ b, (A((2, 3), "int32"), A((3, 2)
 cases.append(Case("@ bool", lambda a, b: a @ b, (A((2, 3), "bool"), A((3, 2), "bool")), jit=False))
 cases.append(Case("@ of views", lambda a, b: a.T @ b[::2], (A((3, 2)), A((6, 4))), tol=MM_TOL))
 
+
+def _matmul_acc(ta, tb):  # c + op(a) @ op(b): made by autodiff for a loop's summed weight gradient
+    flags = {k: True for k, on in (("transpose_a", ta), ("transpose_b", tb)) if on}
+    return lambda c, a, b: bind("matmul_acc", c, a, b, **flags)
+
+
+for dtype in ("float32", "float64"):
+    for ta, tb in ((False, False), (True, False), (False, True), (True, True)):
+        sa, sb = ((4, 3) if ta else (3, 4)), ((5, 4) if tb else (4, 5))
+        args = (A((3, 5), dtype), A(sa, dtype), A(sb, dtype))
+        cases.append(Case(f"matmul_acc:{dtype}:{ta:d}{tb:d}", _matmul_acc(ta, tb), args, ops=("matmul_acc",),
+                          ref=lambda c, a, b, ta=ta, tb=tb: c + (a.T if ta else a) @ (b.T if tb else b), tol=MM_TOL))
+cases.append(Case("matmul_acc:empty", _matmul_acc(True, False), (A((2, 3)), A((0, 2)), A((0, 3))),
+                  ops=("matmul_acc",), ref=lambda c, a, b: c + a.T @ b, tol=MM_TOL))
+
 # -- np.linalg decompositions (more cases, errors and gradients: tests/test_linalg_numpy.py) ----
 def _gram(a):  # a well-conditioned symmetric positive definite matrix from any values in [-3, 3]
     return a @ np.swapaxes(a, -1, -2) + 3 * np.eye(a.shape[-1], dtype=a.dtype)

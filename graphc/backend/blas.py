@@ -1,11 +1,13 @@
 """Matrix products in generated code: one direct BLAS ``sgemm``/``dgemm`` call.
 
-    gemm(a, b, out, transpose_a, transpose_b)    # out[...] = op(a) @ op(b)
+    gemm(a, b, out, transpose_a, transpose_b)      # out[...] = op(a) @ op(b)
+    gemm_acc(a, b, out, transpose_a, transpose_b)  # out[...] += op(a) @ op(b)
 
 ``a``, ``b`` and ``out`` are 2-D C-contiguous arrays of one float dtype
-(float32 or float64), ``op`` transposes where its flag is true; ``out`` is
-overwritten (never read, so it may hold garbage, but must not overlap ``a`` or
-``b``). Shapes are checked at run time (ValueError), and so are BLAS's 32-bit
+(float32 or float64), ``op`` transposes where its flag is true; ``out`` must not overlap ``a`` or
+``b``. ``gemm`` overwrites it (never reads it, so it may hold garbage);
+``gemm_acc`` adds the product to it (BLAS's beta = 1: the product's sum for each
+element is made first and added to ``out``'s element at the end). Shapes are checked at run time (ValueError), and so are BLAS's 32-bit
 dimension limits.
 
 Numba's ``np.dot(a, b, out)`` does the same through the same BLAS, but each
@@ -161,6 +163,17 @@ def _matrix(t) -> bool:
 @intrinsic
 def gemm(typingctx, a, b, out, transpose_a, transpose_b):
     """``out[...] = op(a) @ op(b)`` through BLAS; see the module docstring."""
+    return _gemm(a, b, out, transpose_a, transpose_b, beta=0.0)
+
+
+@intrinsic
+def gemm_acc(typingctx, a, b, out, transpose_a, transpose_b):
+    """``out[...] += op(a) @ op(b)`` through BLAS (beta = 1); see the module docstring."""
+    return _gemm(a, b, out, transpose_a, transpose_b, beta=1.0)
+
+
+def _gemm(a, b, out, transpose_a, transpose_b, beta: float):
+    """The typing and code of ``out = op(a) @ op(b) + beta * out``."""
     prepare()
     if not all(_matrix(t) for t in (a, b, out)) or not out.mutable:
         return None
@@ -220,7 +233,7 @@ def gemm(typingctx, a, b, out, transpose_a, transpose_b):
             slot(ir.Constant(fty, 1.0)),
             builder.bitcast(B.data, fp), slot(ld(bc)),
             builder.bitcast(A.data, fp), slot(ld(ac)),
-            slot(ir.Constant(fty, 0.0)),
+            slot(ir.Constant(fty, beta)),
             builder.bitcast(C.data, fp), slot(ld(n)),
         ])
         return context.get_dummy_value()

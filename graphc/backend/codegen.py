@@ -25,7 +25,7 @@ from graphc.ops.scalar import CTOR, literal  # noqa: F401  (CTOR: re-exported fo
 
 # names generated code may use for something else: builtins, modules, the entry's parameters
 RESERVED_NAMES = frozenset(dir(builtins)) | frozenset(keyword.kwlist) | {
-    "np", "njit", "prange", "entry", "ws", "empty_c", "zeros_c", "reshape_c", "view_c", "gemm",
+    "np", "njit", "prange", "entry", "ws", "empty_c", "zeros_c", "reshape_c", "view_c", "gemm", "gemm_acc",
     "offsets_c"}  # (cpu.HELPERS)
 # a symbolic dimension's run-time value is named SYMBOL_PREFIX + its name (``dim_B``), a form no
 # input or generated name takes
@@ -115,6 +115,9 @@ class Emitter:
         # per loop of graphc.backend.control being written (innermost last): [line index, depth] of
         # its preamble, where the buffers of its body's values are allocated once, not per step
         self.hoist: list[list[int]] = []
+        # a value written into the buffer of another, dead by then (a loop's sum updated in
+        # place: graphc/backend/control.py): alloc names that buffer
+        self.reuse: dict[Value, Value] = {}
 
     # -- names and lines -----------------------------------------------------------
     def name(self, v: Value) -> str:
@@ -186,6 +189,9 @@ class Emitter:
         returned on an earlier call and the user has since dropped), or, for values the plan
         does not name, a fresh array.
         """
+        if v in self.reuse:
+            self.names[v] = self.name(self.reuse[v])
+            return self.names[v]
         name = self.define(v)
         if not v.type.shape:
             return name

@@ -66,6 +66,8 @@ def _next_carries(em, region, carries: list[str], outs):
     swaps, copies = [], []
     for c, v in zip(carries, outs):
         name = em.name(v)
+        if name == c:  # (updated in place: _updated_in_place)
+            continue
         if not v.type.shape:
             targets.append(c)
             values.append(f"{CTOR[v.type.dtype]}({name})")
@@ -84,6 +86,26 @@ def _next_carries(em, region, carries: list[str], outs):
     values += [name for _, name, _ in swaps] + [c for c, _, _ in swaps]
     if targets:
         em.line(f"{', '.join(targets)} = {', '.join(values)}")
+
+
+def _updated_in_place(body, first: int, n_carries: int) -> dict:
+    """The body's new carries that a ``matmul_acc`` computes into the old carry's buffer (a
+    weight's gradient summed over a scan's steps: ``sum += x_t^T @ g_t``): new value -> old.
+    Only where the old carry is read by that node alone, as the sum and nowhere else (not as
+    an operand of the product, not through a view, not returned), so nothing reads it after
+    the update; and the new value is that carry's only and is read by nothing in the body."""
+    readers = {}
+    for n in body.nodes:
+        for v in n.inputs:
+            readers.setdefault(v, []).append(n)
+    found = {}
+    for old, new in zip(body.inputs[first:first + n_carries], body.outputs[:n_carries]):
+        n = new.producer
+        if (n is not None and n.op == "matmul_acc" and n.inputs[0] is old and readers.get(old) == [n]
+                and n.inputs.count(old) == 1 and old not in body.outputs and new not in readers
+                and body.outputs.count(new) == 1):
+            found[new] = old
+    return found
 
 
 def _outputs(em, values, carries):
@@ -121,6 +143,7 @@ def _emit_scan(em, node, emit_region):
             em.line(f"{em.names[v]} = {x}[{step}]")
         for v, u in zip(body.inputs[first + loop.carries + loop.xs:], consts):
             em.names[v] = em.name(u)
+        em.reuse.update(_updated_in_place(body, first, loop.carries))
         emit_region(em, body)
         for y, v in zip(ys, body.outputs[loop.carries:]):
             if v.type.shape:

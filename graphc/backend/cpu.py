@@ -38,7 +38,7 @@ NJIT_OPTIONS = "error_model='numpy', nogil=True"
 HELPERS = {"empty_c": "graphc.backend.intrinsics", "zeros_c": "graphc.backend.intrinsics",
            "reshape_c": "graphc.backend.intrinsics", "view_c": "graphc.backend.intrinsics",
            "offsets_c": "graphc.backend.intrinsics",
-           "gemm": "graphc.backend.blas"}
+           "gemm": "graphc.backend.blas", "gemm_acc": "graphc.backend.blas"}
 
 
 def _interleave_setting() -> int:

@@ -39,7 +39,7 @@ from graphc.ops.fused import FUSED, fused_node
 
 # ops whose NumPy reference CuPy runs on the device (NEP 18); a view it returns is copied before
 # the user sees it (CUDAGraph._outputs)
-DEVICE_CALLS = {"matmul", "reshape", "transpose", "broadcast_to", "concatenate", "slice", "index"}
+DEVICE_CALLS = {"matmul", "matmul_acc", "reshape", "transpose", "broadcast_to", "concatenate", "slice", "index"}
 # indexed reads and atomic adds (cuda_kernels.index_kernel), and the dtypes CUDA adds atomically
 INDEX_KERNELS = {"gather", "scatter_add"}
 ATOMIC_DTYPES = {"float32", "float64", "int32", "int64"}

@@ -273,8 +273,9 @@ def _loop_vjp(gs, *operands, node, vjp_region, needed):
     gone = {k_sum[j] for j in batched}
     back.inputs = [v for v in back.inputs if v not in gone]
     back.input_names, back.input_roles = [None] * len(back.inputs), ["arg"] * len(back.inputs)
-    new_k = [back.add_node("add", [k_sum[j], k_cts[j]], {}, [k_sum[j].type], node.loc).output for j in kept]
     per_step = list(dict.fromkeys(v for a, b in batched.values() for v in (a, b) if v not in stacked))
+    others = outs[:n_c + n_x] + per_step + [k_cts[j] for j in batched]
+    new_k = [_accumulate(back, k_sum[j], k_cts[j], others + k_cts[:j] + k_cts[j + 1:], node.loc) for j in kept]
     back.outputs = outs[:n_c] + new_k + outs[n_c:n_c + n_x] + per_step
     init_c = [gs[k] if gs[k] is not None else _zeros(carry_in[k].type) for k in diff_carry]
     init_k = [_zeros(body.inputs[const_at + diff_const[j]].type) for j in kept]
@@ -298,14 +299,35 @@ def _loop_vjp(gs, *operands, node, vjp_region, needed):
     return cts
 
 
+# a weight's gradient over a loop's steps is one long product after the loop where the per-step
+# products have fewer rows than this (a small batch): see _batched_products
+BATCHED_ROWS = 8
+
+
+def _accumulate(back, total, term, others, loc):
+    """``total + term`` in ``back``: a const's cotangent summed over the steps. Where ``term`` is
+    a 2-D float product read by nothing else (a weight's gradient in a layer, ``x^T @ g``), one
+    ``matmul_acc`` adds the product into the sum (BLAS's beta = 1), which the loop lowering
+    updates in place (graphc/backend/control.py): no product written and read back per step."""
+    n = term.producer
+    if (n is not None and n.op == "matmul" and term.type == total.type and term.type.ndim == 2
+            and term.type.dtype in ("float32", "float64") and term not in others
+            and not any(term in m.inputs for m in back.nodes)):
+        flags = {k: True for k in ("transpose_a", "transpose_b") if n.attrs.get(k)}
+        return back.add_node("matmul_acc", [total, *n.inputs], flags, [total.type], loc).output
+    return back.add_node("add", [total, term], {}, [total.type], loc).output
+
+
 def _batched_products(back, k_cts, invariant, length) -> dict:
     """The consts' per-step cotangents that are ``a_t^T @ b_t`` (a weight's gradient in a layer:
-    ``x^T @ g``): position -> (a, b). Their sum over the steps is one matrix product of the
-    stacked ``a`` and ``b`` after the loop (a long product BLAS runs near its peak) instead of
-    a small product and an addition per step. Only where both vary per step (not ``invariant``)
-    and the product is read by nothing else. (A vector's gradient, ``x^T @ g`` reshaped, stays
-    per step: the long product with one column packs the whole stacked ``x``, slower than the
-    small products in cache: RNN T=400 31 -> 37 us per step.)"""
+    ``x^T @ g``) over fewer than ``BATCHED_ROWS`` rows (a batch of 1-4): position -> (a, b).
+    Their sum over the steps is one matrix product of the stacked ``a`` and ``b`` after the
+    loop (a long product BLAS runs near its peak) instead of a thin product per step. Only
+    where both vary per step (not ``invariant``) and the product is read by nothing else.
+    From 8 rows on the per-step products added into the sum (``_accumulate``) are faster: the
+    long product's stacked operands are written and read back through memory (RNN, hidden 128,
+    T=100, us per step, per step / long: batch 1 4.7 / 2.1, 4: 5.3 / 4.6, 8: 8.4 / 9.3,
+    32: 28 / 33, T=400 32 / 37). (A vector's gradient, ``x^T @ g`` reshaped, stays per step.)"""
     # (with a symbolic length or batch, length x rows is no one dim: per-step products then, in
     # every trace compared for every size, so that they all agree)
     if isinstance(length, str) or length == 0 or traced_for_every_size():
@@ -319,7 +341,7 @@ def _batched_products(back, k_cts, invariant, length) -> dict:
             continue
         a, b = n.inputs
         if a.type.ndim == 2 and b.type.ndim == 2 and a not in invariant and b not in invariant \
-                and not (a.type.symbolic or b.type.symbolic):
+                and not (a.type.symbolic or b.type.symbolic) and a.type.shape[0] < BATCHED_ROWS:
             found[j] = (a, b)
     return found
 

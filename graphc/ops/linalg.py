@@ -113,6 +113,39 @@ register("matmul", "matmul", _infer_matmul, _matmul_ref, vjp=(_matmul_vjp_a, _ma
          raises=lambda node: any(isinstance(d, str) or d > 2**31 - 1 for v in node.inputs for d in v.type.shape))
 
 
+# c + op(a) @ op(b) for 2-D floats: one BLAS call adding into c's buffer (beta = 1), with no
+# product written and read back. Autodiff makes it for a weight's gradient summed over a loop's
+# steps (graphc/ops/control.py), where the loop lowering updates the sum in place; user code's
+# `c + a @ b` stays an add of a matmul (BLAS adds c after the product's sum, or after each
+# block of a long contraction, so the rounding may differ from NumPy's).
+def _infer_matmul_acc(types, transpose_a=False, transpose_b=False):
+    c, a, b = types
+    product = _infer_matmul((a, b), transpose_a, transpose_b)
+    if product.ndim != 2 or product.dtype not in ("float32", "float64") or c != product:
+        raise ShapeError(f"matmul_acc adds a 2-D float product to an array of its type: got {c} "
+                         f"and a product of {a} and {b} ({product})")
+    return c
+
+
+def _emit_matmul_acc(em, node):
+    (c, a, b), out = node.inputs, node.outputs[0]
+    ta, tb = node.attrs.get("transpose_a", False), node.attrs.get("transpose_b", False)
+    po = em.alloc(out)  # (c's own buffer where the loop lowering updates the sum in place)
+    if po != em.name(c):
+        em.copy(po, em.name(c), out.type.shape)
+    em.imports.add("gemm_acc")
+    em.line(f"gemm_acc({em.name(a)}, {em.name(b)}, {po}, {ta}, {tb})")
+
+
+register("matmul_acc", "matmul", _infer_matmul_acc,
+         lambda c, a, b, **flags: c + _matmul_ref(a, b, **flags),
+         vjp=(lambda g, c, a, b, out, **flags: g,
+              lambda g, c, a, b, out, **flags: _matmul_vjp_a(g, a, b, out, **flags),
+              lambda g, c, a, b, out, **flags: _matmul_vjp_b(g, a, b, out, **flags)),
+         emit=_emit_matmul_acc,
+         raises=lambda node: any(isinstance(d, str) or d > 2**31 - 1 for v in node.inputs for d in v.type.shape))
+
+
 @implements(np.matmul, np.linalg.matmul, ufunc="matmul")
 def matmul(x1, x2):
     """``x1 @ x2`` with NumPy's rules for 1-D operands and broadcast batch dimensions."""
