@@ -55,7 +55,7 @@ from graphc.trace import DYNAMIC, _check_fits, trace_into_graph
 _log = logging.getLogger("graphc.export")
 FORMAT = "graphc-export"
 FORMAT_VERSION = (1, 0)  # major.minor: a newer major is refused, any minor of our major loads
-OPSET = 1  # version of the op set (names, attributes, semantics) the graphs are written in
+OPSET = 2  # version of the op set (names, attributes, semantics) the graphs are written in (2: matmul_acc)
 JSON_MEMBER = "graphc.json"
 WEIGHTS_MEMBER = "weights.safetensors"
 MEMBERS = (JSON_MEMBER, WEIGHTS_MEMBER)

@@ -308,3 +308,47 @@ def test_second_order_gradient_through_the_summed_weight_gradient():
     args = (wh, wx, RNG.standard_normal((8, 3)) * 0.5, RNG.standard_normal((4, 8, 5)) * 0.5)
     check_grads(lambda wh, wx, h0, xs: gc.grad(_rnn_loss, argnums=(0, 1))(wh, wx, h0, xs), args, order=1)
     check_grads(_rnn_loss, args, order=2)
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_a_carry_saved_as_its_step_began_and_ended_is_written_once_per_step(reverse):
+    """A gradient's forward loop saves the carry each step began with and the new carry h (the
+    backward step reads both): the memory plan puts the two stacks in one block a step apart
+    (graphc/backend/control.py: shifted_stacks), and the loop writes h once per step. Forward
+    and reverse scans, against the unrolled program; a step of 48 bytes (not a multiple of the
+    plan's 64-byte alignment) keeps two stacks."""
+    from graphc.backend import plan as memory_plan
+
+    def loss(wh, wx, h0, xs):
+        def cell(h, x):
+            h = np.tanh(x @ wx + h @ wh)
+            return h, h
+        return np.sum(gc.scan(cell, h0, xs, reverse=reverse)[1] ** 2)
+
+    def unrolled(wh, wx, h0, xs):
+        h, total = h0, 0.0
+        for x in (xs[::-1] if reverse else xs):
+            h = np.tanh(x @ wx + h @ wh)
+            total = total + np.sum(h ** 2)
+        return total
+
+    wh, wx = RNG.standard_normal((3, 3)) * 0.5, RNG.standard_normal((5, 3)) * 0.3
+    for batch, shared in ((8, True), (2, False)):  # (a step of 8 x 3 float64: 192 bytes; 2 x 3: 48)
+        args = (wh, wx, RNG.standard_normal((batch, 3)), RNG.standard_normal((6, batch, 5)))
+        grad = gc.trace(gc.grad(loss, argnums=(0, 1, 2)))
+        got = grad(*args)
+        want = gc.trace(gc.grad(unrolled, argnums=(0, 1, 2)))(*args)
+        for g, e in zip(got, want):
+            np.testing.assert_allclose(g, e, rtol=1e-10, atol=1e-12)
+        graph = grad.lower(*args).graph
+        placed = memory_plan.plan(graph)
+        memory_plan.verify_plan(graph, placed)
+        assert bool(placed.shifted) == shared
+        lines = _entry_lines(grad.source)
+        start = next(k for k, l in enumerate(lines) if l.strip().startswith("for t_"))
+        depth = len(lines[start]) - len(lines[start].lstrip())
+        loop = list(itertools.takewhile(lambda l: len(l) - len(l.lstrip()) > depth, lines[start + 1:]))
+        # rows written per step: h (the ys, also the next step's start), 1 - h * h (the backward
+        # step reads no h here), and the step's start where the stacks are apart
+        stacked = [l for l in loop if re.search(r"\w+\[t_\d+, \w+, \w+\] = ", l)]
+        assert len(stacked) == (2 if shared else 3), stacked

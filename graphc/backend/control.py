@@ -88,6 +88,43 @@ def _next_carries(em, region, carries: list[str], outs):
         em.line(f"{', '.join(targets)} = {', '.join(values)}")
 
 
+def shifted_stacks(node) -> list:
+    """A scan's pairs of stacked outputs that hold one carry twice, a step apart: output ``i``
+    the carry each step began with, output ``j`` the carry each step left (a gradient's forward
+    loop saves both: the step's start for the weight's gradient, the new ``h`` for tanh's).
+    The memory plan (graphc/backend/plan.py) may place the two in one workspace block of
+    length + 1 steps, ``j`` one step after ``i`` (before it in a reverse scan), and the loop
+    then writes only ``j`` each step, plus the first step's start: half the memory traffic.
+    Triples (carry k, i, j), ``i`` and ``j`` indices of ``node.outputs``."""
+    if node.op != SCAN:
+        return []
+    loop = Loop.of(node)
+    body = node.regions[0]
+    first = 1 if loop.indexed else 0
+    ys = body.outputs[loop.carries:]
+    found, used = [], set()
+    for k in range(loop.carries):
+        old, new = body.inputs[first + k], body.outputs[k]
+        if old is new or not old.type.shape:
+            continue
+        i = next((a for a, v in enumerate(ys) if v is old and a not in used), None)
+        j = next((b for b, v in enumerate(ys) if v is new and b not in used), None)
+        if i is not None and j is not None:
+            used |= {i, j}
+            found.append((k, loop.carries + i, loop.carries + j))
+    return found
+
+
+def placed_shifted(plan, node, i: int, j: int) -> bool:
+    """Whether ``plan`` placed outputs ``i`` and ``j`` of scan ``node`` a step apart in one block
+    (``shifted_stacks``)."""
+    if plan is None or node.outputs[i] not in plan.workspace or node.outputs[j] not in plan.workspace:
+        return False
+    step = plan.workspace[node.outputs[i]][1] // max(1, Loop.of(node).length)
+    gap = plan.workspace[node.outputs[j]][0] - plan.workspace[node.outputs[i]][0]
+    return gap == (-step if Loop.of(node).reverse else step) and step > 0
+
+
 def _updated_in_place(body, first: int, n_carries: int) -> dict:
     """The body's new carries that a ``matmul_acc`` computes into the old carry's buffer (a
     weight's gradient summed over a scan's steps: ``sum += x_t^T @ g_t``): new value -> old.
@@ -129,6 +166,10 @@ def _emit_scan(em, node, emit_region):
     consts = ops[loop.carries + loop.xs:]
     ys = [em.alloc(v) for v in node.outputs[loop.carries:]]
     first = 1 if loop.indexed else 0
+    shifted = {i - loop.carries: k for k, i, j in shifted_stacks(node) if placed_shifted(em.plan, node, i, j)}
+    for y, k in shifted.items():  # (the first step's start: later ones are the steps' ends)
+        em.copy(ys[y], carries[k], node.outputs[loop.carries + y].type.shape[1:],
+                lead=str(loop.length - 1 if loop.reverse else 0))
     step = em.tmp("t")
     span = f"range({loop.length} - 1, -1, -1)" if loop.reverse else f"range({loop.length})"
     em.hoist.append([len(em.lines), em.depth])
@@ -145,7 +186,9 @@ def _emit_scan(em, node, emit_region):
             em.names[v] = em.name(u)
         em.reuse.update(_updated_in_place(body, first, loop.carries))
         emit_region(em, body)
-        for y, v in zip(ys, body.outputs[loop.carries:]):
+        for at, (y, v) in enumerate(zip(ys, body.outputs[loop.carries:])):
+            if at in shifted:
+                continue
             if v.type.shape:
                 em.copy(y, em.name(v), v.type.shape, lead=step)
             else:

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from graphc.backend.base import buffer_roots
+from graphc.backend.control import shifted_stacks
 from graphc.ir import Graph, TensorType, Value
 from graphc.ops import registry
 from graphc.backend.schedule import layout  # (the loop plan is CPU strategy)
@@ -55,6 +56,7 @@ class MemoryPlan:
     out_types: list = field(default_factory=list)  # TensorType of each out-buffer argument
     workspace_bytes: int = 0
     inplace: dict = field(default_factory=dict)  # output Value -> the graph input whose buffer it reuses
+    shifted: set = field(default_factory=set)  # pairs of a scan's stacked outputs a step apart (below)
 
     def describe(self, names: dict) -> str:
         """Readable summary for GRAPHC_DUMP: one line per planned value."""
@@ -133,8 +135,37 @@ def plan(graph: Graph) -> MemoryPlan:
     free: list[list[int]] = []  # blocks [offset, size] not in use
     blocks: dict[Value, list[int]] = {}
     end = 0  # bytes of workspace so far
+
+    def take(need: int) -> list[int]:
+        nonlocal end
+        fits = [b for b in free if b[1] >= need]
+        if fits:
+            block = min(fits, key=lambda b: b[1])
+            free.remove(block)
+            return block
+        end += need
+        return [end - need, need]
+
     for i, node in enumerate(graph.nodes):
+        for k, a, b in shifted_stacks(node):
+            # one carry stacked as each step began (a) and as it ended (b): one block of length
+            # + 1 steps, b a step after a (before it in a reverse scan); see backend/control.py
+            va, vb = node.outputs[a], node.outputs[b]
+            if va.type.symbolic or va.type.shape[0] == 0 or va in returned or vb in returned \
+                    or root[va] is not va or root[vb] is not vb:
+                continue
+            step = nbytes(va.type) // va.type.shape[0]
+            if step % ALIGN:  # (each stack's start stays aligned)
+                continue
+            block = take(-(-(nbytes(va.type) + step) // ALIGN) * ALIGN)
+            first, second = (va, vb) if not node.attrs.get("reverse") else (vb, va)
+            blocks[first] = blocks[second] = block
+            result.workspace[first] = (block[0], nbytes(va.type))
+            result.workspace[second] = (block[0] + step, nbytes(va.type))
+            result.shifted.add((first, second))
         for v in node.outputs:
+            if v in blocks:
+                continue
             # only a buffer of its own is placed (not a view, a constant or a scalar local)
             # (a value of symbolic shape, in a graph compiled for every batch size, is fresh on
             # every call: its size is known only then)
@@ -146,20 +177,15 @@ def plan(graph: Graph) -> MemoryPlan:
                     result.outputs[v] = len(result.out_types)
                     result.out_types.append(v.type)
                 continue
-            need = -(-nbytes(v.type) // ALIGN) * ALIGN
-            fits = [b for b in free if b[1] >= need]
-            if fits:
-                block = min(fits, key=lambda b: b[1])
-                free.remove(block)
-            else:
-                block = [end, need]
-                end += need
+            block = take(-(-nbytes(v.type) // ALIGN) * ALIGN)
             blocks[v] = block
             result.workspace[v] = (block[0], nbytes(v.type))
         # release after this node's own outputs are placed: an output never shares an input's bytes
         for v in node.outputs + node.inputs:
             if root[v] in blocks and last_use.get(root[v], i) <= i:
-                free.append(blocks.pop(root[v]))
+                block = blocks.pop(root[v])
+                if not any(b is block for b in blocks.values()):  # (a shifted pair: both dead)
+                    free.append(block)
     result.workspace_bytes = end
     return result
 
@@ -190,6 +216,7 @@ def verify_plan(graph: Graph, plan: MemoryPlan):
         for v, (ov, sv) in placed[k + 1:]:
             if ov >= ou + su:
                 break  # sorted by offset: no later block overlaps u
-            if born[u] <= dies[v] and born[v] <= dies[u]:
+            if born[u] <= dies[v] and born[v] <= dies[u] and (u, v) not in plan.shifted \
+                    and (v, u) not in plan.shifted:
                 raise ValueError(f"memory plan: {names[u]} and {names[v]} are alive together "
                                  f"but share workspace bytes")
