@@ -235,36 +235,37 @@ def _rnn_unrolled(wh, wx, h0, xs):
     return total
 
 
-@pytest.mark.parametrize("batch", [1, 4, 8, 16])
-def test_weight_gradients_of_a_wide_batch_are_added_into_their_sum_in_place(batch):
-    """From 8 rows a step on (graphc.ops.control.BATCHED_ROWS), a weight's gradient over a scan
-    is a product per step added into the running sum by BLAS (matmul_acc, beta = 1) in the sum's
-    own buffer: no product written and read back, no buffer swapped; below it, one long
+@pytest.mark.parametrize("batch, hidden", [(1, 3), (4, 3), (8, 3), (16, 3), (8, 96), (16, 96)])
+def test_weight_gradients_of_a_wide_batch_are_added_into_their_sum_in_place(batch, hidden):
+    """A weight's gradient over a scan is a product per step added into the running sum by BLAS
+    (matmul_acc, beta = 1) in the sum's own buffer (no product written and read back, no buffer
+    swapped) where the step's product has at least 8 rows and one row per 8 KB of the sum
+    (graphc.ops.control._pays_per_step: a 96 x 96 float64 weight, 72 KB, needs 9); else one long
     product after the loop. Both equal the unrolled program's gradient."""
-    wh, wx = RNG.standard_normal((3, 3)) * 0.5, RNG.standard_normal((5, 3)) * 0.3
-    args = (wh, wx, RNG.standard_normal((batch, 3)), RNG.standard_normal((7, batch, 5)))
+    from graphc.ops.control import _pays_per_step
+    wh, wx = RNG.standard_normal((hidden, hidden)) * 0.5 / np.sqrt(hidden), RNG.standard_normal((5, hidden)) * 0.3
+    args = (wh, wx, RNG.standard_normal((batch, hidden)), RNG.standard_normal((7, batch, 5)))
     grad = gc.trace(gc.grad(_rnn_loss, argnums=(0, 1)))
     got = grad(*args)
     want = gc.trace(gc.grad(_rnn_unrolled, argnums=(0, 1)))(*args)
     for g, e in zip(got, want):
         np.testing.assert_allclose(g, e, rtol=1e-10, atol=1e-12)
+    per_step = [_pays_per_step(batch, gc.ir.TensorType(w.shape, "float64")) for w in (wh, wx)]
+    assert per_step == [batch >= 8 and hidden < 96 or batch >= 16, batch >= 8]  # (the rule, spelled out)
     graph = grad.lower(*args).graph
     back = [n for n in graph.nodes if n.op == "scan" and n.attrs["reverse"]][0]
     body_ops = [n.op for n in back.regions[0].nodes]
-    after = sum(n.op == "matmul" for n in graph.nodes)
+    assert body_ops.count("matmul_acc") == sum(per_step)
+    assert sum(n.op == "matmul" for n in graph.nodes) == 2 - sum(per_step)  # the long products after the loop
     lines = _entry_lines(grad.source)
-    if batch >= 8:
-        assert body_ops.count("matmul_acc") == 2 and after == 0
-        summed = [re.match(r"\s*gemm_acc\(\w+, \w+, (\w+), True, False\)", l) for l in lines]
-        sums = [m.group(1) for m in summed if m]
-        assert len(sums) == 2 and all(s.startswith("c_") for s in sums), sums  # the carries themselves
-        start = next(k for k, l in enumerate(lines) if "range(7 - 1, -1, -1)" in l)
-        depth = len(lines[start]) - len(lines[start].lstrip())
-        loop = [l for l in itertools.takewhile(lambda l: len(l) - len(l.lstrip()) > depth, lines[start + 1:])]
-        for s in sums:  # read and written by its gemm_acc alone in the loop: no copy, no swap
-            assert len([l for l in loop if re.search(rf"\b{s}\b", l)]) == 1, (s, loop)
-    else:
-        assert "matmul_acc" not in body_ops and after == 2
+    summed = [re.match(r"\s*gemm_acc\(\w+, \w+, (\w+), True, False\)", l) for l in lines]
+    sums = [m.group(1) for m in summed if m]
+    assert len(sums) == sum(per_step) and all(s.startswith("c_") for s in sums), sums  # the carries themselves
+    start = next(k for k, l in enumerate(lines) if "range(7 - 1, -1, -1)" in l)
+    depth = len(lines[start]) - len(lines[start].lstrip())
+    loop = [l for l in itertools.takewhile(lambda l: len(l) - len(l.lstrip()) > depth, lines[start + 1:])]
+    for s in sums:  # read and written by its gemm_acc alone in the loop: no copy, no swap
+        assert len([l for l in loop if re.search(rf"\b{s}\b", l)]) == 1, (s, loop)
 
 
 def test_matmul_acc_in_a_loop_body_is_in_place_only_where_nothing_else_reads_the_sum():

@@ -299,9 +299,21 @@ def _loop_vjp(gs, *operands, node, vjp_region, needed):
     return cts
 
 
-# a weight's gradient over a loop's steps is one long product after the loop where the per-step
-# products have fewer rows than this (a small batch): see _batched_products
+# a weight's gradient over a loop's steps is added into its sum per step (_accumulate) where
+# the per-step product has at least BATCHED_ROWS rows and one row per SUM_BYTES_PER_ROW bytes
+# of the sum, else it is one long product after the loop: see _batched_products
 BATCHED_ROWS = 8
+SUM_BYTES_PER_ROW = 8192
+
+
+def _pays_per_step(rows: int, total) -> bool:
+    """Whether a product of ``rows`` rows per step added into a sum of type ``total`` is
+    cheaper than one long product after the loop. Each step's BLAS call reads and writes the
+    whole sum, so it pays where the product does enough work per element of the sum (measured
+    in the RNN's gradient, µs per call, per step / long: hidden 128 (a 64 KB sum) batch 8
+    921-932 / 968-970; hidden 256 (256 KB) batch 8 1540 / 1409, batch 32 7055 / 7306-7367;
+    hidden 512 (1 MB) batch 16 21560 / 17896, batch 32 31408 / 30362)."""
+    return rows >= BATCHED_ROWS and rows * SUM_BYTES_PER_ROW >= total.size * np.dtype(total.dtype).itemsize
 
 
 def _accumulate(back, total, term, others, loc):
@@ -320,14 +332,15 @@ def _accumulate(back, total, term, others, loc):
 
 def _batched_products(back, k_cts, invariant, length) -> dict:
     """The consts' per-step cotangents that are ``a_t^T @ b_t`` (a weight's gradient in a layer:
-    ``x^T @ g``) over fewer than ``BATCHED_ROWS`` rows (a batch of 1-4): position -> (a, b).
-    Their sum over the steps is one matrix product of the stacked ``a`` and ``b`` after the
-    loop (a long product BLAS runs near its peak) instead of a thin product per step. Only
-    where both vary per step (not ``invariant``) and the product is read by nothing else.
-    From 8 rows on the per-step products added into the sum (``_accumulate``) are faster: the
-    long product's stacked operands are written and read back through memory (RNN, hidden 128,
-    T=100, us per step, per step / long: batch 1 4.7 / 2.1, 4: 5.3 / 4.6, 8: 8.4 / 9.3,
-    32: 28 / 33, T=400 32 / 37). (A vector's gradient, ``x^T @ g`` reshaped, stays per step.)"""
+    ``x^T @ g``) over too few rows to be added into their sum per step (``_pays_per_step``: a
+    small batch, or a large weight): position -> (a, b). Their sum over the steps is one
+    matrix product of the stacked ``a`` and ``b`` after the loop (a long product BLAS runs
+    near its peak) instead of a thin product per step. Only where both vary per step (not
+    ``invariant``) and the product is read by nothing else. Elsewhere the per-step products
+    added into the sum (``_accumulate``) are faster: the long product's stacked operands are
+    written and read back through memory (RNN, hidden 128, T=100, µs per step, per step /
+    long: batch 1 4.7 / 2.1, 4: 5.3 / 4.6, 8: 8.4 / 9.3, 32: 28 / 33, T=400 32 / 37). (A
+    vector's gradient, ``x^T @ g`` reshaped, stays per step.)"""
     # (with a symbolic length or batch, length x rows is no one dim: per-step products then, in
     # every trace compared for every size, so that they all agree)
     if isinstance(length, str) or length == 0 or traced_for_every_size():
@@ -341,7 +354,7 @@ def _batched_products(back, k_cts, invariant, length) -> dict:
             continue
         a, b = n.inputs
         if a.type.ndim == 2 and b.type.ndim == 2 and a not in invariant and b not in invariant \
-                and not (a.type.symbolic or b.type.symbolic) and a.type.shape[0] < BATCHED_ROWS:
+                and not (a.type.symbolic or b.type.symbolic) and not _pays_per_step(a.type.shape[0], v.type):
             found[j] = (a, b)
     return found
 
