@@ -349,7 +349,42 @@ def test_a_carry_saved_as_its_step_began_and_ended_is_written_once_per_step(reve
         start = next(k for k, l in enumerate(lines) if l.strip().startswith("for t_"))
         depth = len(lines[start]) - len(lines[start].lstrip())
         loop = list(itertools.takewhile(lambda l: len(l) - len(l.lstrip()) > depth, lines[start + 1:]))
-        # rows written per step: h (the ys, also the next step's start), 1 - h * h (the backward
-        # step reads no h here), and the step's start where the stacks are apart
-        stacked = [l for l in loop if re.search(r"\w+\[t_\d+, \w+, \w+\] = ", l)]
-        assert len(stacked) == (2 if shared else 3), stacked
+        # h (the ys, also the next step's start) and 1 - h * h (the backward step reads no h
+        # here) are computed straight into their step of the stack; the step's start is copied
+        # there where the stacks are apart
+        copied = [l for l in loop if re.search(r"\w+\[t_\d+, \w+, \w+\] = ", l)]
+        assert len(copied) == (0 if shared else 1), copied
+        direct = [l for l in loop if re.fullmatch(r"\s*v\d+ = v\d+\[t_\d+\]", l)]  # (not the xs read)
+        assert len(direct) == 2, loop
+
+
+def test_ys_computed_straight_into_their_stack_are_right_and_fresh():
+    """A ys value made in its step is computed straight into that step of the stacked output
+    (graphc/backend/control.py: _stacked_directly). The final carry, when it is that value, is
+    still a fresh array apart from the stack; a value stacked twice fills both stacks; reverse
+    and nested scans. Against the interpreter."""
+    w = RNG.standard_normal((3, 3)) * 0.5
+
+    def carry_and_ys(h0, xs):  # (h, hs): the final h and the stack of every h
+        return gc.scan(lambda h, x: (np.tanh(h @ w + x),) * 2, h0, xs)
+
+    def twice(h0, xs):
+        return gc.scan(lambda h, x: (np.tanh(h @ w + x), (np.tanh(h @ w + x), np.tanh(h @ w + x) * 1.0)),
+                       h0, xs, reverse=True)
+
+    def nested(h0, xs):  # a scan in a fori_loop's body: its stacks are the outer body's values
+        return gc.fori_loop(0, 3, lambda i, h: gc.scan(lambda c, x: (np.sin(c * x) + c, c * 2.0), h, xs)[1][-1], h0)
+
+    h0, xs = RNG.standard_normal((400, 3)), RNG.standard_normal((5, 400, 3))  # (1200 elements: swapped)
+    for fn in (carry_and_ys, twice, nested):
+        compiled = gc.trace(fn)
+        got, want = compiled(h0, xs), gc.trace(fn, device="numpy")(h0, xs)
+        for g, e in zip(gc.pytree.flatten(got)[0], gc.pytree.flatten(want)[0]):
+            np.testing.assert_allclose(g, e, rtol=1e-12, atol=1e-12, err_msg=fn.__name__)
+    h, hs = gc.trace(carry_and_ys)(h0, xs)
+    assert not np.shares_memory(h, hs)
+    np.testing.assert_array_equal(h, hs[-1])
+    hs[-1] = 0.0  # (the user's stack: the carry is not a view of it)
+    assert np.all(h != 0.0)
+    again = gc.trace(carry_and_ys)(h0 * 0.5, xs)  # a second call: new values, the old results kept
+    assert not np.shares_memory(again[0], h) and not np.shares_memory(again[1], hs)

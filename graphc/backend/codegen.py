@@ -118,6 +118,9 @@ class Emitter:
         # a value written into the buffer of another, dead by then (a loop's sum updated in
         # place: graphc/backend/control.py): alloc names that buffer
         self.reuse: dict[Value, Value] = {}
+        # a value computed straight into a view (a scan's ys, into its step of the stacked
+        # output: graphc/backend/control.py): alloc binds it to that expression, once
+        self.slots: dict[Value, str] = {}
 
     # -- names and lines -----------------------------------------------------------
     def name(self, v: Value) -> str:
@@ -192,6 +195,10 @@ class Emitter:
         if v in self.reuse:
             self.names[v] = self.name(self.reuse[v])
             return self.names[v]
+        if v in self.slots:
+            name = self.define(v)
+            self.line(f"{name} = {self.slots.pop(v)}")
+            return name
         name = self.define(v)
         if not v.type.shape:
             return name

@@ -145,11 +145,12 @@ def _updated_in_place(body, first: int, n_carries: int) -> dict:
     return found
 
 
-def _outputs(em, values, carries):
-    """The node's outputs ``values`` from the final carry variables."""
-    for v, c in zip(values, carries):
+def _outputs(em, values, carries, views=()):
+    """The node's outputs ``values`` from the final carry variables (those at positions in
+    ``views`` may be a step of a stacked output: copied)."""
+    for k, (v, c) in enumerate(zip(values, carries)):
         placed = em.plan is not None and (v in em.plan.workspace or v in em.plan.outputs or v in em.plan.inplace)
-        if v.type.shape and (placed or em.hoist):  # (in a loop, the carry's buffer is reused next time)
+        if v.type.shape and (placed or em.hoist or k in views):  # (in a loop, the carry's buffer is reused)
             em.copy(em.alloc(v), c, v.type.shape)
         elif v.type.shape:
             em.names[v] = c  # a buffer of its own, nothing else holds it: the output as it is
@@ -185,17 +186,42 @@ def _emit_scan(em, node, emit_region):
         for v, u in zip(body.inputs[first + loop.carries + loop.xs:], consts):
             em.names[v] = em.name(u)
         em.reuse.update(_updated_in_place(body, first, loop.carries))
+        direct = _stacked_directly(body, loop.carries, set(shifted))
+        for at, v in direct.items():
+            em.slots[v] = f"{ys[at]}[{step}]"
         emit_region(em, body)
         for at, (y, v) in enumerate(zip(ys, body.outputs[loop.carries:])):
-            if at in shifted:
-                continue
+            if at in shifted or (at in direct and v not in em.slots):
+                continue  # (the start of a step is the last one's end; a value computed in its step)
+            em.slots.pop(v, None)  # (its emitter did not allocate it: copied, as any other)
             if v.type.shape:
                 em.copy(y, em.name(v), v.type.shape, lead=step)
             else:
                 em.line(f"{y}[{step}] = {em.name(v)}")
         _next_carries(em, body, carries, body.outputs[:loop.carries])
     em.hoist.pop()
-    _outputs(em, node.outputs[:loop.carries], carries)
+    views = {k for k, v in enumerate(body.outputs[:loop.carries]) if v in direct.values()}
+    _outputs(em, node.outputs[:loop.carries], carries, views)
+
+
+def _stacked_directly(body, n_carries: int, skip: set) -> dict:
+    """The ys a scan's body computes straight into their step of the stacked output, instead of
+    into a buffer of their own copied there after the body: position -> value. A value with a
+    buffer of its own made by a node of the body (not an input, a view or a constant), once
+    (a value stacked twice is copied into its second stack). Each step writes a different
+    step of the stack, and a carry bound to one is read in the next step only; the final
+    carry is copied out (``_outputs``)."""
+    root = buffer_roots(body)
+    made = set(body.nodes)
+    found, seen = {}, set()
+    for at, v in enumerate(body.outputs[n_carries:]):
+        if v in seen:
+            continue
+        seen.add(v)
+        n = v.producer
+        if at not in skip and v.type.shape and root[v] is v and n in made and n.op != "constant":
+            found[at] = v
+    return found
 
 
 def _emit_while(em, node, emit_region):
