@@ -150,28 +150,30 @@ def test_scan_ys_may_hold_none():
     np.testing.assert_allclose(ys, ys2, rtol=1e-12)
 
 
+def _rnn_loss(wh, wx, h0, xs):
+    def cell(h, x):
+        h = np.tanh(x @ wx + h @ wh)
+        return h, h
+    return np.sum(gc.scan(cell, h0, xs)[1] ** 2)
+
+
+def _rnn_unrolled(wh, wx, h0, xs):
+    h, total = h0, 0.0
+    for x in xs:
+        h = np.tanh(x @ wx + h @ wh)
+        total = total + np.sum(h ** 2)
+    return total
+
+
 def test_weight_gradients_of_a_scan_are_one_product_after_the_loop():
     """sum_t x_t^T g_t (a weight's gradient in each step) becomes one matrix product of the
-    stacked x and g after the backward loop; the gradient equals the unrolled program's."""
+    stacked x and g after the backward loop (a batch of 2); the gradient equals the unrolled
+    program's."""
     wx = RNG.standard_normal((5, 3)) * 0.3
-
-    def loss(w, u, h0, xs):
-        def cell(h, x):
-            h = np.tanh(h @ w + x @ u)
-            return h, h
-        return np.sum(gc.scan(cell, h0, xs)[1] ** 2)
-
-    def unrolled(w, u, h0, xs):
-        h, total = h0, 0.0
-        for x in xs:
-            h = np.tanh(h @ w + x @ u)
-            total = total + np.sum(h ** 2)
-        return total
-
     args = (W, wx, RNG.standard_normal((2, 3)), RNG.standard_normal((6, 2, 5)))
-    grad = gc.trace(gc.grad(loss, argnums=(0, 1)))
+    grad = gc.trace(gc.grad(_rnn_loss, argnums=(0, 1)))
     got = grad(*args)
-    want = gc.trace(gc.grad(unrolled, argnums=(0, 1)))(*args)
+    want = gc.trace(gc.grad(_rnn_unrolled, argnums=(0, 1)))(*args)
     for g, e in zip(got, want):
         np.testing.assert_allclose(g, e, rtol=1e-10, atol=1e-12)
     graph = grad.lower(*args).graph
@@ -218,21 +220,6 @@ def test_a_scan_saves_per_step_only_what_varies_and_cannot_be_recomputed_cheaply
     assert sum(n.op == "matmul" for n in body.nodes) == 2  # g @ wh.T, and wo's gradient h^T g
     transposes = [n for n in graph.nodes if n.op == "transpose"]
     assert [n.inputs[0] for n in transposes if n.outputs[0].type.shape == (3, 3)] == [graph.inputs[0]]
-
-
-def _rnn_loss(wh, wx, h0, xs):
-    def cell(h, x):
-        h = np.tanh(x @ wx + h @ wh)
-        return h, h
-    return np.sum(gc.scan(cell, h0, xs)[1] ** 2)
-
-
-def _rnn_unrolled(wh, wx, h0, xs):
-    h, total = h0, 0.0
-    for x in xs:
-        h = np.tanh(x @ wx + h @ wh)
-        total = total + np.sum(h ** 2)
-    return total
 
 
 @pytest.mark.parametrize("batch, hidden", [(1, 3), (4, 3), (8, 3), (16, 3), (8, 96), (16, 96)])
