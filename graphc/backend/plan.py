@@ -155,7 +155,7 @@ def plan(graph: Graph) -> MemoryPlan:
                     or root[va] is not va or root[vb] is not vb:
                 continue
             step = nbytes(va.type) // va.type.shape[0]
-            if step % ALIGN:  # (each stack's start stays aligned)
+            if step == 0 or step % ALIGN:  # (nothing to place; each stack's start stays aligned)
                 continue
             block = take(-(-(nbytes(va.type) + step) // ALIGN) * ALIGN)
             first, second = (va, vb) if not node.attrs.get("reverse") else (vb, va)
