@@ -198,6 +198,8 @@ class Emitter:
         if v in self.slots:
             name = self.define(v)
             self.line(f"{name} = {self.slots.pop(v)}")
+            if fill is not None:
+                self.fill(name, tuple(v.type.shape), fill)
             return name
         name = self.define(v)
         if not v.type.shape:

@@ -44,13 +44,21 @@ def emit(em, node, emit_region):
         raise ValueError(f"graphc.backend.control does not lower {node.op}")
 
 
-def _init_carries(em, values) -> list[str]:
-    """Variables holding a copy of each initial carry (a loop never writes its operands)."""
+def _init_carries(em, values, rebound=()) -> list[str]:
+    """Variables holding a copy of each initial carry (a loop never writes its operands). Those
+    at positions in ``rebound`` may end the loop bound to a view of a stacked output
+    (``_next_carries``): bound to their own buffer again here, so that a loop run again (in
+    an outer loop's next step) copies its initial carry there and not into that view."""
     names = []
-    for v in values:
+    for k, v in enumerate(values):
         if v.type.shape:
             c = em.tmp("c")
-            em.buffer(c, v.type.shape, v.type.dtype)
+            if k in rebound:
+                own = em.tmp("c")
+                em.buffer(own, v.type.shape, v.type.dtype)
+                em.line(f"{c} = {own}")
+            else:
+                em.buffer(c, v.type.shape, v.type.dtype)
             em.copy(c, em.name(v), v.type.shape)
         else:
             c = em.tmp("c")
@@ -59,16 +67,21 @@ def _init_carries(em, values) -> list[str]:
     return names
 
 
-def _next_carries(em, region, carries: list[str], outs):
-    """Rebind each carry variable to its new value (``outs``, the region's values), all at once."""
+def _next_carries(em, region, carries: list[str], outs, rebound=()):
+    """Rebind each carry variable to its new value (``outs``, the region's values), all at once.
+    Those at positions in ``rebound`` are bound to their new value, a view of this step of a
+    stacked output that nothing writes again, without a copy (``_stacked_directly``)."""
     root = buffer_roots(region)
     targets, values, seen = [], [], set()
     swaps, copies = [], []
-    for c, v in zip(carries, outs):
+    for k, (c, v) in enumerate(zip(carries, outs)):
         name = em.name(v)
         if name == c:  # (updated in place: _updated_in_place)
             continue
-        if not v.type.shape:
+        if k in rebound:
+            targets.append(c)
+            values.append(name)
+        elif not v.type.shape:
             targets.append(c)
             values.append(f"{CTOR[v.type.dtype]}({name})")
         elif root[v] is v and v.producer is not None and v.producer.op != "constant" and v not in seen:
@@ -162,12 +175,16 @@ def _emit_scan(em, node, emit_region):
     loop = Loop.of(node)
     (body,) = node.regions
     ops = node.inputs
-    carries = _init_carries(em, ops[:loop.carries])
+    first = 1 if loop.indexed else 0
+    shifted = {i - loop.carries: k for k, i, j in shifted_stacks(node) if placed_shifted(em.plan, node, i, j)}
+    direct = _stacked_directly(body, loop.carries, set(shifted))
+    # (a large carry computed straight into a stack is bound to it; a small one copied, as ever)
+    rebound = {k for k, v in enumerate(body.outputs[:loop.carries])
+               if v in direct.values() and (v.type.symbolic or v.type.size > COPY_MAX)}
+    carries = _init_carries(em, ops[:loop.carries], rebound)
     xs = [em.name(v) for v in ops[loop.carries:loop.carries + loop.xs]]
     consts = ops[loop.carries + loop.xs:]
     ys = [em.alloc(v) for v in node.outputs[loop.carries:]]
-    first = 1 if loop.indexed else 0
-    shifted = {i - loop.carries: k for k, i, j in shifted_stacks(node) if placed_shifted(em.plan, node, i, j)}
     for y, k in shifted.items():  # (the first step's start: later ones are the steps' ends)
         em.copy(ys[y], carries[k], node.outputs[loop.carries + y].type.shape[1:],
                 lead=str(loop.length - 1 if loop.reverse else 0))
@@ -186,7 +203,6 @@ def _emit_scan(em, node, emit_region):
         for v, u in zip(body.inputs[first + loop.carries + loop.xs:], consts):
             em.names[v] = em.name(u)
         em.reuse.update(_updated_in_place(body, first, loop.carries))
-        direct = _stacked_directly(body, loop.carries, set(shifted))
         for at, v in direct.items():
             em.slots[v] = f"{ys[at]}[{step}]"
         emit_region(em, body)
@@ -198,10 +214,9 @@ def _emit_scan(em, node, emit_region):
                 em.copy(y, em.name(v), v.type.shape, lead=step)
             else:
                 em.line(f"{y}[{step}] = {em.name(v)}")
-        _next_carries(em, body, carries, body.outputs[:loop.carries])
+        _next_carries(em, body, carries, body.outputs[:loop.carries], rebound)
     em.hoist.pop()
-    views = {k for k, v in enumerate(body.outputs[:loop.carries]) if v in direct.values()}
-    _outputs(em, node.outputs[:loop.carries], carries, views)
+    _outputs(em, node.outputs[:loop.carries], carries, rebound)
 
 
 def _stacked_directly(body, n_carries: int, skip: set) -> dict:
