@@ -2,7 +2,7 @@
 over a scan's steps by BLAS, beta = 1, graphc/ops/control.py ``_accumulate``), the in-place
 update of that sum in the loop lowering (graphc/backend/control.py ``_updated_in_place``,
 ``Emitter.reuse``), and the shifted stacks (a carry stacked as each step began and as it ended,
-two stacks in one workspace block a step apart: ``shifted_stacks``, ``placed_shifted``,
+two stacks in one workspace block a step apart: ``shifted_stacks``, ``MemoryPlan.shifted``,
 graphc/backend/plan.py).
 
 Each test compares the compiled code with graphc's NumPy interpreter (device="numpy") and, where

@@ -4,11 +4,12 @@
     gemm_acc(a, b, out, transpose_a, transpose_b)  # out[...] += op(a) @ op(b)
 
 ``a``, ``b`` and ``out`` are 2-D C-contiguous arrays of one float dtype
-(float32 or float64), ``op`` transposes where its flag is true; ``out`` must not overlap ``a`` or
-``b``. ``gemm`` overwrites it (never reads it, so it may hold garbage);
-``gemm_acc`` adds the product to it (BLAS's beta = 1: the product's sum for each
-element is made first and added to ``out``'s element at the end). Shapes are checked at run time (ValueError), and so are BLAS's 32-bit
-dimension limits.
+(float32 or float64), ``op`` transposes where its flag is true; ``out`` must
+not overlap ``a`` or ``b``. ``gemm`` overwrites it (never reads it, so it may
+hold garbage); ``gemm_acc`` adds the product to it (BLAS's beta = 1: the
+product's sum for each element, or for each block of a long contraction, is
+added to ``out``'s element). Shapes are checked at run time (ValueError), and
+so are BLAS's 32-bit dimension limits.
 
 Numba's ``np.dot(a, b, out)`` does the same through the same BLAS, but each
 call site costs ~0.1 s of compile time: a nested function per signature with

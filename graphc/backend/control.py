@@ -128,16 +128,6 @@ def shifted_stacks(node) -> list:
     return found
 
 
-def placed_shifted(plan, node, i: int, j: int) -> bool:
-    """Whether ``plan`` placed outputs ``i`` and ``j`` of scan ``node`` a step apart in one block
-    (``shifted_stacks``)."""
-    if plan is None or node.outputs[i] not in plan.workspace or node.outputs[j] not in plan.workspace:
-        return False
-    step = plan.workspace[node.outputs[i]][1] // max(1, Loop.of(node).length)
-    gap = plan.workspace[node.outputs[j]][0] - plan.workspace[node.outputs[i]][0]
-    return gap == (-step if Loop.of(node).reverse else step) and step > 0
-
-
 def _updated_in_place(body, first: int, n_carries: int) -> dict:
     """The body's new carries that a ``matmul_acc`` computes into the old carry's buffer (a
     weight's gradient summed over a scan's steps: ``sum += x_t^T @ g_t``): new value -> old.
@@ -176,7 +166,8 @@ def _emit_scan(em, node, emit_region):
     (body,) = node.regions
     ops = node.inputs
     first = 1 if loop.indexed else 0
-    shifted = {i - loop.carries: k for k, i, j in shifted_stacks(node) if placed_shifted(em.plan, node, i, j)}
+    placed = em.plan.shifted if em.plan is not None else ()
+    shifted = {i - loop.carries: k for k, i, j in shifted_stacks(node) if (node.outputs[i], node.outputs[j]) in placed}
     direct = _stacked_directly(body, loop.carries, set(shifted))
     # (a large carry computed straight into a stack is bound to it; a small one copied, as ever)
     rebound = {k for k, v in enumerate(body.outputs[:loop.carries])

@@ -56,7 +56,8 @@ class MemoryPlan:
     out_types: list = field(default_factory=list)  # TensorType of each out-buffer argument
     workspace_bytes: int = 0
     inplace: dict = field(default_factory=dict)  # output Value -> the graph input whose buffer it reuses
-    shifted: set = field(default_factory=set)  # pairs of a scan's stacked outputs a step apart (below)
+    # (started, ended) stacks of one scan carry placed a step apart in one block (control.shifted_stacks)
+    shifted: set = field(default_factory=set)
 
     def describe(self, names: dict) -> str:
         """Readable summary for GRAPHC_DUMP: one line per planned value."""
@@ -147,7 +148,7 @@ def plan(graph: Graph) -> MemoryPlan:
         return [end - need, need]
 
     for i, node in enumerate(graph.nodes):
-        for k, a, b in shifted_stacks(node):
+        for _, a, b in shifted_stacks(node):
             # one carry stacked as each step began (a) and as it ended (b): one block of length
             # + 1 steps, b a step after a (before it in a reverse scan); see backend/control.py
             va, vb = node.outputs[a], node.outputs[b]
@@ -162,7 +163,7 @@ def plan(graph: Graph) -> MemoryPlan:
             blocks[first] = blocks[second] = block
             result.workspace[first] = (block[0], nbytes(va.type))
             result.workspace[second] = (block[0] + step, nbytes(va.type))
-            result.shifted.add((first, second))
+            result.shifted.add((va, vb))
         for v in node.outputs:
             if v in blocks:
                 continue
@@ -212,6 +213,10 @@ def verify_plan(graph: Graph, plan: MemoryPlan):
     for v, u in plan.inplace.items():
         if allowed.get(v) is not u:
             raise ValueError(f"memory plan: {names[v]} cannot be written in place of {names[u]}")
+    for a, b in plan.shifted:  # the one overlap allowed: one stack a step from the other
+        step = nbytes(a.type) // max(1, a.type.shape[0])
+        if a.type != b.type or abs(plan.workspace[b][0] - plan.workspace[a][0]) != step:
+            raise ValueError(f"memory plan: {names[a]} and {names[b]} are not a step apart")
     for k, (u, (ou, su)) in enumerate(placed):
         for v, (ov, sv) in placed[k + 1:]:
             if ov >= ou + su:

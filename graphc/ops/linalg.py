@@ -107,10 +107,14 @@ def _matmul_vjp_b(g, a, b, out, transpose_a=False, transpose_b=False):
     return prims.sum_to(grad, b.shape)
 
 
+def _beyond_blas_ints(node) -> bool:
+    """graphc.backend.blas raises for dimensions beyond BLAS's 32-bit ints (a symbolic dimension
+    may be that large at some call)."""
+    return any(isinstance(d, str) or d > 2**31 - 1 for v in node.inputs for d in v.type.shape)
+
+
 register("matmul", "matmul", _infer_matmul, _matmul_ref, vjp=(_matmul_vjp_a, _matmul_vjp_b),
-         emit=_emit_matmul,  # graphc.backend.blas raises for dimensions beyond BLAS's 32-bit ints
-         # (a symbolic dimension may be that large at some call)
-         raises=lambda node: any(isinstance(d, str) or d > 2**31 - 1 for v in node.inputs for d in v.type.shape))
+         emit=_emit_matmul, raises=_beyond_blas_ints)
 
 
 # c + op(a) @ op(b) for 2-D floats: one BLAS call adding into c's buffer (beta = 1), with no
@@ -142,8 +146,7 @@ register("matmul_acc", "matmul", _infer_matmul_acc,
          vjp=(lambda g, c, a, b, out, **flags: g,
               lambda g, c, a, b, out, **flags: _matmul_vjp_a(g, a, b, out, **flags),
               lambda g, c, a, b, out, **flags: _matmul_vjp_b(g, a, b, out, **flags)),
-         emit=_emit_matmul_acc,
-         raises=lambda node: any(isinstance(d, str) or d > 2**31 - 1 for v in node.inputs for d in v.type.shape))
+         emit=_emit_matmul_acc, raises=_beyond_blas_ints)
 
 
 @implements(np.matmul, np.linalg.matmul, ufunc="matmul")
