@@ -43,8 +43,11 @@ ENABLED = os.environ.get("GRAPHC_OUTLINE", "1") != "0"
 _NAME = re.compile(r"(?<![\w.])([A-Za-z_]\w*)")
 _TARGETS = re.compile(r"^\s*((?:[A-Za-z_]\w*\s*,\s*)*[A-Za-z_]\w*\s*,?)\s*(?:[-+*/%&|^]|//|\*\*)?=(?!=)")
 _LOOP_TARGET = re.compile(r"^\s*for\s+([A-Za-z_]\w*)\s+in\b")
-_OFFSET = re.compile(r"\bview_c\(ws, (\d+),")
-_VIEW = re.compile(r"^    (\w+) = view_c\(ws, (\d+), (.*)\)$")  # a workspace view the entry makes
+# the entry's byte buffers whose blocks pass as offsets: the workspace, and the per-call buffer
+# of outputs written in place (plan.OutputPack); a function takes them under the same names
+BUFFERS = ("ws", "ob")
+_OFFSET = re.compile(r"\bview_c\((ws|ob), (\d+),")
+_VIEW = re.compile(r"^    (\w+) = view_c\((ws|ob), (\d+), (.*)\)$")  # a view of a block the entry makes
 
 
 def _defined(line: str) -> list[str]:
@@ -98,7 +101,7 @@ def outline(em: Emitter, params: list[str]):
             bound_at.setdefault(name, k)
         m = _VIEW.match(line)
         if m:
-            views[m.group(1)] = m.group(2, 3)
+            views[m.group(1)] = m.group(2, 3, 4)
     for run in runs:
         _canonical(em, run, bound_at, last_use, views)
     runs = _merge_periods(runs, lambda run: _canonical(em, run, bound_at, last_use, views))
@@ -152,7 +155,7 @@ def outline(em: Emitter, params: list[str]):
         line_nodes.append(run.nodes[-1])
         for view in run.views:
             if inline_uses.get(view, -1) >= run.stop:
-                lines.append(f"    {view} = view_c(ws, {', '.join(views[view])})")
+                lines.append(f"    {view} = view_c({', '.join(views[view])})")
                 line_nodes.append(run.nodes[-1])
         k = run.stop
     lines += em.lines[k:]
@@ -239,7 +242,8 @@ def _is_group(node: Node) -> bool:
 def _canonical(em: Emitter, run: _Run, bound_at: dict, last_use: dict, views: dict):
     """Set ``run.key`` (the function text, named ``_``), ``run.args``, ``run.offsets``,
     ``run.outputs`` and ``run.views``; the key stays None where the run cannot be a function of
-    its own. ``views``: the entry's workspace views, name -> (offset, shape and dtype text)."""
+    its own. ``views``: the entry's views of its buffers' blocks, name -> (buffer, offset, shape
+    and dtype text)."""
     body = [line for line in em.lines[run.start:run.stop] if _code(line)]
     if not body or any('"' in line or "'" in line or line.lstrip().startswith("return") for line in body):
         return
@@ -253,10 +257,10 @@ def _canonical(em: Emitter, run: _Run, bound_at: dict, last_use: dict, views: di
     later = [name for name in bound if last_use.get(name, -1) >= run.stop]
     if not all(bound[name] for name in later):
         return
-    free, offsets, renamed, counters, viewed = [], [], {}, {}, []
+    free, offsets, renamed, counters, viewed, used = [], [], {}, {}, [], set()
 
     def local(prefix):
-        if prefix in ("p", "offsets", "ws"):
+        if prefix in ("p", "offsets") + BUFFERS:
             prefix = "l" + prefix
         counters[prefix] = counters.get(prefix, 0) + 1
         return f"{prefix}{counters[prefix]}"
@@ -268,25 +272,28 @@ def _canonical(em: Emitter, run: _Run, bound_at: dict, last_use: dict, views: di
         if name in bound:
             renamed[name] = local(re.match(r"(.*?)\d*$", name).group(1) or name)
         elif bound_at.get(name, run.start) < run.start:  # the entry's: a parameter
-            if name in views:  # a workspace block: its offset, viewed again in the function
-                offsets.append(views[name][0])
+            if name in views:  # a buffer's block: its offset, viewed again in the function
+                buffer, at, rest = views[name]
+                offsets.append(at)
+                used.add(buffer)
                 renamed[name] = local("v")
-                viewed.append(f"    {renamed[name]} = view_c(ws, offsets[{len(offsets) - 1}], {views[name][1]})")
+                viewed.append(f"    {renamed[name]} = view_c({buffer}, offsets[{len(offsets) - 1}], {rest})")
             else:
-                renamed[name] = "ws" if name == "ws" else f"p{len(free) - ('ws' in free)}"
+                renamed[name] = name if name in BUFFERS else f"p{sum(f not in BUFFERS for f in free)}"
                 free.append(name)
         else:
             return name  # a global of the module (np, a helper, a kernel)
         return renamed[name]
 
     def offset(m):
-        offsets.append(m.group(1))
-        return f"view_c(ws, \0{len(offsets) - 1}\0,"  # (a placeholder no name takes)
+        offsets.append(m.group(2))
+        return f"view_c({m.group(1)}, \0{len(offsets) - 1}\0,"  # (a placeholder no name takes)
 
     text = [re.sub("\0(\\d+)\0", r"offsets[\1]", _NAME.sub(rename, _OFFSET.sub(offset, line))) for line in body]
-    if offsets and "ws" not in free:
-        free.insert(0, "ws")
-        renamed["ws"] = "ws"
+    for buffer in reversed(BUFFERS):  # (blocks viewed only in ``viewed``: the buffer is a parameter too)
+        if buffer in used and buffer not in free:
+            free.insert(0, buffer)
+            renamed[buffer] = buffer
     outputs = [name for name in later if name not in views]
     params = [renamed[name] for name in free] + ["offsets"] * bool(offsets)
     results = ", ".join(renamed[name] for name in outputs)

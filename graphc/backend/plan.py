@@ -36,6 +36,7 @@ from graphc.backend.control import shifted_stacks
 from graphc.ir import Graph, TensorType, Value
 from graphc.ops import registry
 from graphc.backend.schedule import layout  # (the loop plan is CPU strategy)
+from graphc.ops.control import CONTROL
 from graphc.ops.fused import FUSED
 
 # Outputs of at least this many bytes come from the runtime's recycling pool.
@@ -70,6 +71,81 @@ class MemoryPlan:
         for v, u in self.inplace.items():
             lines.append(f"#   {names.get(v, '?')}:{v.type} in place of input {names.get(u, '?')}")
         return "\n".join(lines)
+
+
+# Fresh outputs of one dtype and shape, at least this many, are written into one byte buffer
+# per call (``OutputPack``): Numba's code for returning a tuple of K arrays grows with K (~15 ms
+# of compile per array: LLVM on the tuple's aggregate and each array's boxing), while one
+# buffer argument costs the same for any K and splitting it costs ~0.1 us per array.
+PACK_MIN = int(os.environ.get("GRAPHC_PACK_MIN", "4"))
+
+
+@dataclass
+class OutputPack:
+    """Fresh outputs written into one byte buffer ``ob`` that the runtime allocates per call.
+
+    ``offsets``: Value -> byte offset in ``ob``; ``groups``: per run of outputs of one dtype
+    and shape, ``(start, stop, dtype, (count, *shape), output positions)``: the runtime splits
+    ``ob[start:stop]`` viewed as that array into the outputs at those positions.
+    """
+
+    offsets: dict
+    groups: list
+    nbytes: int
+    n_outputs: int
+    plain_positions: list = field(init=False)  # positions of the outputs the entry still returns
+
+    def __post_init__(self):
+        packed = {p for group in self.groups for p in group[4]}
+        self.plain_positions = [p for p in range(self.n_outputs) if p not in packed]
+
+    def assemble(self, returned, ob) -> tuple:
+        """The outputs in order: the entry's ``returned`` ones, and views of ``ob``."""
+        outs = [None] * self.n_outputs
+        for position, value in zip(self.plain_positions, returned):
+            outs[position] = value
+        for start, stop, dtype, shape, positions in self.groups:
+            for position, value in zip(positions, ob[start:stop].view(dtype).reshape(shape)):
+                outs[position] = value
+        return tuple(outs)
+
+
+def pack_outputs(graph: Graph, memory_plan: MemoryPlan | None) -> OutputPack | None:
+    """The outputs to write into a per-call output buffer (``OutputPack``), or None.
+
+    Eligible: an output computed into a fresh array of its own (not a view, an input, a
+    constant, a loop's result, the workspace, a recycled or in-place buffer), of static nonzero
+    size, returned once; grouped by dtype and shape, groups of ``PACK_MIN`` or more.
+    """
+    root = buffer_roots(graph)
+    count = {}
+    for v in graph.outputs:
+        count[v] = count.get(v, 0) + 1
+    planned = set(memory_plan.workspace) | set(memory_plan.outputs) | set(memory_plan.inplace) \
+        if memory_plan is not None else set()
+    groups: dict = {}
+    for position, v in enumerate(graph.outputs):
+        shape = v.type.shape
+        node = v.producer
+        if (node is None or node.op in CONTROL or node.op == "constant" or root[v] is not v
+                or count[v] != 1 or v in planned or not shape
+                or not all(isinstance(n, int) for n in shape) or v.type.size == 0):
+            continue
+        groups.setdefault((v.type.dtype, tuple(shape)), []).append((position, v))
+    layout_groups, offsets, end = [], {}, 0
+    for (dtype, shape), members in groups.items():
+        if len(members) < PACK_MIN:
+            continue
+        start = -(-end // ALIGN) * ALIGN
+        size = nbytes(members[0][1].type)
+        for k, (_, v) in enumerate(members):
+            offsets[v] = start + k * size
+        end = start + len(members) * size
+        layout_groups.append((start, end, np.dtype(dtype), (len(members),) + shape,
+                              [position for position, _ in members]))
+    if not layout_groups:
+        return None
+    return OutputPack(offsets, layout_groups, end, len(graph.outputs))
 
 
 def nbytes(t: TensorType) -> int:
