@@ -26,7 +26,7 @@ from graphc.ops.scalar import CTOR, literal  # noqa: F401  (CTOR: re-exported fo
 # names generated code may use for something else: builtins, modules, the entry's parameters
 RESERVED_NAMES = frozenset(dir(builtins)) | frozenset(keyword.kwlist) | {
     "np", "njit", "prange", "entry", "ws", "ob", "empty_c", "zeros_c", "reshape_c", "view_c", "gemm", "gemm_acc",
-    "offsets_c"}  # (cpu.HELPERS)
+    "offsets_c", "row_c", "seq_c"}  # (cpu.HELPERS)
 # a symbolic dimension's run-time value is named SYMBOL_PREFIX + its name (``dim_B``), a form no
 # input or generated name takes
 SYMBOL_PREFIX = "dim_"

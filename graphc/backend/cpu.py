@@ -38,7 +38,8 @@ NJIT_OPTIONS = "error_model='numpy', nogil=True"
 # each compile a nested function per signature)
 HELPERS = {"empty_c": "graphc.backend.intrinsics", "zeros_c": "graphc.backend.intrinsics",
            "reshape_c": "graphc.backend.intrinsics", "view_c": "graphc.backend.intrinsics",
-           "offsets_c": "graphc.backend.intrinsics",
+           "offsets_c": "graphc.backend.intrinsics", "row_c": "graphc.backend.intrinsics",
+           "seq_c": "graphc.backend.intrinsics",
            "gemm": "graphc.backend.blas", "gemm_acc": "graphc.backend.blas"}
 
 

@@ -158,3 +158,55 @@ def offsets_c(typingctx, values):
                  for v, t in zip(cgutils.unpack_tuple(builder, args[0], len(sig.args[0])), sig.args[0])]
         return context.make_tuple(builder, sig.return_type, items)
     return rty(values), codegen
+
+
+@intrinsic
+def row_c(typingctx, table, k, width):
+    """Row ``k`` of a table of integers (a flat 1-d array, ``width`` per row) as a
+    ``UniTuple(intp, width)``: the workspace offsets of one call in a loop of calls
+    (graphc.backend.outline), the same type ``offsets_c`` gives, so the callee compiles once."""
+    if not (isinstance(table, types.Array) and table.ndim == 1 and isinstance(table.dtype, types.Integer)
+            and isinstance(k, types.Integer) and isinstance(width, types.IntegerLiteral)):
+        return None
+    n = width.literal_value
+    rty = types.UniTuple(types.intp, n)
+
+    def codegen(context, builder, sig, args):
+        rows = context.make_array(sig.args[0])(context, builder, args[0])
+        start = builder.mul(context.cast(builder, args[1], sig.args[1], types.intp),
+                            context.get_constant(types.intp, n))
+        items = []
+        for j in range(n):
+            at = builder.add(start, context.get_constant(types.intp, j))
+            value = builder.load(builder.gep(rows.data, [at]))
+            items.append(context.cast(builder, value, sig.args[0].dtype, types.intp))
+        return context.make_tuple(builder, rty, items)
+    return rty(table, k, width), codegen
+
+
+@intrinsic
+def seq_c(typingctx, arrays):
+    """A tuple of C-contiguous arrays of one dtype and rank as a ``UniTuple``, so a loop can
+    index it with a run-time index: the arguments of a loop of calls (graphc.backend.outline).
+
+    Arrays of one Numba type keep it (the callee's signature is then that of the calls left
+    outside loops: one compile). Where the types differ (a read-only or unaligned input among
+    them) every item gets one type, writable and alignment not assumed; read-only inputs stay
+    unwritten: generated code writes an input only where it is a State the runtime checked
+    writable."""
+    if not (isinstance(arrays, types.BaseTuple) and len(arrays) and all(
+            isinstance(t, types.Array) and t.layout == "C" for t in arrays)):
+        return None
+    first = arrays[0]
+    if any(t.dtype != first.dtype or t.ndim != first.ndim for t in arrays):
+        return None
+    same = all(t == first for t in arrays)
+    item = first if same else types.Array(first.dtype, first.ndim, "C", aligned=False)
+    rty = types.UniTuple(item, len(arrays))
+
+    def codegen(context, builder, sig, args):
+        items = cgutils.unpack_tuple(builder, args[0], len(sig.args[0]))
+        for t, v in zip(sig.args[0], items):
+            context.nrt.incref(builder, t, v)  # (the tuple holds new references, as a built tuple does)
+        return context.make_tuple(builder, rty, items)
+    return rty(arrays), codegen
