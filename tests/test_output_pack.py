@@ -177,3 +177,21 @@ def test_a_saved_function_with_packed_outputs_loads_and_agrees(tmp_path):
         np.testing.assert_allclose(a, w, rtol=1e-12, atol=1e-14)
         np.testing.assert_allclose(b, w, rtol=1e-12, atol=1e-14)
     assert_fresh([a for a in again if np.ndim(a)])
+
+
+def test_verify_pack_refuses_an_unsafe_pack():
+    def f(x):
+        return x + 1, x * 2, x - 3, x / 4
+
+    traced = gc.trace(f, compile="eager")
+    traced(np.ones(3))
+    graph = traced.graph
+    pack = memory.pack_outputs(graph, None)
+    memory.verify_pack(graph, None, pack)  # the real one is safe
+    a, b = list(pack.offsets)[:2]
+    clash = memory.OutputPack({**pack.offsets, b: pack.offsets[a]}, pack.groups, pack.nbytes, pack.n_outputs)
+    with pytest.raises(ValueError, match="share bytes"):
+        memory.verify_pack(graph, None, clash)
+    shifted = memory.OutputPack({**pack.offsets, a: pack.offsets[a] + 4}, pack.groups, pack.nbytes, pack.n_outputs)
+    with pytest.raises(ValueError, match="misplaced"):
+        memory.verify_pack(graph, None, shifted)

@@ -272,6 +272,25 @@ def plan(graph: Graph) -> MemoryPlan:
     return result
 
 
+def verify_pack(graph: Graph, plan: MemoryPlan | None, pack: OutputPack):
+    """Raise ``ValueError`` if the output pack is unsafe: a packed value that is not a fresh
+    output of its own, or one the memory plan places too, or two packed values sharing bytes."""
+    root = buffer_roots(graph)
+    names = graph.value_names()
+    planned = set(plan.workspace) | set(plan.outputs) | set(plan.inplace) if plan is not None else set()
+    spans = []
+    for v, offset in pack.offsets.items():
+        if v not in graph.outputs or graph.outputs.count(v) != 1 or root[v] is not v or v in planned:
+            raise ValueError(f"output pack: {names.get(v, '?')}:{v.type} is not a fresh output of its own")
+        if offset % np.dtype(v.type.dtype).itemsize or offset + nbytes(v.type) > pack.nbytes:
+            raise ValueError(f"output pack: {names.get(v, '?')} at byte {offset} is misplaced")
+        spans.append((offset, offset + nbytes(v.type), names.get(v, "?")))
+    spans.sort()
+    for (_, end, a), (start, _, b) in zip(spans, spans[1:]):
+        if start < end:
+            raise ValueError(f"output pack: {a} and {b} share bytes")
+
+
 def verify_plan(graph: Graph, plan: MemoryPlan):
     """Raise ``ValueError`` if the plan is unsafe: a returned array in the workspace, two
     values alive at the same node sharing workspace bytes (a view keeps its buffer alive),
