@@ -114,7 +114,7 @@ def outline(em: Emitter, params: list[str]):
     for key, same in counts.items():
         statements = sum(1 for line in key.splitlines() if _code(line)) - 2  # (def and return lines)
         if len(same) >= 2 and (len(same) - 1) * statements > FUNCTION_COST + CALL_COST * len(same):
-            chosen[key] = _function_name(em, same[0].nodes)
+            chosen[key] = _function_name(em, same[0].nodes, set(chosen.values()))
     if not chosen:
         return
     # lines that stay in the entry: a workspace block an outlined run binds is viewed again
@@ -387,7 +387,7 @@ def _canonical(em: Emitter, run: _Run, bound_at: dict, last_use: dict, views: di
     run.views = [name for name in later if name in views]
 
 
-def _function_name(em: Emitter, nodes: list[Node]) -> str:
+def _function_name(em: Emitter, nodes: list[Node], chosen: set) -> str:
     """A name saying what an outlined run computes: its ops in order (a fused node's body ops),
     ``_step`` after them; unique in the module."""
     ops = []
@@ -397,7 +397,7 @@ def _function_name(em: Emitter, nodes: list[Node]) -> str:
         elif node.op != "constant":
             ops.append(node.op)
     base = "_".join(list(dict.fromkeys(ops))[:4] + ["step"])
-    taken = set(RESERVED_NAMES) | set(em.imports) | set(em.names.values()) \
+    taken = set(RESERVED_NAMES) | set(em.imports) | set(em.names.values()) | chosen \
         | {info["name"] for info in em.kernel_info} | {info["name"] for info in em.outlined}
     taken |= {m.group(1) for text in em.kernels for m in re.finditer(r"^def (\w+)\(", text, re.MULTILINE)}
     name, k = base, 1
