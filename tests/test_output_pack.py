@@ -195,3 +195,31 @@ def test_verify_pack_refuses_an_unsafe_pack():
     shifted = memory.OutputPack({**pack.offsets, a: pack.offsets[a] + 4}, pack.groups, pack.nbytes, pack.n_outputs)
     with pytest.raises(ValueError, match="misplaced"):
         memory.verify_pack(graph, None, shifted)
+
+
+@pytest.mark.parametrize("opt_name", ["sgd", "adam"])
+def test_updates_written_in_place_are_not_returned(opt_name):
+    """An output written in place of its input (a State's update) is that input: the entry
+    does not return it (each returned array costs Numba compile time), the call puts the
+    input there, and training matches the NumPy interpreter step by step."""
+    from conftest import small_training_step
+    from graphc.interpret import interpret
+
+    rng = np.random.default_rng(0)
+    model, step = small_training_step(opt_name, "float64")
+    x, t = rng.standard_normal((4, 6)), rng.standard_normal((4, 3))
+    arrays = [p.data for p in model.parameters()]
+    step(x, t)
+    compiled = step._last.compiled
+    pack = compiled.pack
+    assert pack is not None and pack.from_inputs
+    returned = re.search(r"^    return \((.*)\)$", compiled.source, re.MULTILINE).group(1)
+    assert len([r for r in returned.split(",") if r.strip()]) == len(pack.plain_positions)
+    for _ in range(3):
+        traced = step._last
+        want = interpret(traced.graph, x, t, *[st.data.copy() for st in traced.state_in])
+        loss = step(x, t)
+        np.testing.assert_allclose(loss, want[0], rtol=1e-12)
+        for st, w in zip(traced.state_out, want[traced.n_user:]):
+            np.testing.assert_allclose(st.data, w, rtol=1e-12, atol=1e-14)
+    assert all(p.data is a for p, a in zip(model.parameters(), arrays))  # updated in place

@@ -98,7 +98,7 @@ def generate(graph: Graph, math: str = "fast", memory_plan: plan.MemoryPlan | No
     em.pack = plan.pack_outputs(graph, memory_plan)
     if em.pack is not None and os.environ.get("GRAPHC_VERIFY"):
         plan.verify_pack(graph, memory_plan, em.pack)
-    if em.pack is not None:  # computed straight into the output buffer `ob` (alloc binds them)
+    if em.pack is not None and em.pack.groups:  # computed straight into the buffer `ob` (alloc binds them)
         em.imports.add("view_c")
         for v, offset in em.pack.offsets.items():
             em.slots[v] = f"view_c(ob, {offset}, {tuple(v.type.shape)!r}, {CTOR[v.type.dtype]})"
@@ -116,7 +116,7 @@ def generate(graph: Graph, math: str = "fast", memory_plan: plan.MemoryPlan | No
     params = inputs + [f"c{i}" for i in range(len(em.const_args))]
     if em.plan is not None:
         params += ["ws"] * bool(em.plan.workspace_bytes) + [f"rb{k}" for k in range(len(em.plan.out_types))]
-    if em.pack is not None:
+    if em.pack is not None and em.pack.groups:
         params.append("ob")
     outline.outline(em, params)  # repeated runs of nodes: one function each, compiled once
     header = [
@@ -282,22 +282,23 @@ class CompiledGraph(Executable):
             buffers.free.append(workspace)
 
     def _call_packed(self, args):
-        """A call whose entry writes some outputs into ``ob``, a fresh byte buffer: run it, then
-        put those outputs (views of ``ob``, one per output) back among the ones it returned."""
+        """A call whose entry does not return every output (``plan.OutputPack``): run it, then
+        put the others among the ones it returned: views of ``ob``, a fresh byte buffer the
+        entry wrote them into (one per output), and inputs it updated in place."""
         pack = self.pack
         # (malloc's 16-byte alignment: aligning it to 64 as the workspace is, through
         # ob.ctypes.data, would cost ~1.5 us per call, more than it could save here)
-        ob = np.empty(pack.nbytes, np.uint8)
+        ob = [np.empty(pack.nbytes, np.uint8)] if pack.groups else []
         buffers = self.buffers
         run = self.entry if self.ready else self._run
         if buffers is None:
-            return pack.assemble(run(*args, *self.const_args, ob), ob)
+            return pack.assemble(run(*args, *self.const_args, *ob), *ob[:1] or [None], args)
         extra = buffers.acquire()
         try:
-            returned = run(*args, *self.const_args, *extra, ob)
+            returned = run(*args, *self.const_args, *extra, *ob)
         finally:
             buffers.release(extra)
-        return pack.assemble(returned, ob)
+        return pack.assemble(returned, *ob[:1] or [None], args)
 
     def _run(self, *args):
         if self.ready:
@@ -322,7 +323,7 @@ class CompiledGraph(Executable):
         buffers = self.buffers
         extra = buffers.acquire() if buffers is not None else []
         try:
-            ob = [np.empty(0, np.uint8)] if self.pack is not None else []
+            ob = [np.empty(0, np.uint8)] if self.pack is not None and self.pack.groups else []
             rest = tuple(map(self.entry.typeof_pyval, (*self.const_args, *extra, *ob)))
             self._compile_signature((*types, *rest))
         except numba.core.errors.NumbaError as exc:

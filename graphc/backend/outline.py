@@ -173,8 +173,8 @@ def outline(em: Emitter, params: list[str]):
 
 
 def _roll(em: Emitter, lines: list[str], line_nodes: list, calls: list) -> tuple[list, list]:
-    """Consecutive calls of one function (only comments between them) that differ in their
-    offsets and in which input array they pass become one loop over the repetitions:
+    """Consecutive calls of one function (only comments and views between them) that differ in
+    their offsets and in which input array they pass become one loop over the repetitions:
 
         seq_3 = seq_c((args_1__1, args_1__2, ...))       # the inputs, one array type
         for k_1 in range(37):
@@ -237,12 +237,15 @@ def _roll(em: Emitter, lines: list[str], line_nodes: list, calls: list) -> tuple
 
 def _continues(sequence: list, call, lines: list[str], inputs: dict) -> bool:
     """Can ``call`` join ``sequence``: the same function right after its last call (comments
-    between), each argument the same, or an input of the entry of the first call's type?"""
+    and views between), each argument the same, or an input of the entry of the first call's
+    type?"""
     at, name, run = call
     last_at, last_name, first = sequence[-1][0], sequence[-1][1], sequence[0][2]
     if name != last_name or len(run.args) != len(first.args) or len(run.offsets) != len(first.offsets):
         return False
-    if any(_code(line) for line in lines[last_at + 1:at]):
+    # (between them: comments, and the views of blocks the calls wrote that code after them
+    # reads, which stay where they are: a view is only an address, read after the loop)
+    if any(_code(line) and not _VIEW.match(line) for line in lines[last_at + 1:at]):
         return False
     for mine, theirs in zip(run.args, first.args):
         if mine != theirs and not (mine in inputs and theirs in inputs and inputs[mine] == inputs[theirs]

@@ -87,40 +87,48 @@ PACK_MIN = int(os.environ.get("GRAPHC_PACK_MIN", "4"))
 
 @dataclass
 class OutputPack:
-    """Fresh outputs written into one byte buffer ``ob`` that the runtime allocates per call.
+    """Outputs the entry does not return, and where the runtime finds them after the call.
 
-    ``offsets``: Value -> byte offset in ``ob``; ``groups``: per run of outputs of one dtype
-    and shape, ``(start, stop, dtype, (count, *shape), output positions)``: the runtime splits
-    ``ob[start:stop]`` viewed as that array into the outputs at those positions.
+    * Fresh outputs written into one byte buffer ``ob`` that the runtime allocates per call:
+      ``offsets``: Value -> byte offset in ``ob``; ``groups``: per run of outputs of one dtype
+      and shape, ``(start, stop, dtype, (count, *shape), output positions)``: the runtime
+      splits ``ob[start:stop]`` viewed as that array into the outputs at those positions.
+    * ``from_inputs``: output position -> input position, for outputs written in place of an
+      input (``MemoryPlan.inplace``): the output is the array the call was given.
     """
 
     offsets: dict
     groups: list
     nbytes: int
     n_outputs: int
+    from_inputs: dict = field(default_factory=dict)
     plain_positions: list = field(init=False)  # positions of the outputs the entry still returns
 
     def __post_init__(self):
-        packed = {p for group in self.groups for p in group[4]}
-        self.plain_positions = [p for p in range(self.n_outputs) if p not in packed]
+        elsewhere = {p for group in self.groups for p in group[4]} | set(self.from_inputs)
+        self.plain_positions = [p for p in range(self.n_outputs) if p not in elsewhere]
+        self.from_inputs_items = list(self.from_inputs.items())
 
-    def assemble(self, returned, ob) -> tuple:
-        """The outputs in order: the entry's ``returned`` ones, and views of ``ob``."""
+    def assemble(self, returned, ob, args) -> tuple:
+        """The outputs in order: the entry's ``returned`` ones, views of ``ob``, inputs."""
         outs = [None] * self.n_outputs
         for position, value in zip(self.plain_positions, returned):
             outs[position] = value
         for start, stop, dtype, shape, positions in self.groups:
             for position, value in zip(positions, ob[start:stop].view(dtype).reshape(shape)):
                 outs[position] = value
+        for position, k in self.from_inputs_items:
+            outs[position] = args[k]
         return tuple(outs)
 
 
 def pack_outputs(graph: Graph, memory_plan: MemoryPlan | None) -> OutputPack | None:
-    """The outputs to write into a per-call output buffer (``OutputPack``), or None.
+    """The outputs the entry need not return (``OutputPack``), or None where it returns all.
 
-    Eligible: an output computed into a fresh array of its own (not a view, an input, a
-    constant, a loop's result, the workspace, a recycled or in-place buffer), of static nonzero
-    size, returned once; grouped by dtype and shape, groups of ``PACK_MIN`` or more.
+    Packed into the per-call buffer: an output computed into a fresh array of its own (not a
+    view, an input, a constant, a loop's result, the workspace, a recycled or in-place buffer),
+    of static nonzero size, returned once; grouped by dtype and shape, groups of ``PACK_MIN`` or
+    more. Not returned either: outputs written in place of an input (the input itself).
     """
     root = buffer_roots(graph)
     count = {}
@@ -148,9 +156,12 @@ def pack_outputs(graph: Graph, memory_plan: MemoryPlan | None) -> OutputPack | N
         end = start + len(members) * size
         layout_groups.append((start, end, np.dtype(dtype), (len(members),) + shape,
                               [position for position, _ in members]))
-    if not layout_groups:
+    inputs = {u: k for k, u in enumerate(graph.inputs)}
+    from_inputs = {graph.outputs.index(v): inputs[u] for v, u in memory_plan.inplace.items()} \
+        if memory_plan is not None else {}
+    if not layout_groups and not from_inputs:
         return None
-    return OutputPack(offsets, layout_groups, end, len(graph.outputs))
+    return OutputPack(offsets, layout_groups, end, len(graph.outputs), from_inputs)
 
 
 def nbytes(t: TensorType) -> int:
