@@ -244,3 +244,12 @@ def small_training_step(opt_name: str, dtype: str = "float32", **trace_options):
     opt = {"sgd": lambda ps: optim.SGD(ps, lr=0.1, momentum=0.9),
            "adam": lambda ps: optim.Adam(ps, lr=0.01)}[opt_name](model.parameters())
     return model, gc.trace(training_step(model, opt, nn.MSELoss()), **trace_options)
+
+
+def misaligned(a):
+    """A C-contiguous copy of ``a`` whose data starts one byte past an element boundary."""
+    raw = np.empty(a.nbytes + 1, np.uint8)[1:]
+    out = np.frombuffer(raw, a.dtype).reshape(a.shape)
+    out[...] = a
+    assert not out.flags.aligned
+    return out

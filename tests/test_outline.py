@@ -7,7 +7,7 @@ import re
 
 import numpy as np
 import pytest
-from conftest import assert_same, training_step
+from conftest import assert_same, misaligned, training_step
 
 import graphc as gc
 from graphc import nn, optim
@@ -118,15 +118,6 @@ def test_symbolic_batch_outlined():
     assert _functions(f) and "dim_B" in f.source.split("_step(")[1]
 
 
-def _misaligned(a):
-    """A C-contiguous copy of ``a`` whose data starts one byte past an element boundary."""
-    raw = np.empty(a.nbytes + 1, np.uint8)[1:]
-    out = np.frombuffer(raw, a.dtype).reshape(a.shape)
-    out[...] = a
-    assert not out.flags.aligned
-    return out
-
-
 @pytest.mark.parametrize("odd", ["none", "read-only", "misaligned", "the same array twice"])
 def test_a_loop_of_calls_takes_every_kind_of_input(odd):
     """The calls of the repeated layers run as one loop over the layers' inputs (outline._roll):
@@ -135,7 +126,7 @@ def test_a_loop_of_calls_takes_every_kind_of_input(odd):
     if odd == "read-only":
         ws[4].flags.writeable = False
     elif odd == "misaligned":
-        ws[5] = _misaligned(ws[5])
+        ws[5] = misaligned(ws[5])
     elif odd == "the same array twice":
         ws[6] = ws[2]
     f = gc.value_and_grad(chain, argnums=1)

@@ -9,7 +9,7 @@ import threading
 
 import numpy as np
 import pytest
-from conftest import training_step
+from conftest import misaligned, training_step
 
 import graphc as gc
 from graphc import nn, optim
@@ -24,14 +24,6 @@ def chain(h, ws):
 def _inputs(n, m=8, seed=0):
     rng = np.random.default_rng(seed)
     return rng.normal(size=(m, m)), [rng.normal(size=(m, m)) * 0.3 for _ in range(n)]
-
-
-def _misaligned(a):
-    raw = np.empty(a.nbytes + 1, np.uint8)[1:]
-    out = np.frombuffer(raw, a.dtype).reshape(a.shape)
-    out[...] = a
-    assert not out.flags.aligned
-    return out
 
 
 def _loops(source):
@@ -61,7 +53,7 @@ def test_one_graph_every_odd_weight(tmp_path):
     h, ws = _inputs(9, seed=1)
     ws[3] = ws[3].copy()
     ws[3].flags.writeable = False
-    ws[5] = _misaligned(ws[5])
+    ws[5] = misaligned(ws[5])
     mm = np.memmap(tmp_path / "w", dtype=ws[6].dtype, mode="w+", shape=ws[6].shape)
     mm[...] = ws[6]
     mm.flush()
@@ -153,7 +145,7 @@ def test_save_load_rolled(tmp_path):
     path = str(tmp_path / "chain.gcx")
     gc.save(gc.trace(chain, h, ws), path)
     loaded = gc.load(path)
-    ws[2] = _misaligned(ws[2])
+    ws[2] = misaligned(ws[2])
     np.testing.assert_allclose(loaded(h, ws), chain(h, ws), rtol=1e-12)
     assert _loops(loaded.source)
 
@@ -171,7 +163,7 @@ def test_sgd_states_in_rolled_layers():
         for p in ps:
             p.data = p.data.astype("float64")
         if odd == "odd":
-            ps[3].data = _misaligned(ps[3].data)
+            ps[3].data = misaligned(ps[3].data)
             ps[4].data = ps[2].data
         elif odd == "readonly":
             ps[5].data.flags.writeable = False
