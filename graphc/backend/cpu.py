@@ -232,9 +232,8 @@ class CompiledGraph(Executable):
     def __init__(self, graph: Graph, source: str, em: Emitter, path: str, entry, on_disk: bool = True,
                  key: str | None = None):
         memory_plan = em.plan
-        position = {v: i for i, v in enumerate(graph.inputs)}
-        super().__init__({graph.outputs.index(v): position[u] for v, u in memory_plan.inplace.items()}
-                         if memory_plan is not None else None)
+        self.pack = getattr(em, "pack", None)  # plan.OutputPack: outputs the entry does not return
+        super().__init__(self.pack.from_inputs if self.pack is not None else None)
         self.graph = graph
         self.plan = memory_plan  # graphc.backend.plan.MemoryPlan, or None (O0, O1: every array fresh)
         self.source = source
@@ -246,7 +245,6 @@ class CompiledGraph(Executable):
         # the memory plan's workspace and recycled outputs, passed after the constants
         self.buffers = Buffers(memory_plan.workspace_bytes, memory_plan.out_types) \
             if memory_plan is not None and (memory_plan.workspace_bytes or memory_plan.out_types) else None
-        self.pack = getattr(em, "pack", None)  # plan.OutputPack: outputs written into a per-call `ob`
         self._emitter = em
         self.ready = False  # True once Numba has compiled (or loaded) the entry
 
@@ -288,17 +286,18 @@ class CompiledGraph(Executable):
         pack = self.pack
         # (malloc's 16-byte alignment: aligning it to 64 as the workspace is, through
         # ob.ctypes.data, would cost ~1.5 us per call, more than it could save here)
-        ob = [np.empty(pack.nbytes, np.uint8)] if pack.groups else []
+        ob = np.empty(pack.nbytes, np.uint8) if pack.groups else None
+        last = () if ob is None else (ob,)
         buffers = self.buffers
         run = self.entry if self.ready else self._run
         if buffers is None:
-            return pack.assemble(run(*args, *self.const_args, *ob), *ob[:1] or [None], args)
+            return pack.assemble(run(*args, *self.const_args, *last), ob, args)
         extra = buffers.acquire()
         try:
-            returned = run(*args, *self.const_args, *extra, *ob)
+            returned = run(*args, *self.const_args, *extra, *last)
         finally:
             buffers.release(extra)
-        return pack.assemble(returned, *ob[:1] or [None], args)
+        return pack.assemble(returned, ob, args)
 
     def _run(self, *args):
         if self.ready:

@@ -23,7 +23,8 @@ gradients took 1 ms of a 1.3 ms call); the plan gives each array a home instead:
   shape (the gradients of equal layers) are computed into one byte buffer the
   runtime allocates per call and splits into views afterwards, one per output,
   none sharing bytes: Numba's code for returning K arrays costs ~15 ms of compile
-  per array, one buffer argument the same for any K.
+  per array, one buffer argument the same for any K. Outputs written in place of an
+  input are not returned either: the runtime puts back the array it passed.
 
 The code generator falls back to a fresh buffer for any value the plan does not name,
 and the plan names no value of symbolic shape (``f32[B,64]``, a graph compiled once for
@@ -107,7 +108,6 @@ class OutputPack:
     def __post_init__(self):
         elsewhere = {p for group in self.groups for p in group[4]} | set(self.from_inputs)
         self.plain_positions = [p for p in range(self.n_outputs) if p not in elsewhere]
-        self.from_inputs_items = list(self.from_inputs.items())
 
     def assemble(self, returned, ob, args) -> tuple:
         """The outputs in order: the entry's ``returned`` ones, views of ``ob``, inputs."""
@@ -117,9 +117,16 @@ class OutputPack:
         for start, stop, dtype, shape, positions in self.groups:
             for position, value in zip(positions, ob[start:stop].view(dtype).reshape(shape)):
                 outs[position] = value
-        for position, k in self.from_inputs_items:
+        for position, k in self.from_inputs.items():
             outs[position] = args[k]
         return tuple(outs)
+
+
+def _placed(memory_plan: MemoryPlan | None) -> set:
+    """The values the memory plan gives a home (workspace, recycled or in-place buffer)."""
+    if memory_plan is None:
+        return set()
+    return set(memory_plan.workspace) | set(memory_plan.outputs) | set(memory_plan.inplace)
 
 
 def pack_outputs(graph: Graph, memory_plan: MemoryPlan | None) -> OutputPack | None:
@@ -134,8 +141,7 @@ def pack_outputs(graph: Graph, memory_plan: MemoryPlan | None) -> OutputPack | N
     count = {}
     for v in graph.outputs:
         count[v] = count.get(v, 0) + 1
-    planned = set(memory_plan.workspace) | set(memory_plan.outputs) | set(memory_plan.inplace) \
-        if memory_plan is not None else set()
+    planned = _placed(memory_plan)
     groups: dict = {}
     for position, v in enumerate(graph.outputs):
         shape = v.type.shape
@@ -288,7 +294,7 @@ def verify_pack(graph: Graph, plan: MemoryPlan | None, pack: OutputPack):
     output of its own, or one the memory plan places too, or two packed values sharing bytes."""
     root = buffer_roots(graph)
     names = graph.value_names()
-    planned = set(plan.workspace) | set(plan.outputs) | set(plan.inplace) if plan is not None else set()
+    planned = _placed(plan)
     spans = []
     for v, offset in pack.offsets.items():
         if v not in graph.outputs or graph.outputs.count(v) != 1 or root[v] is not v or v in planned:
