@@ -75,7 +75,7 @@ class CapturedArray(State):
         self._checked = None  # the array last found capturable (on the hot path: no re-check)
 
     @property
-    def data(self):
+    def _data(self):
         value = self._getter()
         if value is self._checked:
             return value
@@ -442,7 +442,7 @@ def concrete(tracer):
             return None
         else:
             todo.extend(v.producer.inputs)
-    env = {v: np.array(sources[v].data) for v in needed if v.producer is None}
+    env = {v: np.array(sources[v]._data) for v in needed if v.producer is None}
     for v, snapshot in env.items():
         state = sources[v]
         builder.guard(functools.partial(_same_contents, state, snapshot), True,
@@ -459,7 +459,7 @@ def concrete(tracer):
 
 
 def _same_contents(state, snapshot) -> bool:
-    current = state.data
+    current = state._data
     return (current.shape == snapshot.shape and current.dtype == snapshot.dtype
             and np.array_equal(current, snapshot, equal_nan=current.dtype.kind == "f"))
 

@@ -483,7 +483,7 @@ def _entry_of(traced: TracedFunction, owners, dynamic: bool = True):
         if st in compiled.state_in:
             record["input"] = n_args + compiled.state_in.index(st)
             record["tensor"] = f"main.state.{i}"
-            arrays[record["tensor"]] = np.array(st.data, order="C")
+            arrays[record["tensor"]] = np.array(st._data, order="C")
         else:
             record["input"] = None
         record["output"] = (compiled.n_user + compiled.state_out.index(st)) if st in compiled.state_out else None
@@ -1304,7 +1304,7 @@ class LoadedFunction:
         module names, optimizer state by its path in ``state_dict()``
         (``optimizer.state.0.exp_avg``, ``optimizer.param_groups.0.betas[1]``). The arrays are
         live: writing into a hyperparameter's array changes it for the next call."""
-        return [(self._label(i, rec), rec["kind"], st.data)
+        return [(self._label(i, rec), rec["kind"], st._data)
                 for i, (rec, st) in enumerate(zip(self._records, self.states)) if rec.get("input") is not None]
 
     @staticmethod
@@ -1333,7 +1333,7 @@ class LoadedFunction:
                 for i, rec in enumerate(self._records)
                 if rec["kind"] in ("parameter", "buffer") and rec.get("input") is not None]
         for _, i in sorted(held):  # in the module's state_dict order
-            model[self._records[i].get("key") or self._records[i].get("name")] = self.states[i].data
+            model[self._records[i].get("key") or self._records[i].get("name")] = self.states[i]._data
         if self.kind != "training_step":
             return model
         optimizers = []
@@ -1341,12 +1341,12 @@ class LoadedFunction:
             state, groups = {}, []
             for rec, st in zip(self._records, self.states):
                 if rec["kind"] == "optimizer" and rec.get("optimizer") == k:
-                    state.setdefault(rec["param"], {})[rec["key"]] = st.data
+                    state.setdefault(rec["param"], {})[rec["key"]] = st._data
             for g, group in enumerate(opt["param_groups"]):
                 options = dict(group["options"])
                 for rec, st in zip(self._records, self.states):  # the live hyperparameters
                     if rec["kind"] == "hyperparameter" and rec.get("optimizer") == k and rec.get("group") == g:
-                        value = float(st.data)
+                        value = float(st._data)
                         if rec.get("index") is None:
                             options[rec["key"]] = value
                         else:
@@ -1438,7 +1438,7 @@ class LoadedFunction:
         for rec, st in zip(self._records, self.states):
             if rec.get("input") is None:  # a state only written: its array, to write into
                 t = self._graph.outputs[rec["output"]].type
-                st.data = np.zeros(tuple(d if type(d) is int else bindings.get(d, 0) for d in t.shape), t.dtype)
+                st._data = np.zeros(tuple(d if type(d) is int else bindings.get(d, 0) for d in t.shape), t.dtype)
 
     def _generic(self, arrays) -> Compiled | None:
         """The saved graph compiled as it is, for every size of its symbols (tried once; None
@@ -1486,7 +1486,7 @@ class LoadedFunction:
             rec = dict(rec)
             if rec.get("input") is not None:
                 rec["tensor"] = f"main.state.{i}"
-                arrays[rec["tensor"]] = np.array(st.data, order="C")
+                arrays[rec["tensor"]] = np.array(st._data, order="C")
             entry["states"].append(rec)
         entry["optimizers"] = [{"type": opt["type"], "param_groups": [
             {**group, "options": {k: _json_option(v) for k, v in group["options"].items()}}

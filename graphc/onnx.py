@@ -169,7 +169,7 @@ def _trace(obj, args, kwargs) -> _Traced:
                                                paths)
         graph, _ = manager.run(builder.graph, "O1")
         positions = {v: k for k, v in enumerate(builder.graph.inputs)}
-        initial = {positions[v]: state.data for state, v in builder.state_inputs.items()}
+        initial = {positions[v]: state._data for state, v in builder.state_inputs.items()}
         state_names = {positions[v]: names[id(state)] for state, v in builder.state_inputs.items()
                        if id(state) in names}
         n_user = sum(s is DYNAMIC for s in slots)

@@ -140,7 +140,7 @@ class Compiled:
         self.pass_stats = pass_stats
         self.check_finite = check_finite
         self.state_in = list(builder.state_inputs)
-        self.state_types = [(st.data.shape, st.data.dtype) for st in self.state_in]
+        self.state_types = [(st._data.shape, st._data.dtype) for st in self.state_in]
         self.state_out = list(builder.state_writes)
         self.n_user = len(graph.outputs) - len(self.state_out)
         # 0-d outputs come back from Numba as Python scalars: give them their dtype, unless the eager
@@ -218,7 +218,7 @@ class Compiled:
 
         def valid() -> bool:
             for st, shape, dtype in states:
-                data = st.data
+                data = st._data
                 if data.shape != shape or data.dtype != dtype:
                     return False
             for namespace, name, obj in names:
@@ -265,13 +265,13 @@ class Compiled:
                     return self.upgraded.run(arguments)
             self.interpreted_calls += 1
         if self.state_in:
-            arguments = list(arguments) + [_as_argument(st.data) for st in self.state_in]
+            arguments = list(arguments) + [_as_argument(st._data) for st in self.state_in]
             if self.inplace_args:
                 self._protect_inplace(arguments)
         for i, check in self.input_checks:  # e.g. labels in range: before anything is updated
             check(arguments[i])
         for st in self.state_out:  # all or nothing: refuse before any State is written
-            if not st.data.flags.writeable:
+            if not st._data.flags.writeable:
                 name = getattr(st, "name", None) or type(st).__name__
                 raise ValueError(f"cannot update {name}: its array is read-only (a read-only memory map, "
                                  f"or flags.writeable is False); no state was changed")
@@ -324,7 +324,7 @@ class Compiled:
         """Compile the executable for these arguments now (a backend that compiles on its first
         call does it here, running nothing): a failure to compile is known before any call."""
         if self.state_in:
-            arguments = list(arguments) + [_as_argument(st.data) for st in self.state_in]
+            arguments = list(arguments) + [_as_argument(st._data) for st in self.state_in]
         self.compiled.prepare(*arguments)
 
     def _protect_inplace(self, arguments):
@@ -334,7 +334,7 @@ class Compiled:
         read-only, or ``check_finite`` must be able to refuse the update. The copy is written
         back after the call as before."""
         first = len(arguments) - len(self.state_in)
-        if self._cached_for is None or any(a is not st.data for a, st in zip(self._cached_for, self.state_in)):
+        if self._cached_for is None or any(a is not st._data for a, st in zip(self._cached_for, self.state_in)):
             self._cache_states(arguments, first)
         unsafe = set(self._always_copy)
         for b in arguments[:first]:
@@ -356,7 +356,7 @@ class Compiled:
     def _cache_states(self, arguments, first):
         """Per set of State arrays: each donated State's memory owner and address range, and
         the donated States that must always get a copy."""
-        datas = [st.data for st in self.state_in]
+        datas = [st._data for st in self.state_in]
         self._donated = []
         self._always_copy = set()
         for k in self.inplace_args:
@@ -384,7 +384,7 @@ class Compiled:
     def _write_back(self, values):
         values = [v.copy() if copy else v for v, copy in zip(values, self.copy_first)]
         if self.to_host is not None:  # (a GPU backend: a State whose array is on the host gets a host copy)
-            values = [self.to_host(v) if isinstance(st.data, np.ndarray) else v
+            values = [self.to_host(v) if isinstance(st._data, np.ndarray) else v
                       for st, v in zip(self.state_out, values)]
         if self.check_finite:
             for st, v in zip(self.state_out, values):
@@ -395,11 +395,11 @@ class Compiled:
                                          f"{bad} non-finite value(s); no state was written back")
         replace = self.replace or ()
         for k, (st, v) in enumerate(zip(self.state_out, values)):
-            if v is not st.data:  # (an update written in place came back as st.data itself)
+            if v is not st._data:  # (an update written in place came back as st._data itself)
                 if k < len(replace) and replace[k]:
-                    st.data = v
+                    st._data = v
                 else:
-                    st.data[...] = v
+                    st._data[...] = v
 
 
 _SWITCH_LOCK = threading.RLock()
@@ -651,7 +651,7 @@ class TracedFunction:
         user = [_as_argument(leaf) for leaf in leaves if is_dynamic(leaf)]
         pending = None
         if self._compile_mode() != "never":
-            arguments = user + [_as_argument(st.data) for st in builder.state_inputs]
+            arguments = user + [_as_argument(st._data) for st in builder.state_inputs]
             pending = self._start(traced, builder, out_spec, arguments, generic, user)
             if pending is None:
                 return None

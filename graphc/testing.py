@@ -175,7 +175,7 @@ def check_grads(fn, args, order=2, *, argnums=None, rtol=1e-5, atol=1e-7, eps=1e
 
     builder, out_spec = trace_into_graph(everything, tuple(x0), {}, is_dynamic, f"check_grads_{fn_name}")
     graph = builder.graph
-    bound = [st.data for st in builder.state_inputs]  # captured arrays and States the trace read
+    bound = [st._data for st in builder.state_inputs]  # captured arrays and States the trace read
 
     def run_interpreted(xs):
         return [np.asarray(o, np.float64) for o in rebuild_outputs(out_spec, interpret(graph, *xs, *bound))]

@@ -133,7 +133,7 @@ class Builder:
                 raise TraceError("a State was read from a finished trace")
             role = "captured" if isinstance(state, capture.CapturedArray) else "state"
             name = getattr(state, "name", None)
-            value = self.graph.add_input(TensorType(state.data.shape, state.data.dtype.name),
+            value = self.graph.add_input(TensorType(state._data.shape, state._data.dtype.name),
                                          name if isinstance(name, str) else None, role)
             self.state_inputs[state] = value
             self.state_values[state] = Tracer(value, self)
@@ -141,7 +141,7 @@ class Builder:
 
     def write_state(self, state, value):
         """Record ``value`` as the new content of ``state`` (checked against its type)."""
-        want = TensorType(state.data.shape, state.data.dtype.name)
+        want = TensorType(state._data.shape, state._data.dtype.name)
         got = type_of(value)
         if got.shape != want.shape:
             try:
@@ -152,6 +152,36 @@ class Builder:
         value = convert(value, want.dtype)
         self.state_values[state] = value
         self.state_writes[state] = value
+
+    def data_view(self, state) -> "StateView":
+        """``state.data`` read in this trace."""
+        return StateView(state, self)
+
+    def detached_value(self, state) -> Value:
+        """The State's value at this point of the trace, with no gradient through it."""
+        current = self.read_state(state)
+        if not isinstance(current, Tracer):  # (a constant written into the State)
+            current = Tracer(self.constant(np.asarray(current)), self)
+        cache = self.aux.setdefault(_DETACHED, {})
+        hit = cache.get(state)
+        if hit is None or hit[0] is not current:
+            hit = cache[state] = (current, bind("stop_gradient", current).value)
+        return hit[1]
+
+    def assign_data(self, state, value):
+        """``state.data = value`` in this trace: written into the State's array when the call
+        returns; no gradient flows into the State through it (torch's ``.data``)."""
+        if isinstance(value, StateView) and value.state is state:
+            return  # (``p.data -= g`` assigns the view it updated back to p.data)
+        array = value if isinstance(value, Tracer) else np.asarray(value)
+        want = (tuple(state._data.shape), np.dtype(state._data.dtype))
+        if (tuple(array.shape), np.dtype(array.dtype)) != want:
+            name = getattr(state, "name", None) or type(state).__name__
+            raise TraceError(f"{name}.data = value inside a traced function: the value is {np.dtype(array.dtype)} "
+                             f"of shape {tuple(array.shape)}, the State's array {want[1]} of shape {want[0]}; a "
+                             f"compiled call writes into that array, so it keeps its shape and dtype (at "
+                             f"{user_line()}); convert the value, or set .data outside the traced function")
+        self.write_state(state, bind("stop_gradient", array) if isinstance(array, Tracer) else array)
 
     def constant(self, array: np.ndarray) -> Value:
         node = self.graph.add_node("constant", [], {"value": Const(array)},
@@ -218,6 +248,12 @@ class RegionBuilder(Builder):
         """Checked where the value comes from: an argument of the function, read from outside."""
         outer = next((o for o, v in self.captures.items() if v is tracer.value), None)
         return outer is not None and self.parent.check_input(Tracer(outer, self.parent), check)
+
+
+_DETACHED = "graphc.trace.detached"  # Builder.aux key: State -> (its traced value, that value detached)
+# ops whose NumPy counterpart returns a view of its first operand: writing into the result
+# writes into that operand
+NUMPY_VIEWS = frozenset({"reshape", "transpose", "broadcast_to", "slice", "index"})
 
 
 class Tracer:
@@ -440,6 +476,79 @@ def _plain(value):
     return value
 
 
+class StateView(Tracer):
+    """``state.data`` inside a trace. In NumPy ``p.data`` is the State's array itself, so this
+    tracer has no fixed value: each use reads the State's value at that point of the function
+    (after ``opt.step()`` the updated one), detached from gradients; ``x op= v`` and
+    ``x[...] = v`` write the State, as NumPy writes the array."""
+
+    __slots__ = ("state",)
+
+    def __init__(self, state, builder):
+        self.state = state
+        self.builder = builder
+        self.weak = False
+
+    @property
+    def value(self):
+        return self.builder.detached_value(self.state)
+
+    @value.setter
+    def value(self, new):  # x op= v (graphc.ops.methods._update_in_place)
+        self.builder.write_state(self.state, Tracer(new, self.builder))
+
+    def __setitem__(self, key, value):
+        if not (key is Ellipsis or key == () or (isinstance(key, slice) and key == slice(None))):
+            raise TraceError(f"p.data[key] = value inside a traced function writes the whole array only "
+                             f"(p.data[...] = value) (at {user_line()}); build the new value with "
+                             f"gc.where(mask, value, p.data) and assign it: p.data[...] = new")
+        if isinstance(value, StateView):
+            value = Tracer(value.value, self.builder)
+        self.builder.write_state(self.state, bind("stop_gradient", value) if isinstance(value, Tracer)
+                                 else np.asarray(value))
+
+
+class DataView(Tracer):
+    """A NumPy view (a slice, reshape, .T) of ``state.data`` inside a trace. NumPy shows a later
+    write of the State through the view and a traced value cannot, so a use of the view after
+    such a write is refused (``.copy()`` it before the write to keep the old values)."""
+
+    __slots__ = ("_value", "_of")
+
+    def __init__(self, value, builder, of):
+        super().__init__(value, builder)
+        self._of = of  # (the builder that holds the State, the State, its traced value then)
+
+    @property
+    def value(self):
+        owner, state, seen = self._of
+        if owner.state_values.get(state) is not seen:
+            name = getattr(state, "name", None) or type(state).__name__
+            raise TraceError(f"a view (a slice, reshape or .T) of {name}.data taken before {name} was written "
+                             f"(by opt.step(), an assignment or an in-place update) is used after that write "
+                             f"(at {user_line()}): NumPy would show the new values through the view, a trace "
+                             f"cannot; take the view after the write, or .copy() it before")
+        return self._value
+
+    @value.setter
+    def value(self, new):
+        self._value = new
+
+    shape = property(lambda self: self._value.type.shape)
+    dtype = property(lambda self: np.dtype(self._value.type.dtype))
+    ndim = property(lambda self: len(self._value.type.shape))
+    size = property(lambda self: self._value.type.size)
+
+
+def _view_of_data(source):
+    """(builder, State, its traced value) when ``source`` is ``state.data`` or a view of it."""
+    if isinstance(source, StateView):
+        source.value  # (read it: the State has a traced value to compare with)
+        owner = source.builder
+        return owner, source.state, owner.state_values.get(source.state)
+    return source._of if isinstance(source, DataView) else None
+
+
 def bind(name: str, *args, regions=(), **attrs):
     """Apply primitive ``name``: add a node when tracing, else run its NumPy reference.
     ``regions``: the node's nested graphs (a loop body), for an op that has them."""
@@ -461,6 +570,10 @@ def bind(name: str, *args, regions=(), **attrs):
     values = [builder.value_of(a) if isinstance(a, Tracer) else builder.constant(np.asarray(a)) for a in args]
     node = builder.graph.add_node(name, values, attrs, out_types, user_loc(), regions)
     outs = tuple(Tracer(v, builder) for v in node.outputs)
+    if name in NUMPY_VIEWS and node.outputs[0].type.shape:  # (x[0] of a 1-d array is a copy)
+        of = _view_of_data(args[0])
+        if of is not None:
+            outs = (DataView(node.outputs[0], builder, of),)
     return outs[0] if len(outs) == 1 else outs  # (a loop with no carry has no outputs: ())
 
 

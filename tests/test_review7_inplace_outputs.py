@@ -236,11 +236,9 @@ def test_deep_chain_rolled_calls_with_views_between(n):
         assert re.findall(r"for k_\d+ in range\((\d+)\):", f.source)
 
 
-@pytest.mark.xfail(strict=True, reason="p.data read inside a trace is baked into the graph as a "
-                   "constant: the compiled step (and device='numpy') returns the parameter as it "
-                   "was when traced, on every call, instead of its current value")
 def test_returned_parameter_data_is_current():
-    """(Pre-existing, not from this change.) PyTorch returns the updated parameter."""
+    """p.data read after opt.step() in a trace is the updated parameter, as in PyTorch (it was
+    once a constant of the graph: the parameter as it was when traced)."""
     m1, s1, m2, s2 = _pair("sgd", "data", depth=0)
     for _ in range(3):
         loss, w = s1(X[:8], L[:8])

@@ -182,8 +182,8 @@ class BatchNorm1d(Module):
         if len(shape) not in (2, 3) or shape[1] != self.num_features:
             raise ShapeError(f"{self._label()} expects input (N, {self.num_features}) or "
                              f"(N, {self.num_features}, L), but got shape {shape}\n  at {user_line()}")
-        dtype = self.weight.data.dtype if self.affine else (
-            self.running_mean.data.dtype if self.track_running_stats else np.dtype("float32"))
+        dtype = self.weight.dtype if self.affine else (
+            self.running_mean.dtype if self.track_running_stats else np.dtype("float32"))
         x = _as_float(x, dtype)
         axes = (0,) if len(shape) == 2 else (0, 2)
         bshape = (1, self.num_features) + ((1,) if len(shape) == 3 else ())

@@ -27,7 +27,7 @@ def _as_numpy(value):
     if hasattr(value, "detach") and hasattr(value, "cpu"):  # a torch tensor
         value = value.detach().cpu().numpy()
     elif isinstance(value, State):
-        value = value.data
+        value = value._data
     return np.asarray(value)
 
 
@@ -292,8 +292,8 @@ class Module:
         if dtype.kind != "f":
             raise TypeError(f"Module.to() only converts to floating-point dtypes, got {dtype}")
         for st in list(self.parameters()) + list(self.buffers()):
-            if st.data.dtype.kind == "f":
-                st.data = st.data.astype(dtype)
+            if st._data.dtype.kind == "f":
+                st._data = st._data.astype(dtype)
                 if isinstance(st, Parameter) and st._grad is not None:
                     st.grad = st._grad.astype(dtype)
 
@@ -303,11 +303,11 @@ class Module:
                              f"device; choose another with `with cupy.cuda.Device(n):`)")
         move = _to_host if device == "cpu" else _to_gpu()
         for st in list(self.parameters()) + list(self.buffers()):
-            st.data = move(st.data)
+            st._data = move(st._data)
             if isinstance(st, Parameter) and st._grad is not None:
                 st._grad = move(st._grad)
                 if st._grad_state is not None:
-                    st._grad_state.data = st._grad
+                    st._grad_state._data = st._grad
 
     def cuda(self):
         return self.to("cuda")
@@ -331,7 +331,7 @@ class Module:
                 for name, st in getattr(module, table).items():
                     if st is None or not getattr(st, "persistent", True):
                         continue
-                    out[f"{mprefix}.{name}" if mprefix else name] = st if keep_vars else _to_host(st.data)
+                    out[f"{mprefix}.{name}" if mprefix else name] = st if keep_vars else _to_host(st._data)
         return out
 
     def load_state_dict(self, state_dict, strict: bool = True):
@@ -357,15 +357,15 @@ class Module:
             if k not in given:
                 continue
             try:
-                value = checked_copy(given[k], st.data.dtype, repr(k))
+                value = checked_copy(given[k], st._data.dtype, repr(k))
             except StateDictError as exc:
                 problems.append(str(exc))
                 continue
-            if value.shape != st.data.shape:
-                wrong.append(f"{k}: expected shape {st.data.shape}, got {value.shape}")
-            elif on_gpu(st.data):  # (a model moved to the GPU: the value goes there)
+            if value.shape != st._data.shape:
+                wrong.append(f"{k}: expected shape {st._data.shape}, got {value.shape}")
+            elif on_gpu(st._data):  # (a model moved to the GPU: the value goes there)
                 converted[k] = cuda_device.device().to_device(value)
-            elif not st.data.flags.writeable:
+            elif not st._data.flags.writeable:
                 problems.append(f"{k!r}: the model's array is read-only")
             else:
                 converted[k] = value
@@ -375,7 +375,7 @@ class Module:
             raise StateDictError(f"Error(s) in loading state_dict for {type(self).__name__}:\n  "
                                  + "\n  ".join(problems))
         for k, value in converted.items():
-            own[k].data[...] = value
+            own[k]._data[...] = value
         return IncompatibleKeys(missing, unexpected)
 
     # -- printing ------------------------------------------------------------------

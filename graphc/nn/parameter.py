@@ -64,7 +64,7 @@ class Parameter(State):
 
     def __init__(self, data, requires_grad: bool = True, dtype=None):
         if isinstance(data, Parameter):
-            data = data.data
+            data = data._data
         super().__init__(data.astype(dtype or data.dtype, copy=True) if on_gpu(data)
                          else np.array(data, dtype=dtype, copy=True))
         self.requires_grad = requires_grad
@@ -104,19 +104,19 @@ class Parameter(State):
             self._grad = None
             return
         value = np.asarray(value)
-        if value.shape != self.data.shape:
+        if value.shape != self._data.shape:
             raise ValueError(f"assigned grad has shape {value.shape}, but parameter {self.name or ''} "
-                             f"has shape {self.data.shape}")
-        if value.dtype != self.data.dtype:
-            if not np.can_cast(value.dtype, self.data.dtype, "same_kind"):
+                             f"has shape {self._data.shape}")
+        if value.dtype != self._data.dtype:
+            if not np.can_cast(value.dtype, self._data.dtype, "same_kind"):
                 raise TypeError(f"assigned grad has dtype {value.dtype}, but parameter {self.name or ''} "
-                                f"is {self.data.dtype}")
-            value = value.astype(self.data.dtype)
+                                f"is {self._data.dtype}")
+            value = value.astype(self._data.dtype)
         if not value.flags.writeable:  # (a compiled step may accumulate into it)
             value = value.copy()
         self._grad = value
         if self._grad_state is not None:
-            self._grad_state.data = value
+            self._grad_state._data = value
 
     def _grad_at_call(self, builder):
         """The gradient as it will be when the compiled call starts (guarded on being None)."""
@@ -124,23 +124,23 @@ class Parameter(State):
         builder.guard(lambda: self._grad is not None, has, f"whether parameter {self.name or ''} has a .grad")
         if not has:
             return None
-        if (self._grad.shape, self._grad.dtype) != (self.data.shape, self.data.dtype):
-            raise TraceError(f"parameter {self.name or ''} has shape {self.data.shape} and dtype "
-                             f"{self.data.dtype}, but its .grad has {self._grad.shape} and "
+        if (self._grad.shape, self._grad.dtype) != (self._data.shape, self._data.dtype):
+            raise TraceError(f"parameter {self.name or ''} has shape {self._data.shape} and dtype "
+                             f"{self._data.dtype}, but its .grad has {self._grad.shape} and "
                              f"{self._grad.dtype}; call zero_grad() first (at {user_line()})")
         return self._holder().read()
 
     def _holder(self) -> State:
         """The State that carries the gradient into and out of compiled calls."""
         st = self._grad_state
-        want = (self.data.shape, self.data.dtype)
-        if st is None or (st.data.shape, st.data.dtype) != want:
-            st = State(np.zeros_like(self.data, order="C"))  # (on the parameter's device: CuPy's for a GPU array)
+        want = (self._data.shape, self._data.dtype)
+        if st is None or (st._data.shape, st._data.dtype) != want:
+            st = State(np.zeros_like(self._data, order="C"))  # (on the parameter's device: CuPy's for a GPU array)
             st.name = f"gradient of {self.name or 'parameter'}"
             st.replace_on_write = True  # a compiled call hands over its new gradient array, no copy
             self._grad_state = st
-        if self._grad is not None and self._grad is not st.data:
-            st.data = self._grad
+        if self._grad is not None and self._grad is not st._data:
+            st._data = self._grad
         return st
 
     # -- in-place arithmetic (``w -= lr * w.grad`` under ``no_grad``) ---------------------------
@@ -154,13 +154,13 @@ class Parameter(State):
         if new is NotImplemented:
             return NotImplemented
         new = np.asarray(new) if not isinstance(new, Tracer) else new
-        dtype = self.data.dtype
+        dtype = self._data.dtype
         if np.dtype(new.dtype) != dtype and not np.can_cast(new.dtype, dtype, "same_kind"):
             raise TypeError(f"in-place {name} on parameter {self.name or ''}: cannot cast the "
                             f"{new.dtype} result to {dtype} (as NumPy's same_kind casting)")
-        if tuple(new.shape) != self.data.shape:
+        if tuple(new.shape) != self._data.shape:
             raise ValueError(f"in-place {name} on parameter {self.name or ''}: a result of shape "
-                             f"{tuple(new.shape)} does not fit its shape {self.data.shape}")
+                             f"{tuple(new.shape)} does not fit its shape {self._data.shape}")
         self.write(new)
         return self
 
@@ -173,12 +173,15 @@ class Parameter(State):
         return self
 
     # conveniences, so a Parameter reads like an array in forward code
-    ndim = property(lambda self: self.data.ndim)
-    size = property(lambda self: self.data.size)
+    ndim = property(lambda self: self._data.ndim)
+    size = property(lambda self: self._data.size)
     T = property(lambda self: self.read().T)
 
     def numpy(self):
-        return self.data
+        if current_builder() is not None:
+            raise TraceError(f"p.numpy() of Parameter {self.name or ''} inside a trace would bake its current "
+                             f"value into the graph; use p.data or p.read() (at {user_line()})")
+        return self._data
 
     __array_ufunc__ = None  # ndarray (op) Parameter defers to the Parameter's reflected operator
 
@@ -187,15 +190,15 @@ class Parameter(State):
         if current_builder() is not None:
             raise TraceError(f"converting Parameter {self.name or ''} to a NumPy array inside a trace "
                              f"would bake its current value into the graph; use p.read() instead")
-        if copy is False and dtype is not None and np.dtype(dtype) != self.data.dtype:
+        if copy is False and dtype is not None and np.dtype(dtype) != self._data.dtype:
             raise ValueError(f"np.asarray(p, dtype={np.dtype(dtype)}, copy=False): converting parameter "
-                             f"{self.name or ''} of dtype {self.data.dtype} needs a copy")
-        if dtype is not None and np.dtype(dtype) != self.data.dtype:
-            return self.data.astype(dtype)
-        return self.data.copy() if copy else self.data
+                             f"{self.name or ''} of dtype {self._data.dtype} needs a copy")
+        if dtype is not None and np.dtype(dtype) != self._data.dtype:
+            return self._data.astype(dtype)
+        return self._data.copy() if copy else self._data
 
     def __repr__(self):
-        return f"Parameter({self.data!r})"
+        return f"Parameter({self._data!r})"
 
     __hash__ = object.__hash__
 
@@ -272,7 +275,7 @@ def _grad_setter(table, holders):
         if not final:
             final.extend((p, None if v is None else holders[p]) for p, v in table.items())
         for p, holder in final:
-            p._grad = None if holder is None else holder.data
+            p._grad = None if holder is None else holder._data
     return after_call
 
 

@@ -97,7 +97,7 @@ class Generator:
         return multiply(u, np.asarray(2.0 ** -nbits, dtype))
 
     def state_dict(self):
-        return {"seed": int(self.seed_state.data), "counter": int(self.counter.data)}
+        return {"seed": int(self.seed_state._data), "counter": int(self.counter._data)}
 
     def load_state_dict(self, sd):
         self.seed_state.data[...] = int(sd["seed"])

@@ -6,7 +6,7 @@ import numpy as np
 from graphc.errors import TraceError
 from graphc.state import State
 from graphc.ops import elementwise as ew, indexing, linalg, reduction as red, registry, scan, shape, sort
-from graphc.trace import Tracer, user_line
+from graphc.trace import NUMPY_VIEWS, StateView, Tracer, user_line
 
 
 def _bool_only(name, fn):
@@ -31,9 +31,6 @@ def _setitem(a, key, value):
                      f"(at {user_line()}); build the result with gc.where(mask, value, x) or np.concatenate")
 
 
-# ops whose NumPy counterpart returns a view of its first operand: writing into the result
-# in place writes into that operand
-_NUMPY_VIEWS = {"reshape", "transpose", "broadcast_to", "slice", "index"}
 _OWNED = "graphc.methods.owned"  # builder.aux key: tracers that are fresh copies (x.copy())
 
 
@@ -43,7 +40,7 @@ def _caller_array(a):
     if a in a.builder.aux.get(_OWNED, ()):
         return False
     value = a.value
-    while value.producer is not None and value.producer.op in _NUMPY_VIEWS:
+    while value.producer is not None and value.producer.op in NUMPY_VIEWS:
         value = value.producer.inputs[0]
     return value.producer is None and not a.weak and value in a.builder.graph.inputs
 
@@ -60,7 +57,7 @@ def _inplace(symbol, name):
         out = getattr(a, name)(b)
         if out is NotImplemented:
             return out
-        if a.weak or not a.ndim:
+        if (a.weak or not a.ndim) and not isinstance(a, StateView):
             # a Python number or NumPy scalar (x.sum(), an argument `lr`) cannot change in place:
             # Python rebinds the name to the result, and other names keep the old value
             return out
@@ -82,11 +79,11 @@ def _update_in_place(a, new, what):
     Python name bound to ``a`` (``y = x``) sees it. A NumPy view taken of ``a`` earlier
     (``y = x[0]``) would see it too, and a traced view cannot: that is refused."""
     producer = a.value.producer
-    if producer is not None and producer.op in _NUMPY_VIEWS and a.ndim:
+    if producer is not None and producer.op in NUMPY_VIEWS and a.ndim:
         raise TraceError(f"{what}: this array is a view (a slice, reshape, transpose or .T) of another, which "
                          f"NumPy would update too and a trace cannot (at {user_line()}); write x = x op value")
     for node in a.builder.graph.nodes:
-        if (node.op in _NUMPY_VIEWS and node.inputs and node.inputs[0] is a.value
+        if (node.op in NUMPY_VIEWS and node.inputs and node.inputs[0] is a.value
                 and node.outputs[0].type.shape):  # (x[0] of a 1-d array is a copy: a scalar)
             raise TraceError(f"{what}: this array has a view (a slice, reshape, transpose or .T) taken "
                              f"earlier, which NumPy would update too and a trace cannot (at {user_line()}); "

@@ -37,9 +37,9 @@ class ParamGroup(dict):
             st = self.states[key]
             if isinstance(st, tuple):
                 for s, v in zip(st, value):
-                    s.data[...] = float(v)
+                    s._data[...] = float(v)
             else:
-                st.data[...] = float(value)
+                st._data[...] = float(value)
         elif _is_number(value):
             self.states[key] = _hyper(value, key)
         elif isinstance(value, tuple) and value and all(_is_number(v) for v in value):
@@ -51,8 +51,8 @@ class ParamGroup(dict):
         if st is None:
             return super().__getitem__(key)
         if isinstance(st, tuple):
-            return tuple(float(s.data) for s in st)
-        return float(st.data)
+            return tuple(float(s._data) for s in st)
+        return float(st._data)
 
     def get(self, key, default=None):
         return self[key] if key in self else default
@@ -107,8 +107,8 @@ class Optimizer:
             if not isinstance(p, Parameter):
                 raise TypeError(f"optimizer can only optimize graphc.nn.Parameter objects, got "
                                 f"{type(p).__name__}")
-            if p.data.dtype.kind != "f":
-                raise TypeError(f"optimizer can only optimize floating-point parameters, got {p.data.dtype}")
+            if p._data.dtype.kind != "f":
+                raise TypeError(f"optimizer can only optimize floating-point parameters, got {p._data.dtype}")
         seen = {id(p) for g in self.param_groups for p in g["params"]}
         if any(id(p) in seen for p in ps):
             raise ValueError("some parameters appear in more than one parameter group")
@@ -157,7 +157,7 @@ class Optimizer:
         for name in wanted:
             if name not in st:
                 st[name] = State(np.zeros((), np.float64) if name == "step"
-                                 else np.full_like(p.data, self._initial(name, group)))
+                                 else np.full_like(p._data, self._initial(name, group)))
                 st[name].name = f"{type(self).__name__} {name} of {p.name or 'parameter'}"
         return st
 
@@ -185,7 +185,7 @@ class Optimizer:
             raise (TraceError if current_builder() is not None else RuntimeError)(
                 f"{type(self).__name__}.step(): no parameter has a gradient; {where}")
         for p, group, g in updates:
-            dtype = p.data.dtype
+            dtype = p._data.dtype
             self._update(p, ew.cast(g, dtype), group, self._state_for(p, group), dtype)
         return loss
 
@@ -213,7 +213,7 @@ class Optimizer:
         for group in self.param_groups:
             for p in group["params"]:
                 if p in self.state:
-                    state[index[id(p)]] = {k: s.data.copy() for k, s in self.state[p].items()}
+                    state[index[id(p)]] = {k: s._data.copy() for k, s in self.state[p].items()}
         return {"state": state, "param_groups": groups}
 
     def load_state_dict(self, state_dict):
@@ -246,13 +246,13 @@ class Optimizer:
             own = self.state.get(p, {})
             for k, v in entries.items():
                 where = f"optimizer state {k!r} of parameter {i}"
-                want = own[k].data if k in own else None
+                want = own[k]._data if k in own else None
                 try:
-                    dtype = want.dtype if want is not None else (p.data.dtype if np.ndim(v) else np.float64)
+                    dtype = want.dtype if want is not None else (p._data.dtype if np.ndim(v) else np.float64)
                     value = checked_copy(v, dtype, where)
                 except StateDictError as exc:
                     raise ValueError(str(exc)) from None
-                shape = want.shape if want is not None else (p.data.shape if value.ndim else ())
+                shape = want.shape if want is not None else (p._data.shape if value.ndim else ())
                 if value.shape != shape:
                     raise ValueError(f"{where}: expected shape {shape}, got {value.shape}")
                 buffers.append((p, k, value))
@@ -261,7 +261,7 @@ class Optimizer:
         for p, k, value in buffers:
             st = self._state_for(p)
             if k in st:
-                st[k].data[...] = value
+                st[k]._data[...] = value
             else:
                 st[k] = State(value)
                 st[k].name = f"{type(self).__name__} {k} of {p.name or 'parameter'}"
