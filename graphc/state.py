@@ -43,8 +43,9 @@ class State:
 
     @data.setter
     def data(self, value):
-        """Outside a trace: the State holds ``value`` from now on. Inside one: ``value`` is written
-        into the State's array when the compiled call returns (same shape and dtype)."""
+        """Outside a trace: the State holds ``value`` from now on. Inside one a TraceError (a
+        compiled call writes into the State's array; ``data[...] = value`` does that), except
+        as the end of ``state.data op= v``."""
         builder = current_builder()
         if builder is None:
             self._data = value

@@ -150,6 +150,8 @@ class Builder:
                 raise ShapeError(f"cannot write a value of shape {got.shape} into state of shape "
                                  f"{want.shape}\n  at {user_line()}") from None
         value = convert(value, want.dtype)
+        if isinstance(value, Tracer):  # (a tracer object of its own: a later `v += 1` changes v only)
+            value = Tracer(value.value, self)
         self.state_values[state] = value
         self.state_writes[state] = value
 
@@ -165,23 +167,20 @@ class Builder:
         cache = self.aux.setdefault(_DETACHED, {})
         hit = cache.get(state)
         if hit is None or hit[0] is not current:
-            hit = cache[state] = (current, bind("stop_gradient", current).value)
+            with tracing(self):  # (in this trace's graph, also when a loop body reads it)
+                hit = cache[state] = (current, bind("stop_gradient", current).value)
         return hit[1]
 
     def assign_data(self, state, value):
-        """``state.data = value`` in this trace: written into the State's array when the call
-        returns; no gradient flows into the State through it (torch's ``.data``)."""
+        """``state.data = value`` in this trace: only as the end of ``state.data op= v``. NumPy
+        would give the State ``value`` as its array, and a compiled call writes into the array
+        the State has."""
         if isinstance(value, StateView) and value.state is state:
             return  # (``p.data -= g`` assigns the view it updated back to p.data)
-        array = value if isinstance(value, Tracer) else np.asarray(value)
-        want = (tuple(state._data.shape), np.dtype(state._data.dtype))
-        if (tuple(array.shape), np.dtype(array.dtype)) != want:
-            name = getattr(state, "name", None) or type(state).__name__
-            raise TraceError(f"{name}.data = value inside a traced function: the value is {np.dtype(array.dtype)} "
-                             f"of shape {tuple(array.shape)}, the State's array {want[1]} of shape {want[0]}; a "
-                             f"compiled call writes into that array, so it keeps its shape and dtype (at "
-                             f"{user_line()}); convert the value, or set .data outside the traced function")
-        self.write_state(state, bind("stop_gradient", array) if isinstance(array, Tracer) else array)
+        name = getattr(state, "name", None) or type(state).__name__
+        raise TraceError(f"{name}.data = value inside a traced function is not supported (at {user_line()}): "
+                         f"NumPy would make value the State's array, and a compiled call writes into the "
+                         f"array the State has; write {name}.data[...] = value (or {name}.data -= ...)")
 
     def constant(self, array: np.ndarray) -> Value:
         node = self.graph.add_node("constant", [], {"value": Const(array)},
@@ -379,6 +378,8 @@ def distinct(out, args):
     is a new array in NumPy: an in-place update of it must not reach ``x``)."""
     if isinstance(out, Tracer) and any(
             out is a or (isinstance(a, (list, tuple)) and any(out is b for b in a)) for a in args):
+        if isinstance(out, StateView):  # (np.einsum("ij->ij", p.data) may be p.data's array itself)
+            return DataView(out.value, out.builder, _view_of_data(out))
         return Tracer(out.value, out.builder, out.weak)
     return out
 
@@ -480,7 +481,7 @@ class StateView(Tracer):
     """``state.data`` inside a trace. In NumPy ``p.data`` is the State's array itself, so this
     tracer has no fixed value: each use reads the State's value at that point of the function
     (after ``opt.step()`` the updated one), detached from gradients; ``x op= v`` and
-    ``x[...] = v`` write the State, as NumPy writes the array."""
+    ``x[...] = v`` write the State (detached too), as NumPy writes the array."""
 
     __slots__ = ("state",)
 
@@ -495,17 +496,40 @@ class StateView(Tracer):
 
     @value.setter
     def value(self, new):  # x op= v (graphc.ops.methods._update_in_place)
-        self.builder.write_state(self.state, Tracer(new, self.builder))
+        self._write(Tracer(new, self.builder))
+
+    def __getitem__(self, key):
+        if isinstance(key, tuple) and key == () and not self.ndim:
+            return Tracer(self.value, self.builder)  # (a 0-d array's [()] is a scalar: a copy)
+        return Tracer.__getitem__(self, key)
 
     def __setitem__(self, key, value):
-        if not (key is Ellipsis or key == () or (isinstance(key, slice) and key == slice(None))):
+        whole = key is Ellipsis or (isinstance(key, tuple) and key == ()) or (
+            isinstance(key, slice) and key == slice(None))
+        if not whole:
             raise TraceError(f"p.data[key] = value inside a traced function writes the whole array only "
                              f"(p.data[...] = value) (at {user_line()}); build the new value with "
                              f"gc.where(mask, value, p.data) and assign it: p.data[...] = new")
-        if isinstance(value, StateView):
-            value = Tracer(value.value, self.builder)
-        self.builder.write_state(self.state, bind("stop_gradient", value) if isinstance(value, Tracer)
-                                 else np.asarray(value))
+        if not isinstance(value, Tracer):  # NumPy's own casts, broadcasts and overflow errors
+            array = np.empty(self.shape, self.dtype)
+            array[...] = value
+            self._write(array)
+            return
+        value = Tracer(value.value, value.builder)
+        while value.ndim > self.ndim and value.shape[0] == 1:  # (NumPy drops leading 1s)
+            value = value.reshape(value.shape[1:])
+        self._write(value)
+
+    def _write(self, value):
+        """Write the State, detached from gradients (torch's ``.data``), in the trace it belongs to."""
+        current = current_builder()
+        if current is not self.builder:
+            if isinstance(current, RegionBuilder) and self.builder.encloses(current):
+                current.write_state(self.state, value)  # (raises: a loop body cannot update State)
+            raise TraceError(f"values from two different traces were mixed (at {user_line()})")
+        if isinstance(value, Tracer):
+            value = bind("stop_gradient", value)
+        self.builder.write_state(self.state, value)
 
 
 class DataView(Tracer):

@@ -9,6 +9,9 @@ import math
 
 import numpy as np
 
+from graphc.errors import TraceError
+from graphc.trace import current_builder, user_line
+
 _rng = np.random.default_rng(0)
 
 
@@ -63,11 +66,20 @@ def _fan(t, mode):
     return fan_in if mode == "fan_in" else fan_out
 
 
+def _random(what):
+    """Refused inside a trace: the draw would be made once, when traced, and written on every call."""
+    if current_builder() is not None:
+        raise TraceError(f"nn.init.{what} inside a traced function would write the same random draw "
+                         f"on every call (at {user_line()}); initialise outside the traced function")
+
+
 def uniform_(t, a: float = 0.0, b: float = 1.0, generator=None):
+    _random("uniform_")
     return _fill(t, (generator or _rng).uniform(a, b, _array(t).shape))
 
 
 def normal_(t, mean: float = 0.0, std: float = 1.0, generator=None):
+    _random("normal_")
     return _fill(t, (generator or _rng).normal(mean, std, _array(t).shape))
 
 

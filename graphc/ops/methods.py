@@ -82,7 +82,7 @@ def _update_in_place(a, new, what):
     if producer is not None and producer.op in NUMPY_VIEWS and a.ndim:
         raise TraceError(f"{what}: this array is a view (a slice, reshape, transpose or .T) of another, which "
                          f"NumPy would update too and a trace cannot (at {user_line()}); write x = x op value")
-    for node in a.builder.graph.nodes:
+    for node in () if isinstance(a, StateView) else a.builder.graph.nodes:  # (StateView: its DataViews)
         if (node.op in NUMPY_VIEWS and node.inputs and node.inputs[0] is a.value
                 and node.outputs[0].type.shape):  # (x[0] of a 1-d array is a copy: a scalar)
             raise TraceError(f"{what}: this array has a view (a slice, reshape, transpose or .T) taken "

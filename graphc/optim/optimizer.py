@@ -34,6 +34,11 @@ class ParamGroup(dict):
 
     def __setitem__(self, key, value):
         if key in self.states:
+            if current_builder() is not None:
+                raise TraceError(f"param_group[{key!r}] = value inside a traced function is not supported "
+                                 f"(at {user_line()}): the compiled step would write the value computed "
+                                 f"when traced on every call; set it between calls (a scheduler's step()), "
+                                 f"or write opt.param_groups[i].states[{key!r}].data[...] = value")
             st = self.states[key]
             if isinstance(st, tuple):
                 for s, v in zip(st, value):
@@ -50,9 +55,15 @@ class ParamGroup(dict):
         st = self.states.get(key)
         if st is None:
             return super().__getitem__(key)
-        if isinstance(st, tuple):
-            return tuple(float(s._data) for s in st)
-        return float(st._data)
+        builder = current_builder()
+        if builder is not None:  # a Python number of the trace: retrace when it changes
+            builder.guard_final(("graphc.optim.hyperparameter", id(self), key), lambda: self._number(key),
+                                f"hyperparameter {key!r} of a param group, read as a Python number")
+        return self._number(key)
+
+    def _number(self, key):
+        st = self.states[key]
+        return tuple(float(s._data) for s in st) if isinstance(st, tuple) else float(st._data)
 
     def get(self, key, default=None):
         return self[key] if key in self else default
