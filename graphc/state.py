@@ -53,9 +53,10 @@ class State:
             builder.assign_data(self, value)
 
     def read(self):
-        """The current value: the array itself, or its traced stand-in inside a trace."""
+        """The current value: the array itself, or its traced stand-in inside a trace (whose use
+        after a write of the State is refused: the array itself would show the new values)."""
         builder = current_builder()
-        return self._data if builder is None else builder.read_state(self)
+        return self._data if builder is None else builder.read_view(self)
 
     def write(self, value):
         """Set a new value (same shape and dtype): now, or by the time the compiled call returns."""

@@ -155,6 +155,14 @@ class Builder:
         self.state_values[state] = value
         self.state_writes[state] = value
 
+    def read_view(self, state):
+        """``state.read()`` in this trace: the State's value now, as a DataView. In NumPy
+        ``read()`` is the array itself, so a use after a write of the State is refused."""
+        value = self.read_state(state)
+        if not isinstance(value, Tracer):  # (a constant written into the State)
+            return value
+        return DataView(value.value, value.builder, (self, state, self.state_values.get(state)), value.weak)
+
     def data_view(self, state) -> "StateView":
         """``state.data`` read in this trace."""
         return StateView(state, self)
@@ -539,8 +547,8 @@ class DataView(Tracer):
 
     __slots__ = ("_value", "_of")
 
-    def __init__(self, value, builder, of):
-        super().__init__(value, builder)
+    def __init__(self, value, builder, of, weak=False):
+        super().__init__(value, builder, weak)
         self._of = of  # (the builder that holds the State, the State, its traced value then)
 
     @property
@@ -548,10 +556,11 @@ class DataView(Tracer):
         owner, state, seen = self._of
         if owner.state_values.get(state) is not seen:
             name = getattr(state, "name", None) or type(state).__name__
-            raise TraceError(f"a view (a slice, reshape or .T) of {name}.data taken before {name} was written "
-                             f"(by opt.step(), an assignment or an in-place update) is used after that write "
-                             f"(at {user_line()}): NumPy would show the new values through the view, a trace "
-                             f"cannot; take the view after the write, or .copy() it before")
+            raise TraceError(f"a value of {name} read before {name} was written (p.read(), p in an expression, "
+                             f"or a view of {name}.data: a slice, reshape or .T) is used after that write (by "
+                             f"opt.step(), p.write() or an in-place update) (at {user_line()}): in NumPy it is "
+                             f"the State's array itself and shows the new values, a trace cannot; read it "
+                             f"again after the write, or .copy() it before")
         return self._value
 
     @value.setter

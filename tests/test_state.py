@@ -60,7 +60,7 @@ def test_state_write_of_an_alias_is_safe():
 
     @gc.trace
     def swap():
-        va, vb = a.read(), b.read()
+        va, vb = a.read().copy(), b.read()
         a.write(vb)
         b.write(va)
         return 0.0
@@ -68,6 +68,17 @@ def test_state_write_of_an_alias_is_safe():
     swap()
     np.testing.assert_array_equal(a.data, [3, 4])
     np.testing.assert_array_equal(b.data, [1, 2])
+
+    @gc.trace
+    def aliased_swap():  # eagerly va IS a's array: after a.write(vb) it holds vb's values
+        va, vb = a.read(), b.read()
+        a.write(vb)
+        b.write(va)
+        return 0.0
+
+    with pytest.raises(gc.TraceError, match=r"read before State was written .*test_state.py:\d+"):
+        aliased_swap()
+    np.testing.assert_array_equal(a.data, [3, 4])
 
 
 def test_guard_retraces_when_python_state_changes():

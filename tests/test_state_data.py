@@ -144,7 +144,7 @@ def test_a_view_of_data_follows_numpy_or_is_refused():
         cs.write(cs.read() + x)
         return row0 * 1.0
 
-    with pytest.raises(gc.TraceError, match=r"view .*taken before .* written.*test_state_data.py:\d+"):
+    with pytest.raises(gc.TraceError, match=r"read before .* written .*view of .*test_state_data.py:\d+"):
         gc.trace(stale)(np.ones((2, 3)))
 
 

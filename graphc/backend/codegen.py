@@ -23,6 +23,11 @@ from graphc.ops import registry
 from graphc.ops.elementwise import pow_expr
 from graphc.ops.scalar import CTOR, literal  # noqa: F401  (CTOR: re-exported for the backend)
 
+# @njit options of every function graphc generates (no cache=True: graphc.backend.cache gives
+# each its checked disk cache). (no_rewrites=True, measured: Numba's rewrite passes cost ~0.3 s
+# of the MLP training step's compile, and their absence costs its lowering as much)
+NJIT_KERNEL_OPTIONS = "error_model='numpy', nogil=True"
+
 # names generated code may use for something else: builtins, modules, the entry's parameters
 RESERVED_NAMES = frozenset(dir(builtins)) | frozenset(keyword.kwlist) | {
     "np", "njit", "prange", "entry", "ws", "ob", "empty_c", "zeros_c", "reshape_c", "view_c", "gemm", "gemm_acc",
@@ -92,7 +97,7 @@ class ScalarContext:
 class Emitter:
     """Accumulates the body of the generated entry function."""
 
-    kernel_options = "error_model='numpy', nogil=True"  # @njit options of the kernels it writes
+    kernel_options = NJIT_KERNEL_OPTIONS  # @njit options of the kernels it writes
 
     def __init__(self, graph: Graph, plan=None):
         self.graph = graph
@@ -402,7 +407,6 @@ def _scalar_expr(em, node, ctx, args, with_kind=False):
     return (expr, fn is not None) if with_kind else expr
 
 
-NJIT_KERNEL_OPTIONS = "error_model='numpy', nogil=True"  # disk cache: graphc.backend.cache
 # groups below this many elements (and not parallel) are inlined into the entry
 INLINE_MAX = int(os.environ.get("GRAPHC_INLINE_MAX", 1 << 16))
 

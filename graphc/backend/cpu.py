@@ -19,7 +19,7 @@ from numba.core.compiler_lock import global_compiler_lock
 
 from graphc.backend import blas, cache, control, outline, plan, schedule
 from graphc.backend.base import Backend, Executable, buffer_roots, register
-from graphc.backend.codegen import CTOR, SYMBOL_PREFIX, Emitter, emit_elementwise, readable_names
+from graphc.backend.codegen import CTOR, NJIT_KERNEL_OPTIONS, SYMBOL_PREFIX, Emitter, emit_elementwise, readable_names
 from graphc.backend.memory import Buffers
 from graphc.errors import CompileError
 from graphc import symbolic
@@ -31,8 +31,6 @@ from graphc.ops.registry import ELEMENTWISE
 
 BACKEND_VERSION = "cpu-6"
 MATH_MODES = ("fast", "libm")
-# no cache=True: graphc.backend.cache gives each function of a module its checked disk cache
-NJIT_OPTIONS = "error_model='numpy', nogil=True"
 # helpers an emitter may name in ``em.imports`` besides vecmath's functions, by module: Numba
 # intrinsics that compile inline (much cheaper than np.empty/np.zeros/.reshape/np.dot, which
 # each compile a nested function per signature)
@@ -132,7 +130,7 @@ def generate(graph: Graph, math: str = "fast", memory_plan: plan.MemoryPlan | No
     for module in sorted(modules):
         header.append(f"from {module} import {', '.join(sorted(modules[module]))}")
     header += ["", ""] + workspace_comment(em) + [
-        f"@njit({NJIT_OPTIONS})",
+        f"@njit({NJIT_KERNEL_OPTIONS})",
         f"def entry({', '.join(params)}):",
     ]
     em.first_line = len(header) + 1  # 1-based line number of the body's first line

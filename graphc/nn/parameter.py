@@ -75,8 +75,8 @@ class Parameter(State):
     def read(self):
         value = super().read()
         builder = current_builder()
-        if builder is not None and isinstance(value, Tracer):
-            builder.aux.setdefault(_READS, {})[self] = value
+        if builder is not None and isinstance(value, Tracer):  # (backward: the value as read, even if
+            builder.aux.setdefault(_READS, {})[self] = Tracer(value.value, value.builder, value.weak)  # written since)
         return value
 
     # -- the gradient ----------------------------------------------------------------------
