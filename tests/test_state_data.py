@@ -207,3 +207,37 @@ def test_data_outside_a_trace_is_the_array():
     p = nn.Parameter(np.ones(2, np.float32))
     p.data = p.data.astype(np.float64)  # (as torch: .data may change the dtype outside a trace)
     assert p.data.dtype == np.float64 and p.numpy() is p.data
+
+
+def test_optimizer_options_changed_between_calls():
+    """lr and weight_decay changed between calls are State data: no retrace, and the step
+    follows them. Turning momentum on changes the graph: one retrace (the optimizer guards
+    ``momentum != 0``, not the value)."""
+    traces = []
+    p = nn.Parameter(np.array([1.0, -2.0]))
+    opt = optim.SGD([p], lr=0.1, weight_decay=0.01)
+    x = np.array([0.5, 1.0])
+
+    @gc.trace
+    def step(x):
+        traces.append(1)
+        opt.zero_grad()
+        (p.read() * x).sum().backward()
+        opt.step()
+        return p.data
+
+    w = p.data.copy()
+    for lr, wd in ((0.1, 0.01), (0.05, 0.02), (0.05, 0.03)):
+        opt.param_groups[0]["lr"], opt.param_groups[0]["weight_decay"] = lr, wd
+        w = w - lr * (x + wd * w)
+        np.testing.assert_allclose(step(x), w, rtol=1e-12)
+    assert len(traces) == 1
+    opt.param_groups[0]["momentum"] = 0.9
+    buf = x + 0.03 * w  # (PyTorch starts the buffer at the first momentum step's d)
+    w = w - 0.05 * buf
+    np.testing.assert_allclose(step(x), w, rtol=1e-12)
+    d = x + 0.03 * w
+    buf = 0.9 * buf + d
+    w = w - 0.05 * buf
+    np.testing.assert_allclose(step(x), w, rtol=1e-12)
+    assert len(traces) == 2

@@ -32,10 +32,10 @@ class SGD(Optimizer):
                                       weight_decay=weight_decay, nesterov=nesterov, maximize=maximize))
 
     def _buffer_names(self, group):
-        return ("momentum_buffer",) if group["momentum"] != 0 else ()
+        return ("momentum_buffer",) if group.option("momentum") != 0 else ()
 
     def _counts_steps(self, group):
-        return group["momentum"] != 0  # only to start the momentum buffer at d (PyTorch keeps no step)
+        return group.option("momentum") != 0  # only to start the momentum buffer at d (PyTorch keeps no step)
 
     def _update(self, p, g, group, state, dtype):
         h = lambda k: self._h(group, k, dtype)  # noqa: E731
@@ -121,8 +121,8 @@ class RMSprop(Optimizer):
                                       momentum=momentum, centered=centered, maximize=maximize))
 
     def _buffer_names(self, group):
-        return (("square_avg",) + (("momentum_buffer",) if group["momentum"] > 0 else ())
-                + (("grad_avg",) if group["centered"] else ()))
+        return (("square_avg",) + (("momentum_buffer",) if group.option("momentum") > 0 else ())
+                + (("grad_avg",) if group.option("centered") else ()))
 
     def _update(self, p, g, group, state, dtype):
         h = lambda k: self._h(group, k, dtype)  # noqa: E731
@@ -164,7 +164,7 @@ class Adagrad(Optimizer):
                                       maximize=maximize))
 
     def _initial(self, name, group):
-        return group["initial_accumulator_value"]
+        return group.option("initial_accumulator_value")
 
     def _update(self, p, g, group, state, dtype):
         w = p.read()

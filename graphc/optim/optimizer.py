@@ -61,6 +61,11 @@ class ParamGroup(dict):
                                 f"hyperparameter {key!r} of a param group, read as a Python number")
         return self._number(key)
 
+    def option(self, key):
+        """``group[key]`` without the guard a trace adds: for the optimizer's own reads, which
+        guard what the graph depends on (``Optimizer._guard``: ``momentum != 0``, not its value)."""
+        return self._number(key) if key in self.states else super().__getitem__(key)
+
     def _number(self, key):
         st = self.states[key]
         return tuple(float(s._data) for s in st) if isinstance(st, tuple) else float(st._data)
@@ -141,10 +146,10 @@ class Optimizer:
         time and the runtime retraces when it changed.
         """
         test = test or (lambda v: v)
-        value = test(group[key])
+        value = test(group.option(key))
         builder = current_builder()
         if builder is not None:
-            builder.guard(lambda: test(group[key]), value, f"{type(self).__name__} option {key!r}")
+            builder.guard(lambda: test(group.option(key)), value, f"{type(self).__name__} option {key!r}")
         return value
 
     def _buffer_names(self, group) -> tuple:
