@@ -150,8 +150,9 @@ class Builder:
                 raise ShapeError(f"cannot write a value of shape {got.shape} into state of shape "
                                  f"{want.shape}\n  at {user_line()}") from None
         value = convert(value, want.dtype)
-        if isinstance(value, Tracer):  # (a tracer object of its own: a later `v += 1` changes v only)
-            value = Tracer(value.value, self)
+        # a tracer object of its own (a later `v += 1` changes v only); a constant as a node, so
+        # that a read of the State is a traced value (a Parameter's, differentiable)
+        value = Tracer(value.value if isinstance(value, Tracer) else self.constant(np.asarray(value)), self)
         self.state_values[state] = value
         self.state_writes[state] = value
 
@@ -161,7 +162,7 @@ class Builder:
         value = self.read_state(state)
         if not isinstance(value, Tracer):  # (a constant written into the State)
             return value
-        return DataView(value.value, value.builder, (self, state, self.state_values.get(state)), value.weak)
+        return DataView(value.value, value.builder, (self, state, value.value), value.weak, whole=True)
 
     def data_view(self, state) -> "StateView":
         """``state.data`` read in this trace."""
@@ -357,6 +358,8 @@ class Tracer:
         if func in _PYTHON_SCALAR and isinstance(out, Tracer):  # (NumPy returns a Python bool: weak)
             out.weak = True
             return out
+        if func not in _SAME_ARRAY and isinstance(out, DataView) and not any(out is a for a in args):
+            out = Tracer(out.value, out.builder, out.weak)  # (np.tile, np.roll...: made from views, a copy)
         return strong(out if func in _SAME_ARRAY else distinct(out, args))
 
 
@@ -386,8 +389,9 @@ def distinct(out, args):
     is a new array in NumPy: an in-place update of it must not reach ``x``)."""
     if isinstance(out, Tracer) and any(
             out is a or (isinstance(a, (list, tuple)) and any(out is b for b in a)) for a in args):
-        if isinstance(out, StateView):  # (np.einsum("ij->ij", p.data) may be p.data's array itself)
-            return DataView(out.value, out.builder, _view_of_data(out))
+        if isinstance(out, (StateView, DataView)):  # (np.einsum("ij->ij", p.data) is p.data's array)
+            return DataView(out.value, out.builder, _view_of_data(out), out.weak,
+                            whole=isinstance(out, StateView) or out.whole)
         return Tracer(out.value, out.builder, out.weak)
     return out
 
@@ -541,20 +545,23 @@ class StateView(Tracer):
 
 
 class DataView(Tracer):
-    """A NumPy view (a slice, reshape, .T) of ``state.data`` inside a trace. NumPy shows a later
-    write of the State through the view and a traced value cannot, so a use of the view after
-    such a write is refused (``.copy()`` it before the write to keep the old values)."""
+    """A value of a State that NumPy would share with the State's array, inside a trace: what
+    ``state.read()`` gives (``whole``: the array itself), a view of it or of ``state.data`` (a
+    slice, reshape, .T). NumPy shows a later write of the State through it and a traced value
+    cannot, so a use after such a write is refused (``.copy()`` it before the write to keep the
+    old values). In-place arithmetic on a whole one writes the State, as NumPy writes the array."""
 
-    __slots__ = ("_value", "_of")
+    __slots__ = ("_value", "_of", "whole")
 
-    def __init__(self, value, builder, of, weak=False):
-        super().__init__(value, builder, weak)
-        self._of = of  # (the builder that holds the State, the State, its traced value then)
+    def __init__(self, value, builder, of, weak=False, whole=False):
+        self.builder, self.weak, self._value = builder, weak, value
+        self._of = of  # (the builder that holds the State, the State, the State's Value then)
+        self.whole = whole
 
     @property
     def value(self):
         owner, state, seen = self._of
-        if owner.state_values.get(state) is not seen:
+        if _state_value(owner, state) is not seen:
             name = getattr(state, "name", None) or type(state).__name__
             raise TraceError(f"a value of {name} read before {name} was written (p.read(), p in an expression, "
                              f"or a view of {name}.data: a slice, reshape or .T) is used after that write (by "
@@ -564,8 +571,19 @@ class DataView(Tracer):
         return self._value
 
     @value.setter
-    def value(self, new):
-        self._value = new
+    def value(self, new):  # x op= v (graphc.ops.methods._update_in_place)
+        if not self.whole:
+            self._value = new
+            return
+        owner, state, _ = self._of
+        current = current_builder()
+        if current is not owner:
+            if isinstance(current, RegionBuilder) and owner.encloses(current):
+                current.write_state(state, None)  # (raises: a loop body cannot update State)
+            raise TraceError(f"values from two different traces were mixed (at {user_line()})")
+        owner.write_state(state, Tracer(new, owner))
+        self._value = _state_value(owner, state)
+        self._of = (owner, state, self._value)
 
     shape = property(lambda self: self._value.type.shape)
     dtype = property(lambda self: np.dtype(self._value.type.dtype))
@@ -573,12 +591,18 @@ class DataView(Tracer):
     size = property(lambda self: self._value.type.size)
 
 
+def _state_value(builder, state):
+    """The Value ``state`` has at this point of ``builder``'s trace."""
+    value = builder.state_values.get(state)
+    return value.value if isinstance(value, Tracer) else value
+
+
 def _view_of_data(source):
     """(builder, State, its traced value) when ``source`` is ``state.data`` or a view of it."""
     if isinstance(source, StateView):
         source.value  # (read it: the State has a traced value to compare with)
         owner = source.builder
-        return owner, source.state, owner.state_values.get(source.state)
+        return owner, source.state, _state_value(owner, source.state)
     return source._of if isinstance(source, DataView) else None
 
 
@@ -603,7 +627,7 @@ def bind(name: str, *args, regions=(), **attrs):
     values = [builder.value_of(a) if isinstance(a, Tracer) else builder.constant(np.asarray(a)) for a in args]
     node = builder.graph.add_node(name, values, attrs, out_types, user_loc(), regions)
     outs = tuple(Tracer(v, builder) for v in node.outputs)
-    if name in NUMPY_VIEWS and node.outputs[0].type.shape:  # (x[0] of a 1-d array is a copy)
+    if name in NUMPY_VIEWS and (name != "index" or node.outputs[0].type.shape):  # (x[0] of 1-d: a copy)
         of = _view_of_data(args[0])
         if of is not None:
             outs = (DataView(node.outputs[0], builder, of),)

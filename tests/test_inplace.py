@@ -67,7 +67,7 @@ def test_old_value_read_after_the_update_is_not_overwritten():
 
     @gc.trace
     def f(x):
-        old = p.read()
+        old = p.read().copy()  # (a copy: eagerly read() is the array, which the write changes)
         p.write(old - x)
         return old @ w  # reads the old value after the update's loop
 
@@ -88,7 +88,7 @@ def test_an_update_that_is_also_returned_or_whose_old_value_is_returned_is_not_i
 
     @gc.trace
     def returns_old(x):
-        old = p.read()
+        old = p.read().copy()
         p.write(old * x)
         return old
 
@@ -201,7 +201,7 @@ def test_the_old_value_is_read_before_the_update_overwrites_it():
 
     @gc.trace
     def f(x):
-        old = p.read()
+        old = p.read().copy()  # (eagerly read() is the array itself: a copy keeps the old values)
         p.write(x * 2.0)  # does not read the old value...
         return np.sum(old * x)  # ...which the same loop reads after computing the update
 

@@ -6,7 +6,7 @@ import numpy as np
 from graphc.errors import TraceError
 from graphc.state import State
 from graphc.ops import elementwise as ew, indexing, linalg, reduction as red, registry, scan, shape, sort
-from graphc.trace import NUMPY_VIEWS, StateView, Tracer, user_line
+from graphc.trace import NUMPY_VIEWS, DataView, StateView, Tracer, user_line
 
 
 def _bool_only(name, fn):
@@ -36,8 +36,9 @@ _OWNED = "graphc.methods.owned"  # builder.aux key: tracers that are fresh copie
 
 def _caller_array(a):
     """Is ``a`` an argument of the traced function or a State read (or a NumPy view of one)?
-    In-place arithmetic on it would change the caller's array when run eagerly."""
-    if a in a.builder.aux.get(_OWNED, ()):
+    In-place arithmetic on it would change the caller's array when run eagerly. (A State's
+    ``read()`` or ``.data`` is not: its in-place update writes the State.)"""
+    if a in a.builder.aux.get(_OWNED, ()) or _writes_state(a):
         return False
     value = a.value
     while value.producer is not None and value.producer.op in NUMPY_VIEWS:
@@ -57,7 +58,7 @@ def _inplace(symbol, name):
         out = getattr(a, name)(b)
         if out is NotImplemented:
             return out
-        if (a.weak or not a.ndim) and not isinstance(a, StateView):
+        if (a.weak or not a.ndim) and not _writes_state(a):
             # a Python number or NumPy scalar (x.sum(), an argument `lr`) cannot change in place:
             # Python rebinds the name to the result, and other names keep the old value
             return out
@@ -74,6 +75,11 @@ def _inplace(symbol, name):
     return method
 
 
+def _writes_state(a) -> bool:
+    """``a`` is a State's array itself (``s.data``, ``s.read()``): in-place updates write the State."""
+    return isinstance(a, StateView) or (isinstance(a, DataView) and a.whole)
+
+
 def _update_in_place(a, new, what):
     """Give the tracer object ``a`` the value ``new``, as NumPy writes into the array: every
     Python name bound to ``a`` (``y = x``) sees it. A NumPy view taken of ``a`` earlier
@@ -82,7 +88,7 @@ def _update_in_place(a, new, what):
     if producer is not None and producer.op in NUMPY_VIEWS and a.ndim:
         raise TraceError(f"{what}: this array is a view (a slice, reshape, transpose or .T) of another, which "
                          f"NumPy would update too and a trace cannot (at {user_line()}); write x = x op value")
-    for node in () if isinstance(a, StateView) else a.builder.graph.nodes:  # (StateView: its DataViews)
+    for node in () if _writes_state(a) else a.builder.graph.nodes:  # (a State's views: DataViews)
         if (node.op in NUMPY_VIEWS and node.inputs and node.inputs[0] is a.value
                 and node.outputs[0].type.shape):  # (x[0] of a 1-d array is a copy: a scalar)
             raise TraceError(f"{what}: this array has a view (a slice, reshape, transpose or .T) taken "
