@@ -376,6 +376,25 @@ def test_two_dropout_draws_in_one_trace_match_numpy():
         np.testing.assert_array_equal(g, w)
 
 
+@pytest.mark.parametrize("dtype", ["int64", "int32"])
+def test_integer_overflow_wraps_as_numpy(dtype):
+    """The cause of the dropout bug, in user code: compiled ``x + 1 > x`` was true at the largest
+    int64 (Numba's signed arithmetic is nsw: overflow undefined), NumPy's is false (it wraps)."""
+    def f(x):
+        return (np.where(x + 1 > x, 1, 0), np.where(x * 2 > x, 1, 0), np.where(-x < 0, 1, 0),
+                x * 3 - 7, x - x.max())
+
+    info = np.iinfo(dtype)
+    x = np.array([info.max, info.min, 5, -5, 2**30], dtype)
+    with np.errstate(over="ignore"):
+        want = f(x)
+    for device in ("cpu", "numpy"):
+        got = gc.trace(f, device=device)(x)
+        for g, w in zip(got, want):
+            np.testing.assert_array_equal(g, w)
+            assert g.dtype == w.dtype
+
+
 # =====================================================================================
 # Regression guards: what works
 # =====================================================================================

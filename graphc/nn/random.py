@@ -9,15 +9,15 @@ advances ``counter`` by ``n``. ``seed`` and ``counter`` are ``State`` (int64,
 its new counter is written back after the call: every call draws fresh numbers
 with no retrace, and re-seeding changes data, not the graph.
 
-All arithmetic is int64 with wraparound, with the bit primitives of
-graphc/ops/bitwise.py (``bitxor``, ``lshr``, ``wrapping_mul``, ``wrapping_add``:
-Numba's own int64 ``*`` and ``+`` leave overflow undefined).
+All arithmetic is int64 with wraparound, as NumPy's (graphc's compiled int64
+``*`` and ``+`` wrap too: graphc.ops.elementwise ``_wrapping``), with the bit
+primitives of graphc/ops/bitwise.py (``bitxor``, ``lshr``).
 """
 from __future__ import annotations
 
 import numpy as np
 
-from graphc.ops.bitwise import bitxor, lshr, wrapping_add, wrapping_mul
+from graphc.ops.bitwise import bitxor, lshr
 from graphc.ops.elementwise import add, cast, iota, multiply
 from graphc.ops.reduction import element_count
 from graphc.state import State
@@ -37,8 +37,8 @@ def _wrapping(fn):
 def mix64(z):
     """SplitMix64's finalizer on int64 bits."""
     def run():
-        x = wrapping_mul(bitxor(z, lshr(z, 30)), np.int64(_M1))
-        x = wrapping_mul(bitxor(x, lshr(x, 27)), np.int64(_M2))
+        x = multiply(bitxor(z, lshr(z, 30)), np.int64(_M1))
+        x = multiply(bitxor(x, lshr(x, 27)), np.int64(_M2))
         return bitxor(x, lshr(x, 31))
     return _wrapping(run)
 
@@ -83,8 +83,8 @@ class Generator:
         seed = self.seed_state.read()
 
         def run():
-            start = wrapping_add(wrapping_mul(seed, np.int64(_SEED_K)), wrapping_mul(base, np.int64(_GAMMA)))
-            z = wrapping_add(start, wrapping_mul(_flat_index(shape), np.int64(_GAMMA)))
+            start = add(multiply(seed, np.int64(_SEED_K)), multiply(base, np.int64(_GAMMA)))
+            z = add(start, multiply(_flat_index(shape), np.int64(_GAMMA)))
             # write last: eagerly, ``base`` is the counter's own array
             self.counter.write(add(base, n))
             return mix64(z)

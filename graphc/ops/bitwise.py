@@ -1,10 +1,7 @@
-"""Integer bit ops on int64: xor, a logical right shift, and a multiply and an add that wrap.
+"""Integer bit ops on int64 (wrapping, as NumPy and Numba): xor and a logical right shift.
 
 They exist for counter-based random numbers (graphc.nn's dropout masks), whose
-hash needs the bits of int64 values; they have no gradient. ``wrapping_mul`` and
-``wrapping_add`` wrap as NumPy does: Numba marks signed int64 arithmetic ``nsw``
-(overflow is undefined for LLVM, which then folded a fused loop's hash into
-constants), so they compute in uint64, where LLVM's arithmetic wraps.
+hash needs the bits of int64 values; they have no gradient.
 """
 from __future__ import annotations
 
@@ -34,30 +31,6 @@ register("lshr", ELEMENTWISE, _infer_int64, _lshr_ref,
          # an arithmetic shift, then the sign-extended high bits masked off
          scalar=lambda c, a: f"({a} >> {c.attrs['shift']}) & {c.lit((1 << (64 - c.attrs['shift'])) - 1)}",
          vjp=(None,), differentiable=False)
-
-
-def _unsigned(fn):
-    """The NumPy reference of ``fn`` on int64 bits, computed on uint64 (wrapping, no warning)."""
-    def reference(a, b):
-        a, b = np.asarray(a, np.int64).view(np.uint64), np.asarray(b, np.int64).view(np.uint64)
-        return np.asarray(fn(a, b)).view(np.int64)
-    return reference
-
-
-for _name, _fn, _symbol in (("wrapping_mul", np.multiply, "*"), ("wrapping_add", np.add, "+")):
-    register(_name, ELEMENTWISE, _infer_int64, _unsigned(_fn),
-             scalar=lambda c, a, b, s=_symbol: f"np.int64(np.uint64({a}) {s} np.uint64({b}))",
-             vjp=(None, None), differentiable=False)
-
-
-def wrapping_mul(a, b):
-    """int64 product with NumPy's wraparound (the low 64 bits)."""
-    return bind("wrapping_mul", *promote(a, b, dtype="int64"))
-
-
-def wrapping_add(a, b):
-    """int64 sum with NumPy's wraparound."""
-    return bind("wrapping_add", *promote(a, b, dtype="int64"))
 
 
 def bitxor(a, b):

@@ -92,11 +92,20 @@ def _binary(name, reference, scalar, vjp, ufunc, infer=infer_same, float_result=
 
 
 # -- arithmetic --------------------------------------------------------------------
-add = _binary("add", np.add, lambda c, a, b: f"{a} + {b}",
-              (lambda g, x, y, out: g, lambda g, x, y, out: g), "add")
-subtract = _binary("sub", np.subtract, lambda c, a, b: f"{a} - {b}",
+def _wrapping(symbol):
+    """``a symbol b``, int64 computed in uint64: Numba's signed integer arithmetic is ``nsw``,
+    overflow that LLVM may assume never happens (``x + 1 > x`` was true at the largest int64),
+    while NumPy wraps; unsigned arithmetic wraps for LLVM too. (Narrower ints are computed in
+    int64 by Numba and cast back: they wrap already.)"""
+    def scalar(c, a, b):
+        return f"np.int64(np.uint64({a}) {symbol} np.uint64({b}))" if c.dtype == "int64" else f"{a} {symbol} {b}"
+    return scalar
+
+
+add = _binary("add", np.add, _wrapping("+"), (lambda g, x, y, out: g, lambda g, x, y, out: g), "add")
+subtract = _binary("sub", np.subtract, _wrapping("-"),
                    (lambda g, x, y, out: g, lambda g, x, y, out: negative(g)), "subtract")
-multiply = _binary("mul", np.multiply, lambda c, a, b: f"{a} * {b}",
+multiply = _binary("mul", np.multiply, _wrapping("*"),
                    (lambda g, x, y, out: g * y, lambda g, x, y, out: g * x), "multiply")
 divide = _binary("div", np.true_divide, lambda c, a, b: f"{a} / {b}",
                  (lambda g, x, y, out: g / y, lambda g, x, y, out: negative(g) * out / y),
@@ -191,8 +200,9 @@ maximum = _binary("maximum", np.maximum, lambda c, a, b: f"{a} if ({a} > {b} or 
 minimum = _binary("minimum", np.minimum, lambda c, a, b: f"{a} if ({a} < {b} or {a} != {a}) else {b}",
                   (_maximum_grad(True), _maximum_grad(False)), "minimum")
 
-negative = _unary_same("neg", np.negative, lambda c, a: f"-{a}", (lambda g, x, out: negative(g),),
-                       ufunc="negative")
+negative = _unary_same("neg", np.negative,  # (-x of the smallest int64 wraps to itself; -0.0 stays)
+                       lambda c, a: _wrapping("-")(c, "0", a) if c.dtype == "int64" else f"-{a}",
+                       (lambda g, x, out: negative(g),), ufunc="negative")
 absolute = _unary_same("abs", np.abs, lambda c, a: f"abs({a})", (lambda g, x, out: g * sign(x),),
                        ufunc="absolute")
 sign = _unary_same("sign", np.sign, lambda c, a: f"np.sign({a})", (None,), ufunc="sign")
