@@ -180,7 +180,7 @@ def test_generic_states_updated_in_place(ret):
         st = [State(np.arange(6.0).reshape(2, 3) + i) for i in range(5)]
 
         def f(x):
-            old = st[0].read()
+            old = st[0].read().copy()  # (eagerly read() is the array: a copy keeps the old values)
             for s in st:
                 s.write(s.read() * 0.5 + x)
             return {"input": lambda: x, "old": lambda: old, "new": lambda: (st[1].read(), st[2].read() + 0),
