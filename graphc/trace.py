@@ -160,8 +160,6 @@ class Builder:
         """``state.read()`` in this trace: the State's value now, as a DataView. In NumPy
         ``read()`` is the array itself, so a use after a write of the State is refused."""
         value = self.read_state(state)
-        if not isinstance(value, Tracer):  # (a constant written into the State)
-            return value
         return DataView(value.value, value.builder, (self, state, value.value), value.weak, whole=True)
 
     def data_view(self, state) -> "StateView":
@@ -171,8 +169,6 @@ class Builder:
     def detached_value(self, state) -> Value:
         """The State's value at this point of the trace, with no gradient through it."""
         current = self.read_state(state)
-        if not isinstance(current, Tracer):  # (a constant written into the State)
-            current = Tracer(self.constant(np.asarray(current)), self)
         cache = self.aux.setdefault(_DETACHED, {})
         hit = cache.get(state)
         if hit is None or hit[0] is not current:
@@ -237,7 +233,7 @@ class RegionBuilder(Builder):
         if state not in self.state_values:
             with tracing(self.parent):  # read where it lives (Parameter.read records the read there)
                 outer = state.read()
-            self.state_values[state] = self.lift(outer) if isinstance(outer, Tracer) else outer
+            self.state_values[state] = self.lift(outer)
         return self.state_values[state]
 
     def write_state(self, state, value):
@@ -533,15 +529,8 @@ class StateView(Tracer):
         self._write(value)
 
     def _write(self, value):
-        """Write the State, detached from gradients (torch's ``.data``), in the trace it belongs to."""
-        current = current_builder()
-        if current is not self.builder:
-            if isinstance(current, RegionBuilder) and self.builder.encloses(current):
-                current.write_state(self.state, value)  # (raises: a loop body cannot update State)
-            raise TraceError(f"values from two different traces were mixed (at {user_line()})")
-        if isinstance(value, Tracer):
-            value = bind("stop_gradient", value)
-        self.builder.write_state(self.state, value)
+        """Write the State, detached from gradients (torch's ``.data``)."""
+        _write_in(self.builder, self.state, bind("stop_gradient", value) if isinstance(value, Tracer) else value)
 
 
 class DataView(Tracer):
@@ -576,12 +565,7 @@ class DataView(Tracer):
             self._value = new
             return
         owner, state, _ = self._of
-        current = current_builder()
-        if current is not owner:
-            if isinstance(current, RegionBuilder) and owner.encloses(current):
-                current.write_state(state, None)  # (raises: a loop body cannot update State)
-            raise TraceError(f"values from two different traces were mixed (at {user_line()})")
-        owner.write_state(state, Tracer(new, owner))
+        _write_in(owner, state, Tracer(new, owner))
         self._value = _state_value(owner, state)
         self._of = (owner, state, self._value)
 
@@ -591,10 +575,21 @@ class DataView(Tracer):
     size = property(lambda self: self._value.type.size)
 
 
+def _write_in(owner, state, value):
+    """Write ``state`` in the trace ``owner`` that read it, which must be the one being traced
+    (a loop body reading it from outside cannot update State: its write_state raises)."""
+    current = current_builder()
+    if current is not owner:
+        if isinstance(current, RegionBuilder) and owner.encloses(current):
+            current.write_state(state, value)
+        raise TraceError(f"values from two different traces were mixed (at {user_line()})")
+    owner.write_state(state, value)
+
+
 def _state_value(builder, state):
-    """The Value ``state`` has at this point of ``builder``'s trace."""
+    """The Value ``state`` has at this point of ``builder``'s trace (None before it is read)."""
     value = builder.state_values.get(state)
-    return value.value if isinstance(value, Tracer) else value
+    return None if value is None else value.value
 
 
 def _view_of_data(source):
@@ -753,14 +748,10 @@ def trace_into_graph(fn, args, kwargs, is_dynamic, name="graph", paths=None):
         # updated state: extra outputs, each offered the buffer of the state's input (a
         # donation, as in jax.jit's donate_argnums): memory planning writes it in place where safe
         donations = {}
-        for state, value in builder.state_writes.items():
-            if isinstance(value, Tracer):
-                if state in builder.state_inputs:
-                    donations[len(builder.graph.outputs)] = builder.graph.inputs.index(
-                        builder.state_inputs[state])
-                builder.graph.outputs.append(value.value)
-            else:
-                builder.graph.outputs.append(builder.constant(np.asarray(value)))
+        for state, value in builder.state_writes.items():  # (tracers: Builder.write_state)
+            if state in builder.state_inputs:
+                donations[len(builder.graph.outputs)] = builder.graph.inputs.index(builder.state_inputs[state])
+            builder.graph.outputs.append(value.value)
         builder.graph.donations = donations
     finally:
         builder.finished = True

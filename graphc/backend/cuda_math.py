@@ -19,7 +19,7 @@ from graphc.backend.cuda_kernels import TYPED_NAMES
 
 # NumPy's scalar types and constants, unchanged (np.float32(x) is a typed cast in a kernel)
 float32, float64, int32, int64, bool_ = numpy.float32, numpy.float64, numpy.int32, numpy.int64, numpy.bool_
-uint64 = numpy.uint64  # (graphc.ops.bitwise's wrapping int64 arithmetic goes through it)
+uint64 = numpy.uint64  # (int64 + - * wrap through it: graphc.ops.elementwise._wrapping)
 nan, inf, pi, e = numpy.nan, numpy.inf, numpy.pi, numpy.e
 
 _device = cuda.jit(device=True, inline="always")  # (a call would need the driver to link, even for PTX)

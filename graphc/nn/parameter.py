@@ -75,8 +75,8 @@ class Parameter(State):
     def read(self):
         value = super().read()
         builder = current_builder()
-        if builder is not None and isinstance(value, Tracer):  # (backward: the value as read, even if
-            builder.aux.setdefault(_READS, {})[self] = Tracer(value.value, value.builder, value.weak)  # written since)
+        if builder is not None and isinstance(value, Tracer):  # (for backward: the value as read, unchecked)
+            builder.aux.setdefault(_READS, {})[self] = Tracer(value.value, value.builder, value.weak)
         return value
 
     # -- the gradient ----------------------------------------------------------------------
@@ -248,8 +248,7 @@ def set_traced_grad(p: Parameter, builder, value):
                          f"are floating-point (at {user_line()})")
     holder = holders[p] = p._holder()
     builder.write_state(holder, value)
-    value = builder.state_values[holder]
-    table[p] = value if isinstance(value, Tracer) else Tracer(builder.constant(np.asarray(value)), builder)
+    table[p] = builder.state_values[holder]
 
 
 def zero_grad(params, set_to_none: bool = True):
