@@ -11,7 +11,7 @@ from conftest import assert_same, misaligned, training_step
 
 import graphc as gc
 from graphc import nn, optim
-from graphc.backend import outline
+from graphc.backend import outline, schedule
 
 
 def chain(h, ws):
@@ -46,7 +46,9 @@ def _calls_in_source(source: str, name: str) -> int:
 
 
 def test_repeated_layers_compile_once(monkeypatch):
-    h, ws = _chain_inputs(7)
+    # (10 layers: the fused part of a layer is a call of one kernel of any length
+    # (schedule.generic_groups), and fewer than 10 such short runs are cheaper inline)
+    h, ws = _chain_inputs(10)
     f = gc.value_and_grad(chain, argnums=1)
     value, grads = f(h, ws)
     functions = _functions(f)
@@ -97,6 +99,44 @@ def test_outlined_state_updates_match_the_interpreter(opt_name):
     assert functions, "the repeated layers were not outlined"
     if opt_name == "adam":  # each parameter's bias corrections: one call per parameter
         assert any("pow" in name and calls >= 8 for name, (_, calls) in functions.items()), functions
+
+
+@pytest.mark.parametrize("opt_name", ["sgd", "adam"])
+def test_updates_of_parameters_of_every_size_share_one_kernel(opt_name, monkeypatch):
+    """Layers of different widths: the optimizer's update of each parameter (the same ops on
+    arrays of six sizes, written in place) is one kernel of any length (schedule.generic_groups),
+    compiled once and called per parameter. The parameters after two steps are the
+    interpreter's and, bit for bit, those of the same step compiled with inline loops."""
+    def build(device):
+        nn.manual_seed(0)
+        model = nn.Sequential(nn.Linear(7, 5), nn.ReLU(), nn.Linear(5, 3), nn.ReLU(), nn.Linear(3, 2))
+        for p in model.parameters():
+            p.data = p.data.astype("float32")
+        opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9) if opt_name == "sgd" \
+            else optim.Adam(model.parameters(), lr=0.01)
+        return model, gc.trace(training_step(model, opt, nn.MSELoss()), device=device)
+
+    rng = np.random.default_rng(2)
+    x, y = rng.normal(size=(4, 7)).astype("float32"), rng.normal(size=(4, 2)).astype("float32")
+    runs = {}
+    for name, device in [("generic", "cpu"), ("interpreter", "numpy"), ("inline", "cpu")]:
+        if name == "inline":
+            monkeypatch.setattr(schedule, "GENERIC_MIN", 10 ** 9)
+        model, step = build(device)
+        losses = [step(x, y) for _ in range(2)]
+        runs[name] = (losses, [p.data.copy() for p in model.parameters()], step)
+    for name in ("interpreter", "inline"):
+        for a, b in zip(runs["generic"][0] + runs["generic"][1], runs[name][0] + runs[name][1]):
+            assert_same(a, b, f"compiled with one update kernel against {name}")
+            if name == "inline":
+                assert np.array_equal(a, b)
+    em = runs["generic"][2]._last.compiled._emitter
+    calls = [info["name"] for info in em.kernel_info if info["node"] in em.generic]
+    assert len(calls) == 6 and len(set(calls)) == 1, calls
+    assert f"for i_1 in range(len(" in runs["generic"][2].source
+    module = runs["generic"][2]._last.compiled.entry.py_func.__globals__
+    assert len(module[calls[0]].signatures) == 1
+    assert not runs["inline"][2]._last.compiled._emitter.generic
 
 
 def test_symbolic_batch_outlined():

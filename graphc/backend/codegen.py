@@ -115,6 +115,9 @@ class Emitter:
         # kernel text (options, parameters, body) -> its name: identical groups share one kernel
         self.kernel_bodies: dict = {}
         self.outlined: list[dict] = []  # per function of graphc.backend.outline: name, node, calls
+        # fused nodes of the entry whose body repeats often enough to be one kernel of any size
+        # (graphc.backend.schedule.generic_groups)
+        self.generic: set[Node] = set()
         self.plan = plan  # the backend's plan.MemoryPlan, or None: every array fresh
         self._closing: list[int] = []  # per loop opened by open_loop: 1, or 0 where none was written
         # per loop of graphc.backend.control being written (innermost last): [line index, depth] of

@@ -100,6 +100,7 @@ def generate(graph: Graph, math: str = "fast", memory_plan: plan.MemoryPlan | No
         em.imports.add("view_c")
         for v, offset in em.pack.offsets.items():
             em.slots[v] = f"view_c(ob, {offset}, {tuple(v.type.shape)!r}, {CTOR[v.type.dtype]})"
+    em.generic = schedule.generic_groups(graph, memory_plan.inplace if memory_plan is not None else {})
     emit_nodes(em, graph)
     em.node = None
     returned = graph.outputs

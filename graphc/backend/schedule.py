@@ -32,7 +32,7 @@ from graphc.backend import codegen
 from graphc.backend.codegen import CTOR, RESERVED_NAMES, Emitter, emit_scalar_node, literal
 from graphc.ir import Graph, Node
 from graphc.ops import registry
-from graphc.ops.fused import REDUCTIONS, subgraph
+from graphc.ops.fused import FUSED, REDUCTIONS, subgraph
 
 # Row reductions (the reduced axis is the contiguous one) fold into LANES independent partials,
 # lane l taking the elements at l, l + LANES, ...: LLVM's loop vectorizer turns the loop over
@@ -50,6 +50,13 @@ _SCRATCH = re.compile(r"^\s*\w+ = empty_c\(")
 ROW_FLUSH = 16  # memory-order float32 sums: rows added into float32 partials per float64 fold
 LANE_MIN = 32
 LANE_FLUSH = 16 * LANES
+# A flat elementwise group whose body repeats at GENERIC_MIN or more places of the entry (an
+# optimizer's update of each parameter) becomes one kernel of any length, which it reads from
+# its operands: Numba compiles the loop once, where it compiled each inline copy (~35-50 ms
+# each) and a call costs ~7 ms. Two copies do not repay the kernel's own compile (measured on
+# the 784-256-128-10 step: sharing its two ReLU layers' groups saved nothing; its six SGD
+# updates as one kernel saved 0.3-0.6 s of ~3 s).
+GENERIC_MIN = 3
 
 
 def emit_group(em: Emitter, node: Node, sub: Graph, standalone: bool = False):
@@ -99,8 +106,11 @@ def emit_group(em: Emitter, node: Node, sub: Graph, standalone: bool = False):
 
     # Small groups are written straight into the entry: every separate @njit function costs
     # Numba ~0.3-0.5 s to compile, which dominated cold start. Only groups big enough to want
-    # threads (prange) or reassociated reductions (fastmath) become kernels of their own.
+    # threads (prange) or reassociated reductions (fastmath) become kernels of their own, and
+    # repeated flat ones (generic_groups), whose kernel takes its length from its operands.
     inline = standalone or symbolic or (not parallel and size < codegen.INLINE_MAX)
+    generic = not (standalone or symbolic or parallel) and node in em.generic
+    inline = inline and not generic
     if not inline and any(isinstance(n, str) for v in sub.inputs + sub.outputs for n in v.type.shape):
         raise ValueError(f"a kernel of a fixed domain {domain} with symbolic operands is not supported")
 
@@ -388,8 +398,11 @@ def emit_group(em: Emitter, node: Node, sub: Graph, standalone: bool = False):
     elif flat:
         init_accs()
         i = k.tmp("i")
-        with k.block(f"for {i} in {rng}({size}):"):
-            body([i], (size,))
+        length = size
+        if generic:  # the length of an operand (of the domain's shape, passed flat)
+            length = f"len({next(k.names[v] for v in sub.inputs + array_outs if v.type.shape == domain)})"
+        with k.block(f"for {i} in {rng}({length}):"):
+            body([i], (length,))
         finish([])
     else:
         # the innermost reduced axis, when it is the contiguous one, folds into lanes
@@ -862,6 +875,36 @@ def _flat_index(idx, sizes) -> str:
         stride = int(np.prod(sizes[d + 1:], dtype=np.int64))
         terms.append(i if stride == 1 else f"{i} * {stride}")
     return " + ".join(terms) if terms else "0"
+
+
+def generic_groups(graph: Graph, plan_inplace: dict) -> set[Node]:
+    """The fused nodes of ``graph`` (not of its loops' or branches' bodies) that emit_group
+    writes as one kernel of any length: flat groups with no reduction whose body (ops, attributes,
+    dtypes, which operands are whole arrays, which output is written over which operand) occurs
+    at GENERIC_MIN places or more. (The key only chooses: each call's kernel is the one whose
+    text its own group generates.)"""
+    same: dict[tuple, list[Node]] = {}
+    for node in graph.nodes:
+        if node.op != FUSED:
+            continue
+        sub = subgraph(node)
+        lay = layout_of(sub)
+        size = extent(lay.domain)
+        if not lay.flat or isinstance(size, str) or size < 2 or any(n.op in REDUCTIONS for n in sub.nodes):
+            continue
+        number = {}
+        key = [tuple((v.type.dtype, v.type.ndim if one_element(v.type) else "whole") for v in sub.inputs)]
+        for v in sub.inputs:
+            number[v] = len(number)
+        for n in sub.nodes:
+            key.append((n.op, repr(sorted(n.attrs.items())), tuple(number[v] for v in n.inputs),
+                        tuple(v.type.dtype for v in n.outputs)))
+            for v in n.outputs:
+                number[v] = len(number)
+        key.append(tuple(number[v] for v in sub.outputs))
+        key.append(tuple(node.inputs.index(plan_inplace[v]) if v in plan_inplace else -1 for v in node.outputs))
+        same.setdefault(tuple(key), []).append(node)
+    return {node for nodes in same.values() if len(nodes) >= GENERIC_MIN for node in nodes}
 
 
 def kernel_name(em: Emitter, sub: Graph, lay: Layout) -> str:
