@@ -879,10 +879,10 @@ def _flat_index(idx, sizes) -> str:
 
 def generic_groups(graph: Graph, plan_inplace: dict) -> set[Node]:
     """The fused nodes of ``graph`` (not of its loops' or branches' bodies) that emit_group
-    writes as one kernel of any length: flat groups with no reduction whose body (ops, attributes,
-    dtypes, which operands are whole arrays, which output is written over which operand) occurs
-    at GENERIC_MIN places or more. (The key only chooses: each call's kernel is the one whose
-    text its own group generates.)"""
+    writes as one kernel of any length: serial flat groups with no reduction whose body (ops,
+    attributes, dtypes, which operands are whole arrays, which output is written over which
+    operand) occurs at GENERIC_MIN places or more, with two sizes at least. (The key only
+    chooses: each call's kernel is the one whose text its own group generates.)"""
     same: dict[tuple, list[Node]] = {}
     for node in graph.nodes:
         if node.op != FUSED:
@@ -890,8 +890,9 @@ def generic_groups(graph: Graph, plan_inplace: dict) -> set[Node]:
         sub = subgraph(node)
         lay = layout_of(sub)
         size = extent(lay.domain)
-        if not lay.flat or isinstance(size, str) or size < 2 or any(n.op in REDUCTIONS for n in sub.nodes):
-            continue
+        if not lay.flat or isinstance(size, str) or not 2 <= size < codegen.PARALLEL_MIN \
+                or any(n.op in REDUCTIONS for n in sub.nodes):
+            continue  # (a group large enough for threads keeps its kernel of one size)
         number = {}
         key = [tuple((v.type.dtype, v.type.ndim if one_element(v.type) else "whole") for v in sub.inputs)]
         for v in sub.inputs:
@@ -904,7 +905,10 @@ def generic_groups(graph: Graph, plan_inplace: dict) -> set[Node]:
         key.append(tuple(number[v] for v in sub.outputs))
         key.append(tuple(node.inputs.index(plan_inplace[v]) if v in plan_inplace else -1 for v in node.outputs))
         same.setdefault(tuple(key), []).append(node)
-    return {node for nodes in same.values() if len(nodes) >= GENERIC_MIN for node in nodes}
+    # (copies all of one size are left to graphc.backend.outline, which compiles a repeated run
+    # once with its sizes as constants: a kernel per group would only add functions to compile)
+    return {node for nodes in same.values() if len(nodes) >= GENERIC_MIN
+            and len({node.outputs[0].type.shape for node in nodes}) >= 2 for node in nodes}
 
 
 def kernel_name(em: Emitter, sub: Graph, lay: Layout) -> str:
