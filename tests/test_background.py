@@ -70,6 +70,34 @@ def test_interpreter_first_then_compiled_code():
     assert g.interpreted_calls == 0 and not isinstance(g._last.compiled, Interpreted)
 
 
+def test_a_first_call_makes_the_trace_key_only_where_a_worker_compiled_such_a_graph(tmp_path, monkeypatch):
+    """The trace key prints the whole graph (~3 us a node of a first result): a first call makes
+    it only where a worker compiled a graph of the same ops for the same types (whose code it
+    may load); otherwise the job makes it as it launches, at the second call. Two functions
+    tracing one graph still share one worker."""
+    monkeypatch.setenv("GRAPHC_CACHE_DIR", str(tmp_path / "cache"))
+    made = []
+    real = background.trace_key
+    monkeypatch.setattr(background, "trace_key", lambda *a: made.append(1) or real(*a))
+    args = _inputs()
+    f, g = gc.trace(layers, compile="background"), gc.trace(layers, compile="background")
+    first = f(*args)
+    g(*args)
+    assert made == []
+    f(*args)
+    g(*args)  # (launches: g's job follows f's, which runs)
+    assert len(made) == 2
+    f_job, g_job = f._last.pending.job, g._last.pending.job
+    assert g_job._twin is f_job and g_job.pid is None
+    assert f.wait_compiled(WAIT) and g.wait_compiled(WAIT)
+    for fn in (f, g):
+        np.testing.assert_allclose(fn(*args), first, rtol=1e-13)
+        assert fn.interpreted_calls == 2
+    h = gc.trace(layers, compile="background")  # a worker compiled it: the key, and its code
+    np.testing.assert_allclose(h(*args), first, rtol=1e-13)
+    assert len(made) == 3 and h.interpreted_calls == 0
+
+
 def test_interpreted_results_are_fresh_arrays():
     f = gc.trace(lambda x: x.reshape(-1), compile="never")
     x = np.arange(6.0).reshape(2, 3)
