@@ -25,6 +25,9 @@ Rules the workers keep:
 
 The *trace index* (``t<hash>.trace`` in the store) records that a traced graph compiled: a
 later process tracing the same graph compiles at once (a cache hit) instead of interpreting.
+Its key prints the whole graph, so a first call makes it only where ``s<hash>.seen`` (the
+graph's ops and argument types, which the worker marks too) says a worker compiled such a
+graph; otherwise the job makes its key when it launches, at the second call.
 Without a usable disk cache there is nothing to hand over: ``background`` compiles eagerly.
 """
 from __future__ import annotations
