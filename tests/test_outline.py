@@ -131,7 +131,7 @@ def test_updates_of_parameters_of_every_size_share_one_kernel(opt_name, monkeypa
     em = runs["generic"][2]._last.compiled._emitter
     calls = [info["name"] for info in em.kernel_info if info["node"] in em.generic]
     assert len(calls) == 6 and len(set(calls)) == 1, calls
-    assert f"for i_1 in range(len(" in runs["generic"][2].source
+    assert "for i_1 in range(len(" in runs["generic"][2].source
     module = runs["generic"][2]._last.compiled.entry.py_func.__globals__
     assert len(module[calls[0]].signatures) == 1
     assert not runs["inline"][2]._last.compiled._emitter.generic
