@@ -68,6 +68,15 @@ def test_repeated_layers_compile_once(monkeypatch):
     assert value2 == value and all(np.array_equal(a, b) for a, b in zip(grads, grads2))
 
 
+def _float32_step(model, opt_name, device):
+    """``model``'s MSE training step in float32 with momentum SGD or Adam, traced for ``device``."""
+    for p in model.parameters():
+        p.data = p.data.astype("float32")
+    opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9) if opt_name == "sgd" \
+        else optim.Adam(model.parameters(), lr=0.01)
+    return gc.trace(training_step(model, opt, nn.MSELoss()), device=device)
+
+
 @pytest.mark.parametrize("opt_name", ["sgd", "adam"])
 def test_outlined_state_updates_match_the_interpreter(opt_name):
     """Identical layers trained in float32 with momentum SGD or Adam: the parameter updates
@@ -79,11 +88,7 @@ def test_outlined_state_updates_match_the_interpreter(opt_name):
         for _ in range(6):
             layers += [nn.Linear(8, 8), nn.Tanh()]
         model = nn.Sequential(*layers, nn.Linear(8, 3))
-        for p in model.parameters():
-            p.data = p.data.astype("float32")
-        opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9) if opt_name == "sgd" \
-            else optim.Adam(model.parameters(), lr=0.01)
-        return model, gc.trace(training_step(model, opt, nn.MSELoss()), device=device)
+        return model, _float32_step(model, opt_name, device)
 
     rng = np.random.default_rng(1)
     x, y = rng.normal(size=(4, 8)).astype("float32"), rng.normal(size=(4, 3)).astype("float32")
@@ -108,11 +113,7 @@ def test_updates_of_parameters_of_every_size_share_one_kernel(opt_name, monkeypa
     def build(device):
         nn.manual_seed(0)
         model = nn.Sequential(nn.Linear(7, 5), nn.ReLU(), nn.Linear(5, 3), nn.ReLU(), nn.Linear(3, 2))
-        for p in model.parameters():
-            p.data = p.data.astype("float32")
-        opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9) if opt_name == "sgd" \
-            else optim.Adam(model.parameters(), lr=0.01)
-        return model, gc.trace(training_step(model, opt, nn.MSELoss()), device=device)
+        return model, _float32_step(model, opt_name, device)
 
     rng = np.random.default_rng(2)
     x, y = rng.normal(size=(4, 7)).astype("float32"), rng.normal(size=(4, 2)).astype("float32")
