@@ -50,6 +50,12 @@ _SCRATCH = re.compile(r"^\s*\w+ = empty_c\(")
 ROW_FLUSH = 16  # memory-order float32 sums: rows added into float32 partials per float64 fold
 LANE_MIN = 32
 LANE_FLUSH = 16 * LANES
+# A flat reduction of a fixed length takes lanes from this length: below it, one scalar
+# accumulator. Lanes cost Numba and LLVM far more to compile than they save at such lengths
+# (the scratch array, its reset and two combining loops: the MLP step's two flat sums of 64,
+# its cross-entropy's, cost ~0.3 s of its ~2.7 s cold compile; a sequential sum of 255 float32
+# values in float64 takes ~0.3 us, and is as accurate).
+FLAT_LANE_MIN = 256
 # A flat elementwise group whose body repeats at GENERIC_MIN or more places of the entry (an
 # optimizer's update of each parameter) becomes one kernel of any length, which it reads from
 # its operands: Numba compiles the loop once, where it compiled each inline copy (~35-50 ms
@@ -388,7 +394,7 @@ def emit_group(em: Emitter, node: Node, sub: Graph, standalone: bool = False):
             with k.block(f"for {c} in range({nb}):"):
                 k.line(fold(r, accs[r], f"{parts[r]}[{c}]", acc_dtypes[r], acc_dtypes[r]))
         finish([])
-    elif flat and reds and (symbolic or size >= LANE_MIN):
+    elif flat and reds and (symbolic or size >= FLAT_LANE_MIN):
         lanes = Lanes(k, reds, acc_dtypes, acc_inits, size, fold, part_dtypes, size)
         lanes.setup()
         lanes.init()
