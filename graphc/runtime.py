@@ -439,8 +439,8 @@ class _Pending:
         again = self.fallback(error) if self.fallback is not None else None
         if isinstance(again, Compiled):
             return None, again
-        if again is None and not getattr(job, "warned", False):
-            job.warned = True  # (one warning per failed compile, however many signatures wait on it)
+        if again is None and not getattr(job.origin, "warned", False):
+            job.origin.warned = True  # (one warning per failed compile, however many signatures wait on it)
             background.warn_failed(self.name, error)
         return again, None
 
@@ -619,6 +619,8 @@ class TracedFunction:
                 elif mode == "background":  # interpreted while a worker compiles the template
                     generic = self._interpreted(traced, builder, out_spec, leaves,
                                                 (template, t_builder, t_spec))
+                    if generic is None:  # compiled before (it loads from the cache), or no cache
+                        generic = self._generic_compiled(template, t_builder, t_spec, leaves)
                 if generic is not None:  # the template's one compile, for every size it holds at
                     self._remember(key, generic, paths, compiled_now=False)
                     return generic

@@ -192,12 +192,19 @@ class Job:
         return True
 
     def _follow(self) -> bool:
-        """Done where this job follows a twin that is done (its outcome copied)."""
+        """Done where this job follows a twin that is done (its outcome copied; its warnings
+        stay the twin's, relayed once: ``origin``)."""
         twin = self._twin
         if twin is None or not twin.done:
             return False
-        self.warnings, self.result, self.error = list(twin.warnings), twin.result, twin.error
+        self.result, self.error, self.start_failed = twin.result, twin.error, twin.start_failed
         return True
+
+    @property
+    def origin(self) -> "Job":
+        """The job whose worker ran: the twin a job follows, or the job itself (its warnings,
+        and the one warning of its failure, are given once for every job following it)."""
+        return self._twin or self
 
     def _spawn(self):
         # the worker imports this very graphc, wherever it was imported from
@@ -467,6 +474,7 @@ def start(graph: Graph, passes: str, options: dict, arguments, generic: bool = F
 
 def relay_warnings(job: Job):
     """Warn here, once, with what graphc warned in the worker."""
+    job = job.origin
     relayed, job.warnings = job.warnings, []
     for category, text in relayed:
         warnings.warn(text, category, stacklevel=5)
