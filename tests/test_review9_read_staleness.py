@@ -22,6 +22,8 @@ import graphc as gc
 from graphc import nn, optim
 from graphc.state import State
 
+from conftest import training_step
+
 
 def _run(fn, make, x):
     """``fn(x, *states)`` eagerly and compiled on twin States: (eager result, eager States),
@@ -45,6 +47,24 @@ def _refused(fn, make, x):
     fn(x, *make())
     with pytest.raises(gc.TraceError, match=r"read before .* written .*test_review9_read_staleness\.py:\d+"):
         gc.trace(lambda x: fn(x, *make()))(x)
+
+
+def _read_op_write(op):
+    """``fn(x, s)``: ``v = op(s.read()); s.write(s.read() + x); return v * 1``."""
+    def fn(x, s):
+        v = op(s.read())
+        s.write(s.read() + x)
+        return v * 1
+    return fn
+
+
+def _sgd_parameter(lr):
+    """``make() -> (p, opt)``: a Parameter [0 1 2] with grad [1 1 1], and plain SGD over it."""
+    def make():
+        p = nn.Parameter(np.arange(3.0))
+        p.grad = np.ones(3)
+        return p, optim.SGD([p], lr=lr)
+    return make
 
 
 def _state(*shape):
@@ -85,11 +105,7 @@ def test_copy_of_a_read_made_by_view_ops_is_refused_after_a_write(spelling):
     before State was written ... is used after that write". (At e441ea3: the right values.)"""
     op = COPIES[spelling]
 
-    def fn(x, s):
-        v = op(s.read())
-        s.write(s.read() + x)
-        return v * 1
-
+    fn = _read_op_write(op)
     _check(fn, _state(2, 3), np.float64(1.0))
 
 
@@ -148,11 +164,7 @@ def test_identity_functions_of_a_read_are_views(spelling):
     op = {"einsum ij->ij": lambda v: np.einsum("ij->ij", v), "einsum ij": lambda v: np.einsum("ij", v),
           "diff n=0": lambda v: np.diff(v, n=0)}[spelling]
 
-    def fn(x, s):
-        v = op(s.read())
-        s.write(s.read() + x)
-        return v * 1
-
+    fn = _read_op_write(op)
     _refused(fn, _state(2, 3), np.float64(1.0))
 
 
@@ -166,11 +178,7 @@ def test_zero_dimensional_view_of_a_read(spelling):
     op = {"reshape(())": lambda v: v.reshape(()), "[0, ...]": lambda v: v[0, ...]}[spelling]
     make = _state(1) if spelling == "reshape(())" else _state(3)
 
-    def fn(x, s):
-        v = op(s.read())
-        s.write(s.read() + x)
-        return v * 1
-
+    fn = _read_op_write(op)
     if spelling == "[0, ...]":
         _check(fn, make, np.float64(1.0))
     else:
@@ -199,10 +207,7 @@ def test_in_place_update_of_a_parameter_read_after_the_step():
     """``opt.step(); w = p.read(); w -= x; return w * 1`` (p.grad set by hand, SGD lr=0.1).
     Eager: w is p's array, p ends at [-2.1 -1.1 -0.1]. graphc returns that too but p stays at
     the stepped [-0.1 0.9 1.9]."""
-    def make():
-        p = nn.Parameter(np.arange(3.0))
-        p.grad = np.ones(3)
-        return p, optim.SGD([p], lr=0.1)
+    make = _sgd_parameter(lr=0.1)
 
     def fn(x, p, opt):
         opt.step()
@@ -242,10 +247,7 @@ def test_name_for_grad_sees_a_later_in_place_update(update):
     """p.grad = ones, ``g = p.grad``, then ``opt.zero_grad(set_to_none=False)`` (eager:
     ``g[...] = 0``) or ``p.grad += x``, ``return g * x`` with x = 2. Eager (and PyTorch): g is the
     gradient array, updated in place: [0 0 0] / [6 6 6]. graphc: [2 2 2] (the old gradient)."""
-    def make():
-        p = nn.Parameter(np.arange(3.0))
-        p.grad = np.ones(3)
-        return p, optim.SGD([p], lr=0.1)
+    make = _sgd_parameter(lr=0.1)
 
     def fn(x, p, opt):
         g = p.grad
@@ -446,11 +448,7 @@ def test_a_copy_of_a_read_keeps_the_old_values(spelling):
           "flatten": lambda v: v.flatten(), "sum": lambda v: v.sum(axis=0),
           "np.array": lambda v: v + 0}[spelling]
 
-    def fn(x, s):
-        v = op(s.read())
-        s.write(s.read() + x)
-        return v * 1
-
+    fn = _read_op_write(op)
     _check(fn, _state(2, 3), np.float64(1.0))
 
 
@@ -473,10 +471,7 @@ def test_swap_with_a_copy_and_read_again_after_write():
 def test_data_views_follow_numpy():
     """``p.data`` after ``opt.step()`` is the updated array; ``d = p.data; d *= 0.5`` and
     ``p.data[...] = v`` write p (README)."""
-    def make():
-        p = nn.Parameter(np.arange(3.0))
-        p.grad = np.ones(3)
-        return p, optim.SGD([p], lr=0.5)
+    make = _sgd_parameter(lr=0.5)
 
     def fn(x, p, opt):
         opt.step()
@@ -693,17 +688,7 @@ def test_save_and_load_a_training_step_resumes_identically(tmp_path):
     (a, _), (b, _) = _twins()
     opt_a, opt_b = optim.Adam(a.parameters(), lr=0.01), optim.Adam(b.parameters(), lr=0.01)
 
-    def make_step(model, opt):
-        @gc.trace
-        def step(x, y):
-            opt.zero_grad()
-            loss = nn.functional.mse_loss(model(x), y)
-            loss.backward()
-            opt.step()
-            return loss
-        return step
-
-    sa, sb = make_step(a, opt_a), make_step(b, opt_b)
+    sa, sb = gc.trace(training_step(a, opt_a, nn.MSELoss())), gc.trace(training_step(b, opt_b, nn.MSELoss()))
     sa(X, Y)
     sb(X, Y)
     path = os.path.join(tmp_path, "step.gcx")

@@ -76,10 +76,17 @@ def trace_key(graph: Graph, passes: str, options: dict, types, generic: bool) ->
     """What identifies a background compile: the traced graph's text, how it is compiled and
     for which argument types, by which Python and Numba (Numba's cache files are theirs; 24
     hex digits, like the cache's keys)."""
-    text = "\n".join([FORMAT, BACKEND_VERSION, numba.__version__, sys.implementation.cache_tag or "",
-                      passes, repr(sorted(options.items())),
-                      repr(list(types)), repr(generic), _text(graph)])
-    return hashlib.sha256(text.encode()).hexdigest()[:24]
+    return _digest(_how(passes, options, types, generic) + [_text(graph)])
+
+
+def _how(passes: str, options: dict, types, generic: bool) -> list[str]:
+    """What a compile's keys hold besides the graph: the format, who compiles, how, for what."""
+    return [FORMAT, BACKEND_VERSION, numba.__version__, sys.implementation.cache_tag or "",
+            passes, repr(sorted(options.items())), repr(list(types)), repr(generic)]
+
+
+def _digest(parts: list[str]) -> str:
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:24]
 
 
 def ops_key(graph: Graph, passes: str, options: dict, types, generic: bool) -> str:
@@ -88,10 +95,8 @@ def ops_key(graph: Graph, passes: str, options: dict, types, generic: bool) -> s
     it marks the trace key; where no mark exists, nothing this graph could load from the cache
     was compiled, and the trace key (printing the whole graph, ~3 us a node: 1.7 ms of the
     40-layer chain's 17 ms first result) waits until the job launches, at the second call."""
-    text = "\n".join([FORMAT, BACKEND_VERSION, numba.__version__, sys.implementation.cache_tag or "",
-                      passes, repr(sorted(options.items())), repr(list(types)), repr(generic),
-                      graph.name or "", str(len(graph.inputs)), " ".join(n.op for n in _all_nodes(graph))])
-    return hashlib.sha256(text.encode()).hexdigest()[:24]
+    return _digest(_how(passes, options, types, generic)
+                   + [graph.name or "", str(len(graph.inputs)), " ".join(n.op for n in _all_nodes(graph))])
 
 
 def _text(graph: Graph) -> str:
@@ -183,13 +188,16 @@ class Job:
         live job of the same key runs already, which this one then follows."""
         if self.key is not None:
             return True
-        self.key = self.payload["key"] = self._make_key()
+        self._give_key()
         twin = _JOBS.get(self.key)
         if twin is not None and twin.error is None and twin.owner == self.owner:
             self._twin = twin
             return False
         _JOBS[self.key] = self
         return True
+
+    def _give_key(self):
+        self.key = self.payload["key"] = self._make_key()
 
     def _follow(self) -> bool:
         """Done where this job follows a twin that is done (its outcome copied; its warnings
@@ -252,7 +260,7 @@ class Job:
                 self.owner, self.pid, self._process, self._lock = os.getpid(), None, None, threading.Lock()
                 self._launched, self._twin = True, None
                 if self.key is None:
-                    self.key = self.payload["key"] = self._make_key()
+                    self._give_key()
                 if self.result is None and self.error is None:
                     _QUEUE.append(self)
                     _pump()

@@ -115,7 +115,7 @@ def emit_group(em: Emitter, node: Node, sub: Graph, standalone: bool = False):
     # threads (prange) or reassociated reductions (fastmath) become kernels of their own, and
     # repeated flat ones (generic_groups), whose kernel takes its length from its operands.
     inline = standalone or symbolic or (not parallel and size < codegen.INLINE_MAX)
-    generic = not (standalone or symbolic or parallel) and node in em.generic
+    generic = node in em.generic  # (serial, fixed-size fused groups: generic_groups chose them)
     inline = inline and not generic
     if not inline and any(isinstance(n, str) for v in sub.inputs + sub.outputs for n in v.type.shape):
         raise ValueError(f"a kernel of a fixed domain {domain} with symbolic operands is not supported")
